@@ -1,0 +1,13 @@
+"""Shared GPU linear algebra: second-order products, operators, solvers, spectra.
+
+Used by :mod:`bilevel` (inner Hessians, implicit hypergradients) and by
+:mod:`l2o` (sparse constraint matrices, ||A||_2 for PDHG step sizes).
+"""
+
+from .hvp import hvp, hvp_closure, mixed_vjp
+from .operators import LinearOperator, as_operator, to_torch_csr
+from .solvers import SolveInfo, cg, minres, neumann
+from .spectral import power_iteration
+
+__all__ = ["hvp", "hvp_closure", "mixed_vjp", "LinearOperator", "as_operator", "to_torch_csr",
+           "SolveInfo", "cg", "minres", "neumann", "power_iteration"]

@@ -1,0 +1,180 @@
+"""``LinearOperator``: a matrix known only through its products.
+
+One type serves both halves of the library: the inner Hessian of a bilevel
+problem (``from_hvp``, vectors are a model's parameter dict) and the constraint
+matrix of a linear program (``from_sparse``, ||A||_2 for the PDHG step size).
+Solvers accept either a ``LinearOperator`` or a plain callable ``v -> A v``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import _tree
+from ._tree import Tree
+from .hvp import hvp_closure
+
+__all__ = ["LinearOperator", "as_operator", "to_torch_csr"]
+
+_INT32_MAX = 2**31 - 1
+
+
+class LinearOperator:
+    """A linear map given by ``matvec`` (and optionally ``rmatvec`` for A^T).
+
+    Args:
+        matvec: v -> A v (tensors, or dicts of tensors).
+        rmatvec: u -> A^T u; needed for singular values (``power_iteration(mode="svd")``).
+        shape: (m, n), the number of entries of outputs and inputs.
+        like: an example input vector (tensor or dict); lets power iteration draw
+            a random start of the right structure, dtype and device.
+
+    ``A @ v`` and ``A(v)`` both call ``matvec``; ``A.T`` is the adjoint operator.
+    """
+
+    def __init__(self, matvec: Callable[[Tree], Tree], rmatvec: Callable[[Tree], Tree] | None = None,
+                 shape: tuple[int, int] | None = None, *, like: Tree | None = None,
+                 like_out: Tree | None = None) -> None:
+        if not callable(matvec):
+            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+        self._matvec = matvec
+        self._rmatvec = rmatvec
+        self.shape = tuple(shape) if shape is not None else None
+        self.like = like
+        self.like_out = like_out if like_out is not None else like
+
+    # -- products ---------------------------------------------------------
+    def matvec(self, v: Tree) -> Tree:
+        return self._matvec(v)
+
+    def rmatvec(self, u: Tree) -> Tree:
+        if self._rmatvec is None:
+            raise NotImplementedError("this LinearOperator has no rmatvec (A^T u); pass rmatvec=")
+        return self._rmatvec(u)
+
+    __call__ = matvec
+
+    def __matmul__(self, v: Tree) -> Tree:
+        return self._matvec(v)
+
+    @property
+    def T(self) -> "LinearOperator":
+        shape = None if self.shape is None else (self.shape[1], self.shape[0])
+        return LinearOperator(self.rmatvec, self._matvec, shape, like=self.like_out,
+                              like_out=self.like)
+
+    def __repr__(self) -> str:
+        return f"LinearOperator(shape={self.shape})"
+
+    # -- constructors -----------------------------------------------------
+    @classmethod
+    def from_dense(cls, M: torch.Tensor) -> "LinearOperator":
+        """The operator v -> M v of a dense (m, n) matrix; A^T u = M^T u."""
+        if M.ndim != 2:
+            raise ValueError(f"from_dense needs a 2-D matrix, got shape {tuple(M.shape)}")
+        like = torch.empty(M.shape[1], dtype=M.dtype, device=M.device)
+        like_out = torch.empty(M.shape[0], dtype=M.dtype, device=M.device)
+        return cls(lambda v: M @ v, lambda u: M.mT @ u, tuple(M.shape), like=like, like_out=like_out)
+
+    @classmethod
+    def from_sparse(cls, A: Any, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> "LinearOperator":
+        """The operator of a sparse matrix, with A^T cached as its own CSR matrix.
+
+        Args:
+            A: torch sparse (CSR, CSC or COO) or scipy.sparse matrix, shape (m, n).
+            device, dtype: where and in which precision to keep it (default: A's own).
+
+        CSR SpMV reads each row's entries contiguously; A^T v through the same CSR
+        would scatter, so the transpose is stored as a second CSR matrix (twice the
+        memory, same speed both ways).  Indices are int32 when the sizes allow it:
+        half the index bytes, and SpMV is memory bound.
+        """
+        csr = to_torch_csr(A, device=device, dtype=dtype)
+        csr_t = _transpose_csr(csr)
+        m, n = csr.shape
+        like = torch.empty(n, dtype=csr.dtype, device=csr.device)
+        like_out = torch.empty(m, dtype=csr.dtype, device=csr.device)
+        op = cls(lambda v: _spmv(csr, v), lambda u: _spmv(csr_t, u), (m, n), like=like,
+                 like_out=like_out)
+        op.csr, op.csr_t = csr, csr_t
+        return op
+
+    @classmethod
+    def from_hvp(cls, f: Callable[..., torch.Tensor], x: Tree, *args) -> "LinearOperator":
+        """The Hessian of a scalar f(x, *args) at x, linearized once.
+
+        Every product reuses one recorded gradient computation (see
+        :func:`bilevel.linalg.hvp.hvp_closure`), so a solve of k iterations costs k
+        backward passes, not k forward-and-backward passes.
+        """
+        product = hvp_closure(f, x, *args)
+        n = _tree.numel(x)
+        return cls(product, product, (n, n), like=x)
+
+
+def as_operator(A: LinearOperator | Callable[[Tree], Tree] | torch.Tensor) -> LinearOperator:
+    """Accept a LinearOperator, a callable matvec, or a dense matrix."""
+    if isinstance(A, LinearOperator):
+        return A
+    if isinstance(A, torch.Tensor):
+        if A.layout == torch.strided:
+            return LinearOperator.from_dense(A)
+        return LinearOperator.from_sparse(A)
+    if callable(A):
+        return LinearOperator(A)
+    raise TypeError(f"expected a LinearOperator, a callable or a matrix, got {type(A).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# sparse helpers
+
+def to_torch_csr(A: Any, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A torch sparse CSR tensor (int32 indices where sizes allow) from torch or scipy sparse."""
+    if isinstance(A, torch.Tensor):
+        if A.layout == torch.strided:
+            raise TypeError("from_sparse needs a sparse matrix; use from_dense for a dense one")
+        if A.layout != torch.sparse_csr:
+            A = A.to_sparse_csr() if A.layout != torch.sparse_coo else A.coalesce().to_sparse_csr()
+        crow, col, val = A.crow_indices(), A.col_indices(), A.values()
+        shape = tuple(A.shape)
+    else:
+        try:
+            import scipy.sparse as sp
+        except ImportError as exc:  # pragma: no cover
+            raise TypeError(f"unsupported matrix type {type(A).__name__}") from exc
+        if not sp.issparse(A):
+            raise TypeError(f"from_sparse needs a sparse matrix, got {type(A).__name__}")
+        A = sp.csr_matrix(A)
+        A.sort_indices()
+        crow, col, val = (torch.from_numpy(A.indptr), torch.from_numpy(A.indices),
+                          torch.from_numpy(A.data))
+        shape = A.shape
+    index_dtype = torch.int32 if max(shape[0], shape[1], col.numel()) < _INT32_MAX else torch.int64
+    device = device if device is not None else val.device
+    dtype = dtype if dtype is not None else val.dtype
+    return _csr(crow.to(device, index_dtype), col.to(device, index_dtype), val.to(device, dtype), shape)
+
+
+def _transpose_csr(csr: torch.Tensor) -> torch.Tensor:
+    """A^T as CSR, keeping the index dtype."""
+    index_dtype = csr.crow_indices().dtype
+    t = csr.t().to_sparse_csr()  # CSR^T is CSC; convert back to CSR
+    return _csr(t.crow_indices().to(index_dtype), t.col_indices().to(index_dtype), t.values(), t.shape)
+
+
+def _spmv(csr: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.mv(csr, v) if v.ndim == 1 else csr @ v
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> torch.Tensor:
+    # Indices come from a valid matrix (scipy or torch), so skip the O(nnz) check;
+    # the "beta" notice is noise for users.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, size=shape, check_invariants=False)

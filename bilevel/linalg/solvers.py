@@ -1,0 +1,276 @@
+"""Matrix-free Krylov and series solvers for A x = b.
+
+All solvers share one signature, ``solver(A, b, *, x0=None, tol=..., maxiter=...)
+-> (x, SolveInfo)``, where A is a :class:`LinearOperator`, a callable ``v -> A v``
+or a matrix, and b, x are tensors or dicts of tensors.
+
+``tol`` bounds the relative residual ||b - A x|| / ||b||.  The loops keep every
+scalar on the device and only look at it (one host synchronization) every
+``check_every`` iterations (default: 10 on a GPU, every iteration on the CPU,
+where looking is free).  Between checks, an iteration that has already met the
+tolerance, or hit a breakdown, is frozen with ``torch.where`` so extra
+iterations do not change the answer.  The reported ``residual`` is recomputed
+from the returned x with one more product, so it is never a stale recurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import _tree as T
+from ._tree import Tree
+from .operators import LinearOperator, as_operator
+
+__all__ = ["SolveInfo", "cg", "minres", "neumann"]
+
+Operator = LinearOperator | Callable[[Tree], Tree] | torch.Tensor
+
+
+@dataclass
+class SolveInfo:
+    """Outcome of a linear solve.
+
+    Attributes:
+        iterations: iterations performed (products with A, not counting the final
+            residual check).
+        residual: final relative residual ||b - A x|| / ||b|| of the returned x.
+        converged: residual <= tol and no breakdown.
+        reason: a human-readable account ("converged", "maxiter reached", "non-positive
+            curvature ...", ...).
+    """
+
+    iterations: int
+    residual: float
+    converged: bool
+    reason: str
+
+
+def _default_check_every(b: Tree) -> int:
+    return 1 if T.like_info(b)[1].type == "cpu" else 10
+
+
+def _start(op: LinearOperator, b: Tree, x0: Tree | None) -> tuple[Tree, Tree]:
+    """Initial iterate and residual r = b - A x0."""
+    if x0 is None:
+        return T.zeros_like(b), b
+    return x0, T.axpy(-1.0, op(x0), b)
+
+
+def _finish(name: str, op: LinearOperator, b: Tree, x: Tree, bnorm: torch.Tensor, tol: float,
+            iterations: int, breakdown: str | None, maxiter: int) -> tuple[Tree, SolveInfo]:
+    residual = float(T.norm(T.axpy(-1.0, op(x), b)) / bnorm)
+    if residual != residual or residual == float("inf"):
+        raise FloatingPointError(f"{name}: non-finite residual after {iterations} iterations")
+    converged = breakdown is None and residual <= tol
+    if breakdown is not None:
+        reason = breakdown
+    elif converged:
+        reason = f"converged: relative residual {residual:.3e} <= tol {tol:.1e}"
+    elif iterations >= maxiter:
+        reason = f"maxiter ({maxiter}) reached: relative residual {residual:.3e} > tol {tol:.1e}"
+    else:
+        reason = (f"stopped at recurrence residual <= tol, but the true relative residual "
+                  f"{residual:.3e} > tol {tol:.1e} (rounding; tighten tol or use float64)")
+    return x, SolveInfo(iterations, residual, converged, reason)
+
+
+def _trivial(b: Tree) -> tuple[Tree, SolveInfo]:
+    return T.zeros_like(b), SolveInfo(0, 0.0, True, "b = 0, so x = 0")
+
+
+def _raise_nonfinite(name: str, lo: int, hi: int) -> None:
+    raise FloatingPointError(
+        f"{name}: non-finite value (nan/inf) appeared between iterations {lo} and {hi}; "
+        "check the operator and right-hand side for nan/inf or overflow")
+
+
+def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
+       maxiter: int | None = None, check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+    """Conjugate gradient for symmetric positive definite A.
+
+    Iteration (Hestenes-Stiefel): alpha = r^T r / p^T A p; x += alpha p; r -= alpha A p;
+    p = r + (r_new^T r_new / r^T r) p.
+
+    If p^T A p <= 0 the operator is not positive definite on the Krylov space: the
+    solve stops there, returns the last iterate and says so (``converged=False``,
+    ``reason`` starts with "non-positive curvature"); use :func:`minres` then.
+
+    Args:
+        A: SPD operator (LinearOperator, callable or matrix), shape (n, n).
+        b: right-hand side, n entries (tensor or dict).
+        x0: initial guess (warm start), default zero.
+        tol: relative residual target.
+        maxiter: iteration cap, default 2 n.
+        check_every: iterations between host-side convergence checks.
+
+    Returns:
+        (x, SolveInfo).
+    """
+    op = as_operator(A)
+    bnorm = T.norm(b)
+    if float(bnorm) == 0.0:
+        return _trivial(b)
+    maxiter = 2 * T.numel(b) if maxiter is None else maxiter
+    check_every = check_every or _default_check_every(b)
+    x, r = _start(op, b, x0)
+    p, rs = r, T.dot(r, r)
+    threshold = (tol * bnorm) ** 2
+    active = rs > threshold
+    curvature_failed = torch.zeros_like(active)
+    done = torch.zeros((), dtype=torch.int64, device=rs.device)
+    it = 0
+    while it < maxiter and bool(active):
+        steps = min(check_every, maxiter - it)
+        for _ in range(steps):
+            Ap = op(p)
+            pAp = T.dot(p, Ap)
+            bad = active & (pAp <= 0)
+            curvature_failed = curvature_failed | bad
+            active = active & ~bad
+            alpha = torch.where(active, rs / pAp, 0.0)
+            x = T.axpy(alpha, p, x)
+            r = T.axpy(-alpha, Ap, r)
+            rs_new = T.dot(r, r)
+            done = done + active.to(done.dtype)
+            beta = torch.where(active, rs_new / rs, 0.0)
+            rs = torch.where(active, rs_new, rs)
+            p = T.axpy(beta, p, r)
+            active = active & (rs > threshold)
+        if not bool(torch.isfinite(rs)):
+            _raise_nonfinite("cg", it, it + steps)
+        it += steps
+    iterations = int(done)
+    breakdown = None
+    if bool(curvature_failed):
+        breakdown = (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
+                     "A is not positive definite; use minres")
+    return _finish("cg", op, b, x, bnorm, tol, iterations, breakdown, maxiter)
+
+
+def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
+           maxiter: int | None = None, check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+    """MINRES (Paige and Saunders, 1975) for symmetric, possibly indefinite A.
+
+    Minimizes ||b - A x|| over the Krylov space via the Lanczos process and Givens
+    rotations; the residual norm is available every step from the recurrence
+    (phibar), so checks cost no extra product.
+
+    Args and returns as :func:`cg`.  A must be symmetric (A = A^T); it may be
+    singular if b is in its range.
+    """
+    op = as_operator(A)
+    bnorm = T.norm(b)
+    if float(bnorm) == 0.0:
+        return _trivial(b)
+    maxiter = 2 * T.numel(b) if maxiter is None else maxiter
+    check_every = check_every or _default_check_every(b)
+    x, r1 = _start(op, b, x0)
+    beta1 = T.norm(r1)
+    dtype, device = beta1.dtype, beta1.device
+    zero = torch.zeros((), dtype=dtype, device=device)
+    eps = torch.finfo(dtype).tiny
+    threshold = tol * bnorm
+    y, r2 = r1, r1
+    oldb, beta, dbar, epsln, phibar = zero, beta1, zero, zero, beta1
+    cs, sn = zero - 1.0, zero
+    w = w2 = T.zeros_like(b)
+    active = phibar > threshold
+    done = torch.zeros((), dtype=torch.int64, device=device)
+    it = 0
+    while it < maxiter and bool(active):
+        steps = min(check_every, maxiter - it)
+        for k in range(it, it + steps):
+            # Lanczos step: v = y / beta, y = A v - (beta/oldb) r1 - (alfa/beta) r2
+            s = torch.where(beta > 0, 1.0 / beta, zero)
+            v = T.tree_map(lambda t: s * t, y)
+            y = op(v)
+            if k > 0:
+                y = T.axpy(-(beta / oldb), r1, y)
+            alfa = T.dot(v, y)
+            y = T.axpy(-(alfa * s), r2, y)
+            r1, r2 = r2, y
+            oldb, beta = beta, T.norm(y)
+            # Apply the previous rotation, then compute and apply the new one.
+            oldeps = epsln
+            delta = cs * dbar + sn * alfa
+            gbar = sn * dbar - cs * alfa
+            epsln = sn * beta
+            dbar = -cs * beta
+            gamma = torch.sqrt(gbar * gbar + beta * beta).clamp_min(eps)
+            cs, sn = gbar / gamma, beta / gamma
+            phi = cs * phibar
+            phibar_new = sn * phibar
+            # Search direction w = (v - oldeps w1 - delta w2) / gamma and update x.
+            w1, w2 = w2, w
+            w = T.tree_map(lambda vi, a, c: (vi - oldeps * a - delta * c) / gamma, v, w1, w2)
+            x = T.where(active, T.axpy(phi, w, x), x)
+            done = done + active.to(done.dtype)
+            phibar = torch.where(active, phibar_new, phibar)
+            active = active & (phibar > threshold) & (beta > 0)
+        if not bool(torch.isfinite(phibar)) or not bool(T.is_finite(x)):
+            _raise_nonfinite("minres", it, it + steps)
+        it += steps
+    return _finish("minres", op, b, x, bnorm, tol, int(done), None, maxiter)
+
+
+def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None = None,
+            tol: float = 1e-6, maxiter: int = 100,
+            check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+    """Truncated Neumann series x_K = alpha * sum_{k=0}^{K} (I - alpha A)^k b.
+
+    It converges to A^{-1} b when the spectral radius of I - alpha A is < 1, i.e.
+    for SPD A with 0 < alpha < 2 / lambda_max.  With ``alpha=None`` it is set to
+    1 / lambda_max, from :func:`power_iteration` (an under-estimate of lambda_max,
+    so alpha stays inside the safe range).  The residual of x_K is exactly the next
+    series term, b - A x_K = (I - alpha A)^{K+1} b, so it is tracked for free and
+    the series stops early at ``tol``.
+
+    With a warm start x0 the series solves for the correction: x = x0 + N(b - A x0).
+
+    Args:
+        A: SPD operator; b: right-hand side; alpha: step; maxiter: number of terms K
+        (products with A); tol, check_every: as in :func:`cg`.
+
+    Returns:
+        (x, SolveInfo).  A diverging series (alpha too large, or A indefinite) is
+        reported with converged=False.
+    """
+    op = as_operator(A)
+    bnorm = T.norm(b)
+    if float(bnorm) == 0.0:
+        return _trivial(b)
+    if alpha is None:
+        from .spectral import power_iteration
+        like = op.like if op.like is not None else b
+        alpha = 1.0 / power_iteration(op, iters=50, tol=1e-3, x0=T.randn_like(like))
+    if not alpha > 0:
+        raise ValueError(f"neumann: alpha must be positive, got {alpha}")
+    check_every = check_every or _default_check_every(b)
+    x_base, term = _start(op, b, x0)
+    total = term
+    threshold = tol * bnorm
+    active = T.norm(term) > threshold
+    done = torch.zeros((), dtype=torch.int64, device=threshold.device)
+    it = 0
+    while it < maxiter and bool(active):
+        steps = min(check_every, maxiter - it)
+        for _ in range(steps):
+            nxt = T.axpy(-alpha, op(term), term)         # (I - alpha A) term
+            term = T.where(active, nxt, term)
+            total = T.where(active, T.axpy(1.0, term, total), total)
+            done = done + active.to(done.dtype)
+            active = active & (T.norm(term) > threshold)
+        term_norm = T.norm(term)
+        if not bool(torch.isfinite(term_norm)):
+            _raise_nonfinite("neumann", it, it + steps)
+        it += steps
+    x = T.axpy(alpha, total, x_base)
+    x, info = _finish("neumann", op, b, x, bnorm, tol, int(done), None, maxiter)
+    if not info.converged and info.residual > 1.0:
+        info.reason = (f"diverging: relative residual {info.residual:.3e} > 1 after "
+                       f"{info.iterations} terms; alpha={alpha:.3e} is too large for A "
+                       "(need 0 < alpha < 2/lambda_max and A positive definite)")
+    return x, info
