@@ -1,0 +1,137 @@
+"""``LinearProgram``: the one LP representation every part of l2o uses.
+
+    minimize (or maximize)  c^T x + c0
+    subject to              row_lower <= A x <= row_upper
+                            col_lower <= x  <= col_upper
+
+Bounds may be infinite (-inf / +inf); an equality row has row_lower == row_upper.
+Vectors are float64 CPU tensors; A is a float64 torch sparse CSR matrix (m, n).
+Move to a device with :meth:`LinearProgram.to`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["LinearProgram", "MINIMIZE", "MAXIMIZE"]
+
+MINIMIZE = "minimize"
+MAXIMIZE = "maximize"
+
+
+def _vector(value: Any, n: int, what: str, fill: float | None = None) -> torch.Tensor:
+    if value is None:
+        if fill is None:
+            raise ValueError(f"{what} is required")
+        return torch.full((n,), fill, dtype=torch.float64)
+    t = torch.as_tensor(np.asarray(value, dtype=np.float64) if not isinstance(value, torch.Tensor)
+                        else value, dtype=torch.float64).reshape(-1).cpu()
+    if t.numel() == 1 and n != 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise ValueError(f"{what} has {t.numel()} entries, expected {n}")
+    return t
+
+
+def _csr(A: Any) -> torch.Tensor:
+    """float64 torch CSR from torch sparse/dense or scipy sparse/numpy."""
+    if isinstance(A, torch.Tensor):
+        if A.layout == torch.strided:
+            A = A.to_sparse_csr()
+        elif A.layout != torch.sparse_csr:
+            A = A.to_sparse_csr() if A.layout != torch.sparse_coo else A.coalesce().to_sparse_csr()
+        return A.to(torch.float64).cpu()
+    import scipy.sparse as sp
+    M = sp.csr_matrix(A, dtype=np.float64)
+    M.sum_duplicates()
+    M.sort_indices()
+    return torch.sparse_csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
+                                   torch.from_numpy(M.indices.astype(np.int64)),
+                                   torch.from_numpy(M.data), size=M.shape)
+
+
+@dataclass
+class LinearProgram:
+    """A linear program min/max c^T x + c0 s.t. row_lower <= A x <= row_upper, col bounds.
+
+    Attributes:
+        c: (n,) objective.
+        A: (m, n) constraint matrix, torch sparse CSR (float64).
+        row_lower, row_upper: (m,) row activity bounds (+-inf allowed).
+        col_lower, col_upper: (n,) variable bounds (+-inf allowed).
+        c0: objective constant.
+        sense: "minimize" or "maximize".
+        row_names, col_names: names from the file (or generated r0.., x0..).
+        name: instance name.
+    """
+
+    c: torch.Tensor
+    A: torch.Tensor
+    row_lower: torch.Tensor
+    row_upper: torch.Tensor
+    col_lower: torch.Tensor
+    col_upper: torch.Tensor
+    c0: float = 0.0
+    sense: str = MINIMIZE
+    row_names: list[str] | None = None
+    col_names: list[str] | None = None
+    name: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, c, A, row_lower=None, row_upper=None, col_lower=None, col_upper=None, *,
+               c0: float = 0.0, sense: str = MINIMIZE, row_names=None, col_names=None,
+               name: str = "", validate: bool = True) -> "LinearProgram":
+        """Build from array-likes (numpy, lists, torch, scipy sparse), with defaults
+        row bounds (-inf, +inf) and column bounds [0, +inf), then validate."""
+        A = _csr(A)
+        m, n = A.shape
+        lp = cls(c=_vector(c, n, "c"), A=A,
+                 row_lower=_vector(row_lower, m, "row_lower", -np.inf),
+                 row_upper=_vector(row_upper, m, "row_upper", np.inf),
+                 col_lower=_vector(col_lower, n, "col_lower", 0.0),
+                 col_upper=_vector(col_upper, n, "col_upper", np.inf),
+                 c0=float(c0), sense=sense, row_names=row_names, col_names=col_names, name=name)
+        if validate:
+            from .validate import validate_lp
+            validate_lp(lp)
+        return lp
+
+    # -- sizes ------------------------------------------------------------------
+    @property
+    def num_rows(self) -> int:
+        return int(self.A.shape[0])
+
+    @property
+    def num_cols(self) -> int:
+        return int(self.A.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.A.values().numel())
+
+    @property
+    def minimize_c(self) -> tuple[torch.Tensor, float]:
+        """(c, c0) of the equivalent minimization: negated for a maximization."""
+        if self.sense == MAXIMIZE:
+            return -self.c, -self.c0
+        return self.c, self.c0
+
+    def objective(self, x: torch.Tensor) -> float:
+        """c^T x + c0 in the LP's own sense."""
+        return float(self.c.to(x) @ x) + self.c0
+
+    def to(self, device=None, dtype=None) -> "LinearProgram":
+        """A copy with every tensor moved (vectors and A); names shared."""
+        move = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
+        return replace(self, c=move(self.c), A=move(self.A), row_lower=move(self.row_lower),
+                       row_upper=move(self.row_upper), col_lower=move(self.col_lower),
+                       col_upper=move(self.col_upper))
+
+    def __repr__(self) -> str:
+        return (f"LinearProgram(name={self.name!r}, rows={self.num_rows}, cols={self.num_cols}, "
+                f"nnz={self.nnz}, sense={self.sense})")

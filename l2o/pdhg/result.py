@@ -1,0 +1,67 @@
+"""``LPStatus`` and ``LPResult``: what :func:`l2o.solve_lp` returns.
+
+Meaning of ``x`` and ``y`` by status (y are the duals of the rows, with the sign
+convention of the minimization form: y_i >= 0 on an active lower row bound,
+y_i <= 0 on an active upper row bound; reduced costs r = c - A^T y likewise for
+the column bounds):
+
+* OPTIMAL: an approximately optimal primal-dual pair meeting the tolerances.
+* PRIMAL_INFEASIBLE: y (and reduced_costs) is a dual ray certifying infeasibility;
+  x is the last iterate.
+* DUAL_INFEASIBLE (unbounded primal, if feasible): x is a primal ray certifying it;
+  y is the last iterate.
+* ITERATION_LIMIT, TIME_LIMIT: the best (last restart-anchored) iterate found, not
+  guaranteed to meet the tolerances; ``kkt`` says how far it is.
+* NUMERICAL_ERROR: the iteration produced nan/inf; x, y are the last finite iterate.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["LPStatus", "LPResult"]
+
+
+class LPStatus(enum.Enum):
+    OPTIMAL = "optimal"
+    PRIMAL_INFEASIBLE = "primal_infeasible"
+    DUAL_INFEASIBLE = "dual_infeasible"
+    ITERATION_LIMIT = "iteration_limit"
+    TIME_LIMIT = "time_limit"
+    NUMERICAL_ERROR = "numerical_error"
+
+
+@dataclass
+class LPResult:
+    """Solution and diagnostics of one LP solve (see the module docstring for x, y).
+
+    Attributes:
+        x: (n,) primal values (CPU float64).
+        y: (m,) row duals.
+        reduced_costs: (n,) c - A^T y (minimization form).
+        objective: c^T x + c0 in the LP's own sense.
+        dual_objective: the dual objective in the LP's own sense.
+        status: LPStatus.
+        message: human-readable account.
+        iterations: PDHG iterations.
+        solve_time: seconds, including scaling, excluding file reading.
+        kkt: {"rel_primal_residual", "rel_dual_residual", "rel_gap"} of (x, y).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    reduced_costs: torch.Tensor
+    objective: float
+    dual_objective: float
+    status: LPStatus
+    message: str
+    iterations: int
+    solve_time: float
+    kkt: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status == LPStatus.OPTIMAL
