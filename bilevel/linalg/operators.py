@@ -18,7 +18,7 @@ from . import _tree
 from ._tree import Tree
 from .hvp import hvp_closure
 
-__all__ = ["LinearOperator", "as_operator", "to_torch_csr"]
+__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -158,21 +158,21 @@ def to_torch_csr(A: Any, *, device: torch.device | str | None = None,
     index_dtype = torch.int32 if max(shape[0], shape[1], col.numel()) < _INT32_MAX else torch.int64
     device = device if device is not None else val.device
     dtype = dtype if dtype is not None else val.dtype
-    return _csr(crow.to(device, index_dtype), col.to(device, index_dtype), val.to(device, dtype), shape)
+    return csr_tensor(crow.to(device, index_dtype), col.to(device, index_dtype), val.to(device, dtype), shape)
 
 
 def _transpose_csr(csr: torch.Tensor) -> torch.Tensor:
     """A^T as CSR, keeping the index dtype."""
     index_dtype = csr.crow_indices().dtype
     t = csr.t().to_sparse_csr()  # CSR^T is CSC; convert back to CSR
-    return _csr(t.crow_indices().to(index_dtype), t.col_indices().to(index_dtype), t.values(), t.shape)
+    return csr_tensor(t.crow_indices().to(index_dtype), t.col_indices().to(index_dtype), t.values(), t.shape)
 
 
 def _spmv(csr: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.mv(csr, v) if v.ndim == 1 else csr @ v
 
 
-def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> torch.Tensor:
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> torch.Tensor:
     # Indices come from a valid matrix (scipy or torch), so skip the O(nnz) check;
     # the "beta" notice is noise for users.
     with warnings.catch_warnings():

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bilevel.linalg.operators import csr_tensor
+
 __all__ = ["LinearProgram", "MINIMIZE", "MAXIMIZE"]
 
 MINIMIZE = "minimize"
@@ -49,9 +51,8 @@ def _csr(A: Any) -> torch.Tensor:
     M = sp.csr_matrix(A, dtype=np.float64)
     M.sum_duplicates()
     M.sort_indices()
-    return torch.sparse_csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
-                                   torch.from_numpy(M.indices.astype(np.int64)),
-                                   torch.from_numpy(M.data), size=M.shape)
+    return csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
+                      torch.from_numpy(M.indices.astype(np.int64)), torch.from_numpy(M.data), M.shape)
 
 
 @dataclass
