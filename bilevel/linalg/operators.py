@@ -46,6 +46,7 @@ class LinearOperator:
         self.shape = tuple(shape) if shape is not None else None
         self.like = like
         self.like_out = like_out if like_out is not None else like
+        self.rebuild: Callable[[], LinearOperator] | None = None
 
     # -- products ---------------------------------------------------------
     def matvec(self, v: Tree) -> Tree:
@@ -114,7 +115,10 @@ class LinearOperator:
         """
         product = hvp_closure(f, x, *args)
         n = _tree.numel(x)
-        return cls(product, product, (n, n), like=x)
+        op = cls(product, product, (n, n), like=x)
+        # Solvers that capture CUDA graphs re-record the linearization on their own stream.
+        op.rebuild = lambda: cls.from_hvp(f, x, *args)
+        return op
 
 
 def as_operator(A: LinearOperator | Callable[[Tree], Tree] | torch.Tensor) -> LinearOperator:

@@ -7,7 +7,9 @@ or a matrix, and b, x are tensors or dicts of tensors.
 ``tol`` bounds the relative residual ||b - A x|| / ||b||.  The loops keep every
 scalar on the device and only look at it (one host synchronization) every
 ``check_every`` iterations (default: 10 on a GPU, every iteration on the CPU,
-where looking is free).  Between checks, an iteration that has already met the
+where looking is free).  On CUDA the ``check_every`` iterations between checks
+are captured once as a CUDA graph and replayed (``cuda_graph="auto"``), which
+removes the kernel-launch overhead that dominates small and medium solves.  Between checks, an iteration that has already met the
 tolerance, or hit a breakdown, is frozen with ``torch.where`` so extra
 iterations do not change the answer.  The reported ``residual`` is recomputed
 from the returned x with one more product, so it is never a stale recurrence.
@@ -22,6 +24,7 @@ import torch
 
 from . import _tree as T
 from ._tree import Tree
+from ._loop import iterate
 from .operators import LinearOperator, as_operator
 
 __all__ = ["SolveInfo", "cg", "minres", "neumann"]
@@ -81,14 +84,9 @@ def _trivial(b: Tree) -> tuple[Tree, SolveInfo]:
     return T.zeros_like(b), SolveInfo(0, 0.0, True, "b = 0, so x = 0")
 
 
-def _raise_nonfinite(name: str, lo: int, hi: int) -> None:
-    raise FloatingPointError(
-        f"{name}: non-finite value (nan/inf) appeared between iterations {lo} and {hi}; "
-        "check the operator and right-hand side for nan/inf or overflow")
-
-
 def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
-       maxiter: int | None = None, check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+       maxiter: int | None = None, check_every: int | None = None,
+       cuda_graph: bool | str = "auto") -> tuple[Tree, SolveInfo]:
     """Conjugate gradient for symmetric positive definite A.
 
     Iteration (Hestenes-Stiefel): alpha = r^T r / p^T A p; x += alpha p; r -= alpha A p;
@@ -105,6 +103,8 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
         tol: relative residual target.
         maxiter: iteration cap, default 2 n.
         check_every: iterations between host-side convergence checks.
+        cuda_graph: capture the iterations between checks as a CUDA graph
+            (True / False / "auto").
 
     Returns:
         (x, SolveInfo).
@@ -116,42 +116,41 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     maxiter = 2 * T.numel(b) if maxiter is None else maxiter
     check_every = check_every or _default_check_every(b)
     x, r = _start(op, b, x0)
-    p, rs = r, T.dot(r, r)
+    rs = T.dot(r, r)
     threshold = (tol * bnorm) ** 2
     active = rs > threshold
-    curvature_failed = torch.zeros_like(active)
-    done = torch.zeros((), dtype=torch.int64, device=rs.device)
-    it = 0
-    while it < maxiter and bool(active):
-        steps = min(check_every, maxiter - it)
-        for _ in range(steps):
-            Ap = op(p)
-            pAp = T.dot(p, Ap)
-            bad = active & (pAp <= 0)
-            curvature_failed = curvature_failed | bad
-            active = active & ~bad
-            alpha = torch.where(active, rs / pAp, 0.0)
-            x = T.axpy(alpha, p, x)
-            r = T.axpy(-alpha, Ap, r)
-            rs_new = T.dot(r, r)
-            done = done + active.to(done.dtype)
-            beta = torch.where(active, rs_new / rs, 0.0)
-            rs = torch.where(active, rs_new, rs)
-            p = T.axpy(beta, p, r)
-            active = active & (rs > threshold)
-        if not bool(torch.isfinite(rs)):
-            _raise_nonfinite("cg", it, it + steps)
-        it += steps
-    iterations = int(done)
+    state = {"x": x, "r": r, "p": r, "rs": rs, "active": active,
+             "curvature_failed": torch.zeros_like(active),
+             "done": torch.zeros((), dtype=torch.int64, device=rs.device)}
+
+    def body(op: LinearOperator, s: dict) -> dict:
+        Ap = op(s["p"])
+        pAp = T.dot(s["p"], Ap)
+        bad = s["active"] & (pAp <= 0)
+        active = s["active"] & ~bad
+        alpha = torch.where(active, s["rs"] / pAp, 0.0)
+        r = T.axpy(-alpha, Ap, s["r"])
+        rs_new = T.dot(r, r)
+        beta = torch.where(active, rs_new / s["rs"], 0.0)
+        rs = torch.where(active, rs_new, s["rs"])
+        return {"x": T.axpy(alpha, s["p"], s["x"]), "r": r, "p": T.axpy(beta, s["p"], r),
+                "rs": rs, "active": active & (rs > threshold),
+                "curvature_failed": s["curvature_failed"] | bad,
+                "done": s["done"] + active.to(torch.int64)}
+
+    state = iterate("cg", body, op, state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor="rs")
+    iterations = int(state["done"])
     breakdown = None
-    if bool(curvature_failed):
+    if bool(state["curvature_failed"]):
         breakdown = (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
                      "A is not positive definite; use minres")
-    return _finish("cg", op, b, x, bnorm, tol, iterations, breakdown, maxiter)
+    return _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
 
 
 def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
-           maxiter: int | None = None, check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+           maxiter: int | None = None, check_every: int | None = None,
+           cuda_graph: bool | str = "auto") -> tuple[Tree, SolveInfo]:
     """MINRES (Paige and Saunders, 1975) for symmetric, possibly indefinite A.
 
     Minimizes ||b - A x|| over the Krylov space via the Lanczos process and Givens
@@ -169,56 +168,50 @@ def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     check_every = check_every or _default_check_every(b)
     x, r1 = _start(op, b, x0)
     beta1 = T.norm(r1)
-    dtype, device = beta1.dtype, beta1.device
-    zero = torch.zeros((), dtype=dtype, device=device)
-    eps = torch.finfo(dtype).tiny
+    zero = torch.zeros_like(beta1)
+    eps = torch.finfo(beta1.dtype).tiny
     threshold = tol * bnorm
-    y, r2 = r1, r1
-    oldb, beta, dbar, epsln, phibar = zero, beta1, zero, zero, beta1
-    cs, sn = zero - 1.0, zero
-    w = w2 = T.zeros_like(b)
-    active = phibar > threshold
-    done = torch.zeros((), dtype=torch.int64, device=device)
-    it = 0
-    while it < maxiter and bool(active):
-        steps = min(check_every, maxiter - it)
-        for k in range(it, it + steps):
-            # Lanczos step: v = y / beta, y = A v - (beta/oldb) r1 - (alfa/beta) r2
-            s = torch.where(beta > 0, 1.0 / beta, zero)
-            v = T.tree_map(lambda t: s * t, y)
-            y = op(v)
-            if k > 0:
-                y = T.axpy(-(beta / oldb), r1, y)
-            alfa = T.dot(v, y)
-            y = T.axpy(-(alfa * s), r2, y)
-            r1, r2 = r2, y
-            oldb, beta = beta, T.norm(y)
-            # Apply the previous rotation, then compute and apply the new one.
-            oldeps = epsln
-            delta = cs * dbar + sn * alfa
-            gbar = sn * dbar - cs * alfa
-            epsln = sn * beta
-            dbar = -cs * beta
-            gamma = torch.sqrt(gbar * gbar + beta * beta).clamp_min(eps)
-            cs, sn = gbar / gamma, beta / gamma
-            phi = cs * phibar
-            phibar_new = sn * phibar
-            # Search direction w = (v - oldeps w1 - delta w2) / gamma and update x.
-            w1, w2 = w2, w
-            w = T.tree_map(lambda vi, a, c: (vi - oldeps * a - delta * c) / gamma, v, w1, w2)
-            x = T.where(active, T.axpy(phi, w, x), x)
-            done = done + active.to(done.dtype)
-            phibar = torch.where(active, phibar_new, phibar)
-            active = active & (phibar > threshold) & (beta > 0)
-        if not bool(torch.isfinite(phibar)) or not bool(T.is_finite(x)):
-            _raise_nonfinite("minres", it, it + steps)
-        it += steps
-    return _finish("minres", op, b, x, bnorm, tol, int(done), None, maxiter)
+    state = {"x": x, "r1": r1, "r2": r1, "y": r1, "w": T.zeros_like(b), "w2": T.zeros_like(b),
+             "oldb": zero, "beta": beta1, "dbar": zero, "epsln": zero, "phibar": beta1,
+             "cs": zero - 1.0, "sn": zero, "active": beta1 > threshold,
+             "done": torch.zeros((), dtype=torch.int64, device=beta1.device)}
+
+    def body(op: LinearOperator, s: dict) -> dict:
+        active, beta, oldb = s["active"], s["beta"], s["oldb"]
+        # Lanczos step: v = y / beta, y = A v - (beta/oldb) r1 - (alfa/beta) r2
+        inv_beta = torch.where(beta > 0, 1.0 / beta, zero)
+        v = T.tree_map(lambda t: inv_beta * t, s["y"])
+        y = T.axpy(-torch.where(oldb > 0, beta / oldb, zero), s["r1"], op(v))
+        alfa = T.dot(v, y)
+        y = T.axpy(-(alfa * inv_beta), s["r2"], y)
+        beta_new = T.norm(y)
+        # Apply the previous Givens rotation, then form and apply the new one.
+        cs, sn, dbar = s["cs"], s["sn"], s["dbar"]
+        delta = cs * dbar + sn * alfa
+        gbar = sn * dbar - cs * alfa
+        gamma = torch.sqrt(gbar * gbar + beta_new * beta_new).clamp_min(eps)
+        cs_new, sn_new = gbar / gamma, beta_new / gamma
+        phi = cs_new * s["phibar"]
+        # Search direction w = (v - epsln w1 - delta w2) / gamma, then x += phi w.
+        oldeps = s["epsln"]
+        w = T.tree_map(lambda vi, a, c: (vi - oldeps * a - delta * c) / gamma, v, s["w2"], s["w"])
+        phibar = torch.where(active, sn_new * s["phibar"], s["phibar"])
+        return {"x": T.where(active, T.axpy(phi, w, s["x"]), s["x"]), "r1": s["r2"], "r2": y,
+                "y": y, "w": w, "w2": s["w"], "oldb": beta, "beta": beta_new,
+                # the next step's dbar and epsln use this step's (old) rotation
+                "dbar": -cs * beta_new, "epsln": sn * beta_new, "phibar": phibar,
+                "cs": cs_new, "sn": sn_new,
+                "active": active & (phibar > threshold) & (beta_new > 0),
+                "done": s["done"] + active.to(torch.int64)}
+
+    state = iterate("minres", body, op, state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor="phibar")
+    return _finish("minres", op, b, state["x"], bnorm, tol, int(state["done"]), None, maxiter)
 
 
 def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None = None,
-            tol: float = 1e-6, maxiter: int = 100,
-            check_every: int | None = None) -> tuple[Tree, SolveInfo]:
+            tol: float = 1e-6, maxiter: int = 100, check_every: int | None = None,
+            cuda_graph: bool | str = "auto") -> tuple[Tree, SolveInfo]:
     """Truncated Neumann series x_K = alpha * sum_{k=0}^{K} (I - alpha A)^k b.
 
     It converges to A^{-1} b when the spectral radius of I - alpha A is < 1, i.e.
@@ -232,7 +225,7 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
 
     Args:
         A: SPD operator; b: right-hand side; alpha: step; maxiter: number of terms K
-        (products with A); tol, check_every: as in :func:`cg`.
+        (products with A); tol, check_every, cuda_graph: as in :func:`cg`.
 
     Returns:
         (x, SolveInfo).  A diverging series (alpha too large, or A indefinite) is
@@ -250,25 +243,24 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
         raise ValueError(f"neumann: alpha must be positive, got {alpha}")
     check_every = check_every or _default_check_every(b)
     x_base, term = _start(op, b, x0)
-    total = term
     threshold = tol * bnorm
-    active = T.norm(term) > threshold
-    done = torch.zeros((), dtype=torch.int64, device=threshold.device)
-    it = 0
-    while it < maxiter and bool(active):
-        steps = min(check_every, maxiter - it)
-        for _ in range(steps):
-            nxt = T.axpy(-alpha, op(term), term)         # (I - alpha A) term
-            term = T.where(active, nxt, term)
-            total = T.where(active, T.axpy(1.0, term, total), total)
-            done = done + active.to(done.dtype)
-            active = active & (T.norm(term) > threshold)
-        term_norm = T.norm(term)
-        if not bool(torch.isfinite(term_norm)):
-            _raise_nonfinite("neumann", it, it + steps)
-        it += steps
-    x = T.axpy(alpha, total, x_base)
-    x, info = _finish("neumann", op, b, x, bnorm, tol, int(done), None, maxiter)
+    term_norm = T.norm(term)
+    state = {"term": term, "total": term, "term_norm": term_norm,
+             "active": term_norm > threshold,
+             "done": torch.zeros((), dtype=torch.int64, device=term_norm.device)}
+
+    def body(op: LinearOperator, s: dict) -> dict:
+        active = s["active"]
+        term = T.where(active, T.axpy(-alpha, op(s["term"]), s["term"]), s["term"])
+        term_norm = T.norm(term)  # = ||b - A x|| of the partial sum including this term
+        return {"term": term, "total": T.where(active, T.axpy(1.0, term, s["total"]), s["total"]),
+                "term_norm": term_norm, "active": active & (term_norm > threshold),
+                "done": s["done"] + active.to(torch.int64)}
+
+    state = iterate("neumann", body, op, state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor="term_norm")
+    x = T.axpy(alpha, state["total"], x_base)
+    x, info = _finish("neumann", op, b, x, bnorm, tol, int(state["done"]), None, maxiter)
     if not info.converged and info.residual > 1.0:
         info.reason = (f"diverging: relative residual {info.residual:.3e} > 1 after "
                        f"{info.iterations} terms; alpha={alpha:.3e} is too large for A "

@@ -1,5 +1,7 @@
 """cg, minres, neumann, power_iteration and sparse operators against dense references."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -151,28 +153,53 @@ def test_sparse_operator_products_equal_dense(device):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_no_host_sync_inside_solver_loops():
-    """Between convergence checks the loops must not synchronize: run whole chunks
-    under sync-debug 'error' by setting check_every larger than maxiter."""
+@pytest.mark.parametrize("solver", [cg, minres, neumann])
+def test_no_host_sync_inside_solver_loops(solver):
+    """Between convergence checks the loops must not synchronize: the eager loop runs
+    one whole chunk (check_every = maxiter) with sync-debug mode set to "error" from
+    the second product on; only the check after the chunk may synchronize."""
     A = spectrum_matrix(np.geomspace(1, 1e3, 200), device="cuda")
     b = rhs(200, device="cuda")
     op = LinearOperator.from_dense(A)
-    # One chunk of 50 iterations, no check inside: syncs are only allowed outside.
-    torch.cuda.synchronize()
-    for solver in (cg, minres, neumann):
-        kwargs = dict(alpha=1e-3) if solver is neumann else {}
-        calls = {"n": 0}
+    calls = {"n": 0}
 
-        def counting(v):
-            calls["n"] += 1
-            if calls["n"] == 2:  # the loop has started: from here on no sync allowed
-                torch.cuda.set_sync_debug_mode("error")
-            return op @ v
+    def counting(v):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the loop has started: from here on no sync is allowed
+            torch.cuda.set_sync_debug_mode("error")
+        return op @ v
 
-        try:
-            solver(counting, b, tol=1e-30, maxiter=50, check_every=50, **kwargs)
-        except RuntimeError as err:  # raised by the sync check only at the final check
-            assert calls["n"] >= 50, f"{solver.__name__} synchronized inside its loop: {err}"
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        assert calls["n"] >= 50
+    kwargs = dict(alpha=1e-3) if solver is neumann else {}
+    try:
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            solver(counting, b, tol=1e-30, maxiter=50, check_every=50, cuda_graph=False, **kwargs)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert calls["n"] == 50, f"{solver.__name__} synchronized after {calls['n']} products"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("solver", [cg, minres, neumann])
+def test_cuda_graph_matches_eager(solver):
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(500, 40, dtype=D, generator=g).cuda()
+    y = torch.sign(torch.randn(500, dtype=D, generator=g)).cuda()
+    w = torch.randn(40, dtype=D, generator=g).cuda()
+
+    def loss(w):
+        return torch.nn.functional.softplus(-(y * (X @ w))).mean() + 0.05 * (w * w).sum()
+
+    b = torch.randn(40, dtype=D, generator=g).cuda()
+    kwargs = dict(alpha=1.0) if solver is neumann else {}
+    dense = torch.func.hessian(loss)(w)
+    sparse = LinearOperator.from_sparse(dense.to_sparse_csr())
+    for op in (LinearOperator.from_hvp(loss, w), LinearOperator.from_dense(dense), sparse):
+        x_e, info_e = solver(op, b, tol=1e-10, maxiter=200, check_every=10, cuda_graph=False,
+                             **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a failed capture must fail the test
+            x_g, info_g = solver(op, b, tol=1e-10, maxiter=200, check_every=10, cuda_graph=True,
+                                 **kwargs)
+        assert info_g.converged and info_g.iterations == info_e.iterations
+        torch.testing.assert_close(x_g, x_e, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(x_g, torch.linalg.solve(dense, b), rtol=1e-8, atol=1e-10)
