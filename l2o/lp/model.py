@@ -122,6 +122,33 @@ class LinearProgram:
             return -self.c, -self.c0
         return self.c, self.c0
 
+    def scipy_matrix(self):
+        """A as a ``scipy.sparse.csr_matrix`` (float64, on the host)."""
+        import scipy.sparse as sp
+        A = self.A.detach().to("cpu")
+        if A.layout != torch.sparse_csr:
+            A = A.to_sparse_csr()
+        return sp.csr_matrix((A.values().double().numpy(), A.col_indices().numpy(),
+                              A.crow_indices().numpy()), shape=tuple(A.shape))
+
+    def row_label(self, i: int) -> str:
+        """Name of row i from the file, or the generated ``r{i}``."""
+        return self.row_names[i] if self.row_names is not None else f"r{i}"
+
+    def col_label(self, j: int) -> str:
+        """Name of column j from the file, or the generated ``x{j}``."""
+        return self.col_names[j] if self.col_names is not None else f"x{j}"
+
+    def row_labels(self) -> list[str]:
+        """All row names (generated ``r0, r1, ...`` when the LP has none)."""
+        return list(self.row_names) if self.row_names is not None else [
+            f"r{i}" for i in range(self.num_rows)]
+
+    def col_labels(self) -> list[str]:
+        """All column names (generated ``x0, x1, ...`` when the LP has none)."""
+        return list(self.col_names) if self.col_names is not None else [
+            f"x{j}" for j in range(self.num_cols)]
+
     def objective(self, x: torch.Tensor) -> float:
         """c^T x + c0 in the LP's own sense."""
         return float(self.c.to(x) @ x) + self.c0
