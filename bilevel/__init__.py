@@ -1,5 +1,14 @@
-"""bilevel: hypergradients and bilevel optimization on PyTorch."""
-from . import linalg
+"""bilevel: hypergradients and bilevel optimization on PyTorch.
 
-__all__ = ["linalg"]
+    import bilevel
+    problem = bilevel.BilevelProblem(outer=f, inner=g, x0=x0, y0=y0)
+    grad_x, info = bilevel.hypergrad(problem, x, y, method="cg")
+    result = bilevel.solve(problem, method="aid-cg")
+"""
+from . import linalg
+from . import hypergrad  # a callable module: bilevel.hypergrad(problem, x, y, ...)
+from .hypergrad import HypergradInfo
+from .problem import BilevelProblem
+
+__all__ = ["linalg", "BilevelProblem", "hypergrad", "HypergradInfo"]
 __version__ = "0.1.0"
