@@ -1,4 +1,11 @@
-"""The GPU PDHG solver (PDLP family)."""
-from .result import LPResult, LPStatus
+"""The GPU PDHG solver (PDLP family): ``solve_lp`` and the plain ``pdhg_step``.
 
-__all__ = ["LPResult", "LPStatus"]
+Modules, one concern each: ``scaling`` (diagonal preconditioning), ``step`` (the plain PDHG step of
+the shared convention), ``restart`` (restart criteria, primal weight), ``termination`` (residuals
+of the unscaled LP, infeasibility certificates), ``solver`` (the loop), ``result``.
+"""
+from .result import LPResult, LPStatus
+from .solver import SolverOptions, solve_lp
+from .step import pdhg_step
+
+__all__ = ["solve_lp", "pdhg_step", "LPResult", "LPStatus", "SolverOptions"]

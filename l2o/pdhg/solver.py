@@ -1,0 +1,446 @@
+"""``solve_lp``: restarted reflected-Halpern PDHG (the PDLP / cuPDLPx family) on CPU or CUDA.
+
+On the scaled LP (:mod:`l2o.pdhg.scaling`), with eta = 0.998 / ||A~||_2 (power iteration) and
+the primal weight omega, tau = eta / omega, sigma = eta omega.  One iteration from z = (x, y) with
+the epoch's anchor z0 = (x0, y0) and the epoch's iteration index k:
+
+    x^ = proj_[l_c, u_c](x - tau (c - A^T y))                  (PDHG step, step.py)
+    y^ = w - clamp(w, -sigma u_r, -sigma l_r),  w = y - sigma A (2 x^ - x)
+    z+ = (k+1)/(k+2) (2 z^ - z) + 1/(k+2) z0                   (reflected Halpern)
+
+Every ``check_every`` iterations (no host sync in between; on CUDA the iterations are one
+CUDA graph replay) one check computes, from T(z) = z^ of the last iteration:
+  * the relative residuals and gap of the unscaled LP at z^ (termination.py; cuPDLPx's
+    formulas) -> OPTIMAL when all three are <= tol;
+  * the fixed-point error r(z) = ||z^ - z||_P -> restart (restart.py): the anchor and the
+    iterate become z^, k = 0, and the PID controller updates omega;
+  * infeasibility certificates from z^ - z and z^ - z0 -> PRIMAL/DUAL_INFEASIBLE;
+  * the iteration and time limits, and nan/inf -> NUMERICAL_ERROR.
+The first check comes after the first iteration, so a warm start at an optimum stops there.
+
+References: Applegate et al., "Practical large-scale linear programming using primal-dual hybrid
+gradient", NeurIPS 2021 (PDLP); Lu & Yang, "Restarted Halpern PDHG for linear programming", 2024;
+Lu, Peng & Yang, "cuPDLPx", 2025.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from bilevel.linalg import power_iteration
+
+from .restart import PrimalWeightPID, RestartParams, restart_reason
+from .result import LPResult, LPStatus
+from .scaling import ScaledLP, scale_lp
+from .termination import (TerminationData, dual_ray_terms, kkt_terms, primal_ray_terms,
+                          project_dual_ray, project_primal_ray)
+
+__all__ = ["solve_lp", "SolverOptions"]
+
+# Infeasibility certificates are looked for in T(z) - z, T(z) - z_anchor and T(z) itself.
+RAY_CANDIDATES = ("step", "epoch", "iterate")
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Advanced settings of :func:`solve_lp` (pass them as keyword arguments).
+
+    Attributes:
+        check_every: iterations between termination checks (one CUDA graph replay).
+        ruiz_iterations, pock_chambolle, bound_objective_rescaling: preconditioning.
+        step_safety: eta = step_safety / ||A~||_2.
+        power_iterations: cap on the power iteration for ||A~||_2.
+        restart: the restart criteria.
+        infeasibility_tolerance: eps of the infeasibility certificates.
+        cuda_graph: capture the iterations between checks in a CUDA graph (CUDA only).
+    """
+
+    check_every: int = 64
+    ruiz_iterations: int = 10
+    pock_chambolle: bool = True
+    bound_objective_rescaling: bool = True
+    step_safety: float = 0.998
+    power_iterations: int = 1000
+    restart: RestartParams = RestartParams()
+    infeasibility_tolerance: float = 1e-8
+    cuda_graph: bool = True
+
+
+@dataclass
+class IterationState:
+    """Device buffers of the iteration (fixed addresses: a CUDA graph reads and writes them).
+
+    Attributes:
+        x, y: current iterate z (n,), (m,).  x0, y0: the epoch's Halpern anchor.
+        aty: A~^T y for the current y.
+        x_hat, y_hat: T(z) of the last iteration.  x_bar, y_bar: 2 z^ - z of that iteration
+            (so z^ - z = z_bar - z^).  ax_bar: A~ x_bar.
+        k: the epoch's iteration index; weight = (k+1)/(k+2) (0-d tensors).
+        tau, neg_sigma: 0-d step tensors; tau_c = tau c (n,); dual_lower = -sigma u_r,
+            dual_upper = -sigma l_r (m,).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x0: torch.Tensor
+    y0: torch.Tensor
+    aty: torch.Tensor
+    x_hat: torch.Tensor
+    y_hat: torch.Tensor
+    x_bar: torch.Tensor
+    y_bar: torch.Tensor
+    ax_bar: torch.Tensor
+    k: torch.Tensor
+    weight: torch.Tensor
+    tau: torch.Tensor
+    neg_sigma: torch.Tensor
+    tau_c: torch.Tensor
+    dual_lower: torch.Tensor
+    dual_upper: torch.Tensor
+
+    @classmethod
+    def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> "IterationState":
+        e = torch.empty_like
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        s = cls(x=x.clone(), y=y.clone(), x0=x.clone(), y0=y.clone(), aty=p.op.rmatvec(y),
+                x_hat=e(x), y_hat=e(y), x_bar=e(x), y_bar=e(y), ax_bar=e(y), k=zero.clone(),
+                weight=zero.clone(), tau=zero.clone(), neg_sigma=zero.clone(), tau_c=e(x),
+                dual_lower=e(y), dual_upper=e(y))
+        s.restart_epoch(x, y, s.aty)
+        return s
+
+    def set_steps(self, p: ScaledLP, tau: float, sigma: float) -> None:
+        self.tau.fill_(tau)
+        self.neg_sigma.fill_(-sigma)
+        torch.mul(p.c, tau, out=self.tau_c)
+        torch.mul(p.row_upper, -sigma, out=self.dual_lower)
+        torch.mul(p.row_lower, -sigma, out=self.dual_upper)
+
+    def restart_epoch(self, x: torch.Tensor, y: torch.Tensor, aty: torch.Tensor) -> None:
+        """Anchor and iterate become (x, y); k = 0 (copies, so x, y may alias x_hat, y_hat)."""
+        self.x0.copy_(x), self.y0.copy_(y), self.x.copy_(x), self.y.copy_(y)
+        self.aty.copy_(aty)
+        self.k.zero_()
+        self.weight.fill_(0.5)
+
+
+def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
+    """One reflected-Halpern PDHG iteration in place (module docstring); 2 SpMVs, no host sync."""
+    A, At = p.op.csr, p.op.csr_t
+    torch.addcmul(s.x, s.tau, s.aty, out=s.x_hat)            # x + tau A^T y
+    s.x_hat.sub_(s.tau_c).clamp_(p.col_lower, p.col_upper)    # proj(x - tau (c - A^T y))
+    torch.lerp(s.x, s.x_hat, 2.0, out=s.x_bar)                # 2 x^ - x
+    torch.mv(A, s.x_bar, out=s.ax_bar)
+    w = torch.addcmul(s.y, s.neg_sigma, s.ax_bar)             # y - sigma A x_bar
+    torch.sub(w, torch.clamp(w, s.dual_lower, s.dual_upper), out=s.y_hat)
+    torch.lerp(s.y, s.y_hat, 2.0, out=s.y_bar)                # 2 y^ - y
+    torch.lerp(s.x0, s.x_bar, s.weight, out=s.x)              # Halpern: w z_bar + (1-w) z0
+    torch.lerp(s.y0, s.y_bar, s.weight, out=s.y)
+    torch.mv(At, s.y, out=s.aty)
+    s.k.add_(1.0)
+    torch.div(s.k + 1.0, s.k + 2.0, out=s.weight)
+
+
+class _Runner:
+    """Runs chunks of iterations: eagerly, or as replays of a captured CUDA graph."""
+
+    def __init__(self, p: ScaledLP, s: IterationState, chunk: int, use_graph: bool):
+        self.p, self.s, self.chunk = p, s, chunk
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.use_graph = use_graph
+        self.graph_error: str | None = None
+
+    def run(self, iterations: int) -> None:
+        if iterations == self.chunk and self.use_graph:
+            if self.graph is None:
+                self._capture()
+            if self.graph is not None:
+                self.graph.replay()
+                return
+        for _ in range(iterations):
+            halpern_iteration(self.p, self.s)
+
+    def _capture(self) -> None:
+        try:
+            graph = torch.cuda.CUDAGraph()
+            torch.cuda.synchronize()
+            with torch.cuda.graph(graph):
+                for _ in range(self.chunk):
+                    halpern_iteration(self.p, self.s)
+            self.graph = graph
+        except Exception as exc:  # capture unsupported here: fall back to eager launches
+            self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
+            torch.cuda.synchronize()
+
+
+def _resolve_device(device: Any) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _check_input(lp) -> None:
+    """Clear errors for data PDHG cannot run on (naming the first bad row/column)."""
+    def first(mask: torch.Tensor) -> int:
+        return int(torch.nonzero(mask)[0, 0])
+
+    n, m = lp.num_cols, lp.num_rows
+    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")  # noqa: E731
+    if lp.c.shape != (n,) or lp.col_lower.shape != (n,) or lp.col_upper.shape != (n,):
+        raise ValueError(f"solve_lp: c and column bounds must have {n} entries")
+    if lp.row_lower.shape != (m,) or lp.row_upper.shape != (m,):
+        raise ValueError(f"solve_lp: row bounds must have {m} entries")
+    bad = ~torch.isfinite(lp.c)
+    if bad.any():
+        j = first(bad)
+        raise ValueError(f"solve_lp: objective coefficient of column {names(lp.col_names, j, 'x')}"
+                         f" is {float(lp.c[j])}")
+    vals = lp.A.values()
+    bad = ~torch.isfinite(vals)
+    if bad.any():
+        k = first(bad)
+        row = int(torch.searchsorted(lp.A.crow_indices(), k, right=True)) - 1
+        col = int(lp.A.col_indices()[k])
+        raise ValueError(f"solve_lp: A[{names(lp.row_names, row, 'r')}, "
+                         f"{names(lp.col_names, col, 'x')}] is {float(vals[k])}")
+    if not math.isfinite(float(lp.c0)):
+        raise ValueError(f"solve_lp: objective constant is {lp.c0}")
+    for what, lo, hi, nm, prefix in (("column", lp.col_lower, lp.col_upper, lp.col_names, "x"),
+                                     ("row", lp.row_lower, lp.row_upper, lp.row_names, "r")):
+        bad = torch.isnan(lo) | torch.isnan(hi) | (lo > hi) | (lo == float("inf")) | (
+            hi == -float("inf"))
+        if bad.any():
+            i = first(bad)
+            raise ValueError(f"solve_lp: {what} {names(nm, i, prefix)} has invalid bounds "
+                             f"[{float(lo[i])}, {float(hi[i])}]")
+
+
+def _warm_start_vectors(lp, warm_start, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if warm_start is None:
+        return torch.zeros(n, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)
+    if isinstance(warm_start, LPResult):
+        x, y = warm_start.x, warm_start.y
+    else:
+        x, y = warm_start
+    x = torch.zeros(n, dtype=torch.float64) if x is None else torch.as_tensor(x).double().cpu()
+    y = torch.zeros(m, dtype=torch.float64) if y is None else torch.as_tensor(y).double().cpu()
+    if x.shape != (n,) or y.shape != (m,):
+        raise ValueError(f"solve_lp: warm start needs x of shape ({n},) and y of shape ({m},), "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("solve_lp: warm start contains nan/inf")
+    return x, y
+
+
+def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = torch.float64,
+             warm_start: Any = None, time_limit: float | None = None,
+             iteration_limit: int | None = None,
+             progress: Callable[[dict], None] | None = None, check_every: int = 64,
+             **advanced: Any) -> LPResult:
+    """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring).
+
+    Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point):
+        ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)                 <= tol
+        ||c - A^T y - r||_2 / (1 + ||c||_2)                              <= tol
+        |pobj - dobj| / (1 + |pobj| + |dobj|)                            <= tol
+    with b the finite row bounds (equality rows once), r the reduced costs projected on the signs
+    the column bounds allow, pobj = c^T x + c0 and dobj = c0 + sum(l_r y^+ - u_r y^-) +
+    sum(l_c r^+ - u_c r^-) (minimization form; see :mod:`l2o.pdhg.termination`).
+
+    Args:
+        lp: an :class:`l2o.LinearProgram`.
+        tol: relative tolerance of the three criteria.
+        device: "auto" (CUDA when available), "cpu", "cuda", or a torch.device.
+        dtype: torch.float64 (default) or torch.float32 (faster; tolerances below ~1e-6 are
+            then out of reach).
+        warm_start: (x, y) (either may be None) or an LPResult: the initial iterate and Halpern
+            anchor (unscaled; y in the minimization-form sign convention of LPResult).
+        time_limit: seconds (checked at every termination check).
+        iteration_limit: maximum number of PDHG iterations.
+        progress: called with {"iteration", "rel_primal_residual", "rel_dual_residual",
+            "rel_gap", "elapsed"} at every check.
+        check_every: iterations between checks.
+        **advanced: fields of :class:`SolverOptions`.
+
+    Returns:
+        An :class:`LPResult` (CPU float64 vectors; see its docstring for x, y per status).
+
+    Raises:
+        ValueError: nan/inf data, lower > upper bounds, bad warm start or options.
+    """
+    start = time.perf_counter()
+    unknown = set(advanced) - set(SolverOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"solve_lp: unknown option(s) {sorted(unknown)}; "
+                        f"see l2o.pdhg.SolverOptions")
+    opts = SolverOptions(check_every=check_every, **advanced)
+    if not tol > 0:
+        raise ValueError(f"solve_lp: tol must be positive, got {tol}")
+    if opts.check_every < 1:
+        raise ValueError("solve_lp: check_every must be >= 1")
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"solve_lp: dtype must be torch.float64 or torch.float32, got {dtype}")
+    _check_input(lp)
+    dev = _resolve_device(device)
+    n, m = lp.num_cols, lp.num_rows
+    x_init, y_init = _warm_start_vectors(lp, warm_start, n, m)
+
+    p = scale_lp(lp, device=dev, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
+                 pock_chambolle=opts.pock_chambolle,
+                 bound_objective_rescaling=opts.bound_objective_rescaling)
+    term = TerminationData.build(p)
+    norm_a = (power_iteration(p.op, mode="svd", iters=opts.power_iterations, tol=1e-7)
+              if m > 0 and p.op.csr.values().numel() > 0 else 0.0)
+    eta = opts.step_safety / norm_a if norm_a > 0 else 1.0
+    x0 = torch.clamp(p.scale_primal(x_init.to(dev, dtype)), p.col_lower, p.col_upper)
+    # a dual warm start with the wrong signs for its row bounds is projected like x
+    y0 = torch.clamp(p.scale_dual(y_init.to(dev, dtype)), term.dual_rec_lower,
+                     term.dual_rec_upper)
+    state = IterationState.init(p, x0, y0)
+    pid = PrimalWeightPID()
+    state.set_steps(p, eta / pid.weight, eta * pid.weight)
+    runner = _Runner(p, state, opts.check_every, opts.cuda_graph and dev.type == "cuda")
+    return _run(lp, p, term, state, runner, pid, eta, opts, tol, start, time_limit,
+                iteration_limit, progress)
+
+
+def _check(p: ScaledLP, t: TerminationData, s: IterationState, eta: float,
+           omega: float) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """All quantities of one check, with a single device-to-host transfer."""
+    op = p.op
+    ax_hat, aty_hat = op.matvec(s.x_hat), op.rmatvec(s.y_hat)
+    kkt = kkt_terms(p, t, s.x_hat, s.y_hat, ax_hat, aty_hat)
+    dx, dy = s.x_bar - s.x_hat, s.y_bar - s.y_hat          # T(z) - z of the last iteration
+    a_dx = s.ax_bar - ax_hat
+    fp_sq = (omega / eta) * torch.dot(dx, dx) + torch.dot(dy, dy) / (eta * omega) \
+        + 2.0 * torch.dot(dy, a_dx)
+    ex, ey = s.x_hat - s.x0, s.y_hat - s.y0                # the epoch's displacement
+    scalars = {
+        "rel_primal_residual": kkt["rel_primal_residual"],
+        "rel_dual_residual": kkt["rel_dual_residual"],
+        "rel_gap": kkt["rel_gap"],
+        "primal_objective": kkt["primal_objective"],
+        "dual_objective": kkt["dual_objective"],
+        "fixed_point_error": torch.sqrt(torch.clamp(fp_sq, min=0)),
+        "primal_move": torch.linalg.vector_norm(ex),
+        "dual_move": torch.linalg.vector_norm(ey),
+    }
+    rays = {}
+    for name, d in (("step", dx), ("epoch", ex), ("iterate", s.x_hat)):
+        xr = project_primal_ray(t, d)
+        cx, viol = primal_ray_terms(p, t, xr, op.matvec(xr))
+        scalars[f"primal_ray_obj_{name}"], scalars[f"primal_ray_viol_{name}"] = cx, viol
+        rays[f"x_{name}"] = xr
+    # y^ already has the signs of the dual's recession cone, so A~^T y^ serves as it is
+    for name, d in (("step", dy), ("epoch", ey), ("iterate", s.y_hat)):
+        yr = project_dual_ray(t, d)
+        obj, res = dual_ray_terms(p, t, yr, aty_hat if name == "iterate" else op.rmatvec(yr))
+        scalars[f"dual_ray_obj_{name}"], scalars[f"dual_ray_res_{name}"] = obj, res
+        rays[f"y_{name}"] = yr
+    values = torch.stack([v.to(torch.float64) for v in scalars.values()]).tolist()
+    host = dict(zip(scalars.keys(), values))
+    return host, {**kkt, **rays, "aty_hat": aty_hat}
+
+
+def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner,
+         pid: PrimalWeightPID, eta: float, opts: SolverOptions, tol: float, start: float,
+         time_limit: float | None, iteration_limit: int | None,
+         progress: Callable[[dict], None] | None) -> LPResult:
+    """The outer loop: chunks of iterations, then one check (restart / terminate)."""
+    total = 0
+    anchor_error = previous_error = math.inf
+    epoch_start = 0
+    last_good: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
+    eps_inf = opts.infeasibility_tolerance
+    while True:
+        chunk = 1 if total == 0 else opts.check_every
+        if iteration_limit is not None:
+            chunk = min(chunk, iteration_limit - total)
+        if chunk > 0:
+            runner.run(chunk)
+            total += chunk
+        host, dev = _check(p, t, s, eta, pid.weight)
+        elapsed = time.perf_counter() - start
+        if progress is not None:
+            progress({"iteration": total, "rel_primal_residual": host["rel_primal_residual"],
+                      "rel_dual_residual": host["rel_dual_residual"], "rel_gap": host["rel_gap"],
+                      "elapsed": elapsed})
+        if not all(math.isfinite(v) for v in host.values()):
+            return _result(lp, LPStatus.NUMERICAL_ERROR, last_good, total, start,
+                           f"nan/inf in the iterates at iteration {total}")
+        last_good = (host, dev)
+        if (host["rel_primal_residual"] <= tol and host["rel_dual_residual"] <= tol
+                and host["rel_gap"] <= tol):
+            return _result(lp, LPStatus.OPTIMAL, last_good, total, start,
+                           f"relative residuals and gap <= {tol:g} after {total} iterations")
+        for name in RAY_CANDIDATES:
+            obj, res = host[f"dual_ray_obj_{name}"], host[f"dual_ray_res_{name}"]
+            if obj > 0 and res <= eps_inf * obj:
+                return _ray_result(lp, LPStatus.PRIMAL_INFEASIBLE, last_good, dev[f"y_{name}"],
+                                   p, total, start, f"dual ray (objective {obj:.3g} > 0, "
+                                   f"residual {res:.3g}) proves primal infeasibility")
+            cx, viol = host[f"primal_ray_obj_{name}"], host[f"primal_ray_viol_{name}"]
+            if cx < 0 and viol <= eps_inf * -cx:
+                return _ray_result(lp, LPStatus.DUAL_INFEASIBLE, last_good, dev[f"x_{name}"],
+                                   p, total, start, f"primal ray (c^T x = {cx:.3g} < 0, "
+                                   f"violation {viol:.3g}) proves dual infeasibility")
+        if iteration_limit is not None and total >= iteration_limit:
+            return _result(lp, LPStatus.ITERATION_LIMIT, last_good, total, start,
+                           f"iteration limit {iteration_limit} reached")
+        if time_limit is not None and elapsed >= time_limit:
+            return _result(lp, LPStatus.TIME_LIMIT, last_good, total, start,
+                           f"time limit {time_limit:g} s reached after {total} iterations")
+
+        error = host["fixed_point_error"]
+        if total == 1:
+            anchor_error = previous_error = error       # r(z0) exactly: the check saw T(z0)
+            continue
+        reason = restart_reason(opts.restart, error, anchor_error, previous_error,
+                                total - epoch_start, total)
+        previous_error = error
+        if reason is not None:
+            s.restart_epoch(s.x_hat, s.y_hat, dev["aty_hat"])
+            omega = pid.update(host["primal_move"], host["dual_move"],
+                               host["rel_primal_residual"], host["rel_dual_residual"])
+            s.set_steps(p, eta / omega, eta * omega)
+            # r of the new anchor z^ is at most r(z) (T is nonexpansive in the P metric)
+            anchor_error = previous_error = error
+            epoch_start = total
+
+
+def _result(lp, status: LPStatus, checked, total: int, start: float, message: str) -> LPResult:
+    host, dev = checked if checked is not None else ({}, {})
+    sign = -1.0 if lp.sense == "maximize" else 1.0
+    n, m = lp.num_cols, lp.num_rows
+    cpu = lambda key, size: (dev[key].detach().to("cpu", torch.float64)  # noqa: E731
+                             if key in dev else torch.full((size,), float("nan"),
+                                                           dtype=torch.float64))
+    kkt = {k: host.get(k, float("nan"))
+           for k in ("rel_primal_residual", "rel_dual_residual", "rel_gap")}
+    return LPResult(x=cpu("x", n), y=cpu("y", m), reduced_costs=cpu("reduced_costs", n),
+                    objective=sign * host.get("primal_objective", float("nan")),
+                    dual_objective=sign * host.get("dual_objective", float("nan")),
+                    status=status, message=message, iterations=total,
+                    solve_time=time.perf_counter() - start, kkt=kkt)
+
+
+def _ray_result(lp, status: LPStatus, checked, ray_s: torch.Tensor, p: ScaledLP, total: int,
+                start: float, message: str) -> LPResult:
+    """x (DUAL_INFEASIBLE) or y and its reduced costs (PRIMAL_INFEASIBLE) become the ray."""
+    res = _result(lp, status, checked, total, start, message)
+    if status == LPStatus.DUAL_INFEASIBLE:
+        xr = (ray_s * p.col_scale).to("cpu", torch.float64)
+        res.x = xr / xr.abs().max()
+    else:
+        yr = (ray_s * p.row_scale).to("cpu", torch.float64)
+        yr = yr / yr.abs().max()
+        g = -(lp.A.to(torch.float64).t() @ yr.unsqueeze(1)).squeeze(1)
+        lo = torch.where(torch.isfinite(lp.col_upper), -float("inf"), 0.0).double()
+        hi = torch.where(torch.isfinite(lp.col_lower), float("inf"), 0.0).double()
+        res.y, res.reduced_costs = yr, torch.clamp(g, lo, hi)
+    return res

@@ -1,0 +1,164 @@
+"""Termination quantities of the UNSCALED LP and infeasibility certificates (device side).
+
+Everything here is a pure function of device tensors returning 0-d device tensors, so a check
+costs one host transfer at the end.  With x, y the unscaled primal/dual point, A x and A^T y
+recovered from the scaled products (A x = (A~ x~) / (D1 theta_b), A^T y = (A~^T y~) / (D2 theta_c)),
+and, as in cuPDLPx (l2 norms):
+
+    reduced costs  r = proj_K(c - A^T y),  K_j = [0 or -inf, 0 or +inf]: r_j may be > 0 only if
+                   l_c,j is finite and < 0 only if u_c,j is finite
+    rel primal residual  ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)
+    rel dual residual    ||c - A^T y - r||_2 / (1 + ||c||_2)
+    rel gap              |pobj - dobj| / (1 + |pobj| + |dobj|)
+    pobj = c^T x + c0,   dobj = c0 + sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
+
+where b holds the finite row bounds (an equality row counted once).  x is kept inside its
+bounds by the primal projection, and y has the right signs by the dual projection.
+
+Infeasibility (PDLP, Applegate et al. 2021 Sec. 3.4; certificates of the unscaled LP):
+  * a dual ray y_r (projected on the recession cone of the dual: y_r,i > 0 only if l_r,i is
+    finite, < 0 only if u_r,i is finite) with r_r = proj_K(-A^T y_r) proves PRIMAL
+    infeasibility when its objective sum_i (l_r,i y_r,i^+ - u_r,i y_r,i^-) +
+    sum_j (l_c,j r_r,j^+ - u_c,j r_r,j^-) is > 0 and ||-A^T y_r - r_r||_inf <= eps * objective;
+  * a primal ray x_r (projected on the recession cone of the column bounds) proves DUAL
+    infeasibility when c^T x_r < 0 and the violation of A x_r in the recession cone of the row
+    bounds, in the inf-norm, is <= eps * |c^T x_r|.
+Both tests are invariant to the length of the ray.  The candidates are the iterate
+differences T(z) - z and T(z) - z_anchor, as PDLP uses differences of iterates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .scaling import ScaledLP, finite_bound_norm
+
+__all__ = ["TerminationData", "kkt_terms", "primal_ray_terms", "dual_ray_terms"]
+
+
+def _inf_or_zero(finite: torch.Tensor, sign: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.where(finite, torch.zeros_like(like), torch.full_like(like, sign * float("inf")))
+
+
+@dataclass
+class TerminationData:
+    """Constant vectors and norms used at every check (built once per solve).
+
+    Attributes:
+        rc_lower, rc_upper: the box K of the reduced costs (n,).
+        rec_col_lower, rec_col_upper: recession cone of the column bounds (n,).
+        rec_row_lower, rec_row_upper: recession cone of the row bounds (m,), for A x_r.
+        dual_rec_lower, dual_rec_upper: recession cone of the duals (m,).
+        rhs_norm, c_norm: ||b||_2, ||c||_2 of the unscaled LP (0-d).
+    """
+
+    rc_lower: torch.Tensor
+    rc_upper: torch.Tensor
+    rec_col_lower: torch.Tensor
+    rec_col_upper: torch.Tensor
+    rec_row_lower: torch.Tensor
+    rec_row_upper: torch.Tensor
+    dual_rec_lower: torch.Tensor
+    dual_rec_upper: torch.Tensor
+    rhs_norm: torch.Tensor
+    c_norm: torch.Tensor
+
+    @classmethod
+    def build(cls, p: ScaledLP) -> "TerminationData":
+        lc_fin, uc_fin = torch.isfinite(p.orig_col_lower), torch.isfinite(p.orig_col_upper)
+        lr_fin, ur_fin = torch.isfinite(p.orig_row_lower), torch.isfinite(p.orig_row_upper)
+        c, lr = p.orig_c, p.orig_row_lower
+        return cls(
+            rc_lower=torch.where(uc_fin, torch.full_like(c, -float("inf")), torch.zeros_like(c)),
+            rc_upper=torch.where(lc_fin, torch.full_like(c, float("inf")), torch.zeros_like(c)),
+            rec_col_lower=_inf_or_zero(lc_fin, -1.0, c),
+            rec_col_upper=_inf_or_zero(uc_fin, 1.0, c),
+            rec_row_lower=_inf_or_zero(lr_fin, -1.0, lr),
+            rec_row_upper=_inf_or_zero(ur_fin, 1.0, lr),
+            dual_rec_lower=torch.where(ur_fin, torch.full_like(lr, -float("inf")),
+                                       torch.zeros_like(lr)),
+            dual_rec_upper=torch.where(lr_fin, torch.full_like(lr, float("inf")),
+                                       torch.zeros_like(lr)),
+            rhs_norm=finite_bound_norm(p.orig_row_lower, p.orig_row_upper),
+            c_norm=torch.linalg.vector_norm(c),
+        )
+
+
+def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """sum_i (l_i v_i^+ - u_i v_i^-), infinite bounds contributing 0 (their v part is 0)."""
+    lo = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower))
+    hi = torch.where(torch.isfinite(upper), upper, torch.zeros_like(upper))
+    return torch.sum(lo * torch.clamp(v, min=0)) - torch.sum(hi * torch.clamp(v, max=0).neg())
+
+
+def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Tensor,
+              ax_s: torch.Tensor, aty_s: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Relative residuals, gap and objectives of the unscaled point of (x~, y~).
+
+    Args:
+        x_s, y_s: scaled primal (n,) and dual (m,) point; ax_s = A~ x~, aty_s = A~^T y~.
+
+    Returns:
+        dict of 0-d tensors: rel_primal_residual, rel_dual_residual, rel_gap, primal_objective,
+        dual_objective (minimization form, with c0), and "x", "y", "reduced_costs" (unscaled).
+    """
+    x, y = p.unscale_primal(x_s), p.unscale_dual(y_s)
+    ax = ax_s / (p.row_scale * p.bound_scale)
+    aty = aty_s / (p.col_scale * p.objective_scale)
+    primal_residual = ax - torch.clamp(ax, p.orig_row_lower, p.orig_row_upper)
+    g = p.orig_c - aty
+    r = torch.clamp(g, t.rc_lower, t.rc_upper)
+    pobj = torch.dot(p.orig_c, x) + p.c0
+    dobj = (bound_term(y, p.orig_row_lower, p.orig_row_upper)
+            + bound_term(r, p.orig_col_lower, p.orig_col_upper) + p.c0)
+    return {
+        "rel_primal_residual": torch.linalg.vector_norm(primal_residual) / (1 + t.rhs_norm),
+        "rel_dual_residual": torch.linalg.vector_norm(g - r) / (1 + t.c_norm),
+        "rel_gap": (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs()),
+        "primal_objective": pobj,
+        "dual_objective": dobj,
+        "x": x, "y": y, "reduced_costs": r,
+    }
+
+
+def project_primal_ray(t: TerminationData, dx_s: torch.Tensor) -> torch.Tensor:
+    """The scaled primal direction projected on the recession cone of the column bounds."""
+    return torch.clamp(dx_s, t.rec_col_lower, t.rec_col_upper)
+
+
+def project_dual_ray(t: TerminationData, dy_s: torch.Tensor) -> torch.Tensor:
+    """The scaled dual direction projected on the recession cone of the dual."""
+    return torch.clamp(dy_s, t.dual_rec_lower, t.dual_rec_upper)
+
+
+def primal_ray_terms(p: ScaledLP, t: TerminationData, xr_s: torch.Tensor,
+                     axr_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c^T x_r, ||violation of A x_r||_inf) for x_r = D2 x~_r normalized to ||x_r||_inf = 1.
+
+    xr_s must already be projected (:func:`project_primal_ray`); axr_s = A~ xr_s, so that
+    A x_r = D1^{-1} axr_s.
+    """
+    xr = xr_s * p.col_scale
+    axr = axr_s / p.row_scale
+    scale = torch.clamp(torch.linalg.vector_norm(xr, float("inf")), min=1e-300)
+    violation = axr - torch.clamp(axr, t.rec_row_lower, t.rec_row_upper)
+    return (torch.dot(p.orig_c, xr) / scale,
+            torch.linalg.vector_norm(violation, float("inf")) / scale)
+
+
+def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
+                   atyr_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ray objective, ||dual residual||_inf) for y_r = D1 y~_r normalized to ||y_r||_inf = 1.
+
+    yr_s must already be projected (:func:`project_dual_ray`); atyr_s = A~^T yr_s, so that
+    A^T y_r = D2^{-1} atyr_s.
+    """
+    yr = yr_s * p.row_scale
+    g = -atyr_s / p.col_scale
+    r = torch.clamp(g, t.rc_lower, t.rc_upper)
+    scale = torch.clamp(torch.linalg.vector_norm(yr, float("inf")), min=1e-300)
+    objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
+                 + bound_term(r, p.orig_col_lower, p.orig_col_upper))
+    return objective / scale, torch.linalg.vector_norm(g - r, float("inf")) / scale
