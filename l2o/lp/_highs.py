@@ -24,12 +24,16 @@ import scipy.sparse as sp
 
 from .model import MAXIMIZE, MINIMIZE, LinearProgram
 
-__all__ = ["HighsLog", "quiet_highs", "lp_from_highs", "lp_to_highs"]
+__all__ = ["HighsLog", "quiet_highs", "lp_from_highs", "lp_to_highs", "SMALL_MATRIX_VALUE",
+           "DEFAULT_SMALL_MATRIX_VALUE"]
 
 # HiGHS drops matrix entries with |a| <= small_matrix_value (default 1e-9) when it reads a
 # file; gas11 has twelve entries of 9.999e-10. 1e-12 is the smallest value HiGHS accepts:
 # keep every entry the file has (tinier ones are dropped by HiGHS with a warning we forward).
+# The option also steers HiGHS's solvers (with 1e-12 its simplex ends "Unknown" on klein1):
+# solvers set it back to the default once the model is passed (the matrix keeps its entries).
 SMALL_MATRIX_VALUE = 1e-12
+DEFAULT_SMALL_MATRIX_VALUE = 1e-9
 
 
 @dataclass

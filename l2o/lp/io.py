@@ -17,8 +17,14 @@ HiGHS's warning lines are forwarded as a :class:`UserWarning` only when they mea
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
+import re
+import shutil
+import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import highspy
@@ -58,12 +64,15 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
         raise LPFormatError(f"{path} is not a file")
     with quiet_highs() as (highs, log):
         status = highs.readModel(str(path))
-        hlp = highs.getLp() if status != highspy.HighsStatus.kError else None
-    if hlp is None:
-        details = "; ".join(log.matching("ERROR")) or "HiGHS returned an error status"
-        raise LPFormatError(f"cannot read {path} as an MPS or LP file: {details}")
-
+        hlp = highs.getLp()
     stem = path.name.split(".")[0]
+    if status == highspy.HighsStatus.kError:
+        details = "; ".join(log.matching("ERROR")) or "HiGHS returned an error status"
+        reason = _invalid_data(hlp, stem)  # HiGHS rejects NaN bounds: name the row/column
+        raise LPFormatError(f"cannot read {path} as an MPS or LP file: {details}"
+                            + (f" ({reason})" if reason else ""))
+    _reject_nan_tokens(path, hlp)
+
     lp, relaxed = lp_from_highs(hlp, name=str(hlp.model_name_) or stem)
     changed = [line for line in log.matching("WARNING") if any(k in line for k in _DATA_CHANGING)]
     if changed:
@@ -87,7 +96,8 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
     MPS keeps the LP exactly (ranged rows via RANGES, the objective constant as the RHS of
     the objective row, OBJSENSE MAX). Notes on what HiGHS writes: free-format MPS, with blanks
     in names replaced by underscores; in ``.lp`` files a ranged row becomes two rows
-    (``NAMElo``, ``NAMEup``). Numbers are written with full double precision.
+    (``NAMElo``, ``NAMEup``); numbers carry 15 significant digits (HiGHS's format), so a
+    value may change by a relative 5e-15 in a round trip.
 
     Args:
         lp: the LP (any device; copied to the host).
@@ -101,10 +111,86 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
     if not str(path).lower().endswith(_WRITABLE):
         raise ValueError(f"cannot write {path}: use one of the extensions {', '.join(_WRITABLE)}")
     validate_lp(lp)
-    with quiet_highs() as (highs, log):
-        passed = highs.passModel(lp_to_highs(lp))
-        written = highs.writeModel(str(path)) if passed != highspy.HighsStatus.kError else None
-    if passed == highspy.HighsStatus.kError:
-        raise InvalidLPError(f"HiGHS rejected the LP: {'; '.join(log.matching('ERROR'))}")
-    if written == highspy.HighsStatus.kError:
-        raise OSError(f"HiGHS could not write {path}: {'; '.join(log.matching('ERROR'))}")
+    lp, renamed = _names_without_blanks(lp)
+    compress = path.suffix.lower() == ".gz"
+    target = path.with_suffix("") if compress else path  # HiGHS's own .gz writer fails on
+    # names with blanks: write plain text next to the target, then gzip it here
+    if compress:
+        fd, tmp = tempfile.mkstemp(prefix=".l2o-", suffix=target.suffix, dir=path.parent or ".")
+        os.close(fd)
+        target = Path(tmp)
+    try:
+        with quiet_highs() as (highs, log):
+            passed = highs.passModel(lp_to_highs(lp))
+            written = (highs.writeModel(str(target)) if passed != highspy.HighsStatus.kError
+                       else None)
+        if passed == highspy.HighsStatus.kError:
+            raise InvalidLPError(f"HiGHS rejected the LP: {'; '.join(log.matching('ERROR'))}")
+        if written == highspy.HighsStatus.kError:
+            raise OSError(f"HiGHS could not write {path}: {'; '.join(log.matching('ERROR'))}")
+        if compress:
+            with open(target, "rb") as src, gzip.open(path, "wb", compresslevel=6) as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+    finally:
+        if compress:
+            with contextlib.suppress(OSError):
+                os.remove(target)
+    if renamed:
+        warnings.warn(f"{path}: blanks in {renamed} row/column names written as underscores "
+                      f"(free MPS and LP files cannot hold them)", UserWarning, stacklevel=2)
+
+
+def _names_without_blanks(lp: LinearProgram) -> tuple[LinearProgram, int]:
+    """``lp`` with whitespace in names replaced by '_' (HiGHS's MPS writer does the same,
+    its LP writer drops all names instead), and how many names changed."""
+    changed = 0
+
+    def clean(names):
+        nonlocal changed
+        if names is None:
+            return None
+        out = ["_".join(name.split()) if any(ch.isspace() for ch in name) else name
+               for name in names]
+        changed += sum(a != b for a, b in zip(out, names))
+        return out
+
+    cleaned = replace(lp, row_names=clean(lp.row_names), col_names=clean(lp.col_names))
+    return (cleaned if changed else lp), changed
+
+
+def _invalid_data(hlp: highspy.HighsLp, name: str) -> str:
+    """Why the (partially read) LP is invalid, or "" when it looks valid or is unusable."""
+    try:
+        lp, _ = lp_from_highs(hlp, name=name)
+        validate_lp(lp)
+    except InvalidLPError as error:
+        return str(error)
+    except Exception:  # noqa: BLE001 - a half-read model may not even convert
+        return ""
+    return ""
+
+
+_NAN_TOKEN = re.compile(rb"(?<!\S)[+-]?nan(?!\S)", re.IGNORECASE)
+
+
+def _reject_nan_tokens(path: Path, hlp: highspy.HighsLp) -> None:
+    """HiGHS drops a NaN matrix coefficient silently: look for a 'nan' token that is no
+    row or column name (a number, then) and reject the file, quoting the line.
+
+    A plain byte search (no parsing of the format): cheap next to HiGHS's own read.
+    """
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if not _NAN_TOKEN.search(data):
+        return
+    names = set()
+    for name in (*hlp.row_names_, *hlp.col_names_):
+        names.add(name.lower())
+        names.update(name.lower().split())
+    for number, line in enumerate(data.splitlines(), start=1):
+        for match in _NAN_TOKEN.finditer(line):
+            token = match.group().decode("ascii").lower().lstrip("+-")
+            if token not in names:
+                text = line.decode("utf-8", errors="replace").strip()
+                raise LPFormatError(f"{path}, line {number}: a number is NaN: {text!r}")

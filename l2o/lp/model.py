@@ -102,6 +102,28 @@ class LinearProgram:
             validate_lp(lp)
         return lp
 
+    @classmethod
+    def from_linprog(cls, c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None, *,
+                     name: str = "") -> "LinearProgram":
+        """From ``scipy.optimize.linprog`` arguments: min c^T x s.t. A_ub x <= b_ub,
+        A_eq x = b_eq, bounds (default (0, None) per variable, None = unbounded).
+        See :mod:`l2o.lp.linprog`."""
+        from .linprog import from_linprog
+        return from_linprog(c, A_ub, b_ub, A_eq, b_eq, bounds, name=name)
+
+    def to_scipy(self) -> dict:
+        """Keyword arguments for ``scipy.optimize.linprog`` (``c, A_ub, b_ub, A_eq, b_eq,
+        bounds``). linprog minimizes and has no constant: a maximization is passed negated;
+        recover this LP's objective with :meth:`objective_from_scipy`."""
+        from .linprog import to_scipy
+        return to_scipy(self)
+
+    def objective_from_scipy(self, fun: float) -> float:
+        """This LP's objective (own sense, with c0) from linprog's ``res.fun`` on
+        :meth:`to_scipy`'s problem: ``fun + c0``, or ``-fun + c0`` for a maximization."""
+        from .linprog import objective_from_scipy
+        return objective_from_scipy(self, fun)
+
     # -- sizes ------------------------------------------------------------------
     @property
     def num_rows(self) -> int:

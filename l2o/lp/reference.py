@@ -1,0 +1,125 @@
+"""HiGHS as the CPU reference solver for tests and benchmarks.
+
+:func:`solve_highs` solves a :class:`LinearProgram` with HiGHS (dual simplex by default, or
+``method="ipm"``/``"pdlp"``) and reports the answer in l2o's conventions
+(``docs``: ``l2o.pdhg.result``): ``objective`` in the LP's own sense including c0, ``y`` the
+row duals of the *minimization* form (y_i >= 0 on an active lower row bound, <= 0 on an
+active upper one) and ``reduced_costs = c_min - A^T y`` with ``c_min`` the minimization cost.
+HiGHS reports duals in the LP's own sense; for a maximization they are negated here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import highspy
+import numpy as np
+import torch
+
+from ._highs import DEFAULT_SMALL_MATRIX_VALUE, lp_to_highs, quiet_highs
+from .model import MAXIMIZE, LinearProgram
+from .validate import validate_lp
+
+__all__ = ["solve_highs", "dual_objective"]
+
+_STATUS = {  # HiGHS model status -> l2o.LPStatus member name
+    highspy.HighsModelStatus.kOptimal: "OPTIMAL",
+    highspy.HighsModelStatus.kInfeasible: "PRIMAL_INFEASIBLE",
+    highspy.HighsModelStatus.kUnbounded: "DUAL_INFEASIBLE",
+    highspy.HighsModelStatus.kIterationLimit: "ITERATION_LIMIT",
+    highspy.HighsModelStatus.kTimeLimit: "TIME_LIMIT",
+}
+
+
+def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float | None = None,
+                tol: float | None = None) -> dict[str, Any]:
+    """Solve ``lp`` with HiGHS on the CPU.
+
+    Args:
+        lp: the LP (any device; copied to the host).
+        method: HiGHS ``solver`` option: "simplex", "ipm" or "pdlp" ("choose" lets HiGHS pick).
+        time_limit: seconds, or None.
+        tol: primal/dual feasibility tolerance (HiGHS default 1e-7 when None).
+
+    Returns:
+        dict with ``status`` (:class:`l2o.LPStatus`; anything HiGHS cannot classify, e.g.
+        "unbounded or infeasible" after a second attempt without presolve, is reported as
+        NUMERICAL_ERROR with HiGHS's words in ``message``), ``objective`` (own sense, with c0;
+        nan unless OPTIMAL), ``dual_objective``, ``x`` (n,), ``y`` (m,) and ``reduced_costs`` (n,)
+        (float64 CPU tensors; zeros when HiGHS has no solution), ``message``, ``iterations``
+        (simplex or IPM iterations), ``solve_time`` (seconds, HiGHS run only).
+    """
+    validate_lp(lp)
+    with quiet_highs() as (highs, _log):
+        highs.passModel(lp_to_highs(lp))  # keeps entries down to SMALL_MATRIX_VALUE
+        highs.setOptionValue("small_matrix_value", DEFAULT_SMALL_MATRIX_VALUE)
+        highs.setOptionValue("solver", method)
+        if time_limit is not None:
+            highs.setOptionValue("time_limit", float(time_limit))
+        if tol is not None:
+            highs.setOptionValue("primal_feasibility_tolerance", float(tol))
+            highs.setOptionValue("dual_feasibility_tolerance", float(tol))
+        start = time.perf_counter()
+        highs.run()
+        model_status = highs.getModelStatus()
+        if model_status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
+            # presolve could not tell which; the solver without presolve can
+            highs.setOptionValue("presolve", "off")
+            highs.clearSolver()
+            highs.run()
+            model_status = highs.getModelStatus()
+        solve_time = time.perf_counter() - start
+        info = highs.getInfo()
+        solution = highs.getSolution()
+        message = highs.modelStatusToString(model_status)
+
+    from ..pdhg.result import LPStatus  # here, not at import: l2o.pdhg may import l2o.lp
+
+    status = LPStatus[_STATUS.get(model_status, "NUMERICAL_ERROR")]
+    n, m = lp.num_cols, lp.num_rows
+    sign = -1.0 if lp.sense == MAXIMIZE else 1.0  # own-sense duals -> minimization form
+    if solution.value_valid:
+        x = torch.tensor(np.asarray(solution.col_value, dtype=np.float64).reshape(n))
+    else:
+        x = torch.zeros(n, dtype=torch.float64)
+    if solution.dual_valid:
+        y = sign * torch.tensor(np.asarray(solution.row_dual, dtype=np.float64).reshape(m))
+        reduced = sign * torch.tensor(np.asarray(solution.col_dual, dtype=np.float64).reshape(n))
+    else:
+        y = torch.zeros(m, dtype=torch.float64)
+        reduced = torch.zeros(n, dtype=torch.float64)
+    optimal = status == LPStatus.OPTIMAL
+    return {
+        "status": status,
+        "objective": float(info.objective_function_value) if optimal else float("nan"),
+        "dual_objective": dual_objective(lp, y, reduced) if optimal else float("nan"),
+        "x": x,
+        "y": y,
+        "reduced_costs": reduced,
+        "message": f"HiGHS: {message}",
+        "iterations": int(max(info.simplex_iteration_count, info.ipm_iteration_count,
+                              getattr(info, "pdlp_iteration_count", 0))),
+        "solve_time": solve_time,
+    }
+
+
+def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tensor) -> float:
+    """Dual objective of (y, r) in the LP's own sense, with c0:
+
+        c0 + sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
+
+    in the minimization form (negated for a maximization). Terms paired with an infinite
+    bound are left out: for an exact dual solution their dual part is zero, and for HiGHS's
+    floating-point duals (e.g. 1e-17 of the wrong sign) they would turn the value into -inf.
+    """
+    def support(lower, upper, dual):
+        pos, neg = dual.clamp(min=0), (-dual).clamp(min=0)
+        lo = torch.where(torch.isfinite(lower), lower * pos, torch.zeros_like(pos))
+        up = torch.where(torch.isfinite(upper), upper * neg, torch.zeros_like(neg))
+        return float((lo - up).sum())
+
+    c0 = lp.minimize_c[1]
+    value = c0 + support(lp.row_lower.double(), lp.row_upper.double(), y.double().cpu()) + \
+        support(lp.col_lower.double(), lp.col_upper.double(), reduced_costs.double().cpu())
+    return -value if lp.sense == MAXIMIZE else value
