@@ -210,13 +210,13 @@ End
     lp = l2o.read_lp(path)
     assert lp.sense == l2o.MAXIMIZE and lp.c0 == 7.0
     assert lp.row_names == ["c1", "c2", "c3"] and lp.col_names == ["x", "y", "z"]
-    # x = 3, y = 1, z = 2 (c3 tight), objective 9 + 2 - 2 + 7 = 16 ... HiGHS says:
     ref = solve_highs(lp)
     assert ref["status"] == l2o.LPStatus.OPTIMAL
     assert ref["objective"] == pytest.approx(ref["dual_objective"], abs=1e-9)
     x = ref["x"]
     assert ref["objective"] == pytest.approx(float(lp.c @ x) + 7.0, abs=1e-12)
-    # checked by hand: z = max(1 - x, y + 1)... the optimum is x = 3, y = 1, z = -2
+    # by hand: z >= 1 - x small, y <= 4 - x; along x = 3 - t, y = 1 + t, z = t - 2 the
+    # objective is 20 - 2t, so x = 3, y = 1, z = -2 with 9 + 2 + 2 + 7 = 20
     assert x.tolist() == pytest.approx([3.0, 1.0, -2.0], abs=1e-9)
     assert ref["objective"] == pytest.approx(20.0, abs=1e-9)
 
