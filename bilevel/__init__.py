@@ -9,6 +9,8 @@ from . import linalg
 from . import hypergrad  # a callable module: bilevel.hypergrad(problem, x, y, ...)
 from .hypergrad import HypergradInfo
 from .problem import BilevelProblem
+from .solve import BilevelResult, Status, solve
 
-__all__ = ["linalg", "BilevelProblem", "hypergrad", "HypergradInfo"]
+__all__ = ["linalg", "BilevelProblem", "hypergrad", "HypergradInfo", "solve", "BilevelResult",
+           "Status"]
 __version__ = "0.1.0"

@@ -1,0 +1,14 @@
+"""Bilevel outer loops: AID (cg / minres / neumann), ITD, BO-REP and the penalty method.
+
+Each is an :class:`~bilevel.algorithms.common.Algorithm` with ``init_state`` and
+``step``; :func:`bilevel.solve` drives them (records, checkpoints, stopping).
+"""
+
+from .aid import AIDAlgorithm
+from .borep import BOREPAlgorithm
+from .common import Algorithm, BatchStream, OuterOptimizer
+from .itd import ITDAlgorithm
+from .penalty import PenaltyAlgorithm
+
+__all__ = ["Algorithm", "AIDAlgorithm", "ITDAlgorithm", "BOREPAlgorithm", "PenaltyAlgorithm",
+           "BatchStream", "OuterOptimizer"]

@@ -1,0 +1,210 @@
+"""Pieces shared by the bilevel algorithms: batch streams, inner gradient steps, the outer
+optimizer, step-size estimates and the fused second-order product.
+
+Every algorithm keeps its whole state in a plain dict of tensors and Python numbers, so
+that :mod:`bilevel.checkpoint` can save it and a resumed run replays the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.func import grad, grad_and_value, vjp
+
+from ..hypergrad.stepsize import inner_lambda_max
+from ..linalg import _tree as T
+from ..linalg._tree import Tree
+from ..problem import BilevelProblem
+
+__all__ = ["BatchStream", "OuterOptimizer", "Algorithm", "gradient_steps", "fused_products",
+           "detach", "estimate_inner_lr"]
+
+_SEED_MOD = 2**62
+
+
+def detach(tree: Tree) -> Tree:
+    return T.tree_map(lambda t: t.detach(), tree)
+
+
+class BatchStream:
+    """Endless batches from a re-iterable data source, epoch after epoch, replayable.
+
+    Each epoch's iterator is created under a forked CPU RNG seeded from (seed, stream id,
+    epoch), and its first batch is drawn there too (a ``DataLoader``'s ``RandomSampler``
+    draws its permutation on the first ``next``).  So the batch order depends only on the
+    seed, and a resumed run re-creates the same epoch and skips the batches already used.
+    A data source with its own ``generator`` is outside this control.
+
+    ``data=None`` (full batch) yields ``None`` forever.
+    """
+
+    def __init__(self, data: Iterable | None, seed: int, stream_id: int, name: str) -> None:
+        self.data, self.seed, self.stream_id, self.name = data, seed, stream_id, name
+        self.epoch, self.position = 0, 0
+        self._iterator = None
+        self._pending: list = []
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], 0
+        self._iterator = None
+        if self.data is not None:
+            for _ in range(state["position"]):
+                self.next()
+
+    def next(self) -> Any:
+        if self.data is None:
+            return None
+        if self._iterator is None:
+            self._open()
+        if self._pending:
+            batch = self._pending.pop()
+        else:
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._open()
+                batch = self._pending.pop()
+        self.position += 1
+        return batch
+
+    def _open(self) -> None:
+        epoch_seed = (self.seed * 1_000_003 + self.stream_id * 7_919 + self.epoch) % _SEED_MOD
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_seed)
+            self._iterator = iter(self.data)
+            try:
+                self._pending = [next(self._iterator)]
+            except StopIteration:
+                raise ValueError(f"{self.name} yielded no batches in epoch {self.epoch}") from None
+
+
+class OuterOptimizer:
+    """Functional SGD or Adam on a tree x; the state is a dict (checkpointable).
+
+    SGD: x <- x - lr g.  Adam (Kingma and Ba 2015): m <- b1 m + (1 - b1) g,
+    s <- b2 s + (1 - b2) g^2, x <- x - lr (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + eps).
+    ``lr`` is a number or a function of the outer step k (a schedule).
+    """
+
+    def __init__(self, name: str, lr: float | Callable[[int], float],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if name not in ("sgd", "adam"):
+            raise ValueError(f"outer_optimizer must be 'sgd' or 'adam', got {name!r}")
+        self.name, self.lr, self.betas, self.eps = name, lr, betas, eps
+
+    def init(self, x: Tree) -> dict:
+        if self.name == "sgd":
+            return {}
+        return {"count": 0, "m": T.zeros_like(x), "s": T.zeros_like(x)}
+
+    def step(self, x: Tree, g: Tree, state: dict, k: int) -> tuple[Tree, dict]:
+        lr = self.lr(k) if callable(self.lr) else self.lr
+        if self.name == "sgd":
+            return T.axpy(-lr, g, x), state
+        b1, b2 = self.betas
+        count = state["count"] + 1
+        m = T.tree_map(lambda mi, gi: b1 * mi + (1 - b1) * gi, state["m"], g)
+        s = T.tree_map(lambda si, gi: b2 * si + (1 - b2) * gi * gi, state["s"], g)
+        c1, c2 = 1 - b1 ** count, 1 - b2 ** count
+        x = T.tree_map(lambda xi, mi, si: xi - lr * (mi / c1) / ((si / c2).sqrt() + self.eps),
+                       x, m, s)
+        return x, {"count": count, "m": m, "s": s}
+
+
+def gradient_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tree, y: Tree,
+                   lr: float) -> tuple[Tree, torch.Tensor | None]:
+    """Gradient descent y <- y - lr grad_y g_t(x, y), one step per objective.
+
+    Returns:
+        (y, ||grad_y g|| of the last step as a 0-dim tensor, or None for no steps).
+        No host synchronization.
+    """
+    norm = None
+    for g in objectives:
+        g_y = grad(g, argnums=1)(x, y)
+        norm = T.norm(g_y)
+        y = T.axpy(-lr, g_y, y)
+    return y, norm
+
+
+def outer_gradients(f: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree):
+    """((grad_x f, grad_y f), f) at (x, y) in one pass."""
+    return grad_and_value(f, argnums=(0, 1))(x, y)
+
+
+def fused_products(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree,
+                   z: Tree) -> tuple[Tree, Tree]:
+    """((d^2 g / dx dy)^T z, H_yy z) with ONE backward pass through grad_y g.
+
+    The pullback of (x, y) -> grad_y g(x, y) applied to z gives both blocks of the
+    Hessian's second block-row (H is symmetric): half the cost of calling
+    :func:`~bilevel.linalg.mixed_vjp` and :func:`~bilevel.linalg.hvp` separately.
+    """
+    _, pullback = vjp(lambda xx, yy: grad(g, argnums=1)(xx, yy), x, y)
+    mixed, hz = pullback(z)
+    return mixed, hz
+
+
+def estimate_inner_lr(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> tuple[float, int]:
+    """1 / lambda_max(H_yy g) at (x, y) by power iteration: (step, products used)."""
+    lam, used = inner_lambda_max(g, x, y)
+    return 1.0 / lam, used
+
+
+class Algorithm:
+    """Interface of an outer loop: ``init_state()`` and ``step(state, k)``.
+
+    ``step`` returns the new state and a stats dict with 0-dim tensors (outer_loss,
+    hypergrad_norm, inner_grad_norm) and Python numbers (solve_residual, hvp_count,
+    grad_count, ...).  The driver (:func:`bilevel.solve`) syncs them once per outer step.
+    """
+
+    name = "base"
+    defaults: dict = {}
+
+    def __init__(self, problem: BilevelProblem, streams: tuple[BatchStream, BatchStream], *,
+                 inner_steps: int, inner_lr: float | None, outer_optimizer: OuterOptimizer,
+                 lr_every: int, options: dict) -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"solve: unknown option(s) {unknown} for method {self.name!r}; "
+                            f"allowed: {sorted(self.defaults)}")
+        self.problem = problem
+        self.outer_stream, self.inner_stream = streams
+        self.inner_steps = inner_steps
+        self.fixed_inner_lr = inner_lr
+        self.outer_optimizer = outer_optimizer
+        self.lr_every = lr_every
+        self.options = {**self.defaults, **options}
+
+    # helpers ---------------------------------------------------------------------------
+    def f(self) -> Callable[[Tree, Tree], torch.Tensor]:
+        return self.problem.outer_at(self.outer_stream.next())
+
+    def g(self) -> Callable[[Tree, Tree], torch.Tensor]:
+        return self.problem.inner_at(self.inner_stream.next())
+
+    def inner_lr(self, state: dict, k: int, x: Tree, y: Tree) -> tuple[float, int]:
+        """The inner step: fixed, or 1/lambda_max re-estimated every ``lr_every`` steps.
+
+        The estimate uses the problem's first inner batch so it draws nothing from the
+        stream (a resumed run sees the same batches)."""
+        if self.fixed_inner_lr is not None:
+            return self.fixed_inner_lr, 0
+        if state.get("inner_lr") is None or k % self.lr_every == 0:
+            lr, used = estimate_inner_lr(self.problem.inner_at(self.problem.first_inner_batch), x, y)
+            state["inner_lr"] = lr
+            return lr, used
+        return state["inner_lr"], 0
+
+    def init_state(self) -> dict:
+        raise NotImplementedError
+
+    def step(self, state: dict, k: int) -> tuple[dict, dict]:
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""Fully first-order penalty method ("penalty"), after Kwon, Kwon, Wright, Nowak:
+"A fully first-order method for stochastic bilevel optimization" (F2SA, ICML 2023) and
+"On penalty methods for nonconvex bilevel optimization and first-order stochastic
+approximation" (ICLR 2024).
+
+The bilevel problem is relaxed to the penalty function (sigma > 0 small)
+
+    L_sigma(x) = min_y [ f(x, y) + (g(x, y) - min_z g(x, z)) / sigma ],
+
+whose gradient needs only first derivatives: with y_sigma(x) = argmin_y sigma f + g and
+z*(x) = argmin_z g,
+
+    grad L_sigma(x) = grad_x f(x, y_sigma) + (grad_x g(x, y_sigma) - grad_x g(x, z*)) / sigma,
+
+and grad L_sigma -> grad h as sigma -> 0 (the error is O(sigma)).  Per outer step k, both
+inner variables take ``inner_steps`` warm-started gradient steps,
+
+    z <- z - beta grad_z g(x, z),     y <- y - beta / (1 + sigma_k) grad_y (sigma_k f + g)(x, y),
+
+(the y step is shrunk by 1 + sigma because the smoothness of sigma f + g is at most
+L_g + sigma L_f, about (1 + sigma) L_g when f and g have similar curvature), then
+x <- OuterOptimizer(x, the penalty gradient above).  The penalty follows the schedule
+sigma_k = max(sigma_min, sigma0 / (k + 1)^p) (lambda_k = 1 / sigma_k grows polynomially,
+as in F2SA).  No Hessian or Hessian-vector product is ever formed.
+"""
+
+from __future__ import annotations
+
+from torch.func import grad, grad_and_value
+
+from ..linalg import _tree as T
+from .common import Algorithm, detach
+
+__all__ = ["PenaltyAlgorithm"]
+
+
+class PenaltyAlgorithm(Algorithm):
+    """Options: ``sigma0`` (1.0), ``sigma_power`` p (0.5), ``sigma_min`` (1e-3)."""
+
+    name = "penalty"
+    defaults = {"sigma0": 1.0, "sigma_power": 0.5, "sigma_min": 1e-3}
+
+    def sigma(self, k: int) -> float:
+        o = self.options
+        return max(o["sigma_min"], o["sigma0"] / (k + 1) ** o["sigma_power"])
+
+    def init_state(self) -> dict:
+        return {"x": detach(self.problem.x0), "y": detach(self.problem.y0),
+                "z": detach(self.problem.y0), "opt": self.outer_optimizer.init(self.problem.x0),
+                "inner_lr": None}
+
+    def step(self, state: dict, k: int) -> tuple[dict, dict]:
+        x, y, z = state["x"], state["y"], state["z"]
+        lr, power_products = self.inner_lr(state, k, x, y)
+        sigma = self.sigma(k)
+        problem = self.problem
+        inner_norm = None
+        for _ in range(self.inner_steps):
+            g_batch, f_batch = self.inner_stream.next(), self.outer_stream.next()
+            g = problem.inner_at(g_batch)
+            f = problem.outer_at(f_batch)
+            g_z = grad(g, argnums=1)(x, z)
+            inner_norm = T.norm(g_z)
+            z = T.axpy(-lr, g_z, z)
+            penalized = lambda xx, yy: sigma * f(xx, yy) + g(xx, yy)  # noqa: E731
+            y = T.axpy(-lr / (1.0 + sigma), grad(penalized, argnums=1)(x, y), y)
+        g = self.g()
+        (f_x, _), outer_loss = grad_and_value(self.f(), argnums=(0, 1))(x, y)
+        g_x_y = grad(g, argnums=0)(x, y)
+        g_x_z = grad(g, argnums=0)(x, z)
+        estimate = T.tree_map(lambda a, b, c: a + (b - c) / sigma, f_x, g_x_y, g_x_z)
+        x_new, opt = self.outer_optimizer.step(x, estimate, state["opt"], k)
+        new_state = {"x": x_new, "y": y, "z": z, "opt": opt, "inner_lr": state["inner_lr"]}
+        stats = {"outer_loss": outer_loss.detach(), "hypergrad_norm": T.norm(estimate),
+                 "inner_grad_norm": inner_norm if inner_norm is not None else T.norm(g_x_z) * 0,
+                 "solve_residual": None, "sigma": sigma, "hvp_count": power_products,
+                 "grad_count": 3 * self.inner_steps + 3}
+        return new_state, stats

@@ -1,0 +1,244 @@
+"""``bilevel.solve``: run a bilevel algorithm on a :class:`~bilevel.BilevelProblem`.
+
+    result = bilevel.solve(problem, method="aid-cg", outer_steps=200, inner_steps=10,
+                           outer_lr=0.05)
+    result.x, result.y, result.status, result.message, result.history
+
+Methods: "aid-cg", "aid-minres", "aid-neumann" (implicit differentiation with warm starts),
+"itd" (unrolled differentiation), "borep" (BO-REP, Hao, Gong, Liu 2024), "penalty"
+(first-order penalty method, Kwon et al. 2023).  See :mod:`bilevel.algorithms`.
+
+Termination (``result.status``):
+
+* CONVERGED: the hypergradient norm (the method's estimate) fell to ``tol``;
+* MAX_STEPS: ``outer_steps`` outer steps were taken;
+* STOPPED: ``callback`` returned True;
+* NUMERICAL_ERROR: a loss, gradient or linear solve became non-finite (or a solve diverged);
+  x, y are the last finite iterate, and the message names the step.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
+from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .linalg._tree import Tree
+from .problem import BilevelProblem
+
+__all__ = ["solve", "BilevelResult", "Status", "METHODS"]
+
+METHODS = ("aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
+
+
+class Status(enum.Enum):
+    """How a :func:`solve` run ended."""
+
+    CONVERGED = "converged"
+    MAX_STEPS = "max_steps"
+    NUMERICAL_ERROR = "numerical_error"
+    STOPPED = "stopped"
+
+
+@dataclass
+class BilevelResult:
+    """Outcome of :func:`solve`.
+
+    Attributes:
+        x, y: the final outer and inner variables (tensors or dicts, detached).
+        status: a :class:`Status`.
+        message: a human-readable account of why it stopped.
+        history: one dict per outer step: step, outer_loss, hypergrad_norm,
+            inner_grad_norm, solve_residual (None without a linear solve), wall_time
+            (seconds since the start, resumed runs included), hvp_count and grad_count
+            (cumulative), plus method-specific keys (solve_converged, fallback, sigma).
+        n_steps: outer steps taken in total.
+    """
+
+    x: Tree
+    y: Tree
+    status: Status
+    message: str
+    history: list[dict] = field(default_factory=list)
+    n_steps: int = 0
+
+
+def _make_algorithm(method: str, problem: BilevelProblem, streams, common: dict,
+                    options: dict) -> Algorithm:
+    if method.startswith("aid-"):
+        return AIDAlgorithm(problem, streams, solver=method[4:], options=options, **common)
+    cls = {"itd": ITDAlgorithm, "borep": BOREPAlgorithm, "penalty": PenaltyAlgorithm}[method]
+    return cls(problem, streams, options=options, **common)
+
+
+def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int = 100,
+          inner_steps: int = 10, outer_lr: float | Callable[[int], float] = 0.05,
+          inner_lr: float | None = None, outer_optimizer: str = "adam",
+          seed: int | None = None, checkpoint: str | os.PathLike | None = None,
+          checkpoint_every: int = 10, callback: Callable[[dict], bool | None] | None = None,
+          progress: bool = True, tol: float | None = None, lr_every: int = 50,
+          **method_options: Any) -> BilevelResult:
+    """Run a bilevel algorithm.
+
+    Args:
+        problem: the :class:`BilevelProblem`.
+        method: one of ``METHODS``.
+        outer_steps: total outer steps (a resumed run continues up to this count).
+        inner_steps: inner gradient steps per outer step (ITD: the unroll K; BO-REP: N,
+            taken every ``update_interval`` steps; penalty: steps on each of y and z).
+        outer_lr: outer step size, or a schedule ``k -> lr`` (BO-REP: eta of the
+            normalized step).
+        inner_lr: inner gradient step; default 1 / lambda_max(H_yy) by power iteration on
+            the first inner batch, re-estimated every ``lr_every`` outer steps.
+        outer_optimizer: "adam" (default: insensitive to the hypergradient's scale, which
+            differs by orders of magnitude between tasks) or "sgd".  Unused by BO-REP.
+        seed: seeds torch's RNG and the batch order; default a seed drawn from torch's RNG.
+        checkpoint: a file path; if it exists the run resumes from it, and the state is
+            saved there (atomically) every ``checkpoint_every`` steps and at the end.
+        callback: called after each outer step with the history record plus "x" and "y";
+            returning True stops the run (Status.STOPPED).
+        progress: show a live line with the step, outer loss and hypergradient norm.
+        tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
+        lr_every: outer steps between re-estimates of the default inner step.
+        **method_options: the method's options ("aid-*": tol, maxiter, warm_start, alpha,
+            check_every; "itd": truncate, inner_optimizer; "borep": beta, nu,
+            update_interval, refine_epochs, refine_steps, z_radius; "penalty": sigma0,
+            sigma_power, sigma_min).  Note: the AID linear-solve tolerance is passed as
+            ``solve_tol`` to keep it apart from the stopping ``tol``.
+
+    Returns:
+        A :class:`BilevelResult`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"solve: method must be one of {METHODS}, got {method!r}")
+    if not isinstance(problem, BilevelProblem):
+        raise TypeError(f"solve: problem must be a BilevelProblem, got {type(problem).__name__}")
+    for name, value in (("outer_steps", outer_steps), ("inner_steps", inner_steps),
+                        ("checkpoint_every", checkpoint_every), ("lr_every", lr_every)):
+        if not isinstance(value, int) or value < (0 if name == "outer_steps" else 1):
+            raise ValueError(f"solve: {name} must be a positive integer, got {value!r}")
+    if "solve_tol" in method_options:
+        method_options["tol"] = method_options.pop("solve_tol")
+    resume = checkpoint is not None and os.path.exists(checkpoint)
+    saved = load_checkpoint(checkpoint, map_location=problem.device) if resume else None
+    if saved is not None and saved["method"] != method:
+        raise ValueError(f"solve: checkpoint {os.fspath(checkpoint)!r} is from method "
+                         f"{saved['method']!r}, not {method!r}; delete it or change the path")
+    if saved is None and seed is not None:
+        torch.manual_seed(seed)
+    base_seed = (saved["seed"] if saved is not None else
+                 seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
+    streams = (BatchStream(problem.outer_data, base_seed, 0, "outer_data"),
+               BatchStream(problem.inner_data, base_seed, 1, "inner_data"))
+    optimizer = OuterOptimizer(outer_optimizer, outer_lr)
+    algorithm = _make_algorithm(method, problem, streams,
+                                {"inner_steps": inner_steps, "inner_lr": inner_lr,
+                                 "outer_optimizer": optimizer, "lr_every": lr_every},
+                                method_options)
+    if saved is not None:
+        state, k, history = saved["state"], saved["step"], saved["history"]
+        elapsed, counts = saved["elapsed"], saved["counts"]
+        streams[0].restore(saved["streams"][0])
+        streams[1].restore(saved["streams"][1])
+        set_rng_state(saved["rng"])
+    else:
+        state, k, history, elapsed, counts = algorithm.init_state(), 0, [], 0.0, [0, 0]
+
+    def save() -> None:
+        save_checkpoint(checkpoint, {
+            "method": method, "seed": base_seed, "state": state, "step": k, "history": history,
+            "elapsed": elapsed + (time.perf_counter() - started), "counts": counts,
+            "streams": [streams[0].state(), streams[1].state()], "rng": rng_state()})
+
+    started = time.perf_counter()
+    status, message = Status.MAX_STEPS, f"reached outer_steps={outer_steps}"
+    unconverged_solves = sum(1 for r in history if r.get("solve_converged") is False)
+    with _Progress(progress, method, outer_steps, k) as bar:
+        while k < outer_steps:
+            try:
+                new_state, stats = algorithm.step(state, k)
+                record = _record(k, stats, counts, elapsed + time.perf_counter() - started)
+            except FloatingPointError as err:
+                status, message = Status.NUMERICAL_ERROR, f"outer step {k}: {err}"
+                break
+            bad = [name for name in ("outer_loss", "hypergrad_norm", "inner_grad_norm")
+                   if record[name] is not None and not math.isfinite(record[name])]
+            if bad or "failure" in stats:
+                reason = (f"non-finite {', '.join(bad)}" if bad else stats["failure"])
+                status = Status.NUMERICAL_ERROR
+                message = f"outer step {k}: {reason}; returning the iterate before this step"
+                break
+            state, k = new_state, k + 1
+            history.append(record)
+            unconverged_solves += record.get("solve_converged") is False
+            bar.update(record)
+            if callback is not None and callback({**record, "x": state["x"], "y": state["y"]}):
+                status, message = Status.STOPPED, f"callback asked to stop after outer step {k - 1}"
+                break
+            if tol is not None and record["hypergrad_norm"] <= tol:
+                status = Status.CONVERGED
+                message = (f"hypergradient norm {record['hypergrad_norm']:.3e} <= tol {tol:.1e} "
+                           f"at outer step {k - 1}")
+                break
+            if checkpoint is not None and k % checkpoint_every == 0:
+                save()
+    if checkpoint is not None:
+        save()
+    if unconverged_solves:
+        message += (f"; {unconverged_solves} of {len(history)} linear solves missed their "
+                    "tolerance (see history 'solve_residual')")
+    return BilevelResult(x=state["x"], y=state["y"], status=status, message=message,
+                         history=history, n_steps=k)
+
+
+def _record(k: int, stats: dict, counts: list[int], wall_time: float) -> dict:
+    """One history entry; the only host synchronization of an outer step."""
+    counts[0] += int(stats["hvp_count"])
+    counts[1] += int(stats["grad_count"])
+    values = torch.stack([stats["outer_loss"].reshape(()).to(torch.float64),
+                          stats["hypergrad_norm"].reshape(()).to(torch.float64),
+                          stats["inner_grad_norm"].reshape(()).to(torch.float64)]).tolist()
+    record = {"step": k, "outer_loss": values[0], "hypergrad_norm": values[1],
+              "inner_grad_norm": values[2], "solve_residual": stats["solve_residual"],
+              "wall_time": wall_time, "hvp_count": counts[0], "grad_count": counts[1]}
+    for key in ("solve_converged", "solve_iterations", "fallback", "sigma"):
+        if key in stats:
+            record[key] = stats[key]
+    return record
+
+
+class _Progress:
+    """A rich live line: outer step, outer loss, hypergradient norm (no-op when off)."""
+
+    def __init__(self, enabled: bool, method: str, total: int, start: int) -> None:
+        self.enabled, self.method, self.total, self.start = enabled, method, total, start
+        self._progress = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            self._progress = Progress(TextColumn(f"[bold]{self.method}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[info]}"))
+            self._progress.start()
+            self._task = self._progress.add_task(self.method, total=self.total,
+                                                 completed=self.start, info="")
+        return self
+
+    def update(self, record: dict) -> None:
+        if self._progress is not None:
+            info = (f"loss {record['outer_loss']:.4e}  |hypergrad| "
+                    f"{record['hypergrad_norm']:.3e}")
+            self._progress.update(self._task, completed=record["step"] + 1, info=info)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
