@@ -65,6 +65,14 @@ class ScaledLP:
     def shape(self) -> tuple[int, int]:
         return self.op.shape
 
+    def to(self, device: torch.device) -> "ScaledLP":
+        """A copy on ``device`` (the operator is rebuilt there, with its transpose)."""
+        if self.op.csr.device == torch.device(device):
+            return self
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                  for k, v in self.__dict__.items() if k != "op"}
+        return ScaledLP(op=LinearOperator.from_sparse(self.op.csr, device=device), **fields)
+
     # x = D2 x~ / theta_b,  y = D1 y~ / theta_c  and back.
     def unscale_primal(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.col_scale / self.bound_scale

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -57,7 +58,9 @@ class SolverOptions:
         power_iterations: cap on the power iteration for ||A~||_2.
         restart: the restart criteria.
         infeasibility_tolerance: eps of the infeasibility certificates.
-        cuda_graph: capture the iterations between checks in a CUDA graph (CUDA only).
+        cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
+        cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
+            CPU (cheaper than hundreds of tiny kernel launches and syncs), then moved.
     """
 
     check_every: int = 64
@@ -69,6 +72,7 @@ class SolverOptions:
     restart: RestartParams = RestartParams()
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
+    cpu_setup_nnz: int = 100_000
 
 
 @dataclass
@@ -83,6 +87,8 @@ class IterationState:
         k: the epoch's iteration index; weight = (k+1)/(k+2) (0-d tensors).
         tau, neg_sigma: 0-d step tensors; tau_c = tau c (n,); dual_lower = -sigma u_r,
             dual_upper = -sigma l_r (m,).
+        metric_primal, metric_dual: omega / eta and 1 / (eta omega), the diagonal of the PDHG
+            metric P (0-d).
     """
 
     x: torch.Tensor
@@ -102,6 +108,8 @@ class IterationState:
     tau_c: torch.Tensor
     dual_lower: torch.Tensor
     dual_upper: torch.Tensor
+    metric_primal: torch.Tensor
+    metric_dual: torch.Tensor
 
     @classmethod
     def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> "IterationState":
@@ -110,11 +118,16 @@ class IterationState:
         s = cls(x=x.clone(), y=y.clone(), x0=x.clone(), y0=y.clone(), aty=p.op.rmatvec(y),
                 x_hat=e(x), y_hat=e(y), x_bar=e(x), y_bar=e(y), ax_bar=e(y), k=zero.clone(),
                 weight=zero.clone(), tau=zero.clone(), neg_sigma=zero.clone(), tau_c=e(x),
-                dual_lower=e(y), dual_upper=e(y))
+                dual_lower=e(y), dual_upper=e(y), metric_primal=zero.clone(),
+                metric_dual=zero.clone())
         s.restart_epoch(x, y, s.aty)
         return s
 
-    def set_steps(self, p: ScaledLP, tau: float, sigma: float) -> None:
+    def set_steps(self, p: ScaledLP, eta: float, omega: float) -> None:
+        """tau = eta / omega, sigma = eta omega, and what depends on them."""
+        tau, sigma = eta / omega, eta * omega
+        self.metric_primal.fill_(omega / eta)
+        self.metric_dual.fill_(1.0 / (eta * omega))
         self.tau.fill_(tau)
         self.neg_sigma.fill_(-sigma)
         torch.mul(p.c, tau, out=self.tau_c)
@@ -147,34 +160,49 @@ def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
 
 
 class _Runner:
-    """Runs chunks of iterations: eagerly, or as replays of a captured CUDA graph."""
+    """Runs chunks of iterations, each followed by the check's device computations.
 
-    def __init__(self, p: ScaledLP, s: IterationState, chunk: int, use_graph: bool):
-        self.p, self.s, self.chunk = p, s, chunk
-        self.graph: torch.cuda.CUDAGraph | None = None
+    On CUDA a chunk of ``chunk`` iterations and the check are captured once in one CUDA graph
+    and replayed: one launch and one device-to-host copy per check, so small LPs are not bound by
+    kernel-launch latency.  Other chunk lengths (the first iteration, the rest before an
+    iteration limit) and the CPU run eagerly.
+    """
+
+    def __init__(self, p: ScaledLP, t: TerminationData, s: IterationState, chunk: int,
+                 use_graph: bool):
+        self.p, self.t, self.s, self.chunk = p, t, s, chunk
         self.use_graph = use_graph
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_out: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
         self.graph_error: str | None = None
 
-    def run(self, iterations: int) -> None:
-        if iterations == self.chunk and self.use_graph:
-            if self.graph is None:
-                self._capture()
-            if self.graph is not None:
-                self.graph.replay()
-                return
+    def _eager(self, iterations: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         for _ in range(iterations):
             halpern_iteration(self.p, self.s)
+        return _check_device(self.p, self.t, self.s)
+
+    def run(self, iterations: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Run ``iterations`` iterations and the check; (host scalars, device tensors)."""
+        if iterations == self.chunk and self.use_graph and self.graph is None:
+            self._capture()
+        if iterations == self.chunk and self.graph is not None:
+            self.graph.replay()
+            stacked, dev = self.graph_out
+        else:
+            stacked, dev = self._eager(iterations)
+        return dict(zip(CHECK_KEYS, stacked.tolist())), dev
 
     def _capture(self) -> None:
         try:
-            graph = torch.cuda.CUDAGraph()
             torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                for _ in range(self.chunk):
-                    halpern_iteration(self.p, self.s)
-            self.graph = graph
+                out = self._eager(self.chunk)
+            self.graph, self.graph_out = graph, out
         except Exception as exc:  # capture unsupported here: fall back to eager launches
             self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"solve_lp: CUDA graph capture failed ({self.graph_error}); "
+                          f"running the iterations eagerly", RuntimeWarning, stacklevel=3)
             torch.cuda.synchronize()
 
 
@@ -281,6 +309,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
     opts = SolverOptions(check_every=check_every, **advanced)
     if not tol > 0:
         raise ValueError(f"solve_lp: tol must be positive, got {tol}")
+    if iteration_limit is not None and iteration_limit < 1:
+        raise ValueError(f"solve_lp: iteration_limit must be >= 1, got {iteration_limit}")
     if opts.check_every < 1:
         raise ValueError("solve_lp: check_every must be >= 1")
     if dtype not in (torch.float64, torch.float32):
@@ -290,12 +320,14 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
     n, m = lp.num_cols, lp.num_rows
     x_init, y_init = _warm_start_vectors(lp, warm_start, n, m)
 
-    p = scale_lp(lp, device=dev, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
+    setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
+    p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
                  pock_chambolle=opts.pock_chambolle,
                  bound_objective_rescaling=opts.bound_objective_rescaling)
-    term = TerminationData.build(p)
     norm_a = (power_iteration(p.op, mode="svd", iters=opts.power_iterations, tol=1e-7)
               if m > 0 and p.op.csr.values().numel() > 0 else 0.0)
+    p = p.to(dev)
+    term = TerminationData.build(p)
     eta = opts.step_safety / norm_a if norm_a > 0 else 1.0
     x0 = torch.clamp(p.scale_primal(x_init.to(dev, dtype)), p.col_lower, p.col_upper)
     # a dual warm start with the wrong signs for its row bounds is projected like x
@@ -303,22 +335,35 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
                      term.dual_rec_upper)
     state = IterationState.init(p, x0, y0)
     pid = PrimalWeightPID()
-    state.set_steps(p, eta / pid.weight, eta * pid.weight)
-    runner = _Runner(p, state, opts.check_every, opts.cuda_graph and dev.type == "cuda")
+    state.set_steps(p, eta, pid.weight)
+    runner = _Runner(p, term, state, opts.check_every, opts.cuda_graph and dev.type == "cuda")
     return _run(lp, p, term, state, runner, pid, eta, opts, tol, start, time_limit,
                 iteration_limit, progress)
 
 
-def _check(p: ScaledLP, t: TerminationData, s: IterationState, eta: float,
-           omega: float) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-    """All quantities of one check, with a single device-to-host transfer."""
+CHECK_KEYS = (
+    "rel_primal_residual", "rel_dual_residual", "rel_gap", "primal_objective", "dual_objective",
+    "fixed_point_error", "primal_move", "dual_move",
+    *(f"primal_ray_{q}_{c}" for c in RAY_CANDIDATES for q in ("obj", "viol")),
+    *(f"dual_ray_{q}_{c}" for c in RAY_CANDIDATES for q in ("obj", "res")),
+)
+
+
+def _check_device(p: ScaledLP, t: TerminationData,
+                  s: IterationState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Everything one check needs, on the device: (stacked scalars in CHECK_KEYS order, vectors).
+
+    The point checked is z^ = T(z) of the last iteration; z^ - z = z_bar - z^, and
+    A~ (z^ - z)_x = A~ x_bar - A~ x^, so the fixed-point error
+    r(z)^2 = omega/eta ||dx||^2 + 1/(eta omega) ||dy||^2 + 2 dy^T A~ dx needs no extra product.
+    """
     op = p.op
     ax_hat, aty_hat = op.matvec(s.x_hat), op.rmatvec(s.y_hat)
     kkt = kkt_terms(p, t, s.x_hat, s.y_hat, ax_hat, aty_hat)
     dx, dy = s.x_bar - s.x_hat, s.y_bar - s.y_hat          # T(z) - z of the last iteration
     a_dx = s.ax_bar - ax_hat
-    fp_sq = (omega / eta) * torch.dot(dx, dx) + torch.dot(dy, dy) / (eta * omega) \
-        + 2.0 * torch.dot(dy, a_dx)
+    fp_sq = (s.metric_primal * torch.dot(dx, dx) + s.metric_dual * torch.dot(dy, dy)
+             + 2.0 * torch.dot(dy, a_dx))
     ex, ey = s.x_hat - s.x0, s.y_hat - s.y0                # the epoch's displacement
     scalars = {
         "rel_primal_residual": kkt["rel_primal_residual"],
@@ -342,9 +387,8 @@ def _check(p: ScaledLP, t: TerminationData, s: IterationState, eta: float,
         obj, res = dual_ray_terms(p, t, yr, aty_hat if name == "iterate" else op.rmatvec(yr))
         scalars[f"dual_ray_obj_{name}"], scalars[f"dual_ray_res_{name}"] = obj, res
         rays[f"y_{name}"] = yr
-    values = torch.stack([v.to(torch.float64) for v in scalars.values()]).tolist()
-    host = dict(zip(scalars.keys(), values))
-    return host, {**kkt, **rays, "aty_hat": aty_hat}
+    stacked = torch.stack([scalars[k].to(torch.float64) for k in CHECK_KEYS])
+    return stacked, {**kkt, **rays, "aty_hat": aty_hat}
 
 
 def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner,
@@ -361,10 +405,8 @@ def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner
         chunk = 1 if total == 0 else opts.check_every
         if iteration_limit is not None:
             chunk = min(chunk, iteration_limit - total)
-        if chunk > 0:
-            runner.run(chunk)
-            total += chunk
-        host, dev = _check(p, t, s, eta, pid.weight)
+        host, dev = runner.run(chunk)
+        total += chunk
         elapsed = time.perf_counter() - start
         if progress is not None:
             progress({"iteration": total, "rel_primal_residual": host["rel_primal_residual"],
@@ -373,7 +415,9 @@ def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner
         if not all(math.isfinite(v) for v in host.values()):
             return _result(lp, LPStatus.NUMERICAL_ERROR, last_good, total, start,
                            f"nan/inf in the iterates at iteration {total}")
-        last_good = (host, dev)
+        # copies: on CUDA the check's outputs live in the graph's buffers, which the next replay
+        # overwrites (and a NUMERICAL_ERROR result must return the last finite point)
+        last_good = (host, {k: dev[k].clone() for k in ("x", "y", "reduced_costs")})
         if (host["rel_primal_residual"] <= tol and host["rel_dual_residual"] <= tol
                 and host["rel_gap"] <= tol):
             return _result(lp, LPStatus.OPTIMAL, last_good, total, start,
@@ -407,7 +451,7 @@ def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner
             s.restart_epoch(s.x_hat, s.y_hat, dev["aty_hat"])
             omega = pid.update(host["primal_move"], host["dual_move"],
                                host["rel_primal_residual"], host["rel_dual_residual"])
-            s.set_steps(p, eta / omega, eta * omega)
+            s.set_steps(p, eta, omega)
             # r of the new anchor z^ is at most r(z) (T is nonexpansive in the P metric)
             anchor_error = previous_error = error
             epoch_start = total
