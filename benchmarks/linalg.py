@@ -55,9 +55,9 @@ def bench_hvp(m: int, d: int, device: str, bandwidth: float) -> list[dict]:
         r["ratio_to_floor"] = r["ms"] / floor_ms
     rows[1]["rel_diff_vs_plain"] = err
     # CG per-iteration time on this Hessian, eager vs graph
-    for graph in (False, True):
+    for graph in (False, "auto", True):
         iters = 50
-        ms = time_ms(lambda: cg(op, v, tol=0.0, maxiter=iters, check_every=10, cuda_graph=graph),
+        ms = time_ms(lambda: cg(op, v, tol=0.0, maxiter=iters, cuda_graph=graph),
                      warmup=1, reps=5)
         rows.append({"case": f"cg 50 it logistic m={m} d={d} graph={graph}", "ms": ms,
                      "ms_per_iter": ms / iters, "floor_ms": floor_ms * iters,
@@ -79,9 +79,9 @@ def bench_small_cg(device: str) -> list[dict]:
         return (weights * losses).mean() + 1e-3 * (W * W).sum()
 
     rows = []
-    for graph in (False, True):
+    for graph in (False, "auto", True):
         def solve():
-            return cg(LinearOperator.from_hvp(inner, W), b, tol=0.0, maxiter=80, check_every=10,
+            return cg(LinearOperator.from_hvp(inner, W), b, tol=0.0, maxiter=80,
                       cuda_graph=graph)
         ms = time_ms(solve, warmup=2, reps=7)
         rows.append({"case": f"cg 80 it softmax 5000x784 (incl. linearize) graph={graph}",

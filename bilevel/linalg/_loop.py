@@ -1,15 +1,18 @@
 """The iteration driver shared by the solvers: chunks of k steps, one check per chunk.
 
 A solver is written as ``body(op, state) -> state``, one iteration on a dict of
-tensors with no host synchronization.  ``iterate`` runs chunks of ``check_every``
-iterations and looks at the state (a host sync) only between chunks.
+tensors with no host synchronization.  ``iterate`` advances ``check_every``
+iterations at a time and looks at the state (a host sync) only between chunks.
 
-On CUDA the chunk can be captured once as a CUDA graph and replayed: a solve of
-a small or medium problem is otherwise dominated by kernel launch overhead
-(tens of small kernels per iteration), which a replay removes.  Autograd-based
-operators (``LinearOperator.from_hvp``) must record their forward pass on the
-capturing stream, so an operator that has a ``rebuild`` factory is rebuilt
-inside the capture: every replay then redoes one forward pass and ``k`` products.
+On CUDA a short run of ``GRAPH_STEPS`` iterations is captured once as a CUDA graph
+and replayed: small and medium solves are otherwise dominated by kernel launch
+overhead (tens of small kernels per iteration).  Capturing costs about as much host
+time as running the captured iterations eagerly, so the graph is kept short and
+replayed several times between checks; with ``cuda_graph="auto"`` the driver times
+one eager chunk against one replayed chunk and keeps the faster.  Everything runs on one side stream: an
+autograd-based operator (``LinearOperator.from_hvp``) is re-linearized there once
+(via its ``rebuild`` factory), because autograd runs backward kernels on the
+stream of their forward pass, and that must be the capturing stream.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from .operators import LinearOperator
 
@@ -26,11 +29,11 @@ __all__ = ["iterate"]
 
 State = dict
 Body = Callable[[LinearOperator, State], State]
+GRAPH_STEPS = 4
 
 
 def iterate(name: str, body: Body, op: LinearOperator, state: State, *, maxiter: int,
-            check_every: int, cuda_graph: bool | str = "auto",
-            monitor: str) -> State:
+            check_every: int, cuda_graph: bool | str = "auto", monitor: str) -> State:
     """Run ``body`` until ``state["active"]`` is False or ``maxiter`` iterations.
 
     Args:
@@ -39,33 +42,40 @@ def iterate(name: str, body: Body, op: LinearOperator, state: State, *, maxiter:
         op: the operator handed to ``body``.
         state: dict of tensors (or trees); must hold a 0-dim bool "active".
         maxiter: iteration cap.
-        check_every: iterations per chunk (between host-side checks).
-        cuda_graph: True, False or "auto" (use one on CUDA when the solve is long
-            enough to repay the capture).
+        check_every: iterations between host-side checks.
+        cuda_graph: True, False or "auto" (on CUDA, when the solve is long enough to
+            repay the capture).
         monitor: key of a 0-dim tensor that turns non-finite when the iteration breaks.
 
     Raises:
         FloatingPointError: ``state[monitor]`` became nan/inf; names the iterations.
     """
-    device = state["active"].device
-    use_graph = _want_graph(cuda_graph, device, maxiter, check_every)
-    chunk: _GraphChunk | None = None
+    if not _want_graph(cuda_graph, state["active"].device, maxiter, check_every):
+        def eager(s: State, steps: int) -> State:
+            for _ in range(steps):
+                s = body(op, s)
+            return s
+        return _drive(name, eager, state, maxiter, check_every, monitor)
+
+    check_every = -(-check_every // GRAPH_STEPS) * GRAPH_STEPS  # whole replays per chunk
+    caller = torch.cuda.current_stream()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(caller)
+    with torch.cuda.stream(stream):
+        runner = _GraphRunner(name, body, _fresh(op), force=cuda_graph is True)
+        state = _drive(name, runner.advance, state, maxiter, check_every, monitor)
+    caller.wait_stream(stream)
+    # Hand the results back as tensors of the caller's stream (the graph's buffers
+    # belong to the side stream and to the graph's memory pool).
+    return tree_map(lambda t: t.clone(), state)
+
+
+def _drive(name: str, advance: Callable[[State, int], State], state: State, maxiter: int,
+           check_every: int, monitor: str) -> State:
     it = 0
     while it < maxiter and bool(state["active"]):
         steps = min(check_every, maxiter - it)
-        if use_graph and steps == check_every:
-            if chunk is None:
-                try:
-                    chunk = _GraphChunk(body, op, state, steps)
-                except Exception as err:  # capture unsupported by this operator: run eagerly
-                    warnings.warn(f"{name}: CUDA graph capture failed ({err}); running eagerly",
-                                  RuntimeWarning, stacklevel=3)
-                    use_graph = False
-            if chunk is not None:
-                state = chunk(state)
-        if not use_graph or steps != check_every:
-            for _ in range(steps):
-                state = body(op, state)
+        state = advance(state, steps)
         if not bool(torch.isfinite(state[monitor])):
             raise FloatingPointError(
                 f"{name}: non-finite value (nan/inf) appeared between iterations {it} and "
@@ -85,28 +95,87 @@ def _want_graph(cuda_graph: bool | str, device: torch.device, maxiter: int,
     return bool(cuda_graph)
 
 
-class _GraphChunk:
-    """``steps`` iterations of ``body`` captured as one CUDA graph over static buffers."""
+class _GraphRunner:
+    """Advance the state eagerly for one timed chunk, then by replays of a captured graph.
 
-    def __init__(self, body: Body, op: LinearOperator, state: State, steps: int) -> None:
+    The first chunk runs eagerly (it warms up cuBLAS/cuSPARSE and autograd, and counts
+    as progress) between two CUDA events.  The second chunk captures GRAPH_STEPS
+    iterations once and replays them, also between events.  At the third chunk (the
+    host checks in between have synchronized, so the events are complete) "auto"
+    keeps whichever ran faster per iteration: replays win big on launch-bound loops
+    and can lose a little on bandwidth-bound ones (cuBLAS picks other kernels under
+    capture).  ``force`` keeps the graph.
+    """
+
+    def __init__(self, name: str, body: Body, op: LinearOperator, force: bool) -> None:
+        self.name, self.body, self.op, self.force = name, body, op, force
+        self.mode = "probe-eager"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.timings: dict[str, tuple[torch.cuda.Event, torch.cuda.Event, int]] = {}
+
+    def advance(self, state: State, steps: int) -> State:
+        if self.mode == "probe-eager":
+            self.mode = "probe-graph"
+            return self._timed("eager", state, steps, self._eager)
+        if self.mode == "probe-graph":
+            self._capture(state)
+            if self.graph is None:
+                return self._eager(state, steps)
+            self.mode = "decide"
+            return self._timed("graph", state, steps, self._replays)
+        if self.mode == "decide":
+            self.mode = "graph" if self.force or self._ms_per_iter("graph") < \
+                self._ms_per_iter("eager") else "eager"
+        return self._replays(state, steps) if self.mode == "graph" else self._eager(state, steps)
+
+    def _eager(self, state: State, steps: int) -> State:
+        for _ in range(steps):
+            state = self.body(self.op, state)
+        return state
+
+    def _replays(self, state: State, steps: int) -> State:
+        while steps >= GRAPH_STEPS:
+            state = self._replay(state)
+            steps -= GRAPH_STEPS
+        return self._eager(state, steps)
+
+    def _timed(self, key: str, state: State, steps: int,
+               run: Callable[[State, int], State]) -> State:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        state = run(state, steps)
+        end.record()
+        self.timings[key] = (start, end, steps)
+        return state
+
+    def _ms_per_iter(self, key: str) -> float:
+        start, end, steps = self.timings[key]
+        return start.elapsed_time(end) / max(steps, 1)
+
+    def _capture(self, state: State) -> None:
         leaves, self.spec = tree_flatten(state)
         self.static = [t.clone() for t in leaves]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm up (cuBLAS/cuSPARSE handles, autograd) off-graph
-            scratch = tree_unflatten([t.clone() for t in self.static], self.spec)
-            body(_fresh(op), scratch)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            local_op = _fresh(op)
-            current = tree_unflatten(self.static, self.spec)
-            for _ in range(steps):
-                current = body(local_op, current)
-            for dst, src in zip(self.static, tree_flatten(current)[0]):
-                dst.copy_(src)
+        graph = torch.cuda.CUDAGraph()
+        # capture_begin/end on our side stream directly: the torch.cuda.graph context
+        # manager would also synchronize and empty the allocator cache on entry.
+        try:
+            graph.capture_begin()
+            try:
+                current = tree_unflatten(self.static, self.spec)
+                for _ in range(GRAPH_STEPS):
+                    current = self.body(self.op, current)
+                for dst, src in zip(self.static, tree_flatten(current)[0]):
+                    dst.copy_(src)
+            finally:
+                graph.capture_end()
+        except Exception as err:  # an operator that cannot be captured: stay eager
+            warnings.warn(f"{self.name}: CUDA graph capture failed ({err}); running eagerly",
+                          RuntimeWarning, stacklevel=4)
+            self.mode = "eager"
+            return
+        self.graph = graph
 
-    def __call__(self, state: State) -> State:
+    def _replay(self, state: State) -> State:
         for dst, src in zip(self.static, tree_flatten(state)[0]):
             if dst is not src:
                 dst.copy_(src)
@@ -115,5 +184,10 @@ class _GraphChunk:
 
 
 def _fresh(op: LinearOperator) -> LinearOperator:
-    rebuild = getattr(op, "rebuild", None)
-    return rebuild() if rebuild is not None else op
+    """The operator to use on the current (side) stream: a Hessian operator already
+    linearized on another stream is re-linearized here (autograd would otherwise run
+    its backward kernels on that other stream, outside the capture)."""
+    products = getattr(op, "hessian_products", None)
+    if products is not None and products.recorded_elsewhere():
+        return op.rebuild()
+    return op

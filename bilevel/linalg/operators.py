@@ -113,12 +113,35 @@ class LinearOperator:
         :func:`bilevel.linalg.hvp.hvp_closure`), so a solve of k iterations costs k
         backward passes, not k forward-and-backward passes.
         """
-        product = hvp_closure(f, x, *args)
+        products = _LazyHessianProducts(f, x, args)
         n = _tree.numel(x)
-        op = cls(product, product, (n, n), like=x)
-        # Solvers that capture CUDA graphs re-record the linearization on their own stream.
+        op = cls(products, products, (n, n), like=x)
+        op.hessian_products = products
+        # Solvers that capture CUDA graphs need the linearization recorded on their own
+        # stream; they rebuild it (see bilevel.linalg._loop).
         op.rebuild = lambda: cls.from_hvp(f, x, *args)
         return op
+
+
+class _LazyHessianProducts:
+    """v -> H(x) v, linearizing grad f at x on the first product (and remembering the
+    CUDA stream it was recorded on: autograd replays backward on that stream)."""
+
+    def __init__(self, f: Callable[..., torch.Tensor], x: Tree, args: tuple) -> None:
+        self.f, self.x, self.args = f, x, args
+        self.product: Callable[[Tree], Tree] | None = None
+        self.stream: torch.cuda.Stream | None = None
+
+    def __call__(self, v: Tree) -> Tree:
+        if self.product is None:
+            self.product = hvp_closure(self.f, self.x, *self.args)
+            if _tree.like_info(self.x)[1].type == "cuda":
+                self.stream = torch.cuda.current_stream()
+        return self.product(v)
+
+    def recorded_elsewhere(self) -> bool:
+        """True when the linearization exists and belongs to another CUDA stream."""
+        return self.stream is not None and self.stream != torch.cuda.current_stream()
 
 
 def as_operator(A: LinearOperator | Callable[[Tree], Tree] | torch.Tensor) -> LinearOperator:

@@ -6,7 +6,7 @@ or a matrix, and b, x are tensors or dicts of tensors.
 
 ``tol`` bounds the relative residual ||b - A x|| / ||b||.  The loops keep every
 scalar on the device and only look at it (one host synchronization) every
-``check_every`` iterations (default: 10 on a GPU, every iteration on the CPU,
+``check_every`` iterations (default: 8 on a GPU, every iteration on the CPU,
 where looking is free).  On CUDA the ``check_every`` iterations between checks
 are captured once as a CUDA graph and replayed (``cuda_graph="auto"``), which
 removes the kernel-launch overhead that dominates small and medium solves.  Between checks, an iteration that has already met the
@@ -52,7 +52,7 @@ class SolveInfo:
 
 
 def _default_check_every(b: Tree) -> int:
-    return 1 if T.like_info(b)[1].type == "cpu" else 10
+    return 1 if T.like_info(b)[1].type == "cpu" else 8
 
 
 def _start(op: LinearOperator, b: Tree, x0: Tree | None) -> tuple[Tree, Tree]:

@@ -194,11 +194,11 @@ def test_cuda_graph_matches_eager(solver):
     dense = torch.func.hessian(loss)(w)
     sparse = LinearOperator.from_sparse(dense.to_sparse_csr())
     for op in (LinearOperator.from_hvp(loss, w), LinearOperator.from_dense(dense), sparse):
-        x_e, info_e = solver(op, b, tol=1e-10, maxiter=200, check_every=10, cuda_graph=False,
+        x_e, info_e = solver(op, b, tol=1e-10, maxiter=200, check_every=4, cuda_graph=False,
                              **kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)  # a failed capture must fail the test
-            x_g, info_g = solver(op, b, tol=1e-10, maxiter=200, check_every=10, cuda_graph=True,
+            x_g, info_g = solver(op, b, tol=1e-10, maxiter=200, check_every=4, cuda_graph=True,
                                  **kwargs)
         assert info_g.converged and info_g.iterations == info_e.iterations
         torch.testing.assert_close(x_g, x_e, rtol=1e-12, atol=1e-14)
