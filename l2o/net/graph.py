@@ -1,0 +1,160 @@
+"""The bipartite variable-constraint graph of an LP, as a PyG ``HeteroData``.
+
+An LP  min c^T x  s.t.  l_r <= A x <= u_r,  l_c <= x <= u_c  (a maximization is negated first,
+as in the shared PDHG convention) becomes a graph with
+
+* ``graph["var"]`` (one node per column j):
+    ``x``      (n, 5) features  [c_j, enc(l_c,j), enc(u_c,j), [l_c,j finite], [u_c,j finite]]
+    ``c``      (n,)   objective of the minimization form
+    ``lower``, ``upper``  (n,) column bounds, +-inf kept (the exact projection uses them)
+* ``graph["con"]`` (one node per row i):
+    ``x``      (m, 7) features  [enc(l_r,i), enc(u_r,i), equality, lower only (>=), upper only
+               (<=), ranged, free]  (the row type one-hot)
+    ``lower``, ``upper``  (m,) row bounds, +-inf kept
+* ``graph["con", "coef", "var"]``: one edge i -> j per nonzero A_ij, ``edge_attr`` (nnz, 1) = A_ij
+  (the raw value: the model applies A and A^T with it exactly);
+  with ``reverse=True`` also ``graph["var", "coef_t", "con"]`` (the same edges, j -> i), so
+  off-the-shelf PyG heterogeneous layers can pass messages both ways.
+* graph level: ``c0`` (1,) objective constant of the minimization form, ``maximize`` (1,) bool,
+  ``a_norm`` (1,) an estimate of ||A||_2 (power iteration; 1 for an empty A), ``name``.
+
+enc(v) is v where v is finite and 0 where it is infinite; the indicator features say which.
+Optional labels: ``graph["var"].solution`` = x*, ``graph["con"].solution`` = y* (row duals in the
+shared sign convention).
+
+Batching: PyG's ``Batch.from_data_list`` / ``DataLoader`` concatenate each node type separately
+and shift the edge indices of each edge type by the node counts of its own source and target
+types, so a batch is one block-diagonal LP (constraint and variable indices shift separately).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch_geometric.data import HeteroData
+
+from bilevel.linalg import LinearOperator, power_iteration
+from bilevel.linalg.operators import csr_tensor
+
+__all__ = ["lp_to_graph", "graph_operator", "VAR", "CON", "EDGE", "REVERSE_EDGE",
+           "VAR_FEATURES", "CON_FEATURES"]
+
+VAR, CON = "var", "con"
+EDGE = (CON, "coef", VAR)
+REVERSE_EDGE = (VAR, "coef_t", CON)
+VAR_FEATURES = 5
+CON_FEATURES = 7
+
+
+def _encode(bound: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    finite = torch.isfinite(bound)
+    return torch.where(finite, bound, torch.zeros_like(bound)), finite.to(bound.dtype)
+
+
+def variable_features(c: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """(n, 5) features [c, enc(l), enc(u), [l finite], [u finite]]."""
+    lo, has_lo = _encode(lower)
+    up, has_up = _encode(upper)
+    return torch.stack([c, lo, up, has_lo, has_up], dim=1)
+
+
+def constraint_features(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """(m, 7) features [enc(l), enc(u), equality, >= only, <= only, ranged, free]."""
+    lo, has_lo = _encode(lower)
+    up, has_up = _encode(upper)
+    has_lo, has_up = has_lo.bool(), has_up.bool()
+    equality = has_lo & has_up & (lower == upper)
+    row_type = [equality, has_lo & ~has_up, ~has_lo & has_up, has_lo & has_up & ~equality,
+                ~has_lo & ~has_up]
+    return torch.stack([lo, up, *[t.to(lower.dtype) for t in row_type]], dim=1)
+
+
+def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | None = None, *,
+                dtype: torch.dtype = torch.float64, reverse: bool = True,
+                operator_norm: bool = True) -> HeteroData:
+    """The bipartite graph of ``lp`` (see the module docstring for every field).
+
+    Args:
+        lp: an :class:`l2o.LinearProgram` (any sense; the graph holds the minimization form).
+        x_star, y_star: optional labels, shapes (n,), (m,), stored as ``solution``.
+        dtype: floating dtype of features, raw vectors and edge values (float64 keeps the LP
+            exact; float32 halves memory for training).
+        reverse: also store the reversed edge type ``("var", "coef_t", "con")``.
+        operator_norm: estimate ||A||_2 by power iteration (``a_norm``); if False ``a_norm`` = 1.
+
+    Returns:
+        HeteroData with node types "var", "con" and edge type ("con", "coef", "var").
+    """
+    c, c0 = lp.minimize_c
+    A = lp.A.to_sparse_csr().cpu()
+    m, n = lp.num_rows, lp.num_cols
+    rows = torch.repeat_interleave(torch.arange(m), A.crow_indices().diff())
+    cols = A.col_indices().to(torch.int64)
+    values = A.values()
+
+    graph = HeteroData()
+    var, con = graph[VAR], graph[CON]
+    var.c = c.to(dtype)
+    var.lower, var.upper = lp.col_lower.to(dtype), lp.col_upper.to(dtype)
+    var.x = variable_features(var.c, var.lower, var.upper)
+    var.num_nodes = n
+    con.lower, con.upper = lp.row_lower.to(dtype), lp.row_upper.to(dtype)
+    con.x = constraint_features(con.lower, con.upper)
+    con.num_nodes = m
+    graph[EDGE].edge_index = torch.stack([rows, cols])
+    graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
+    if reverse:
+        graph[REVERSE_EDGE].edge_index = torch.stack([cols, rows])
+        graph[REVERSE_EDGE].edge_attr = graph[EDGE].edge_attr
+    if x_star is not None:
+        var.solution = _label(x_star, n, "x_star", dtype)
+    if y_star is not None:
+        con.solution = _label(y_star, m, "y_star", dtype)
+
+    a_norm = 1.0
+    if operator_norm and values.numel() and bool((values != 0).any()):
+        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
+    graph.a_norm = torch.tensor([a_norm], dtype=dtype)
+    graph.c0 = torch.tensor([c0], dtype=dtype)
+    graph.maximize = torch.tensor([lp.sense == "maximize"])
+    graph.name = lp.name
+    return graph
+
+
+def _label(value, size: int, what: str, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.as_tensor(value).detach().reshape(-1).to("cpu", dtype)
+    if t.numel() != size:
+        raise ValueError(f"lp_to_graph: {what} has {t.numel()} entries, expected {size}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"lp_to_graph: {what} has non-finite entries")
+    return t
+
+
+def graph_operator(graph: HeteroData, dtype: torch.dtype | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, A^T) of a (batched) graph as torch sparse CSR matrices, for ``A @ X``, ``A^T @ Y``.
+
+    A batch is block diagonal: shape (sum m_b, sum n_b). Built with coalesce, so the edge order
+    does not matter; duplicate edges are summed.
+
+    Returns:
+        (A, AT): CSR, shapes (M, N) and (N, M), on the graph's device, values in ``dtype``
+        (default the edge values' dtype).
+    """
+    store = graph[EDGE]
+    index = store.edge_index
+    values = store.edge_attr.reshape(-1)
+    if dtype is not None:
+        values = values.to(dtype)
+    M, N = graph[CON].num_nodes, graph[VAR].num_nodes
+    return _csr(index[0], index[1], values, (M, N)), _csr(index[1], index[0], values, (N, M))
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+    # Sort by (row, col); PyG batches keep each graph's CSR order, but other builders may not.
+    key = rows * shape[1] + cols
+    if key.numel() > 1 and not bool((key[1:] >= key[:-1]).all()):
+        order = torch.argsort(key)
+        rows, cols, values = rows[order], cols[order], values[order]
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0)
+    return csr_tensor(crow, cols, values, shape)

@@ -1,0 +1,238 @@
+"""PDHG-Net: the LP graph, batching, and the network's PDHG special case against PDHG itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from l2o.datasets import generate
+from l2o.lp.model import MAXIMIZE, LinearProgram
+from l2o.net import CON, EDGE, REVERSE_EDGE, VAR, PDHGNet, graph_operator, lp_to_graph
+
+AFIRO = Path(__file__).resolve().parents[1] / "data" / "lp" / "netlib" / "afiro.mps.gz"
+inf = float("inf")
+
+
+def tiny_lp(sense: str = "minimize") -> LinearProgram:
+    """2 x 3 LP with every row type but 'free' and mixed column bounds.
+
+    rows: r0: 1 <= x0 + 2 x1 <= 1 (equality), r1: -1 <= 3 x1 - x2 <= 4 (ranged),
+          r2: x0 + x2 >= 0.5, r3: x1 <= 2, r4: free (x0 - x1).
+    """
+    A = sp.csr_matrix(np.array([[1.0, 2, 0], [0, 3, -1], [1, 0, 1], [0, 1, 0], [1, -1, 0]]))
+    return LinearProgram.create([1.0, -2.0, 0.5], A, [1, -1, 0.5, -inf, -inf], [1, 4, inf, 2, inf],
+                                [0, -inf, -1], [inf, 5, 1], sense=sense, name="tiny")
+
+
+def reference_pdhg(lp, x, y, tau, sigma, steps):
+    """Plain PDHG written straight from pdhg_math.md (dense, float64)."""
+    c, _ = lp.minimize_c
+    A = lp.A.to_dense()
+    lc, uc, lr, ur = lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper
+    for _ in range(steps):
+        x_new = torch.minimum(torch.maximum(x - tau * (c - A.T @ y), lc), uc)
+        x_bar = 2 * x_new - x
+        w = y - sigma * (A @ x_bar)
+        y = w - sigma * torch.minimum(torch.maximum(w / sigma, -ur), -lr)
+        x = x_new
+    return x, y
+
+
+def test_graph_fields_features_and_edges():
+    lp = tiny_lp()
+    g = lp_to_graph(lp, x_star=[1, 0, 0], y_star=torch.zeros(5))
+    assert g[VAR].num_nodes == 3 and g[CON].num_nodes == 5
+    torch.testing.assert_close(g[VAR].c, lp.c)
+    torch.testing.assert_close(g[VAR].upper, lp.col_upper)          # inf kept in the raw vectors
+    # variable features: [c, enc(l), enc(u), has_l, has_u]
+    torch.testing.assert_close(g[VAR].x, torch.tensor(
+        [[1.0, 0, 0, 1, 0], [-2, 0, 5, 0, 1], [0.5, -1, 1, 1, 1]], dtype=torch.float64))
+    # constraint features: [enc(l), enc(u), eq, >=, <=, ranged, free]
+    torch.testing.assert_close(g[CON].x, torch.tensor(
+        [[1.0, 1, 1, 0, 0, 0, 0], [-1, 4, 0, 0, 0, 1, 0], [0.5, 0, 0, 1, 0, 0, 0],
+         [0, 2, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1]], dtype=torch.float64))
+    assert torch.isfinite(g[VAR].x).all() and torch.isfinite(g[CON].x).all()
+    dense = torch.zeros(5, 3, dtype=torch.float64)
+    dense[g[EDGE].edge_index[0], g[EDGE].edge_index[1]] = g[EDGE].edge_attr[:, 0]
+    torch.testing.assert_close(dense, lp.A.to_dense())
+    assert torch.equal(g[REVERSE_EDGE].edge_index, g[EDGE].edge_index.flip(0))
+    assert abs(float(g.a_norm) - np.linalg.norm(lp.A.to_dense().numpy(), 2)) < 1e-3
+    torch.testing.assert_close(g[VAR].solution, torch.tensor([1.0, 0, 0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="y_star has 2 entries, expected 5"):
+        lp_to_graph(lp, y_star=[0.0, 0.0])
+
+
+def test_graph_of_maximization_holds_the_minimization_form():
+    g = lp_to_graph(tiny_lp(MAXIMIZE))
+    torch.testing.assert_close(g[VAR].c, -tiny_lp().c)
+    assert bool(g.maximize)
+
+
+def test_batching_shifts_constraint_and_variable_indices_separately():
+    lps = [tiny_lp(), generate("setcover", rows=12, cols=20, density=0.2),
+           generate("auction", items=6, bids=9)]
+    graphs = [lp_to_graph(lp) for lp in lps]
+    batch = Batch.from_data_list(graphs)
+    A, AT = graph_operator(batch)
+    block = sp.block_diag([lp.A.to_dense().numpy() for lp in lps]).toarray()
+    np.testing.assert_array_equal(A.to_dense().numpy(), block)
+    np.testing.assert_array_equal(AT.to_dense().numpy(), block.T)
+    assert batch[VAR].batch.tolist() == sum(([k] * lp.num_cols for k, lp in enumerate(lps)), [])
+    loader = DataLoader(graphs, batch_size=2)
+    assert [b.num_graphs for b in loader] == [2, 1]
+
+
+def afiro():
+    from l2o import read_lp
+    return read_lp(AFIRO)
+
+
+@pytest.mark.parametrize("with_start", [False, True])
+def test_from_pdhg_equals_reference_pdhg_on_afiro(with_start):
+    lp = afiro()
+    g = lp_to_graph(lp)
+    tau = sigma = 0.9 / float(g.a_norm)
+    K = 40
+    x0 = torch.zeros(lp.num_cols, dtype=torch.float64)
+    y0 = torch.zeros(lp.num_rows, dtype=torch.float64)
+    if with_start:
+        gen = torch.Generator().manual_seed(0)
+        x0 = torch.rand(lp.num_cols, generator=gen, dtype=torch.float64)
+        y0 = torch.randn(lp.num_rows, generator=gen, dtype=torch.float64)
+    net = PDHGNet.from_pdhg(K, tau, sigma)
+    x, y = net(g, x0, y0) if with_start else net(g)
+    x_ref, y_ref = reference_pdhg(lp, x0, y0, tau, sigma, K)
+    assert x_ref.abs().max() > 1 and y_ref.abs().max() > 0.1         # the iterates went somewhere
+    torch.testing.assert_close(x, x_ref, rtol=1e-8, atol=1e-8 * float(x_ref.abs().max()))
+    torch.testing.assert_close(y, y_ref, rtol=1e-8, atol=1e-8 * float(y_ref.abs().max()))
+
+
+def test_from_pdhg_equals_pdhg_step_on_afiro():
+    step = pytest.importorskip("l2o.pdhg.step")                    # the solver's public step
+    lp = afiro()
+    K, tau, sigma = 60, 0.05, 0.2
+    x = torch.zeros(lp.num_cols, dtype=torch.float64)
+    y = torch.zeros(lp.num_rows, dtype=torch.float64)
+    for _ in range(K):
+        x, y = step.pdhg_step(lp, x, y, tau, sigma)
+    x_net, y_net = PDHGNet.from_pdhg(K, tau, sigma)(lp_to_graph(lp))
+    torch.testing.assert_close(x_net, x, rtol=1e-8, atol=1e-8 * float(x.abs().max()))
+    torch.testing.assert_close(y_net, y, rtol=1e-8, atol=1e-8 * float(y.abs().max()))
+
+
+def test_from_pdhg_on_a_batch_runs_pdhg_on_each_lp():
+    lps = [tiny_lp(), tiny_lp(MAXIMIZE), afiro(), generate("facility", customers=4, facilities=3)]
+    K, tau, sigma = 25, 0.1, 0.1
+    x, y = PDHGNet.from_pdhg(K, tau, sigma)(Batch.from_data_list([lp_to_graph(lp) for lp in lps]))
+    xs, ys = [], []
+    for lp in lps:
+        xr, yr = reference_pdhg(lp, torch.zeros(lp.num_cols, dtype=torch.float64),
+                                torch.zeros(lp.num_rows, dtype=torch.float64), tau, sigma, K)
+        xs.append(xr)
+        ys.append(yr)
+    torch.testing.assert_close(x, torch.cat(xs), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(y, torch.cat(ys), rtol=1e-10, atol=1e-10)
+
+
+def test_normalized_steps_divide_by_the_operator_norm():
+    lp = afiro()
+    g = lp_to_graph(lp)
+    net = PDHGNet.from_pdhg(10, 0.9, 0.8)
+    net.normalize_steps = True
+    x, y = net(g)
+    norm = float(g.a_norm)
+    x_ref, y_ref = reference_pdhg(lp, torch.zeros(32, dtype=torch.float64),
+                                  torch.zeros(27, dtype=torch.float64), 0.9 / norm, 0.8 / norm, 10)
+    torch.testing.assert_close(x, x_ref, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
+
+
+def highs_solution(lp) -> np.ndarray:
+    """x* by scipy's HiGHS (rows split into A_ub x <= b_ub and A_eq x = b_eq)."""
+    from scipy.optimize import linprog
+    A = sp.csr_matrix(lp.A.to_dense().numpy())
+    lo, up = lp.row_lower.numpy(), lp.row_upper.numpy()
+    eq = lo == up
+    ge, le = np.isfinite(lo) & ~eq, np.isfinite(up) & ~eq
+    res = linprog(lp.minimize_c[0].numpy(), A_ub=sp.vstack([-A[ge], A[le]]),
+                  b_ub=np.concatenate([-lo[ge], up[le]]), A_eq=A[eq], b_eq=lo[eq],
+                  bounds=list(zip(lp.col_lower.tolist(), lp.col_upper.tolist())), method="highs")
+    assert res.status == 0, res.message
+    return res.x
+
+
+def learned_net(seed: int = 0, **kw) -> PDHGNet:
+    torch.manual_seed(seed)
+    return PDHGNet(hidden=8, layers=3, **kw).double()
+
+
+def test_learned_net_batch_equals_graphs_one_by_one():
+    lps = [tiny_lp(), generate("setcover", rows=12, cols=20, density=0.2), afiro()]
+    graphs = [lp_to_graph(lp) for lp in lps]
+    net = learned_net(leak=0.1)
+    x, y = net(Batch.from_data_list(graphs))
+    x_one, y_one = zip(*(net(g) for g in graphs))
+    torch.testing.assert_close(x, torch.cat(x_one), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, torch.cat(y_one), rtol=1e-12, atol=1e-12)
+    assert x.shape == (sum(lp.num_cols for lp in lps),)
+    assert y.shape == (sum(lp.num_rows for lp in lps),)
+
+
+def test_learned_net_is_permutation_equivariant():
+    """Renumbering variables and constraints renumbers the prediction the same way (a GNN)."""
+    lp = generate("setcover", rows=15, cols=25, density=0.2, seed=4)
+    gen = torch.Generator().manual_seed(1)
+    pc, pr = torch.randperm(25, generator=gen), torch.randperm(15, generator=gen)
+    A = sp.csr_matrix(lp.A.to_dense().numpy()[pr.numpy()][:, pc.numpy()])
+    permuted = LinearProgram.create(lp.c[pc], A, lp.row_lower[pr], lp.row_upper[pr],
+                                    lp.col_lower[pc], lp.col_upper[pc])
+    g, gp = lp_to_graph(lp), lp_to_graph(permuted)
+    # ||A||_2 comes from a seeded power iteration (start vector not permuted): equal to its tol.
+    assert abs(float(g.a_norm) / float(gp.a_norm) - 1) < 1e-3
+    net = learned_net(seed=3, normalize_steps=False)
+    x, y = net(g)
+    xp, yp = net(gp)
+    torch.testing.assert_close(xp, x[pc], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(yp, y[pr], rtol=1e-10, atol=1e-10)
+
+
+def test_learned_net_gradients_reach_every_parameter_and_training_fits():
+    lp = generate("facility", customers=5, facilities=3, seed=2)
+    g = lp_to_graph(lp, x_star=highs_solution(lp))
+    net = learned_net(seed=5, leak=0.05)
+    x, y = net(g)
+    loss = ((x - g[VAR].solution) ** 2).mean() + (y ** 2).mean()
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        x, _ = net(g)
+        loss = ((x - g[VAR].solution) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_predict_and_input_errors():
+    lp = tiny_lp()
+    net = learned_net()
+    x, y = net.predict(lp)
+    assert x.shape == (3,) and y.shape == (5,) and x.dtype == torch.float64
+    assert torch.all(x >= lp.col_lower) and torch.all(x <= lp.col_upper)
+    with pytest.raises(ValueError, match="start point has 2 entries"):
+        net(lp_to_graph(lp), x0=torch.zeros(2))
+    with pytest.raises(ValueError, match="start must be"):
+        PDHGNet(start="random")
+    with pytest.raises(ValueError, match="tau and sigma must be positive"):
+        PDHGNet.from_pdhg(3, 0.0, 1.0)
