@@ -1,0 +1,173 @@
+"""Data hyper-cleaning: learn one weight per training example to ignore corrupted labels.
+
+Multinomial logistic regression with W in R^{(p+1) x K} (last row the bias), training
+data (A, c) with possibly wrong labels, clean validation data (A', c'), and one
+hyperparameter x_i per training example whose weight is sigmoid(x_i):
+
+    g(x, W) = 1/n sum_i sigmoid(x_i) CE(W; a_i, c_i)  +  1e-3 ||W||_F^2
+    f(x, W) = 1/n' sum_i CE(W; a'_i, c'_i)
+
+with CE(W; a, c) = -log softmax(a^T W[:-1] + W[-1])_c. This is exactly the problem of
+``shared/anchors/hypergrad_anchor.py`` (the regularization covers the bias too, and the
+weighted loss is divided by n, not by the sum of the weights). Examples whose learned
+weight falls below 1/2 (x_i < 0) are the ones flagged as corrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._common import IndexBatches, as_float_tensor, select
+
+__all__ = ["data_cleaning", "DataCleaningTask", "softmax_cross_entropy", "flag_scores"]
+
+REG = 1e-3  # the L2 weight of the issue and the anchor script
+
+
+def softmax_cross_entropy(W: torch.Tensor, X: torch.Tensor, labels: torch.Tensor,
+                          weights: torch.Tensor | None = None) -> torch.Tensor:
+    """1/n sum_i w_i CE(W; x_i, c_i) (w_i = 1 when weights is None).
+
+    Shapes: W (p+1, K) with the bias as last row, X (n, p), labels (n,) int64 in [0, K),
+    weights (n,). Returns a 0-dim tensor.
+    """
+    losses = F.cross_entropy(X @ W[:-1] + W[-1], labels, reduction="none")
+    return losses.mean() if weights is None else (weights * losses).mean()
+
+
+def _as_labels(name: str, labels: Any, n_classes: int | None, device) -> torch.Tensor:
+    c = torch.as_tensor(labels)
+    if c.is_floating_point():
+        if not bool((c == c.round()).all()):
+            raise ValueError(f"{name}: class labels must be integers")
+    elif c.dtype == torch.bool or c.is_complex():
+        raise TypeError(f"{name}: class labels must be integers, got dtype {c.dtype}")
+    if c.ndim != 1:
+        raise ValueError(f"{name}: expected shape (n,), got {tuple(c.shape)}")
+    c = c.to(device=device, dtype=torch.int64)
+    if c.numel() and int(c.min()) < 0:
+        raise ValueError(f"{name}: negative class label {int(c.min())}")
+    if n_classes is not None and c.numel() and int(c.max()) >= n_classes:
+        raise ValueError(f"{name}: label {int(c.max())} >= n_classes={n_classes}")
+    return c
+
+
+class DataCleaningTask:
+    """The data and objectives of :func:`data_cleaning` (see the module docstring).
+
+    ``inner(x, W, batch)``: g with ``batch`` None (all n rows) or int64 training-row
+    indices (then the mean runs over the batch, an unbiased estimate of g).
+    ``outer(x, W, batch)``: f with ``batch`` None or validation-row indices.
+
+    Attributes:
+        X_train, labels_train (noisy), X_val, labels_val, n_classes, reg.
+    """
+
+    def __init__(self, X_train, y_noisy, X_val, y_val, n_classes: int | None = None,
+                 reg: float = REG, device=None, dtype=None) -> None:
+        self.X_train = as_float_tensor("X_train", X_train, 2, device, dtype)
+        device, dtype = self.X_train.device, self.X_train.dtype
+        self.X_val = as_float_tensor("X_val", X_val, 2, device, dtype)
+        self.labels_train = _as_labels("y_noisy", y_noisy, n_classes, device)
+        self.labels_val = _as_labels("y_val", y_val, n_classes, device)
+        if n_classes is None:
+            n_classes = 1 + max(int(self.labels_train.max()), int(self.labels_val.max()))
+        self.n_classes = n_classes
+        self.reg = reg
+        for name, X, c in (("train", self.X_train, self.labels_train),
+                           ("val", self.X_val, self.labels_val)):
+            if X.shape[0] != c.shape[0]:
+                raise ValueError(f"X_{name} has {X.shape[0]} rows but its labels {c.shape[0]}")
+        if self.X_val.shape[1] != self.X_train.shape[1]:
+            raise ValueError(f"X_val has {self.X_val.shape[1]} features, X_train "
+                             f"{self.X_train.shape[1]}")
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        """Shape of W: (features + 1, classes)."""
+        return (self.X_train.shape[1] + 1, self.n_classes)
+
+    def inner(self, x: torch.Tensor, W: torch.Tensor, batch: Any = None) -> torch.Tensor:
+        """g(x, W) = 1/n sum_i sigmoid(x_i) CE_i(W) + reg ||W||^2."""
+        X, c, xb = select(batch, self.X_train, self.labels_train, x)
+        return softmax_cross_entropy(W, X, c, torch.sigmoid(xb)) + self.reg * (W * W).sum()
+
+    def outer(self, x: torch.Tensor, W: torch.Tensor, batch: Any = None) -> torch.Tensor:
+        """f(x, W) = mean validation cross-entropy."""
+        X, c = select(batch, self.X_val, self.labels_val)
+        return softmax_cross_entropy(W, X, c)
+
+    def accuracy(self, W: torch.Tensor, X, labels) -> torch.Tensor:
+        """Fraction of rows of X classified as ``labels`` (0-dim tensor)."""
+        X = as_float_tensor("X", X, 2, self.X_train.device, self.X_train.dtype)
+        c = _as_labels("labels", labels, self.n_classes, self.X_train.device)
+        W = W.to(X.dtype)
+        return ((X @ W[:-1] + W[-1]).argmax(dim=1) == c).to(X.dtype).mean()
+
+
+def flag_scores(x: torch.Tensor, corrupted: torch.Tensor, threshold: float = 0.5) -> dict:
+    """Precision, recall and F1 of flagging examples with sigmoid(x_i) < threshold.
+
+    Args:
+        x: learned per-example hyperparameters (n,).
+        corrupted: bool truth mask (n,), True where the label was replaced.
+
+    Returns:
+        dict of Python floats: precision, recall, f1, flagged (count), and
+        weight_clean / weight_corrupted (mean sigmoid(x) over each group).
+    """
+    x = x.detach().reshape(-1).cpu()
+    truth = torch.as_tensor(corrupted).reshape(-1).cpu().bool()
+    if x.shape != truth.shape:
+        raise ValueError(f"flag_scores: x has {x.numel()} entries, corrupted {truth.numel()}")
+    weight = torch.sigmoid(x.double())
+    flagged = weight < threshold
+    tp = int((flagged & truth).sum())
+    precision = tp / max(int(flagged.sum()), 1)
+    recall = tp / max(int(truth.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    mean = lambda m: float(weight[m].mean()) if bool(m.any()) else float("nan")  # noqa: E731
+    return {"precision": precision, "recall": recall, "f1": f1, "flagged": int(flagged.sum()),
+            "weight_clean": mean(~truth), "weight_corrupted": mean(truth)}
+
+
+def data_cleaning(X_train, y_noisy, X_val, y_val, *, n_classes: int | None = None,
+                  reg: float = REG, batch_size: int | None = None, seed: int = 0,
+                  device=None, dtype=None, return_task: bool = False):
+    """Data hyper-cleaning of a multinomial logistic regression as a :class:`BilevelProblem`.
+
+    x = per-example logits (n,) with weights sigmoid(x), y = W ((p+1), K); g and f as in
+    the module docstring, exactly the anchor script's objectives.
+
+    Args:
+        X_train, y_noisy: training features (n, p) and possibly corrupted int labels (n,).
+        X_val, y_val: clean validation features (n', p) and labels (n',).
+        n_classes: K (default: 1 + the largest label seen).
+        reg: L2 weight on all of W, bias included (default 1e-3).
+        batch_size: None for full-batch objectives; otherwise minibatches of row indices
+            (:class:`IndexBatches`) for both objectives.
+        seed: seed of the minibatch permutations.
+        device, dtype: where and in which precision to keep data and variables.
+        return_task: also return the :class:`DataCleaningTask` (accuracy on test data).
+
+    Returns:
+        ``BilevelProblem`` with x0 = zeros(n) (every weight 1/2) and y0 = zeros(p+1, K),
+        or ``(problem, task)`` when ``return_task``.
+    """
+    from ..problem import BilevelProblem
+
+    task = DataCleaningTask(X_train, y_noisy, X_val, y_val, n_classes=n_classes, reg=reg,
+                            device=device, dtype=dtype)
+    like = dict(device=task.X_train.device, dtype=task.X_train.dtype)
+    x0 = torch.zeros(task.X_train.shape[0], **like)
+    y0 = torch.zeros(task.weight_shape, **like)
+    inner_data = outer_data = None
+    if batch_size is not None:
+        inner_data = IndexBatches(task.X_train.shape[0], batch_size, seed, task.X_train.device)
+        outer_data = IndexBatches(task.X_val.shape[0], batch_size, seed + 1, task.X_val.device)
+    problem = BilevelProblem(outer=task.outer, inner=task.inner, x0=x0, y0=y0,
+                             outer_data=outer_data, inner_data=inner_data)
+    return (problem, task) if return_task else problem
