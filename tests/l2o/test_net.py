@@ -11,9 +11,11 @@ import torch
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
+from l2o import read_lp
 from l2o.datasets import generate
 from l2o.lp.model import MAXIMIZE, LinearProgram
 from l2o.net import CON, EDGE, REVERSE_EDGE, VAR, PDHGNet, graph_operator, lp_to_graph
+from l2o.pdhg import pdhg_step
 
 AFIRO = Path(__file__).resolve().parents[1] / "data" / "lp" / "netlib" / "afiro.mps.gz"
 inf = float("inf")
@@ -88,8 +90,7 @@ def test_batching_shifts_constraint_and_variable_indices_separately():
     assert [b.num_graphs for b in loader] == [2, 1]
 
 
-def afiro():
-    from l2o import read_lp
+def afiro() -> LinearProgram:
     return read_lp(AFIRO)
 
 
@@ -113,15 +114,23 @@ def test_from_pdhg_equals_reference_pdhg_on_afiro(with_start):
     torch.testing.assert_close(y, y_ref, rtol=1e-8, atol=1e-8 * float(y_ref.abs().max()))
 
 
-def test_from_pdhg_equals_pdhg_step_on_afiro():
-    step = pytest.importorskip("l2o.pdhg.step")                    # the solver's public step
-    lp = afiro()
+@pytest.mark.parametrize("instance", ["afiro", "afiro-warm", "tiny-max"])
+def test_from_pdhg_equals_pdhg_step(instance):
+    """The acceptance check: K layers of from_pdhg == K calls of the solver's public step
+    (on NETLIB afiro from a cold and a random warm start, and on a maximization LP)."""
+    lp = tiny_lp(MAXIMIZE) if instance == "tiny-max" else afiro()
     K, tau, sigma = 60, 0.05, 0.2
-    x = torch.zeros(lp.num_cols, dtype=torch.float64)
-    y = torch.zeros(lp.num_rows, dtype=torch.float64)
+    x0 = torch.zeros(lp.num_cols, dtype=torch.float64)
+    y0 = torch.zeros(lp.num_rows, dtype=torch.float64)
+    if instance == "afiro-warm":
+        gen = torch.Generator().manual_seed(2)
+        x0 = 10 * torch.rand(lp.num_cols, generator=gen, dtype=torch.float64)
+        y0 = torch.randn(lp.num_rows, generator=gen, dtype=torch.float64)
+    x, y = x0, y0
     for _ in range(K):
-        x, y = step.pdhg_step(lp, x, y, tau, sigma)
-    x_net, y_net = PDHGNet.from_pdhg(K, tau, sigma)(lp_to_graph(lp))
+        x, y = pdhg_step(lp, x, y, tau, sigma)
+    assert x.abs().max() > 0.1 and y.abs().max() > 0.1
+    x_net, y_net = PDHGNet.from_pdhg(K, tau, sigma)(lp_to_graph(lp), x0, y0)
     torch.testing.assert_close(x_net, x, rtol=1e-8, atol=1e-8 * float(x.abs().max()))
     torch.testing.assert_close(y_net, y, rtol=1e-8, atol=1e-8 * float(y.abs().max()))
 
