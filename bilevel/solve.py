@@ -85,7 +85,7 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
           inner_lr: float | None = None, outer_optimizer: str = "adam",
           seed: int | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int = 10, callback: Callable[[dict], bool | None] | None = None,
-          progress: bool = True, tol: float | None = None, lr_every: int = 50,
+          progress: bool = True, tol: float | None = None, lr_every: int = 10,
           **method_options: Any) -> BilevelResult:
     """Run a bilevel algorithm.
 
