@@ -6,8 +6,8 @@ Used by :mod:`bilevel` (inner Hessians, implicit hypergradients) and by
 
 from .hvp import hvp, hvp_closure, mixed_vjp
 from .operators import LinearOperator, as_operator, to_torch_csr
-from .solvers import SolveInfo, cg, minres, neumann
+from .solvers import SolveInfo, cg, gmres, minres, neumann
 from .spectral import power_iteration
 
 __all__ = ["hvp", "hvp_closure", "mixed_vjp", "LinearOperator", "as_operator", "to_torch_csr",
-           "SolveInfo", "cg", "minres", "neumann", "power_iteration"]
+           "SolveInfo", "cg", "minres", "neumann", "gmres", "power_iteration"]

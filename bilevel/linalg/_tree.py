@@ -17,7 +17,7 @@ import torch
 Tree = Union[torch.Tensor, Mapping[str, "Tree"]]
 
 __all__ = ["Tree", "tree_map", "leaves", "dot", "norm", "axpy", "zeros_like",
-           "randn_like", "numel", "like_info", "is_finite", "where"]
+           "randn_like", "numel", "like_info", "is_finite", "where", "flatten"]
 
 
 def tree_map(fn: Callable[..., torch.Tensor], tree: Tree, *rest: Tree) -> Tree:
@@ -96,3 +96,17 @@ def is_finite(a: Tree) -> torch.Tensor:
 def where(cond: torch.Tensor, a: Tree, b: Tree) -> Tree:
     """Leaf-wise ``torch.where(cond, a, b)`` with a 0-dim condition."""
     return tree_map(lambda x, y: torch.where(cond, x, y), a, b)
+
+
+def flatten(a: Tree) -> tuple[torch.Tensor, Callable[[torch.Tensor], Tree]]:
+    """One flat vector holding every leaf, and the inverse map (views, no copies)."""
+    parts = leaves(a)
+    flat = torch.cat([t.reshape(-1) for t in parts])
+    shapes = [t.shape for t in parts]
+    sizes = [t.numel() for t in parts]
+
+    def unflatten(v: torch.Tensor) -> Tree:
+        pieces = iter([p.view(s) for p, s in zip(torch.split(v, sizes), shapes)])
+        return tree_map(lambda _: next(pieces), a)
+
+    return flat, unflatten

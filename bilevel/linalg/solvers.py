@@ -27,7 +27,7 @@ from ._tree import Tree
 from ._loop import iterate
 from .operators import LinearOperator, as_operator
 
-__all__ = ["SolveInfo", "cg", "minres", "neumann"]
+__all__ = ["SolveInfo", "cg", "minres", "neumann", "gmres"]
 
 Operator = LinearOperator | Callable[[Tree], Tree] | torch.Tensor
 
@@ -266,3 +266,71 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
                        f"{info.iterations} terms; alpha={alpha:.3e} is too large for A "
                        "(need 0 < alpha < 2/lambda_max and A positive definite)")
     return x, info
+
+
+def gmres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
+          maxiter: int | None = None, restart: int = 30) -> tuple[Tree, SolveInfo]:
+    """Restarted GMRES(m) (Saad and Schultz, 1986) for general (non-symmetric) A.
+
+    Each cycle builds an orthonormal Krylov basis V (m+1 vectors) with classical
+    Gram-Schmidt and one re-orthogonalization (CGS2: as stable as modified
+    Gram-Schmidt, but two matrix products instead of j dot products), the
+    Hessenberg matrix H with A V_m = V_{m+1} H, and then minimizes
+    ||beta e1 - H y|| (a tiny least-squares problem, solved on the host in float64)
+    to update x <- x + V_m y.  The host looks at the residual once per cycle.
+
+    Args:
+        A: square operator (LinearOperator, callable or matrix).
+        b: right-hand side (tensor or dict).
+        x0: initial guess.
+        tol: relative residual target.
+        maxiter: cap on products with A (default 2 n).
+        restart: Krylov dimension m per cycle.
+
+    Returns:
+        (x, SolveInfo) as :func:`cg`.
+    """
+    op = as_operator(A)
+    bnorm = T.norm(b)
+    if float(bnorm) == 0.0:
+        return _trivial(b)
+    flat_b, unflatten = T.flatten(b)
+    n = flat_b.numel()
+    maxiter = 2 * n if maxiter is None else maxiter
+    m = max(1, min(restart, n))
+    x = T.flatten(x0)[0].clone() if x0 is not None else torch.zeros_like(flat_b)
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return T.flatten(op(unflatten(v)))[0]
+
+    done = 0
+    while done < maxiter:
+        r = flat_b - matvec(x) if done or x0 is not None else flat_b
+        beta = torch.linalg.norm(r)
+        beta_host = float(beta)
+        if beta_host != beta_host or beta_host == float("inf"):
+            raise FloatingPointError(f"gmres: non-finite residual after {done} iterations")
+        if beta_host <= tol * float(bnorm):
+            break
+        steps = min(m, maxiter - done)
+        V = torch.zeros(steps + 1, n, dtype=flat_b.dtype, device=flat_b.device)
+        H = torch.zeros(steps + 1, steps, dtype=flat_b.dtype, device=flat_b.device)
+        V[0] = r / beta
+        for j in range(steps):
+            w = matvec(V[j])
+            h = V[: j + 1] @ w
+            w = w - V[: j + 1].T @ h
+            correction = V[: j + 1] @ w  # second Gram-Schmidt pass
+            w = w - V[: j + 1].T @ correction
+            h = h + correction
+            h_next = torch.linalg.norm(w)
+            H[: j + 1, j] = h
+            H[j + 1, j] = h_next
+            # a happy breakdown (h_next = 0) leaves a zero basis vector, harmless below
+            V[j + 1] = torch.where(h_next > 0, w / h_next, torch.zeros_like(w))
+        done += steps
+        rhs = torch.zeros(steps + 1, dtype=torch.float64)
+        rhs[0] = beta_host
+        y = torch.linalg.lstsq(H.double().cpu(), rhs.unsqueeze(1), driver="gelsd").solution
+        x = x + V[:steps].T @ y.squeeze(1).to(dtype=x.dtype, device=x.device)
+    return _finish("gmres", op, b, unflatten(x), bnorm, tol, done, None, maxiter)

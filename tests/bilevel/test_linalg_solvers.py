@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from bilevel.linalg import LinearOperator, SolveInfo, cg, minres, neumann, power_iteration
+from bilevel.linalg import LinearOperator, SolveInfo, cg, gmres, minres, neumann, power_iteration
 
 D = torch.float64
 
@@ -107,7 +107,7 @@ def test_zero_rhs_and_nonfinite_input():
     assert info.converged and torch.count_nonzero(x) == 0
     b = rhs(10)
     b[3] = float("nan")
-    for solver in (cg, minres, neumann):
+    for solver in (cg, minres, neumann, gmres):
         with pytest.raises(FloatingPointError, match=solver.__name__):
             solver(A, b)
 
@@ -203,3 +203,27 @@ def test_cuda_graph_matches_eager(solver):
         assert info_g.converged and info_g.iterations == info_e.iterations
         torch.testing.assert_close(x_g, x_e, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(x_g, torch.linalg.solve(dense, b), rtol=1e-8, atol=1e-10)
+
+
+def test_gmres_solves_nonsymmetric_systems(device):
+    g = torch.Generator().manual_seed(11)
+    n = 80
+    A = (torch.eye(n, dtype=D) * 4 + torch.randn(n, n, dtype=D, generator=g) / n ** 0.5).to(device)
+    b = rhs(n, device=device)
+    for restart in (10, 80):
+        x, info = gmres(A, b, tol=1e-11, restart=restart, maxiter=2000)
+        assert info.converged, info.reason
+        assert rel_residual(A, x, b) <= 1e-10
+        torch.testing.assert_close(x, torch.linalg.solve(A, b), rtol=1e-9, atol=1e-10)
+    # symmetric indefinite and dict-valued vectors work too
+    S = spectrum_matrix(np.concatenate([-np.linspace(1, 5, 10), np.linspace(1, 9, 10)]))
+    op = lambda v: {"a": S @ v["a"]}
+    x, info = gmres(op, {"a": rhs(20)}, tol=1e-11)
+    assert info.converged
+    torch.testing.assert_close(x["a"], torch.linalg.solve(S, rhs(20)), rtol=1e-9, atol=1e-10)
+
+
+def test_gmres_restart_too_small_reports_maxiter():
+    A = spectrum_matrix(np.geomspace(1, 1e6, 60))
+    x, info = gmres(A, rhs(60), tol=1e-12, restart=2, maxiter=20)
+    assert not info.converged and "maxiter" in info.reason and info.iterations == 20
