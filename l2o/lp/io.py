@@ -50,7 +50,8 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
 
     Returns:
         The validated :class:`LinearProgram`, with the file's row and column names, objective
-        sense and constant (``c0``). ``lp.name`` is the file's NAME (or the file stem).
+        sense and constant (``c0``). ``lp.name`` is the file name without its extensions
+        (``afiro`` for ``afiro.mps.gz``; HiGHS's choice: NAME lines are often free text).
 
     Raises:
         FileNotFoundError: no such file.
@@ -65,7 +66,7 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
     with quiet_highs() as (highs, log):
         status = highs.readModel(str(path))
         hlp = highs.getLp()
-    stem = path.name.split(".")[0]
+    stem = _stem(path)
     if status == highspy.HighsStatus.kError:
         details = "; ".join(log.matching("ERROR")) or "HiGHS returned an error status"
         reason = _invalid_data(hlp, stem)  # HiGHS rejects NaN bounds: name the row/column
@@ -73,7 +74,7 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
                             + (f" ({reason})" if reason else ""))
     _reject_nan_tokens(path, hlp)
 
-    lp, relaxed = lp_from_highs(hlp, name=str(hlp.model_name_) or stem)
+    lp, relaxed = lp_from_highs(hlp, name=stem)
     changed = [line for line in log.matching("WARNING") if any(k in line for k in _DATA_CHANGING)]
     if changed:
         warnings.warn(f"{path}: HiGHS changed data while reading: " + " | ".join(changed),
@@ -156,6 +157,15 @@ def _names_without_blanks(lp: LinearProgram) -> tuple[LinearProgram, int]:
 
     cleaned = replace(lp, row_names=clean(lp.row_names), col_names=clean(lp.col_names))
     return (cleaned if changed else lp), changed
+
+
+def _stem(path: Path) -> str:
+    """``afiro`` for afiro.mps.gz, ``pr_d0.85`` for pr_d0.85.mps (only format suffixes go)."""
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    suffix = Path(name).suffix.lower()
+    return name[: -len(suffix)] if suffix in (".mps", ".lp", ".free", ".fixed") else name
 
 
 def _invalid_data(hlp: highspy.HighsLp, name: str) -> str:

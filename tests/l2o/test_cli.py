@@ -1,0 +1,244 @@
+"""The `l2o` command line: parsing, exit codes, info, solve (JSON, warm start), generate.
+
+Commands run in-process through ``l2o.cli.main`` (the console script calls the same function);
+one test runs ``python -m l2o`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import l2o
+from l2o.cli import EXIT_CODES, main
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
+PUBLISHED = {row["name"]: float(row["optimal_objective"])
+             for row in csv.DictReader(open(DATA / "netlib" / "optimal_values.csv"))}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``l2o ARGV``; argparse's SystemExit becomes the code."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- parsing and help -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--help"], ["solve", "--help"], ["info", "--help"],
+                                  ["generate", "--help"], ["generate", "pagerank", "--help"]])
+def test_help_lists_exit_codes(capsys, argv):
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert "exit codes:" in out and "5  dual infeasible" in out
+
+
+def test_solve_help_lists_examples_and_options(capsys):
+    _, out, _ = run(capsys, "solve", "--help")
+    for text in ("afiro", "blend", "--tol", "--time-limit", "--iter-limit", "--device",
+                 "--dtype", "--warm-start", "--output", "--json", "--quiet"):
+        assert text in out
+
+
+def test_exit_code_table_is_complete():
+    assert sorted(EXIT_CODES) == list(range(8))
+
+
+@pytest.mark.parametrize("argv", [
+    ["solve"],                                               # no input
+    ["solve", DATA / "netlib" / "afiro.mps.gz", "--example", "afiro"],  # two inputs
+    ["solve", "--example", "nope"],
+    ["solve", "--example", "afiro", "--tol", "-1"],
+    ["solve", "--example", "afiro", "--iter-limit", "0"],
+    ["solve", "--example", "afiro", "--dtype", "float16"],
+    ["solve", "--example", "afiro", "--output", "/no/such/dir/sol.json"],
+    ["info"],
+    ["frobnicate"],
+    ["generate", "pagerank", "--nodes", "2", "--degree", "5", "--out", "x.mps"],
+    ["generate", "pagerank", "--nodes", "ten", "--out", "x.mps"],
+    ["generate", "pagerank", "--nodes", "10"],              # --out missing
+])
+def test_usage_errors_exit_2(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2, err
+    assert "error" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_gpu_is_a_usage_error(capsys):
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--device", "cuda")
+    assert code == 2 and "no CUDA device" in err
+
+
+def test_python_dash_m_l2o():
+    proc = subprocess.run([sys.executable, "-m", "l2o", "info", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "bound types" in proc.stdout
+
+
+# ---- info -------------------------------------------------------------------------------------
+
+def test_info_example(capsys):
+    code, out, _ = run(capsys, "info", "--example", "blend")
+    assert code == 0
+    assert "74 rows x 83 columns, 491 nonzeros" in out
+    assert "43 equality, 31 <=, 0 >=, 0 ranged, 0 free" in out
+
+
+def test_info_json_counts(capsys, tmp_path):
+    path = tmp_path / "small.lp"
+    path.write_text("Maximize\n obj: x + y + z + 4\nSubject To\n c1: x + y <= 4\n c2: x + z >= 1\n"
+                    " c3: y + z = 2\n c4: x + y + z >= -10\nBounds\n -inf <= x <= 3\n"
+                    " -2 <= y <= 6\n"
+                    " z free\nEnd\n")
+    code, out, _ = run(capsys, "info", path, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert (info["rows"], info["columns"], info["nonzeros"]) == (4, 3, 9)
+    assert info["sense"] == "maximize" and info["objective_constant"] == 4.0
+    assert info["row_types"] == {"equality": 1, "<=": 1, ">=": 2, "ranged": 0, "free": 0}
+    assert info["bound_types"] == {"fixed": 0, "boxed": 1, "lower_only": 0, "upper_only": 1,
+                                   "free": 1}
+
+
+@pytest.mark.parametrize("command", ["info", "solve"])
+def test_bad_files_exit_3(capsys, tmp_path, command):
+    code, _, err = run(capsys, command, DATA / "malformed" / "garbage.mps")
+    assert code == 3 and "Parser error" in err
+    code, _, err = run(capsys, command, tmp_path / "missing.mps")
+    assert code == 3 and "not found" in err
+    nan = tmp_path / "nan.lp"
+    nan.write_text("Minimize\n obj: nan x + y\nSubject To\n c1: x + y >= 1\nEnd\n")
+    code, _, err = run(capsys, command, nan)
+    assert code == 3 and "NaN" in err and "nan.lp" in err
+
+
+# ---- solve ------------------------------------------------------------------------------------
+
+def test_solve_write_and_warm_start_round_trip(capsys, tmp_path):
+    sol = tmp_path / "afiro.json"
+    code, out, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--output", sol)
+    assert code == 0
+    assert "optimal" in out and "published optimum" in out
+    data = json.loads(sol.read_text())
+    assert set(data) >= {"status", "objective", "dual_objective", "iterations", "solve_time",
+                         "kkt", "x", "y"}
+    assert data["status"] == "optimal"
+    assert data["objective"] == pytest.approx(PUBLISHED["afiro"], rel=1e-3)
+    assert len(data["x"]) == 32 and "X01" in data["x"] and len(data["y"]) == 27
+    assert max(data["kkt"].values()) <= 1e-4
+    # the x in the file is the solver's x: the objective recomputes from it
+    lp = l2o.load_example("afiro")
+    x = torch.tensor([data["x"][name] for name in lp.col_names], dtype=torch.float64)
+    assert lp.objective(x) == pytest.approx(data["objective"], rel=1e-12)
+
+    code, out, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--warm-start",
+                       sol, "--json")
+    assert code == 0
+    warm = json.loads(out)  # --json: stdout is exactly one JSON object
+    assert warm["status"] == "optimal"
+    assert warm["iterations"] < data["iterations"] and warm["iterations"] <= 64
+    assert warm["objective"] == pytest.approx(PUBLISHED["afiro"], rel=1e-3)
+
+
+def test_warm_start_errors_exit_3(capsys, tmp_path):
+    sol = tmp_path / "sol.json"
+    sol.write_text(json.dumps({"x": {"X01": 1.0}, "y": None}))
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--warm-start", sol, "-q")
+    assert code == 3 and "31 missing" in err and "'X02'" in err
+    sol.write_text("{not json")
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--warm-start", sol, "-q")
+    assert code == 3 and "not a JSON solution file" in err
+    lp = l2o.load_example("afiro")
+    sol.write_text(json.dumps({"x": {name: "a" for name in lp.col_names}}))
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--warm-start", sol, "-q")
+    assert code == 3 and "is not a finite number" in err
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--warm-start", tmp_path / "no.json")
+    assert code == 3 and "not found" in err
+
+
+def test_primal_infeasible_exit_4(capsys):
+    code, out, _ = run(capsys, "solve", DATA / "infeasible" / "galenet.mps", "--device", "cpu",
+                       "--json")
+    assert code == 4 and json.loads(out)["status"] == "primal_infeasible"
+
+
+def test_unbounded_gas11_exit_5(capsys):
+    code, out, _ = run(capsys, "solve", DATA / "unbounded" / "gas11.mps", "--device", "cpu",
+                       "--quiet")
+    assert code == 5 and out.startswith("dual_infeasible")
+
+
+@pytest.mark.parametrize("limit, status", [(["--iter-limit", "10"], "iteration_limit"),
+                                           (["--time-limit", "1e-9"], "time_limit")])
+def test_limits_exit_6(capsys, limit, status):
+    code, out, _ = run(capsys, "solve", "--example", "sc50a", "--device", "cpu", "--json", *limit)
+    assert code == 6
+    data = json.loads(out)
+    assert data["status"] == status and len(data["x"]) == 48
+
+
+def test_solve_maximization_file_with_constant(capsys, tmp_path):
+    """The CLI reports the LP's own objective (maximized, constant included)."""
+    path = tmp_path / "max.lp"
+    path.write_text("Maximize\n obj: 3 x + 2 y - z + 7\nSubject To\n c1: x + y <= 4\n"
+                    " c2: x + z >= 1\n c3: y - z >= -1\nBounds\n x <= 3\n -2 <= y <= 6\n"
+                    " z free\nEnd\n")
+    code, out, _ = run(capsys, "solve", path, "--device", "cpu", "--tol", "1e-8", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["objective"] == pytest.approx(20.0, rel=1e-6)  # by hand: x=3, y=1, z=-2
+    assert data["x"]["x"] == pytest.approx(3.0, abs=1e-5)
+
+
+def test_quiet_prints_one_line(capsys):
+    code, out, err = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "-q")
+    assert code == 0 and len(out.strip().splitlines()) == 1 and out.startswith("optimal")
+    assert err == ""
+
+
+def test_progress_hook_receives_checks(capsys, monkeypatch):
+    """Without --quiet/--json the solver gets a progress callable; on a non-terminal it
+    prints a line only every few seconds, so here the table alone is shown."""
+    seen = []
+    real = l2o.solve_lp
+
+    def spy(lp, **kwargs):
+        assert callable(kwargs["progress"])
+        original = kwargs["progress"]
+        kwargs["progress"] = lambda info: (seen.append(info), original(info))
+        return real(lp, **kwargs)
+
+    monkeypatch.setattr(l2o, "solve_lp", spy)
+    code, out, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu")
+    assert code == 0 and seen
+    assert set(seen[-1]) >= {"iteration", "rel_primal_residual", "rel_dual_residual", "rel_gap",
+                             "elapsed"}
+    assert str(seen[-1]["iteration"]) in out  # the summary's iteration count
+
+
+# ---- generate ---------------------------------------------------------------------------------
+
+def test_generate_pagerank(capsys, tmp_path):
+    out_file = tmp_path / "pr.mps.gz"
+    code, out, _ = run(capsys, "generate", "pagerank", "--nodes", "200", "--seed", "3",
+                       "--out", out_file)
+    assert code == 0 and "201 rows x 200 columns" in out
+    lp = l2o.read_lp(out_file)
+    direct = l2o.datasets.generate("pagerank", nodes=200, seed=3)
+    assert (lp.num_rows, lp.num_cols, lp.nnz) == (direct.num_rows, direct.num_cols, direct.nnz)
+    assert lp.row_names == direct.row_names and lp.col_names == direct.col_names
+    # the written file is the same LP (15 significant digits)
+    assert torch.allclose(lp.A.to_dense(), direct.A.to_dense(), rtol=1e-14, atol=0)
+    assert torch.equal(lp.row_lower, direct.row_lower) or torch.allclose(
+        lp.row_lower, direct.row_lower, rtol=1e-14, atol=0)
