@@ -11,6 +11,6 @@ from .hypergrad import HypergradInfo
 from .problem import BilevelProblem
 from .solve import BilevelResult, Status, solve
 
-__all__ = ["linalg", "BilevelProblem", "hypergrad", "HypergradInfo", "solve", "BilevelResult",
-           "Status"]
+__all__ = ["BilevelProblem", "BilevelResult", "HypergradInfo", "Status", "hypergrad", "linalg",
+           "solve"]
 __version__ = "0.1.0"

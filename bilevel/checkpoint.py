@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 FORMAT = "bilevel-solve-v1"
 

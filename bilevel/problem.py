@@ -101,7 +101,7 @@ class BilevelProblem:
         def size(t: Tree) -> str:
             return f"{T.numel(t)} entries" + (f" in {len(t)} tensors" if isinstance(t, Mapping)
                                                else "")
-        data = lambda d: "full batch" if d is None else type(d).__name__  # noqa: E731
+        data = lambda d: "full batch" if d is None else type(d).__name__
         return (f"BilevelProblem(x: {size(self.x0)}, y: {size(self.y0)}, "
                 f"outer_data: {data(self.outer_data)}, inner_data: {data(self.inner_data)}, "
                 f"device={self.device})")

@@ -35,7 +35,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .linalg._tree import Tree
 from .problem import BilevelProblem
 
-__all__ = ["solve", "BilevelResult", "Status", "METHODS"]
+__all__ = ["METHODS", "BilevelResult", "Status", "solve"]
 
 METHODS = ("aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
 
@@ -223,7 +223,7 @@ class _Progress:
         self.enabled, self.method, self.total, self.start = enabled, method, total, start
         self._progress = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
             self._progress = Progress(TextColumn(f"[bold]{self.method}"), BarColumn(),
@@ -239,6 +239,6 @@ class _Progress:
                     f"{record['hypergrad_norm']:.3e}")
             self._progress.update(self._task, completed=record["step"] + 1, info=info)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()

@@ -10,5 +10,5 @@ from .common import Algorithm, BatchStream, OuterOptimizer
 from .itd import ITDAlgorithm
 from .penalty import PenaltyAlgorithm
 
-__all__ = ["Algorithm", "AIDAlgorithm", "ITDAlgorithm", "BOREPAlgorithm", "PenaltyAlgorithm",
-           "BatchStream", "OuterOptimizer"]
+__all__ = ["AIDAlgorithm", "Algorithm", "BOREPAlgorithm", "BatchStream", "ITDAlgorithm",
+           "OuterOptimizer", "PenaltyAlgorithm"]

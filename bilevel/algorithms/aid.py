@@ -22,10 +22,11 @@ __all__ = ["AIDAlgorithm"]
 
 class AIDAlgorithm(Algorithm):
     """Options: ``tol`` (1e-6), ``maxiter`` (50 per outer step), ``warm_start`` (True),
-    ``alpha`` (Neumann step; default the inner step 1/lambda_max), ``check_every``."""
+    ``alpha`` (Neumann step; default the inner step 1/lambda_max), ``check_every``,
+    ``cuda_graph`` ("auto")."""
 
     defaults = {"tol": 1e-6, "maxiter": 50, "warm_start": True, "alpha": None,
-                "check_every": None}
+                "check_every": None, "cuda_graph": "auto"}
 
     def __init__(self, problem, streams, *, solver: str, **kw) -> None:
         self.name = f"aid-{solver}"
@@ -43,17 +44,25 @@ class AIDAlgorithm(Algorithm):
         f, g = self.f(), self.g()
         opts = self.options
         alpha = opts["alpha"] if opts["alpha"] is not None else lr
-        grad_x, info = aid_hypergrad(
-            f, g, x, y, solver=self.solver, tol=opts["tol"], maxiter=opts["maxiter"],
-            v0=state["v"] if opts["warm_start"] else None,
-            alpha=alpha if self.solver == "neumann" else None, check_every=opts["check_every"])
+        solve = dict(solver=self.solver, tol=opts["tol"], maxiter=opts["maxiter"],
+                     alpha=alpha if self.solver == "neumann" else None,
+                     check_every=opts["check_every"], cuda_graph=opts["cuda_graph"])
+        warm = state["v"] if opts["warm_start"] else None
+        grad_x, info = aid_hypergrad(f, g, x, y, v0=warm, **solve)
+        extra_products, note = 0, None
+        if warm is not None and info.residual is not None and info.residual > 1.0:
+            # The previous v is a worse start than zero here (x or the batch moved a lot):
+            # solve again from zero rather than use it.
+            extra_products = info.hvp_count
+            grad_x, info = aid_hypergrad(f, g, x, y, v0=None, **solve)
+            note = "warm start worse than v = 0; re-solved from zero"
         x_new, opt = self.outer_optimizer.step(x, grad_x, state["opt"], k)
         new_state = {"x": x_new, "y": y, "v": info.v, "opt": opt, "inner_lr": state["inner_lr"]}
         stats = {"outer_loss": info.outer_loss, "hypergrad_norm": T.norm(grad_x),
                  "inner_grad_norm": inner_norm, "solve_residual": info.residual,
                  "solve_converged": info.converged, "solve_iterations": info.iterations,
-                 "fallback": info.fallback,
-                 "hvp_count": info.hvp_count + power_products,
+                 "fallback": "; ".join(filter(None, [note, info.fallback])) or None,
+                 "hvp_count": info.hvp_count + power_products + extra_products,
                  "grad_count": self.inner_steps + info.grad_count}
         if info.residual is not None and info.residual > 1.0:
             stats["failure"] = (f"the linear solve made things worse than v = 0 (relative "

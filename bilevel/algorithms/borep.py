@@ -26,10 +26,11 @@ algorithm and convergence analysis. ICLR 2024.
 from __future__ import annotations
 
 import torch
+from torch.func import grad
 
 from ..linalg import _tree as T
-from ..linalg import mixed_vjp
-from .common import Algorithm, detach, fused_products, gradient_steps, outer_gradients
+from ..linalg import hvp, mixed_vjp
+from .common import Algorithm, detach, gradient_steps, outer_gradients
 
 __all__ = ["BOREPAlgorithm"]
 
@@ -66,11 +67,10 @@ class BOREPAlgorithm(Algorithm):
             grad_count += self.inner_steps
         g = self.g()
         if inner_norm is None:  # y was not updated: report ||grad_y g|| at it (one gradient)
-            from torch.func import grad
             inner_norm = T.norm(grad(g, argnums=1)(x, y))
             grad_count += 1
         (f_x, f_y), outer_loss = outer_gradients(self.f(), x, y)
-        _, hz = fused_products(g, x, y, state["z"])
+        hz = hvp(lambda yy: g(x, yy), y, state["z"])
         nu = opts["nu"] if opts["nu"] is not None else lr
         # z <- z - nu (H z - grad_y f)
         z = T.axpy(-nu, T.axpy(-1.0, f_y, hz), state["z"])

@@ -1,5 +1,5 @@
 """Pieces shared by the bilevel algorithms: batch streams, inner gradient steps, the outer
-optimizer, step-size estimates and the fused second-order product.
+optimizer and step-size estimates.
 
 Every algorithm keeps its whole state in a plain dict of tensors and Python numbers, so
 that :mod:`bilevel.checkpoint` can save it and a resumed run replays the same arithmetic.
@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch.func import grad, grad_and_value, vjp
+from torch.func import grad, grad_and_value
 
 from ..hypergrad.stepsize import inner_lambda_max
 from ..linalg import _tree as T
 from ..linalg._tree import Tree
 from ..problem import BilevelProblem
 
-__all__ = ["BatchStream", "OuterOptimizer", "Algorithm", "gradient_steps", "fused_products",
-           "detach", "estimate_inner_lr"]
+__all__ = ["Algorithm", "BatchStream", "OuterOptimizer", "detach", "estimate_inner_lr",
+           "gradient_steps", "outer_gradients"]
 
 _SEED_MOD = 2**62
 
@@ -136,19 +136,6 @@ def gradient_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tr
 def outer_gradients(f: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree):
     """((grad_x f, grad_y f), f) at (x, y) in one pass."""
     return grad_and_value(f, argnums=(0, 1))(x, y)
-
-
-def fused_products(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree,
-                   z: Tree) -> tuple[Tree, Tree]:
-    """((d^2 g / dx dy)^T z, H_yy z) with ONE backward pass through grad_y g.
-
-    The pullback of (x, y) -> grad_y g(x, y) applied to z gives both blocks of the
-    Hessian's second block-row (H is symmetric): half the cost of calling
-    :func:`~bilevel.linalg.mixed_vjp` and :func:`~bilevel.linalg.hvp` separately.
-    """
-    _, pullback = vjp(lambda xx, yy: grad(g, argnums=1)(xx, yy), x, y)
-    mixed, hz = pullback(z)
-    return mixed, hz
 
 
 def estimate_inner_lr(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> tuple[float, int]:

@@ -9,6 +9,8 @@ its own minibatch.
 
 from __future__ import annotations
 
+from torch.func import grad
+
 from ..hypergrad.itd import itd_hypergrad
 from ..linalg import _tree as T
 from .common import Algorithm, detach
@@ -42,7 +44,6 @@ class ITDAlgorithm(Algorithm):
                                             inner_optimizer=optimizer)
         x_new, opt = self.outer_optimizer.step(x, grad_x, state["opt"], k)
         # ||grad_y g|| at the final inner iterate, on the last inner batch: one more gradient.
-        from torch.func import grad
         inner_norm = T.norm(grad(gs[-1], argnums=1)(x, y_new))
         new_state = {"x": x_new, "y": y_new, "opt": opt, "inner_lr": state["inner_lr"]}
         stats = {"outer_loss": info.outer_loss, "hypergrad_norm": T.norm(grad_x),

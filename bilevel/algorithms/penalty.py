@@ -34,6 +34,11 @@ from .common import Algorithm, detach
 __all__ = ["PenaltyAlgorithm"]
 
 
+def _penalized(f, g, sigma: float):
+    """(x, y) -> sigma f(x, y) + g(x, y)."""
+    return lambda x, y: sigma * f(x, y) + g(x, y)
+
+
 class PenaltyAlgorithm(Algorithm):
     """Options: ``sigma0`` (1.0), ``sigma_power`` p (0.5), ``sigma_min`` (1e-3)."""
 
@@ -62,8 +67,7 @@ class PenaltyAlgorithm(Algorithm):
             g_z = grad(g, argnums=1)(x, z)
             inner_norm = T.norm(g_z)
             z = T.axpy(-lr, g_z, z)
-            penalized = lambda xx, yy: sigma * f(xx, yy) + g(xx, yy)  # noqa: E731
-            y = T.axpy(-lr / (1.0 + sigma), grad(penalized, argnums=1)(x, y), y)
+            y = T.axpy(-lr / (1.0 + sigma), grad(_penalized(f, g, sigma), argnums=1)(x, y), y)
         g = self.g()
         (f_x, _), outer_loss = grad_and_value(self.f(), argnums=(0, 1))(x, y)
         g_x_y = grad(g, argnums=0)(x, y)

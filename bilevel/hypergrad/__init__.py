@@ -24,6 +24,8 @@ import sys
 import types
 from typing import Any
 
+import torch
+
 from ..linalg._tree import Tree
 from ..problem import BilevelProblem
 from .aid import AID_SOLVERS, aid_hypergrad
@@ -31,7 +33,7 @@ from .info import HypergradInfo
 from .itd import INNER_OPTIMIZERS, itd_hypergrad
 from .stepsize import inner_lambda_max
 
-__all__ = ["hypergrad", "HypergradInfo", "METHODS", "aid_hypergrad", "itd_hypergrad"]
+__all__ = ["METHODS", "HypergradInfo", "aid_hypergrad", "hypergrad", "itd_hypergrad"]
 
 METHODS = AID_SOLVERS + ("itd",)
 _DEFAULT = object()
@@ -63,11 +65,13 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
         raise ValueError(f"hypergrad: method must be one of {METHODS}, got {method!r}")
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"hypergrad: problem must be a BilevelProblem, got {type(problem).__name__}")
+    _check_like("x", x, problem.x0)
+    _check_like("y", y, problem.y0)
     outer_batch = problem.first_outer_batch if outer_batch is _DEFAULT else outer_batch
     inner_batch = problem.first_inner_batch if inner_batch is _DEFAULT else inner_batch
     f, g = problem.outer_at(outer_batch), problem.inner_at(inner_batch)
     if method in AID_SOLVERS:
-        allowed = {"tol", "maxiter", "v0", "check_every", "fallback"}
+        allowed = {"tol", "maxiter", "v0", "check_every", "fallback", "cuda_graph"}
         if method == "neumann":
             allowed |= {"alpha"}
         _check_options(method, options, allowed)
@@ -87,6 +91,21 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
     grad_x, info, _ = itd_hypergrad(f, g, x, y, **options)
     info.hvp_count += extra_products
     return grad_x, info
+
+
+def _check_like(name: str, value: Tree, reference: Tree) -> None:
+    """x / y must have the structure and shapes of the problem's x0 / y0."""
+    from ..linalg import _tree as T
+    try:
+        T.tree_map(lambda a, b: None, value, reference)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"hypergrad: {name} does not have the structure of the problem's "
+                         f"{name}0: {err}") from None
+    for a, b in zip(T.leaves(value), T.leaves(reference)):
+        if not isinstance(a, torch.Tensor) or a.shape != b.shape:
+            got = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+            raise ValueError(f"hypergrad: {name} has a tensor of shape {got} where the "
+                             f"problem's {name}0 has {tuple(b.shape)}")
 
 
 def _check_options(method: str, options: dict, allowed: set[str]) -> None:

@@ -30,7 +30,7 @@ from ..linalg._tree import Tree
 from .info import HypergradInfo
 from .stepsize import lambda_max
 
-__all__ = ["aid_hypergrad", "AID_SOLVERS"]
+__all__ = ["AID_SOLVERS", "aid_hypergrad"]
 
 AID_SOLVERS = ("cg", "minres", "neumann")
 _SOLVERS = {"cg": cg, "minres": minres, "neumann": neumann}
@@ -40,7 +40,7 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
                   x: Tree, y: Tree, *, solver: str = "cg", tol: float = 1e-6,
                   maxiter: int | None = None, v0: Tree | None = None,
                   alpha: float | None = None, check_every: int | None = None,
-                  fallback: bool = True) -> tuple[Tree, HypergradInfo]:
+                  fallback: bool = True, cuda_graph: bool | str = "auto") -> tuple[Tree, HypergradInfo]:
     """One AID hypergradient grad_x f - (d^2 g/dx dy)^T H_yy^{-1} grad_y f at (x, y).
 
     Args:
@@ -53,6 +53,7 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
         alpha: Neumann step; default 1 / lambda_max(H_yy) from power iteration.
         check_every: iterations between host-side convergence checks.
         fallback: when CG meets non-positive curvature, re-solve with MINRES.
+        cuda_graph: passed to the solver (capture its iterations as a CUDA graph on GPUs).
 
     Returns:
         (grad_x, info).  grad_x has x's structure.  ``info.converged`` is False when the
@@ -68,7 +69,7 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
     (f_x, f_y), outer_loss = grad_and_value(f, argnums=(0, 1))(x, y)
     hessian = LinearOperator.from_hvp(lambda yy: g(x, yy), y)  # linearized once, reused below
     hvp_count = 0
-    options: dict = {"tol": tol, "x0": v0, "check_every": check_every}
+    options: dict = {"tol": tol, "x0": v0, "check_every": check_every, "cuda_graph": cuda_graph}
     if maxiter is not None:
         options["maxiter"] = maxiter
     step = None

@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 from ..linalg._tree import Tree
 from .info import HypergradInfo
 
-__all__ = ["itd_hypergrad", "make_inner_optimizer", "INNER_OPTIMIZERS"]
+__all__ = ["INNER_OPTIMIZERS", "itd_hypergrad", "make_inner_optimizer"]
 
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 _MOMENTUM = 0.9

@@ -18,7 +18,7 @@ import torch
 from ..linalg import LinearOperator, power_iteration
 from ..linalg._tree import Tree
 
-__all__ = ["lambda_max", "CountingOperator"]
+__all__ = ["CountingOperator", "lambda_max"]
 
 
 class CountingOperator(LinearOperator):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _bilevel_refs import DT, Ridge, rel
 from torch.func import grad, hessian, jacrev
 
 import bilevel
 from bilevel.hypergrad import HypergradInfo
-
-from _bilevel_refs import DT, Ridge, rel
 
 
 @pytest.mark.parametrize("method", ["cg", "minres"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _bilevel_refs import DT, Ridge
 
 import bilevel
-from _bilevel_refs import DT, Ridge
 
 
 def test_valid_problem_and_views():

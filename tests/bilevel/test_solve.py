@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _bilevel_refs import DT, Ridge
 
 import bilevel
 from bilevel import Status
-from _bilevel_refs import DT, Ridge
 
 METHODS = ["aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty"]
 
@@ -38,7 +38,7 @@ def _hyperparameter_problem(stochastic: bool = False):
 
     def h(x):
         y = torch.zeros(n, dtype=DT)
-        full = lambda yy: inner(x, yy, None)  # noqa: E731
+        full = lambda yy: inner(x, yy, None)
         for _ in range(30):
             y = y - torch.linalg.solve(torch.func.hessian(full)(y), torch.func.grad(full)(y))
         return float(outer(x, y, None))
