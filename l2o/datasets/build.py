@@ -1,0 +1,350 @@
+"""``build_dataset``: generate LP instances, label them with high-accuracy solves, store them.
+
+Instance i of a build is ``l2o.datasets.generate(family, seed=seed + i, **size_options)``,
+labelled with ``l2o.solve_lp(lp, tol=tol)`` (x*, y*: the optimal primal and the row duals of the
+minimization form) and written to ``DIR/lp_{i:06d}.pt`` in the record format of
+:mod:`l2o.datasets.store`, atomically (temporary file + rename). ``DIR/manifest.json`` records
+how the dataset was made, so it can be rebuilt from the manifest alone.
+
+Resuming: building again into the same directory with the same settings skips every instance
+whose record loads and validates, redoes the missing or corrupted ones, and keeps the instances
+already left out. A larger ``count`` extends a dataset.
+
+Instances whose solve does not end OPTIMAL (iteration/time limit, numerical error, infeasible)
+are never stored with their unconverged iterate as a label: they are listed under ``excluded``
+in the manifest (index, seed, status, message), a warning names them, and
+:class:`~l2o.datasets.store.LPDataset` skips them.
+
+The CLI is ``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out DIR``
+(:func:`build_parser` / :func:`run_build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .generators import FAMILIES, family_options, generate
+from .store import (DATASET_FORMAT, MANIFEST, VERSION, load_record, lp_to_record, read_manifest,
+                    record_path, save_record, write_manifest)
+
+__all__ = ["build_dataset", "BuildReport", "build_parser", "run_build"]
+
+# Settings that must match when a build resumes into an existing directory.
+_RESUME_KEYS = ("family", "options", "seed", "tol")
+
+
+@dataclass
+class BuildReport:
+    """What a :func:`build_dataset` call did.
+
+    Attributes:
+        out_dir: the dataset directory.
+        count: instances of the dataset (stored + excluded).
+        stored: records on disk at the end.
+        built: instances generated and solved by this call.
+        kept: valid records found on disk and kept (resume).
+        redone: records found corrupted or foreign and rebuilt.
+        excluded: every instance left out (dicts with index, seed, status, message).
+        elapsed: seconds.
+    """
+
+    out_dir: Path
+    count: int
+    stored: int = 0
+    built: int = 0
+    kept: int = 0
+    redone: int = 0
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for package in ("bilevel-l2o", "numpy", "scipy", "networkx", "torch_geometric"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _settings(family: str, count: int, seed: int, tol: float,
+              size_options: dict[str, Any]) -> dict[str, Any]:
+    """Validated build settings (raises ValueError naming a bad family, option or value)."""
+    valid = family_options(family)  # raises on an unknown family
+    if "seed" in size_options:
+        raise ValueError("build_dataset: give the base seed as seed=; instance i uses seed + i")
+    unknown = sorted(set(size_options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown size option(s) {', '.join(unknown)} for LP family {family!r}; "
+                         f"valid: {', '.join(k for k in valid if k != 'seed')}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"build_dataset: count must be a positive integer, got {count!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"build_dataset: seed must be a non-negative integer, got {seed!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"build_dataset: tol must be a positive number, got {tol!r}")
+    options = {k: v for k, v in valid.items() if k != "seed"} | dict(size_options)
+    return dict(family=family, options=options, seed=seed, tol=float(tol), count=count)
+
+
+def _prepare_directory(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Create ``root`` or check that it holds a build with the same settings.
+
+    Returns:
+        The excluded instances recorded by an earlier build (kept, not solved again).
+    """
+    if (root / MANIFEST).exists():
+        old = read_manifest(root)
+        mismatch = [k for k in _RESUME_KEYS if old.get(k) != settings[k]]
+        if mismatch:
+            diff = "; ".join(f"{k}: {old.get(k)!r} there, {settings[k]!r} now" for k in mismatch)
+            raise ValueError(f"{root} holds a dataset built with other settings ({diff}); "
+                             f"build into a new directory")
+        if int(old["count"]) > settings["count"]:
+            raise ValueError(f"{root} already holds {old['count']} instances; count must be at "
+                             f"least that (a larger count extends the dataset)")
+        return [e for e in old.get("excluded", []) if int(e["index"]) < settings["count"]]
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        raise ValueError(f"{root} is not empty and has no {MANIFEST}: refusing to build a dataset "
+                         f"into it; choose a new or empty directory")
+    root.mkdir(parents=True, exist_ok=True)
+    return []
+
+
+def _valid_record(path: Path, index: int, seed: int, family: str) -> bool | None:
+    """True: a valid record of this instance; False: a corrupted/foreign file; None: no file."""
+    if not path.exists():
+        return None
+    try:
+        record = load_record(path)
+    except (ValueError, OSError):
+        return False
+    return (record["index"] == index and record["seed"] == seed and record["family"] == family
+            and record["status"] == "optimal")
+
+
+def _progress_bar(enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    disable=not enabled, transient=False)
+
+
+def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: int = 0,
+                  tol: float = 1e-8, progress: bool = True, device: Any = "auto",
+                  time_limit: float | None = None, iteration_limit: int | None = None,
+                  keep_names: bool = False, **size_options: Any) -> BuildReport:
+    """Generate ``count`` instances of ``family``, label them with ``l2o.solve_lp``, store them.
+
+    Args:
+        family: an LP family of :data:`l2o.datasets.FAMILIES`.
+        count: number of instances; instance i uses generator seed ``seed + i``.
+        out_dir: the dataset directory (created; an existing one must hold the same build).
+        seed: base generator seed.
+        tol: relative KKT tolerance of the labelling solves (see :func:`l2o.solve_lp`).
+        progress: show a rich progress bar.
+        device: where the labelling solves run ("auto": CUDA when available).
+        time_limit, iteration_limit: per-instance solve limits (None: no limit); an instance
+            that hits one is excluded, not stored.
+        keep_names: store row and column names in the records.
+        **size_options: the family's size options (see ``l2o.datasets.family_options``).
+
+    Returns:
+        A :class:`BuildReport`.
+
+    Raises:
+        ValueError: unknown family/option, bad count/seed/tol, or a directory that is not empty
+            and not a dataset, or holds a dataset built with other settings.
+    """
+    from l2o.net.graph import lp_to_graph
+    from l2o.pdhg import solve_lp
+
+    started = time.perf_counter()
+    settings = _settings(family, count, seed, tol, size_options)
+    root = Path(out_dir)
+    excluded = _prepare_directory(root, settings)
+    excluded_ids = {int(e["index"]) for e in excluded}
+    manifest = dict(format=DATASET_FORMAT, version=VERSION, **settings,
+                    seeds=dict(first=seed, last=seed + count - 1, rule="instance i: seed + i"),
+                    labels=dict(solver="l2o.solve_lp", tol=float(tol), dtype="float64",
+                                time_limit=time_limit, iteration_limit=iteration_limit,
+                                y="row duals of the minimization form"),
+                    versions=_versions(), complete=False, stored=0, excluded=excluded)
+    write_manifest(root, manifest)
+    for stale in root.glob(".lp_*.tmp"):  # left by a build killed while writing
+        stale.unlink(missing_ok=True)
+
+    report = BuildReport(out_dir=root, count=count)
+    limits = {k: v for k, v in (("time_limit", time_limit), ("iteration_limit", iteration_limit))
+              if v is not None}
+    with _progress_bar(progress) as bar:
+        task = bar.add_task(f"{family} x{count}", total=count, note="")
+        for i in range(count):
+            path = record_path(root, i)
+            if i in excluded_ids:
+                bar.advance(task)
+                continue
+            state = _valid_record(path, i, seed + i, family)
+            if state:
+                report.kept += 1
+                bar.advance(task)
+                continue
+            if state is False:
+                report.redone += 1
+                path.unlink()
+            lp = generate(family, seed=seed + i, **size_options)
+            result = solve_lp(lp, tol=tol, device=device, **limits)
+            finite = bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
+            if result.status.name != "OPTIMAL" or not finite:
+                entry = dict(index=i, seed=seed + i, status=result.status.value,
+                             iterations=int(result.iterations),
+                             message=result.message if finite else "non-finite solution")
+                excluded.append(entry)
+                excluded_ids.add(i)
+                write_manifest(root, manifest | {"excluded": excluded})
+                warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
+                              f"solve ended {result.status.value} ({entry['message']})",
+                              stacklevel=2)
+            else:
+                a_norm = float(lp_to_graph(lp, reverse=False).a_norm)
+                record = lp_to_record(
+                    lp, index=i, seed=seed + i, family=family, x_star=result.x, y_star=result.y,
+                    status=result.status.value, iterations=result.iterations,
+                    objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
+                    a_norm=a_norm, keep_names=keep_names)
+                save_record(record, path)
+            report.built += 1
+            bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")
+
+    report.excluded = sorted(excluded, key=lambda e: e["index"])
+    report.stored = sum(record_path(root, i).is_file() for i in range(count)
+                        if i not in excluded_ids)
+    report.elapsed = time.perf_counter() - started
+    write_manifest(root, manifest | dict(excluded=report.excluded, stored=report.stored,
+                                         complete=report.stored + len(excluded) == count))
+    return report
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+def _size_options_by_name() -> dict[str, list[tuple[str, Any]]]:
+    """option name -> [(family, default), ...] over every family (seed excluded)."""
+    names: dict[str, list[tuple[str, Any]]] = {}
+    for family in FAMILIES:
+        for name, default in family_options(family).items():
+            if name != "seed":
+                names.setdefault(name, []).append((family, default))
+    return names
+
+
+def _convert(text: str, default: Any, name: str) -> Any:
+    """Parse ``--name text`` with the type of the family's default."""
+    try:
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return lowered in ("1", "true", "yes", "on")
+            raise ValueError
+        if isinstance(default, (int, float)):
+            return type(default)(text)
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')}: expected a {type(default).__name__}, "
+                         f"got {text!r}") from None
+    return text
+
+
+def build_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``dataset build`` to an ``argparse`` subparsers object (the ``l2o`` CLI's commands).
+
+    Sets ``handler=run_build`` on the ``build`` subcommand. Returns the ``dataset`` parser.
+    """
+    dataset = subparsers.add_parser(
+        "dataset", help="build labelled LP datasets for training PDHG-Net",
+        description="Datasets of generated LPs labelled with their optimal solutions.")
+    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    build = actions.add_parser(
+        "build", help="generate, solve and store N labelled instances of a family",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate N instances of an LP family (instance i with seed S + i), solve "
+                    "each with l2o.solve_lp to --tol for the labels (x*, y*), and store one "
+                    "file per instance plus manifest.json in DIR. Running the same command "
+                    "again resumes an interrupted build (corrupted files are redone); a larger "
+                    "--count extends the dataset. Instances whose solve is not optimal are "
+                    "left out and listed in the manifest.",
+        epilog="exit codes: 0 built (possibly with excluded instances, listed), 2 bad option or "
+               "directory, 3 unreadable dataset directory")
+    build.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    build.add_argument("--count", "-n", required=True, type=int, metavar="N",
+                       help="number of instances")
+    build.add_argument("--out", "-o", required=True, metavar="DIR", help="dataset directory")
+    build.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    build.add_argument("--tol", type=float, default=1e-8,
+                       help="relative KKT tolerance of the labelling solves (default: 1e-8)")
+    build.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the labelling solves run (default: auto)")
+    build.add_argument("--time-limit", type=float, metavar="S",
+                       help="per-instance solve time limit; instances hitting it are excluded")
+    build.add_argument("--keep-names", action="store_true", help="store row and column names")
+    build.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sizes = build.add_argument_group("size options (each belongs to some families; "
+                                     "unset ones take the family default)")
+    for name, owners in _size_options_by_name().items():
+        defaults = ", ".join(f"{family}: {default}" for family, default in owners)
+        sizes.add_argument(f"--{name.replace('_', '-')}", dest=f"size_{name}", default=None,
+                           metavar="VALUE", help=f"default {defaults}")
+    build.set_defaults(handler=run_build)
+    return dataset
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Run ``l2o dataset build`` from parsed arguments; returns the exit code."""
+    command = "l2o dataset build"
+    try:
+        defaults = family_options(args.family)
+        options = {}
+        for key, value in vars(args).items():
+            if not key.startswith("size_") or value is None:
+                continue
+            name = key[len("size_"):]
+            if name not in defaults:
+                raise ValueError(f"--{name.replace('_', '-')} is not an option of family "
+                                 f"{args.family!r}; its options: "
+                                 f"{', '.join(k for k in defaults if k != 'seed')}")
+            options[name] = _convert(value, defaults[name], name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exclusions are listed in the summary below
+            report = build_dataset(args.family, args.count, args.out, seed=args.seed,
+                                   tol=args.tol, progress=not args.quiet, device=args.device,
+                                   time_limit=args.time_limit, keep_names=args.keep_names,
+                                   **options)
+    except FileNotFoundError as error:
+        print(f"{command}: error: {error}", file=sys.stderr)
+        return 3
+    except ValueError as error:
+        print(f"{command}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{report.out_dir}: {report.stored} of {report.count} instances stored "
+          f"({report.built} solved now, {report.kept} kept, {report.redone} redone) "
+          f"in {report.elapsed:.1f} s")
+    for entry in report.excluded:
+        print(f"{command}: warning: instance {entry['index']} (seed {entry['seed']}) excluded: "
+              f"{entry['status']} ({entry['message']})", file=sys.stderr)
+    return 0
