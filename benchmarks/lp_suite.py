@@ -165,6 +165,11 @@ def run(args) -> None:
                    "cupdlpx_note": ref.get("note", "")}
             row["ratio"] = wall / row["cupdlpx_time_s"] if ref else None
             rows.append(row)
+            with open(out / "lp_suite_partial.csv", "a", newline="") as f:  # survives a timeout
+                w = csv.DictWriter(f, fieldnames=list(row))
+                if len(rows) == 1:
+                    w.writeheader()
+                w.writerow(row)
             print(f"{name:14s} {tol:7.0e} {res.status.name:16s} it={res.iterations:7d} "
                   f"t={wall:8.4f}s cuPDLPx: it={row['cupdlpx_iters']} t={row['cupdlpx_time_s']} "
                   f"ratio={row['ratio'] if row['ratio'] is None else round(row['ratio'], 2)} "
@@ -208,7 +213,7 @@ def main(argv=None) -> None:
     r.add_argument("--device", default="cuda")
     r.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
     r.add_argument("--instances", nargs="*")
-    r.add_argument("--time-limit", type=float, default=60.0)
+    r.add_argument("--time-limit", type=float, default=30.0)
     r.add_argument("--check-every", type=int, default=64)
     r.add_argument("--per-iteration", nargs="*", default=["pagerank_1e6", "afiro"])
     args = ap.parse_args(argv)

@@ -100,7 +100,12 @@ def _inv_sqrt(v: torch.Tensor) -> torch.Tensor:
                        torch.ones_like(v))
 
 
+def _finite_or_zero(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
+
+
 def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: int = 10,
+             geometric_mean_passes: int = 0,
              pock_chambolle: bool = True, bound_objective_rescaling: bool = True) -> ScaledLP:
     """Precondition ``lp`` (an :class:`l2o.LinearProgram`) on ``device`` (see module docstring).
 
@@ -117,6 +122,8 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
     row = torch.repeat_interleave(torch.arange(m, device=device), crow[1:] - crow[:-1])
     col = col.long()
     vals = A.values().abs()
+    if ruiz_iterations < 0 or geometric_mean_passes < 0:
+        raise ValueError("scale_lp: numbers of scaling passes must be >= 0")
     d1 = torch.ones(m, dtype=f64, device=device)
     d2 = torch.ones(n, dtype=f64, device=device)
 
@@ -124,6 +131,19 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         out = torch.zeros(size, dtype=f64, device=device)
         return out.scatter_reduce_(0, index, v, how, include_self=True)
 
+    def reduce_min(index: torch.Tensor, size: int, v: torch.Tensor) -> torch.Tensor:
+        out = torch.full((size,), float("inf"), dtype=f64, device=device)
+        return out.scatter_reduce_(0, index, v, "amin", include_self=True)
+
+    for _ in range(geometric_mean_passes):
+        # rows, then columns of the row-scaled matrix: 1/sqrt(min |a| max |a|) over nonzeros
+        big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
+        r = _inv_sqrt(reduce(row, m, vals, "amax") * _finite_or_zero(reduce_min(row, m, big)))
+        vals = vals * r[row]
+        big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
+        s = _inv_sqrt(reduce(col, n, vals, "amax") * _finite_or_zero(reduce_min(col, n, big)))
+        vals = vals * s[col]
+        d1, d2 = d1 * r, d2 * s
     for _ in range(ruiz_iterations):
         r = _inv_sqrt(reduce(row, m, vals, "amax"))
         s = _inv_sqrt(reduce(col, n, vals, "amax"))

@@ -5,15 +5,19 @@ costs one host transfer at the end.  With x, y the unscaled primal/dual point, A
 recovered from the scaled products (A x = (A~ x~) / (D1 theta_b), A^T y = (A~^T y~) / (D2 theta_c)),
 and, as in cuPDLPx (l2 norms):
 
-    reduced costs  r = proj_K(c - A^T y),  K_j = [0 or -inf, 0 or +inf]: r_j may be > 0 only if
-                   l_c,j is finite and < 0 only if u_c,j is finite
+    reduced costs  r = the dual slack recovered from the primal step (Moreau identity, as in
+                   cuPDLPx): with x^ = proj_[l_c, u_c](v), v = x - tau (c - A^T y) the step that
+                   produced x^, r = (x^ - v) / tau lies in the normal cone of the bounds at x^
+                   (r_j > 0 only where x^_j = l_c,j, < 0 only where x^_j = u_c,j)
     rel primal residual  ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)
     rel dual residual    ||c - A^T y - r||_2 / (1 + ||c||_2)
     rel gap              |pobj - dobj| / (1 + |pobj| + |dobj|)
     pobj = c^T x + c0,   dobj = c0 + sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
 
 where b holds the finite row bounds (an equality row counted once).  x is kept inside its
-bounds by the primal projection, and y has the right signs by the dual projection.
+bounds by the primal projection, and y has the right signs by the dual projection.  The
+reduced costs *returned* to the user are proj_K(c - A^T y), with K_j = [0 or -inf, 0 or +inf]
+(r_j may be > 0 only if l_c,j is finite, < 0 only if u_c,j is finite): the signs the bounds allow.
 
 Infeasibility (PDLP, Applegate et al. 2021 Sec. 3.4; certificates of the unscaled LP):
   * a dual ray y_r (projected on the recession cone of the dual: y_r,i > 0 only if l_r,i is
@@ -94,11 +98,14 @@ def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> tor
 
 
 def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Tensor,
-              ax_s: torch.Tensor, aty_s: torch.Tensor) -> dict[str, torch.Tensor]:
+              ax_s: torch.Tensor, aty_s: torch.Tensor,
+              slack_s: torch.Tensor) -> dict[str, torch.Tensor]:
     """Relative residuals, gap and objectives of the unscaled point of (x~, y~).
 
     Args:
         x_s, y_s: scaled primal (n,) and dual (m,) point; ax_s = A~ x~, aty_s = A~^T y~.
+        slack_s: the recovered scaled dual slack (x^ - v) / tau (n,); the unscaled one is
+            slack_s / (theta_c D2), like c - A^T y.
 
     Returns:
         dict of 0-d tensors: rel_primal_residual, rel_dual_residual, rel_gap, primal_objective,
@@ -109,13 +116,14 @@ def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Ten
     aty = aty_s / (p.col_scale * p.objective_scale)
     primal_residual = ax - torch.clamp(ax, p.orig_row_lower, p.orig_row_upper)
     g = p.orig_c - aty
-    r = torch.clamp(g, t.rc_lower, t.rc_upper)
+    slack = slack_s / (p.col_scale * p.objective_scale)
     pobj = torch.dot(p.orig_c, x) + p.c0
     dobj = (bound_term(y, p.orig_row_lower, p.orig_row_upper)
-            + bound_term(r, p.orig_col_lower, p.orig_col_upper) + p.c0)
+            + bound_term(slack, p.orig_col_lower, p.orig_col_upper) + p.c0)
+    r = torch.clamp(g, t.rc_lower, t.rc_upper)
     return {
         "rel_primal_residual": torch.linalg.vector_norm(primal_residual) / (1 + t.rhs_norm),
-        "rel_dual_residual": torch.linalg.vector_norm(g - r) / (1 + t.c_norm),
+        "rel_dual_residual": torch.linalg.vector_norm(g - slack) / (1 + t.c_norm),
         "rel_gap": (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs()),
         "primal_objective": pobj,
         "dual_objective": dobj,
