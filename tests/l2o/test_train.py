@@ -1,0 +1,217 @@
+"""l2o.train: loss, training loop, checkpoints, exact resume, DDP over gloo, PDHGNet, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from l2o.datasets.build import build_dataset
+from l2o.datasets.store import LPDataset
+from l2o.train import build_parser, load_model, train
+from l2o.training.checkpoint import CheckpointError, load_checkpoint
+from l2o.training.loss import instance_losses
+
+SIZES = dict(rows=8, cols=16, density=0.3)
+COUNT = 4
+
+
+class NodeLinear(nn.Module):
+    """Stand-in model: one linear map of the node features per node type."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.primal, self.dual = nn.Linear(5, 1), nn.Linear(7, 1)
+
+    def forward(self, batch):
+        return (self.primal(batch["var"].x).squeeze(1), self.dual(batch["con"].x).squeeze(1))
+
+
+def _model(seed: int = 0) -> NodeLinear:
+    torch.manual_seed(seed)
+    return NodeLinear().double()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train") / "setcover"
+    build_dataset("setcover", COUNT, root, progress=False, device="cpu", **SIZES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return LPDataset(data_dir, dtype=torch.float64)
+
+
+def _run(data, out, epochs, **kw):
+    options = dict(lr=0.02, batch_size=2, device="cpu", seed=1, verbose=False)
+    return train(kw.pop("model", None) or _model(), data, data, epochs=epochs, out_dir=out,
+                 **(options | kw))
+
+
+def test_loss_is_per_instance_relative_error(data):
+    from torch_geometric.data import Batch
+
+    batch = Batch.from_data_list([data[0], data[1]])
+    x_star, y_star = batch["var"].x_star, batch["con"].y_star
+    x_pred, y_pred = torch.zeros_like(x_star), 2 * y_star
+    losses, primal, dual = instance_losses(x_pred, y_pred, batch, eps=0.0, dual_weight=0.5)
+    # zero prediction: relative error exactly 1; doubled duals: relative error exactly 1
+    assert torch.allclose(primal, torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(dual, torch.ones(2, dtype=torch.float64))
+    assert torch.allclose(losses, torch.full((2,), 1.5, dtype=torch.float64))
+    # instance 1 only: ||dx||^2 / ||x*||^2 computed by hand
+    x_pred = x_star.clone()
+    n0 = data[0]["var"].num_nodes
+    x_pred[n0:] += 0.1
+    _, primal, _ = instance_losses(x_pred, y_star, batch, eps=1e-6)
+    expected = 0.01 * (x_star.numel() - n0) / (x_star[n0:].square().sum() + 1e-6)
+    assert primal[0] == 0 and torch.allclose(primal[1], expected)
+
+
+def test_training_lowers_the_loss_and_writes_files(data, tmp_path):
+    out = tmp_path / "run"
+    result = _run(data, out, epochs=8)
+    losses = [row["train_loss"] for row in result.history]
+    assert len(losses) == 8 and losses[-1] < 0.5 * losses[0]
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert float(rows[-1]["val_loss"]) == pytest.approx(result.history[-1]["val_loss"])
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = torch.load(out / "best.pt", weights_only=True)      # plain data only
+    last = torch.load(out / "last.pt", weights_only=True)
+    val = [row["val_loss"] for row in result.history]
+    assert best["epoch"] == result.best_epoch == 1 + val.index(min(val))
+    assert last["epoch"] == 8 and last["config"]["lr"] == 0.02
+    assert set(last["rng"]) == {"torch", "cuda", "python", "numpy"}
+    model = _model(5)
+    model.load_state_dict(last["model"])
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    full = _run(data, tmp_path / "full", epochs=3)
+    _run(data, tmp_path / "part", epochs=1)                 # the "killed" run
+    resumed = _run(data, tmp_path / "part", epochs=3, resume=True, model=_model(seed=99))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for row_a, row_b in zip(full.history, resumed.history, strict=True):
+        assert row_a["train_loss"] == row_b["train_loss"] and row_a["val_loss"] == row_b["val_loss"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert full.best_epoch == resumed.best_epoch
+
+
+def test_run_directory_and_checkpoint_errors(data, tmp_path):
+    out = tmp_path / "run"
+    _run(data, out, epochs=1)
+    with pytest.raises(ValueError, match="already holds a training run"):
+        _run(data, out, epochs=2)
+    with pytest.raises(ValueError, match="settings differ.*lr"):
+        _run(data, out, epochs=2, resume=True, lr=0.5)
+    with pytest.raises(ValueError, match="settings differ.*model_class"):
+        _run(data, out, epochs=2, resume=True, model=nn.Sequential(nn.Linear(2, 2)).double())
+    misfit = _model()
+    misfit.dual = nn.Linear(7, 3).double()
+    with pytest.raises(CheckpointError, match="does not fit"):
+        _run(data, out, epochs=2, resume=True, model=misfit)
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[:200])               # truncated
+    with pytest.raises(CheckpointError, match="last.pt: not a readable l2o checkpoint"):
+        _run(data, out, epochs=2, resume=True)
+    last.write_bytes(pickle.dumps(os.system, protocol=2))   # code: refused, never run
+    with pytest.raises(CheckpointError, match="corrupted or foreign"):
+        load_checkpoint(last)
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, last)  # someone else's checkpoint
+    with pytest.raises(CheckpointError, match="not an l2o training checkpoint"):
+        load_checkpoint(last)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(out / "nope.pt")
+    with pytest.raises(CheckpointError, match="not a l2o.net.model.PDHGNet"):
+        load_model(out / "best.pt")                          # a stand-in model's checkpoint
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, data_root: str, out: str) -> None:
+    """One process of a torchrun-like launch: the environment variables torchrun would set."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    model = _model(seed=0 if rank == 0 else 100 + rank)  # DDP must broadcast rank 0's weights
+    data = LPDataset(data_root, dtype=torch.float64)
+    train(model, data, data, epochs=2, lr=0.02, batch_size=1, out_dir=out, device="cpu",
+          seed=1, verbose=False)
+    torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp"
+    # fork: the children reuse the imported modules (a fresh interpreter per rank costs seconds)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
+                       start_method="fork", join=True)
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["config"]["world_size"] == 2
+    # one process with batch 2 sees the same instances per step as 2 processes with batch 1
+    single = _run(data, tmp_path / "single", epochs=2, batch_size=2)
+    reference = torch.load(single.last, weights_only=True)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key               # ranks agree
+        assert torch.equal(rank0[key], last["model"][key])
+        assert torch.allclose(rank0[key], reference["model"][key], rtol=1e-10, atol=1e-12), key
+    for row_d, row_s in zip(last["history"], single.history, strict=True):
+        assert row_d["train_loss"] == pytest.approx(row_s["train_loss"], rel=1e-10)
+        assert row_d["val_loss"] == pytest.approx(row_s["val_loss"], rel=1e-10)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="l2o")
+    build_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
+    from l2o.net import PDHGNet
+
+    out = tmp_path / "net"
+    args = _parse(["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1",
+                   "--hidden", "4", "--layers", "2", "--batch-size", "2", "--val-fraction",
+                   "0.25", "--device", "cpu", "--dtype", "float64"])
+    assert args.handler(args) == 0
+    assert "epoch 1/1" in capsys.readouterr().out
+    last = load_checkpoint(out / "last.pt")
+    assert last["config"]["train_size"] == 3 and last["config"]["val_size"] == 1
+    row = last["history"][0]
+    assert all(torch.isfinite(torch.tensor(row[k])) for k in ("train_loss", "val_loss"))
+    model = load_model(out / "best.pt")
+    assert isinstance(model, PDHGNet) and model.config["hidden"] == 4
+    lp = LPDataset(data_dir).load_lp(0)
+    x, y = model.predict(lp)
+    assert x.shape == (lp.num_cols,) and y.shape == (lp.num_rows,)
+    # the same command again refuses to overwrite; --resume with more epochs continues
+    assert args.handler(args) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    args = _parse(["train", "--data", str(data_dir), "--out", str(out), "--epochs", "2",
+                   "--hidden", "4", "--layers", "2", "--batch-size", "2", "--val-fraction",
+                   "0.25", "--device", "cpu", "--dtype", "float64", "--resume"])
+    assert args.handler(args) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    args = _parse(["train", "--data", str(tmp_path / "missing"), "--out", str(out),
+                   "--epochs", "1"])
+    assert args.handler(args) == 3
