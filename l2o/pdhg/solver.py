@@ -98,6 +98,7 @@ class IterationState:
             dual_upper = -sigma l_r (m,).
         metric_primal, metric_dual: omega / eta and 1 / (eta omega), the diagonal of the PDHG
             metric P (0-d).
+        fused_grad: whether sparse addmv (A^T y - c in one product) works on this device.
     """
 
     x: torch.Tensor
@@ -118,6 +119,7 @@ class IterationState:
     dual_upper: torch.Tensor
     metric_primal: torch.Tensor
     metric_dual: torch.Tensor
+    fused_grad: bool = True
 
     @classmethod
     def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> "IterationState":
@@ -128,6 +130,10 @@ class IterationState:
                 tau=zero.clone(), neg_sigma=zero.clone(), dual_lower=e(y), dual_upper=e(y),
                 metric_primal=zero.clone(), metric_dual=zero.clone())
         s.restart_epoch(p, x, y, p.op.rmatvec(y))
+        try:  # probe: sparse addmv with beta is not available in every torch build
+            torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.x_pre)
+        except (RuntimeError, NotImplementedError):
+            s.fused_grad = False
         return s
 
     def set_steps(self, p: ScaledLP, eta: float, omega: float) -> None:
@@ -164,7 +170,10 @@ def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
     torch.lerp(s.y, s.y_hat, 2.0, out=s.y_bar)                # 2 y^ - y
     torch.lerp(s.x0, s.x_bar, s.weight, out=s.x)              # Halpern: w z_bar + (1-w) z0
     torch.lerp(s.y0, s.y_bar, s.weight, out=s.y)
-    torch.addmv(p.c, At, s.y, beta=-1.0, out=s.grad)          # A^T y - c
+    if s.fused_grad:
+        torch.addmv(p.c, At, s.y, beta=-1.0, out=s.grad)      # A^T y - c
+    else:
+        torch.mv(At, s.y, out=s.grad).sub_(p.c)
     torch.reciprocal(2.0 - s.weight, out=s.weight)
 
 
