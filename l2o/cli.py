@@ -8,6 +8,12 @@ Subcommands (each with ``--help``):
 * ``l2o info FILE | --example NAME``: sizes, row types and bound types of an LP file.
 * ``l2o generate FAMILY [--OPTION VALUE ...] --out FILE``: write a generated LP
   (:mod:`l2o.datasets`; e.g. ``l2o generate pagerank --nodes 100000 --out pr.mps.gz``).
+
+Other modules add commands (``l2o train``, ``l2o dataset build``) without editing this file:
+a module listed in :data:`PLUGINS` that defines ``add_cli_commands(commands)`` gets the
+subparsers object; each parser it adds sets ``handler=fn`` with ``fn(args) -> exit code``
+(raise :class:`CommandError` for user errors). A plugin that fails to import is reported on
+stderr and the other commands keep working.
 """
 
 from __future__ import annotations
@@ -353,6 +359,28 @@ def _fail(message: str) -> int:
     raise CommandError(message, EXIT_INTERNAL_ERROR)
 
 
+# ---- commands of other modules ----------------------------------------------------------------
+
+PLUGINS = ("l2o.train", "l2o.datasets.dataset")
+
+
+def _add_plugins(commands) -> None:
+    import importlib
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+            add = getattr(module, "add_cli_commands", None)
+            if callable(add):
+                add(commands)
+        except ModuleNotFoundError as error:
+            if error.name != name:  # absent plugin: nothing to add; else a missing dependency
+                print(f"l2o: warning: commands of {name} unavailable: {error}", file=sys.stderr)
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not break `l2o solve`
+            print(f"l2o: warning: commands of {name} unavailable: {type(error).__name__}: "
+                  f"{error}", file=sys.stderr)
+
+
 # ---- the parser ---------------------------------------------------------------------------------
 
 def _add_input(parser: argparse.ArgumentParser) -> None:
@@ -411,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_cmd_info)
 
     _add_generate(commands)
+    _add_plugins(commands)
     return parser
 
 

@@ -49,7 +49,7 @@ def validate_lp(lp: LinearProgram) -> None:
     if not _finite_scalar(lp.c0):
         raise InvalidLPError(f"objective constant c0 is {lp.c0}; it must be finite")
 
-    _check_finite(lp, lp.c, "objective coefficient c", lp.col_label, "column")
+    _check_finite(lp.c, "objective coefficient c", lp.col_label, "column")
     _check_matrix_finite(lp)
     for kind, lower, upper, label in (
             ("row", lp.row_lower, lp.row_upper, lp.row_label),
@@ -91,7 +91,7 @@ def _describe(indices: torch.Tensor, label, kind: str) -> str:
     return ", ".join(shown) + more
 
 
-def _check_finite(lp: LinearProgram, values: torch.Tensor, what: str, label, kind: str) -> None:
+def _check_finite(values: torch.Tensor, what: str, label, kind: str) -> None:
     bad = torch.nonzero(~torch.isfinite(values)).flatten().cpu()
     if bad.numel():
         first = float(values[bad[0]])

@@ -242,3 +242,46 @@ def test_generate_pagerank(capsys, tmp_path):
     assert torch.allclose(lp.A.to_dense(), direct.A.to_dense(), rtol=1e-14, atol=0)
     assert torch.equal(lp.row_lower, direct.row_lower) or torch.allclose(
         lp.row_lower, direct.row_lower, rtol=1e-14, atol=0)
+
+
+# ---- commands of other modules ----------------------------------------------------------------
+
+def test_plugin_commands(capsys, monkeypatch):
+    """A module in PLUGINS adds its own subcommand; absent modules are skipped."""
+    import types
+
+    import l2o.cli as cli
+
+    plugin = types.ModuleType("fake_l2o_plugin")
+
+    def add_cli_commands(commands):
+        hello = commands.add_parser("hello", help="say hello")
+        hello.add_argument("--code", type=int, default=0)
+        hello.set_defaults(handler=lambda args: print("hello") or args.code)
+
+    plugin.add_cli_commands = add_cli_commands
+    monkeypatch.setitem(sys.modules, "fake_l2o_plugin", plugin)
+    monkeypatch.setattr(cli, "PLUGINS", ("fake_l2o_plugin", "no_such_l2o_plugin",
+                                         "l2o.no_such_module"))
+    code, out, err = run(capsys, "hello", "--code", "4")
+    assert (code, out.strip(), err) == (4, "hello", "")
+    code, out, _ = run(capsys, "info", "--example", "afiro", "--json")
+    assert code == 0 and json.loads(out)["rows"] == 27
+
+
+def test_broken_plugin_warns_and_other_commands_work(capsys, monkeypatch):
+    import l2o.cli as cli
+
+    import types
+
+    broken = types.ModuleType("l2o.tests_broken_plugin")
+
+    def add_cli_commands(commands):
+        raise RuntimeError("bug in the plugin")
+
+    broken.add_cli_commands = add_cli_commands
+    monkeypatch.setitem(sys.modules, "l2o.tests_broken_plugin", broken)
+    monkeypatch.setattr(cli, "PLUGINS", ("l2o.tests_broken_plugin",))
+    code, out, err = run(capsys, "info", "--example", "afiro", "--json")
+    assert code == 0 and json.loads(out)["columns"] == 32
+    assert "commands of l2o.tests_broken_plugin unavailable: RuntimeError: bug" in err
