@@ -335,7 +335,8 @@ def _add_generate(commands) -> None:
     try:
         from l2o.datasets import FAMILIES, family_options
     except ImportError as error:  # keep the rest of the CLI usable
-        generate.set_defaults(handler=lambda args: _fail(f"l2o.datasets is unavailable: {error}"))
+        reason = f"l2o.datasets is unavailable: {error}"
+        generate.set_defaults(handler=lambda args: _fail(reason))
         return
     families = generate.add_subparsers(dest="family", metavar="FAMILY", required=True)
     for family, generator in FAMILIES.items():

@@ -61,7 +61,7 @@ def _rhs(b: Any, rows: int, what: str) -> np.ndarray:
 
 
 def from_linprog(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None, *,
-                 name: str = "") -> "LinearProgram":
+                 name: str = "") -> LinearProgram:
     """A minimization :class:`LinearProgram` from linprog's arguments (same conventions).
 
     Rows are the ``A_ub`` rows (named ``ub0, ub1, ...``; bounds (-inf, b_ub]) followed by the
@@ -81,7 +81,7 @@ def from_linprog(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None, *,
         + [f"eq{i}" for i in range(b_eq.size)], name=name)
 
 
-def to_scipy(lp: "LinearProgram") -> dict[str, Any]:
+def to_scipy(lp: LinearProgram) -> dict[str, Any]:
     """linprog keyword arguments ``c, A_ub, b_ub, A_eq, b_eq, bounds`` for ``lp``.
 
     ``scipy.optimize.linprog(**to_scipy(lp), method="highs")`` solves ``lp`` (negated when it
@@ -109,6 +109,6 @@ def to_scipy(lp: "LinearProgram") -> dict[str, Any]:
     }
 
 
-def objective_from_scipy(lp: "LinearProgram", fun: float) -> float:
+def objective_from_scipy(lp: LinearProgram, fun: float) -> float:
     """The objective of ``lp`` (own sense, with c0) from linprog's ``res.fun``."""
     return (-fun if lp.sense == "maximize" else fun) + lp.c0

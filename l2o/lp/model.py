@@ -52,7 +52,8 @@ def _csr(A: Any) -> torch.Tensor:
     M.sum_duplicates()
     M.sort_indices()
     return csr_tensor(torch.from_numpy(M.indptr.astype(np.int64)),
-                      torch.from_numpy(M.indices.astype(np.int64)), torch.from_numpy(M.data), M.shape)
+                      torch.from_numpy(M.indices.astype(np.int64)), torch.from_numpy(M.data),
+                      M.shape)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class LinearProgram:
     @classmethod
     def create(cls, c, A, row_lower=None, row_upper=None, col_lower=None, col_upper=None, *,
                c0: float = 0.0, sense: str = MINIMIZE, row_names=None, col_names=None,
-               name: str = "", validate: bool = True) -> "LinearProgram":
+               name: str = "", validate: bool = True) -> LinearProgram:
         """Build from array-likes (numpy, lists, torch, scipy sparse), with defaults
         row bounds (-inf, +inf) and column bounds [0, +inf), then validate."""
         A = _csr(A)
@@ -104,7 +105,7 @@ class LinearProgram:
 
     @classmethod
     def from_linprog(cls, c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None, *,
-                     name: str = "") -> "LinearProgram":
+                     name: str = "") -> LinearProgram:
         """From ``scipy.optimize.linprog`` arguments: min c^T x s.t. A_ub x <= b_ub,
         A_eq x = b_eq, bounds (default (0, None) per variable, None = unbounded).
         See :mod:`l2o.lp.linprog`."""
@@ -175,7 +176,7 @@ class LinearProgram:
         """c^T x + c0 in the LP's own sense."""
         return float(self.c.to(x) @ x) + self.c0
 
-    def to(self, device=None, dtype=None) -> "LinearProgram":
+    def to(self, device=None, dtype=None) -> LinearProgram:
         """A copy with every tensor moved (vectors and A); names shared."""
         move = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
         return replace(self, c=move(self.c), A=move(self.A), row_lower=move(self.row_lower),

@@ -16,8 +16,15 @@ import l2o
 from l2o.lp import LPFormatError, solve_highs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
-NETLIB = list(csv.DictReader(open(DATA / "netlib" / "optimal_values.csv")))
-LARGE = list(csv.DictReader(open(DATA / "large" / "optimal_values.csv")))
+
+
+def _table(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+NETLIB = _table(DATA / "netlib" / "optimal_values.csv")
+LARGE = _table(DATA / "large" / "optimal_values.csv")
 
 
 def _card(*fields: str) -> str:
@@ -55,10 +62,14 @@ def test_blend_objective():
 
 
 @pytest.mark.parametrize("row", LARGE, ids=[r["name"] for r in LARGE])
-def test_kennington_sizes(row):
+def test_kennington_sizes_and_highs_optimum(row):
     lp = l2o.read_lp(DATA / "large" / f"{row['name']}.mps.gz")
     assert (lp.num_rows, lp.num_cols, lp.nnz) == (int(row["rows"]), int(row["cols"]),
                                                   int(row["nnz"]))
+    ref = solve_highs(lp)  # about a second each
+    published = float(row["optimal_objective"])  # 8 significant digits
+    assert ref["status"] == l2o.LPStatus.OPTIMAL
+    assert abs(ref["objective"] - published) <= 1e-7 * abs(published)
 
 
 def test_infeasible_and_unbounded_files_read():

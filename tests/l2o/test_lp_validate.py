@@ -28,18 +28,19 @@ def test_valid_lp_passes():
 
 
 @pytest.mark.parametrize("changes, pattern", [
-    (dict(c=[1.0, math.nan, 3.0]), r"objective coefficient c is not finite \(nan\) for column "
-                                   r"'y' \(index 1\)"),
+    (dict(c=[1.0, math.nan, 3.0]), (r"objective coefficient c is not finite \(nan\) for column "
+                                    r"'y' \(index 1\)")),
     (dict(c=[1.0, 2.0, math.inf]), r"not finite \(inf\) for column 'z' \(index 2\)"),
-    (dict(A=[[1.0, 0.0, 2.0], [0.0, 1.0, math.nan]]), r"non-finite entries at row 'demand' "
-                                                      r"\(index 1\), column 'z' \(index 2\): nan"),
+    (dict(A=[[1.0, 0.0, 2.0], [0.0, 1.0, math.nan]]),
+     r"non-finite entries at row 'demand' \(index 1\), column 'z' \(index 2\): nan"),
     (dict(A=[[-math.inf, 0.0, 2.0], [0.0, 1.0, 1.0]]), r"row 'cap' \(index 0\), column 'x'"),
-    (dict(row_lower=[5.0, -np.inf]), r"1 row with lower bound > upper bound: row 'cap' "
-                                     r"\(index 0\); the first has \[lower, upper\] = \[5.0, 4.0\]"),
+    (dict(row_lower=[5.0, -np.inf]),
+     r"1 row with lower bound > upper bound: row 'cap' \(index 0\); the first has "
+     r"\[lower, upper\] = \[5.0, 4.0\]"),
     (dict(col_lower=[0.0, 0.0, 2.0]), r"column with lower bound > upper bound: column 'z'"),
     (dict(col_upper=[math.nan, 1.0, 1.0]), r"column with upper bound is NaN: column 'x'"),
-    (dict(row_lower=[math.nan, math.nan]), r"2 rows with lower bound is NaN: row 'cap' \(index 0"
-                                           r"\), row 'demand' \(index 1\)"),
+    (dict(row_lower=[math.nan, math.nan]), (r"2 rows with lower bound is NaN: row 'cap' "
+                                            r"\(index 0\), row 'demand' \(index 1\)")),
     (dict(row_lower=[math.inf, 0.0]), r"row with lower bound is \+inf: row 'cap'"),
     (dict(col_upper=[1.0, -math.inf, 1.0]), r"column with upper bound is -inf: column 'y'"),
 ])
