@@ -2,17 +2,20 @@
 
 Meaning of ``x`` and ``y`` by status (y are the duals of the rows, with the sign
 convention of the minimization form: y_i >= 0 on an active lower row bound,
-y_i <= 0 on an active upper row bound; reduced costs r = c - A^T y likewise for
-the column bounds):
+y_i <= 0 on an active upper row bound; reduced costs r = c - A^T y projected on the
+signs the column bounds allow, likewise in the minimization form):
 
-* OPTIMAL: an approximately optimal primal-dual pair meeting the tolerances.
-* PRIMAL_INFEASIBLE: y (and reduced_costs) is a dual ray certifying infeasibility;
-  x is the last iterate.
-* DUAL_INFEASIBLE (unbounded primal, if feasible): x is a primal ray certifying it;
-  y is the last iterate.
-* ITERATION_LIMIT, TIME_LIMIT: the best (last restart-anchored) iterate found, not
-  guaranteed to meet the tolerances; ``kkt`` says how far it is.
-* NUMERICAL_ERROR: the iteration produced nan/inf; x, y are the last finite iterate.
+* OPTIMAL: an approximately optimal primal-dual pair meeting the tolerances (``kkt``;
+  the termination test uses the dual slack recovered from the last primal step, as
+  cuPDLPx does, so recomputing the dual residual from ``reduced_costs`` can differ).
+* PRIMAL_INFEASIBLE: y (and reduced_costs) is a dual ray certifying infeasibility,
+  scaled to ||y||_inf = 1; x is the last checked primal point.
+* DUAL_INFEASIBLE (unbounded primal, if feasible): x is a primal ray certifying it
+  (c^T x < 0, ||x||_inf = 1); y is the last checked dual point.
+* ITERATION_LIMIT, TIME_LIMIT: the last checked point (T(z) of the last iteration),
+  not guaranteed to meet the tolerances; ``kkt`` says how far it is.
+* NUMERICAL_ERROR: the iteration produced nan/inf; x, y are the last finite checked
+  point (nan if there was none).
 """
 
 from __future__ import annotations

@@ -1,20 +1,22 @@
 """``solve_lp``: restarted reflected-Halpern PDHG (the PDLP / cuPDLPx family) on CPU or CUDA.
 
-On the scaled LP (:mod:`l2o.pdhg.scaling`), with eta = 0.998 / ||A~||_2 (power iteration) and
-the primal weight omega, tau = eta / omega, sigma = eta omega.  One iteration from z = (x, y) with
-the epoch's anchor z0 = (x0, y0) and the epoch's iteration index k:
+On the scaled LP (:mod:`l2o.pdhg.scaling`), with eta = 0.998 / ||A~||_2 (||A~||_2 <= 1 after the
+Pock-Chambolle pass, see :func:`_operator_norm`) and the primal weight omega, tau = eta / omega,
+sigma = eta omega.  One iteration from z = (x, y) with the epoch's anchor z0 = (x0, y0) and the
+epoch's iteration index k:
 
-    x^ = proj_[l_c, u_c](x - tau (c - A^T y))                  (PDHG step, step.py)
+    x^ = proj_[l_c, u_c](x - tau (c - A^T y))                  (PDHG step, as step.py)
     y^ = w - clamp(w, -sigma u_r, -sigma l_r),  w = y - sigma A (2 x^ - x)
     z+ = (k+1)/(k+2) (2 z^ - z) + 1/(k+2) z0                   (reflected Halpern)
 
-Every ``check_every`` iterations (no host sync in between; on CUDA the iterations are one
-CUDA graph replay) one check computes, from T(z) = z^ of the last iteration:
+Every ``check_every`` iterations (no host sync in between; on CUDA the iterations and the check
+are one CUDA graph replay) one check computes, from T(z) = z^ of the last iteration:
   * the relative residuals and gap of the unscaled LP at z^ (termination.py; cuPDLPx's
-    formulas) -> OPTIMAL when all three are <= tol;
+    formulas, with the dual slack recovered from the primal step) -> OPTIMAL when all three
+    are <= tol;
   * the fixed-point error r(z) = ||z^ - z||_P -> restart (restart.py): the anchor and the
     iterate become z^, k = 0, and the PID controller updates omega;
-  * infeasibility certificates from z^ - z and z^ - z0 -> PRIMAL/DUAL_INFEASIBLE;
+  * infeasibility certificates from z^ - z, z^ - z0 and z^ -> PRIMAL/DUAL_INFEASIBLE;
   * the iteration and time limits, and nan/inf -> NUMERICAL_ERROR.
 The first check comes after the first iteration, so a warm start at an optimum stops there.
 

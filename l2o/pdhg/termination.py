@@ -90,6 +90,13 @@ class TerminationData:
         )
 
 
+def inf_norm(v: torch.Tensor) -> torch.Tensor:
+    """||v||_inf, 0 for an empty vector (an LP with no rows or no columns)."""
+    if v.numel() == 0:
+        return torch.zeros((), dtype=v.dtype, device=v.device)
+    return torch.linalg.vector_norm(v, float("inf"))
+
+
 def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """sum_i (l_i v_i^+ - u_i v_i^-), infinite bounds contributing 0 (their v part is 0)."""
     lo = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower))
@@ -150,10 +157,10 @@ def primal_ray_terms(p: ScaledLP, t: TerminationData, xr_s: torch.Tensor,
     """
     xr = xr_s * p.col_scale
     axr = axr_s / p.row_scale
-    scale = torch.clamp(torch.linalg.vector_norm(xr, float("inf")), min=1e-300)
+    scale = torch.clamp(inf_norm(xr), min=1e-300)
     violation = axr - torch.clamp(axr, t.rec_row_lower, t.rec_row_upper)
     return (torch.dot(p.orig_c, xr) / scale,
-            torch.linalg.vector_norm(violation, float("inf")) / scale)
+            inf_norm(violation) / scale)
 
 
 def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
@@ -166,7 +173,7 @@ def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
     yr = yr_s * p.row_scale
     g = -atyr_s / p.col_scale
     r = torch.clamp(g, t.rc_lower, t.rc_upper)
-    scale = torch.clamp(torch.linalg.vector_norm(yr, float("inf")), min=1e-300)
+    scale = torch.clamp(inf_norm(yr), min=1e-300)
     objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
                  + bound_term(r, p.orig_col_lower, p.orig_col_upper))
-    return objective / scale, torch.linalg.vector_norm(g - r, float("inf")) / scale
+    return objective / scale, inf_norm(g - r) / scale

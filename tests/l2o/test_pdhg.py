@@ -150,8 +150,11 @@ def test_pdhg_step_rejects_bad_shapes():
 # ---------------------------------------------------------------------------------------------
 # NETLIB: published optima
 
-NETLIB_TIGHT = ["afiro", "sc50a", "sc50b", "adlittle", "blend", "sc105", "stocfor1"]
-NETLIB_LOOSE = ["kb2", "israel", "sc205", "scagr7", "grow7", "brandy", "bandm"]
+# CPU time decides the sets (CI has 2 cores); every instance, lotfi and capri included, is solved
+# to 1e-4 and 1e-8 in benchmarks/lp_suite.py on the GPU.
+NETLIB_TIGHT = ["afiro", "sc50a", "sc50b", "adlittle", "blend", "sc105", "stocfor1", "recipe",
+                "grow7", "israel"]
+NETLIB_LOOSE = ["kb2", "sc205", "scagr7", "brandy", "bandm", "agg", "share2b", "scrs8"]
 
 
 @pytest.mark.parametrize("name", NETLIB_TIGHT)
@@ -163,9 +166,10 @@ def test_netlib_to_1e8(name):
     assert max(res.kkt.values()) <= 1e-8
 
 
-@pytest.mark.parametrize("name", NETLIB_LOOSE)
+@pytest.mark.parametrize("name", NETLIB_LOOSE + ["ken-11"])
 def test_netlib_to_1e4(name):
-    lp = l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
+    folder = "large" if name == "ken-11" else "netlib"
+    lp = l2o.read_lp(DATA / folder / f"{name}.mps.gz")
     res = solve_lp(lp, tol=1e-4, device="cpu", iteration_limit=100_000)
     assert res.status == LPStatus.OPTIMAL, res.message
     assert _rel(res.objective, _optimum(name)) <= 1e-3
@@ -174,22 +178,60 @@ def test_netlib_to_1e4(name):
 # ---------------------------------------------------------------------------------------------
 # infeasible and unbounded
 
+def _assert_dual_ray(lp: LinearProgram, res: LPResult) -> None:
+    """y is a dual ray: A^T y + r = 0 with r, y of the signs the bounds allow, objective > 0."""
+    A = lp.A.to_dense()
+    r = res.reduced_costs
+    assert torch.linalg.vector_norm(A.T @ res.y + r, math.inf) <= 1e-6
+    fin = lambda v: torch.where(torch.isfinite(v), v, torch.zeros_like(v))  # noqa: E731
+    assert torch.all(res.y[torch.isinf(lp.row_lower)] <= 0)
+    assert torch.all(res.y[torch.isinf(lp.row_upper)] >= 0)
+    ray_objective = (fin(lp.row_lower) @ res.y.clamp(min=0)
+                     - fin(lp.row_upper) @ (-res.y).clamp(min=0)
+                     + fin(lp.col_lower) @ r.clamp(min=0) - fin(lp.col_upper) @ (-r).clamp(min=0))
+    assert ray_objective > 0
+
+
 @pytest.mark.parametrize("name", ["galenet", "box1", "woodinfe"])
 def test_primal_infeasible(name):
     lp = l2o.read_lp(DATA / "infeasible" / f"{name}.mps")
     res = solve_lp(lp, device="cpu", iteration_limit=50_000)
     assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
-    # y is a dual ray: A^T y + r = 0 (approximately) with positive ray objective
-    A = lp.A.to_dense()
-    assert torch.linalg.vector_norm(A.T @ res.y + res.reduced_costs, math.inf) <= 1e-6
-    lo = torch.where(torch.isfinite(lp.row_lower), lp.row_lower, torch.zeros_like(lp.row_lower))
-    hi = torch.where(torch.isfinite(lp.row_upper), lp.row_upper, torch.zeros_like(lp.row_upper))
-    clo = torch.where(torch.isfinite(lp.col_lower), lp.col_lower, torch.zeros_like(lp.col_lower))
-    chi = torch.where(torch.isfinite(lp.col_upper), lp.col_upper, torch.zeros_like(lp.col_upper))
-    r = res.reduced_costs
-    ray_objective = (lo @ res.y.clamp(min=0) - hi @ (-res.y).clamp(min=0)
-                     + clo @ r.clamp(min=0) - chi @ (-r).clamp(min=0))
-    assert ray_objective > 0
+    _assert_dual_ray(lp, res)
+
+
+def test_tiny_infeasible_and_unbounded():
+    """x1 + x2 <= 1 and x1 + x2 >= 2 (x >= 0): infeasible.
+    min -x1 s.t. x1 - x2 <= 1, x >= 0: unbounded (e.g. along x = (1, 1))."""
+    infeasible = LinearProgram.create([1, 1], np.array([[1.0, 1], [1, 1]]),
+                                      row_lower=[-np.inf, 2], row_upper=[1, np.inf])
+    res = solve_lp(infeasible, device="cpu", iteration_limit=10_000)
+    assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
+    _assert_dual_ray(infeasible, res)      # e.g. y = (-1, 1): 2 - 1 > 0, A^T y = 0
+    unbounded = LinearProgram.create([-1, 0], np.array([[1.0, -1]]), row_upper=[1])
+    res = solve_lp(unbounded, device="cpu", iteration_limit=10_000)
+    assert res.status == LPStatus.DUAL_INFEASIBLE, res.message
+    x = res.x                              # a ray: x >= 0, x1 - x2 <= 0, c^T x = -x1 < 0
+    assert torch.all(x >= 0) and float(x[0] - x[1]) <= 1e-8 and float(x[0]) > 0
+
+
+def test_lp_without_rows():
+    """min x1 - x2, 0 <= x1 <= 2, 0 <= x2 <= 3 (no constraints): x* = (0, 3), objective -3."""
+    import scipy.sparse as sp
+    lp = LinearProgram.create([1.0, -1.0], sp.csr_matrix((0, 2)), col_lower=[0, 0],
+                              col_upper=[2, 3])
+    res = solve_lp(lp, tol=1e-9, device="cpu")
+    assert res.status == LPStatus.OPTIMAL
+    np.testing.assert_allclose(res.x.numpy(), [0.0, 3.0], atol=1e-8)
+    assert res.y.shape == (0,)
+
+
+def test_klein1_is_never_claimed_optimal():
+    """klein1 is primal infeasible; its dual-ray certificate converges slowly (known gap), but
+    the solver must never report a false OPTIMAL or DUAL_INFEASIBLE on it."""
+    lp = l2o.read_lp(DATA / "infeasible" / "klein1.mps")
+    res = solve_lp(lp, device="cpu", iteration_limit=3000)
+    assert res.status in (LPStatus.PRIMAL_INFEASIBLE, LPStatus.ITERATION_LIMIT)
 
 
 def test_gas11_dual_infeasible():
