@@ -57,7 +57,7 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
         LPFormatError: HiGHS cannot parse it, or it parses to invalid data (NaN, lower > upper),
             with HiGHS's message and the offending row/column.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"LP file not found: {path}")
     if not path.is_file():
@@ -107,7 +107,7 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
         ValueError: unsupported extension; InvalidLPError: invalid LP; OSError: HiGHS could
             not write the file.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not str(path).lower().endswith(_WRITABLE):
         raise ValueError(f"cannot write {path}: use one of the extensions {', '.join(_WRITABLE)}")
     validate_lp(lp)

@@ -1,8 +1,8 @@
 """HiGHS as the CPU reference solver for tests and benchmarks.
 
 :func:`solve_highs` solves a :class:`LinearProgram` with HiGHS (dual simplex by default, or
-``method="ipm"``/``"pdlp"``) and reports the answer in l2o's conventions
-(``docs``: ``l2o.pdhg.result``): ``objective`` in the LP's own sense including c0, ``y`` the
+``method="ipm"``/``"pdlp"``) and reports the answer in l2o's conventions (those of
+:class:`l2o.LPResult`): ``objective`` in the LP's own sense including c0, ``y`` the
 row duals of the *minimization* form (y_i >= 0 on an active lower row bound, <= 0 on an
 active upper one) and ``reduced_costs = c_min - A^T y`` with ``c_min`` the minimization cost.
 HiGHS reports duals in the LP's own sense; for a maximization they are negated here.
@@ -120,6 +120,9 @@ def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tens
         return float((lo - up).sum())
 
     c0 = lp.minimize_c[1]
-    value = c0 + support(lp.row_lower.double(), lp.row_upper.double(), y.double().cpu()) + \
-        support(lp.col_lower.double(), lp.col_upper.double(), reduced_costs.double().cpu())
+    def host(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to("cpu", torch.float64)
+
+    value = c0 + support(host(lp.row_lower), host(lp.row_upper), host(y)) + \
+        support(host(lp.col_lower), host(lp.col_upper), host(reduced_costs))
     return -value if lp.sense == MAXIMIZE else value

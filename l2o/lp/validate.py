@@ -94,7 +94,7 @@ def _describe(indices: torch.Tensor, label, kind: str) -> str:
 def _check_finite(values: torch.Tensor, what: str, label, kind: str) -> None:
     bad = torch.nonzero(~torch.isfinite(values)).flatten().cpu()
     if bad.numel():
-        first = float(values[bad[0]])
+        first = float(values[int(bad[0])])
         raise InvalidLPError(f"{what} is not finite ({first}) for {_describe(bad, label, kind)}")
 
 
@@ -107,7 +107,7 @@ def _check_matrix_finite(lp: LinearProgram) -> None:
     cols = lp.A.col_indices().cpu()[bad]
     rows = torch.searchsorted(crow, bad, right=True) - 1
     entries = [f"row {lp.row_label(int(i))!r} (index {int(i)}), column {lp.col_label(int(j))!r} "
-               f"(index {int(j)}): {float(values[k])}"
+               f"(index {int(j)}): {float(values[int(k)])}"
                for i, j, k in zip(rows[:_MAX_LISTED], cols[:_MAX_LISTED], bad[:_MAX_LISTED])]
     more = f" and {bad.numel() - _MAX_LISTED} more" if bad.numel() > _MAX_LISTED else ""
     raise InvalidLPError("constraint matrix A has non-finite entries at " + "; ".join(entries)
