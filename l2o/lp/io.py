@@ -93,8 +93,8 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
 def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
     """Write ``lp`` to an MPS or CPLEX LP file (optionally gzipped) through HiGHS.
 
-    MPS keeps the LP exactly (ranged rows via RANGES, the objective constant as the RHS of
-    the objective row, OBJSENSE MAX). Notes on what HiGHS writes: free-format MPS, with blanks
+    MPS keeps the LP's structure (ranged rows via RANGES, the objective constant as the RHS
+    of the objective row, OBJSENSE MAX). Notes on what HiGHS writes: free-format MPS, with blanks
     in names replaced by underscores; in ``.lp`` files a ranged row becomes two rows
     (``NAMElo``, ``NAMEup``); numbers carry 15 significant digits (HiGHS's format), so a
     value may change by a relative 5e-15 in a round trip.
@@ -113,8 +113,9 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
     validate_lp(lp)
     lp, renamed = _names_without_blanks(lp)
     compress = path.suffix.lower() == ".gz"
-    target = path.with_suffix("") if compress else path  # HiGHS's own .gz writer fails on
-    # names with blanks: write plain text next to the target, then gzip it here
+    # HiGHS 1.15's ".gz" writer writes plain text (and fails on some names): write plain
+    # text to a temporary file next to the target, then gzip it here
+    target = path.with_suffix("") if compress else path
     if compress:
         fd, tmp = tempfile.mkstemp(prefix=".l2o-", suffix=target.suffix, dir=path.parent or ".")
         os.close(fd)
@@ -182,33 +183,44 @@ def _invalid_data(hlp: highspy.HighsLp, name: str) -> str:
 _BLANK = frozenset(b" \t\r\n")
 
 
-def _reject_nan_tokens(path: Path, hlp: highspy.HighsLp) -> None:
+def _open_text(path: Path):
+    """The file as bytes, gunzipped when it starts with the gzip magic (not by its name:
+    HiGHS reads a plain-text ``.gz`` too)."""
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _reject_nan_tokens(path: Path, hlp: highspy.HighsLp, chunk_bytes: int = 1 << 26) -> None:
     """HiGHS drops a NaN matrix coefficient silently: look for a 'nan' token that is no
     row or column name (a number, then) and reject the file, quoting the line.
 
-    A byte search, no parsing of the format: about a second per 350 MB of text, small next
-    to HiGHS's own read.
+    A byte search in chunks of whole lines, no parsing of the format: about a second per
+    350 MB of text, small next to HiGHS's own read.
     """
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    text = raw.lower()
     names: set[str] | None = None
-    position = text.find(b"nan")
-    while position >= 0:
-        start, end = position, position + 3
-        if start > 0 and text[start - 1] in b"+-":
-            start -= 1
-        if (start == 0 or text[start - 1] in _BLANK) and (end == len(text) or
-                                                          text[end] in _BLANK):
-            if names is None:  # rows/columns may be called "nan": those tokens are names
-                names = {part.lower() for name in (*hlp.row_names_, *hlp.col_names_)
-                         for part in (name, *name.split())}
-            if text[position:end].decode() not in names:
-                line_start = text.rfind(b"\n", 0, position) + 1
-                line_end = text.find(b"\n", position)
-                line = raw[line_start:line_end if line_end >= 0 else len(raw)]
-                number = text.count(b"\n", 0, position) + 1
-                raise LPFormatError(f"{path}, line {number}: a number is NaN: "
-                                    f"{line.decode('utf-8', errors='replace').strip()!r}")
-        position = text.find(b"nan", end)
+    lines_before = 0
+    with _open_text(path) as handle:
+        while chunk := handle.read(chunk_bytes):
+            chunk += handle.readline()  # end the chunk on a line boundary
+            text = chunk.lower()
+            position = text.find(b"nan")
+            while position >= 0:
+                start, end = position, position + 3
+                if start > 0 and text[start - 1] in b"+-":
+                    start -= 1
+                if (start == 0 or text[start - 1] in _BLANK) and (end == len(text) or
+                                                                  text[end] in _BLANK):
+                    if names is None:  # rows/columns may be called "nan": those are names
+                        names = {part.lower() for name in (*hlp.row_names_, *hlp.col_names_)
+                                 for part in (name, *name.split())}
+                    if text[start:end].decode() not in names:  # "-nan" is no name "nan"
+                        line_start = text.rfind(b"\n", 0, position) + 1
+                        line_end = text.find(b"\n", position)
+                        line = chunk[line_start:line_end if line_end >= 0 else len(chunk)]
+                        number = lines_before + text.count(b"\n", 0, position) + 1
+                        raise LPFormatError(
+                            f"{path}, line {number}: a number is NaN: "
+                            f"{line.decode('utf-8', errors='replace').strip()!r}")
+                position = text.find(b"nan", end)
+            lines_before += chunk.count(b"\n")

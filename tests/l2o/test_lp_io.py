@@ -319,3 +319,23 @@ def test_misaligned_fixed_mps_warns(tmp_path):
                     "RHS\n    RHS       LIM 1        4.0   LIM 2        1.0\nENDATA\n")
     with pytest.warns(UserWarning, match="HiGHS changed data"):
         l2o.read_lp(path)
+
+
+def test_nan_scan_in_chunks_and_plain_gz(tmp_path):
+    """The NaN scan reads whole lines per chunk (line numbers stay right) and a plain-text
+    file named .gz (HiGHS reads it) is scanned as text."""
+    from l2o.lp.io import _reject_nan_tokens
+
+    path = tmp_path / "nan.mps.gz"  # plain text despite the name
+    path.write_text(FIXED_MPS.replace(_card("", "V 5", "LIM 2", "3.0"),
+                                      _card("", "V 5", "LIM 2", "-NaN")))
+    with pytest.raises(LPFormatError, match=r"line 18: a number is NaN"):
+        l2o.read_lp(path)
+
+    class Names:  # a row called "nan" is a name, not a number
+        row_names_ = ["nan"]
+        col_names_ = ["x"]
+
+    path.write_text("ROWS\n N obj\n L nan\nCOLUMNS\n x nan 1\n x obj -nan\n")
+    with pytest.raises(LPFormatError, match=r"line 6: a number is NaN: 'x obj -nan'"):
+        _reject_nan_tokens(path, Names(), chunk_bytes=7)
