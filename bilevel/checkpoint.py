@@ -31,7 +31,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | None = None) -> dict:
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: torch.device | str | None = None) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
@@ -41,9 +42,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: torch.device | str | 
         payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
     except Exception as err:
         raise ValueError(f"checkpoint {os.fspath(path)!r} could not be read: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != FORMAT:
         raise ValueError(f"checkpoint {os.fspath(path)!r} is not a bilevel.solve checkpoint "
-                         f"(format {payload.get('format') if isinstance(payload, dict) else None!r})")
+                         f"(format {found!r}, expected {FORMAT!r})")
     return payload
 
 

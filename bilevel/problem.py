@@ -132,7 +132,8 @@ def _check_variable(name: str, tree: Any) -> Tree:
     dtypes = {leaf.dtype for leaf in leaves}
     devices = {leaf.device for leaf in leaves}
     if len(dtypes) > 1:
-        raise ValueError(f"BilevelProblem: the tensors of {name} mix dtypes {sorted(map(str, dtypes))}")
+        raise ValueError(f"BilevelProblem: the tensors of {name} mix dtypes "
+                         f"{sorted(map(str, dtypes))}")
     if len(devices) > 1:
         raise ValueError(f"BilevelProblem: the tensors of {name} are on several devices "
                          f"{sorted(map(str, devices))}")

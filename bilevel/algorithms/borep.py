@@ -82,11 +82,12 @@ class BOREPAlgorithm(Algorithm):
         beta = opts["beta"]
         m = T.tree_map(lambda mi, ei: beta * mi + (1 - beta) * ei, state["m"], estimate)
         m_norm = T.norm(m)
-        eta = self.outer_optimizer.lr(k) if callable(self.outer_optimizer.lr) else self.outer_optimizer.lr
+        eta = self.outer_optimizer.learning_rate(k)
         scale = eta / m_norm.clamp_min(1e-30)
         x_new = T.tree_map(lambda xi, mi: xi - scale * mi, x, m)
         new_state = {"x": x_new, "y": y, "z": z, "m": m, "inner_lr": state["inner_lr"]}
-        stats = {"outer_loss": outer_loss.detach(), "hypergrad_norm": T.norm(estimate),
+        stats = {"outer_loss": outer_loss.detach(), "hypergrad": estimate,
+                 "hypergrad_norm": T.norm(estimate),
                  "inner_grad_norm": inner_norm, "solve_residual": None,
                  "hvp_count": 2 + power_products, "grad_count": grad_count + 1}
         return new_state, stats

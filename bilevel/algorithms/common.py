@@ -103,8 +103,12 @@ class OuterOptimizer:
             return {}
         return {"count": 0, "m": T.zeros_like(x), "s": T.zeros_like(x)}
 
+    def learning_rate(self, k: int) -> float:
+        """The step size at outer step k."""
+        return self.lr(k) if callable(self.lr) else self.lr
+
     def step(self, x: Tree, g: Tree, state: dict, k: int) -> tuple[Tree, dict]:
-        lr = self.lr(k) if callable(self.lr) else self.lr
+        lr = self.learning_rate(k)
         if self.name == "sgd":
             return T.axpy(-lr, g, x), state
         b1, b2 = self.betas
@@ -138,7 +142,8 @@ def outer_gradients(f: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree):
     return grad_and_value(f, argnums=(0, 1))(x, y)
 
 
-def estimate_inner_lr(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> tuple[float, int]:
+def estimate_inner_lr(g: Callable[[Tree, Tree], torch.Tensor], x: Tree,
+                      y: Tree) -> tuple[float, int]:
     """1 / lambda_max(H_yy g) at (x, y) by power iteration: (step, products used)."""
     lam, used = inner_lambda_max(g, x, y)
     return 1.0 / lam, used
@@ -147,8 +152,9 @@ def estimate_inner_lr(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree)
 class Algorithm:
     """Interface of an outer loop: ``init_state()`` and ``step(state, k)``.
 
-    ``step`` returns the new state and a stats dict with 0-dim tensors (outer_loss,
-    hypergrad_norm, inner_grad_norm) and Python numbers (solve_residual, hvp_count,
+    ``step`` returns the new state and a stats dict with the hypergradient estimate
+    ("hypergrad", x-shaped), 0-dim tensors (outer_loss, hypergrad_norm, inner_grad_norm)
+    and Python numbers (solve_residual, hvp_count,
     grad_count, ...).  The driver (:func:`bilevel.solve`) syncs them once per outer step.
     """
 
@@ -185,7 +191,8 @@ class Algorithm:
         if self.fixed_inner_lr is not None:
             return self.fixed_inner_lr, 0
         if state.get("inner_lr") is None or k % self.lr_every == 0:
-            lr, used = estimate_inner_lr(self.problem.inner_at(self.problem.first_inner_batch), x, y)
+            g = self.problem.inner_at(self.problem.first_inner_batch)
+            lr, used = estimate_inner_lr(g, x, y)
             state["inner_lr"] = lr
             return lr, used
         return state["inner_lr"], 0

@@ -46,7 +46,8 @@ class ITDAlgorithm(Algorithm):
         # ||grad_y g|| at the final inner iterate, on the last inner batch: one more gradient.
         inner_norm = T.norm(grad(gs[-1], argnums=1)(x, y_new))
         new_state = {"x": x_new, "y": y_new, "opt": opt, "inner_lr": state["inner_lr"]}
-        stats = {"outer_loss": info.outer_loss, "hypergrad_norm": T.norm(grad_x),
+        stats = {"outer_loss": info.outer_loss, "hypergrad": grad_x,
+                 "hypergrad_norm": T.norm(grad_x),
                  "inner_grad_norm": inner_norm, "solve_residual": None,
                  "hvp_count": info.hvp_count + power_products,
                  "grad_count": info.grad_count + 1}

@@ -75,8 +75,9 @@ class PenaltyAlgorithm(Algorithm):
         estimate = T.tree_map(lambda a, b, c: a + (b - c) / sigma, f_x, g_x_y, g_x_z)
         x_new, opt = self.outer_optimizer.step(x, estimate, state["opt"], k)
         new_state = {"x": x_new, "y": y, "z": z, "opt": opt, "inner_lr": state["inner_lr"]}
-        stats = {"outer_loss": outer_loss.detach(), "hypergrad_norm": T.norm(estimate),
-                 "inner_grad_norm": inner_norm if inner_norm is not None else T.norm(g_x_z) * 0,
+        stats = {"outer_loss": outer_loss.detach(), "hypergrad": estimate,
+                 "hypergrad_norm": T.norm(estimate),
+                 "inner_grad_norm": inner_norm,
                  "solve_residual": None, "sigma": sigma, "hvp_count": power_products,
                  "grad_count": 3 * self.inner_steps + 3}
         return new_state, stats

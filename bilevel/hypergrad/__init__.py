@@ -64,7 +64,8 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
     if method not in METHODS:
         raise ValueError(f"hypergrad: method must be one of {METHODS}, got {method!r}")
     if not isinstance(problem, BilevelProblem):
-        raise TypeError(f"hypergrad: problem must be a BilevelProblem, got {type(problem).__name__}")
+        raise TypeError("hypergrad: problem must be a BilevelProblem, got "
+                        f"{type(problem).__name__}")
     _check_like("x", x, problem.x0)
     _check_like("y", y, problem.y0)
     outer_batch = problem.first_outer_batch if outer_batch is _DEFAULT else outer_batch

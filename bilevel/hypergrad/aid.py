@@ -40,7 +40,8 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
                   x: Tree, y: Tree, *, solver: str = "cg", tol: float = 1e-6,
                   maxiter: int | None = None, v0: Tree | None = None,
                   alpha: float | None = None, check_every: int | None = None,
-                  fallback: bool = True, cuda_graph: bool | str = "auto") -> tuple[Tree, HypergradInfo]:
+                  fallback: bool = True,
+                  cuda_graph: bool | str = "auto") -> tuple[Tree, HypergradInfo]:
     """One AID hypergradient grad_x f - (d^2 g/dx dy)^T H_yy^{-1} grad_y f at (x, y).
 
     Args:

@@ -18,7 +18,8 @@ def test_valid_problem_and_views():
     assert "BilevelProblem" in repr(prob)
     # x0 is a detached copy: later edits of the caller's tensor do not leak in
     x0 = r.x0.clone()
-    prob = bilevel.BilevelProblem(outer=r.outer, inner=r.inner, x0=x0, y0=torch.zeros(r.n, dtype=DT))
+    prob = bilevel.BilevelProblem(outer=r.outer, inner=r.inner, x0=x0,
+                                  y0=torch.zeros(r.n, dtype=DT))
     x0.add_(1.0)
     assert not torch.equal(prob.x0, x0)
 

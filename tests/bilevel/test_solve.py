@@ -38,7 +38,9 @@ def _hyperparameter_problem(stochastic: bool = False):
 
     def h(x):
         y = torch.zeros(n, dtype=DT)
-        full = lambda yy: inner(x, yy, None)
+        def full(yy):
+            return inner(x, yy, None)
+
         for _ in range(30):
             y = y - torch.linalg.solve(torch.func.hessian(full)(y), torch.func.grad(full)(y))
         return float(outer(x, y, None))
@@ -62,7 +64,8 @@ def _cleaning_problem():
 
     def inner(x, y, batch):
         losses = F.cross_entropy(X @ y["W"] + y["b"], noisy, reduction="none")
-        return (torch.sigmoid(x) * losses).mean() + 1e-2 * ((y["W"] ** 2).sum() + (y["b"] ** 2).sum())
+        reg = (y["W"] ** 2).sum() + (y["b"] ** 2).sum()
+        return (torch.sigmoid(x) * losses).mean() + 1e-2 * reg
 
     def outer(x, y, batch):
         return F.cross_entropy(Xv @ y["W"] + y["b"], yv)
