@@ -173,7 +173,7 @@ def test_tol_converges_on_quadratic():
         inner=lambda x, y, _: 0.5 * ((y - A @ x - b) ** 2).sum() + 0.5 * (y ** 2).sum(),
         x0=torch.zeros(4, dtype=DT), y0=torch.zeros(6, dtype=DT))
     res = bilevel.solve(prob, method="aid-cg", outer_steps=500, inner_steps=5, outer_lr=0.2,
-                        outer_optimizer="sgd", tol=1e-8, progress=False)
+                        outer_optimizer="sgd", tol=1e-8, solve_tol=1e-10, progress=False)
     assert res.status is Status.CONVERGED, res.message
     # exact minimizer: grad h = A^T (A x + b - 2c) / 4 + x = 0
     x_star = torch.linalg.solve(A.T @ A / 4 + torch.eye(4, dtype=DT), -A.T @ (b - 2 * c) / 4)
