@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .model import LinearProgram
+from .validate import InvalidLPError
 
 __all__ = ["SolutionFileError", "solution_dict", "write_solution", "dump_solution",
            "read_warm_start"]
@@ -42,8 +43,10 @@ def _number(value: float) -> float | None:
 
 def _named(values: torch.Tensor, names: list[str], what: str) -> dict[str, float | None]:
     if len(set(names)) != len(names):
-        raise ValueError(f"the LP's {what} names are not unique: a solution keyed by name "
-                         f"would lose entries")
+        seen: set[str] = set()
+        duplicate = next(name for name in names if name in seen or seen.add(name))
+        raise InvalidLPError(f"the LP's {what} names are not unique ({duplicate!r} repeats): a "
+                             f"solution keyed by name would lose entries")
     return {name: _number(v) for name, v in zip(names, values.detach().cpu().double().tolist())}
 
 

@@ -94,3 +94,14 @@ def test_write_lp_validates(tmp_path):
     with pytest.raises(InvalidLPError, match="column 'y'"):
         l2o.write_lp(lp, tmp_path / "bad.mps")
     assert not (tmp_path / "bad.mps").exists()
+
+
+def test_solution_file_needs_unique_names():
+    from l2o.lp.solution import solution_dict
+
+    lp = l2o.LinearProgram.create([1.0, 1.0], [[1.0, 1.0]], [1.0], [np.inf], col_names=["a", "a"])
+    result = l2o.LPResult(x=torch.zeros(2), y=torch.zeros(1), reduced_costs=torch.zeros(2),
+                          objective=0.0, dual_objective=0.0, status=l2o.LPStatus.OPTIMAL,
+                          message="", iterations=0, solve_time=0.0)
+    with pytest.raises(InvalidLPError, match=r"column names are not unique \('a' repeats\)"):
+        solution_dict(lp, result)
