@@ -188,7 +188,8 @@ class _Progress:
         return table
 
     def __call__(self, info: dict) -> None:
-        self.rows.append({key: info.get(key, math.nan) for key in self.COLUMNS})
+        self.rows = [*self.rows[-(self.SHOWN - 1):],
+                     {key: info.get(key, math.nan) for key in self.COLUMNS}]
         if self.live is not None:
             self.live.update(self._table())
         elif info.get("elapsed", 0.0) - self.last_log >= self.LOG_EVERY:

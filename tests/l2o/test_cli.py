@@ -227,6 +227,16 @@ def test_progress_hook_receives_checks(capsys, monkeypatch):
     assert str(seen[-1]["iteration"]) in out  # the summary's iteration count
 
 
+def test_progress_lines_when_not_a_terminal(capsys, monkeypatch):
+    from l2o import cli
+
+    monkeypatch.setattr(cli._Progress, "LOG_EVERY", 0.0)
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--device", "cpu")
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.startswith("iteration ")]
+    assert lines and "primal" in lines[-1] and "gap" in lines[-1]
+
+
 # ---- generate ---------------------------------------------------------------------------------
 
 def test_generate_pagerank(capsys, tmp_path):
