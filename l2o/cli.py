@@ -9,11 +9,11 @@ Subcommands (each with ``--help``):
 * ``l2o generate FAMILY [--OPTION VALUE ...] --out FILE``: write a generated LP
   (:mod:`l2o.datasets`; e.g. ``l2o generate pagerank --nodes 100000 --out pr.mps.gz``).
 
-Other modules add commands (``l2o train``, ``l2o dataset build``) without editing this file:
-a module listed in :data:`PLUGINS` that defines ``add_cli_commands(commands)`` gets the
-subparsers object; each parser it adds sets ``handler=fn`` with ``fn(args) -> exit code``
-(raise :class:`CommandError` for user errors). A plugin that fails to import is reported on
-stderr and the other commands keep working.
+Other modules add their commands (``l2o dataset build``, ``l2o train``): each entry
+``"module:function"`` of :data:`PLUGINS` names a function that gets the subparsers object;
+every parser it adds sets ``handler=fn`` with ``fn(args) -> exit code`` (it may raise
+:class:`CommandError` for user errors). A plugin that fails to load is reported on stderr and
+the other commands keep working.
 """
 
 from __future__ import annotations
@@ -363,16 +363,17 @@ def _fail(message: str) -> int:
 
 # ---- commands of other modules ----------------------------------------------------------------
 
-PLUGINS = ("l2o.train", "l2o.datasets.dataset")
+PLUGINS = ("l2o.datasets.build:build_parser", "l2o.train:build_parser")
 
 
 def _add_plugins(commands) -> None:
     import importlib
 
-    for name in PLUGINS:
+    for entry in PLUGINS:
+        name, _, function = entry.partition(":")
         try:
             module = importlib.import_module(name)
-            add = getattr(module, "add_cli_commands", None)
+            add = getattr(module, function or "add_cli_commands", None)
             if callable(add):
                 add(commands)
         except ModuleNotFoundError as error:
@@ -396,7 +397,8 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2o", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Learning to optimize linear programs: solve, inspect and generate LPs.",
+        description="Learning to optimize linear programs: solve, inspect and generate LPs; build "
+                    "labelled datasets and train PDHG-Net.",
         epilog="Run 'l2o COMMAND --help' for a command's options.\n\n" + _exit_codes_epilog())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

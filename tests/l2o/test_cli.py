@@ -237,6 +237,14 @@ def test_progress_lines_when_not_a_terminal(capsys, monkeypatch):
     assert lines and "primal" in lines[-1] and "gap" in lines[-1]
 
 
+def test_train_and_dataset_commands_are_wired(capsys):
+    for argv in (["train", "--help"], ["dataset", "build", "--help"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0 and "usage: l2o" in out, err
+    _, out, _ = run(capsys, "--help")
+    assert "train" in out and "dataset" in out
+
+
 # ---- generate ---------------------------------------------------------------------------------
 
 def test_generate_pagerank(capsys, tmp_path):
@@ -271,7 +279,7 @@ def test_plugin_commands(capsys, monkeypatch):
 
     plugin.add_cli_commands = add_cli_commands
     monkeypatch.setitem(sys.modules, "fake_l2o_plugin", plugin)
-    monkeypatch.setattr(cli, "PLUGINS", ("fake_l2o_plugin", "no_such_l2o_plugin",
+    monkeypatch.setattr(cli, "PLUGINS", ("fake_l2o_plugin", "no_such_l2o_plugin:f",
                                          "l2o.no_such_module"))
     code, out, err = run(capsys, "hello", "--code", "4")
     assert (code, out.strip(), err) == (4, "hello", "")
@@ -291,7 +299,7 @@ def test_broken_plugin_warns_and_other_commands_work(capsys, monkeypatch):
 
     broken.add_cli_commands = add_cli_commands
     monkeypatch.setitem(sys.modules, "l2o.tests_broken_plugin", broken)
-    monkeypatch.setattr(cli, "PLUGINS", ("l2o.tests_broken_plugin",))
+    monkeypatch.setattr(cli, "PLUGINS", ("l2o.tests_broken_plugin:add_cli_commands",))
     code, out, err = run(capsys, "info", "--example", "afiro", "--json")
     assert code == 0 and json.loads(out)["columns"] == 32
     assert "commands of l2o.tests_broken_plugin unavailable: RuntimeError: bug" in err
