@@ -54,7 +54,8 @@ class BilevelResult:
     """Outcome of :func:`solve`.
 
     Attributes:
-        x, y: the final outer and inner variables (tensors or dicts, detached).
+        x, y: the final outer variable and the method's approximation of y*(x) (tensors or
+            dicts, detached; for "penalty" y is its z, the minimizer of g).
         status: a :class:`Status`.
         message: a human-readable account of why it stopped.
         history: one dict per outer step: step, outer_loss, hypergrad_norm,
@@ -181,7 +182,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             history.append(record)
             unconverged_solves += record.get("solve_converged") is False
             bar.update(record)
-            if callback is not None and callback({**record, "x": state["x"], "y": state["y"]}):
+            if callback is not None and callback({**record, "x": state["x"],
+                                                  "y": algorithm.inner_solution(state)}):
                 status, message = Status.STOPPED, f"callback asked to stop after outer step {k - 1}"
                 break
             if tol is not None and record["hypergrad_norm"] <= tol:
@@ -196,8 +198,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
     if unconverged_solves:
         message += (f"; {unconverged_solves} of {len(history)} linear solves missed their "
                     "tolerance (see history 'solve_residual')")
-    return BilevelResult(x=state["x"], y=state["y"], status=status, message=message,
-                         history=history, n_steps=k)
+    return BilevelResult(x=state["x"], y=algorithm.inner_solution(state), status=status,
+                         message=message, history=history, n_steps=k)
 
 
 def _record(k: int, stats: dict, counts: list[int], wall_time: float) -> dict:

@@ -197,6 +197,10 @@ class Algorithm:
             return lr, used
         return state["inner_lr"], 0
 
+    def inner_solution(self, state: dict) -> Tree:
+        """The state's approximation of y*(x) (what the result and callbacks call y)."""
+        return state["y"]
+
     def init_state(self) -> dict:
         raise NotImplementedError
 
