@@ -60,7 +60,8 @@ class BilevelResult:
         message: a human-readable account of why it stopped.
         history: one dict per outer step: step, outer_loss, hypergrad_norm,
             inner_grad_norm, solve_residual (None without a linear solve), wall_time
-            (seconds since the start, resumed runs included), hvp_count and grad_count
+            (seconds of optimization since the start, resumed runs included; time in
+            callbacks and checkpoint writes is not counted), hvp_count and grad_count
             (cumulative), plus method-specific keys (solve_converged, fallback, sigma).
         n_steps: outer steps taken in total.
     """
@@ -157,17 +158,21 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
     def save() -> None:
         save_checkpoint(checkpoint, {
             "method": method, "seed": base_seed, "state": state, "step": k, "history": history,
-            "elapsed": elapsed + (time.perf_counter() - started), "counts": counts,
+            "elapsed": elapsed + (time.perf_counter() - started - paused), "counts": counts,
             "streams": [streams[0].state(), streams[1].state()], "rng": rng_state()})
 
     started = time.perf_counter()
+    # wall_time counts the optimization only: time spent in callbacks (e.g. evaluating a
+    # test set) and in writing checkpoints is subtracted.
+    paused = 0.0
     status, message = Status.MAX_STEPS, f"reached outer_steps={outer_steps}"
     unconverged_solves = sum(1 for r in history if r.get("solve_converged") is False)
     with _Progress(progress, method, outer_steps, k) as bar:
         while k < outer_steps:
             try:
                 new_state, stats = algorithm.step(state, k)
-                record = _record(k, stats, counts, elapsed + time.perf_counter() - started)
+                record = _record(k, stats, counts,
+                                 elapsed + time.perf_counter() - started - paused)
             except FloatingPointError as err:
                 status, message = Status.NUMERICAL_ERROR, f"outer step {k}: {err}"
                 break
@@ -182,17 +187,23 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             history.append(record)
             unconverged_solves += record.get("solve_converged") is False
             bar.update(record)
-            if callback is not None and callback({**record, "x": state["x"],
-                                                  "y": algorithm.inner_solution(state)}):
-                status, message = Status.STOPPED, f"callback asked to stop after outer step {k - 1}"
-                break
+            if callback is not None:
+                pause_start = time.perf_counter()
+                stop = callback({**record, "x": state["x"], "y": algorithm.inner_solution(state)})
+                paused += time.perf_counter() - pause_start
+                if stop:
+                    status = Status.STOPPED
+                    message = f"callback asked to stop after outer step {k - 1}"
+                    break
             if tol is not None and record["hypergrad_norm"] <= tol:
                 status = Status.CONVERGED
                 message = (f"hypergradient norm {record['hypergrad_norm']:.3e} <= tol {tol:.1e} "
                            f"at outer step {k - 1}")
                 break
             if checkpoint is not None and k % checkpoint_every == 0:
+                pause_start = time.perf_counter()
                 save()
+                paused += time.perf_counter() - pause_start
     if checkpoint is not None:
         save()
     if unconverged_solves:

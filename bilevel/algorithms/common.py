@@ -130,9 +130,10 @@ def gradient_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tr
         No host synchronization.
     """
     norm = None
-    for g in objectives:
+    for t, g in enumerate(objectives):
         g_y = grad(g, argnums=1)(x, y)
-        norm = T.norm(g_y)
+        if t == len(objectives) - 1:
+            norm = T.norm(g_y)
         y = T.axpy(-lr, g_y, y)
     return y, norm
 

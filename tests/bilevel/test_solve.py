@@ -244,3 +244,25 @@ def test_progress_line_runs():
     r = Ridge()
     res = bilevel.solve(r.problem(), outer_steps=3, progress=True)
     assert res.n_steps == 3
+
+
+def test_wall_time_excludes_callback_time():
+    import time
+
+    r = Ridge()
+    res = bilevel.solve(r.problem(), outer_steps=4, inner_steps=1, progress=False,
+                        callback=lambda record: time.sleep(0.3))
+    times = [rec["wall_time"] for rec in res.history]
+    assert times == sorted(times)
+    assert times[-1] - times[0] < 0.6  # three 0.3 s callbacks happened in between
+
+
+def test_itd_options_through_solve():
+    prob, h = _hyperparameter_problem()
+    for opts in ({"truncate": 3}, {"inner_optimizer": "momentum"}):
+        res = bilevel.solve(prob, method="itd", outer_steps=10, inner_steps=8, outer_lr=0.1,
+                            progress=False, **opts)
+        assert res.status is Status.MAX_STEPS
+        assert h(res.x) < h(prob.x0)
+        if "truncate" in opts:
+            assert res.history[0]["hvp_count"] >= 3
