@@ -8,4 +8,4 @@ from .result import LPResult, LPStatus
 from .solver import SolverOptions, solve_lp
 from .step import pdhg_step
 
-__all__ = ["solve_lp", "pdhg_step", "LPResult", "LPStatus", "SolverOptions"]
+__all__ = ["LPResult", "LPStatus", "SolverOptions", "pdhg_step", "solve_lp"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["RestartParams", "restart_reason", "PrimalWeightPID"]
+__all__ = ["PrimalWeightPID", "RestartParams", "restart_reason"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["LPStatus", "LPResult"]
+__all__ = ["LPResult", "LPStatus"]
 
 
 class LPStatus(enum.Enum):

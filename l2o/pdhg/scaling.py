@@ -27,7 +27,7 @@ import torch
 from bilevel.linalg import LinearOperator
 from bilevel.linalg.operators import csr_tensor
 
-__all__ = ["ScaledLP", "scale_lp", "finite_bound_norm"]
+__all__ = ["ScaledLP", "finite_bound_norm", "scale_lp"]
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ScaledLP:
     def shape(self) -> tuple[int, int]:
         return self.op.shape
 
-    def to(self, device: torch.device) -> "ScaledLP":
+    def to(self, device: torch.device) -> ScaledLP:
         """A copy on ``device`` (the operator is rebuilt there, with its transpose)."""
         if self.op.csr.device == torch.device(device):
             return self
@@ -154,7 +154,7 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         s = _inv_sqrt(reduce(col, n, vals, "sum"))
         d1, d2 = d1 * r, d2 * s
 
-    to = dict(device=device, dtype=f64)
+    to = {"device": device, "dtype": f64}
     c, lr, ur = c.to(**to), lp.row_lower.to(**to), lp.row_upper.to(**to)
     lc, uc = lp.col_lower.to(**to), lp.col_upper.to(**to)
     c_s = d2 * c
@@ -167,7 +167,7 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
     scaled_values = A.values() * d1[row] * d2[col]
     A_s = csr_tensor(crow, A.col_indices(), scaled_values, (m, n))
     op = LinearOperator.from_sparse(A_s, device=device, dtype=dtype)
-    cast = lambda t: t.to(dtype)  # noqa: E731
+    cast = lambda t: t.to(dtype)
     return ScaledLP(op=op, c=cast(theta_c * c_s), col_lower=cast(theta_b * lc_s),
                     col_upper=cast(theta_b * uc_s), row_lower=cast(theta_b * lr_s),
                     row_upper=cast(theta_b * ur_s), row_scale=cast(d1), col_scale=cast(d2),

@@ -30,8 +30,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -40,10 +41,16 @@ from bilevel.linalg import power_iteration
 from .restart import PrimalWeightPID, RestartParams, restart_reason
 from .result import LPResult, LPStatus
 from .scaling import ScaledLP, scale_lp
-from .termination import (TerminationData, dual_ray_terms, kkt_terms, primal_ray_terms,
-                          project_dual_ray, project_primal_ray)
+from .termination import (
+    TerminationData,
+    dual_ray_terms,
+    kkt_terms,
+    primal_ray_terms,
+    project_dual_ray,
+    project_primal_ray,
+)
 
-__all__ = ["solve_lp", "SolverOptions"]
+__all__ = ["SolverOptions", "solve_lp"]
 
 # Infeasibility certificates are looked for in T(z) - z, T(z) - z_anchor and T(z) itself.
 RAY_CANDIDATES = ("step", "epoch", "iterate")
@@ -78,7 +85,7 @@ class SolverOptions:
     power_iterations: int = 1000
     power_tolerance: float = 1e-7
     norm_estimate: str = "auto"
-    restart: RestartParams = RestartParams()
+    restart: RestartParams = field(default_factory=RestartParams)
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
     cpu_setup_nnz: int = 100_000
@@ -124,7 +131,7 @@ class IterationState:
     fused_grad: bool = True
 
     @classmethod
-    def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> "IterationState":
+    def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> IterationState:
         e = torch.empty_like
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         s = cls(x=x.clone(), y=y.clone(), x0=x.clone(), y0=y.clone(), grad=e(x), x_pre=e(x),
@@ -219,7 +226,7 @@ class _Runner:
             with torch.cuda.graph(graph):
                 out = self._eager(self.chunk)
             self.graph, self.graph_out = graph, out
-        except Exception as exc:  # capture unsupported here: fall back to eager launches
+        except Exception as exc:  # noqa: BLE001 - any capture failure: fall back to eager
             self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
             warnings.warn(f"solve_lp: CUDA graph capture failed ({self.graph_error}); "
                           f"running the iterations eagerly", RuntimeWarning, stacklevel=3)
@@ -255,7 +262,7 @@ def _check_input(lp) -> None:
         return int(torch.nonzero(mask)[0, 0])
 
     n, m = lp.num_cols, lp.num_rows
-    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")  # noqa: E731
+    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")
     if lp.c.shape != (n,) or lp.col_lower.shape != (n,) or lp.col_upper.shape != (n,):
         raise ValueError(f"solve_lp: c and column bounds must have {n} entries")
     if lp.row_lower.shape != (m,) or lp.row_upper.shape != (m,):
@@ -504,7 +511,7 @@ def _result(lp, status: LPStatus, checked, total: int, start: float, message: st
     host, dev = checked if checked is not None else ({}, {})
     sign = -1.0 if lp.sense == "maximize" else 1.0
     n, m = lp.num_cols, lp.num_rows
-    cpu = lambda key, size: (dev[key].detach().to("cpu", torch.float64)  # noqa: E731
+    cpu = lambda key, size: (dev[key].detach().to("cpu", torch.float64)
                              if key in dev else torch.full((size,), float("nan"),
                                                            dtype=torch.float64))
     kkt = {k: host.get(k, float("nan"))

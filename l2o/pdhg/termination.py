@@ -39,7 +39,7 @@ import torch
 
 from .scaling import ScaledLP, finite_bound_norm
 
-__all__ = ["TerminationData", "kkt_terms", "primal_ray_terms", "dual_ray_terms"]
+__all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms"]
 
 
 def _inf_or_zero(finite: torch.Tensor, sign: float, like: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ class TerminationData:
     c_norm: torch.Tensor
 
     @classmethod
-    def build(cls, p: ScaledLP) -> "TerminationData":
+    def build(cls, p: ScaledLP) -> TerminationData:
         lc_fin, uc_fin = torch.isfinite(p.orig_col_lower), torch.isfinite(p.orig_col_upper)
         lr_fin, ur_fin = torch.isfinite(p.orig_row_lower), torch.isfinite(p.orig_row_upper)
         c, lr = p.orig_c, p.orig_row_lower

@@ -183,7 +183,7 @@ def _assert_dual_ray(lp: LinearProgram, res: LPResult) -> None:
     A = lp.A.to_dense()
     r = res.reduced_costs
     assert torch.linalg.vector_norm(A.T @ res.y + r, math.inf) <= 1e-6
-    fin = lambda v: torch.where(torch.isfinite(v), v, torch.zeros_like(v))  # noqa: E731
+    fin = lambda v: torch.where(torch.isfinite(v), v, torch.zeros_like(v))
     assert torch.all(res.y[torch.isinf(lp.row_lower)] <= 0)
     assert torch.all(res.y[torch.isinf(lp.row_upper)] >= 0)
     ray_objective = (fin(lp.row_lower) @ res.y.clamp(min=0)
