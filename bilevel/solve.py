@@ -111,11 +111,11 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         progress: show a live line with the step, outer loss and hypergradient norm.
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between re-estimates of the default inner step.
-        **method_options: the method's options ("aid-*": tol, maxiter, warm_start, alpha,
-            check_every; "itd": truncate, inner_optimizer; "borep": beta, nu,
+        **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
+            alpha, check_every, cuda_graph; "itd": truncate, inner_optimizer; "borep": beta, nu,
             update_interval, refine_epochs, refine_steps, z_radius; "penalty": sigma0,
-            sigma_power, sigma_min).  Note: the AID linear-solve tolerance is passed as
-            ``solve_tol`` to keep it apart from the stopping ``tol``.
+            sigma_power, sigma_min).  The AID linear-solve tolerance is passed as
+            ``solve_tol`` (default 1e-4), to keep it apart from the stopping ``tol``.
 
     Returns:
         A :class:`BilevelResult`.
@@ -128,7 +128,7 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                         ("checkpoint_every", checkpoint_every), ("lr_every", lr_every)):
         if not isinstance(value, int) or value < (0 if name == "outer_steps" else 1):
             raise ValueError(f"solve: {name} must be a positive integer, got {value!r}")
-    if "solve_tol" in method_options:
+    if "solve_tol" in method_options and method.startswith("aid-"):
         method_options["tol"] = method_options.pop("solve_tol")
     resume = checkpoint is not None and os.path.exists(checkpoint)
     saved = load_checkpoint(checkpoint, map_location=problem.device) if resume else None
@@ -176,6 +176,10 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             except FloatingPointError as err:
                 status, message = Status.NUMERICAL_ERROR, f"outer step {k}: {err}"
                 break
+            except Exception as err:  # say where it happened; the error itself is the user's
+                if hasattr(err, "add_note"):
+                    err.add_note(f"bilevel.solve: raised during outer step {k} of {method!r}")
+                raise
             bad = [name for name in ("outer_loss", "hypergrad_norm", "inner_grad_norm")
                    if record[name] is not None and not math.isfinite(record[name])]
             if bad or "failure" in stats:

@@ -7,11 +7,14 @@ Engines (interchangeable: same call, same result type):
 * ``"cg"``, ``"minres"``, ``"neumann"``: implicit differentiation (AID, see
   :mod:`bilevel.hypergrad.aid`): solve H_yy v = grad_y f at (x, y), then
   grad_x f - (d^2 g / dx dy)^T v.  Options: ``tol`` (1e-6), ``maxiter``, ``v0`` (warm
-  start); Neumann: ``alpha`` (default 1 / lambda_max), ``maxiter`` (100 terms).
+  start), ``check_every``, ``cuda_graph``, ``fallback`` (CG -> MINRES on non-positive
+  curvature, default True); Neumann: ``alpha`` (default 1 / lambda_max), ``maxiter``
+  (100 terms).
 * ``"itd"``: reverse mode through unrolled inner steps from y (see
   :mod:`bilevel.hypergrad.itd`).  Options: ``unroll`` K (100), ``truncate`` T (K),
   ``inner_lr`` (default 1 / lambda_max for sgd / momentum, 1e-2 for adam),
-  ``inner_optimizer`` ("sgd" | "momentum" | "adam").
+  ``inner_optimizer`` ("sgd" | "momentum" | "adam"), ``use_torchopt`` (default: when
+  installed).
 
 Both take ``outer_batch`` and ``inner_batch`` (default: the problem's first batch, or
 None for full batch).  This module is itself callable, so ``bilevel.hypergrad(...)`` and
@@ -26,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..linalg import _tree as T
 from ..linalg._tree import Tree
 from ..problem import BilevelProblem
 from .aid import AID_SOLVERS, aid_hypergrad
@@ -96,7 +100,6 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
 
 def _check_like(name: str, value: Tree, reference: Tree) -> None:
     """x / y must have the structure and shapes of the problem's x0 / y0."""
-    from ..linalg import _tree as T
     try:
         T.tree_map(lambda a, b: None, value, reference)
     except (ValueError, TypeError, KeyError) as err:
