@@ -2,7 +2,8 @@
 
 ``generate(family, **options)`` builds one instance; ``FAMILIES`` maps each family name to its
 generator function and ``family_options(family)`` lists its options with their defaults.
-``build_dataset(DIR, family, count, ...)`` writes labelled graphs that ``LPDataset(DIR)`` reads.
+``build_dataset`` (:mod:`l2o.datasets.build`) writes labelled instances that ``LPDataset(DIR)``
+(:mod:`l2o.datasets.store`) reads back as PyG graphs.
 """
 
 from .auction import combinatorial_auction
@@ -12,14 +13,15 @@ from .pagerank import barabasi_albert_edges, pagerank
 from .setcover import set_cover
 
 __all__ = ["FAMILIES", "generate", "family_options", "pagerank", "barabasi_albert_edges",
-           "set_cover", "combinatorial_auction", "facility_location", "LPDataset", "build_dataset",
-           "label_lp"]
+           "set_cover", "combinatorial_auction", "facility_location", "LPDataset", "build_dataset"]
+
+_LAZY = {"LPDataset": "store", "build_dataset": "build"}
 
 
 def __getattr__(name: str):
-    # The on-disk dataset needs torch_geometric; load it only when asked, so that generating an
-    # instance (``l2o generate``) stays a light import.
-    if name in ("LPDataset", "build_dataset", "label_lp"):
-        from . import dataset
-        return getattr(dataset, name)
+    # The labelled on-disk datasets (l2o.datasets.store / .build) need torch_geometric and the
+    # solver; load them only when asked, so that generating an instance stays a light import.
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

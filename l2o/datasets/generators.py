@@ -19,7 +19,8 @@ family                  options (defaults)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from l2o.lp.model import LinearProgram
 

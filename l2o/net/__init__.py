@@ -1,8 +1,9 @@
 """PDHG-Net: the LP's bipartite graph (PyG), unrolled channel-expanded PDHG layers, the model."""
 
-from .graph import CON, EDGE, REVERSE_EDGE, VAR, graph_operator, lp_to_graph
+from .graph import CON, EDGE, REVERSE_EDGE, VAR, graph_operator, lp_to_graph, unscale_solution
 from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
 
-__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "project_primal",
+__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "unscale_solution",
+           "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE"]

@@ -16,7 +16,17 @@ as in the shared PDHG convention) becomes a graph with
   with ``reverse=True`` also ``graph["var", "coef_t", "con"]`` (the same edges, j -> i), so
   off-the-shelf PyG heterogeneous layers can pass messages both ways.
 * graph level: ``c0`` (1,) objective constant of the minimization form, ``maximize`` (1,) bool,
-  ``a_norm`` (1,) an estimate of ||A||_2 (power iteration; 1 for an empty A), ``name``.
+  ``scaled`` (1,) bool, ``a_norm`` (1,) an estimate of ||A||_2 (power iteration; 1 for an empty
+  A), ``name``.
+
+With ``scaling=True`` the graph holds the diagonally preconditioned LP of the PDHG solver
+(:func:`l2o.pdhg.scaling.scale_lp`: Ruiz, Pock-Chambolle, bound/objective rescaling) instead of
+the LP as given: A~ = D1 A D2 and the matching c~, bounds; its solutions map back by
+x = s_var * x~, y = s_con * y~ with the per-node factors ``graph["var"].scale`` = D2 / theta_b and
+``graph["con"].scale`` = D1 / theta_c (all ones without scaling): :func:`unscale_solution`.
+Preconditioning gives every instance ||A~||_2 <= 1 and comparable magnitudes, so the same
+learned steps fit instances of different sizes (on a PageRank LP the row sum x = 1 alone has
+norm sqrt(n)).
 
 enc(v) is v where v is finite and 0 where it is infinite; the indicator features say which.
 Optional labels: ``graph["var"].solution`` = x*, ``graph["con"].solution`` = y* (row duals in the
@@ -35,8 +45,8 @@ from torch_geometric.data import HeteroData
 from bilevel.linalg import LinearOperator, power_iteration
 from bilevel.linalg.operators import csr_tensor
 
-__all__ = ["lp_to_graph", "graph_operator", "VAR", "CON", "EDGE", "REVERSE_EDGE",
-           "VAR_FEATURES", "CON_FEATURES"]
+__all__ = ["lp_to_graph", "graph_operator", "unscale_solution", "VAR", "CON", "EDGE",
+           "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
 
 VAR, CON = "var", "con"
 EDGE = (CON, "coef", VAR)
@@ -69,24 +79,38 @@ def constraint_features(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tenso
 
 
 def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | None = None, *,
-                dtype: torch.dtype = torch.float64, reverse: bool = True,
+                dtype: torch.dtype = torch.float64, reverse: bool = True, scaling: bool = False,
                 operator_norm: bool = True) -> HeteroData:
     """The bipartite graph of ``lp`` (see the module docstring for every field).
 
     Args:
         lp: an :class:`l2o.LinearProgram` (any sense; the graph holds the minimization form).
-        x_star, y_star: optional labels, shapes (n,), (m,), stored as ``solution``.
+        x_star, y_star: optional labels (of ``lp``, unscaled), shapes (n,), (m,), stored as
+            ``solution`` (scaled along with the LP when ``scaling``).
         dtype: floating dtype of features, raw vectors and edge values (float64 keeps the LP
             exact; float32 halves memory for training).
         reverse: also store the reversed edge type ``("var", "coef_t", "con")``.
+        scaling: hold the solver's preconditioned LP (see the module docstring).
         operator_norm: estimate ||A||_2 by power iteration (``a_norm``); if False ``a_norm`` = 1.
 
     Returns:
         HeteroData with node types "var", "con" and edge type ("con", "coef", "var").
     """
-    c, c0 = lp.minimize_c
-    A = lp.A.to_sparse_csr().cpu()
     m, n = lp.num_rows, lp.num_cols
+    c0 = lp.minimize_c[1]
+    if scaling:
+        from l2o.pdhg.scaling import scale_lp  # the solver's preconditioner, not a copy of it
+        s = scale_lp(lp, device=torch.device("cpu"), dtype=torch.float64)
+        A, c = s.op.csr, s.c
+        col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
+            s.row_upper
+        var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
+    else:
+        A, c = lp.A.to_sparse_csr().cpu(), lp.minimize_c[0]
+        col_lower, col_upper, row_lower, row_upper = lp.col_lower, lp.col_upper, lp.row_lower, \
+            lp.row_upper
+        var_scale = torch.ones(n, dtype=torch.float64)
+        con_scale = torch.ones(m, dtype=torch.float64)
     rows = torch.repeat_interleave(torch.arange(m), A.crow_indices().diff())
     cols = A.col_indices().to(torch.int64)
     values = A.values()
@@ -94,11 +118,13 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
     graph = HeteroData()
     var, con = graph[VAR], graph[CON]
     var.c = c.to(dtype)
-    var.lower, var.upper = lp.col_lower.to(dtype), lp.col_upper.to(dtype)
+    var.lower, var.upper = col_lower.to(dtype), col_upper.to(dtype)
     var.x = variable_features(var.c, var.lower, var.upper)
+    var.scale = var_scale.to(dtype)
     var.num_nodes = n
-    con.lower, con.upper = lp.row_lower.to(dtype), lp.row_upper.to(dtype)
+    con.lower, con.upper = row_lower.to(dtype), row_upper.to(dtype)
     con.x = constraint_features(con.lower, con.upper)
+    con.scale = con_scale.to(dtype)
     con.num_nodes = m
     graph[EDGE].edge_index = torch.stack([rows, cols])
     graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
@@ -106,9 +132,9 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         graph[REVERSE_EDGE].edge_index = torch.stack([cols, rows])
         graph[REVERSE_EDGE].edge_attr = graph[EDGE].edge_attr
     if x_star is not None:
-        var.solution = _label(x_star, n, "x_star", dtype)
+        var.solution = (_label(x_star, n, "x_star") / var_scale).to(dtype)
     if y_star is not None:
-        con.solution = _label(y_star, m, "y_star", dtype)
+        con.solution = (_label(y_star, m, "y_star") / con_scale).to(dtype)
 
     a_norm = 1.0
     if operator_norm and values.numel() and bool((values != 0).any()):
@@ -116,12 +142,23 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
     graph.a_norm = torch.tensor([a_norm], dtype=dtype)
     graph.c0 = torch.tensor([c0], dtype=dtype)
     graph.maximize = torch.tensor([lp.sense == "maximize"])
+    graph.scaled = torch.tensor([bool(scaling)])
     graph.name = lp.name
     return graph
 
 
-def _label(value, size: int, what: str, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.as_tensor(value).detach().reshape(-1).to("cpu", dtype)
+def unscale_solution(graph: HeteroData, x: torch.Tensor, y: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of the LP (minimization form) from (x~, y~) of the graph's (scaled) LP.
+
+    x = graph["var"].scale * x~, y = graph["con"].scale * y~ (identity for unscaled graphs).
+    Shapes: x (N,), y (M,) over all nodes of a graph or batch.
+    """
+    return x * graph[VAR].scale.to(x), y * graph[CON].scale.to(y)
+
+
+def _label(value, size: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(value).detach().reshape(-1).to("cpu", torch.float64)
     if t.numel() != size:
         raise ValueError(f"lp_to_graph: {what} has {t.numel()} entries, expected {size}")
     if not bool(torch.isfinite(t).all()):

@@ -26,7 +26,15 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
-from .graph import CON, CON_FEATURES, VAR, VAR_FEATURES, graph_operator, lp_to_graph
+from .graph import (
+    CON,
+    CON_FEATURES,
+    VAR,
+    VAR_FEATURES,
+    graph_operator,
+    lp_to_graph,
+    unscale_solution,
+)
 from .layers import PDHGLayer
 
 __all__ = ["PDHGNet"]
@@ -48,6 +56,8 @@ class PDHGNet(nn.Module):
         init_noise: perturbation of the identity initialization of the d x d maps.
         start: "learned" (embedding MLPs of the node features) or "zero" (X^0 = 0, Y^0 = 0).
         readout: "mlp" (d -> d -> 1 with ReLU) or "linear" (d -> 1).
+        scaling: whether the model works on preconditioned graphs (``lp_to_graph(scaling=True)``,
+            the dataset default); used by :meth:`predict` to build the graph and map back.
 
     Shapes:
         forward(graph) -> (x (N,), y (M,)) for a graph (or batch) of N variable and M constraint
@@ -57,7 +67,8 @@ class PDHGNet(nn.Module):
 
     def __init__(self, hidden: int = 64, layers: int = 4, *, leak: float = 0.0,
                  normalize_steps: bool = True, tau: float = 0.9, sigma: float = 0.9,
-                 init_noise: float = 0.1, start: str = "learned", readout: str = "mlp") -> None:
+                 init_noise: float = 0.1, start: str = "learned", readout: str = "mlp",
+                 scaling: bool = True) -> None:
         super().__init__()
         if hidden < 1 or layers < 0:
             raise ValueError(f"PDHGNet: need hidden >= 1 and layers >= 0, got hidden={hidden}, "
@@ -69,22 +80,21 @@ class PDHGNet(nn.Module):
         # Everything needed to rebuild the module (checkpoints store it next to the weights).
         self.config: dict[str, Any] = dict(
             hidden=hidden, layers=layers, leak=leak, normalize_steps=normalize_steps, tau=tau,
-            sigma=sigma, init_noise=init_noise, start=start, readout=readout)
+            sigma=sigma, init_noise=init_noise, start=start, readout=readout, scaling=scaling)
         self.hidden, self.normalize_steps, self.start = hidden, normalize_steps, start
+        self.scaling = scaling
         if start == "learned":
             self.var_embedding = nn.Sequential(nn.Linear(VAR_FEATURES, hidden), nn.ReLU())
             self.con_embedding = nn.Sequential(nn.Linear(CON_FEATURES, hidden), nn.ReLU())
         self.layers = nn.ModuleList(
             PDHGLayer(hidden, tau=tau, sigma=sigma, leak=leak, init_noise=init_noise)
             for _ in range(layers))
-        if readout == "mlp":
-            self.primal_readout, self.dual_readout = _mlp(hidden, hidden, 1), _mlp(hidden, hidden, 1)
-        else:
-            self.primal_readout, self.dual_readout = nn.Linear(hidden, 1), nn.Linear(hidden, 1)
+        self.primal_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
+        self.dual_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
 
     @classmethod
     def from_pdhg(cls, K: int, tau: float, sigma: float,
-                  dtype: torch.dtype = torch.float64) -> "PDHGNet":
+                  dtype: torch.dtype = torch.float64) -> PDHGNet:
         """The network that is exactly K plain PDHG steps with fixed steps tau, sigma.
 
         d = 1, identity channel maps, exact projections, no step normalization, zero start
@@ -98,7 +108,7 @@ class PDHGNet(nn.Module):
                 log(tau) without a float32 rounding).
         """
         net = cls(hidden=1, layers=K, leak=0.0, normalize_steps=False, tau=tau, sigma=sigma,
-                  init_noise=0.0, start="zero", readout="linear").to(dtype)
+                  init_noise=0.0, start="zero", readout="linear", scaling=False).to(dtype)
         with torch.no_grad():
             for layer in net.layers:
                 layer.reset_parameters()
@@ -160,14 +170,19 @@ class PDHGNet(nn.Module):
     @torch.no_grad()
     def predict(self, lp, device: torch.device | str | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y) for one :class:`l2o.LinearProgram`, x projected onto the column bounds.
+        """(x, y) for one :class:`l2o.LinearProgram`, ready to warm-start ``l2o.solve_lp``.
 
-        Returns float64 CPU tensors of shapes (n,), (m,) (the minimization form's duals).
+        Builds the graph (preconditioned if the model was made with ``scaling=True``), runs the
+        network, maps the prediction back to the LP's own variables and projects x onto the
+        column bounds.
+
+        Returns:
+            float64 CPU tensors x (n,), y (m,) (row duals of the minimization form).
         """
         device = device if device is not None else next(self.parameters()).device
-        graph = lp_to_graph(lp, dtype=self._dtype(), reverse=False,
+        graph = lp_to_graph(lp, dtype=self._dtype(), reverse=False, scaling=self.scaling,
                             operator_norm=self.normalize_steps).to(device)
-        x, y = self(graph)
+        x, y = unscale_solution(graph, *self(graph))
         x = torch.clamp(x.double().cpu(), lp.col_lower, lp.col_upper)
         return x, y.double().cpu()
 

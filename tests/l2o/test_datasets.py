@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from l2o.datasets import (FAMILIES, barabasi_albert_edges, family_options, generate, pagerank)
+from l2o.datasets import FAMILIES, barabasi_albert_edges, family_options, generate, pagerank
 from l2o.lp.model import MAXIMIZE
 
 SMALL = {

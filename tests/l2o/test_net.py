@@ -14,7 +14,16 @@ from torch_geometric.loader import DataLoader
 from l2o import read_lp
 from l2o.datasets import generate
 from l2o.lp.model import MAXIMIZE, LinearProgram
-from l2o.net import CON, EDGE, REVERSE_EDGE, VAR, PDHGNet, graph_operator, lp_to_graph
+from l2o.net import (
+    CON,
+    EDGE,
+    REVERSE_EDGE,
+    VAR,
+    PDHGNet,
+    graph_operator,
+    lp_to_graph,
+    unscale_solution,
+)
 from l2o.pdhg import pdhg_step
 
 AFIRO = Path(__file__).resolve().parents[1] / "data" / "lp" / "netlib" / "afiro.mps.gz"
@@ -245,3 +254,78 @@ def test_predict_and_input_errors():
         PDHGNet(start="random")
     with pytest.raises(ValueError, match="tau and sigma must be positive"):
         PDHGNet.from_pdhg(3, 0.0, 1.0)
+
+
+def graph_dual_objective(graph, y: torch.Tensor) -> torch.Tensor:
+    """Dual objective of the graph's LP without c0: sum(l_r y+ - u_r y-) + sum(l_c r+ - u_c r-),
+    r = c - A^T y (pdhg_math.md); an infinite bound meets a zero part of y / r at an optimum."""
+    var, con = graph[VAR], graph[CON]
+    row, col = graph[EDGE].edge_index
+    r = var.c.clone().index_add_(0, col, -graph[EDGE].edge_attr[:, 0] * y[row])
+
+    def support(lower, upper, v):
+        # dual feasibility: no (more than rounding) weight on an infinite bound
+        assert torch.all(v[~torch.isfinite(lower)] < 1e-9)
+        assert torch.all(v[~torch.isfinite(upper)] > -1e-9)
+        zero = torch.zeros_like(v)
+        lo = torch.where((v > 0) & torch.isfinite(lower), lower * v, zero)
+        up = torch.where((v < 0) & torch.isfinite(upper), upper * v, zero)
+        return (lo + up).sum()
+    return support(con.lower, con.upper, y) + support(var.lower, var.upper, r)
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_labels_are_an_optimal_pair_of_the_graphs_lp(scaling):
+    """HiGHS's (x*, y*) of afiro, stored through lp_to_graph, is primal feasible with zero
+    duality gap for the LP the graph holds (preconditioned or not), and maps back exactly."""
+    from l2o.lp.reference import solve_highs
+    lp = afiro()
+    ref = solve_highs(lp)
+    g = lp_to_graph(lp, ref["x"], ref["y"], scaling=scaling)
+    assert bool(g.scaled) == scaling
+    x, y = g[VAR].solution, g[CON].solution
+    A, _ = graph_operator(g)
+    Ax = A @ x
+    scale = 1 + float(Ax.abs().max())
+    assert torch.all(Ax >= g[CON].lower - 1e-9 * scale)
+    assert torch.all(Ax <= g[CON].upper + 1e-9 * scale)
+    assert torch.all(x >= g[VAR].lower - 1e-9) and torch.all(x <= g[VAR].upper + 1e-9)
+    primal = g[VAR].c @ x
+    assert abs(float(graph_dual_objective(g, y) - primal)) < 1e-8 * (1 + abs(float(primal)))
+    x_back, y_back = unscale_solution(g, x, y)
+    torch.testing.assert_close(x_back, ref["x"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y_back, ref["y"], rtol=1e-12, atol=1e-12)
+    if scaling:
+        assert float(g.a_norm) <= 1 + 1e-6                    # Pock-Chambolle: ||D1 A D2|| <= 1
+        assert not torch.allclose(g[VAR].scale, torch.ones_like(g[VAR].scale))
+    else:
+        assert torch.equal(g[VAR].scale, torch.ones(lp.num_cols, dtype=torch.float64))
+
+
+def test_scaled_graphs_make_pagerank_step_sizes_size_independent():
+    """Unscaled, the row sum x = 1 gives ||A||_2 ~ sqrt(n); preconditioned, ||A~||_2 <= 1."""
+    small, large = (generate("pagerank", nodes=n, seed=0) for n in (200, 5000))
+    raw = [float(lp_to_graph(lp, reverse=False).a_norm) for lp in (small, large)]
+    assert raw[1] / raw[0] > 4                                 # sqrt(5000 / 200) = 5
+    scaled = [float(lp_to_graph(lp, reverse=False, scaling=True).a_norm) for lp in (small, large)]
+    assert all(0.5 < a <= 1 + 1e-6 for a in scaled)
+
+
+def test_predict_on_scaled_graphs_maps_back_to_the_lp():
+    lp = afiro()
+    net = PDHGNet.from_pdhg(30, 0.5, 0.5)
+    net.scaling = True                       # PDHG on the preconditioned LP, mapped back
+    x, y = net.predict(lp)
+    g = lp_to_graph(lp, scaling=True)
+    x_s, y_s = reference_pdhg(graph_lp(g), torch.zeros(32, dtype=torch.float64),
+                              torch.zeros(27, dtype=torch.float64), 0.5, 0.5, 30)
+    x_ref, y_ref = unscale_solution(g, x_s, y_s)
+    torch.testing.assert_close(x, torch.clamp(x_ref, lp.col_lower, lp.col_upper))
+    torch.testing.assert_close(y, y_ref)
+
+
+def graph_lp(graph) -> LinearProgram:
+    """The LinearProgram a (single) graph holds."""
+    A, _ = graph_operator(graph)
+    return LinearProgram.create(graph[VAR].c, A, graph[CON].lower, graph[CON].upper,
+                                graph[VAR].lower, graph[VAR].upper)
