@@ -73,6 +73,13 @@ class BilevelResult:
     history: list[dict] = field(default_factory=list)
     n_steps: int = 0
 
+    def __repr__(self) -> str:  # the history can be long: summarize it
+        last = self.history[-1] if self.history else {}
+        loss = f", outer_loss={last['outer_loss']:.6g}" if last else ""
+        norm = f", hypergrad_norm={last['hypergrad_norm']:.3g}" if last else ""
+        return (f"BilevelResult(status={self.status.name}, n_steps={self.n_steps}{loss}{norm}, "
+                f"message={self.message!r})")
+
 
 def _make_algorithm(method: str, problem: BilevelProblem, streams, common: dict,
                     options: dict) -> Algorithm:
