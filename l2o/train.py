@@ -297,10 +297,12 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                           flush=True)
         if board is not None:
             board.close()
-        return TrainResult(history=history, best_epoch=best["epoch"], best_loss=best["loss"],
-                           out_dir=out)
-    finally:
-        run.close()
+    except BaseException:
+        run.close(barrier=False)
+        raise
+    run.close()
+    return TrainResult(history=history, best_epoch=best["epoch"], best_loss=best["loss"],
+                       out_dir=out)
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -402,15 +404,18 @@ def run_train(args: argparse.Namespace) -> int:
     command = "l2o train"
     try:
         dtype = torch.float64 if args.dtype == "float64" else torch.float32
-        data = LPDataset(args.data, dtype=dtype)
+        torch.manual_seed(args.seed)  # reproducible initial weights (DDP broadcasts rank 0's)
+        model = make_model(args)
+        # the graphs the model expects: preconditioned ones for PDHGNet(scaling=True)
+        graphs = dict(dtype=dtype, scaling=bool(getattr(model, "scaling", False)))
+        data = LPDataset(args.data, **graphs)
         if args.val_data is not None:
-            train_set, val_set = data, LPDataset(args.val_data, dtype=dtype)
+            train_set, val_set = data, LPDataset(args.val_data, **graphs)
         elif args.val_fraction == 0:
             train_set, val_set = data, None
         else:
             fraction = 0.1 if args.val_fraction is None else args.val_fraction
             train_set, val_set = _split(data, fraction, args.seed)
-        model = make_model(args)
         train(model, train_set, val_set, epochs=args.epochs, lr=args.lr,
               batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
               device=args.device, seed=args.seed, log_every=args.log_every,

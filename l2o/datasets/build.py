@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from .generators import FAMILIES, family_options, generate
-from .store import (DATASET_FORMAT, MANIFEST, VERSION, load_record, lp_to_record, read_manifest,
-                    record_path, save_record, write_manifest)
+from .store import (DATASET_FORMAT, MANIFEST, VERSION, graph_supports_scaling, load_record,
+                    lp_to_record, read_manifest, record_path, save_record, write_manifest)
 
 __all__ = ["build_dataset", "BuildReport", "build_parser", "run_build"]
 
@@ -178,6 +178,7 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     from l2o.pdhg import solve_lp
 
     started = time.perf_counter()
+    scaled_graphs = graph_supports_scaling()
     settings = _settings(family, count, seed, tol, size_options)
     root = Path(out_dir)
     excluded = _prepare_directory(root, settings)
@@ -224,12 +225,15 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
                               f"solve ended {result.status.value} ({entry['message']})",
                               stacklevel=2)
             else:
-                a_norm = float(lp_to_graph(lp, reverse=False).a_norm)
                 record = lp_to_record(
                     lp, index=i, seed=seed + i, family=family, x_star=result.x, y_star=result.y,
                     status=result.status.value, iterations=result.iterations,
                     objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
-                    a_norm=a_norm, keep_names=keep_names)
+                    a_norm=float(lp_to_graph(lp, reverse=False).a_norm),
+                    keep_names=keep_names)
+                if scaled_graphs:
+                    record["a_norm_scaled"] = float(
+                        lp_to_graph(lp, reverse=False, scaling=True).a_norm)
                 save_record(record, path)
             report.built += 1
             bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")

@@ -27,7 +27,8 @@ key                   value
 ``status``            "optimal" (only OPTIMAL solves are stored)
 ``iterations``        PDHG iterations of the labelling solve; ``objective`` its objective
                       (own sense, with c0); ``solve_time`` seconds; ``kkt`` relative errors
-``a_norm``            an estimate of ||A||_2 (as :func:`l2o.net.lp_to_graph` computes it),
+``a_norm``            the estimate of ||A||_2 that :func:`l2o.net.lp_to_graph` computes (and
+                      ``a_norm_scaled`` that of its preconditioned graph, when supported),
                       stored so that loading a graph skips the power iteration
 ====================  ======================================================================
 
@@ -38,7 +39,9 @@ concatenates them per node type, like every node attribute).
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -48,7 +51,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["LPDataset", "record_to_lp", "lp_to_record", "load_record", "save_record",
-           "read_manifest", "record_path", "RECORD_FORMAT", "DATASET_FORMAT", "MANIFEST"]
+           "read_manifest", "record_path", "graph_supports_scaling", "RECORD_FORMAT", "DATASET_FORMAT", "MANIFEST"]
 
 RECORD_FORMAT = "l2o.lp-record"
 DATASET_FORMAT = "l2o.lp-dataset"
@@ -57,6 +60,12 @@ MANIFEST = "manifest.json"
 
 _VECTORS_N = ("c", "col_lower", "col_upper", "x_star")
 _VECTORS_M = ("row_lower", "row_upper", "y_star")
+
+
+def graph_supports_scaling() -> bool:
+    """Whether :func:`l2o.net.lp_to_graph` can build preconditioned graphs (``scaling=``)."""
+    from l2o.net.graph import lp_to_graph
+    return "scaling" in inspect.signature(lp_to_graph).parameters
 
 
 def record_path(root: str | os.PathLike, index: int) -> Path:
@@ -233,8 +242,11 @@ def write_manifest(root: str | os.PathLike, manifest: dict[str, Any]) -> None:
 class LPDataset(Dataset):
     """The labelled LPs of a dataset directory, as PyG graphs.
 
-    ``dataset[i]`` is ``l2o.net.lp_to_graph(lp)`` (a ``HeteroData``; float features in
-    ``dtype``) with ``graph["var"].x_star`` (n,) and ``graph["con"].y_star`` (m,) attached, and
+    ``dataset[i]`` is ``l2o.net.lp_to_graph(lp, scaling=scaling)`` (a ``HeteroData``; float
+    features in ``dtype``) with the labels attached as ``graph["var"].x_star`` (n,) and
+    ``graph["con"].y_star`` (m,), in the graph's coordinates (divided by the per-node ``scale``
+    of a preconditioned graph, like everything else in it; ``l2o.net.unscale_solution`` maps
+    back), and
     graph-level ``objective`` (1,) and ``instance`` (1,) (the instance number; not ``index``,
     which PyG would shift when batching). A ``torch_geometric.loader.DataLoader`` batches them.
     The i-th item is the i-th stored instance in instance order (left-out instances are skipped).
@@ -244,6 +256,8 @@ class LPDataset(Dataset):
         transform: optional callable applied to each graph on access.
         dtype: float dtype of the graph's features, vectors, edge values and labels.
         reverse: also store the reversed edge type (see :func:`l2o.net.lp_to_graph`).
+        scaling: graphs of the solver's preconditioned LP (``lp_to_graph(scaling=True)``, what
+            ``PDHGNet(scaling=True)`` trains on); None: True when ``lp_to_graph`` supports it.
         partial: accept a directory whose build has not finished (only stored instances are seen).
 
     Raises:
@@ -254,10 +268,14 @@ class LPDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None, *,
                  dtype: torch.dtype = torch.float32, reverse: bool = False,
-                 partial: bool = False) -> None:
+                 scaling: bool | None = None, partial: bool = False) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        self.transform, self.dtype, self.reverse = transform, dtype, reverse
+        if scaling is None:
+            scaling = graph_supports_scaling()
+        elif scaling and not graph_supports_scaling():
+            raise ValueError("LPDataset(scaling=True): this l2o.net.lp_to_graph has no scaling")
+        self.transform, self.dtype, self.reverse, self.scaling = transform, dtype, reverse, scaling
         excluded = {int(e["index"]) for e in self.manifest.get("excluded", [])}
         count = int(self.manifest["count"])
         self.indices = [i for i in range(count)
@@ -292,13 +310,17 @@ class LPDataset(Dataset):
 
         record = self.record(i)
         lp = record_to_lp(record)
-        have_norm = record["a_norm"] == record["a_norm"]  # not nan
-        graph = lp_to_graph(lp, dtype=self.dtype, reverse=self.reverse,
-                            operator_norm=not have_norm)
-        if have_norm:
-            graph.a_norm = torch.tensor([record["a_norm"]], dtype=self.dtype)
-        graph[VAR].x_star = record["x_star"].to(self.dtype)
-        graph[CON].y_star = record["y_star"].to(self.dtype)
+        cached = record.get("a_norm_scaled" if self.scaling else "a_norm", math.nan)
+        have_norm = isinstance(cached, float) and math.isfinite(cached)
+        options = {"scaling": True} if self.scaling else {}
+        # labels go through lp_to_graph, which scales them along with the LP
+        graph = lp_to_graph(lp, record["x_star"], record["y_star"], dtype=self.dtype,
+                            reverse=self.reverse, operator_norm=not have_norm, **options)
+        if have_norm:  # the value lp_to_graph computed at build time (same power iteration)
+            graph.a_norm = torch.tensor([cached], dtype=self.dtype)
+        graph[VAR].x_star = graph[VAR].solution
+        graph[CON].y_star = graph[CON].solution
+        del graph[VAR].solution, graph[CON].solution
         graph.objective = torch.tensor([record["objective"]], dtype=torch.float64)
         graph.instance = torch.tensor([record["index"]])
         return self.transform(graph) if self.transform is not None else graph

@@ -69,8 +69,13 @@ class Distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def close(self) -> None:
+    def close(self, barrier: bool = True) -> None:
+        """Leave the process group this object joined. After a normal end, first a barrier, so
+        that no process tears the group down while another is still reducing; after an error
+        no barrier (the other processes may never reach it)."""
         if self.owns_group and dist.is_initialized():
+            if barrier:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 

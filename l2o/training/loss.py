@@ -9,7 +9,9 @@ Normalizing per instance makes instances of different sizes and scales weigh the
 LP does not dominate the batch because it has more nodes, an LP with large costs does not
 dominate because its duals are large). ``eps`` keeps an all-zero label finite; for such a label
 the term is the absolute error divided by eps, so keep eps well below the labels' squared norms.
-Instances are told apart by the batch vectors ``graph["var"].batch`` / ``graph["con"].batch``
+Predictions and labels are in the graph's coordinates (for a preconditioned graph,
+``lp_to_graph(scaling=True)``, the scaled LP's x~, y~: the labels of
+:class:`~l2o.datasets.store.LPDataset` are scaled with it). Instances are told apart by the batch vectors ``graph["var"].batch`` / ``graph["con"].batch``
 of a PyG batch (a single graph is one instance).
 """
 

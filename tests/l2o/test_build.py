@@ -12,7 +12,9 @@ import torch
 from l2o.datasets import generate
 from l2o.datasets.build import build_dataset, build_parser, run_build
 from l2o.datasets.store import LPDataset, load_record, read_manifest, record_path
+from l2o.datasets.store import graph_supports_scaling
 from l2o.lp.reference import solve_highs
+from l2o.net.graph import lp_to_graph
 
 FAMILY = "setcover"
 SIZES = dict(rows=12, cols=24, density=0.25)
@@ -120,7 +122,7 @@ def test_unconverged_instances_are_excluded_not_labelled(tmp_path):
 
 
 def test_lpdataset_reload(dataset_dir):
-    data = LPDataset(dataset_dir, dtype=torch.float64)
+    data = LPDataset(dataset_dir, dtype=torch.float64, scaling=False)
     assert len(data) == COUNT and data.family == FAMILY
     for i in range(COUNT):
         graph, record = data[i], data.record(i)
@@ -133,6 +135,8 @@ def test_lpdataset_reload(dataset_dir):
             assert torch.equal(getattr(lp, key), getattr(original, key))
         assert lp.sense == original.sense and lp.c0 == original.c0
     assert data[-1]["var"].x_star.shape == (SIZES["cols"],)
+    # the cached ||A|| equals the one lp_to_graph computes
+    assert data[0].a_norm.item() == lp_to_graph(data.load_lp(0)).a_norm.item()
     with pytest.raises(IndexError):
         data[COUNT]
     # float32 graphs by default, PyG batching keeps the labels per node type
@@ -141,6 +145,22 @@ def test_lpdataset_reload(dataset_dir):
     assert batch["var"].x_star.dtype == torch.float32
     assert batch["var"].x_star.shape == (COUNT * SIZES["cols"],)
     assert batch["var"].batch.max() == COUNT - 1
+
+
+@pytest.mark.skipif(not graph_supports_scaling(), reason="lp_to_graph has no scaling yet")
+def test_lpdataset_scaled_graphs(dataset_dir):
+    from l2o.net import unscale_solution
+
+    data = LPDataset(dataset_dir, dtype=torch.float64, scaling=True)
+    assert LPDataset(dataset_dir).scaling  # the default follows lp_to_graph's support
+    for i in range(COUNT):
+        graph, (x_star, y_star) = data[i], data.labels(i)
+        x, y = unscale_solution(graph, graph["var"].x_star, graph["con"].y_star)
+        assert torch.allclose(x, x_star, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(y, y_star, rtol=1e-12, atol=1e-12)
+        fresh = lp_to_graph(data.load_lp(i), scaling=True)
+        assert graph.a_norm.item() == fresh.a_norm.item()
+        assert torch.equal(graph["var"].c, fresh["var"].c)
 
 
 def test_lpdataset_errors(dataset_dir, tmp_path):
