@@ -56,8 +56,9 @@ class PDHGNet(nn.Module):
         init_noise: perturbation of the identity initialization of the d x d maps.
         start: "learned" (embedding MLPs of the node features) or "zero" (X^0 = 0, Y^0 = 0).
         readout: "mlp" (d -> d -> 1 with ReLU) or "linear" (d -> 1).
-        scaling: whether the model works on preconditioned graphs (``lp_to_graph(scaling=True)``,
-            the dataset default); used by :meth:`predict` to build the graph and map back.
+        scaling: whether the model works on preconditioned graphs (``lp_to_graph(scaling=True)``)
+            or on the LP as given (the default, like ``lp_to_graph``); :meth:`predict` builds
+            its graph accordingly, and forward refuses a graph of the other kind.
 
     Shapes:
         forward(graph) -> (x (N,), y (M,)) for a graph (or batch) of N variable and M constraint
@@ -68,7 +69,7 @@ class PDHGNet(nn.Module):
     def __init__(self, hidden: int = 64, layers: int = 4, *, leak: float = 0.0,
                  normalize_steps: bool = True, tau: float = 0.9, sigma: float = 0.9,
                  init_noise: float = 0.1, start: str = "learned", readout: str = "mlp",
-                 scaling: bool = True) -> None:
+                 scaling: bool = False) -> None:
         super().__init__()
         if hidden < 1 or layers < 0:
             raise ValueError(f"PDHGNet: need hidden >= 1 and layers >= 0, got hidden={hidden}, "
@@ -130,6 +131,11 @@ class PDHGNet(nn.Module):
         Returns:
             (x, y), shapes (N,), (M,) (and (X^K, Y^K), shapes (N, d), (M, d)).
         """
+        scaled = getattr(graph, "scaled", None)
+        if scaled is not None and bool((scaled != self.scaling).any()):
+            kind = "scaled" if self.scaling else "unscaled"
+            raise ValueError(f"PDHGNet: the model works on {kind} graphs, got a graph built with "
+                             f"scaling={not self.scaling} (see lp_to_graph(scaling=...))")
         dtype = self._dtype()
         var, con = graph[VAR], graph[CON]
         N, M = var.num_nodes, con.num_nodes

@@ -250,6 +250,9 @@ def test_predict_and_input_errors():
     assert torch.all(x >= lp.col_lower) and torch.all(x <= lp.col_upper)
     with pytest.raises(ValueError, match="start point has 2 entries"):
         net(lp_to_graph(lp), x0=torch.zeros(2))
+    with pytest.raises(ValueError, match="works on unscaled graphs, got a graph built with "
+                       "scaling=True"):
+        net(lp_to_graph(lp, scaling=True))
     with pytest.raises(ValueError, match="start must be"):
         PDHGNet(start="random")
     with pytest.raises(ValueError, match="tau and sigma must be positive"):
