@@ -193,8 +193,7 @@ def _non_finite_path(obj: Any, path: str) -> str | None:
 def _check_objective(name: str, fn: Objective, x0: Tree, y0: Tree, batch: Any) -> None:
     where = "with batch=None" if batch is None else "on the first batch"
     try:
-        with torch.no_grad():
-            value = fn(x0, y0, batch)
+        value = fn(x0, y0, batch)  # x0, y0 are detached: no graph is recorded
     except Exception as err:
         raise ValueError(f"BilevelProblem: {name}(x0, y0, batch) raised {type(err).__name__} "
                          f"{where}: {err} (check that the data's shapes match x0 and y0)") from err

@@ -21,8 +21,8 @@ __all__ = ["AIDAlgorithm"]
 
 
 class AIDAlgorithm(Algorithm):
-    """Options: ``tol`` (1e-4: warm starts carry accuracy over, so each step's solve needs
-    only moderate accuracy), ``maxiter`` (50 per outer step), ``warm_start`` (True),
+    """Options: ``tol`` (``solve_tol`` in :func:`bilevel.solve`; 1e-4: warm starts carry
+    accuracy over, so each step's solve needs only moderate accuracy), ``maxiter`` (50 per outer step), ``warm_start`` (True),
     ``alpha`` (Neumann step; default the inner step 1/lambda_max), ``check_every``,
     ``cuda_graph`` ("auto")."""
 
