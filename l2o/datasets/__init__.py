@@ -8,12 +8,13 @@ generator function and ``family_options(family)`` lists its options with their d
 
 from .auction import combinatorial_auction
 from .facility import facility_location
-from .generators import FAMILIES, family_options, generate
+from .generators import FAMILIES, family_option_help, family_options, generate
 from .pagerank import barabasi_albert_edges, pagerank
 from .setcover import set_cover
 
-__all__ = ["FAMILIES", "generate", "family_options", "pagerank", "barabasi_albert_edges",
-           "set_cover", "combinatorial_auction", "facility_location", "LPDataset", "build_dataset"]
+__all__ = ["FAMILIES", "generate", "family_options", "family_option_help", "pagerank",
+           "barabasi_albert_edges", "set_cover", "combinatorial_auction", "facility_location",
+           "LPDataset", "build_dataset"]
 
 _LAZY = {"LPDataset": "store", "build_dataset": "build"}
 

@@ -37,7 +37,7 @@ def combinatorial_auction(items: int = 100, bids: int = 500, seed: int = 0,
                           add_item_prob: float = 0.65, min_value: float = 1.0,
                           max_value: float = 100.0, value_deviation: float = 0.5,
                           additivity: float = 0.2) -> LinearProgram:
-    """A random combinatorial auction LP relaxation (see module doc).
+    """LP relaxation of a random combinatorial auction (simplified Leyton-Brown bids).
 
     Args:
         items: number of items (at most this many LP rows).

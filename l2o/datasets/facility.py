@@ -33,7 +33,7 @@ __all__ = ["facility_location"]
 
 def facility_location(customers: int = 100, facilities: int = 50, ratio: float = 5.0,
                       seed: int = 0) -> LinearProgram:
-    """A random capacitated facility location LP relaxation (see module doc).
+    """LP relaxation of random capacitated facility location (Cornuejols et al.).
 
     Args:
         customers: number of customers I.
@@ -45,46 +45,47 @@ def facility_location(customers: int = 100, facilities: int = 50, ratio: float =
         LinearProgram ``facility_c{customers}_f{facilities}_r{ratio}_s{seed}`` with I J + J
         columns (``x_i_j`` then ``y_j``) and I + J + 1 + I J rows.
     """
-    I, J, seed = int(customers), int(facilities), int(seed)
-    if I < 1 or J < 1:
+    nc, nf, seed = int(customers), int(facilities), int(seed)    # I and J of the docstring
+    if nc < 1 or nf < 1:
         raise ValueError(f"facility_location: customers and facilities must be >= 1, got "
-                         f"customers={I}, facilities={J}")
+                         f"customers={nc}, facilities={nf}")
     if not ratio >= 1.0:
         raise ValueError(f"facility_location: ratio (total capacity / demand) must be >= 1, "
                          f"got {ratio}")
     rng = np.random.default_rng(seed)
-    customer_xy = rng.random((I, 2))
-    facility_xy = rng.random((J, 2))
-    demand = rng.integers(5, 36, I).astype(np.float64)
-    capacity = rng.integers(10, 161, J).astype(np.float64)
-    fixed_cost = np.floor(rng.integers(100, 111, J) * np.sqrt(capacity) + rng.integers(0, 91, J))
+    customer_xy = rng.random((nc, 2))
+    facility_xy = rng.random((nf, 2))
+    demand = rng.integers(5, 36, nc).astype(np.float64)
+    capacity = rng.integers(10, 161, nf).astype(np.float64)
+    fixed_cost = np.floor(rng.integers(100, 111, nf) * np.sqrt(capacity)
+                          + rng.integers(0, 91, nf))
     capacity = capacity * ratio * demand.sum() / capacity.sum()
     distance = np.linalg.norm(customer_xy[:, None, :] - facility_xy[None, :, :], axis=2)
     transport = 10.0 * demand[:, None] * distance                           # (I, J)
 
-    x = np.arange(I * J).reshape(I, J)            # column of x_ij
-    y = I * J + np.arange(J)                      # column of y_j
-    r_cap, r_total, r_open = I, I + J, I + J + 1  # first row of each block
-    ii, jj = np.divmod(np.arange(I * J), J)
-    pair = np.arange(I * J)
-    rows = np.concatenate([ii, r_cap + jj, r_cap + np.arange(J), np.full(J, r_total),
-                           r_open + pair, r_open + pair])
-    cols = np.concatenate([x.ravel(), x.ravel(), y, y, x.ravel(), y[jj]])
-    vals = np.concatenate([np.ones(I * J), demand[ii], -capacity, capacity,
-                           np.ones(I * J), -np.ones(I * J)])
-    m, n = I + J + 1 + I * J, I * J + J
+    pairs = nc * nf
+    x = np.arange(pairs)                          # column of x_ij is i J + j
+    y = pairs + np.arange(nf)                     # column of y_j
+    r_cap, r_total, r_open = nc, nc + nf, nc + nf + 1   # first row of each block
+    ii, jj = np.divmod(x, nf)
+    rows = np.concatenate([ii, r_cap + jj, r_cap + np.arange(nf), np.full(nf, r_total),
+                           r_open + x, r_open + x])
+    cols = np.concatenate([x, x, y, y, x, y[jj]])
+    vals = np.concatenate([np.ones(pairs), demand[ii], -capacity, capacity,
+                           np.ones(pairs), -np.ones(pairs)])
+    m, n = nc + nf + 1 + pairs, pairs + nf
     A = sp.csr_matrix((vals, (rows, cols)), shape=(m, n))
-    row_lower = np.concatenate([np.ones(I), np.full(J, -np.inf), [demand.sum()],
-                                np.full(I * J, -np.inf)])
-    row_upper = np.concatenate([np.ones(I), np.zeros(J), [np.inf], np.zeros(I * J)])
+    row_lower = np.concatenate([np.ones(nc), np.full(nf, -np.inf), [demand.sum()],
+                                np.full(pairs, -np.inf)])
+    row_upper = np.concatenate([np.ones(nc), np.zeros(nf), [np.inf], np.zeros(pairs)])
 
     lp = LinearProgram.create(
         np.concatenate([transport.ravel(), fixed_cost]), A, row_lower, row_upper,
         np.zeros(n), np.ones(n),
-        row_names=([f"demand_{i}" for i in range(I)] + [f"capacity_{j}" for j in range(J)]
+        row_names=([f"demand_{i}" for i in range(nc)] + [f"capacity_{j}" for j in range(nf)]
                    + ["total_capacity"] + [f"open_{i}_{j}" for i, j in zip(ii, jj)]),
-        col_names=[f"x_{i}_{j}" for i, j in zip(ii, jj)] + [f"y_{j}" for j in range(J)],
-        name=f"facility_c{I}_f{J}_r{ratio:g}_s{seed}")
-    lp.metadata.update(family="facility", options=dict(customers=I, facilities=J, ratio=ratio,
-                                                       seed=seed))
+        col_names=[f"x_{i}_{j}" for i, j in zip(ii, jj)] + [f"y_{j}" for j in range(nf)],
+        name=f"facility_c{nc}_f{nf}_r{ratio:g}_s{seed}")
+    lp.metadata.update(family="facility",
+                       options=dict(customers=nc, facilities=nf, ratio=ratio, seed=seed))
     return lp

@@ -29,7 +29,7 @@ from .facility import facility_location
 from .pagerank import pagerank
 from .setcover import set_cover
 
-__all__ = ["FAMILIES", "generate", "family_options"]
+__all__ = ["FAMILIES", "generate", "family_options", "family_option_help"]
 
 FAMILIES: dict[str, Callable[..., LinearProgram]] = {
     "pagerank": pagerank,
@@ -55,6 +55,35 @@ def family_options(family: str) -> dict[str, Any]:
     """
     params = inspect.signature(_family(family)).parameters
     return {name: p.default for name, p in params.items()}
+
+
+def family_option_help(family: str) -> dict[str, str]:
+    """One-line help per option, from the ``Args:`` section of the generator's docstring.
+
+    Example: ``family_option_help("pagerank")["damping"] == "damping factor d in (0, 1)."``
+    """
+    doc = inspect.getdoc(_family(family)) or ""
+    helps: dict[str, str] = {}
+    current = None
+    in_args = False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+            continue
+        if in_args and line and not line.startswith(" "):
+            break                                    # next section (Returns:, ...)
+        if not in_args or not line.strip():
+            continue
+        head = line.strip().split(":", 1)
+        if line.startswith("    ") and not line.startswith("     ") and len(head) == 2:
+            names = [n.strip() for n in head[0].split(",")]
+            current = names
+            for name in names:
+                helps[name] = head[1].strip()
+        elif current:                                # continuation line
+            for name in current:
+                helps[name] += " " + line.strip()
+    return {name: helps.get(name, "") for name in family_options(family)}
 
 
 def generate(family: str, **options: Any) -> LinearProgram:

@@ -129,15 +129,17 @@ def _resolve(draw: np.ndarray, source: np.ndarray, star_target: np.ndarray,
 
 def pagerank(nodes: int = 1000, seed: int = 0, degree: int = 3, damping: float = 0.85,
              method: str = "auto") -> LinearProgram:
-    """The PageRank LP of a Barabasi-Albert graph, in Nesterov's formulation (see module doc).
+    """PageRank LP of a Barabasi-Albert graph (Nesterov's formulation, zero objective).
+
+    See the module docstring for the formulation.
 
     Args:
         nodes: number of graph nodes n (= LP columns; the LP has n + 1 rows).
         seed: random seed (the same seed gives the same LP).
         degree: edges attached from each new node (Barabasi-Albert m), 1 <= degree < nodes.
         damping: damping factor d in (0, 1).
-        method: "auto", "networkx" or "vectorized" graph construction
-            (see :func:`barabasi_albert_edges`).
+        method: graph construction: "networkx" (exact, sequential), "vectorized" (numpy, for
+            large graphs) or "auto" (networkx up to 50,000 nodes; see barabasi_albert_edges).
 
     Returns:
         LinearProgram named ``pagerank_n{nodes}_m{degree}_d{damping}_s{seed}``: zero objective,

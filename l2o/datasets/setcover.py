@@ -26,7 +26,7 @@ __all__ = ["set_cover"]
 
 def set_cover(rows: int = 500, cols: int = 1000, density: float = 0.05, max_cost: int = 100,
               seed: int = 0) -> LinearProgram:
-    """A random set cover LP relaxation (see module doc).
+    """LP relaxation of random set cover (Balas & Ho): min c^T x, A x >= 1, 0 <= x <= 1.
 
     Args:
         rows: number of elements to cover (LP rows).

@@ -8,7 +8,14 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from l2o.datasets import FAMILIES, barabasi_albert_edges, family_options, generate, pagerank
+from l2o.datasets import (
+    FAMILIES,
+    barabasi_albert_edges,
+    family_option_help,
+    family_options,
+    generate,
+    pagerank,
+)
 from l2o.lp.model import MAXIMIZE
 
 SMALL = {
@@ -53,6 +60,16 @@ def power_iteration_pagerank(lp, damping: float, tol: float = 1e-14) -> np.ndarr
             break
         x = x_new
     return x_new / x_new.sum()
+
+
+def test_every_option_has_help_and_every_family_a_summary():
+    for family, generator in FAMILIES.items():
+        assert generator.__doc__.strip().splitlines()[0].endswith(".")
+        helps = family_option_help(family)
+        assert list(helps) == list(family_options(family))
+        assert all(len(text) > 5 for text in helps.values()), (family, helps)
+    assert family_option_help("pagerank")["damping"] == "damping factor d in (0, 1)."
+    assert "min_value <= max_value" in family_option_help("auction")["max_value"]
 
 
 def test_registry_and_errors():
@@ -175,9 +192,9 @@ def test_setcover_structure():
 
 def test_facility_ratio_makes_all_open_feasible():
     lp = generate("facility", customers=7, facilities=4, ratio=1.0, seed=0)
-    I, J = 7, 4
-    s = -scipy_csr(lp)[I:I + J, I * J:].diagonal()                 # capacities
-    x = np.concatenate([np.tile(s / s.sum(), I), np.ones(J)])     # x_ij = s_j / sum s, y = 1
+    n_cust, n_fac = 7, 4
+    s = -scipy_csr(lp)[n_cust:n_cust + n_fac, n_cust * n_fac:].diagonal()      # capacities
+    x = np.concatenate([np.tile(s / s.sum(), n_cust), np.ones(n_fac)])  # x_ij = s_j / sum s, y = 1
     Ax = scipy_csr(lp) @ x
     assert np.all(Ax >= lp.row_lower.numpy() - 1e-9) and np.all(Ax <= lp.row_upper.numpy() + 1e-9)
 
