@@ -42,14 +42,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from l2o.training.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,
-                                     set_rng_state)
+from l2o.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from l2o.training.distributed import Distributed, setup
 from l2o.training.loss import instance_losses
 from l2o.training.metrics import TensorBoard, plot_losses, write_csv
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "load_model", "make_model",
-           "build_parser", "run_train"]
+__all__ = [
+    "TrainResult",
+    "TrainingDiverged",
+    "build_parser",
+    "load_model",
+    "make_model",
+    "run_train",
+    "train",
+]
 
 # Settings a resumed run must share with the checkpoint (else it would not continue the run).
 _RESUME_STRICT = ("lr", "batch_size", "seed", "eps", "dual_weight", "grad_clip", "weight_decay",
@@ -212,12 +224,12 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
 
     run = setup(device)
     try:
-        config = dict(epochs=epochs, lr=float(lr), batch_size=batch_size, seed=int(seed),
-                      eps=float(eps), dual_weight=float(dual_weight),
-                      grad_clip=None if grad_clip is None else float(grad_clip),
-                      weight_decay=float(weight_decay), model_class=_class_name(model),
-                      world_size=run.world_size, train_size=len(train_set),
-                      val_size=0 if val_set is None else len(val_set))
+        config = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": int(seed),
+                      "eps": float(eps), "dual_weight": float(dual_weight),
+                      "grad_clip": None if grad_clip is None else float(grad_clip),
+                      "weight_decay": float(weight_decay), "model_class": _class_name(model),
+                      "world_size": run.world_size, "train_size": len(train_set),
+                      "val_size": 0 if val_set is None else len(val_set)}
         model.to(run.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         history: list[dict[str, Any]] = []
@@ -247,7 +259,7 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         if run.is_main:
             out.mkdir(parents=True, exist_ok=True)
         elapsed = history[-1]["elapsed"] if history else 0.0
-        common = dict(eps=eps, dual_weight=dual_weight, grad_clip=grad_clip)
+        common = {"eps": eps, "dual_weight": dual_weight, "grad_clip": grad_clip}
 
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
@@ -267,22 +279,22 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                                          log_every=0, log_prefix="", **common)
             epoch_time = time.perf_counter() - started
             elapsed += epoch_time
-            row = dict(epoch=epoch + 1, train_loss=train_metrics[0],
-                       train_primal=train_metrics[1], train_dual=train_metrics[2],
-                       val_loss=val_metrics[0], val_primal=val_metrics[1],
-                       val_dual=val_metrics[2], lr=optimizer.param_groups[0]["lr"],
-                       epoch_time=epoch_time, elapsed=elapsed)
+            row = {"epoch": epoch + 1, "train_loss": train_metrics[0],
+                       "train_primal": train_metrics[1], "train_dual": train_metrics[2],
+                       "val_loss": val_metrics[0], "val_primal": val_metrics[1],
+                       "val_dual": val_metrics[2], "lr": optimizer.param_groups[0]["lr"],
+                       "epoch_time": epoch_time, "elapsed": elapsed}
             history.append(row)
             score = row["val_loss"] if val_loader is not None else row["train_loss"]
             improved = score < best["loss"]
             if improved:
                 best = {"epoch": epoch + 1, "loss": float(score)}
             if run.is_main:
-                state = dict(epoch=epoch + 1, model=model.state_dict(),
-                             model_class=_class_name(model),
-                             model_config=getattr(model, "config", None),
-                             optimizer=optimizer.state_dict(), rng=rng_state(), config=config,
-                             history=history, best=best)
+                state = {"epoch": epoch + 1, "model": model.state_dict(),
+                             "model_class": _class_name(model),
+                             "model_config": getattr(model, "config", None),
+                             "optimizer": optimizer.state_dict(), "rng": rng_state(), "config": config,
+                             "history": history, "best": best}
                 # best before last: a run killed in between redoes this epoch and rewrites both.
                 if improved:
                     save_checkpoint(state, best_path)
@@ -308,10 +320,11 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
 # ---- models -------------------------------------------------------------------------------------
 
 def make_model(args: argparse.Namespace) -> nn.Module:
-    """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=...)``."""
+    """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=..., scaling=...)``."""
     from l2o.net import PDHGNet
 
-    model = PDHGNet(hidden=args.hidden, layers=args.layers)
+    model = PDHGNet(hidden=args.hidden, layers=args.layers,
+                    scaling=bool(getattr(args, "scaling", False)))
     return model.to(torch.float64) if getattr(args, "dtype", "float32") == "float64" else model
 
 
@@ -381,6 +394,8 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
                         help="instances per step and process (8)")
     parser.add_argument("--hidden", type=int, default=64, help="channels per node (64)")
     parser.add_argument("--layers", type=int, default=4, help="unrolled PDHG layers (4)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="work on the solver's preconditioned LP (PDHGNet(scaling=True))")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
     parser.add_argument("--grad-clip", type=float, metavar="NORM",
@@ -407,7 +422,7 @@ def run_train(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)  # reproducible initial weights (DDP broadcasts rank 0's)
         model = make_model(args)
         # the graphs the model expects: preconditioned ones for PDHGNet(scaling=True)
-        graphs = dict(dtype=dtype, scaling=bool(getattr(model, "scaling", False)))
+        graphs = {"dtype": dtype, "scaling": bool(getattr(model, "scaling", False))}
         data = LPDataset(args.data, **graphs)
         if args.val_data is not None:
             train_set, val_set = data, LPDataset(args.val_data, **graphs)

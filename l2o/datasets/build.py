@@ -35,10 +35,19 @@ from typing import Any
 import torch
 
 from .generators import FAMILIES, family_options, generate
-from .store import (DATASET_FORMAT, MANIFEST, VERSION, graph_supports_scaling, load_record,
-                    lp_to_record, read_manifest, record_path, save_record, write_manifest)
+from .store import (
+    DATASET_FORMAT,
+    MANIFEST,
+    VERSION,
+    load_record,
+    lp_to_record,
+    read_manifest,
+    record_path,
+    save_record,
+    write_manifest,
+)
 
-__all__ = ["build_dataset", "BuildReport", "build_parser", "run_build"]
+__all__ = ["BuildReport", "build_dataset", "build_parser", "run_build"]
 
 # Settings that must match when a build resumes into an existing directory.
 _RESUME_KEYS = ("family", "options", "seed", "tol")
@@ -98,7 +107,7 @@ def _settings(family: str, count: int, seed: int, tol: float,
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"build_dataset: tol must be a positive number, got {tol!r}")
     options = {k: v for k, v in valid.items() if k != "seed"} | dict(size_options)
-    return dict(family=family, options=options, seed=seed, tol=float(tol), count=count)
+    return {"family": family, "options": options, "seed": seed, "tol": float(tol), "count": count}
 
 
 def _prepare_directory(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,8 +149,14 @@ def _valid_record(path: Path, index: int, seed: int, family: str) -> bool | None
 
 
 def _progress_bar(enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -178,16 +193,15 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     from l2o.pdhg import solve_lp
 
     started = time.perf_counter()
-    scaled_graphs = graph_supports_scaling()
     settings = _settings(family, count, seed, tol, size_options)
     root = Path(out_dir)
     excluded = _prepare_directory(root, settings)
     excluded_ids = {int(e["index"]) for e in excluded}
     manifest = dict(format=DATASET_FORMAT, version=VERSION, **settings,
-                    seeds=dict(first=seed, last=seed + count - 1, rule="instance i: seed + i"),
-                    labels=dict(solver="l2o.solve_lp", tol=float(tol), dtype="float64",
-                                time_limit=time_limit, iteration_limit=iteration_limit,
-                                y="row duals of the minimization form"),
+                    seeds={"first": seed, "last": seed + count - 1, "rule": "instance i: seed + i"},
+                    labels={"solver": "l2o.solve_lp", "tol": float(tol), "dtype": "float64",
+                                "time_limit": time_limit, "iteration_limit": iteration_limit,
+                                "y": "row duals of the minimization form"},
                     versions=_versions(), complete=False, stored=0, excluded=excluded)
     write_manifest(root, manifest)
     for stale in root.glob(".lp_*.tmp"):  # left by a build killed while writing
@@ -215,9 +229,9 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
             result = solve_lp(lp, tol=tol, device=device, **limits)
             finite = bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
             if result.status.name != "OPTIMAL" or not finite:
-                entry = dict(index=i, seed=seed + i, status=result.status.value,
-                             iterations=int(result.iterations),
-                             message=result.message if finite else "non-finite solution")
+                entry = {"index": i, "seed": seed + i, "status": result.status.value,
+                             "iterations": int(result.iterations),
+                             "message": result.message if finite else "non-finite solution"}
                 excluded.append(entry)
                 excluded_ids.add(i)
                 write_manifest(root, manifest | {"excluded": excluded})
@@ -231,9 +245,8 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
                     objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
                     a_norm=float(lp_to_graph(lp, reverse=False).a_norm),
                     keep_names=keep_names)
-                if scaled_graphs:
-                    record["a_norm_scaled"] = float(
-                        lp_to_graph(lp, reverse=False, scaling=True).a_norm)
+                record["a_norm_scaled"] = float(lp_to_graph(lp, reverse=False,
+                                                            scaling=True).a_norm)
                 save_record(record, path)
             report.built += 1
             bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")
@@ -242,8 +255,8 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     report.stored = sum(record_path(root, i).is_file() for i in range(count)
                         if i not in excluded_ids)
     report.elapsed = time.perf_counter() - started
-    write_manifest(root, manifest | dict(excluded=report.excluded, stored=report.stored,
-                                         complete=report.stored + len(excluded) == count))
+    write_manifest(root, manifest | {"excluded": report.excluded, "stored": report.stored,
+                                         "complete": report.stored + len(excluded) == count})
     return report
 
 

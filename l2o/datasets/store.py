@@ -28,7 +28,7 @@ key                   value
 ``iterations``        PDHG iterations of the labelling solve; ``objective`` its objective
                       (own sense, with c0); ``solve_time`` seconds; ``kkt`` relative errors
 ``a_norm``            the estimate of ||A||_2 that :func:`l2o.net.lp_to_graph` computes (and
-                      ``a_norm_scaled`` that of its preconditioned graph, when supported),
+                      ``a_norm_scaled`` that of its preconditioned graph),
                       stored so that loading a graph skips the power iteration
 ====================  ======================================================================
 
@@ -39,19 +39,29 @@ concatenates them per node type, like every node attribute).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["LPDataset", "record_to_lp", "lp_to_record", "load_record", "save_record",
-           "read_manifest", "record_path", "graph_supports_scaling", "RECORD_FORMAT", "DATASET_FORMAT", "MANIFEST"]
+__all__ = [
+    "DATASET_FORMAT",
+    "MANIFEST",
+    "RECORD_FORMAT",
+    "LPDataset",
+    "load_record",
+    "lp_to_record",
+    "read_manifest",
+    "record_path",
+    "record_to_lp",
+    "save_record",
+]
 
 RECORD_FORMAT = "l2o.lp-record"
 DATASET_FORMAT = "l2o.lp-dataset"
@@ -60,12 +70,6 @@ MANIFEST = "manifest.json"
 
 _VECTORS_N = ("c", "col_lower", "col_upper", "x_star")
 _VECTORS_M = ("row_lower", "row_upper", "y_star")
-
-
-def graph_supports_scaling() -> bool:
-    """Whether :func:`l2o.net.lp_to_graph` can build preconditioned graphs (``scaling=``)."""
-    from l2o.net.graph import lp_to_graph
-    return "scaling" in inspect.signature(lp_to_graph).parameters
 
 
 def record_path(root: str | os.PathLike, index: int) -> Path:
@@ -90,7 +94,9 @@ def lp_to_record(lp, *, index: int, seed: int, family: str, x_star: torch.Tensor
         keep_names: store the row and column names (off by default: generated names cost space).
     """
     A = lp.A.to_sparse_csr().cpu()
-    f64 = lambda t: torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).clone()  # noqa: E731
+    def f64(t) -> torch.Tensor:
+        return torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).clone()
+
     return {
         "format": RECORD_FORMAT, "version": VERSION,
         "index": int(index), "seed": int(seed), "family": str(family), "name": str(lp.name),
@@ -151,8 +157,9 @@ def check_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError(f"{path}: LP record has non-finite labels '{key}'")
     for key, kind in (("index", int), ("seed", int), ("iterations", int), ("objective", float),
                       ("c0", float), ("sense", str), ("status", str), ("family", str)):
-        if not isinstance(record.get(key), kind):
-            raise ValueError(f"{path}: corrupted LP record ('{key}' is not a {kind.__name__})")
+        if not isinstance(record.get(key), kind):  # bad file content: ValueError like the rest
+            raise ValueError(  # noqa: TRY004
+                f"{path}: corrupted LP record ('{key}' is not a {kind.__name__})")
     return record
 
 
@@ -257,7 +264,7 @@ class LPDataset(Dataset):
         dtype: float dtype of the graph's features, vectors, edge values and labels.
         reverse: also store the reversed edge type (see :func:`l2o.net.lp_to_graph`).
         scaling: graphs of the solver's preconditioned LP (``lp_to_graph(scaling=True)``, what
-            ``PDHGNet(scaling=True)`` trains on); None: True when ``lp_to_graph`` supports it.
+            ``PDHGNet(scaling=True)`` trains on); must match the model's ``scaling``.
         partial: accept a directory whose build has not finished (only stored instances are seen).
 
     Raises:
@@ -268,13 +275,9 @@ class LPDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None, *,
                  dtype: torch.dtype = torch.float32, reverse: bool = False,
-                 scaling: bool | None = None, partial: bool = False) -> None:
+                 scaling: bool = False, partial: bool = False) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
-        if scaling is None:
-            scaling = graph_supports_scaling()
-        elif scaling and not graph_supports_scaling():
-            raise ValueError("LPDataset(scaling=True): this l2o.net.lp_to_graph has no scaling")
         self.transform, self.dtype, self.reverse, self.scaling = transform, dtype, reverse, scaling
         excluded = {int(e["index"]) for e in self.manifest.get("excluded", [])}
         count = int(self.manifest["count"])
@@ -312,10 +315,10 @@ class LPDataset(Dataset):
         lp = record_to_lp(record)
         cached = record.get("a_norm_scaled" if self.scaling else "a_norm", math.nan)
         have_norm = isinstance(cached, float) and math.isfinite(cached)
-        options = {"scaling": True} if self.scaling else {}
         # labels go through lp_to_graph, which scales them along with the LP
         graph = lp_to_graph(lp, record["x_star"], record["y_star"], dtype=self.dtype,
-                            reverse=self.reverse, operator_norm=not have_norm, **options)
+                            reverse=self.reverse, scaling=self.scaling,
+                            operator_norm=not have_norm)
         if have_norm:  # the value lp_to_graph computed at build time (same power iteration)
             graph.a_norm = torch.tensor([cached], dtype=self.dtype)
         graph[VAR].x_star = graph[VAR].solution

@@ -5,5 +5,11 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .distributed import Distributed, setup
 from .loss import instance_losses
 
-__all__ = ["instance_losses", "load_checkpoint", "save_checkpoint", "CheckpointError",
-           "Distributed", "setup"]
+__all__ = [
+           "CheckpointError",
+           "Distributed",
+           "instance_losses",
+           "load_checkpoint",
+           "save_checkpoint",
+           "setup",
+]

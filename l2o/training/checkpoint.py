@@ -26,8 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
-           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 CHECKPOINT_FORMAT = "l2o.train-checkpoint"
 CHECKPOINT_VERSION = 1

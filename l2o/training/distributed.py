@@ -10,13 +10,13 @@ is a single process on the requested device, and the same training code runs unc
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "setup", "resolve_device"]
+__all__ = ["Distributed", "resolve_device", "setup"]
 
 
 def resolve_device(device: Any, local_rank: int = 0) -> torch.device:
@@ -51,7 +51,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     owns_group: bool = False
 
     @property

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["instance_losses", "node_labels", "graph_index"]
+__all__ = ["graph_index", "instance_losses", "node_labels"]
 
 
 def node_labels(graph) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "write_csv", "plot_losses", "TensorBoard"]
+__all__ = ["COLUMNS", "TensorBoard", "plot_losses", "write_csv"]
 
 COLUMNS = ("epoch", "train_loss", "train_primal", "train_dual", "val_loss", "val_primal",
            "val_dual", "lr", "epoch_time", "elapsed")

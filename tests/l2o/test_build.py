@@ -12,12 +12,11 @@ import torch
 from l2o.datasets import generate
 from l2o.datasets.build import build_dataset, build_parser, run_build
 from l2o.datasets.store import LPDataset, load_record, read_manifest, record_path
-from l2o.datasets.store import graph_supports_scaling
 from l2o.lp.reference import solve_highs
 from l2o.net.graph import lp_to_graph
 
 FAMILY = "setcover"
-SIZES = dict(rows=12, cols=24, density=0.25)
+SIZES = {"rows": 12, "cols": 24, "density": 0.25}
 COUNT = 4
 
 
@@ -122,7 +121,7 @@ def test_unconverged_instances_are_excluded_not_labelled(tmp_path):
 
 
 def test_lpdataset_reload(dataset_dir):
-    data = LPDataset(dataset_dir, dtype=torch.float64, scaling=False)
+    data = LPDataset(dataset_dir, dtype=torch.float64)
     assert len(data) == COUNT and data.family == FAMILY
     for i in range(COUNT):
         graph, record = data[i], data.record(i)
@@ -147,12 +146,11 @@ def test_lpdataset_reload(dataset_dir):
     assert batch["var"].batch.max() == COUNT - 1
 
 
-@pytest.mark.skipif(not graph_supports_scaling(), reason="lp_to_graph has no scaling yet")
 def test_lpdataset_scaled_graphs(dataset_dir):
     from l2o.net import unscale_solution
 
     data = LPDataset(dataset_dir, dtype=torch.float64, scaling=True)
-    assert LPDataset(dataset_dir).scaling  # the default follows lp_to_graph's support
+    assert not LPDataset(dataset_dir).scaling  # the default, like lp_to_graph and PDHGNet
     for i in range(COUNT):
         graph, (x_star, y_star) = data[i], data.labels(i)
         x, y = unscale_solution(graph, graph["var"].x_star, graph["con"].y_star)

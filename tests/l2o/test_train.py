@@ -18,7 +18,7 @@ from l2o.train import build_parser, load_model, train
 from l2o.training.checkpoint import CheckpointError, load_checkpoint
 from l2o.training.loss import instance_losses
 
-SIZES = dict(rows=8, cols=16, density=0.3)
+SIZES = {"rows": 8, "cols": 16, "density": 0.3}
 COUNT = 4
 
 
@@ -51,7 +51,7 @@ def data(data_dir):
 
 
 def _run(data, out, epochs, **kw):
-    options = dict(lr=0.02, batch_size=2, device="cpu", seed=1, verbose=False)
+    options = {"lr": 0.02, "batch_size": 2, "device": "cpu", "seed": 1, "verbose": False}
     return train(kw.pop("model", None) or _model(), data, data, epochs=epochs, out_dir=out,
                  **(options | kw))
 
@@ -192,7 +192,7 @@ def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
     out = tmp_path / "net"
     args = _parse(["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1",
                    "--hidden", "4", "--layers", "2", "--batch-size", "2", "--val-fraction",
-                   "0.25", "--device", "cpu", "--dtype", "float64"])
+                   "0.25", "--device", "cpu", "--dtype", "float64", "--scaling"])
     assert args.handler(args) == 0
     assert "epoch 1/1" in capsys.readouterr().out
     last = load_checkpoint(out / "last.pt")
@@ -200,7 +200,7 @@ def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
     row = last["history"][0]
     assert all(torch.isfinite(torch.tensor(row[k])) for k in ("train_loss", "val_loss"))
     model = load_model(out / "best.pt")
-    assert isinstance(model, PDHGNet) and model.config["hidden"] == 4
+    assert isinstance(model, PDHGNet) and model.config["hidden"] == 4 and model.scaling
     lp = LPDataset(data_dir).load_lp(0)
     x, y = model.predict(lp)
     assert x.shape == (lp.num_cols,) and y.shape == (lp.num_rows,)
@@ -209,7 +209,7 @@ def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
     assert "already holds a training run" in capsys.readouterr().err
     args = _parse(["train", "--data", str(data_dir), "--out", str(out), "--epochs", "2",
                    "--hidden", "4", "--layers", "2", "--batch-size", "2", "--val-fraction",
-                   "0.25", "--device", "cpu", "--dtype", "float64", "--resume"])
+                   "0.25", "--device", "cpu", "--dtype", "float64", "--scaling", "--resume"])
     assert args.handler(args) == 0
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
     args = _parse(["train", "--data", str(tmp_path / "missing"), "--out", str(out),
