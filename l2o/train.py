@@ -373,7 +373,6 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``train`` to an ``argparse`` subparsers object; sets ``handler=run_train``."""
     parser = subparsers.add_parser(
         "train", help="train PDHG-Net on a labelled LP dataset (torchrun for multi-GPU)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train PDHG-Net to predict optimal (x, y) on a dataset built with "
                     "`l2o dataset build`. Writes OUT/metrics.csv, OUT/loss.png, OUT/best.pt and "
                     "OUT/last.pt after every epoch; --resume continues a stopped run exactly. "
@@ -403,6 +402,8 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--cache", action="store_true",
+                        help="keep the graphs in memory after their first load (faster epochs)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0)")
     parser.add_argument("--log-every", type=int, default=0, metavar="STEPS",
                         help="print the running loss every STEPS steps (default: per epoch)")
@@ -422,7 +423,8 @@ def run_train(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)  # reproducible initial weights (DDP broadcasts rank 0's)
         model = make_model(args)
         # the graphs the model expects: preconditioned ones for PDHGNet(scaling=True)
-        graphs = {"dtype": dtype, "scaling": bool(getattr(model, "scaling", False))}
+        graphs = {"dtype": dtype, "scaling": bool(getattr(model, "scaling", False)),
+                  "cache": args.cache}
         data = LPDataset(args.data, **graphs)
         if args.val_data is not None:
             train_set, val_set = data, LPDataset(args.val_data, **graphs)

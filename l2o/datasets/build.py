@@ -299,7 +299,6 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
     actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     build = actions.add_parser(
         "build", help="generate, solve and store N labelled instances of a family",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Generate N instances of an LP family (instance i with seed S + i), solve "
                     "each with l2o.solve_lp to --tol for the labels (x*, y*), and store one "
                     "file per instance plus manifest.json in DIR. Running the same command "

@@ -265,6 +265,9 @@ class LPDataset(Dataset):
         reverse: also store the reversed edge type (see :func:`l2o.net.lp_to_graph`).
         scaling: graphs of the solver's preconditioned LP (``lp_to_graph(scaling=True)``, what
             ``PDHGNet(scaling=True)`` trains on); must match the model's ``scaling``.
+        cache: keep each graph in memory after its first load (every later epoch skips the
+            file read and the graph construction; memory grows with the dataset; with
+            DataLoader workers each worker holds its own cache).
         partial: accept a directory whose build has not finished (only stored instances are seen).
 
     Raises:
@@ -275,9 +278,10 @@ class LPDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None, *,
                  dtype: torch.dtype = torch.float32, reverse: bool = False,
-                 scaling: bool = False, partial: bool = False) -> None:
+                 scaling: bool = False, cache: bool = False, partial: bool = False) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
+        self.cache: dict[int, Any] | None = {} if cache else None
         self.transform, self.dtype, self.reverse, self.scaling = transform, dtype, reverse, scaling
         excluded = {int(e["index"]) for e in self.manifest.get("excluded", [])}
         count = int(self.manifest["count"])
@@ -309,6 +313,17 @@ class LPDataset(Dataset):
         return record["x_star"], record["y_star"]
 
     def __getitem__(self, i: int):
+        position = self._position(i)
+        if self.cache is not None and position in self.cache:
+            graph = self.cache[position]
+        else:
+            graph = self._graph(position)
+            if self.cache is not None:
+                self.cache[position] = graph
+        # PyG batching copies the graph, so the cached one is never modified by training
+        return self.transform(graph.clone()) if self.transform is not None else graph
+
+    def _graph(self, i: int):
         from l2o.net.graph import CON, VAR, lp_to_graph
 
         record = self.record(i)
@@ -326,7 +341,7 @@ class LPDataset(Dataset):
         del graph[VAR].solution, graph[CON].solution
         graph.objective = torch.tensor([record["objective"]], dtype=torch.float64)
         graph.instance = torch.tensor([record["index"]])
-        return self.transform(graph) if self.transform is not None else graph
+        return graph
 
     def _position(self, i: int) -> int:
         i = int(i)

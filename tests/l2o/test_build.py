@@ -214,3 +214,19 @@ def test_cli(tmp_path, capsys):
                    "--out", str(tmp_path / "bad"), "--quiet"])
     assert run_build(args) == 2
     assert "--rows: expected a int" in capsys.readouterr().err
+
+
+def test_l2o_command_line_runs_dataset_build(tmp_path):
+    from l2o.cli import main
+
+    out = tmp_path / "pagerank"
+    assert main(["dataset", "build", "--family", "pagerank", "--count", "1", "--nodes", "12",
+                 "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    data = LPDataset(out)
+    x_star, _ = data.labels(0)
+    lp = data.load_lp(0)
+    # PageRank LP: the feasible set is the PageRank vector itself (sum 1, x >= 0, rows >=)
+    assert lp.num_cols == 12 and float(x_star.sum()) == pytest.approx(1.0, abs=1e-7)
+    ax = lp.A @ x_star
+    assert bool((ax >= lp.row_lower - 1e-7).all() and (ax <= lp.row_upper + 1e-7).all())
+    assert bool((x_star >= -1e-9).all())

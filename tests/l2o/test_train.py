@@ -25,17 +25,21 @@ COUNT = 4
 class NodeLinear(nn.Module):
     """Stand-in model: one linear map of the node features per node type."""
 
-    def __init__(self) -> None:
+    def __init__(self, crash_at: int | None = None) -> None:
         super().__init__()
         self.primal, self.dual = nn.Linear(5, 1), nn.Linear(7, 1)
+        self.crash_at, self.calls = crash_at, 0
 
     def forward(self, batch):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise KeyboardInterrupt("simulated kill")
         return (self.primal(batch["var"].x).squeeze(1), self.dual(batch["con"].x).squeeze(1))
 
 
-def _model(seed: int = 0) -> NodeLinear:
+def _model(seed: int = 0, crash_at: int | None = None) -> NodeLinear:
     torch.manual_seed(seed)
-    return NodeLinear().double()
+    return NodeLinear(crash_at).double()
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +100,12 @@ def test_training_lowers_the_loss_and_writes_files(data, tmp_path):
     model.load_state_dict(last["model"])
 
 
-def test_resume_equals_uninterrupted(data, tmp_path):
+def test_resume_after_a_kill_equals_uninterrupted(data, tmp_path):
     full = _run(data, tmp_path / "full", epochs=3)
-    _run(data, tmp_path / "part", epochs=1)                 # the "killed" run
+    # killed in epoch 2 after its first optimizer step (epoch 1: 2 train + 2 validation calls)
+    with pytest.raises(KeyboardInterrupt):
+        _run(data, tmp_path / "part", epochs=3, model=_model(crash_at=6))
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 1
     resumed = _run(data, tmp_path / "part", epochs=3, resume=True, model=_model(seed=99))
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
@@ -215,3 +222,24 @@ def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
     args = _parse(["train", "--data", str(tmp_path / "missing"), "--out", str(out),
                    "--epochs", "1"])
     assert args.handler(args) == 3
+
+
+def test_cached_dataset_trains_identically(data_dir, tmp_path):
+    cached = LPDataset(data_dir, dtype=torch.float64, cache=True)
+    plain = LPDataset(data_dir, dtype=torch.float64)
+    a = train(_model(), cached, cached, epochs=2, lr=0.02, batch_size=2, out_dir=tmp_path / "a",
+              device="cpu", seed=1, verbose=False)
+    b = train(_model(), plain, plain, epochs=2, lr=0.02, batch_size=2, out_dir=tmp_path / "b",
+              device="cpu", seed=1, verbose=False)
+    assert len(cached.cache) == COUNT
+    assert [r["val_loss"] for r in a.history] == [r["val_loss"] for r in b.history]
+
+
+def test_l2o_command_line_runs_train(data_dir, tmp_path):
+    from l2o.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1", "--hidden",
+            "2", "--layers", "1", "--val-fraction", "0", "--device", "cpu", "--cache"]
+    assert main(argv) == 0
+    assert load_checkpoint(out / "best.pt")["config"]["val_size"] == 0
