@@ -83,7 +83,7 @@ def test_penalty_gradient_error_is_order_sigma():
     errors = []
     for sigma in (1e-1, 1e-2, 1e-3):
         _, stats = _run(_frozen(PenaltyAlgorithm, r.problem(), inner_steps=50, sigma0=sigma,
-                                sigma_power=0.0, sigma_min=0.0), 20)
+                                sigma_power=0.0, sigma_min=0.0), 8)
         errors.append(rel(stats["hypergrad"], exact))
     assert errors[0] < 0.5
     for big, small in zip(errors, errors[1:]):
