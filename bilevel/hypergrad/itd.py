@@ -94,8 +94,9 @@ def itd_hypergrad(f: Callable[[Tree, Tree], torch.Tensor],
             y_cur = tree_map(lambda t: t.detach().requires_grad_(True), y_cur)
         loss = g_k(x_var if recorded else x_const, y_cur)
         y_leaves, spec = tree_flatten(y_cur)
-        grads = torch.autograd.grad(loss, y_leaves, create_graph=recorded)
-        updates, state = optimizer.update(tree_unflatten(list(grads), spec), state,
+        grads = torch.autograd.grad(loss, y_leaves, create_graph=recorded, allow_unused=True)
+        grads = [torch.zeros_like(t) if g_ is None else g_ for t, g_ in zip(y_leaves, grads)]
+        updates, state = optimizer.update(tree_unflatten(grads, spec), state,
                                           params=y_cur, inplace=False)
         y_cur = optimizer.apply(y_cur, updates)
         if not recorded:
