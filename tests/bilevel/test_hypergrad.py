@@ -278,3 +278,11 @@ def test_engines_on_device(device):
         g_x, _ = bilevel.hypergrad(prob, prob.x0, y, method=method, **opts)
         assert g_x.device.type == torch.device(device).type
         assert rel(g_x.cpu(), exact) <= 1e-7, method
+
+
+def test_point_must_match_the_problem():
+    r = Ridge()
+    with pytest.raises(ValueError, match=r"y has a tensor of shape \(4,\)"):
+        bilevel.hypergrad(r.problem(), r.x0, torch.zeros(4, dtype=DT))
+    with pytest.raises(ValueError, match="structure"):
+        bilevel.hypergrad(r.problem(), {"a": r.x0}, torch.zeros(r.n, dtype=DT))

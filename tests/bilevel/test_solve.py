@@ -266,3 +266,18 @@ def test_itd_options_through_solve():
         assert h(res.x) < h(prob.x0)
         if "truncate" in opts:
             assert res.history[0]["hvp_count"] >= 3
+
+
+def test_float32_problem_runs_and_checkpoints(tmp_path):
+    r = Ridge()
+    X, t, Xv, tv = r.X.float(), r.t.float(), r.Xv.float(), r.tv.float()
+    prob = bilevel.BilevelProblem(
+        outer=lambda x, y, b: ((Xv @ y - tv) ** 2).mean() / 2,
+        inner=lambda x, y, b: ((X @ y - t) ** 2).mean() / 2 + (x.exp() * y * y).sum() / 2,
+        x0=r.x0.float(), y0=torch.zeros(r.n))
+    for method in METHODS:
+        res = bilevel.solve(prob, method=method, outer_steps=6, progress=False,
+                            checkpoint=tmp_path / f"{method}.pt", checkpoint_every=2)
+        assert res.status is Status.MAX_STEPS, (method, res.message)
+        assert res.x.dtype == torch.float32 and res.y.dtype == torch.float32
+        assert r.h(res.x.double()) < r.h(r.x0)
