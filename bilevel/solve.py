@@ -32,11 +32,12 @@ import torch
 from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .linalg._tree import Tree
+from .linalg._tree import Tree, numel
 from .problem import BilevelProblem
 
 __all__ = ["METHODS", "BilevelResult", "Status", "solve"]
 
+_DEFAULT_OUTER_LR = 0.05
 METHODS = ("aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
 
 
@@ -90,7 +91,7 @@ def _make_algorithm(method: str, problem: BilevelProblem, streams, common: dict,
 
 
 def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int = 100,
-          inner_steps: int = 10, outer_lr: float | Callable[[int], float] = 0.05,
+          inner_steps: int = 10, outer_lr: float | Callable[[int], float] | None = None,
           inner_lr: float | None = None, outer_optimizer: str = "adam",
           seed: int | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int = 10, callback: Callable[[dict], bool | None] | None = None,
@@ -104,8 +105,10 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         outer_steps: total outer steps (a resumed run continues up to this count).
         inner_steps: inner gradient steps per outer step (ITD: the unroll K; BO-REP: N,
             taken every ``update_interval`` steps; penalty: steps on each of y and z).
-        outer_lr: outer step size, or a schedule ``k -> lr`` (BO-REP: eta of the
-            normalized step).
+        outer_lr: outer step size, or a schedule ``k -> lr``.  Default 0.05, a step of
+            about 0.05 per coordinate of x with Adam; for BO-REP, whose step x -= eta m/||m||
+            has length eta, the default is eta = 0.05 sqrt(dim x), the same per-coordinate
+            scale.
         inner_lr: inner gradient step; default 1 / lambda_max(H_yy) by power iteration on
             the first inner batch, re-estimated every ``lr_every`` outer steps.
         outer_optimizer: "adam" (default: insensitive to the hypergradient's scale, which
@@ -148,6 +151,10 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                  seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
     streams = (BatchStream(problem.outer_data, base_seed, 0, "outer_data"),
                BatchStream(problem.inner_data, base_seed, 1, "inner_data"))
+    if outer_lr is None:
+        outer_lr = _DEFAULT_OUTER_LR
+        if method == "borep":
+            outer_lr = _DEFAULT_OUTER_LR * math.sqrt(numel(problem.x0))
     optimizer = OuterOptimizer(outer_optimizer, outer_lr)
     algorithm = _make_algorithm(method, problem, streams,
                                 {"inner_steps": inner_steps, "inner_lr": inner_lr,
