@@ -123,11 +123,12 @@ def read_anchor(path: Path) -> dict:
     return out
 
 
-def per_iteration(l2o, lp, device: str, checks: int, check_every: int) -> float:
+def per_iteration(l2o, lp, device: str, checks: int, check_every: int,
+                  fused: object = "auto") -> float:
     """Steady-state seconds per iteration: between the first and the last check of a run."""
     seen = []
     l2o.solve_lp(lp, tol=1e-30, device=device, iteration_limit=1 + checks * check_every,
-                 check_every=check_every, progress=seen.append)
+                 check_every=check_every, progress=seen.append, fused=fused)
     first, last = seen[0], seen[-1]
     return (last["elapsed"] - first["elapsed"]) / (last["iteration"] - first["iteration"])
 
@@ -143,13 +144,14 @@ def run(args) -> None:
     gpu = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     # warm-up: CUDA context, cuSPARSE handles, allocator
     warm, _ = load(l2o, Path(args.data) / "afiro.pt")
-    l2o.solve_lp(warm, tol=1e-4, device=device)
+    fused = {"true": True, "false": False}.get(args.fused, args.fused)
+    l2o.solve_lp(warm, tol=1e-4, device=device, fused=fused)  # + Triton kernels compiled/loaded
     per_iter = {}
     for name in args.per_iteration:
         path = Path(args.data) / f"{name}.pt"
         if path.exists():
             lp, _ = load(l2o, path)
-            per_iter[name] = per_iteration(l2o, lp, device, 20, args.check_every)
+            per_iter[name] = per_iteration(l2o, lp, device, 20, args.check_every, fused)
             print(f"per-iteration {name}: {per_iter[name] * 1e6:.1f} us", flush=True)
     rows = []
     for name in names:
@@ -159,7 +161,7 @@ def run(args) -> None:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
             res = l2o.solve_lp(lp, tol=tol, device=device, time_limit=args.time_limit,
-                               check_every=args.check_every)
+                               check_every=args.check_every, fused=fused)
             wall = time.perf_counter() - t0
             ref = anchor.get((name, tol), {})
             rel = abs(res.objective - optimum) / max(1.0, abs(optimum))
@@ -182,7 +184,8 @@ def run(args) -> None:
                   f"ratio={row['ratio'] if row['ratio'] is None else round(row['ratio'], 2)} "
                   f"relobj={rel:.1e}", flush=True)
     summary = {"device": gpu, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "torch": torch.__version__, "check_every": args.check_every, "geomean_ratio": {}}
+               "torch": torch.__version__, "check_every": args.check_every, "fused": args.fused,
+               "geomean_ratio": {}}
     for tol in tols:
         # blend is excluded: cuPDLPx's row there is a wrong answer (mis-read file), not a solve
         ratios = [r["ratio"] for r in rows if r["tol"] == tol and r["ratio"]
@@ -243,6 +246,9 @@ def main(argv=None) -> None:
     r.add_argument("--time-limit", type=float, default=30.0)
     r.add_argument("--check-every", type=int, default=64)
     r.add_argument("--per-iteration", nargs="*", default=["pagerank_1e6", "afiro"])
+    r.add_argument("--fused", default="auto",
+                   choices=["auto", "true", "false", "elementwise", "spmv"],
+                   help="SolverOptions.fused (the Triton iteration kernels)")
     h = sub.add_parser("highs", help="HiGHS on the CPU, same instances (needs highspy)")
     h.add_argument("--data", default=".devdata/pdhg")
     h.add_argument("--out", default="lp_suite_out")

@@ -38,6 +38,7 @@ import torch
 
 from bilevel.linalg import power_iteration
 
+from .fused import halpern_iteration_fused, make_plan
 from .restart import PrimalWeightPID, RestartParams, restart_reason
 from .result import LPResult, LPStatus
 from .scaling import ScaledLP, scale_lp
@@ -74,6 +75,9 @@ class SolverOptions:
         cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
         cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
             CPU (cheaper than hundreds of tiny kernel launches and syncs), then moved.
+        fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
+            imports, else the torch ops), True / False (force on / off), or "elementwise" /
+            "spmv" (that plan of the kernels).
     """
 
     check_every: int = 64
@@ -89,6 +93,7 @@ class SolverOptions:
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
     cpu_setup_nnz: int = 100_000
+    fused: Any = "auto"
 
 
 @dataclass
@@ -108,6 +113,7 @@ class IterationState:
         metric_primal, metric_dual: omega / eta and 1 / (eta omega), the diagonal of the PDHG
             metric P (0-d).
         fused_grad: whether sparse addmv (A^T y - c in one product) works on this device.
+        fused_plan: the Triton kernels' plan (l2o.pdhg.fused), or None for the torch ops.
     """
 
     x: torch.Tensor
@@ -129,6 +135,7 @@ class IterationState:
     metric_primal: torch.Tensor
     metric_dual: torch.Tensor
     fused_grad: bool = True
+    fused_plan: Any = None
 
     @classmethod
     def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> IterationState:
@@ -167,8 +174,12 @@ def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
     """One reflected-Halpern PDHG iteration in place (module docstring); 2 SpMVs, no host sync.
 
     Written for few kernels: c is folded into the A^T y product (addmv with beta = -1), and the
-    Halpern weight w_k = (k+1)/(k+2) is advanced as w_{k+1} = 1 / (2 - w_k).
+    Halpern weight w_k = (k+1)/(k+2) is advanced as w_{k+1} = 1 / (2 - w_k).  With a Triton
+    plan (``SolverOptions.fused``) the same iteration runs as 2 fused kernels + 0 or 2 SpMVs.
     """
+    if s.fused_plan is not None:
+        halpern_iteration_fused(p, s, s.fused_plan)
+        return
     A, At = p.op.csr, p.op.csr_t
     torch.addcmul(s.x, s.tau, s.grad, out=s.x_pre)           # v = x - tau (c - A^T y)
     torch.clamp(s.x_pre, p.col_lower, p.col_upper, out=s.x_hat)
@@ -384,6 +395,7 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
     y0 = torch.clamp(p.scale_dual(y_init.to(dev, dtype)), term.dual_rec_lower,
                      term.dual_rec_upper)
     state = IterationState.init(p, x0, y0)
+    state.fused_plan = make_plan(p, state, opts.fused)
     pid = PrimalWeightPID()
     state.set_steps(p, eta, pid.weight)
     runner = _Runner(p, term, state, opts.check_every, opts.cuda_graph and dev.type == "cuda")

@@ -1,0 +1,296 @@
+"""Triton kernels for one reflected-Halpern PDHG iteration on CUDA (the ``fused`` option).
+
+The torch iteration (:func:`l2o.pdhg.solver.halpern_iteration`) launches ~17 kernels; on a small
+LP each costs ~1.7 us of launch latency even inside a CUDA graph, so the latency, not the
+arithmetic, sets the time of an iteration.  Here the elementwise updates are fused, with the same
+math and the same buffers (the termination check reads them):
+
+    primal kernel, per column j (g = A~^T y - c~, given or computed in the kernel):
+        x_pre = x + tau g                  x^ = clamp(x_pre, l_c, u_c)
+        x_bar = 2 x^ - x                   x  <- x_bar - (1 - w) (x_bar - x0)      (Halpern)
+    ax_bar = A~ x_bar                      (cuSPARSE, or computed in the dual kernel)
+    dual kernel, per row i:
+        v = y - sigma ax_bar               y^ = v - clamp(v, -sigma u_r, -sigma l_r)
+        y_bar = 2 y^ - y                   y  <- y_bar - (1 - w) (y_bar - y0)
+        w <- 1 / (2 - w)                   (one program, after every program has read w)
+    g = A~^T y - c~                        (cuSPARSE addmv; not needed in the "spmv" plan)
+
+The Halpern update z <- w z_bar + (1 - w) z0 is written as torch.lerp evaluates it for
+w >= 1/2, so both paths round alike.  The weight w is read by every program of both kernels, so
+it cannot be overwritten in place while they run: the primal kernel's first program copies it to
+a scratch scalar ``weight_old`` (which the primal kernel never reads), and the dual kernel reads
+``weight_old`` and writes ``w`` (which the dual kernel never reads).  Scalars (tau, -sigma, w) are
+0-d device tensors loaded in the kernels: no host sync, and the kernels can be captured in the
+solver's CUDA graph.
+
+Two plans:
+  * "elementwise": 2 Triton kernels + the two cuSPARSE products (torch.mv, torch.addmv);
+  * "spmv": the products are computed in the kernels themselves (CSR rows, a tile of
+    ``rows x nnz`` per program, looping over the longest row of the tile), 2 kernels in all.
+    One long row makes its tile loop long, so this plan is picked only when every row of A~ and
+    of A~^T is short (:data:`SPMV_MAX_ROW_TRIPS`): small and medium LPs, where launch latency
+    dominates.  Long rows (PageRank's sum x = 1 row) keep cuSPARSE's balanced products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+try:  # Triton ships with CUDA builds of torch; CPU-only installs and CI have none
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+    tl = None
+
+__all__ = ["FusedPlan", "available", "halpern_iteration_fused", "make_plan"]
+
+# Elements per program of the elementwise kernels.
+BLOCK = 1024
+# The "spmv" plan is used ("auto") when the longest row of A~ and of A~^T needs at most this
+# many trips of the tile loop.
+SPMV_MAX_ROW_TRIPS = 4
+# (rows per program, nonzeros per row per trip) of the CSR tiles; one is chosen per matrix.
+SPMV_TILES = ((128, 8), (32, 32))
+
+
+def available(device: torch.device | str) -> bool:
+    """True when the fused kernels can run on ``device`` (CUDA and an importable Triton)."""
+    return triton is not None and torch.device(device).type == "cuda"
+
+
+@dataclass
+class FusedPlan:
+    """How :func:`halpern_iteration_fused` runs the iteration of one solve.
+
+    Attributes:
+        spmv: the products A~ x_bar and A~^T y are computed in the Triton kernels.
+        weight_old: 0-d scratch holding the Halpern weight the current iteration reads.
+        tile_a, tile_at: (rows per program, nonzeros per trip) of A~ and A~^T ("spmv" only).
+    """
+
+    spmv: bool
+    weight_old: torch.Tensor
+    tile_a: tuple[int, int] = SPMV_TILES[0]
+    tile_at: tuple[int, int] = SPMV_TILES[0]
+
+
+def _row_stats(csr: torch.Tensor) -> tuple[float, int]:
+    """(mean, max) number of nonzeros per row of a CSR tensor (one host sync, at setup)."""
+    crow = csr.crow_indices()
+    if crow.numel() <= 1:
+        return 0.0, 0
+    lengths = crow[1:] - crow[:-1]
+    return float(lengths.double().mean()), int(lengths.max())
+
+
+def _tile_for(mean_len: float) -> tuple[int, int]:
+    """The CSR tile whose trip width fits the typical row."""
+    return SPMV_TILES[0] if mean_len <= 12 else SPMV_TILES[1]
+
+
+def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
+    """The plan for ``SolverOptions.fused = mode`` on this LP and state, or None (torch path).
+
+    Args:
+        p: the ScaledLP (its ``op.csr`` / ``op.csr_t`` on the solve's device).
+        s: the IterationState.
+        mode: "auto" (Triton when available; the "spmv" plan when every row is short), True
+            (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise" or
+            "spmv" (that plan; error when unavailable).
+
+    Raises:
+        ValueError: an unknown mode, or Triton forced where it cannot run.
+    """
+    if mode is False or mode == "off":
+        return None
+    if mode not in ("auto", True, "elementwise", "spmv"):
+        raise ValueError(f"solve_lp: fused must be 'auto', True, False, 'elementwise' or 'spmv', "
+                         f"got {mode!r}")
+    if not available(s.x.device):
+        if mode == "auto":
+            return None
+        why = "Triton is not installed" if triton is None else "the solve is not on CUDA"
+        raise ValueError(f"solve_lp: fused={mode!r} needs CUDA and Triton ({why})")
+    (mean_a, max_a), (mean_at, max_at) = _row_stats(p.op.csr), _row_stats(p.op.csr_t)
+    tile_a, tile_at = _tile_for(mean_a), _tile_for(mean_at)
+    short = (max_a <= SPMV_MAX_ROW_TRIPS * tile_a[1] and max_at <= SPMV_MAX_ROW_TRIPS * tile_at[1])
+    spmv = mode == "spmv" or (mode in ("auto", True) and short)
+    _compile_once(s.x.dtype, s.x.device)
+    return FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
+                     tile_at=tile_at)
+
+
+def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan) -> None:
+    """One reflected-Halpern PDHG iteration in place with the Triton kernels (module docstring).
+
+    Same math and buffers as :func:`l2o.pdhg.solver.halpern_iteration`; no host sync.  In the
+    "spmv" plan ``s.grad`` is not used: A~^T y - c~ is recomputed in the primal kernel.
+    """
+    n, m = s.x.numel(), s.y.numel()
+    if plan.spmv:
+        at = p.op.csr_t
+        rows, k = plan.tile_at
+        _primal_spmv_kernel[(max(1, triton.cdiv(n, rows)),)](
+            at.crow_indices(), at.col_indices(), at.values(), s.y, p.c,
+            s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
+            s.tau, s.weight, plan.weight_old, n, ROWS=rows, K=k, num_warps=4)
+        a = p.op.csr
+        rows, k = plan.tile_a
+        _dual_spmv_kernel[(max(1, triton.cdiv(m, rows)),)](
+            a.crow_indices(), a.col_indices(), a.values(), s.x_bar, s.ax_bar,
+            s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
+            s.neg_sigma, plan.weight_old, s.weight, m, ROWS=rows, K=k, num_warps=4)
+        return
+    _primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
+        s.grad, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
+        s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, num_warps=4)
+    torch.mv(p.op.csr, s.x_bar, out=s.ax_bar)
+    _dual_kernel[(max(1, triton.cdiv(m, BLOCK)),)](
+        s.ax_bar, s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
+        s.neg_sigma, plan.weight_old, s.weight, m, BLOCK=BLOCK, num_warps=4)
+    if s.fused_grad:
+        torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.grad)      # A^T y - c
+    else:
+        torch.mv(p.op.csr_t, s.y, out=s.grad).sub_(p.c)
+
+
+_COMPILED: set[tuple[torch.dtype, torch.device]] = set()
+
+
+def _compile_once(dtype: torch.dtype, device: torch.device) -> None:
+    """Compile (or load from Triton's disk cache) every kernel variant for this dtype, once per
+    process, on a tiny LP: the first solve pays for it, and no kernel is ever compiled inside a
+    CUDA graph capture or in the middle of a later timed solve."""
+    key = (dtype, torch.device(device))
+    if key in _COMPILED:
+        return
+    from types import SimpleNamespace
+
+    from bilevel.linalg.operators import csr_tensor
+
+    f = lambda *shape: torch.zeros(shape, dtype=dtype, device=device)
+    crow = torch.tensor([0, 1, 2], dtype=torch.int32, device=device)
+    col = torch.tensor([0, 1], dtype=torch.int32, device=device)
+    eye = csr_tensor(crow, col, torch.ones(2, dtype=dtype, device=device), (2, 2))
+    op = SimpleNamespace(csr=eye, csr_t=eye)
+    p = SimpleNamespace(op=op, c=f(2), col_lower=f(2), col_upper=f(2))
+    s = SimpleNamespace(x=f(2), y=f(2), x0=f(2), y0=f(2), grad=f(2), x_pre=f(2), x_hat=f(2),
+                        y_hat=f(2), x_bar=f(2), y_bar=f(2), ax_bar=f(2), weight=f() + 0.5,
+                        tau=f(), neg_sigma=f(), dual_lower=f(2), dual_upper=f(2),
+                        fused_grad=False)
+    for tile in SPMV_TILES:
+        halpern_iteration_fused(p, s, FusedPlan(True, f(), tile, tile))
+    halpern_iteration_fused(p, s, FusedPlan(False, f()))
+    torch.cuda.synchronize(device)
+    _COMPILED.add(key)
+
+
+if triton is not None:
+    # propagate_nan=ALL below: clamp(nan) = nan, as torch.clamp, so nan reaches the check
+    @triton.jit
+    def _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
+                       x_bar_ptr, tau_ptr, weight_ptr):
+        """Projected primal step and Halpern update of the entries ``offs`` (g = A^T y - c)."""
+        tau = tl.load(tau_ptr)
+        w = tl.load(weight_ptr)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
+        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
+        x0 = tl.load(x0_ptr + offs, mask=mask, other=0.0)
+        v = x + tau * g
+        x_hat = tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi, propagate_nan=tl.PropagateNan.ALL)
+        x_bar = x_hat + (x_hat - x)
+        tl.store(x_pre_ptr + offs, v, mask=mask)
+        tl.store(x_hat_ptr + offs, x_hat, mask=mask)
+        tl.store(x_bar_ptr + offs, x_bar, mask=mask)
+        tl.store(x_ptr + offs, x_bar - (x_bar - x0) * (1.0 - w), mask=mask)
+
+    @triton.jit
+    def _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr):
+        """Dual step and Halpern update of the entries ``offs`` (ax = A x_bar); program 0 then
+        advances the Halpern weight from the copy the primal kernel made."""
+        neg_sigma = tl.load(neg_sigma_ptr)
+        w = tl.load(weight_old_ptr)
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0)
+        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
+        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
+        y0 = tl.load(y0_ptr + offs, mask=mask, other=0.0)
+        v = y + neg_sigma * ax
+        y_hat = v - tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi, propagate_nan=tl.PropagateNan.ALL)
+        y_bar = y_hat + (y_hat - y)
+        tl.store(y_hat_ptr + offs, y_hat, mask=mask)
+        tl.store(y_bar_ptr + offs, y_bar, mask=mask)
+        tl.store(y_ptr + offs, y_bar - (y_bar - y0) * (1.0 - w), mask=mask)
+        if tl.program_id(0) == 0:
+            tl.store(weight_ptr, 1.0 / (2.0 - w))
+
+    @triton.jit
+    def _copy_weight(weight_ptr, weight_old_ptr):
+        if tl.program_id(0) == 0:
+            tl.store(weight_old_ptr, tl.load(weight_ptr))
+
+    @triton.jit
+    def _csr_rows_dot(crow_ptr, col_ptr, val_ptr, vec_ptr, rows, row_mask, ROWS: tl.constexpr,
+                      K: tl.constexpr):
+        """(A vec)[rows] for CSR A: a (rows x K) tile per trip, as many trips as the longest row."""
+        start = tl.load(crow_ptr + rows, mask=row_mask, other=0)
+        length = tl.load(crow_ptr + rows + 1, mask=row_mask, other=0) - start
+        longest = tl.max(length, axis=0)
+        ks = tl.arange(0, K)
+        acc = tl.zeros([ROWS, K], dtype=val_ptr.dtype.element_ty)
+        for k0 in range(0, longest, K):
+            inside = (k0 + ks)[None, :] < length[:, None]
+            idx = start[:, None] + (k0 + ks)[None, :]
+            a = tl.load(val_ptr + idx, mask=inside, other=0.0)
+            j = tl.load(col_ptr + idx, mask=inside, other=0)
+            acc += a * tl.load(vec_ptr + j, mask=inside, other=0.0)
+        return tl.sum(acc, axis=1)
+
+    @triton.jit(do_not_specialize=["n"])
+    def _primal_kernel(grad_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr,
+                       tau_ptr, weight_ptr, weight_old_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
+        _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
+                       x_bar_ptr, tau_ptr, weight_ptr)
+        _copy_weight(weight_ptr, weight_old_ptr)
+
+    @triton.jit(do_not_specialize=["m"])
+    def _dual_kernel(ax_ptr, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr, m, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < m
+        ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
+        _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr)
+
+    @triton.jit(do_not_specialize=["n"])
+    def _primal_spmv_kernel(crow_ptr, col_ptr, val_ptr, y_ptr, c_ptr,
+                            x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr,
+                            tau_ptr, weight_ptr, weight_old_ptr, n,
+                            ROWS: tl.constexpr, K: tl.constexpr):
+        offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        mask = offs < n
+        g = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, y_ptr, offs, mask, ROWS, K)
+        g = g - tl.load(c_ptr + offs, mask=mask, other=0.0)
+        _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
+                       x_bar_ptr, tau_ptr, weight_ptr)
+        _copy_weight(weight_ptr, weight_old_ptr)
+
+    @triton.jit(do_not_specialize=["m"])
+    def _dual_spmv_kernel(crow_ptr, col_ptr, val_ptr, x_bar_ptr, ax_ptr,
+                          y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                          neg_sigma_ptr, weight_old_ptr, weight_ptr, m,
+                          ROWS: tl.constexpr, K: tl.constexpr):
+        offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        mask = offs < m
+        ax = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, x_bar_ptr, offs, mask, ROWS, K)
+        tl.store(ax_ptr + offs, ax, mask=mask)
+        _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr)

@@ -1,0 +1,113 @@
+"""The Triton iteration (l2o.pdhg.fused) against the torch iteration; CUDA + Triton only, except
+the option checks, which run everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from l2o import LinearProgram, LPStatus, solve_lp
+from l2o.pdhg import fused
+from l2o.pdhg import solver as S
+from l2o.pdhg.scaling import scale_lp
+
+needs_triton = pytest.mark.skipif(not fused.available("cuda") or not torch.cuda.is_available(),
+                                  reason="needs CUDA and Triton")
+
+
+def random_lp(m: int, n: int, seed: int, bounds: str) -> LinearProgram:
+    """A feasible random LP with <= and = rows; columns all free ("free"), all in [-1, 2]
+    ("box": then bounded too) or a mix of x >= 0, boxes and free columns ("mixed")."""
+    rng = np.random.default_rng(seed)
+    A = sp.random(m, n, density=min(1.0, 6.0 / n), random_state=seed, format="csr")
+    A = (A + sp.csr_matrix((rng.standard_normal(n), (rng.integers(0, m, n), np.arange(n))),
+                           shape=(m, n))).tocsr()
+    x_feas = rng.random(n)
+    k = m // 2
+    bounds = {"free": [(None, None)] * n, "box": [(-1, 2)] * n,
+              "mixed": [(0, None)] * (n // 2) + [(-1, 2)] * (n // 4)
+              + [(None, None)] * (n - n // 2 - n // 4)}[bounds]
+    return LinearProgram.from_linprog(c=rng.standard_normal(n), A_ub=A[:k],
+                                      b_ub=A[:k] @ x_feas + rng.random(k), A_eq=A[k:],
+                                      b_eq=A[k:] @ x_feas, bounds=bounds)
+
+
+BUFFERS = ("x", "y", "x0", "y0", "x_hat", "y_hat", "x_bar", "y_bar", "ax_bar", "x_pre", "weight")
+
+
+def test_fused_option_is_checked():
+    lp = random_lp(6, 9, 0, "box")
+    with pytest.raises(ValueError, match="fused"):
+        solve_lp(lp, device="cpu", fused="sometimes")
+    with pytest.raises(ValueError, match="needs CUDA and Triton"):
+        solve_lp(lp, device="cpu", fused=True)
+    assert solve_lp(lp, device="cpu", fused="auto").status == LPStatus.OPTIMAL
+
+
+@needs_triton
+@pytest.mark.parametrize("mode", ["elementwise", "spmv"])
+@pytest.mark.parametrize("bounds", ["free", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_iteration_matches_torch(mode, bounds, dtype):
+    lp = random_lp(300, 500, 1, bounds)
+    p = scale_lp(lp, device="cuda", dtype=dtype)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(lp.num_cols, generator=gen, dtype=torch.float64).to("cuda", dtype)
+    y = torch.randn(lp.num_rows, generator=gen, dtype=torch.float64).to("cuda", dtype)
+    states = []
+    for plan_mode in (False, mode):
+        s = S.IterationState.init(p, torch.clamp(x, p.col_lower, p.col_upper), y)
+        s.set_steps(p, 0.9, 1.7)
+        s.fused_plan = fused.make_plan(p, s, plan_mode)
+        states.append(s)
+    assert states[0].fused_plan is None and states[1].fused_plan.spmv == (mode == "spmv")
+    for _ in range(50):
+        for s in states:
+            S.halpern_iteration(p, s)
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    for name in BUFFERS:
+        a, b = getattr(states[0], name), getattr(states[1], name)
+        scale = max(1.0, float(a.abs().max()))
+        assert float((a - b).abs().max()) <= tol * scale, name
+    assert float(states[1].weight) == pytest.approx(51 / 52, rel=1e-6)
+
+
+@needs_triton
+def test_fused_iteration_propagates_nan():
+    lp = random_lp(20, 30, 3, "mixed")
+    p = scale_lp(lp, device="cuda", dtype=torch.float64)
+    for mode in ("elementwise", "spmv"):
+        x = torch.zeros(lp.num_cols, dtype=torch.float64, device="cuda")
+        s = S.IterationState.init(p, x, torch.zeros(lp.num_rows, dtype=torch.float64,
+                                                    device="cuda"))
+        s.set_steps(p, 0.9, 1.0)
+        s.fused_plan = fused.make_plan(p, s, mode)
+        s.x[0] = float("nan")
+        S.halpern_iteration(p, s)
+        assert torch.isnan(s.x_hat[0]) and torch.isnan(s.x[0]), mode
+
+
+@needs_triton
+@pytest.mark.parametrize("mode", ["elementwise", "spmv"])
+@pytest.mark.parametrize("size", [(30, 40), (400, 700)])
+def test_solve_lp_fused_matches_torch(size, mode):
+    lp = random_lp(*size, seed=4, bounds="box")
+    ref = solve_lp(lp, tol=1e-8, device="cuda", fused=False)
+    res = solve_lp(lp, tol=1e-8, device="cuda", fused=mode)
+    assert ref.status == res.status == LPStatus.OPTIMAL
+    assert abs(res.iterations - ref.iterations) <= 64          # one check interval
+    assert abs(res.objective - ref.objective) <= 1e-6 * max(1.0, abs(ref.objective))
+
+
+@needs_triton
+def test_solve_lp_fused_statuses():
+    infeasible = LinearProgram.from_linprog(c=[1.0, 1.0], A_ub=[[1.0, 1.0]], b_ub=[-1.0],
+                                            bounds=[(0, None), (0, None)])
+    unbounded = LinearProgram.from_linprog(c=[-1.0, 0.0], A_ub=[[0.0, 1.0]], b_ub=[1.0],
+                                           bounds=[(0, None), (0, None)])
+    for mode in ("elementwise", "spmv"):
+        assert solve_lp(infeasible, device="cuda", fused=mode).status == \
+            LPStatus.PRIMAL_INFEASIBLE
+        assert solve_lp(unbounded, device="cuda", fused=mode).status == LPStatus.DUAL_INFEASIBLE
