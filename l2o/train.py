@@ -65,7 +65,7 @@ __all__ = [
 
 # Settings a resumed run must share with the checkpoint (else it would not continue the run).
 _RESUME_STRICT = ("lr", "batch_size", "seed", "eps", "dual_weight", "grad_clip", "weight_decay",
-                  "model_class")
+                  "model_class", "model_config")
 # Settings whose change is allowed but breaks the exact-continuation guarantee.
 _RESUME_WARN = ("world_size", "train_size", "val_size")
 
@@ -225,11 +225,12 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
     run = setup(device)
     try:
         config = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": int(seed),
-                      "eps": float(eps), "dual_weight": float(dual_weight),
-                      "grad_clip": None if grad_clip is None else float(grad_clip),
-                      "weight_decay": float(weight_decay), "model_class": _class_name(model),
-                      "world_size": run.world_size, "train_size": len(train_set),
-                      "val_size": 0 if val_set is None else len(val_set)}
+                  "eps": float(eps), "dual_weight": float(dual_weight),
+                  "grad_clip": None if grad_clip is None else float(grad_clip),
+                  "weight_decay": float(weight_decay), "model_class": _class_name(model),
+                  "model_config": getattr(model, "config", None),
+                  "world_size": run.world_size, "train_size": len(train_set),
+                  "val_size": 0 if val_set is None else len(val_set)}
         model.to(run.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         history: list[dict[str, Any]] = []

@@ -219,6 +219,11 @@ def test_pdhgnet_one_epoch_through_the_cli(data_dir, tmp_path, capsys):
                    "0.25", "--device", "cpu", "--dtype", "float64", "--scaling", "--resume"])
     assert args.handler(args) == 0
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    args = _parse(["train", "--data", str(data_dir), "--out", str(out), "--epochs", "3",
+                   "--hidden", "8", "--layers", "2", "--batch-size", "2", "--val-fraction",
+                   "0.25", "--device", "cpu", "--dtype", "float64", "--scaling", "--resume"])
+    assert args.handler(args) == 2
+    assert "settings differ (model_config" in capsys.readouterr().err
     args = _parse(["train", "--data", str(tmp_path / "missing"), "--out", str(out),
                    "--epochs", "1"])
     assert args.handler(args) == 3
