@@ -18,11 +18,27 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
 from .model import MAXIMIZE, MINIMIZE, LinearProgram
+
+
+
+class _LazyHighspy:
+    """``highspy``, imported on first use: ``import l2o`` (the solver, the models) must work
+    where highspy is not installed (a GPU box); only file I/O and the reference solver need it."""
+
+    def __getattr__(self, name: str):
+        try:
+            import highspy as module
+        except ImportError as err:
+            raise ImportError("reading/writing LP files and the HiGHS reference solver need "
+                              "highspy: pip install highspy") from err
+        return getattr(module, name)
+
+
+highspy = _LazyHighspy()
 
 __all__ = ["HighsLog", "quiet_highs", "lp_from_highs", "lp_to_highs", "SMALL_MATRIX_VALUE",
            "DEFAULT_SMALL_MATRIX_VALUE"]

@@ -26,9 +26,8 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-import highspy
 
-from ._highs import lp_from_highs, lp_to_highs, quiet_highs
+from ._highs import highspy, lp_from_highs, lp_to_highs, quiet_highs
 from .model import LinearProgram
 from .validate import InvalidLPError, LPFormatError, validate_lp
 

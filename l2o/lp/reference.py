@@ -13,23 +13,29 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import highspy
 import numpy as np
 import torch
 
-from ._highs import DEFAULT_SMALL_MATRIX_VALUE, lp_to_highs, quiet_highs
+from ._highs import DEFAULT_SMALL_MATRIX_VALUE, highspy, lp_to_highs, quiet_highs
 from .model import MAXIMIZE, LinearProgram
 from .validate import validate_lp
 
 __all__ = ["solve_highs", "dual_objective"]
 
-_STATUS = {  # HiGHS model status -> l2o.LPStatus member name
-    highspy.HighsModelStatus.kOptimal: "OPTIMAL",
-    highspy.HighsModelStatus.kInfeasible: "PRIMAL_INFEASIBLE",
-    highspy.HighsModelStatus.kUnbounded: "DUAL_INFEASIBLE",
-    highspy.HighsModelStatus.kIterationLimit: "ITERATION_LIMIT",
-    highspy.HighsModelStatus.kTimeLimit: "TIME_LIMIT",
+_STATUS_NAMES = {  # HiGHS model status (attribute of highspy.HighsModelStatus) -> LPStatus name
+    "kOptimal": "OPTIMAL",
+    "kInfeasible": "PRIMAL_INFEASIBLE",
+    "kUnbounded": "DUAL_INFEASIBLE",
+    "kIterationLimit": "ITERATION_LIMIT",
+    "kTimeLimit": "TIME_LIMIT",
 }
+
+
+def _status_name(model_status) -> str | None:
+    for attr, name in _STATUS_NAMES.items():
+        if model_status == getattr(highspy.HighsModelStatus, attr):
+            return name
+    return None
 
 
 def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float | None = None,
@@ -76,7 +82,7 @@ def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float
 
     from ..pdhg.result import LPStatus  # here, not at import: l2o.pdhg may import l2o.lp
 
-    status = LPStatus[_STATUS.get(model_status, "NUMERICAL_ERROR")]
+    status = LPStatus[_status_name(model_status) or "NUMERICAL_ERROR"]
     n, m = lp.num_cols, lp.num_rows
     sign = -1.0 if lp.sense == MAXIMIZE else 1.0  # own-sense duals -> minimization form
     if solution.value_valid:
