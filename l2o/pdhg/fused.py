@@ -51,8 +51,11 @@ __all__ = ["FusedPlan", "available", "halpern_iteration_fused", "make_plan"]
 # Elements per program of the elementwise kernels.
 BLOCK = 1024
 # The "spmv" plan is used ("auto") when the longest row of A~ and of A~^T needs at most this
-# many trips of the tile loop.
-SPMV_MAX_ROW_TRIPS = 4
+# many trips of the tile loop.  Measured on an H100 (benchmarks/lp_fused_micro.py, float64): a
+# trip costs ~0.5 us, the "elementwise" plan ~19-26 us per iteration on LPs up to ~15k rows, the
+# "spmv" plan 4.5-14 us with up to 15 trips; osa-07 (a row of 17,612 nonzeros) 404 us instead of
+# 25, PageRank (the sum x = 1 row) 100 ms instead of 0.23 ms.
+SPMV_MAX_ROW_TRIPS = 16
 # (rows per program, nonzeros per row per trip) of the CSR tiles; one is chosen per matrix.
 SPMV_TILES = ((128, 8), (32, 32))
 
@@ -87,9 +90,9 @@ def _row_stats(csr: torch.Tensor) -> tuple[float, int]:
     return float(lengths.double().mean()), int(lengths.max())
 
 
-def _tile_for(mean_len: float) -> tuple[int, int]:
-    """The CSR tile whose trip width fits the typical row."""
-    return SPMV_TILES[0] if mean_len <= 12 else SPMV_TILES[1]
+def _tile_for(mean_len: float, max_len: int) -> tuple[int, int]:
+    """The narrow CSR tile for short rows, the wide one (fewer trips) when some row is long."""
+    return SPMV_TILES[0] if mean_len <= 12 and max_len <= 64 else SPMV_TILES[1]
 
 
 def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
@@ -116,7 +119,7 @@ def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
         why = "Triton is not installed" if triton is None else "the solve is not on CUDA"
         raise ValueError(f"solve_lp: fused={mode!r} needs CUDA and Triton ({why})")
     (mean_a, max_a), (mean_at, max_at) = _row_stats(p.op.csr), _row_stats(p.op.csr_t)
-    tile_a, tile_at = _tile_for(mean_a), _tile_for(mean_at)
+    tile_a, tile_at = _tile_for(mean_a, max_a), _tile_for(mean_at, max_at)
     short = (max_a <= SPMV_MAX_ROW_TRIPS * tile_a[1] and max_at <= SPMV_MAX_ROW_TRIPS * tile_at[1])
     spmv = mode == "spmv" or (mode in ("auto", True) and short)
     _compile_once(s.x.dtype, s.x.device)
