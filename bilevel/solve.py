@@ -122,9 +122,9 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between re-estimates of the default inner step.
         **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
-            alpha, check_every, cuda_graph; "itd": truncate, inner_optimizer; "borep": beta, nu,
-            update_interval, refine_epochs, refine_steps, z_radius; "penalty": sigma0,
-            sigma_power, sigma_min).  The AID linear-solve tolerance is passed as
+            alpha, check_every, cuda_graph, inner_tol, max_inner_steps; "itd": truncate,
+            inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
+            refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min).  The AID linear-solve tolerance is passed as
             ``solve_tol`` (default 1e-4), to keep it apart from the stopping ``tol``.
 
     Returns:
@@ -241,7 +241,7 @@ def _record(k: int, stats: dict, counts: list[int], wall_time: float) -> dict:
     record = {"step": k, "outer_loss": values[0], "hypergrad_norm": values[1],
               "inner_grad_norm": values[2], "solve_residual": stats["solve_residual"],
               "wall_time": wall_time, "hvp_count": counts[0], "grad_count": counts[1]}
-    for key in ("solve_converged", "solve_iterations", "fallback", "sigma"):
+    for key in ("solve_converged", "solve_iterations", "fallback", "sigma", "inner_steps"):
         if key in stats:
             record[key] = stats[key]
     return record

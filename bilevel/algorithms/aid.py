@@ -22,12 +22,15 @@ __all__ = ["AIDAlgorithm"]
 
 class AIDAlgorithm(Algorithm):
     """Options: ``tol`` (``solve_tol`` in :func:`bilevel.solve`; 1e-4: warm starts carry
-    accuracy over, so each step's solve needs only moderate accuracy), ``maxiter`` (50 per outer step), ``warm_start`` (True),
-    ``alpha`` (Neumann step; default the inner step 1/lambda_max), ``check_every``,
-    ``cuda_graph`` ("auto")."""
+    accuracy over, so each step's solve needs only moderate accuracy), ``maxiter`` (50 per
+    outer step), ``warm_start`` (True), ``alpha`` (Neumann step; default the inner step 1/lambda_max), ``check_every``,
+    ``cuda_graph`` ("auto"), ``inner_tol`` (None; else keep taking chunks of
+    ``inner_steps`` inner steps until ||grad_y g|| <= inner_tol, one host check per chunk,
+    at most ``max_inner_steps``, default 20 * inner_steps)."""
 
     defaults = {"tol": 1e-4, "maxiter": 50, "warm_start": True, "alpha": None,
-                "check_every": None, "cuda_graph": "auto"}
+                "check_every": None, "cuda_graph": "auto", "inner_tol": None,
+                "max_inner_steps": None}
 
     def __init__(self, problem, streams, *, solver: str, **kw) -> None:
         self.name = f"aid-{solver}"
@@ -42,6 +45,8 @@ class AIDAlgorithm(Algorithm):
         x, y = state["x"], state["y"]
         lr, power_products = self.inner_lr(state, k, x, y)
         y, inner_norm = gradient_steps([self.g() for _ in range(self.inner_steps)], x, y, lr)
+        inner_taken = self.inner_steps
+        y, inner_norm, inner_taken = self._until_inner_tol(x, y, lr, inner_norm, inner_taken)
         f, g = self.f(), self.g()
         opts = self.options
         alpha = opts["alpha"] if opts["alpha"] is not None else lr
@@ -65,8 +70,20 @@ class AIDAlgorithm(Algorithm):
                  "solve_converged": info.converged, "solve_iterations": info.iterations,
                  "fallback": "; ".join(filter(None, [note, info.fallback])) or None,
                  "hvp_count": info.hvp_count + power_products + extra_products,
-                 "grad_count": self.inner_steps + info.grad_count}
+                 "grad_count": inner_taken + info.grad_count, "inner_steps": inner_taken}
         if info.residual is not None and info.residual > 1.0:
             stats["failure"] = (f"the linear solve made things worse than v = 0 (relative "
                                 f"residual {info.residual:.3e}): {info.solve.reason}")
         return new_state, stats
+
+    def _until_inner_tol(self, x, y, lr, norm, taken):
+        """More chunks of inner steps while ||grad_y g|| > inner_tol (checked per chunk)."""
+        tol = self.options["inner_tol"]
+        if tol is None:
+            return y, norm, taken
+        cap = self.options["max_inner_steps"] or 20 * self.inner_steps
+        while taken < cap and float(norm) > tol:
+            chunk = min(self.inner_steps, cap - taken)
+            y, norm = gradient_steps([self.g() for _ in range(chunk)], x, y, lr)
+            taken += chunk
+        return y, norm, taken

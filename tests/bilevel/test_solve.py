@@ -281,3 +281,16 @@ def test_float32_problem_runs_and_checkpoints(tmp_path):
         assert res.status is Status.MAX_STEPS, (method, res.message)
         assert res.x.dtype == torch.float32 and res.y.dtype == torch.float32
         assert r.h(res.x.double()) < r.h(r.x0)
+
+
+def test_aid_inner_tol_takes_more_inner_steps_until_met():
+    r = Ridge(n=30, m=20, scale=3.0)  # more features than examples: kappa in the hundreds
+    prob = r.problem()
+    kw = {"outer_steps": 2, "inner_steps": 10, "outer_lr": 0.01, "progress": False}
+    plain = bilevel.solve(prob, **kw)
+    assert plain.history[-1]["inner_grad_norm"] > 1e-6
+    res = bilevel.solve(prob, inner_tol=1e-6, max_inner_steps=5_000, **kw)
+    assert all(rec["inner_grad_norm"] <= 1e-6 for rec in res.history)
+    assert res.history[0]["inner_steps"] > 10 and res.history[0]["inner_steps"] % 10 == 0
+    capped = bilevel.solve(prob, inner_tol=1e-12, max_inner_steps=30, **{**kw, "outer_steps": 1})
+    assert capped.history[0]["inner_steps"] == 30
