@@ -24,9 +24,9 @@ class AIDAlgorithm(Algorithm):
     """Options: ``tol`` (``solve_tol`` in :func:`bilevel.solve`; 1e-4: warm starts carry
     accuracy over, so each step's solve needs only moderate accuracy), ``maxiter`` (50 per
     outer step), ``warm_start`` (True), ``alpha`` (Neumann step; default the inner step
-    1/lambda_max), ``check_every``, ``cuda_graph`` ("auto"), ``inner_tol`` (None; else keep taking chunks of
-    ``inner_steps`` inner steps until ||grad_y g|| <= inner_tol, one host check per chunk,
-    at most ``max_inner_steps``, default 20 * inner_steps)."""
+    1/lambda_max), ``check_every``, ``cuda_graph`` ("auto"), ``inner_tol`` (None; else
+    keep taking chunks of ``inner_steps`` inner steps until ||grad_y g|| <= inner_tol, one
+    host check per chunk, at most ``max_inner_steps``, default 20 * inner_steps)."""
 
     defaults = {"tol": 1e-4, "maxiter": 50, "warm_start": True, "alpha": None,
                 "check_every": None, "cuda_graph": "auto", "inner_tol": None,
