@@ -301,7 +301,9 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                     save_checkpoint(state, best_path)
                 save_checkpoint(state, last_path)
                 write_csv(history, out / "metrics.csv")
-                plot_losses(history, out / "loss.png")
+                if not plot_losses(history, out / "loss.png") and epoch == start_epoch:
+                    warnings.warn("matplotlib is not installed: no loss.png (metrics.csv has "
+                                  "the same numbers)", stacklevel=2)
                 board.log(row)
                 if verbose:
                     val = "" if val_loader is None else f"  val {row['val_loss']:.4e}"
