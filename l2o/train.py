@@ -20,7 +20,9 @@ constraint node of a PyG batch of LP graphs (:class:`l2o.datasets.store.LPDatase
   (RANK / WORLD_SIZE / LOCAL_RANK; NCCL on GPUs, gloo on the CPU): every process trains on its
   shard of each epoch's permutation (``DistributedSampler``), gradients are averaged, losses
   are summed over processes, and only rank 0 writes files or prints. With batch size b on N
-  processes a step sees the same N b instances as one process with batch size N b.
+  processes a step sees the same N b instances as one process with batch size N b (when the
+  training set size is not a multiple of N, the sampler repeats a few instances so that every
+  process gets as many; validation is split without repeats).
 
 The CLI is ``l2o train --data DIR --out DIR --epochs N ...`` (:func:`build_parser` /
 :func:`run_train`).
