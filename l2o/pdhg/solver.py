@@ -49,6 +49,8 @@ from .termination import (
     primal_ray_terms,
     project_dual_ray,
     project_primal_ray,
+    verify_dual_ray,
+    verify_primal_ray,
 )
 
 __all__ = ["SolverOptions", "solve_lp"]
@@ -484,17 +486,21 @@ def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner
                 and host["rel_gap"] <= tol):
             return _result(lp, LPStatus.OPTIMAL, last_good, total, start,
                            f"relative residuals and gap <= {tol:g} after {total} iterations")
+        # a candidate passing the device test is reported only if the float64 re-check on the
+        # unscaled LP confirms it (_ray_result returns None otherwise: keep iterating)
         for name in RAY_CANDIDATES:
             obj, res = host[f"dual_ray_obj_{name}"], host[f"dual_ray_res_{name}"]
             if obj > 0 and res <= eps_inf * obj:
-                return _ray_result(lp, LPStatus.PRIMAL_INFEASIBLE, last_good, dev[f"y_{name}"],
-                                   p, total, start, f"dual ray (objective {obj:.3g} > 0, "
-                                   f"residual {res:.3g}) proves primal infeasibility")
+                found = _ray_result(lp, LPStatus.PRIMAL_INFEASIBLE, last_good,
+                                    dev[f"y_{name}"], p, total, start, eps_inf)
+                if found is not None:
+                    return found
             cx, viol = host[f"primal_ray_obj_{name}"], host[f"primal_ray_viol_{name}"]
             if cx < 0 and viol <= eps_inf * -cx:
-                return _ray_result(lp, LPStatus.DUAL_INFEASIBLE, last_good, dev[f"x_{name}"],
-                                   p, total, start, f"primal ray (c^T x = {cx:.3g} < 0, "
-                                   f"violation {viol:.3g}) proves dual infeasibility")
+                found = _ray_result(lp, LPStatus.DUAL_INFEASIBLE, last_good, dev[f"x_{name}"],
+                                    p, total, start, eps_inf)
+                if found is not None:
+                    return found
         if iteration_limit is not None and total >= iteration_limit:
             return _result(lp, LPStatus.ITERATION_LIMIT, last_good, total, start,
                            f"iteration limit {iteration_limit} reached")
@@ -536,17 +542,34 @@ def _result(lp, status: LPStatus, checked, total: int, start: float, message: st
 
 
 def _ray_result(lp, status: LPStatus, checked, ray_s: torch.Tensor, p: ScaledLP, total: int,
-                start: float, message: str) -> LPResult:
-    """x (DUAL_INFEASIBLE) or y and its reduced costs (PRIMAL_INFEASIBLE) become the ray."""
-    res = _result(lp, status, checked, total, start, message)
+                start: float, eps: float) -> LPResult | None:
+    """The certificate as a result, or None if its float64 re-check on the unscaled LP fails.
+
+    x (DUAL_INFEASIBLE) or y and its reduced costs (PRIMAL_INFEASIBLE) become the ray, scaled to
+    ||.||_inf = 1.  The device test ran in the solver's dtype on the scaled data; this one
+    (termination.verify_dual_ray / verify_primal_ray) runs on ``lp`` itself, unprojected.
+    """
     if status == LPStatus.DUAL_INFEASIBLE:
         xr = (ray_s * p.col_scale).to("cpu", torch.float64)
-        res.x = xr / xr.abs().max()
-    else:
-        yr = (ray_s * p.row_scale).to("cpu", torch.float64)
-        yr = yr / yr.abs().max()
-        g = -(lp.A.to(torch.float64).t() @ yr.unsqueeze(1)).squeeze(1)
-        lo = torch.where(torch.isfinite(lp.col_upper), -float("inf"), 0.0).double()
-        hi = torch.where(torch.isfinite(lp.col_lower), float("inf"), 0.0).double()
-        res.y, res.reduced_costs = yr, torch.clamp(g, lo, hi)
+        xr = xr / xr.abs().max()
+        cx, violation = verify_primal_ray(lp, xr.to(lp.A.device))
+        if not (cx < 0 and violation <= eps * -cx):
+            return None
+        res = _result(lp, status, checked, total, start,
+                      f"primal ray (c^T x = {cx:.3g} < 0, violation {violation:.3g}, "
+                      f"||x||_inf = 1) proves dual infeasibility")
+        res.x = xr
+        return res
+    yr = (ray_s * p.row_scale).to("cpu", torch.float64)
+    yr = yr / yr.abs().max()
+    objective, residual = verify_dual_ray(lp, yr.to(lp.A.device))
+    if not (objective > 0 and residual <= eps * objective):
+        return None
+    res = _result(lp, status, checked, total, start,
+                  f"dual ray (objective {objective:.3g} > 0, residual {residual:.3g}, "
+                  f"||y||_inf = 1) proves primal infeasibility")
+    g = -(lp.A.to("cpu", torch.float64).t() @ yr.unsqueeze(1)).squeeze(1)
+    lo = torch.where(torch.isfinite(lp.col_upper.cpu()), -float("inf"), 0.0).double()
+    hi = torch.where(torch.isfinite(lp.col_lower.cpu()), float("inf"), 0.0).double()
+    res.y, res.reduced_costs = yr, torch.clamp(g, lo, hi)
     return res

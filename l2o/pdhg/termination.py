@@ -29,6 +29,11 @@ Infeasibility (PDLP, Applegate et al. 2021 Sec. 3.4; certificates of the unscale
     bounds, in the inf-norm, is <= eps * |c^T x_r|.
 Both tests are invariant to the length of the ray.  The candidates are the iterate
 differences T(z) - z and T(z) - z_anchor, as PDLP uses differences of iterates.
+
+The device-side tests above run in the solver's dtype (possibly float32) on the scaled data; a
+candidate that passes them is reported only after :func:`verify_dual_ray` /
+:func:`verify_primal_ray` re-check it in float64 on the unscaled LP itself, with no projection
+(a sign violation counts as a residual), so a reported certificate is one of the LP as given.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import torch
 
 from .scaling import ScaledLP, finite_bound_norm
 
-__all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms"]
+__all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
+           "verify_dual_ray", "verify_primal_ray"]
 
 
 def _inf_or_zero(finite: torch.Tensor, sign: float, like: torch.Tensor) -> torch.Tensor:
@@ -177,3 +183,78 @@ def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
     objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
                  + bound_term(r, p.orig_col_lower, p.orig_col_upper))
     return objective / scale, inf_norm(g - r) / scale
+
+
+def _lp_data(lp, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(A, minimization c, l_r, u_r, l_c, u_c) of an LinearProgram, float64 on ``device``."""
+    f64 = lambda v: torch.as_tensor(v).to(device, torch.float64)
+    c, _ = lp.minimize_c
+    return (lp.A.to(device, torch.float64), f64(c), f64(lp.row_lower), f64(lp.row_upper),
+            f64(lp.col_lower), f64(lp.col_upper))
+
+
+def _sign_violation(v: torch.Tensor, pos_ok: torch.Tensor, neg_ok: torch.Tensor) -> torch.Tensor:
+    """max_i of v_i^+ where v_i > 0 is not allowed (not pos_ok) and v_i^- where not neg_ok."""
+    pos = torch.where(pos_ok, torch.zeros_like(v), torch.clamp(v, min=0))
+    neg = torch.where(neg_ok, torch.zeros_like(v), torch.clamp(v, max=0).neg())
+    return torch.maximum(inf_norm(pos), inf_norm(neg))
+
+
+def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
+    """(objective, residual) of y as a Farkas certificate of the UNSCALED LP, in float64.
+
+    With r = proj_K(-A^T y) (K as in :class:`TerminationData`: r_j > 0 only if l_c,j is finite,
+    < 0 only if u_c,j is finite), both normalized by ||y||_inf:
+        objective = sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
+        residual  = max(||-A^T y - r||_inf, sign violation of y)
+    (y_i > 0 needs a finite l_r,i, y_i < 0 a finite u_r,i).  y proves primal infeasibility when
+    objective > 0 and residual <= eps * objective: any x in the column bounds with A x in the
+    row bounds would give objective <= y^T A x + r^T x = (A^T y + r)^T x <= residual ||x||_1,
+    so no feasible x has ||x||_1 < objective / residual.
+
+    Args:
+        lp: the LinearProgram (any device); y: (m,) in the minimization-form sign convention.
+
+    Returns:
+        Python floats (objective, residual); (0, 0) for y = 0.
+    """
+    A, _, lr, ur, lc, uc = _lp_data(lp, y.device)
+    y = y.to(torch.float64)
+    scale = float(inf_norm(y))
+    if not scale > 0:
+        return 0.0, 0.0
+    y = y / scale
+    g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
+    rc_lower = torch.where(torch.isfinite(uc), torch.full_like(g, -float("inf")),
+                           torch.zeros_like(g))
+    rc_upper = torch.where(torch.isfinite(lc), torch.full_like(g, float("inf")),
+                           torch.zeros_like(g))
+    r = torch.clamp(g, rc_lower, rc_upper)
+    objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
+    residual = torch.maximum(inf_norm(g - r),
+                             _sign_violation(y, torch.isfinite(lr), torch.isfinite(ur)))
+    return float(objective), float(residual)
+
+
+def verify_primal_ray(lp, x: torch.Tensor) -> tuple[float, float]:
+    """(c^T x, violation) of x as an unboundedness ray of the UNSCALED LP, in float64.
+
+    Normalized by ||x||_inf: violation = max(how far A x is from the recession cone of the row
+    bounds, how far x is from that of the column bounds), in the inf-norm.  x proves dual
+    infeasibility (if the LP is feasible, unboundedness) when c^T x < 0 and
+    violation <= eps * |c^T x| (c of the minimization form).
+
+    Returns:
+        Python floats (c^T x, violation); (0, 0) for x = 0.
+    """
+    A, c, lr, ur, lc, uc = _lp_data(lp, x.device)
+    x = x.to(torch.float64)
+    scale = float(inf_norm(x))
+    if not scale > 0:
+        return 0.0, 0.0
+    x = x / scale
+    ax = (A @ x.unsqueeze(1)).squeeze(1)
+    # A x may grow (> 0) only along rows without an upper bound, shrink only without a lower one
+    row_violation = _sign_violation(ax, torch.isinf(ur), torch.isinf(lr))
+    col_violation = _sign_violation(x, torch.isinf(uc), torch.isinf(lc))
+    return float(torch.dot(c, x)), float(torch.maximum(row_violation, col_violation))

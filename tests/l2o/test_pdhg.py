@@ -234,6 +234,39 @@ def test_klein1_is_never_claimed_optimal():
     assert res.status in (LPStatus.PRIMAL_INFEASIBLE, LPStatus.ITERATION_LIMIT)
 
 
+def test_ray_verification_against_highs_farkas_ray():
+    """verify_dual_ray (the float64 re-check every reported certificate passes) accepts the
+    Farkas ray HiGHS's dual simplex gives for klein1 and rejects rays that do not certify."""
+    import highspy
+
+    from l2o.pdhg.termination import verify_dual_ray, verify_primal_ray
+    path = DATA / "infeasible" / "klein1.mps"
+    h = highspy.Highs()
+    h.silent()
+    h.readModel(str(path))
+    h.setOptionValue("presolve", "off")
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kInfeasible
+    _, has_ray, ray = h.getDualRay()
+    assert has_ray
+    lp = l2o.read_lp(path)
+    y = torch.tensor(ray, dtype=torch.float64)  # HiGHS: y >= 0 on these >= rows, A^T y <= 0
+    objective, residual = verify_dual_ray(lp, y)
+    assert objective > 1.0 and residual <= 1e-12 * objective
+    assert verify_dual_ray(lp, -y)[0] <= 0                     # wrong signs: no certificate
+    bumped = y.clone()
+    bumped[int(torch.argmax(y))] *= 1.001                      # breaks A^T y <= 0 (1e-3 rel.)
+    objective, residual = verify_dual_ray(lp, bumped)
+    assert residual > 1e-8 * objective
+    # a primal ray of the tiny unbounded LP (min -x1, x1 - x2 <= 1, x >= 0): (1, 1) is one,
+    # (1, 0) makes A x grow along a <= row, (-1, -1) leaves x >= 0
+    unbounded = LinearProgram.create([-1, 0], np.array([[1.0, -1]]), row_upper=[1])
+    cx, violation = verify_primal_ray(unbounded, torch.tensor([1.0, 1.0]))
+    assert cx == -1.0 and violation == 0.0
+    assert verify_primal_ray(unbounded, torch.tensor([1.0, 0.0]))[1] == 1.0
+    assert verify_primal_ray(unbounded, torch.tensor([-1.0, -1.0]))[1] == 1.0
+
+
 def test_gas11_dual_infeasible():
     lp = l2o.read_lp(DATA / "unbounded" / "gas11.mps")
     res = solve_lp(lp, device="cpu", iteration_limit=50_000)
