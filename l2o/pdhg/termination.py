@@ -163,7 +163,8 @@ def primal_ray_terms(p: ScaledLP, t: TerminationData, xr_s: torch.Tensor,
     """
     xr = xr_s * p.col_scale
     axr = axr_s / p.row_scale
-    scale = torch.clamp(inf_norm(xr), min=1e-300)
+    # the smallest normal number of the dtype (1e-300 is 0 in float32: 0 / 0 = nan)
+    scale = torch.clamp(inf_norm(xr), min=torch.finfo(xr.dtype).tiny)
     violation = axr - torch.clamp(axr, t.rec_row_lower, t.rec_row_upper)
     return (torch.dot(p.orig_c, xr) / scale,
             inf_norm(violation) / scale)
@@ -179,7 +180,8 @@ def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
     yr = yr_s * p.row_scale
     g = -atyr_s / p.col_scale
     r = torch.clamp(g, t.rc_lower, t.rc_upper)
-    scale = torch.clamp(inf_norm(yr), min=1e-300)
+    # the smallest normal number of the dtype (1e-300 is 0 in float32: 0 / 0 = nan)
+    scale = torch.clamp(inf_norm(yr), min=torch.finfo(yr.dtype).tiny)
     objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
                  + bound_term(r, p.orig_col_lower, p.orig_col_upper))
     return objective / scale, inf_norm(g - r) / scale

@@ -200,6 +200,16 @@ def test_primal_infeasible(name):
     _assert_dual_ray(lp, res)
 
 
+def test_primal_infeasible_float32():
+    """float32 iterations: the device test's normalization must not divide 0 by 0 (it used to
+    clamp the ray's norm at 1e-300, which is 0 in float32: NUMERICAL_ERROR at iteration 1); the
+    certificate is re-checked in float64 before it is reported."""
+    lp = l2o.read_lp(DATA / "infeasible" / "galenet.mps")
+    res = solve_lp(lp, device="cpu", dtype=torch.float32, iteration_limit=5_000)
+    assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
+    _assert_dual_ray(lp, res)
+
+
 def test_tiny_infeasible_and_unbounded():
     """x1 + x2 <= 1 and x1 + x2 >= 2 (x >= 0): infeasible.
     min -x1 s.t. x1 - x2 <= 1, x >= 0: unbounded (e.g. along x = (1, 1))."""
