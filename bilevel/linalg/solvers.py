@@ -55,6 +55,12 @@ def _default_check_every(b: Tree) -> int:
     return 1 if T.like_info(b)[1].type == "cpu" else 8
 
 
+def _limits(b: Tree, maxiter: int | None, check_every: int | None) -> tuple[int, int]:
+    """Default iteration cap (2 n) and check interval of the Krylov solvers."""
+    return (2 * T.numel(b) if maxiter is None else maxiter,
+            check_every or _default_check_every(b))
+
+
 def _start(op: LinearOperator, b: Tree, x0: Tree | None) -> tuple[Tree, Tree]:
     """Initial iterate and residual r = b - A x0."""
     if x0 is None:
@@ -109,12 +115,10 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     Returns:
         (x, SolveInfo).
     """
-    op = as_operator(A)
-    bnorm = T.norm(b)
+    op, bnorm = as_operator(A), T.norm(b)
     if float(bnorm) == 0.0:
         return _trivial(b)
-    maxiter = 2 * T.numel(b) if maxiter is None else maxiter
-    check_every = check_every or _default_check_every(b)
+    maxiter, check_every = _limits(b, maxiter, check_every)
     x, r = _start(op, b, x0)
     rs = T.dot(r, r)
     threshold = (tol * bnorm) ** 2
@@ -160,12 +164,10 @@ def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     Args and returns as :func:`cg`.  A must be symmetric (A = A^T); it may be
     singular if b is in its range.
     """
-    op = as_operator(A)
-    bnorm = T.norm(b)
+    op, bnorm = as_operator(A), T.norm(b)
     if float(bnorm) == 0.0:
         return _trivial(b)
-    maxiter = 2 * T.numel(b) if maxiter is None else maxiter
-    check_every = check_every or _default_check_every(b)
+    maxiter, check_every = _limits(b, maxiter, check_every)
     x, r1 = _start(op, b, x0)
     beta1 = T.norm(r1)
     zero = torch.zeros_like(beta1)
