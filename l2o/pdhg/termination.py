@@ -28,7 +28,10 @@ Infeasibility (PDLP, Applegate et al. 2021 Sec. 3.4; certificates of the unscale
     infeasibility when c^T x_r < 0 and the violation of A x_r in the recession cone of the row
     bounds, in the inf-norm, is <= eps * |c^T x_r|.
 Both tests are invariant to the length of the ray.  The candidates are the iterate
-differences T(z) - z and T(z) - z_anchor, as PDLP uses differences of iterates.
+differences T(z) - z and T(z) - z_anchor (PDLP's iterate difference) and T(z) itself (on an
+infeasible LP the iterates diverge along the infimal displacement vector, z_k ~ k v, so the
+direction of z_k converges to v like 1/k).  On klein1 (NETLIB infeasible set) the iterate is
+the one that certifies, after ~2.2e5 iterations (see tests/l2o/test_pdhg.py).
 
 The device-side tests above run in the solver's dtype (possibly float32) on the scaled data; a
 candidate that passes them is reported only after :func:`verify_dual_ray` /
