@@ -151,8 +151,8 @@ def ours_variants(case: Case, opts: dict) -> list[tuple[str, dict, Callable]]:
 def torchopt_variants(case: Case) -> list[tuple[str, dict, Callable]]:
     import torchopt
 
-    f = lambda x, y: case.problem.outer(x, y, None)  # noqa: E731
-    g = lambda x, y: case.problem.inner(x, y, None)  # noqa: E731
+    f = lambda x, y: case.problem.outer(x, y, None)
+    g = lambda x, y: case.problem.inner(x, y, None)
     settings = [{"maxiter": k} for k in TORCHOPT_MAXITERS]
     settings += [{"rtol": r, "maxiter": 1000} for r in TORCHOPT_RTOLS]
     variants = []

@@ -18,6 +18,14 @@ from .data_cleaning import DataCleaningTask, data_cleaning, flag_scores
 from .datasets import Split, load_ijcnn1, load_mnist, read_svmlight
 from .hyperparameter_tuning import LogisticRegressionTask, hyperparameter_tuning
 
-__all__ = ["hyperparameter_tuning", "data_cleaning", "load_ijcnn1", "load_mnist",
-           "read_svmlight", "Split", "LogisticRegressionTask", "DataCleaningTask",
-           "flag_scores"]
+__all__ = [
+           "DataCleaningTask",
+           "LogisticRegressionTask",
+           "Split",
+           "data_cleaning",
+           "flag_scores",
+           "hyperparameter_tuning",
+           "load_ijcnn1",
+           "load_mnist",
+           "read_svmlight",
+]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["as_float_tensor", "IndexBatches", "select"]
+__all__ = ["IndexBatches", "as_float_tensor", "select"]
 
 
 def as_float_tensor(name: str, value: Any, ndim: int, device=None, dtype=None) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ._common import IndexBatches, as_float_tensor, select
 
-__all__ = ["data_cleaning", "DataCleaningTask", "softmax_cross_entropy", "flag_scores"]
+__all__ = ["DataCleaningTask", "data_cleaning", "flag_scores", "softmax_cross_entropy"]
 
 REG = 1e-3  # the L2 weight of the issue and the anchor script
 
@@ -129,7 +129,7 @@ def flag_scores(x: torch.Tensor, corrupted: torch.Tensor, threshold: float = 0.5
     precision = tp / max(int(flagged.sum()), 1)
     recall = tp / max(int(truth.sum()), 1)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    mean = lambda m: float(weight[m].mean()) if bool(m.any()) else float("nan")  # noqa: E731
+    mean = lambda m: float(weight[m].mean()) if bool(m.any()) else float("nan")
     return {"precision": precision, "recall": recall, "f1": f1, "flagged": int(flagged.sum()),
             "weight_clean": mean(~truth), "weight_corrupted": mean(truth)}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["DATA_DIR", "Split", "read_svmlight", "load_ijcnn1", "load_mnist"]
+__all__ = ["DATA_DIR", "Split", "load_ijcnn1", "load_mnist", "read_svmlight"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 

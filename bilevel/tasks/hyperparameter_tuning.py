@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ._common import IndexBatches, as_float_tensor, select
 
-__all__ = ["hyperparameter_tuning", "LogisticRegressionTask", "logistic_loss", "as_pm1_labels"]
+__all__ = ["LogisticRegressionTask", "as_pm1_labels", "hyperparameter_tuning", "logistic_loss"]
 
 
 def as_pm1_labels(name: str, labels: Any, device=None, dtype=None) -> torch.Tensor:

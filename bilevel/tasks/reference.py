@@ -20,12 +20,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, vjp, vmap
+from torch.func import grad, vmap
 
 from ..linalg import LinearOperator, cg, hvp_closure, mixed_vjp
 
-__all__ = ["inner_solution", "dense_hessian", "exact_hypergradient", "ExactHypergradient",
-           "scalar_grid_search", "oracle_cleaning"]
+__all__ = [
+    "ExactHypergradient",
+    "dense_hessian",
+    "exact_hypergradient",
+    "inner_solution",
+    "oracle_cleaning",
+    "scalar_grid_search",
+]
 
 Objective = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
 
@@ -73,7 +79,7 @@ def inner_solution(inner, x: torch.Tensor, y0: torch.Tensor, *, method: str = "a
     """
     g = _inner_of(inner)
     x = x.detach()
-    fn = lambda y: g(x, y, None)  # noqa: E731
+    fn = lambda y: g(x, y, None)
     y = y0.detach().clone()
     if method == "auto":
         method = "newton" if y.numel() <= 2000 else "lbfgs"
