@@ -336,26 +336,15 @@ def make_model(args: argparse.Namespace) -> nn.Module:
 def load_model(path: str | Path, device: Any = "cpu") -> nn.Module:
     """The trained ``PDHGNet`` of a checkpoint (``best.pt`` / ``last.pt``), in eval mode.
 
+    A path only; :func:`l2o.net.load_model` also takes the name of a bundled model.
+
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: corrupted/foreign file, another model class, or weights that do not fit.
     """
-    from l2o.net import PDHGNet
+    from l2o.net.warmstart import load_checkpoint_model
 
-    checkpoint = load_checkpoint(path)
-    expected = f"{PDHGNet.__module__}.{PDHGNet.__qualname__}"
-    if checkpoint.get("model_class") != expected or not isinstance(
-            checkpoint.get("model_config"), dict):
-        raise CheckpointError(f"{path}: holds a {checkpoint.get('model_class')!r}, not a "
-                              f"{expected} with its config")
-    try:
-        model = PDHGNet(**checkpoint["model_config"])
-        dtype = next(iter(checkpoint["model"].values())).dtype
-        model.to(dtype).load_state_dict(checkpoint["model"])
-    except (TypeError, RuntimeError, StopIteration) as exc:
-        raise CheckpointError(f"{path}: weights do not fit PDHGNet("
-                              f"{checkpoint['model_config']}): {str(exc).splitlines()[0]}") from exc
-    return model.to(device).eval()
+    return load_checkpoint_model(path, device)
 
 
 # ---- command line ---------------------------------------------------------------------------------

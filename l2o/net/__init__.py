@@ -3,7 +3,18 @@
 from .graph import CON, EDGE, REVERSE_EDGE, VAR, graph_operator, lp_to_graph, unscale_solution
 from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
+from .warmstart import (
+    ModelNotFoundError,
+    WarmStart,
+    bundled_models,
+    kkt_error,
+    load_model,
+    predict_warm_start,
+    project_dual_signs,
+)
 
 __all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "unscale_solution",
            "project_primal",
-           "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE"]
+           "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",
+           "load_model", "predict_warm_start", "WarmStart", "bundled_models", "kkt_error",
+           "project_dual_signs", "ModelNotFoundError"]

@@ -1,0 +1,239 @@
+"""Two-stage solving: load a trained PDHG-Net, predict (x, y), warm-start ``l2o.solve_lp``.
+
+    model = l2o.net.load_model("pagerank")          # a bundled name or a checkpoint path
+    ws = l2o.net.predict_warm_start(model, lp)      # WarmStart(x, y, prediction_time, ...)
+    res = l2o.solve_lp(lp, warm_start=(ws.x, ws.y)) # or warm_start=ws
+
+The prediction is made feasible for the simple constraints before it is handed over:
+
+* x is projected onto the column bounds, x = proj_[l_c, u_c](x^);
+* y is projected onto the cone of dual signs of the row types (the shared sign convention of the
+  minimization form, :mod:`l2o.pdhg.termination`: the Lagrangian is c^T x - y^T A x, so
+  y_i pairs with the lower bound l_r,i through y_i^+ and with u_r,i through y_i^-):
+
+      row type            l_r,i      u_r,i      y_i
+      equality, ranged    finite     finite     free
+      A_i x >= l          finite     +inf       >= 0
+      A_i x <= u          -inf       finite     <= 0
+      free row            -inf       +inf       = 0
+
+Bundled models are the ``*.pt`` files of the package folder ``l2o/models`` (``pagerank.pt`` is
+the name ``"pagerank"``); they are ordinary training checkpoints (:mod:`l2o.training.
+checkpoint`), loaded with ``torch.load(weights_only=True)`` like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from l2o.training.checkpoint import CheckpointError, load_checkpoint
+
+from .graph import lp_to_graph, unscale_solution
+from .model import PDHGNet
+
+__all__ = ["MODELS_DIR", "ModelNotFoundError", "WarmStart", "bundled_models", "kkt_error",
+           "load_model", "predict_warm_start", "project_dual_signs", "resolve_model"]
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+"""The package folder of the bundled models (``l2o/models``)."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """``load_model`` got neither an existing checkpoint file nor a bundled model name."""
+
+
+def bundled_models() -> dict[str, Path]:
+    """Bundled model names -> their checkpoint files (``l2o/models/NAME.pt``), sorted by name."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(MODELS_DIR.glob("*.pt")) if path.is_file()}
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint file of a model given by path or by bundled name (a path wins).
+
+    Raises:
+        ModelNotFoundError: neither an existing file nor a bundled name (the message lists the
+            bundled names).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_models()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    names = ", ".join(bundled) or "none installed"
+    what = "is a directory, not a checkpoint file" if path.is_dir() else \
+        "is neither a checkpoint file nor a bundled model name"
+    raise ModelNotFoundError(f"model {str(name_or_path)!r} {what} (bundled models: {names})")
+
+
+def load_model(name_or_path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
+    """The trained :class:`PDHGNet` of a bundled name or a checkpoint path, in eval mode.
+
+    A path that exists wins over a bundled model of the same name. The checkpoint is read with
+    ``torch.load(weights_only=True)``: loading never runs code from the file.
+
+    Args:
+        name_or_path: a bundled name (:func:`bundled_models`, e.g. ``"pagerank"``) or the path
+            of a checkpoint written by ``l2o train`` (``best.pt`` / ``last.pt``).
+        device: where the model goes.
+
+    Raises:
+        ModelNotFoundError (a FileNotFoundError): no such file and no such bundled name.
+        CheckpointError (a ValueError): a corrupted or foreign file, another model class, or
+            weights that do not fit the stored configuration.
+    """
+    return load_checkpoint_model(resolve_model(name_or_path), device)
+
+
+def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
+    """The ``PDHGNet`` stored in the training checkpoint ``path`` (no name lookup)."""
+    checkpoint = load_checkpoint(path)
+    expected = f"{PDHGNet.__module__}.{PDHGNet.__qualname__}"
+    config = checkpoint.get("model_config")
+    if checkpoint.get("model_class") != expected or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: holds a {checkpoint.get('model_class')!r}, not a "
+                              f"{expected} with its config")
+    try:
+        model = PDHGNet(**config)
+        state = checkpoint["model"]
+        dtype = next(iter(state.values())).dtype
+        model.to(dtype).load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, StopIteration, AttributeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit PDHGNet({config}): "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              ) from exc
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A predicted primal-dual start point of one LP.
+
+    Attributes:
+        x: (n,) float64 CPU, inside the column bounds.
+        y: (m,) float64 CPU, row duals with the signs the row types allow (module docstring).
+        prediction_time: seconds for graph construction + inference (+ the copy back to the
+            host), CUDA synchronized: graph_time + inference_time.
+        graph_time: seconds to build the (preconditioned) graph and move it to the device.
+        inference_time: seconds of the forward pass, unscaling and copying back.
+        device: where the model ran.
+
+    Iterating gives (x, y), so ``solve_lp(lp, warm_start=ws)`` works like ``(ws.x, ws.y)``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    prediction_time: float
+    graph_time: float
+    inference_time: float
+    device: str
+
+    def __iter__(self):
+        return iter((self.x, self.y))
+
+
+def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
+    """y projected onto the dual sign cone of ``lp``'s row types (module docstring table).
+
+    Shapes: y (m,) -> (m,) float64 CPU.
+    """
+    y = torch.as_tensor(y).detach().to("cpu", torch.float64).reshape(-1)
+    if y.numel() != lp.num_rows:
+        raise ValueError(f"project_dual_signs: y has {y.numel()} entries, the LP has "
+                         f"{lp.num_rows} rows")
+    lower_finite = torch.isfinite(lp.row_lower.double().cpu())
+    upper_finite = torch.isfinite(lp.row_upper.double().cpu())
+    inf = torch.full_like(y, float("inf"))
+    lo = torch.where(upper_finite, -inf, torch.zeros_like(y))   # y_i < 0 needs a finite u_r,i
+    hi = torch.where(lower_finite, inf, torch.zeros_like(y))    # y_i > 0 needs a finite l_r,i
+    return torch.clamp(y, lo, hi)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
+    """Predict a warm start (x, y) of ``lp`` with ``model`` (see :class:`WarmStart`).
+
+    Builds the graph the model expects (preconditioned if ``model.scaling``), runs the model on
+    ``device`` (default: where the model is; the model is moved there), maps the prediction back
+    to the LP's own variables (minimization form) and projects x onto the column bounds and y
+    onto the dual sign cone of the row types.
+
+    Returns:
+        A :class:`WarmStart` with x (n,), y (m,) float64 on the CPU.
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    model = model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    _sync(device)
+    start = time.perf_counter()
+    graph = lp_to_graph(lp, dtype=dtype, reverse=False, scaling=model.scaling,
+                        operator_norm=model.normalize_steps).to(device)
+    _sync(device)
+    built = time.perf_counter()
+    x, y = unscale_solution(graph, *model(graph))
+    x, y = x.to("cpu", torch.float64), y.to("cpu", torch.float64)  # synchronizes
+    done = time.perf_counter()
+    x = torch.clamp(x, lp.col_lower.double().cpu(), lp.col_upper.double().cpu())
+    y = project_dual_signs(lp, y)
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError(f"predict_warm_start: the model predicted nan/inf for {lp.name!r}")
+    return WarmStart(x=x, y=y, prediction_time=done - start, graph_time=built - start,
+                     inference_time=done - built, device=str(device))
+
+
+def kkt_error(lp, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Relative KKT errors of a point (x, y) of ``lp`` (the solver's criteria, float64, CPU).
+
+    With r = proj_K(c - A^T y) the reduced costs with the signs the column bounds allow (no
+    primal step here to recover the slack from, unlike inside ``solve_lp``):
+
+        rel_primal_residual = ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)
+        rel_dual_residual   = ||c - A^T y - r||_2 / (1 + ||c||_2)
+        rel_gap             = |pobj - dobj| / (1 + |pobj| + |dobj|)
+
+    pobj = c^T x + c0, dobj = c0 + sum(l_r y^+ - u_r y^-) + sum(l_c r^+ - u_c r^-) (minimization
+    form). x should lie in its bounds and y have the allowed signs (as a :class:`WarmStart`).
+
+    Returns:
+        {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
+    """
+    from l2o.pdhg.scaling import finite_bound_norm
+    from l2o.pdhg.termination import bound_term
+
+    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
+    y = torch.as_tensor(y).detach().to("cpu", torch.float64)
+    A = lp.A.detach().to("cpu", torch.float64)
+    c, c0 = lp.minimize_c
+    c = c.double().cpu()
+    row_lower, row_upper = lp.row_lower.double().cpu(), lp.row_upper.double().cpu()
+    col_lower, col_upper = lp.col_lower.double().cpu(), lp.col_upper.double().cpu()
+    ax = A @ x
+    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
+    g = c - aty
+    rc_lower = torch.where(torch.isfinite(col_upper), -torch.inf, 0.0).to(g)
+    rc_upper = torch.where(torch.isfinite(col_lower), torch.inf, 0.0).to(g)
+    r = torch.clamp(g, rc_lower, rc_upper)
+    pobj = float(c @ x) + c0
+    dobj = float(bound_term(y, row_lower, row_upper) + bound_term(r, col_lower, col_upper)) + c0
+    primal = torch.linalg.vector_norm(ax - torch.clamp(ax, row_lower, row_upper))
+    return {
+        "rel_primal_residual": float(primal / (1 + finite_bound_norm(row_lower, row_upper))),
+        "rel_dual_residual": float(torch.linalg.vector_norm(g - r) / (1 + torch.linalg.
+                                                                      vector_norm(c))),
+        "rel_gap": abs(pobj - dobj) / (1 + abs(pobj) + abs(dobj)),
+    }
