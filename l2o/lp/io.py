@@ -67,10 +67,12 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
     stem = _stem(path)
     if status == highspy.HighsStatus.kError:
         details = "; ".join(log.matching("ERROR")) or "HiGHS returned an error status"
-        reason = _invalid_data(hlp, stem)  # HiGHS rejects NaN bounds: name the row/column
+        # HiGHS rejects NaN bounds (and, from 1.16, a NaN in an LP file): say where it is
+        reason = _invalid_data(hlp, stem) or _nan_token(path, hlp)
         raise LPFormatError(f"cannot read {path} as an MPS or LP file: {details}"
                             + (f" ({reason})" if reason else ""))
-    _reject_nan_tokens(path, hlp)
+    if reason := _nan_token(path, hlp):
+        raise LPFormatError(reason)
 
     lp, relaxed = lp_from_highs(hlp, name=stem)
     changed = [line for line in log.matching("WARNING") if any(k in line for k in _DATA_CHANGING)]
@@ -190,9 +192,9 @@ def _open_text(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def _reject_nan_tokens(path: Path, hlp: highspy.HighsLp, chunk_bytes: int = 1 << 26) -> None:
+def _nan_token(path: Path, hlp: highspy.HighsLp, chunk_bytes: int = 1 << 26) -> str:
     """HiGHS drops a NaN matrix coefficient silently: look for a 'nan' token that is no
-    row or column name (a number, then) and reject the file, quoting the line.
+    row or column name (a number, then) and say where it is, quoting the line ("" if none).
 
     A byte search in chunks of whole lines, no parsing of the format: about a second per
     350 MB of text, small next to HiGHS's own read.
@@ -218,8 +220,8 @@ def _reject_nan_tokens(path: Path, hlp: highspy.HighsLp, chunk_bytes: int = 1 <<
                         line_end = text.find(b"\n", position)
                         line = chunk[line_start:line_end if line_end >= 0 else len(chunk)]
                         number = lines_before + text.count(b"\n", 0, position) + 1
-                        raise LPFormatError(
-                            f"{path}, line {number}: a number is NaN: "
-                            f"{line.decode('utf-8', errors='replace').strip()!r}")
+                        return (f"{path}, line {number}: a number is NaN: "
+                                f"{line.decode('utf-8', errors='replace').strip()!r}")
                 position = text.find(b"nan", end)
             lines_before += chunk.count(b"\n")
+    return ""

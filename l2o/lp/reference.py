@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._highs import DEFAULT_SMALL_MATRIX_VALUE, highspy, lp_to_highs, quiet_highs
+from ._highs import highspy, lp_to_highs, quiet_highs
 from .model import MAXIMIZE, LinearProgram
 from .validate import validate_lp
 
@@ -57,9 +57,11 @@ def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float
         (simplex or IPM iterations), ``solve_time`` (seconds, HiGHS run only).
     """
     validate_lp(lp)
-    with quiet_highs() as (highs, _log):
-        highs.passModel(lp_to_highs(lp))  # keeps entries down to SMALL_MATRIX_VALUE
-        highs.setOptionValue("small_matrix_value", DEFAULT_SMALL_MATRIX_VALUE)
+    with quiet_highs() as (highs, log):
+        # quiet_highs keeps entries down to SMALL_MATRIX_VALUE, and the solve must run with
+        # the same option: HiGHS >= 1.16 refuses to run (kError, "model_.assess returns status
+        # Warning") on a matrix holding entries below its small_matrix_value (gas11's 9.999e-10).
+        highs.passModel(lp_to_highs(lp))
         highs.setOptionValue("solver", method)
         if time_limit is not None:
             highs.setOptionValue("time_limit", float(time_limit))
@@ -67,18 +69,27 @@ def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float
             highs.setOptionValue("primal_feasibility_tolerance", float(tol))
             highs.setOptionValue("dual_feasibility_tolerance", float(tol))
         start = time.perf_counter()
-        highs.run()
+        run_status = highs.run()
         model_status = highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
             # presolve could not tell which; the solver without presolve can
             highs.setOptionValue("presolve", "off")
             highs.clearSolver()
-            highs.run()
+            run_status = highs.run()
+            model_status = highs.getModelStatus()
+        if model_status == highspy.HighsModelStatus.kUnknown and method == "simplex":
+            # HiGHS 1.16's simplex ends "Unknown" on klein1 (infeasible, badly scaled); its
+            # interior-point solver classifies it
+            highs.setOptionValue("solver", "ipm")
+            highs.clearSolver()
+            run_status = highs.run()
             model_status = highs.getModelStatus()
         solve_time = time.perf_counter() - start
         info = highs.getInfo()
         solution = highs.getSolution()
         message = highs.modelStatusToString(model_status)
+    if run_status == highspy.HighsStatus.kError:  # never report a run that did not happen
+        message = "HiGHS run failed: " + ("; ".join(log.matching("ERROR")) or message)
 
     from ..pdhg.result import LPStatus  # here, not at import: l2o.pdhg may import l2o.lp
 
