@@ -101,6 +101,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _bundled_names() -> str:
+    from l2o.models import bundled_models  # a light import: lists l2o/models/*.pt
+    return ", ".join(bundled_models()) or "none installed"
+
+
 def _example_names() -> list[str]:
     from l2o.lp.examples import list_examples
     return list(list_examples())
@@ -254,43 +259,137 @@ def _print_summary(lp, path: Path, data: dict, device: str, dtype: str, known: f
                                f"{_fmt(kkt.get('rel_gap'), '.2e')}  (relative)")
     table.add_row("iterations", str(data["iterations"]))
     table.add_row("time", f"{data['solve_time']:.3f} s  ({device}, {dtype})")
+    warm = data.get("warm_start")
+    if warm is not None:
+        start = warm["initial_kkt"]
+        table.add_row("warm start", f"{warm['model']}: prediction {warm['prediction_time']:.3f} s "
+                                    f"(graph {warm['graph_time']:.3f} s, inference "
+                                    f"{warm['inference_time']:.3f} s)")
+        table.add_row("prediction", f"primal {_fmt(start['rel_primal_residual'], '.2e')}, dual "
+                                    f"{_fmt(start['rel_dual_residual'], '.2e')}, gap "
+                                    f"{_fmt(start['rel_gap'], '.2e')}  (relative)")
+        table.add_row("total time", f"{data['total_time']:.3f} s  (prediction + solve)")
+    cold = data.get("cold")
+    if cold is not None:
+        table.add_row("cold start", f"{cold['status']}, {cold['iterations']} iterations, "
+                                    f"{cold['solve_time']:.3f} s")
+        table.add_row("speedup", f"{_fmt(data['speedup'], '.2f')}x  (cold solve time / warm "
+                                 f"total time); iterations {cold['iterations']} -> "
+                                 f"{data['iterations']}")
     Console(highlight=False).print(table)
 
 
-def _cmd_solve(args: argparse.Namespace) -> int:
-    import torch
+def _load_model(args: argparse.Namespace, device: str):
+    """The PDHG-Net of ``--model`` (a checkpoint path or a bundled name; a path wins)."""
+    from l2o.net.warmstart import CheckpointError, ModelNotFoundError, load_model
 
+    try:
+        return load_model(args.model, device=device)
+    except ModelNotFoundError as error:
+        raise CommandError(f"--model: {error}", EXIT_USAGE_ERROR) from None
+    except CheckpointError as error:
+        raise CommandError(f"--model: {error}", EXIT_BAD_INPUT) from None
+
+
+def _solve_options(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    import torch
+    return dict(tol=args.tol, device=device,
+                dtype=torch.float32 if args.dtype == "float32" else torch.float64,
+                time_limit=args.time_limit, iteration_limit=args.iter_limit)
+
+
+def _run_solve(lp, options: dict[str, Any], warm_start, quiet: bool):
+    from l2o import solve_lp
+
+    progress = None if quiet else _Progress()
+    with progress.running() if progress else contextlib.nullcontext():
+        return solve_lp(lp, warm_start=warm_start, progress=progress, **options)
+
+
+def _warm_start_data(args: argparse.Namespace, model, lp, device: str) -> tuple[Any, dict]:
+    """Predict the warm start of ``--model``: ((x, y), the JSON "warm_start" object)."""
+    from l2o.net import kkt_error, predict_warm_start
+    from l2o.net.warmstart import resolve_model
+
+    prediction = predict_warm_start(model, lp, device=device)
+    return prediction, {
+        "model": args.model,
+        "path": str(resolve_model(args.model)),
+        "prediction_time": prediction.prediction_time,
+        "graph_time": prediction.graph_time,
+        "inference_time": prediction.inference_time,
+        "initial_kkt": {key: _json_number(value)
+                        for key, value in kkt_error(lp, prediction.x, prediction.y).items()},
+    }
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
     from l2o.lp import read_warm_start
     from l2o.lp.examples import list_examples
     from l2o.lp.solution import dump_solution, solution_dict
 
+    if args.model is not None and args.warm_start is not None:
+        raise CommandError("--model and --warm-start exclude each other (the model predicts "
+                           "the warm start)", EXIT_USAGE_ERROR)
+    if args.compare_cold and args.model is None:
+        raise CommandError("--compare-cold needs --model (it compares the model's warm start "
+                           "with a cold start)", EXIT_USAGE_ERROR)
     _check_output_path(args.output)
     device = _device(args.device)
+    model = _load_model(args, device) if args.model is not None else None
     lp, path = _load_lp(args)
-    warm_start = read_warm_start(lp, args.warm_start) if args.warm_start else None
+    quiet = args.quiet or args.json
 
-    from l2o import solve_lp
-
-    progress = None if (args.quiet or args.json) else _Progress()
-    with progress.running() if progress else contextlib.nullcontext():
-        result = solve_lp(lp, tol=args.tol, device=device,
-                          dtype=torch.float32 if args.dtype == "float32" else torch.float64,
-                          warm_start=warm_start, time_limit=args.time_limit,
-                          iteration_limit=args.iter_limit, progress=progress)
+    warm = None
+    if model is not None:
+        warm_start, warm = _warm_start_data(args, model, lp, device)
+    else:
+        warm_start = read_warm_start(lp, args.warm_start) if args.warm_start else None
+    options = _solve_options(args, device)
+    result = _run_solve(lp, options, warm_start, quiet)
     data = solution_dict(lp, result)
+    if warm is not None:
+        data["warm_start"] = warm
+        data["total_time"] = warm["prediction_time"] + data["solve_time"]
+    if args.compare_cold:
+        # Runs second: one-time costs of the process (CUDA context, kernel compilation) fall on
+        # the warm solve above, so the speedup is not flattered by them.
+        cold = _run_solve(lp, options, None, quiet)
+        data["cold"] = {"status": cold.status.value, "iterations": int(cold.iterations),
+                        "solve_time": float(cold.solve_time),
+                        "kkt": {key: _json_number(float(value))
+                                for key, value in dict(cold.kkt).items()}}
+        data["speedup"] = cold.solve_time / data["total_time"] if data["total_time"] > 0 \
+            else None
     if args.output:
         dump_solution(data, args.output)
     if args.json:
         print(json.dumps(data, allow_nan=False))
     elif args.quiet:
         print(f"{data['status']} objective {_fmt(data['objective'])} after "
-              f"{data['iterations']} iterations ({data['solve_time']:.3f} s)")
+              f"{data['iterations']} iterations ({data['solve_time']:.3f} s)" + _quiet_extra(data))
     else:
         known = list_examples()[args.example].optimal_objective if args.example else None
         _print_summary(lp, path, data, device, args.dtype, known)
         if args.output:
             print(f"solution written to {args.output}")
     return STATUS_EXIT.get(data["status"], EXIT_INTERNAL_ERROR)
+
+
+def _quiet_extra(data: dict) -> str:
+    if "warm_start" not in data:
+        return ""
+    text = (f"; warm start from {data['warm_start']['model']}: prediction "
+            f"{data['warm_start']['prediction_time']:.3f} s, total {data['total_time']:.3f} s")
+    if "cold" in data:
+        cold = data["cold"]
+        text += (f"; cold start: {cold['status']} after {cold['iterations']} iterations "
+                 f"({cold['solve_time']:.3f} s), speedup {_fmt(data['speedup'], '.2f')}x")
+    return text
 
 
 # ---- l2o generate -----------------------------------------------------------------------------
@@ -424,6 +523,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--warm-start", metavar="SOL.json",
                        help="start from a solution file of an LP with the same row and column "
                             "names (as written by --output)")
+    solve.add_argument("--model", metavar="MODEL",
+                       help="warm-start from PDHG-Net's prediction: a checkpoint path (of "
+                            "`l2o train`) or the name of a bundled model (" + _bundled_names()
+                            + "); a path wins when both exist. Unknown MODEL: exit code 2; a "
+                            "corrupted or foreign checkpoint: exit code 3. Adds warm_start "
+                            "{model, path, prediction_time, graph_time, inference_time, "
+                            "initial_kkt} and total_time (prediction + solve) to --json")
+    solve.add_argument("--compare-cold", action="store_true",
+                       help="with --model: also solve from the cold start with the same options "
+                            "(after the warm solve) and show its status, iterations and time and "
+                            "the speedup (cold solve time / warm total time); --json gains cold "
+                            "{status, iterations, solve_time, kkt} and speedup")
     solve.add_argument("--output", "-o", metavar="SOL.json",
                        help="write the solution as one JSON object")
     solve.add_argument("--json", action="store_true",

@@ -32,27 +32,18 @@ from typing import Any
 
 import torch
 
-from l2o.training.checkpoint import CheckpointError, load_checkpoint
+from l2o.models import MODELS_DIR, bundled_models
+from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 from .graph import lp_to_graph, unscale_solution
 from .model import PDHGNet
 
-__all__ = ["MODELS_DIR", "ModelNotFoundError", "WarmStart", "bundled_models", "kkt_error",
-           "load_model", "predict_warm_start", "project_dual_signs", "resolve_model"]
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-"""The package folder of the bundled models (``l2o/models``)."""
-
+__all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
+           "kkt_error", "load_checkpoint_model", "load_model", "predict_warm_start",
+           "project_dual_signs", "resolve_model", "save_model"]
 
 class ModelNotFoundError(FileNotFoundError):
     """``load_model`` got neither an existing checkpoint file nor a bundled model name."""
-
-
-def bundled_models() -> dict[str, Path]:
-    """Bundled model names -> their checkpoint files (``l2o/models/NAME.pt``), sorted by name."""
-    if not MODELS_DIR.is_dir():
-        return {}
-    return {path.stem: path for path in sorted(MODELS_DIR.glob("*.pt")) if path.is_file()}
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -111,6 +102,25 @@ def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu") -> PDHGN
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                               ) from exc
     return model.to(device).eval()
+
+
+def save_model(model: PDHGNet, path: str | os.PathLike, *, config: dict[str, Any] | None = None,
+               history: list[dict[str, Any]] | None = None,
+               best: dict[str, Any] | None = None, epoch: int = 0) -> None:
+    """Write ``model`` as a weights-only checkpoint that :func:`load_model` reads (atomically).
+
+    The training checkpoint format without the optimizer and RNG states (empty): what a
+    bundled model needs, at a third of the size of ``best.pt`` with Adam's moments. It cannot
+    be resumed by ``l2o train --resume``. ``config``, ``history``, ``best`` and ``epoch``
+    record how the model was trained (e.g. copied from the training checkpoint).
+    """
+    if not isinstance(model, PDHGNet):
+        raise TypeError(f"save_model: expected a PDHGNet, got {type(model).__name__}")
+    save_checkpoint({"epoch": int(epoch), "model": model.state_dict(),
+                     "model_class": f"{PDHGNet.__module__}.{PDHGNet.__qualname__}",
+                     "model_config": dict(model.config), "optimizer": {}, "rng": {},
+                     "config": dict(config or {}), "history": list(history or []),
+                     "best": dict(best or {})}, path)
 
 
 @dataclass(frozen=True)
