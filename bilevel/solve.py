@@ -110,7 +110,10 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             has length eta, the default is eta = 0.05 sqrt(dim x), the same per-coordinate
             scale.
         inner_lr: inner gradient step; default 1 / lambda_max(H_yy) by power iteration on
-            the first inner batch, re-estimated every ``lr_every`` outer steps.
+            the first inner batch, re-estimated every ``lr_every`` outer steps, and at once
+            when ||grad_y g|| grows over an outer step's inner steps (the symptom of a
+            step estimated at an earlier x exceeding 2 / lambda_max; the steps are then
+            redone with the new estimate; see ``Algorithm.guarded_descent``).
         outer_optimizer: "adam" (default: insensitive to the hypergradient's scale, which
             differs by orders of magnitude between tasks) or "sgd".  Unused by BO-REP.
         seed: seeds torch's RNG and the batch order; default a seed drawn from torch's RNG.
@@ -120,9 +123,9 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             returning True stops the run (Status.STOPPED).
         progress: show a live line with the step, outer loss and hypergradient norm.
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
-        lr_every: outer steps between re-estimates of the default inner step.
+        lr_every: outer steps between periodic re-estimates of the default inner step.
         **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
-            alpha, check_every, cuda_graph, inner_tol, max_inner_steps; "itd": truncate,
+            alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method; "itd": truncate,
             inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
             refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min).  The AID
             linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it

@@ -3,6 +3,7 @@
 Per outer step k (Ghadimi and Wang 2018; Ji, Yang, Liang 2021, "stocBiO"/"AID-BiO"):
 
     y <- y - beta grad_y g(x, y; B_t)        inner_steps times, warm-started from step k-1
+                                             (or damped Newton steps: inner_method="newton")
     solve H_yy(x, y) v = grad_y f(x, y)      warm-started from v of step k-1
     x <- OuterOptimizer(x, grad_x f - (d^2 g / dx dy)^T v)
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from ..hypergrad.aid import aid_hypergrad
 from ..linalg import _tree as T
-from .common import Algorithm, detach, gradient_steps
+from .common import Algorithm, detach, gradient_steps, newton_steps
 
 __all__ = ["AIDAlgorithm"]
 
@@ -26,16 +27,24 @@ class AIDAlgorithm(Algorithm):
     outer step), ``warm_start`` (True), ``alpha`` (Neumann step; default the inner step
     1/lambda_max), ``check_every``, ``cuda_graph`` ("auto"), ``inner_tol`` (None; else
     keep taking chunks of ``inner_steps`` inner steps until ||grad_y g|| <= inner_tol, one
-    host check per chunk, at most ``max_inner_steps``, default 20 * inner_steps)."""
+    host check per chunk, at most ``max_inner_steps``, default 20 * inner_steps),
+    ``inner_method`` ("gd": gradient steps of size 1/lambda_max; "newton": damped Newton
+    steps with CG directions, see :func:`~bilevel.algorithms.common.newton_steps`:
+    for ill-conditioned inner problems, where ``inner_steps`` gradient steps leave
+    y far from y*(x) and the hypergradient biased; with ``inner_tol`` Newton stops as
+    soon as ||grad_y g|| <= inner_tol, within ``inner_steps`` steps)."""
 
     defaults = {"tol": 1e-4, "maxiter": 50, "warm_start": True, "alpha": None,
                 "check_every": None, "cuda_graph": "auto", "inner_tol": None,
-                "max_inner_steps": None}
+                "max_inner_steps": None, "inner_method": "gd"}
 
     def __init__(self, problem, streams, *, solver: str, **kw) -> None:
         self.name = f"aid-{solver}"
         super().__init__(problem, streams, **kw)
         self.solver = solver
+        if self.options["inner_method"] not in ("gd", "newton"):
+            raise ValueError(f"solve: inner_method must be 'gd' or 'newton', got "
+                             f"{self.options['inner_method']!r}")
 
     def init_state(self) -> dict:
         return {"x": detach(self.problem.x0), "y": detach(self.problem.y0), "v": None,
@@ -43,12 +52,23 @@ class AIDAlgorithm(Algorithm):
 
     def step(self, state: dict, k: int) -> tuple[dict, dict]:
         x, y = state["x"], state["y"]
-        lr, power_products = self.inner_lr(state, k, x, y)
-        y, inner_norm = gradient_steps([self.g() for _ in range(self.inner_steps)], x, y, lr)
-        inner_taken = self.inner_steps
-        y, inner_norm, inner_taken = self._until_inner_tol(x, y, lr, inner_norm, inner_taken)
-        f, g = self.f(), self.g()
         opts = self.options
+        newton = opts["inner_method"] == "newton"
+        lr, power_products, extra_grads = None, 0, 0
+        if newton:
+            if self.solver == "neumann" and opts["alpha"] is None:
+                lr, power_products = self.inner_lr(state, k, x, y)
+            y, inner_norm, inner_taken, newton_products = newton_steps(
+                [self.g() for _ in range(self.inner_steps)], x, y, tol=opts["inner_tol"],
+                cg_maxiter=opts["maxiter"])
+            power_products += newton_products
+        else:
+            y, inner_norm, lr, power_products, extra_grads = self.guarded_descent(
+                state, k, x, y, [self.g() for _ in range(self.inner_steps)])
+            inner_taken = self.inner_steps
+            y, inner_norm, inner_taken = self._until_inner_tol(x, y, lr, inner_norm,
+                                                               inner_taken)
+        f, g = self.f(), self.g()
         alpha = opts["alpha"] if opts["alpha"] is not None else lr
         solve = dict(solver=self.solver, tol=opts["tol"], maxiter=opts["maxiter"],
                      alpha=alpha if self.solver == "neumann" else None,
@@ -70,7 +90,8 @@ class AIDAlgorithm(Algorithm):
                  "solve_converged": info.converged, "solve_iterations": info.iterations,
                  "fallback": "; ".join(filter(None, [note, info.fallback])) or None,
                  "hvp_count": info.hvp_count + power_products + extra_products,
-                 "grad_count": inner_taken + info.grad_count, "inner_steps": inner_taken}
+                 "grad_count": inner_taken + extra_grads + info.grad_count,
+                 "inner_steps": inner_taken}
         if info.residual is not None and info.residual > 1.0:
             stats["failure"] = (f"the linear solve made things worse than v = 0 (relative "
                                 f"residual {info.residual:.3e}): {info.solve.reason}")

@@ -52,9 +52,14 @@ class BOREPAlgorithm(Algorithm):
     def step(self, state: dict, k: int) -> tuple[dict, dict]:
         opts = self.options
         x, y = state["x"], state["y"]
-        lr, power_products = self.inner_lr(state, k, x, y)
         grad_count = 0
         inner_norm = None
+        if k > 0 and k % opts["update_interval"] == 0:
+            y, inner_norm, lr, power_products, extra = self.guarded_descent(
+                state, k, x, y, [self.g() for _ in range(self.inner_steps)])
+            grad_count += self.inner_steps + extra
+        else:
+            lr, power_products = self.inner_lr(state, k, x, y)
         if k == 0:
             refine_steps = opts["refine_steps"] or 10 * self.inner_steps
             for epoch in range(opts["refine_epochs"]):
@@ -62,9 +67,6 @@ class BOREPAlgorithm(Algorithm):
                 y, inner_norm = gradient_steps([self.g() for _ in range(steps)], x, y,
                                                lr / 2 ** epoch)
                 grad_count += steps
-        elif k % opts["update_interval"] == 0:
-            y, inner_norm = gradient_steps([self.g() for _ in range(self.inner_steps)], x, y, lr)
-            grad_count += self.inner_steps
         g = self.g()
         if inner_norm is None:  # y was not updated: report ||grad_y g|| at it (one gradient)
             inner_norm = T.norm(grad(g, argnums=1)(x, y))

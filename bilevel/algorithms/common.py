@@ -14,12 +14,13 @@ import torch
 from torch.func import grad, grad_and_value
 
 from ..hypergrad.stepsize import inner_lambda_max
+from ..linalg import LinearOperator, cg
 from ..linalg import _tree as T
 from ..linalg._tree import Tree
 from ..problem import BilevelProblem
 
-__all__ = ["Algorithm", "BatchStream", "OuterOptimizer", "detach", "estimate_inner_lr",
-           "gradient_steps", "outer_gradients"]
+__all__ = ["Algorithm", "BatchStream", "OuterOptimizer", "descent", "detach",
+           "estimate_inner_lr", "gradient_steps", "newton_steps", "outer_gradients"]
 
 _SEED_MOD = 2**62
 
@@ -129,13 +130,73 @@ def gradient_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tr
         (y, ||grad_y g|| of the last step as a 0-dim tensor, or None for no steps).
         No host synchronization.
     """
-    norm = None
+    y, _, norm = descent(objectives, x, y, lr)
+    return y, norm
+
+
+def descent(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tree, y: Tree,
+            lr: float) -> tuple[Tree, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`gradient_steps`, also returning ||grad_y g|| of the first step:
+    (y, first norm, last norm).  No host synchronization."""
+    first = norm = None
     for t, g in enumerate(objectives):
         g_y = grad(g, argnums=1)(x, y)
-        if t == len(objectives) - 1:
+        if t == 0 or t == len(objectives) - 1:
             norm = T.norm(g_y)
+            first = norm if t == 0 else first
         y = T.axpy(-lr, g_y, y)
-    return y, norm
+    return y, first, norm
+
+
+def newton_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tree, y: Tree, *,
+                 tol: float | None = None, cg_tol: float = 1e-6,
+                 cg_maxiter: int | None = None) -> tuple[Tree, torch.Tensor | None, int, int]:
+    """Damped Newton steps y <- y - t H^{-1} grad_y g_t(x, y), one per objective.
+
+    The Newton direction d solves H_yy d = grad_y g by matrix-free CG on one
+    linearization (``cg_tol`` relative residual, at most ``cg_maxiter`` iterations: an
+    inexact Newton step; CG iterates from 0 on an SPD system are descent directions).
+    The step t starts at 1 and is halved until the Armijo condition
+    g(y - t d) <= g(y) - 1e-4 t grad^T d holds, up to round-off of g's value (near y*
+    the decrease drowns in it, and the full step is then taken).  If d is not a
+    descent direction (H_yy not positive definite), the step falls back to -grad.
+
+    Newton's local quadratic convergence makes the warm-started inner problem cheap to
+    solve to high accuracy even when it is ill-conditioned, where gradient descent with
+    step 1 / lambda_max needs O(kappa) steps.  One host sync per line-search trial.
+
+    Args:
+        objectives: one inner objective y -> g(x, y) (batch bound) per step.
+        x, y: the outer variable and the warm start.
+        tol: stop early once ||grad_y g|| <= tol (None: take every step).
+
+    Returns:
+        (y, ||grad_y g|| at the last gradient evaluated (0-dim tensor; before the last
+        step taken, or at the final y when ``tol`` stopped the loop), Newton steps
+        taken, Hessian-vector products used).
+    """
+    norm, taken, products = None, 0, 0
+    for g in objectives:
+        g_y, value = grad_and_value(g, argnums=1)(x, y)
+        norm = T.norm(g_y)
+        if tol is not None and float(norm) <= tol:
+            break
+        hessian = LinearOperator.from_hvp(lambda yy: g(x, yy), y)
+        d, info = cg(hessian, g_y, tol=cg_tol, maxiter=cg_maxiter)
+        products += info.iterations + 1
+        slope = float(T.dot(g_y, d))
+        if not (slope > 0 and info.reason[:12] != "non-positive"):
+            d, slope = g_y, float(norm) ** 2  # not a descent direction: gradient step
+        value = float(value)
+        slack = 10 * torch.finfo(norm.dtype).eps * abs(value)
+        t = 1.0
+        for _ in range(30):
+            if float(g(x, T.axpy(-t, d, y))) <= value - 1e-4 * t * slope + slack:
+                break
+            t /= 2
+        y = T.axpy(-t, d, y)
+        taken += 1
+    return y, norm, taken, products
 
 
 def outer_gradients(f: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree):
@@ -184,19 +245,56 @@ class Algorithm:
     def g(self) -> Callable[[Tree, Tree], torch.Tensor]:
         return self.problem.inner_at(self.inner_stream.next())
 
-    def inner_lr(self, state: dict, k: int, x: Tree, y: Tree) -> tuple[float, int]:
-        """The inner step: fixed, or 1/lambda_max re-estimated every ``lr_every`` steps.
+    def inner_lr(self, state: dict, k: int, x: Tree, y: Tree,
+                 force: bool = False) -> tuple[float, int]:
+        """The inner step: fixed, or 1/lambda_max re-estimated every ``lr_every`` steps
+        (and whenever ``force``).
 
         The estimate uses the problem's first inner batch so it draws nothing from the
         stream (a resumed run sees the same batches)."""
         if self.fixed_inner_lr is not None:
             return self.fixed_inner_lr, 0
-        if state.get("inner_lr") is None or k % self.lr_every == 0:
+        if state.get("inner_lr") is None or k % self.lr_every == 0 or force:
             g = self.problem.inner_at(self.problem.first_inner_batch)
             lr, used = estimate_inner_lr(g, x, y)
             state["inner_lr"] = lr
             return lr, used
         return state["inner_lr"], 0
+
+    def guarded_descent(self, state: dict, k: int, x: Tree, y: Tree,
+                        objectives: list[Callable[[Tree, Tree], torch.Tensor]],
+                        scale: float = 1.0) -> tuple[Tree, torch.Tensor | None, float, int, int]:
+        """Gradient steps of size ``scale`` * inner step, safe against a stale step size.
+
+        A step 1/lambda_max estimated at an earlier x can exceed 2/lambda_max(H_yy) once x
+        has moved (e.g. exp-parametrized regularization weights that grew), and gradient
+        descent then diverges.  On a convex L-smooth g, gradient descent with a step
+        <= 2/L never increases ||grad_y g|| (grad_{t+1} = (I - lr H_avg) grad_t with
+        0 <= H_avg <= L I), so growth is the symptom: when the default step was not
+        estimated in this outer step and ||grad_y g|| grew from the first to the last
+        step (by a factor 2 with minibatches, whose norms are noisy), the step is
+        re-estimated at (x, y) and the steps are redone from y on the same batches.
+        One host sync per call (none with a fixed or fresh step).  With a single step,
+        one more gradient at the new y (same batch) gives the last norm.
+
+        Returns:
+            (y, ||grad_y g|| of the last step, step used, Hessian-vector products of
+            step estimates, extra gradients).
+        """
+        lr, products = self.inner_lr(state, k, x, y)
+        guard = products == 0 and self.fixed_inner_lr is None and len(objectives) > 0
+        y_new, first, last = descent(objectives, x, y, lr * scale)
+        extra = 0
+        if guard and len(objectives) == 1:
+            last, extra = T.norm(grad(objectives[0], argnums=1)(x, y_new)), 1
+        if guard:
+            factor = 1.0 if self.problem.inner_data is None else 2.0
+            if not float(last) <= factor * float(first):  # also catches nan/inf
+                lr, more = self.inner_lr(state, k, x, y, force=True)
+                products += more
+                y_new, _, last = descent(objectives, x, y, lr * scale)
+                extra += len(objectives)
+        return y_new, last, lr, products, extra
 
     def inner_solution(self, state: dict) -> Tree:
         """The state's approximation of y*(x) (what the result and callbacks call y)."""

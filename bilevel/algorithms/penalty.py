@@ -67,15 +67,22 @@ class PenaltyAlgorithm(Algorithm):
         lr, power_products = self.inner_lr(state, k, x, y)
         sigma = self.sigma(k)
         problem = self.problem
-        inner_norm = None
-        for _ in range(self.inner_steps):
-            g_batch, f_batch = self.inner_stream.next(), self.outer_stream.next()
-            g = problem.inner_at(g_batch)
-            f = problem.outer_at(f_batch)
-            g_z = grad(g, argnums=1)(x, z)
-            inner_norm = T.norm(g_z)
-            z = T.axpy(-lr, g_z, z)
-            y = T.axpy(-lr / (1.0 + sigma), grad(_penalized(f, g, sigma), argnums=1)(x, y), y)
+        batches = [(problem.inner_at(self.inner_stream.next()),
+                    problem.outer_at(self.outer_stream.next())) for _ in range(self.inner_steps)]
+        y_new, z_new, first, inner_norm = self._inner_steps(x, y, z, lr, sigma, batches)
+        grad_count = 0
+        if power_products == 0 and self.fixed_inner_lr is None and batches:
+            # The same stale-step guard as Algorithm.guarded_descent, on z's gradient
+            # descent (y's step is the same step shrunk by 1 + sigma).
+            if len(batches) == 1:
+                inner_norm, grad_count = T.norm(grad(batches[0][0], argnums=1)(x, z_new)), 1
+            factor = 1.0 if problem.inner_data is None else 2.0
+            if not float(inner_norm) <= factor * float(first):
+                lr, more = self.inner_lr(state, k, x, y, force=True)
+                power_products += more
+                y_new, z_new, _, inner_norm = self._inner_steps(x, y, z, lr, sigma, batches)
+                grad_count += 2 * self.inner_steps
+        y, z = y_new, z_new
         g, f = self.g(), self.f()
         f_x = grad(f, argnums=0)(x, y)
         # The recorded outer loss is f at z ~ y*(x): f at y_sigma is biased low (y_sigma
@@ -90,5 +97,18 @@ class PenaltyAlgorithm(Algorithm):
                  "hypergrad_norm": T.norm(estimate),
                  "inner_grad_norm": inner_norm,
                  "solve_residual": None, "sigma": sigma, "hvp_count": power_products,
-                 "grad_count": 3 * self.inner_steps + 3}
+                 "grad_count": 3 * self.inner_steps + 3 + grad_count}
         return new_state, stats
+
+    @staticmethod
+    def _inner_steps(x, y, z, lr, sigma, batches):
+        """Gradient steps on z (g) and y (sigma f + g), one per (g, f) batch pair:
+        (y, z, ||grad_z g|| of the first and of the last step)."""
+        first = last = None
+        for g, f in batches:
+            g_z = grad(g, argnums=1)(x, z)
+            last = T.norm(g_z)
+            first = last if first is None else first
+            z = T.axpy(-lr, g_z, z)
+            y = T.axpy(-lr / (1.0 + sigma), grad(_penalized(f, g, sigma), argnums=1)(x, y), y)
+        return y, z, first, last
