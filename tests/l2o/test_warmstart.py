@@ -1,0 +1,180 @@
+"""Two-stage solving (l2o.net.warmstart): loading models by name or path, predicting warm starts
+(x in the column bounds, y with the signs of the row types), and the bundled PageRank model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import l2o
+import l2o.models
+import l2o.train
+from l2o.datasets import pagerank
+from l2o.lp.model import LinearProgram
+from l2o.net import (
+    ModelNotFoundError,
+    PDHGNet,
+    WarmStart,
+    bundled_models,
+    kkt_error,
+    load_model,
+    predict_warm_start,
+    project_dual_signs,
+    save_model,
+)
+from l2o.training.checkpoint import CheckpointError
+
+
+def tiny_model(seed: int, **kw) -> PDHGNet:
+    torch.manual_seed(seed)
+    return PDHGNet(hidden=4, layers=2, **kw)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """A bundled-models folder holding one model "mini" (l2o.models.MODELS_DIR patched)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    save_model(tiny_model(0), folder / "mini.pt")
+    monkeypatch.setattr(l2o.models, "MODELS_DIR", folder)
+    return folder
+
+
+def all_row_types_lp() -> LinearProgram:
+    """min x0 - x1 + x2 s.t. one row of each type (=, >=, <=, ranged, free); columns boxed,
+    lower-only, upper-only and free."""
+    A = torch.tensor([[1.0, 1.0, 0.0, 1.0],
+                      [1.0, 0.0, 1.0, 0.0],
+                      [0.0, 1.0, 1.0, 1.0],
+                      [1.0, -1.0, 0.0, 2.0],
+                      [0.0, 0.0, 1.0, -1.0]], dtype=torch.float64)
+    inf = math.inf
+    return LinearProgram.create(
+        torch.tensor([1.0, -1.0, 1.0, 0.5]), A.to_sparse_csr(),
+        row_lower=torch.tensor([1.0, 0.5, -inf, -1.0, -inf]),
+        row_upper=torch.tensor([1.0, inf, 3.0, 2.0, inf]),
+        col_lower=torch.tensor([0.0, -1.0, -inf, -inf]),
+        col_upper=torch.tensor([2.0, inf, 1.0, inf]), name="row_types")
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+def test_load_by_bundled_name_and_by_path(models_dir):
+    assert bundled_models() == {"mini": models_dir / "mini.pt"}
+    by_name = load_model("mini")
+    by_path = load_model(models_dir / "mini.pt")
+    assert same_weights(by_name, tiny_model(0)) and same_weights(by_path, tiny_model(0))
+    assert not by_name.training  # eval mode
+    # the training module's path loader gives the same model
+    assert same_weights(l2o.train.load_model(models_dir / "mini.pt"), by_name)
+
+
+def test_a_path_wins_over_a_bundled_name(models_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_model(tiny_model(1), tmp_path / "mini")  # a file named like the bundled model
+    assert same_weights(load_model("mini"), tiny_model(1))
+    assert not same_weights(tiny_model(0), tiny_model(1))
+
+
+def test_unknown_name_lists_the_bundled_models(models_dir, tmp_path):
+    with pytest.raises(ModelNotFoundError, match=r"'nope'.*bundled models: mini"):
+        load_model("nope")
+    with pytest.raises(ModelNotFoundError, match="is a directory"):
+        load_model(tmp_path)
+    assert issubclass(ModelNotFoundError, FileNotFoundError)
+
+
+def test_corrupted_or_foreign_files_raise_checkpoint_error(models_dir, tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((models_dir / "mini.pt").read_bytes()[:200])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    code = tmp_path / "code.pt"
+    torch.save(torch.nn.Linear(2, 2), code)  # a pickled module: weights_only refuses it
+    for path in (garbage, truncated, foreign, code):
+        with pytest.raises(CheckpointError, match=str(path.name)):
+            load_model(path)
+
+
+def test_weights_that_do_not_fit_the_config_raise_checkpoint_error(tmp_path):
+    path = tmp_path / "bad.pt"
+    model = tiny_model(0)
+    model.config["hidden"] = 8  # the stored config no longer matches the weights
+    save_model(model, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(path)
+
+
+# ---- prediction ----------------------------------------------------------------------------------
+
+def test_project_dual_signs_follows_the_row_types():
+    lp = all_row_types_lp()
+    y = torch.tensor([-2.0, -3.0, 4.0, -5.0, 6.0])
+    # = free, >= needs y >= 0, <= needs y <= 0, ranged free, free row y = 0
+    assert torch.equal(project_dual_signs(lp, y), torch.tensor([-2.0, 0.0, 0.0, -5.0, 0.0]))
+    assert torch.equal(project_dual_signs(lp, -y), torch.tensor([2.0, 3.0, -4.0, 5.0, 0.0]))
+    with pytest.raises(ValueError, match="5 rows"):
+        project_dual_signs(lp, torch.zeros(4))
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_prediction_shapes_bounds_signs_and_timings(scaling):
+    lp = all_row_types_lp()
+    model = tiny_model(2, scaling=scaling).double()
+    ws = predict_warm_start(model, lp)
+    assert isinstance(ws, WarmStart)
+    assert ws.x.shape == (4,) and ws.y.shape == (5,)
+    assert ws.x.dtype == ws.y.dtype == torch.float64 and ws.x.device.type == "cpu"
+    assert bool(((ws.x >= lp.col_lower) & (ws.x <= lp.col_upper)).all())
+    assert torch.equal(ws.y, project_dual_signs(lp, ws.y))
+    assert ws.y[4] == 0.0  # free row
+    # the unprojected prediction is the same up to the projections
+    raw_x, raw_y = model.predict(lp)
+    assert torch.allclose(ws.x, raw_x) and torch.allclose(ws.y, project_dual_signs(lp, raw_y))
+    assert ws.prediction_time > 0 and ws.graph_time > 0 and ws.inference_time > 0
+    assert ws.prediction_time == pytest.approx(ws.graph_time + ws.inference_time)
+    # a WarmStart is accepted by solve_lp as it is and as (x, y)
+    a = l2o.solve_lp(lp, device="cpu", warm_start=ws, iteration_limit=50)
+    b = l2o.solve_lp(lp, device="cpu", warm_start=(ws.x, ws.y), iteration_limit=50)
+    assert torch.equal(a.x, b.x) and a.iterations == b.iterations
+
+
+def test_kkt_error_matches_the_solver_on_afiro():
+    lp = l2o.load_example("afiro")
+    res = l2o.solve_lp(lp, device="cpu", tol=1e-8)
+    mine = kkt_error(lp, res.x, res.y)
+    # same formulas; the solver's dual residual uses the slack of its last primal step instead
+    assert mine["rel_primal_residual"] == pytest.approx(res.kkt["rel_primal_residual"],
+                                                        rel=1e-6, abs=1e-14)
+    assert max(mine.values()) <= 1e-7
+    zero = kkt_error(lp, torch.zeros(lp.num_cols), torch.zeros(lp.num_rows))
+    assert zero["rel_primal_residual"] > 1e-2  # afiro: 0.052
+
+
+# ---- the bundled PageRank model -----------------------------------------------------------------
+
+@pytest.mark.skipif("pagerank" not in bundled_models(), reason="no bundled pagerank model")
+def test_bundled_pagerank_model_beats_the_cold_start():
+    """On a fresh PageRank LP (a seed no training or validation instance used) the prediction's
+    KKT error is below the cold start's, and the warm solve ends OPTIMAL in no more iterations."""
+    torch.set_num_threads(1)
+    lp = pagerank(3000, seed=987_654)
+    model = load_model("pagerank")
+    ws = predict_warm_start(model, lp)
+    zeros = (torch.zeros(lp.num_cols, dtype=torch.float64),
+             torch.zeros(lp.num_rows, dtype=torch.float64))
+    predicted, cold_start = kkt_error(lp, ws.x, ws.y), kkt_error(lp, *zeros)
+    assert predicted["rel_primal_residual"] < 0.1 * cold_start["rel_primal_residual"]
+    warm = l2o.solve_lp(lp, device="cpu", warm_start=ws)
+    cold = l2o.solve_lp(lp, device="cpu")
+    assert warm.status == cold.status == l2o.LPStatus.OPTIMAL
+    assert warm.iterations <= cold.iterations
