@@ -17,6 +17,7 @@ import torch
 
 import l2o
 from l2o.cli import EXIT_CODES, main
+from l2o.models import bundled_models
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
 with open(DATA / "netlib" / "optimal_values.csv") as _handle:
@@ -303,3 +304,92 @@ def test_broken_plugin_warns_and_other_commands_work(capsys, monkeypatch):
     code, out, err = run(capsys, "info", "--example", "afiro", "--json")
     assert code == 0 and json.loads(out)["columns"] == 32
     assert "commands of l2o.tests_broken_plugin unavailable: RuntimeError: bug" in err
+
+
+# ---- solve --model (two-stage solving) ---------------------------------------------------------
+
+@pytest.fixture
+def pagerank_file(tmp_path):
+    """A small PageRank LP file and a tiny untrained PDHG-Net checkpoint."""
+    from l2o.datasets import pagerank
+    from l2o.net import PDHGNet, save_model
+
+    path = tmp_path / "pr.mps.gz"
+    l2o.write_lp(pagerank(300, seed=11), path)
+    torch.manual_seed(0)
+    save_model(PDHGNet(hidden=4, layers=2, scaling=True), tmp_path / "tiny.pt")
+    return path
+
+
+def test_solve_model_json_keys(capsys, pagerank_file):
+    model = pagerank_file.parent / "tiny.pt"
+    code, out, err = run(capsys, "solve", pagerank_file, "--model", model, "--device", "cpu",
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["status"] == "optimal"
+    warm = data["warm_start"]
+    assert warm["model"] == str(model) and warm["path"] == str(model)
+    assert set(warm["initial_kkt"]) == {"rel_primal_residual", "rel_dual_residual", "rel_gap"}
+    assert warm["prediction_time"] == pytest.approx(warm["graph_time"] + warm["inference_time"])
+    assert data["total_time"] == pytest.approx(warm["prediction_time"] + data["solve_time"])
+    assert "cold" not in data and "speedup" not in data
+
+
+def test_solve_model_compare_cold(capsys, pagerank_file):
+    model = pagerank_file.parent / "tiny.pt"
+    code, out, _ = run(capsys, "solve", pagerank_file, "--model", model, "--device", "cpu",
+                       "--json", "--compare-cold")
+    assert code == 0
+    data = json.loads(out)
+    cold = data["cold"]
+    assert cold["status"] == "optimal" and cold["iterations"] >= 1
+    # the cold solve is the plain solve of the same LP with the same options
+    code, out, _ = run(capsys, "solve", pagerank_file, "--device", "cpu", "--json")
+    assert json.loads(out)["iterations"] == cold["iterations"]
+    assert data["speedup"] == pytest.approx(cold["solve_time"] / data["total_time"])
+    code, out, _ = run(capsys, "solve", pagerank_file, "--model", model, "--device", "cpu",
+                       "--compare-cold")
+    assert code == 0
+    for text in ("warm start", "prediction", "total time", "cold start", "speedup"):
+        assert text in out
+    code, out, _ = run(capsys, "solve", pagerank_file, "--model", model, "--device", "cpu",
+                       "--compare-cold", "-q")
+    assert code == 0 and len(out.strip().splitlines()) == 1 and "cold start: optimal" in out
+
+
+def test_solve_model_errors(capsys, pagerank_file, tmp_path):
+    code, _, err = run(capsys, "solve", pagerank_file, "--model", "no_such_model", "-q")
+    assert code == 2 and "'no_such_model'" in err and "bundled models:" in err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    code, _, err = run(capsys, "solve", pagerank_file, "--model", bad, "-q")
+    assert code == 3 and "bad.pt" in err and "not a readable l2o checkpoint" in err
+    code, _, err = run(capsys, "solve", pagerank_file, "--model", tmp_path / "tiny.pt",
+                       "--warm-start", tmp_path / "sol.json", "-q")
+    assert code == 2 and "exclude each other" in err
+    code, _, err = run(capsys, "solve", pagerank_file, "--compare-cold", "-q")
+    assert code == 2 and "--compare-cold needs --model" in err
+
+
+def test_solve_help_documents_model(capsys):
+    _, out, _ = run(capsys, "solve", "--help")
+    assert "--model" in out and "--compare-cold" in out
+    for name in bundled_models():
+        assert name in out
+
+
+@pytest.mark.skipif("pagerank" not in bundled_models(), reason="no bundled pagerank model")
+def test_solve_bundled_pagerank_model(capsys, tmp_path):
+    """`l2o solve FILE --model pagerank` on a fresh PageRank LP (a seed training never used)."""
+    from l2o.datasets import pagerank
+
+    path = tmp_path / "pr.mps.gz"
+    l2o.write_lp(pagerank(2000, seed=424_242), path)
+    code, out, err = run(capsys, "solve", path, "--model", "pagerank", "--device", "cpu",
+                         "--json", "--compare-cold")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["status"] == data["cold"]["status"] == "optimal"
+    assert data["iterations"] <= data["cold"]["iterations"]
+    assert data["warm_start"]["path"].endswith("pagerank.pt")
