@@ -1,0 +1,406 @@
+"""PDHG-Net warm starts vs cold starts of ``l2o.solve_lp`` on fresh LP instances (GPU).
+
+For every case (family, size) and fresh seed (>= ``BENCH_SEED``, never used in training), and for
+every tolerance, each start is timed end to end, its own prediction included:
+
+    cold       x = 0 (projected on the bounds), y = 0                      (the baseline)
+    model      PDHG-Net's prediction (l2o.net), then the warm-started solve
+    power      PageRank only: ``--power-iterations`` power iterations of the PageRank vector
+               from the uniform vector, y = 0 (the cheap heuristic the model must beat)
+
+    total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
+
+Reported per start: iterations, prediction / solve / total seconds (medians over ``--reps``
+after one warm-up pass, CUDA synchronized), the speedup cold total / total, and the start's
+initial KKT error (relative primal residual, dual residual and gap of the solver's own
+termination formulas, :func:`l2o.net.kkt_error`).
+
+The model's graph is built one of two ways (``--graph``):
+
+* ``api``: :func:`l2o.net.predict_warm_start`, the public API (``l2o.net.lp_to_graph`` builds
+  the graph, preconditioning and ||A||_2 estimate included, on the CPU, then moves it);
+* ``device``: :func:`device_graph` here, the same graph built on the GPU (the LP moved there
+  first; the solver's ``scale_lp`` and the same power iteration run on the device). Same
+  numbers up to rounding (tests/l2o/test_pdhgnet_benchmark.py); much cheaper on large LPs.
+
+Cases: PageRank (Barabasi-Albert, degree 3) at ``--pagerank-nodes`` (default the bundled
+model's largest training size, 10x it, and 1e6 nodes) with the bundled model ``pagerank``;
+set cover, combinatorial auction and facility location at their training size ("train", the
+generator defaults) and 4x it ("x4"), with ``benchmarks/models/{family}.pt``
+(``benchmarks/train_family_models.py``).
+
+    python benchmarks/pdhgnet.py --device cuda --out OUT [--families ...] [--sizes train x4]
+        [--pagerank-nodes 8000 80000 1000000] [--seeds 3] [--tols 1e-4 1e-8] [--reps 3]
+        [--graph device api]
+
+Outputs: ``pdhgnet.json`` (settings, rows, summary) and ``pdhgnet.csv`` (one row per
+case, seed, tolerance and start) in OUT, and the table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+BENCH_SEED = 5_000_000            # fresh: training used 0-1015 (families), 10000-40015 (PageRank)
+MODELS = Path(__file__).resolve().parent / "models"
+RELAXATIONS = ("setcover", "auction", "facility")
+FAMILIES = ("pagerank", *RELAXATIONS)
+# "train": the generator defaults the models were trained on; "x4": four times the columns with
+# the same nonzeros per column (set cover), items per bid (auction), customer/facility ratio.
+SIZES = {
+    "setcover": {"train": {}, "x4": dict(rows=2000, cols=4000, density=0.0125)},
+    "auction": {"train": {}, "x4": dict(items=400, bids=2000)},
+    "facility": {"train": {}, "x4": dict(customers=200, facilities=100)},
+}
+PAGERANK_NODES = (8_000, 80_000, 1_000_000)
+KKT_KEYS = ("rel_primal_residual", "rel_dual_residual", "rel_gap")
+
+
+def _import_l2o():
+    """``import l2o`` also where highspy is missing (the GPU machine): only file I/O needs it."""
+    try:
+        import highspy  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("highspy")
+        stub.__getattr__ = lambda name: type(name, (), {})  # annotations / enum lookups only
+        sys.modules["highspy"] = stub
+    import l2o
+    return l2o
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# starts
+
+def power_start(lp, iterations: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """PageRank heuristic: ``iterations`` power steps x <- d P x + (1 - d)/n from x = 1/n; y = 0.
+
+    Written with the LP's own rank rows (I - d P) x >= (1 - d)/n (the first n rows, lower
+    bounds l): d P x + (1 - d)/n = x + (l - (A x)[:n]).  Runs on ``device`` (the matrix is copied
+    there first, which the time includes).
+
+    Returns:
+        x (n,), y (m,) float64 on the CPU (y = 0).
+    """
+    n = lp.num_cols
+    A = lp.A.to(device)
+    lower = lp.row_lower[:n].to(device, torch.float64)
+    x = torch.full((n,), 1.0 / n, dtype=torch.float64, device=device)
+    for _ in range(iterations):
+        x = x + (lower - (A @ x)[:n])
+    return x.clamp_min(0.0).cpu(), torch.zeros(lp.num_rows, dtype=torch.float64)
+
+
+def device_graph(lp, *, device: torch.device, dtype: torch.dtype, scaling: bool,
+                 operator_norm: bool):
+    """``l2o.net.lp_to_graph(lp, dtype=..., reverse=False, scaling=..., operator_norm=...)``,
+    built on ``device`` instead of the CPU (same fields, same values up to rounding).
+
+    The LP is moved to ``device``; with ``scaling`` the solver's ``scale_lp`` runs there, and
+    ``a_norm`` is the same power iteration (100 iterations, tol 1e-4, same seeded start) on the
+    device's copy of A (or A~).
+    """
+    from bilevel.linalg import LinearOperator, power_iteration
+    from torch_geometric.data import HeteroData
+
+    from l2o.net.graph import CON, EDGE, VAR, constraint_features, variable_features
+    from l2o.pdhg.scaling import scale_lp
+
+    lp = lp.to(device)
+    m, n = lp.num_rows, lp.num_cols
+    c0 = lp.minimize_c[1]
+    f64 = torch.float64
+    if scaling:
+        s = scale_lp(lp, device=device, dtype=f64)
+        A, c = s.op.csr, s.c
+        bounds = s.col_lower, s.col_upper, s.row_lower, s.row_upper
+        var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
+    else:
+        A, c = lp.A.to_sparse_csr().to(f64), lp.minimize_c[0].to(f64)
+        bounds = lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper
+        var_scale = torch.ones(n, dtype=f64, device=device)
+        con_scale = torch.ones(m, dtype=f64, device=device)
+    col_lower, col_upper, row_lower, row_upper = (b.to(f64) for b in bounds)
+    rows = torch.repeat_interleave(torch.arange(m, device=device), A.crow_indices().diff())
+    values = A.values()
+
+    graph = HeteroData()
+    var, con = graph[VAR], graph[CON]
+    var.c = c.to(dtype)
+    var.lower, var.upper = col_lower.to(dtype), col_upper.to(dtype)
+    var.x = variable_features(var.c, var.lower, var.upper)
+    var.scale = var_scale.to(dtype)
+    var.num_nodes = n
+    con.lower, con.upper = row_lower.to(dtype), row_upper.to(dtype)
+    con.x = constraint_features(con.lower, con.upper)
+    con.scale = con_scale.to(dtype)
+    con.num_nodes = m
+    graph[EDGE].edge_index = torch.stack([rows, A.col_indices().to(torch.int64)])
+    graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
+    a_norm = 1.0
+    if operator_norm and values.numel() and bool((values != 0).any()):
+        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
+    graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
+    graph.c0 = torch.tensor([c0], dtype=dtype, device=device)
+    graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
+    graph.scaled = torch.tensor([bool(scaling)], device=device)
+    graph.name = lp.name
+    return graph
+
+
+@torch.no_grad()
+def predict_on_device(model, lp, device: torch.device):
+    """Like ``l2o.net.predict_warm_start`` with the graph of :func:`device_graph`.
+
+    Returns:
+        ``l2o.net.WarmStart`` (x in the column bounds, y with the dual signs, CPU float64).
+    """
+    from l2o.net import WarmStart, project_dual_signs, unscale_solution
+
+    model = model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    _sync(device)
+    start = time.perf_counter()
+    graph = device_graph(lp, device=device, dtype=dtype, scaling=model.scaling,
+                         operator_norm=model.normalize_steps)
+    _sync(device)
+    built = time.perf_counter()
+    x, y = unscale_solution(graph, *model(graph))
+    x, y = x.to("cpu", torch.float64), y.to("cpu", torch.float64)
+    done = time.perf_counter()
+    x = torch.clamp(x, lp.col_lower.double().cpu(), lp.col_upper.double().cpu())
+    y = project_dual_signs(lp, y)
+    return WarmStart(x=x, y=y, prediction_time=done - start, graph_time=built - start,
+                     inference_time=done - built, device=str(device))
+
+
+def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
+    """name -> callable returning (x, y) or None (cold), each timed as the start's prediction."""
+    from l2o.net import predict_warm_start
+
+    starts = {"cold": lambda: None}
+    if model is not None:
+        for mode in args.graph:
+            name = "model" if len(args.graph) == 1 else f"model[{mode}]"
+            if mode == "api":
+                starts[name] = lambda: tuple(predict_warm_start(model, lp, device))
+            else:
+                starts[name] = lambda: tuple(predict_on_device(model, lp, device))
+    if family == "pagerank" and args.power_iterations > 0:
+        starts[f"power{args.power_iterations}"] = lambda: power_start(
+            lp, args.power_iterations, device)
+    return starts
+
+
+def initial_kkt(lp, start) -> dict[str, float]:
+    """The solver's relative KKT errors of a start (cold: x = proj(0), y = 0)."""
+    from l2o.net import kkt_error
+
+    if start is None:
+        x = torch.clamp(torch.zeros(lp.num_cols, dtype=torch.float64),
+                        lp.col_lower.double().cpu(), lp.col_upper.double().cpu())
+        start = (x, torch.zeros(lp.num_rows, dtype=torch.float64))
+    return kkt_error(lp, *start)
+
+
+# ---------------------------------------------------------------------------------------------
+# measurement
+
+def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
+    """One end-to-end run of a start: prediction, then the (warm-started) solve."""
+    _sync(device)
+    t0 = time.perf_counter()
+    start = make()
+    _sync(device)
+    t1 = time.perf_counter()
+    res = l2o.solve_lp(lp, tol=tol, device=device, warm_start=start,
+                       time_limit=args.time_limit, check_every=args.check_every)
+    _sync(device)
+    t2 = time.perf_counter()
+    return {"start": start, "predict_s": t1 - t0, "solve_s": t2 - t1, "total_s": t2 - t0,
+            "iterations": res.iterations, "status": res.status.name,
+            "objective": res.objective}
+
+
+def cases(args) -> list[tuple[str, str, dict]]:
+    out = []
+    for family in args.families:
+        if family == "pagerank":
+            out += [("pagerank", f"n{n}", {"nodes": n}) for n in args.pagerank_nodes]
+        else:
+            out += [(family, size, SIZES[family][size]) for size in args.sizes]
+    return out
+
+
+def load_models(args, device: torch.device) -> dict:
+    from l2o.net import load_model
+
+    models = {}
+    for family in args.families:
+        where = args.pagerank_model if family == "pagerank" else str(
+            Path(args.models) / f"{family}.pt")
+        try:
+            models[family] = load_model(where, device)
+        except FileNotFoundError as error:
+            raise SystemExit(f"pdhgnet.py: no model for {family}: {error} (train the relaxation "
+                             f"models with benchmarks/train_family_models.py)") from None
+        models[family].model_source = where
+    return models
+
+
+def run(args) -> dict:
+    l2o = _import_l2o()
+    from l2o.datasets import generate
+
+    device = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = load_models(args, device)
+    tols = [float(t) for t in args.tols]
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {gpu}, torch {torch.__version__}", flush=True)
+    rows = []
+    for family, size, options in cases(args):
+        model = models[family]
+        for k in range(args.seeds):
+            seed = BENCH_SEED + k
+            t = time.perf_counter()
+            lp = generate(family, seed=seed, **options)
+            gen_s = time.perf_counter() - t
+            starts = make_starts(lp, family, model, args, device)
+            info = {"family": family, "size": size, "seed": seed, "rows": lp.num_rows,
+                    "cols": lp.num_cols, "nnz": lp.nnz, "generate_s": gen_s}
+            print(f"\n{family} {size} seed {seed}: {lp.num_rows} x {lp.num_cols}, nnz {lp.nnz}, "
+                  f"generated in {gen_s:.2f} s", flush=True)
+            kkt = {}
+            for tol in tols:
+                runs = {name: [] for name in starts}
+                for rep in range(args.reps + 1):            # rep 0 is the warm-up, discarded
+                    for name, make in starts.items():
+                        r = time_start(l2o, lp, make, tol, device, args)
+                        if name not in kkt:
+                            kkt[name] = initial_kkt(lp, r["start"])
+                        if rep > 0:
+                            runs[name].append(r)
+                cold_total = statistics.median(r["total_s"] for r in runs["cold"])
+                cold_solve = statistics.median(r["solve_s"] for r in runs["cold"])
+                for name, rs in runs.items():
+                    med = {key: statistics.median(r[key] for r in rs)
+                           for key in ("predict_s", "solve_s", "total_s")}
+                    row = {**info, "tol": tol, "start": name,
+                           "status": ",".join(sorted({r["status"] for r in rs})),
+                           "iterations": rs[0]["iterations"], **med,
+                           "speedup_total": cold_total / med["total_s"],
+                           "speedup_solve": cold_solve / med["solve_s"],
+                           **{f"kkt0_{key}": kkt[name][key] for key in KKT_KEYS},
+                           "objective": rs[0]["objective"], "reps": len(rs),
+                           "model": getattr(model, "model_source", None)
+                           if name.startswith("model") else None}
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+                    with open(out / "pdhgnet_partial.csv", "a", newline="") as f:
+                        w = csv.DictWriter(f, fieldnames=list(row))
+                        if len(rows) == 1:
+                            w.writeheader()
+                        w.writerow(row)
+    summary = summarize(rows)
+    result = {"settings": {"device": gpu, "torch": torch.__version__,
+                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           "command": " ".join(sys.argv), "bench_seed": BENCH_SEED,
+                           **{k: v for k, v in vars(args).items()}},
+              "summary": summary, "rows": rows}
+    print("\nsummary (geometric mean over seeds of cold total / start total):")
+    for s in summary:
+        print(f"  {s['family']:9s} {s['size']:9s} tol {s['tol']:7.0e} {s['start']:14s} "
+              f"speedup {s['speedup_total']:6.2f}x  solve-only {s['speedup_solve']:6.2f}x  "
+              f"iterations {s['iterations']:8.0f} (cold {s['cold_iterations']:.0f})")
+    (out / "pdhgnet.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    with open(out / "pdhgnet.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return result
+
+
+def _geomean(values) -> float:
+    values = list(values)
+    return math.exp(sum(map(math.log, values)) / len(values))
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (family, size, tol, start): geometric means over seeds of speedups and iterations."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["family"], r["size"], r["tol"], r["start"]), []).append(r)
+    out = []
+    for (family, size, tol, start), rs in groups.items():
+        cold = groups[(family, size, tol, "cold")]
+        out.append({"family": family, "size": size, "tol": tol, "start": start,
+                    "seeds": len(rs), "all_optimal": all(r["status"] == "OPTIMAL" for r in rs),
+                    "speedup_total": _geomean(r["speedup_total"] for r in rs),
+                    "speedup_solve": _geomean(r["speedup_solve"] for r in rs),
+                    "iterations": _geomean(r["iterations"] for r in rs),
+                    "cold_iterations": _geomean(r["iterations"] for r in cold),
+                    "predict_s": _geomean(max(r["predict_s"], 1e-9) for r in rs),
+                    "total_s": _geomean(r["total_s"] for r in rs),
+                    **{f"kkt0_{k}": _geomean(max(r[f"kkt0_{k}"], 1e-300) for r in rs)
+                       for k in KKT_KEYS}})
+    return out
+
+
+def format_row(r: dict) -> str:
+    kkt = "/".join(f"{r[f'kkt0_{k}']:.1e}" for k in KKT_KEYS)
+    return (f"  tol {r['tol']:7.0e} {r['start']:14s} {r['status']:9s} it {r['iterations']:7d}  "
+            f"predict {r['predict_s']:8.4f}s solve {r['solve_s']:8.4f}s total {r['total_s']:8.4f}s"
+            f"  x{r['speedup_total']:5.2f} (solve x{r['speedup_solve']:5.2f})  kkt0 {kkt}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    ap.add_argument("--sizes", nargs="+", default=["train", "x4"], choices=["train", "x4"],
+                    help="sizes of the relaxation families (train: the training size)")
+    ap.add_argument("--pagerank-nodes", type=int, nargs="+", default=list(PAGERANK_NODES))
+    ap.add_argument("--seeds", type=int, default=1,
+                    help=f"fresh instances per case (seeds {BENCH_SEED}, {BENCH_SEED + 1}, ...)")
+    ap.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up")
+    ap.add_argument("--graph", nargs="+", default=["device"], choices=["device", "api"],
+                    help="how the model's graph is built (see the module docstring)")
+    ap.add_argument("--power-iterations", type=int, default=5,
+                    help="PageRank heuristic start: power iterations (0: no heuristic)")
+    ap.add_argument("--pagerank-model", default="pagerank",
+                    help="bundled model name or checkpoint path for PageRank")
+    ap.add_argument("--models", default=str(MODELS),
+                    help="folder of the relaxation families' {family}.pt")
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--check-every", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    ap.add_argument("--out", default="pdhgnet_out")
+    return ap
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()
