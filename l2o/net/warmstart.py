@@ -31,15 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch_geometric.data import HeteroData
 
 from l2o.models import MODELS_DIR, bundled_models
 from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-from .graph import lp_to_graph, unscale_solution
+from .graph import (
+    CON,
+    EDGE,
+    VAR,
+    constraint_features,
+    lp_to_graph,
+    unscale_solution,
+    variable_features,
+)
 from .model import PDHGNet
 
 __all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
-           "kkt_error", "load_checkpoint_model", "load_model", "predict_warm_start",
+           "inference_graph", "kkt_error", "load_checkpoint_model", "load_model", "predict_warm_start",
            "project_dual_signs", "resolve_model", "save_model"]
 
 class ModelNotFoundError(FileNotFoundError):
@@ -167,6 +176,62 @@ def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
     return torch.clamp(y, lo, hi)
 
 
+def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
+                    dtype: torch.dtype = torch.float32, device: Any = "cpu") -> HeteroData:
+    """``lp_to_graph(lp, dtype=dtype, reverse=False, scaling=scaling, operator_norm=...)``,
+    built on ``device`` (no labels, no reversed edges).
+
+    The same graph as :func:`l2o.net.lp_to_graph` (which scales and estimates ||A||_2 on the
+    CPU, as datasets are built; tests check that the two agree): here the preconditioning
+    (:func:`l2o.pdhg.scaling.scale_lp`, float64) and the power iteration run on ``device``, so on
+    a GPU the graph of a million-node LP does not wait for seconds of CPU work.
+    """
+    device = torch.device(device)
+    from bilevel.linalg import LinearOperator, power_iteration
+    from l2o.pdhg.scaling import scale_lp
+
+    m, n = lp.num_rows, lp.num_cols
+    if scaling:
+        s = scale_lp(lp, device=device, dtype=torch.float64)
+        A, c = s.op.csr, s.c
+        col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
+            s.row_upper
+        var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
+    else:
+        A = lp.A.to_sparse_csr().to(device, torch.float64)
+        c = lp.minimize_c[0].to(device, torch.float64)
+        col_lower, col_upper, row_lower, row_upper = (
+            v.to(device, torch.float64) for v in (lp.col_lower, lp.col_upper, lp.row_lower,
+                                                  lp.row_upper))
+        var_scale = torch.ones(n, dtype=torch.float64, device=device)
+        con_scale = torch.ones(m, dtype=torch.float64, device=device)
+    crow = A.crow_indices().to(torch.int64)
+    rows = torch.repeat_interleave(torch.arange(m, device=device), crow.diff(), output_size=lp.nnz)
+    values = A.values()
+    graph = HeteroData()
+    var, con = graph[VAR], graph[CON]
+    var.c = c.to(dtype)
+    var.lower, var.upper = col_lower.to(dtype), col_upper.to(dtype)
+    var.x = variable_features(var.c, var.lower, var.upper)
+    var.scale = var_scale.to(dtype)
+    var.num_nodes = n
+    con.lower, con.upper = row_lower.to(dtype), row_upper.to(dtype)
+    con.x = constraint_features(con.lower, con.upper)
+    con.scale = con_scale.to(dtype)
+    con.num_nodes = m
+    graph[EDGE].edge_index = torch.stack([rows, A.col_indices().to(torch.int64)])
+    graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
+    a_norm = 1.0
+    if operator_norm and values.numel() and bool((values != 0).any()):
+        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
+    graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
+    graph.c0 = torch.tensor([lp.minimize_c[1]], dtype=dtype, device=device)
+    graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
+    graph.scaled = torch.tensor([bool(scaling)], device=device)
+    graph.name = lp.name
+    return graph
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -176,10 +241,10 @@ def _sync(device: torch.device) -> None:
 def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
     """Predict a warm start (x, y) of ``lp`` with ``model`` (see :class:`WarmStart`).
 
-    Builds the graph the model expects (preconditioned if ``model.scaling``), runs the model on
-    ``device`` (default: where the model is; the model is moved there), maps the prediction back
-    to the LP's own variables (minimization form) and projects x onto the column bounds and y
-    onto the dual sign cone of the row types.
+    Builds the graph the model expects on ``device`` (:func:`inference_graph`; preconditioned if
+    ``model.scaling``), runs the model there (default device: the model's; the model is moved
+    to ``device``), maps the prediction back to the LP's own variables (minimization form) and
+    projects x onto the column bounds and y onto the dual sign cone of the row types.
 
     Returns:
         A :class:`WarmStart` with x (n,), y (m,) float64 on the CPU.
@@ -191,8 +256,8 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
     dtype = next(model.parameters()).dtype
     _sync(device)
     start = time.perf_counter()
-    graph = lp_to_graph(lp, dtype=dtype, reverse=False, scaling=model.scaling,
-                        operator_norm=model.normalize_steps).to(device)
+    graph = inference_graph(lp, scaling=model.scaling, operator_norm=model.normalize_steps,
+                            dtype=dtype, device=device)
     _sync(device)
     built = time.perf_counter()
     x, y = unscale_solution(graph, *model(graph))

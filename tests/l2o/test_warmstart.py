@@ -178,3 +178,43 @@ def test_bundled_pagerank_model_beats_the_cold_start():
     cold = l2o.solve_lp(lp, device="cpu")
     assert warm.status == cold.status == l2o.LPStatus.OPTIMAL
     assert warm.iterations <= cold.iterations
+
+
+# ---- the inference graph -----------------------------------------------------------------------
+
+def assert_same_graph(a, b):
+    assert a.node_types == b.node_types and a.edge_types == b.edge_types
+    for key in a.node_types + a.edge_types:
+        sa, sb = a[key], b[key]
+        assert set(sa.keys()) == set(sb.keys()), key
+        for name in sa.keys():
+            va, vb = sa[name], sb[name]
+            if isinstance(va, torch.Tensor):
+                assert va.dtype == vb.dtype and torch.equal(va.cpu(), vb.cpu()), (key, name)
+            else:
+                assert va == vb, (key, name)
+    for name in ("a_norm", "c0", "maximize", "scaled", "name"):
+        va, vb = a[name], b[name]
+        assert torch.equal(va.cpu(), vb.cpu()) if isinstance(va, torch.Tensor) else va == vb
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scaling", [False, True])
+def test_inference_graph_equals_lp_to_graph(device, scaling):
+    from l2o.net import lp_to_graph
+    from l2o.net.warmstart import inference_graph
+
+    for lp in (all_row_types_lp(), l2o.load_example("afiro"), pagerank(200, seed=3)):
+        mine = inference_graph(lp, scaling=scaling, dtype=torch.float64, device=device)
+        reference = lp_to_graph(lp, dtype=torch.float64, reverse=False, scaling=scaling)
+        if device == "cpu":
+            assert_same_graph(mine, reference)
+        else:  # other kernels: equal up to rounding
+            for store in ("var", "con"):
+                for name in ("x", "lower", "upper", "scale"):
+                    torch.testing.assert_close(mine[store][name].cpu(), reference[store][name],
+                                               rtol=1e-12, atol=0)
+            torch.testing.assert_close(mine.a_norm.cpu(), reference.a_norm, rtol=1e-3, atol=0)
