@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", default=ALL)
     parser.add_argument("--tasks", default="cleaning,tuning")
     parser.add_argument("--cleaning-steps", type=int, default=100)
-    parser.add_argument("--tuning-steps", type=int, default=1500)
+    parser.add_argument("--tuning-steps", type=int, default=300)
     parser.add_argument("--tuning-methods", default=None, help="default: --methods")
-    parser.add_argument("--tuning-lr-decay", type=float, default=300.0)
+    parser.add_argument("--tuning-lr-decay", type=float, default=None,
+                        help="default: the example's per-method schedule")
     parser.add_argument("--out", default=".")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None) -> None:
             "--json", str(out / "curves_cleaning.json")])
     if "tuning" in args.tasks:
         methods = args.tuning_methods or args.methods
+        decay = [] if args.tuning_lr_decay is None else ["--lr-decay", str(args.tuning_lr_decay)]
         _load("hyperparameter_tuning").main([
             "--device", args.device, "--methods", methods, "--quiet",
-            "--steps", str(args.tuning_steps), "--lr-decay", str(args.tuning_lr_decay),
+            "--steps", str(args.tuning_steps), *decay,
             "--plot", str(out / "curves_tuning.png"), "--json", str(out / "curves_tuning.json")])
 
 

@@ -25,6 +25,8 @@ is reported:
 Run:  python benchmarks/hypergrad.py --device cuda --out hypergrad.json
       python benchmarks/hypergrad.py --small            # CPU smoke test on subsets
 Extra keyword arguments for our engine: ``--opt check_every=16`` (repeatable).
+Before/after in one run: ``--baseline bilevel_base`` with an earlier commit's package copied
+to ``bilevel_base/`` on the path (``git archive COMMIT bilevel | tar -x``, then rename).
 """
 
 from __future__ import annotations
@@ -133,17 +135,24 @@ def relative_error(h: torch.Tensor, exact: torch.Tensor) -> float:
     return float(torch.linalg.norm(h - exact) / torch.linalg.norm(exact))
 
 
-def ours_variants(case: Case, opts: dict) -> list[tuple[str, dict, Callable]]:
+def ours_variants(case: Case, opts: dict, library=bilevel, prefix: str = "ours"
+                  ) -> list[tuple[str, dict, Callable]]:
+    """Our engines over the tolerance sweep; ``library`` may be another copy of the
+    package (``--baseline``), timed on the same objectives and data."""
+    problem = case.problem
+    if library is not bilevel:
+        problem = library.BilevelProblem(outer=problem.outer, inner=problem.inner,
+                                         x0=problem.x0, y0=problem.y0)
     variants = []
     for method, warm in (("cg", False), ("minres", False), ("cg", True)):
-        name = f"ours-{method}" + ("-warm" if warm else "")
+        name = f"{prefix}-{method}" + ("-warm" if warm else "")
         for tol in OURS_TOLS:
             kw = dict(method=method, tol=tol, **opts)
             if warm:
                 kw["v0"] = case.v0_warm
 
             def run(kw=kw):
-                return bilevel.hypergrad(case.problem, case.x, case.y, **kw)
+                return library.hypergrad(problem, case.x, case.y, **kw)
             variants.append((name, {"tol": tol}, run))
     return variants
 
@@ -173,9 +182,11 @@ def torchopt_variants(case: Case) -> list[tuple[str, dict, Callable]]:
 
 
 def run_case(case: Case, device: torch.device, reps: int, target: float, opts: dict,
-             with_torchopt: bool) -> list[dict]:
+             with_torchopt: bool, baseline=None) -> list[dict]:
     rows = []
     variants = ours_variants(case, opts)
+    if baseline is not None:
+        variants += ours_variants(case, opts, baseline, "base")
     if with_torchopt:
         variants += torchopt_variants(case)
     for name, setting, fn in variants:
@@ -187,6 +198,7 @@ def run_case(case: Case, device: torch.device, reps: int, target: float, opts: d
                        converged=info.converged, hvp_count=info.hvp_count)
         row["meets_target"] = row["relerr"] <= target
         rows.append(row)
+        print(json.dumps(row), flush=True)  # as it comes: a run cut short keeps its rows
     return rows
 
 
@@ -241,7 +253,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--opt", action="append", default=[],
                         help="extra keyword for bilevel.hypergrad, e.g. check_every=16")
     parser.add_argument("--out", default=None, help="write all rows and the summary as JSON")
+    parser.add_argument("--baseline", default=None, metavar="MODULE",
+                        help="also time another copy of the library, importable as MODULE "
+                             "(e.g. an earlier commit's bilevel/ copied to bilevel_base/), "
+                             "as variants base-*, in the same run")
     args = parser.parse_args(argv)
+    baseline = None
+    if args.baseline:
+        import importlib
+        baseline = importlib.import_module(args.baseline)
     device = torch.device(args.device)
     opts = {}
     for item in args.opt:
@@ -258,9 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for case in cases:
         print(f"{case.name}: {case.info}", flush=True)
-        rows += run_case(case, device, args.reps, args.target, opts, not args.no_torchopt)
-    for row in rows:
-        print(json.dumps(row), flush=True)
+        rows += run_case(case, device, args.reps, args.target, opts, not args.no_torchopt,
+                         baseline)
     summary = print_table(rows, args.target)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "target": args.target, "opts": opts,

@@ -10,6 +10,11 @@ references (:mod:`bilevel.tasks.reference`):
 * h at the end against the best single shared weight exp(s) of a grid search;
 * the test loss next to the validation loss (22 tuned weights can overfit validation).
 
+Defaults: start x = -4 (every weight exp(-4)), 300 outer steps of Adam at a constant 0.3
+(BO-REP: normalized steps of length 0.3 / (1 + k / 100), 50 inner gradient steps every
+second outer step); aid-* solve the inner problem by warm-started damped Newton steps to
+||grad_y g|| <= 1e-10 (``inner_method="newton"``).
+
     python examples/hyperparameter_tuning.py [--device cuda] [--methods aid-cg,borep] [--steps N]
 
 Prints a summary table and saves ``hyperparameter_tuning.png`` (validation loss and test
@@ -29,10 +34,20 @@ from bilevel.tasks import hyperparameter_tuning, load_ijcnn1
 from bilevel.tasks import reference as R
 
 GRID = [-30.0, -25.0, -20.0] + [float(s) for s in range(-16, 3)]
-# outer step per method: Adam's step for most; BO-REP's normalized step moves x by
-# exactly outer_lr (in norm) per step
-DEFAULT_LR = {"borep": 1.0}
+# outer step per method: Adam's step (constant) for most; BO-REP's normalized step moves x
+# by exactly outer_lr (in norm) per step, decayed as outer_lr / (1 + k / 100): with
+# eta = 1.0 constant it walked every weight to exp(-22..-49), the flat "no regularization"
+# limit (val loss = the grid's best to 1e-10), instead of the interior optimum
+DEFAULT_LR = {"borep": 0.3}
+LR_DECAY = {"borep": 100.0}
 ADAM_LR = 0.3
+# AID methods solve the inner problem by warm-started damped Newton steps (CG directions)
+# to ||grad_y g|| <= 1e-10: as the weights fall towards "no regularization" the inner
+# Hessian's condition number grows to 1e3-1e4, and 20 gradient steps of size
+# 1/lambda_max per outer step left theta 0.6-13 away from theta*(x) and the
+# hypergradient 40-80% off (measured), which stalled the outer loop.
+AID_OPTIONS = {"inner_method": "newton", "inner_tol": 1e-10}
+INNER_STEPS = {"newton": 5, "gd": 20, "borep": 50}
 
 
 def exact_metrics(task64, x: torch.Tensor, theta0: torch.Tensor, split) -> dict:
@@ -65,16 +80,27 @@ def run_method(problem, task, task64, split, method: str, args, start_metrics: d
 
     lr = args.outer_lr if args.outer_lr is not None else DEFAULT_LR.get(method, ADAM_LR)
     base = lr
-    schedule = (lambda k: base / (1 + k / args.lr_decay)) if args.lr_decay > 0 else base
+    decay = args.lr_decay if args.lr_decay is not None else LR_DECAY.get(method, 0.0)
+    schedule = (lambda k: base / (1 + k / decay)) if decay > 0 else base
+    options = {}
+    if method.startswith("aid-"):
+        options = {**AID_OPTIONS, "inner_method": args.inner_method}
+        if args.inner_method == "gd":
+            options.pop("inner_tol")
+    inner_steps = args.inner_steps or INNER_STEPS.get(
+        method, INNER_STEPS[options.get("inner_method", "gd")])
     start = time.perf_counter()
     result = bilevel.solve(problem, method=method, outer_steps=args.steps,
-                           inner_steps=args.inner_steps, outer_lr=schedule, seed=0,
+                           inner_steps=inner_steps, outer_lr=schedule, seed=0,
                            lr_every=args.lr_every, callback=callback,
-                           progress=not args.quiet)
+                           progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     end = exact_metrics(task64, result.x, start_metrics["theta"], split)
     drop = start_metrics["true_hypergrad_norm"] / max(end["true_hypergrad_norm"], 1e-300)
     return {"method": method, "status": result.status.value, "steps": result.n_steps,
+            "start_val_loss": start_metrics["val_loss"],
+            "start_true_hypergrad_norm": start_metrics["true_hypergrad_norm"],
+            "options": options, "inner_steps": inner_steps, "lr_decay": decay,
             "outer_lr": lr, "seconds": seconds, "val_loss": end["val_loss"],
             "test_loss": end["test_loss"], "test_acc": end["test_acc"],
             "true_hypergrad_norm": end["true_hypergrad_norm"], "norm_drop": drop,
@@ -105,16 +131,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--methods", default="aid-cg,borep")
     parser.add_argument("--steps", type=int, default=300, help="outer steps")
-    parser.add_argument("--inner-steps", type=int, default=20)
+    parser.add_argument("--inner-steps", type=int, default=None,
+                        help="inner steps per outer step (default: 5 Newton steps, at most, "
+                             "for aid-* with --inner-method newton; 50 for borep; 20 "
+                             "gradient steps else)")
+    parser.add_argument("--inner-method", default="newton", choices=["newton", "gd"],
+                        help="inner solver of the aid-* methods")
     parser.add_argument("--outer-lr", type=float, default=None,
                         help="default: a per-method value (DEFAULT_LR, else ADAM_LR)")
-    parser.add_argument("--lr-decay", type=float, default=50.0,
-                        help="outer_lr / (1 + k / lr_decay); 0 for a constant step")
-    parser.add_argument("--lr-every", type=int, default=1,
-                        help="outer steps between re-estimates of the inner step 1/lambda_max: "
-                             "exp(x) moves lambda_max, and a stale step makes the inner "
-                             "gradient descent diverge (seen with 10)")
-    parser.add_argument("--log-reg0", type=float, default=0.0, help="start: weights exp(.)")
+    parser.add_argument("--lr-decay", type=float, default=None,
+                        help="outer_lr / (1 + k / lr_decay); 0 for a constant step (default: "
+                             "per method, LR_DECAY, else constant)")
+    parser.add_argument("--lr-every", type=int, default=10,
+                        help="outer steps between periodic re-estimates of the inner step "
+                             "1/lambda_max (it is also re-estimated when it goes stale)")
+    parser.add_argument("--log-reg0", type=float, default=-4.0,
+                        help="start: every weight exp(log_reg0) (default -4: 0.018, a "
+                             "moderate weight; from 0 the start is in the flat, heavily "
+                             "regularized region, see benchmarks/RESULTS_bilevel.md)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                         help="precision of the run (the data are small; float64 lets the "
                              "hypergradient norm fall far below float32 round-off)")

@@ -9,7 +9,9 @@ and replayed: small and medium solves are otherwise dominated by kernel launch
 overhead (tens of small kernels per iteration).  Capturing costs about as much host
 time as running the captured iterations eagerly, so the graph is kept short and
 replayed several times between checks; with ``cuda_graph="auto"`` the driver times
-one eager chunk against one replayed chunk and keeps the faster.  Everything runs on one side stream: an
+one eager chunk against one replayed chunk and keeps the faster.  The first chunk
+runs eagerly on the caller's stream, so a solve that ends there (a warm start, a
+few iterations) costs nothing extra.  The rest runs on one side stream: an
 autograd-based operator (``LinearOperator.from_hvp``) is re-linearized there once
 (via its ``rebuild`` factory), because autograd runs backward kernels on the
 stream of their forward pass, and that must be the capturing stream.
@@ -50,20 +52,37 @@ def iterate(name: str, body: Body, op: LinearOperator, state: State, *, maxiter:
     Raises:
         FloatingPointError: ``state[monitor]`` became nan/inf; names the iterations.
     """
+    def eager(s: State, steps: int) -> State:
+        for _ in range(steps):
+            s = body(op, s)
+        return s
+
     if not _want_graph(cuda_graph, state["active"].device, maxiter, check_every):
-        def eager(s: State, steps: int) -> State:
-            for _ in range(steps):
-                s = body(op, s)
-            return s
-        return _drive(name, eager, state, maxiter, check_every, monitor)
+        return _drive(name, eager, state, maxiter, check_every, monitor)[0]
 
     check_every = -(-check_every // GRAPH_STEPS) * GRAPH_STEPS  # whole replays per chunk
+    # The first chunk runs eagerly on the caller's stream, timed for the "auto" choice: a
+    # short solve (warm-started, or well conditioned: a few iterations) ends here and
+    # never pays for a side stream, a re-linearization of the operator there, or copies.
+    first = min(check_every, maxiter)
+    if not bool(state["active"]):
+        return state
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    state = eager(state, first)
+    end.record()
+    active, done = _look(name, state, monitor, 0, first), first
+    if not active or done >= maxiter:
+        return state
     caller = torch.cuda.current_stream()
     stream = torch.cuda.Stream()
     stream.wait_stream(caller)
     with torch.cuda.stream(stream):
         runner = _GraphRunner(name, body, _fresh(op), force=cuda_graph is True)
-        state = _drive(name, runner.advance, state, maxiter, check_every, monitor)
+        runner.timings["eager"] = (start, end, done)
+        runner.mode = "probe-graph"
+        state = _drive(name, runner.advance, state, maxiter - done, check_every, monitor,
+                       offset=done, active=True)[0]
     caller.wait_stream(stream)
     # Hand the results back as tensors of the caller's stream (the graph's buffers
     # belong to the side stream and to the graph's memory pool).
@@ -71,17 +90,28 @@ def iterate(name: str, body: Body, op: LinearOperator, state: State, *, maxiter:
 
 
 def _drive(name: str, advance: Callable[[State, int], State], state: State, maxiter: int,
-           check_every: int, monitor: str) -> State:
+           check_every: int, monitor: str, offset: int = 0,
+           active: bool | None = None) -> tuple[State, int, bool]:
+    """Advance in chunks while active: (state, iterations advanced, still active).
+    ``active``: the caller's last look, if it just made one (saves a sync)."""
     it = 0
-    while it < maxiter and bool(state["active"]):
+    active = bool(state["active"]) if active is None else active
+    while it < maxiter and active:
         steps = min(check_every, maxiter - it)
         state = advance(state, steps)
-        if not bool(torch.isfinite(state[monitor])):
-            raise FloatingPointError(
-                f"{name}: non-finite value (nan/inf) appeared between iterations {it} and "
-                f"{it + steps}; check the operator and right-hand side for nan/inf or overflow")
+        active = _look(name, state, monitor, offset + it, steps)
         it += steps
-    return state
+    return state, it, active
+
+
+def _look(name: str, state: State, monitor: str, it: int, steps: int) -> bool:
+    """The host check after a chunk (one sync): still active?  Raises on nan/inf."""
+    active, finite = torch.stack([state["active"], torch.isfinite(state[monitor])]).tolist()
+    if not finite:
+        raise FloatingPointError(
+            f"{name}: non-finite value (nan/inf) appeared between iterations {it} and "
+            f"{it + steps}; check the operator and right-hand side for nan/inf or overflow")
+    return active
 
 
 def _want_graph(cuda_graph: bool | str, device: torch.device, maxiter: int,
@@ -99,7 +129,8 @@ class _GraphRunner:
     """Advance the state eagerly for one timed chunk, then by replays of a captured graph.
 
     The first chunk runs eagerly (it warms up cuBLAS/cuSPARSE and autograd, and counts
-    as progress) between two CUDA events.  The second chunk captures GRAPH_STEPS
+    as progress) between two CUDA events (``iterate`` runs it on the caller's stream and
+    hands its events over, mode "probe-graph").  The second chunk captures GRAPH_STEPS
     iterations once and replays them, also between events.  At the third chunk (the
     host checks in between have synchronized, so the events are complete) "auto"
     keeps whichever ran faster per iteration: replays win big on launch-bound loops
@@ -189,5 +220,8 @@ def _fresh(op: LinearOperator) -> LinearOperator:
     its backward kernels on that other stream, outside the capture)."""
     products = getattr(op, "hessian_products", None)
     if products is not None and products.recorded_elsewhere():
-        return op.rebuild()
+        op = op.rebuild()
+        products = op.hessian_products
+    if products is not None:
+        products.linearize()  # here, not inside the graph capture that follows
     return op

@@ -133,11 +133,15 @@ class _LazyHessianProducts:
         self.stream: torch.cuda.Stream | None = None
 
     def __call__(self, v: Tree) -> Tree:
+        self.linearize()
+        return self.product(v)
+
+    def linearize(self) -> None:
+        """Record the linearization now (on the current stream), if not done yet."""
         if self.product is None:
             self.product = hvp_closure(self.f, self.x, *self.args)
             if _tree.like_info(self.x)[1].type == "cuda":
                 self.stream = torch.cuda.current_stream()
-        return self.product(v)
 
     def recorded_elsewhere(self) -> bool:
         """True when the linearization exists and belongs to another CUDA stream."""

@@ -123,30 +123,34 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     rs = T.dot(r, r)
     threshold = (tol * bnorm) ** 2
     active = rs > threshold
+    zero = torch.zeros_like(rs)  # one device zero for every torch.where below
     state = {"x": x, "r": r, "p": r, "rs": rs, "active": active,
              "curvature_failed": torch.zeros_like(active),
              "done": torch.zeros((), dtype=torch.int64, device=rs.device)}
 
+    # Small solves are bound by kernel launches, so the bookkeeping is kept to few ops.
     def body(op: LinearOperator, s: dict) -> dict:
         Ap = op(s["p"])
         pAp = T.dot(s["p"], Ap)
         bad = s["active"] & (pAp <= 0)
-        active = s["active"] & ~bad
-        alpha = torch.where(active, s["rs"] / pAp, 0.0)
+        active = s["active"] ^ bad  # bad implies active
+        alpha = torch.where(active, s["rs"] / pAp, zero)
         r = T.axpy(-alpha, Ap, s["r"])
         rs_new = T.dot(r, r)
-        beta = torch.where(active, rs_new / s["rs"], 0.0)
+        beta = torch.where(active, rs_new / s["rs"], zero)
         rs = torch.where(active, rs_new, s["rs"])
         return {"x": T.axpy(alpha, s["p"], s["x"]), "r": r, "p": T.axpy(beta, s["p"], r),
                 "rs": rs, "active": active & (rs > threshold),
                 "curvature_failed": s["curvature_failed"] | bad,
-                "done": s["done"] + active.to(torch.int64)}
+                "done": s["done"] + active}
 
     state = iterate("cg", body, op, state, maxiter=maxiter, check_every=check_every,
                     cuda_graph=cuda_graph, monitor="rs")
-    iterations = int(state["done"])
+    # one host transfer for both flags
+    iterations, failed = torch.stack([state["done"],
+                                      state["curvature_failed"].to(torch.int64)]).tolist()
     breakdown = None
-    if bool(state["curvature_failed"]):
+    if failed:
         breakdown = (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
                      "A is not positive definite; use minres")
     return _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
