@@ -13,15 +13,14 @@ every tolerance, each start is timed end to end, its own prediction included:
 Reported per start: iterations, prediction / solve / total seconds (medians over ``--reps``
 after one warm-up pass, CUDA synchronized), the speedup cold total / total, and the start's
 initial KKT error (relative primal residual, dual residual and gap of the solver's own
-termination formulas, :func:`l2o.net.kkt_error`).
+termination formulas, :func:`l2o.net.kkt_error`).  Per instance also the solver's floor: the
+time of ``solve_lp`` stopped after its first iteration and check (transfer, preconditioning,
+setup), which even an exact start pays, so cold total / floor bounds any warm start's speedup.
 
-The model's graph is built one of two ways (``--graph``):
-
-* ``api``: :func:`l2o.net.predict_warm_start`, the public API (``l2o.net.lp_to_graph`` builds
-  the graph, preconditioning and ||A||_2 estimate included, on the CPU, then moves it);
-* ``device``: :func:`device_graph` here, the same graph built on the GPU (the LP moved there
-  first; the solver's ``scale_lp`` and the same power iteration run on the device). Same
-  numbers up to rounding (tests/l2o/test_pdhgnet_benchmark.py); much cheaper on large LPs.
+The model's start is :func:`l2o.net.predict_warm_start` (graph built on the GPU by
+``l2o.net.inference_graph``: the solver's preconditioning and the ||A||_2 power iteration the
+model's steps are normalized by; inference; projection onto the bounds and dual signs); its
+``graph_time`` and ``inference_time`` are kept in the rows.
 
 Cases: PageRank (Barabasi-Albert, degree 3) at ``--pagerank-nodes`` (default the bundled
 model's largest training size, 10x it, and 1e6 nodes) with the bundled model ``pagerank``;
@@ -31,7 +30,6 @@ generator defaults) and 4x it ("x4"), with ``benchmarks/models/{family}.pt``
 
     python benchmarks/pdhgnet.py --device cuda --out OUT [--families ...] [--sizes train x4]
         [--pagerank-nodes 8000 80000 1000000] [--seeds 3] [--tols 1e-4 1e-8] [--reps 3]
-        [--graph device api]
 
 Outputs: ``pdhgnet.json`` (settings, rows, summary) and ``pdhgnet.csv`` (one row per
 case, seed, tolerance and start) in OUT, and the table on stdout.
@@ -105,101 +103,13 @@ def power_start(lp, iterations: int, device: torch.device) -> tuple[torch.Tensor
     return x.clamp_min(0.0).cpu(), torch.zeros(lp.num_rows, dtype=torch.float64)
 
 
-def device_graph(lp, *, device: torch.device, dtype: torch.dtype, scaling: bool,
-                 operator_norm: bool):
-    """``l2o.net.lp_to_graph(lp, dtype=..., reverse=False, scaling=..., operator_norm=...)``,
-    built on ``device`` instead of the CPU (same fields, same values up to rounding).
-
-    The LP is moved to ``device``; with ``scaling`` the solver's ``scale_lp`` runs there, and
-    ``a_norm`` is the same power iteration (100 iterations, tol 1e-4, same seeded start) on the
-    device's copy of A (or A~).
-    """
-    from bilevel.linalg import LinearOperator, power_iteration
-    from torch_geometric.data import HeteroData
-
-    from l2o.net.graph import CON, EDGE, VAR, constraint_features, variable_features
-    from l2o.pdhg.scaling import scale_lp
-
-    lp = lp.to(device)
-    m, n = lp.num_rows, lp.num_cols
-    c0 = lp.minimize_c[1]
-    f64 = torch.float64
-    if scaling:
-        s = scale_lp(lp, device=device, dtype=f64)
-        A, c = s.op.csr, s.c
-        bounds = s.col_lower, s.col_upper, s.row_lower, s.row_upper
-        var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
-    else:
-        A, c = lp.A.to_sparse_csr().to(f64), lp.minimize_c[0].to(f64)
-        bounds = lp.col_lower, lp.col_upper, lp.row_lower, lp.row_upper
-        var_scale = torch.ones(n, dtype=f64, device=device)
-        con_scale = torch.ones(m, dtype=f64, device=device)
-    col_lower, col_upper, row_lower, row_upper = (b.to(f64) for b in bounds)
-    rows = torch.repeat_interleave(torch.arange(m, device=device), A.crow_indices().diff())
-    values = A.values()
-
-    graph = HeteroData()
-    var, con = graph[VAR], graph[CON]
-    var.c = c.to(dtype)
-    var.lower, var.upper = col_lower.to(dtype), col_upper.to(dtype)
-    var.x = variable_features(var.c, var.lower, var.upper)
-    var.scale = var_scale.to(dtype)
-    var.num_nodes = n
-    con.lower, con.upper = row_lower.to(dtype), row_upper.to(dtype)
-    con.x = constraint_features(con.lower, con.upper)
-    con.scale = con_scale.to(dtype)
-    con.num_nodes = m
-    graph[EDGE].edge_index = torch.stack([rows, A.col_indices().to(torch.int64)])
-    graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
-    a_norm = 1.0
-    if operator_norm and values.numel() and bool((values != 0).any()):
-        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
-    graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
-    graph.c0 = torch.tensor([c0], dtype=dtype, device=device)
-    graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
-    graph.scaled = torch.tensor([bool(scaling)], device=device)
-    graph.name = lp.name
-    return graph
-
-
-@torch.no_grad()
-def predict_on_device(model, lp, device: torch.device):
-    """Like ``l2o.net.predict_warm_start`` with the graph of :func:`device_graph`.
-
-    Returns:
-        ``l2o.net.WarmStart`` (x in the column bounds, y with the dual signs, CPU float64).
-    """
-    from l2o.net import WarmStart, project_dual_signs, unscale_solution
-
-    model = model.to(device).eval()
-    dtype = next(model.parameters()).dtype
-    _sync(device)
-    start = time.perf_counter()
-    graph = device_graph(lp, device=device, dtype=dtype, scaling=model.scaling,
-                         operator_norm=model.normalize_steps)
-    _sync(device)
-    built = time.perf_counter()
-    x, y = unscale_solution(graph, *model(graph))
-    x, y = x.to("cpu", torch.float64), y.to("cpu", torch.float64)
-    done = time.perf_counter()
-    x = torch.clamp(x, lp.col_lower.double().cpu(), lp.col_upper.double().cpu())
-    y = project_dual_signs(lp, y)
-    return WarmStart(x=x, y=y, prediction_time=done - start, graph_time=built - start,
-                     inference_time=done - built, device=str(device))
-
-
 def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
     """name -> callable returning (x, y) or None (cold), each timed as the start's prediction."""
     from l2o.net import predict_warm_start
 
     starts = {"cold": lambda: None}
     if model is not None:
-        for mode in args.graph:
-            name = "model" if len(args.graph) == 1 else f"model[{mode}]"
-            if mode == "api":
-                starts[name] = lambda: tuple(predict_warm_start(model, lp, device))
-            else:
-                starts[name] = lambda: tuple(predict_on_device(model, lp, device))
+        starts["model"] = lambda: predict_warm_start(model, lp, device)
     if family == "pagerank" and args.power_iterations > 0:
         starts[f"power{args.power_iterations}"] = lambda: power_start(
             lp, args.power_iterations, device)
@@ -231,9 +141,29 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
                        time_limit=args.time_limit, check_every=args.check_every)
     _sync(device)
     t2 = time.perf_counter()
+    # a WarmStart's own split of its prediction time (graph build vs forward pass and copies)
+    graph_s, inference_s = (getattr(start, "graph_time", math.nan),
+                            getattr(start, "inference_time", math.nan))
     return {"start": start, "predict_s": t1 - t0, "solve_s": t2 - t1, "total_s": t2 - t0,
+            "graph_s": graph_s, "inference_s": inference_s,
             "iterations": res.iterations, "status": res.status.name,
             "objective": res.objective}
+
+
+def solve_floor(l2o, lp, device: torch.device, args) -> float:
+    """Median seconds of ``solve_lp`` stopped after its first iteration and check: what any
+    start, even an exact one, still pays (transfer, scaling, setup); cold total / floor bounds
+    the speedup a warm start can give."""
+    times = []
+    for rep in range(args.reps + 1):
+        _sync(device)
+        t = time.perf_counter()
+        l2o.solve_lp(lp, tol=1e-30, device=device, iteration_limit=1,
+                     check_every=args.check_every)
+        _sync(device)
+        if rep > 0:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def cases(args) -> list[tuple[str, str, dict]]:
@@ -286,6 +216,8 @@ def run(args) -> dict:
                     "cols": lp.num_cols, "nnz": lp.nnz, "generate_s": gen_s}
             print(f"\n{family} {size} seed {seed}: {lp.num_rows} x {lp.num_cols}, nnz {lp.nnz}, "
                   f"generated in {gen_s:.2f} s", flush=True)
+            floor = solve_floor(l2o, lp, device, args)
+            print(f"  solve_lp floor (setup + 1 iteration + 1 check): {floor:.4f} s", flush=True)
             kkt = {}
             for tol in tols:
                 runs = {name: [] for name in starts}
@@ -300,12 +232,14 @@ def run(args) -> dict:
                 cold_solve = statistics.median(r["solve_s"] for r in runs["cold"])
                 for name, rs in runs.items():
                     med = {key: statistics.median(r[key] for r in rs)
-                           for key in ("predict_s", "solve_s", "total_s")}
+                           for key in ("predict_s", "graph_s", "inference_s", "solve_s",
+                                       "total_s")}
                     row = {**info, "tol": tol, "start": name,
                            "status": ",".join(sorted({r["status"] for r in rs})),
                            "iterations": rs[0]["iterations"], **med,
                            "speedup_total": cold_total / med["total_s"],
                            "speedup_solve": cold_solve / med["solve_s"],
+                           "floor_s": floor, "max_speedup": cold_total / floor,
                            **{f"kkt0_{key}": kkt[name][key] for key in KKT_KEYS},
                            "objective": rs[0]["objective"], "reps": len(rs),
                            "model": getattr(model, "model_source", None)
@@ -327,7 +261,8 @@ def run(args) -> dict:
     for s in summary:
         print(f"  {s['family']:9s} {s['size']:9s} tol {s['tol']:7.0e} {s['start']:14s} "
               f"speedup {s['speedup_total']:6.2f}x  solve-only {s['speedup_solve']:6.2f}x  "
-              f"iterations {s['iterations']:8.0f} (cold {s['cold_iterations']:.0f})")
+              f"iterations {s['iterations']:8.0f} (cold {s['cold_iterations']:.0f})  "
+              f"bound {s['max_speedup']:6.2f}x")
     (out / "pdhgnet.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     with open(out / "pdhgnet.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -354,6 +289,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "speedup_total": _geomean(r["speedup_total"] for r in rs),
                     "speedup_solve": _geomean(r["speedup_solve"] for r in rs),
                     "iterations": _geomean(r["iterations"] for r in rs),
+                    "max_speedup": _geomean(r["max_speedup"] for r in rs),
                     "cold_iterations": _geomean(r["iterations"] for r in cold),
                     "predict_s": _geomean(max(r["predict_s"], 1e-9) for r in rs),
                     "total_s": _geomean(r["total_s"] for r in rs),
@@ -380,8 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up")
-    ap.add_argument("--graph", nargs="+", default=["device"], choices=["device", "api"],
-                    help="how the model's graph is built (see the module docstring)")
     ap.add_argument("--power-iterations", type=int, default=5,
                     help="PageRank heuristic start: power iterations (0: no heuristic)")
     ap.add_argument("--pagerank-model", default="pagerank",

@@ -63,7 +63,8 @@ def train_family(family: str, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     result = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr,
                    batch_size=args.batch_size, out_dir=run, resume=(run / "last.pt").exists(),
-                   device="cpu", seed=args.seed, verbose=args.verbose)
+                   device="cpu", seed=args.seed, grad_clip=args.grad_clip,
+                   verbose=args.verbose)
     seconds = time.perf_counter() - started
     best = torch.load(result.best, weights_only=True)
     out = Path(args.out_dir) / f"{family}.pt"
@@ -89,8 +90,10 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--grad-clip", type=float, default=1.0,
+                    help="gradient norm clip (1.0; without it Adam's loss spikes now and then)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1: more threads thrash on a shared 2-core machine)")
