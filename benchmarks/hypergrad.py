@@ -25,6 +25,8 @@ is reported:
 Run:  python benchmarks/hypergrad.py --device cuda --out hypergrad.json
       python benchmarks/hypergrad.py --small            # CPU smoke test on subsets
 Extra keyword arguments for our engine: ``--opt check_every=16`` (repeatable).
+``--count-ops 1e-4`` counts the aten ops of one call per variant instead (any device: the
+launch overhead that dominates small solves on a GPU is per op).
 Before/after in one run: ``--baseline bilevel_base`` with an earlier commit's package copied
 to ``bilevel_base/`` on the path (``git archive COMMIT bilevel | tar -x``, then rename).
 """
@@ -202,6 +204,50 @@ def run_case(case: Case, device: torch.device, reps: int, target: float, opts: d
     return rows
 
 
+# aten ops that only make views (no kernel launch on a GPU)
+_VIEW_OPS = {"reshape", "view", "t", "expand", "slice", "select", "as_strided", "detach",
+             "alias", "_unsafe_view", "unsqueeze", "squeeze", "transpose", "permute"}
+
+
+def count_ops(fn: Callable) -> dict:
+    """aten ops dispatched by one call of fn (after a warm-up): all, and those that are
+    not views (each launches a kernel on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.names[name] = self.names.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    fn()
+    with Counter() as counter:
+        fn()
+    names = counter.names
+    return {"ops": sum(names.values()),
+            "kernel_ops": sum(n for k, n in names.items() if k not in _VIEW_OPS)}
+
+
+def op_counts(case: Case, opts: dict, baseline, with_torchopt: bool, tol: float) -> list[dict]:
+    """Op counts of one call per variant at one accuracy setting (ours/base: ``tol``;
+    TorchOpt: rtol = ``tol``, maxiter 1000)."""
+    variants = [v for v in ours_variants(case, opts) if v[1]["tol"] == tol]
+    if baseline is not None:
+        variants += [v for v in ours_variants(case, opts, baseline, "base") if v[1]["tol"] == tol]
+    if with_torchopt:
+        variants += [v for v in torchopt_variants(case) if v[1].get("rtol") == tol]
+    rows = []
+    for name, setting, fn in variants:
+        row = {"case": case.name, "variant": name, **setting, **count_ops(fn)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
     """The fastest row meeting the target for each (case, variant)."""
     best: dict[tuple[str, str], dict] = {}
@@ -257,6 +303,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time another copy of the library, importable as MODULE "
                              "(e.g. an earlier commit's bilevel/ copied to bilevel_base/), "
                              "as variants base-*, in the same run")
+    parser.add_argument("--count-ops", type=float, default=None, metavar="TOL",
+                        help="instead of timing, count the aten ops of one call per variant "
+                             "at this tolerance (TorchOpt: rtol)")
     args = parser.parse_args(argv)
     baseline = None
     if args.baseline:
@@ -276,6 +325,14 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             raise SystemExit(f"unknown case {name!r} (mnist, ijcnn1)")
     rows = []
+    if args.count_ops is not None:
+        counts = [r for case in cases for r in op_counts(case, opts, baseline,
+                                                         not args.no_torchopt, args.count_ops)]
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump({"device": str(device), "torch": torch.__version__,
+                           "op_counts": counts}, fh, indent=1)
+        return {"op_counts": counts}
     for case in cases:
         print(f"{case.name}: {case.info}", flush=True)
         rows += run_case(case, device, args.reps, args.target, opts, not args.no_torchopt,

@@ -119,8 +119,9 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         seed: seeds torch's RNG and the batch order; default a seed drawn from torch's RNG.
         checkpoint: a file path; if it exists the run resumes from it, and the state is
             saved there (atomically) every ``checkpoint_every`` steps and at the end.
-        callback: called after each outer step with the history record plus "x" and "y";
-            returning True stops the run (Status.STOPPED).
+        callback: called after each outer step with the history record plus "x" and "y"
+            (after the step) and "hypergrad" (the estimate the step used, at the x before
+            it); returning True stops the run (Status.STOPPED).
         progress: show a live line with the step, outer loss and hypergradient norm.
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between periodic re-estimates of the default inner step.
@@ -211,7 +212,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             bar.update(record)
             if callback is not None:
                 pause_start = time.perf_counter()
-                stop = callback({**record, "x": state["x"], "y": algorithm.inner_solution(state)})
+                stop = callback({**record, "x": state["x"], "y": algorithm.inner_solution(state),
+                                 "hypergrad": stats["hypergrad"]})
                 paused += time.perf_counter() - pause_start
                 if stop:
                     status = Status.STOPPED

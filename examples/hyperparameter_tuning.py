@@ -70,13 +70,30 @@ def run_method(problem, task, task64, split, method: str, args, start_metrics: d
     X_test = split.X_test.to(task.X_train.device)
     y_test = split.y_test.to(task.X_train.device)
 
+    x_before = [problem.x0]  # the x at which the current step's estimate was taken
+    reference_start = [start_metrics["theta"]]  # warm start of the reference, not the iterate
+
     def callback(record):
         k = record["step"]
         if k % args.eval_every == 0 or k == args.steps - 1:
-            curve.append({"step": k, "wall_time": record["wall_time"],
-                          "val_loss": float(task.outer(record["x"], record["y"], None)),
-                          "test_loss": float(task.loss(record["y"], X_test, y_test)),
-                          "hypergrad_norm": record["hypergrad_norm"]})
+            point = {"step": k, "wall_time": record["wall_time"],
+                     "val_loss": float(task.outer(record["x"], record["y"], None)),
+                     "test_loss": float(task.loss(record["y"], X_test, y_test)),
+                     "hypergrad_norm": record["hypergrad_norm"]}
+            if args.diagnose:
+                # the step's estimate and inner iterate against the exact ones at its x
+                exact = R.exact_hypergradient(
+                    outer=task64.outer, inner=task64.inner,
+                    x=x_before[0].detach().double().to(task64.X_train.device),
+                    y0=reference_start[0], solve_inner=True, tol=1e-11)
+                reference_start[0] = exact.y
+                estimate = record["hypergrad"].detach().double().to(exact.grad.device)
+                theta = record["y"].detach().double().to(exact.y.device)
+                point["hypergrad_relerr"] = float((estimate - exact.grad).norm()
+                                                  / exact.grad.norm())
+                point["theta_error"] = float((theta - exact.y).norm())
+            curve.append(point)
+        x_before[0] = record["x"]
 
     lr = args.outer_lr if args.outer_lr is not None else DEFAULT_LR.get(method, ADAM_LR)
     base = lr
@@ -153,6 +170,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="precision of the run (the data are small; float64 lets the "
                              "hypergradient norm fall far below float32 round-off)")
     parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--diagnose", action="store_true",
+                        help="at each evaluation also compare the step's hypergradient "
+                             "estimate and inner iterate with the exact ones (float64 Newton "
+                             "and dense solve at the step's x) and print them")
     parser.add_argument("--grid", default=",".join(f"{s:g}" for s in GRID),
                         help="log weights s of the scalar grid search, comma-separated")
     parser.add_argument("--plot", default="hyperparameter_tuning.png")
@@ -191,6 +212,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"{r['val_loss'] - grid['best_val_loss']:+9.5f} {r['test_loss']:9.5f} "
               f"{100 * r['test_acc']:7.2f}% {r['true_hypergrad_norm']:10.3e} "
               f"{r['norm_drop']:7.1f}x  {r['status']}")
+    if args.diagnose:
+        print("\nstep, relative error of the step's hypergradient estimate, "
+              "||theta - theta*(x)||:")
+        for r in rows:
+            print(f"{r['method']:12s} " + "  ".join(
+                f"{c['step']}: {c['hypergrad_relerr']:.2e}, {c['theta_error']:.2e}"
+                for c in r["curve"]))
     if args.plot:
         plot(rows, grid["best_val_loss"], args.plot)
         print(f"plot: {args.plot}")
