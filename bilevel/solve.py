@@ -126,8 +126,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between periodic re-estimates of the default inner step.
         **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
-            alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method; "itd": truncate,
-            inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
+            alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method;
+            "itd": truncate, inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
             refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min).  The AID
             linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it
             apart from the stopping ``tol``.

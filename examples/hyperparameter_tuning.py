@@ -43,9 +43,11 @@ LR_DECAY = {"borep": 100.0}
 ADAM_LR = 0.3
 # AID methods solve the inner problem by warm-started damped Newton steps (CG directions)
 # to ||grad_y g|| <= 1e-10: as the weights fall towards "no regularization" the inner
-# Hessian's condition number grows to 1e3-1e4, and 20 gradient steps of size
-# 1/lambda_max per outer step left theta 0.6-13 away from theta*(x) and the
-# hypergradient 40-80% off (measured), which stalled the outer loop.
+# Hessian's condition number grows (7 at x = -4, ~300 at the tuned x), and 20 gradient
+# steps of size 1/lambda_max per outer step leave theta far from theta*(x) and the
+# hypergradient estimate 20-99% off (--inner-method gd --diagnose); from x = 0 that drove
+# 7 weights to exp(4..7) (features switched off) and the run stalled at val 0.1828
+# (benchmarks/RESULTS_bilevel.md).
 AID_OPTIONS = {"inner_method": "newton", "inner_tol": 1e-10}
 INNER_STEPS = {"newton": 5, "gd": 20, "borep": 50}
 
@@ -62,6 +64,7 @@ def exact_metrics(task64, x: torch.Tensor, theta0: torch.Tensor, split) -> dict:
             "true_hypergrad_norm": float(exact.grad.norm()),
             "test_loss": float(task64.loss(exact.y, split.X_test, split.y_test)),
             "test_acc": float(task64.accuracy(exact.y, split.X_test, split.y_test)),
+            "inner_condition": exact.hessian_max_eig / exact.hessian_min_eig,
             "theta": exact.y}
 
 
@@ -121,6 +124,7 @@ def run_method(problem, task, task64, split, method: str, args, start_metrics: d
             "outer_lr": lr, "seconds": seconds, "val_loss": end["val_loss"],
             "test_loss": end["test_loss"], "test_acc": end["test_acc"],
             "true_hypergrad_norm": end["true_hypergrad_norm"], "norm_drop": drop,
+            "inner_condition": end["inner_condition"],
             "x": result.x.detach().cpu().tolist(), "curve": curve, "message": result.message}
 
 
