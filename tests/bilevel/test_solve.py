@@ -113,6 +113,25 @@ def test_each_method_lowers_cleaning_objective(method):
     assert h(res.x) < h(prob.x0) - 0.01, (h(prob.x0), h(res.x))
 
 
+@pytest.mark.parametrize("task", ["hyperparameter", "cleaning"])
+def test_aid_with_newton_inner_steps_lowers_objective(task):
+    """inner_method="newton" on both synthetic tasks (a tensor y and a dict y): the inner
+    problem is solved to inner_tol within the allowed steps and h goes down."""
+    prob, h = _hyperparameter_problem() if task == "hyperparameter" else _cleaning_problem()
+    res = bilevel.solve(prob, method="aid-cg", outer_steps=10, inner_steps=5, outer_lr=0.3,
+                        progress=False, seed=0, inner_method="newton", inner_tol=1e-9)
+    assert res.status is Status.MAX_STEPS, res.message
+    assert h(res.x) < h(prob.x0) - 0.01, (h(prob.x0), h(res.x))
+    assert all(rec["inner_steps"] <= 5 for rec in res.history)
+    assert res.history[-1]["inner_grad_norm"] <= 1e-9
+
+
+def test_inner_method_is_validated():
+    prob, _ = _hyperparameter_problem()
+    with pytest.raises(ValueError, match="inner_method"):
+        bilevel.solve(prob, method="aid-cg", outer_steps=1, progress=False, inner_method="lbfgs")
+
+
 @pytest.mark.parametrize("method", ["aid-cg", "borep"])
 def test_stochastic_minibatches(method):
     prob, h = _hyperparameter_problem(stochastic=True)
