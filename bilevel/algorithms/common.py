@@ -185,7 +185,7 @@ def newton_steps(objectives: list[Callable[[Tree, Tree], torch.Tensor]], x: Tree
         d, info = cg(hessian, g_y, tol=cg_tol, maxiter=cg_maxiter)
         products += info.iterations + 1
         slope = float(T.dot(g_y, d))
-        if not (slope > 0 and info.reason[:12] != "non-positive"):
+        if not slope > 0 or info.reason.startswith("non-positive curvature"):
             d, slope = g_y, float(norm) ** 2  # not a descent direction: gradient step
         value = float(value)
         slack = 10 * torch.finfo(norm.dtype).eps * abs(value)
