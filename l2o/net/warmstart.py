@@ -205,9 +205,11 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
                                                   lp.row_upper))
         var_scale = torch.ones(n, dtype=torch.float64, device=device)
         con_scale = torch.ones(m, dtype=torch.float64, device=device)
-    crow = A.crow_indices().to(torch.int64)
-    rows = torch.repeat_interleave(torch.arange(m, device=device), crow.diff(), output_size=lp.nnz)
     values = A.values()
+    crow = A.crow_indices().to(torch.int64)
+    # output_size: no device-to-host sync to learn the length
+    rows = torch.repeat_interleave(torch.arange(m, device=device), crow.diff(),
+                                   output_size=values.numel())
     graph = HeteroData()
     var, con = graph[VAR], graph[CON]
     var.c = c.to(dtype)
