@@ -71,6 +71,17 @@ def _start(op: LinearOperator, b: Tree, x0: Tree | None) -> tuple[Tree, Tree]:
 def _finish(name: str, op: LinearOperator, b: Tree, x: Tree, bnorm: torch.Tensor, tol: float,
             iterations: int, breakdown: str | None, maxiter: int) -> tuple[Tree, SolveInfo]:
     residual = float(T.norm(T.axpy(-1.0, op(x), b)) / bnorm)
+    return x, report(name, residual, tol, iterations, breakdown, maxiter)
+
+
+def report(name: str, residual: float, tol: float, iterations: int, breakdown: str | None,
+           maxiter: int) -> SolveInfo:
+    """The :class:`SolveInfo` of a solve that returned an x of true relative residual
+    ``residual`` (also used by the captured hypergradients, which compute it on the device).
+
+    Raises:
+        FloatingPointError: the residual is nan/inf.
+    """
     if residual != residual or residual == float("inf"):
         raise FloatingPointError(f"{name}: non-finite residual after {iterations} iterations")
     converged = breakdown is None and residual <= tol
@@ -83,7 +94,28 @@ def _finish(name: str, op: LinearOperator, b: Tree, x: Tree, bnorm: torch.Tensor
     else:
         reason = (f"stopped at recurrence residual <= tol, but the true relative residual "
                   f"{residual:.3e} > tol {tol:.1e} (rounding; tighten tol or use float64)")
-    return x, SolveInfo(iterations, residual, converged, reason)
+    return SolveInfo(iterations, residual, converged, reason)
+
+
+def curvature_breakdown(iterations: int) -> str:
+    """CG's reason when p^T A p <= 0 stopped it."""
+    return (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
+            "A is not positive definite; use minres")
+
+
+@dataclass
+class Iteration:
+    """A solver as data, with no host synchronization: the initial ``state`` (a dict of
+    tensors with a 0-dim bool "active" and an int64 "done" = iterations that did work),
+    one iteration ``body(op, state) -> state`` that freezes once inactive, the key of a
+    scalar that turns nan/inf on breakdown (``monitor``) and ``solution(state) -> x``.
+    The public solvers drive it with :func:`bilevel.linalg._loop.iterate`; the captured
+    hypergradients (:mod:`bilevel.hypergrad.graph`) record it into a CUDA graph."""
+
+    state: dict
+    body: Callable[[LinearOperator, dict], dict]
+    monitor: str
+    solution: Callable[[dict], Tree]
 
 
 def _trivial(b: Tree) -> tuple[Tree, SolveInfo]:
@@ -119,6 +151,20 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     if float(bnorm) == 0.0:
         return _trivial(b)
     maxiter, check_every = _limits(b, maxiter, check_every)
+    it = cg_iteration(op, b, x0, tol, bnorm)
+    state = iterate("cg", it.body, op, it.state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor=it.monitor)
+    # one host transfer for both flags
+    iterations, failed = torch.stack([state["done"],
+                                      state["curvature_failed"].to(torch.int64)]).tolist()
+    breakdown = curvature_breakdown(iterations) if failed else None
+    return _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
+
+
+def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
+                 bnorm: torch.Tensor) -> Iteration:
+    """CG as an :class:`Iteration` (``bnorm`` = ||b||, a device scalar).  Its state also
+    holds "curvature_failed" (p^T A p <= 0 met: stopped there)."""
     x, r = _start(op, b, x0)
     rs = T.dot(r, r)
     threshold = (tol * bnorm) ** 2
@@ -144,16 +190,7 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
                 "curvature_failed": s["curvature_failed"] | bad,
                 "done": s["done"] + active}
 
-    state = iterate("cg", body, op, state, maxiter=maxiter, check_every=check_every,
-                    cuda_graph=cuda_graph, monitor="rs")
-    # one host transfer for both flags
-    iterations, failed = torch.stack([state["done"],
-                                      state["curvature_failed"].to(torch.int64)]).tolist()
-    breakdown = None
-    if failed:
-        breakdown = (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
-                     "A is not positive definite; use minres")
-    return _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
+    return Iteration(state, body, "rs", lambda s: s["x"])
 
 
 def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
@@ -172,6 +209,15 @@ def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     if float(bnorm) == 0.0:
         return _trivial(b)
     maxiter, check_every = _limits(b, maxiter, check_every)
+    it = minres_iteration(op, b, x0, tol, bnorm)
+    state = iterate("minres", it.body, op, it.state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor=it.monitor)
+    return _finish("minres", op, b, state["x"], bnorm, tol, int(state["done"]), None, maxiter)
+
+
+def minres_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
+                     bnorm: torch.Tensor) -> Iteration:
+    """MINRES as an :class:`Iteration` (``bnorm`` = ||b||, a device scalar)."""
     x, r1 = _start(op, b, x0)
     beta1 = T.norm(r1)
     zero = torch.zeros_like(beta1)
@@ -210,9 +256,7 @@ def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
                 "active": active & (phibar > threshold) & (beta_new > 0),
                 "done": s["done"] + active.to(torch.int64)}
 
-    state = iterate("minres", body, op, state, maxiter=maxiter, check_every=check_every,
-                    cuda_graph=cuda_graph, monitor="phibar")
-    return _finish("minres", op, b, state["x"], bnorm, tol, int(state["done"]), None, maxiter)
+    return Iteration(state, body, "phibar", lambda s: s["x"])
 
 
 def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None = None,
@@ -248,6 +292,26 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
     if not alpha > 0:
         raise ValueError(f"neumann: alpha must be positive, got {alpha}")
     check_every = check_every or _default_check_every(b)
+    it = neumann_iteration(op, b, x0, alpha, tol, bnorm)
+    state = iterate("neumann", it.body, op, it.state, maxiter=maxiter, check_every=check_every,
+                    cuda_graph=cuda_graph, monitor=it.monitor)
+    x = it.solution(state)
+    x, info = _finish("neumann", op, b, x, bnorm, tol, int(state["done"]), None, maxiter)
+    return x, explain_divergence(info, alpha)
+
+
+def explain_divergence(info: SolveInfo, alpha: float) -> SolveInfo:
+    """A Neumann series whose residual grew past 1 says why (alpha too large)."""
+    if not info.converged and info.residual > 1.0:
+        info.reason = (f"diverging: relative residual {info.residual:.3e} > 1 after "
+                       f"{info.iterations} terms; alpha={alpha:.3e} is too large for A "
+                       "(need 0 < alpha < 2/lambda_max and A positive definite)")
+    return info
+
+
+def neumann_iteration(op: LinearOperator, b: Tree, x0: Tree | None, alpha: float, tol: float,
+                      bnorm: torch.Tensor) -> Iteration:
+    """The Neumann series as an :class:`Iteration` (``alpha`` > 0 fixed)."""
     x_base, term = _start(op, b, x0)
     threshold = tol * bnorm
     term_norm = T.norm(term)
@@ -263,15 +327,8 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
                 "term_norm": term_norm, "active": active & (term_norm > threshold),
                 "done": s["done"] + active.to(torch.int64)}
 
-    state = iterate("neumann", body, op, state, maxiter=maxiter, check_every=check_every,
-                    cuda_graph=cuda_graph, monitor="term_norm")
-    x = T.axpy(alpha, state["total"], x_base)
-    x, info = _finish("neumann", op, b, x, bnorm, tol, int(state["done"]), None, maxiter)
-    if not info.converged and info.residual > 1.0:
-        info.reason = (f"diverging: relative residual {info.residual:.3e} > 1 after "
-                       f"{info.iterations} terms; alpha={alpha:.3e} is too large for A "
-                       "(need 0 < alpha < 2/lambda_max and A positive definite)")
-    return x, info
+    return Iteration(state, body, "term_norm",
+                     lambda s: T.axpy(alpha, s["total"], x_base))
 
 
 def gmres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
