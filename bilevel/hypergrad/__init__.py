@@ -7,9 +7,13 @@ Engines (interchangeable: same call, same result type):
 * ``"cg"``, ``"minres"``, ``"neumann"``: implicit differentiation (AID, see
   :mod:`bilevel.hypergrad.aid`): solve H_yy v = grad_y f at (x, y), then
   grad_x f - (d^2 g / dx dy)^T v.  Options: ``tol`` (1e-6), ``maxiter``, ``v0`` (warm
-  start), ``check_every``, ``cuda_graph``, ``fallback`` (CG -> MINRES on non-positive
-  curvature, default True); Neumann: ``alpha`` (default 1 / lambda_max), ``maxiter``
-  (100 terms).
+  start), ``check_every``, ``fallback`` (CG -> MINRES on non-positive curvature, default
+  True); Neumann: ``alpha`` (default 1 / lambda_max), ``maxiter`` (100 terms).
+  ``cuda_graph``: ``"auto"`` (default: the solver replays CUDA graphs of its iterations
+  when a solve is long), ``False`` (no graphs), or ``True``: the whole call is captured
+  once per (problem, shapes, options) and replayed, one host synchronization per call
+  (see :mod:`bilevel.hypergrad.graph`; on a CPU, with minibatches or where capture fails
+  it runs eagerly and ``info.cuda_graph`` says why).
 * ``"itd"``: reverse mode through unrolled inner steps from y (see
   :mod:`bilevel.hypergrad.itd`).  Options: ``unroll`` K (100), ``truncate`` T (K),
   ``inner_lr`` (default 1 / lambda_max for sgd / momentum, 1e-2 for adam),
@@ -33,11 +37,13 @@ from ..linalg import _tree as T
 from ..linalg._tree import Tree
 from ..problem import BilevelProblem
 from .aid import AID_SOLVERS, aid_hypergrad
+from .graph import captured_hypergrad, clear_cuda_graphs
 from .info import HypergradInfo
 from .itd import INNER_OPTIMIZERS, itd_hypergrad
 from .stepsize import inner_lambda_max
 
-__all__ = ["METHODS", "HypergradInfo", "aid_hypergrad", "hypergrad", "itd_hypergrad"]
+__all__ = ["METHODS", "HypergradInfo", "aid_hypergrad", "clear_cuda_graphs", "hypergrad",
+           "itd_hypergrad"]
 
 METHODS = AID_SOLVERS + ("itd",)
 _DEFAULT = object()
@@ -80,6 +86,11 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
         if method == "neumann":
             allowed |= {"alpha"}
         _check_options(method, options, allowed)
+        if options.get("cuda_graph") is True:
+            options.pop("cuda_graph")
+            return captured_hypergrad(problem, f, g, x, y, solver=method,
+                                      full_batch=outer_batch is None and inner_batch is None,
+                                      **options)
         return aid_hypergrad(f, g, x, y, solver=method, **options)
     _check_options(method, options, {"unroll", "truncate", "inner_lr", "inner_optimizer",
                                      "use_torchopt"})

@@ -34,6 +34,9 @@ class HypergradInfo:
         outer_loss: f(x, y, batch) at the point where grad_x f was taken (0-dim tensor, on
             the device: reading it is the caller's host sync).
         step_size: the step used (Neumann alpha or ITD inner_lr), None when not applicable.
+        cuda_graph: with ``cuda_graph=True`` (:mod:`bilevel.hypergrad.graph`), how the call
+            ran: "captured in ... s, replayed (...)", "replayed (...)" or "eager: <why>";
+            None otherwise.
     """
 
     method: str
@@ -47,3 +50,4 @@ class HypergradInfo:
     converged: bool = True
     outer_loss: torch.Tensor | None = None
     step_size: float | None = None
+    cuda_graph: str | None = None

@@ -1,0 +1,342 @@
+"""Whole-call CUDA graphs of AID hypergradients: ``hypergrad(..., cuda_graph=True)``.
+
+A hypergradient of a small or medium problem is bound by kernel launches, not by
+arithmetic: one CG iteration through ``torch.func`` is ~45 small kernels, and the
+fixed part (grad f, the linearization of grad_y g, the final residual, the mixed
+product) another ~110, each paying the host's launch cost.  Here the first call for a
+given (problem, shapes, dtypes, device, method, options) records the whole computation
+into three CUDA graphs, and every later call copies (x, y, v0) into the graphs' input
+buffers and replays them:
+
+    prologue   grad_x f, grad_y f and f at (x, y); grad_y g at (x, y) linearized once
+               (its saved forward pass serves every product H_yy u, a backward pass);
+               b = grad_y f, the solver's initial state and its first K iterations
+    chunk      K more iterations, written back into the state's buffers
+    epilogue   v = the solver's solution, its true residual ||b - H_yy v|| / ||b||
+               (one more product), grad_x f - (d^2 g / dx dy)^T v, and the scalars the
+               info needs, packed in one tensor
+
+A host cannot branch inside a graph, so iterations run masked: one after convergence, a
+breakdown or ``maxiter`` changes nothing (the solvers' own ``torch.where`` freezing, see
+:class:`bilevel.linalg.solvers.Iteration`), and the answer equals the eager,
+early-stopping one.  A call replays the prologue, as many chunks as the previous call
+needed, and the epilogue, then reads the packed scalars: one host synchronization.  A
+solve that needs more iterations than predicted replays further chunks (one look each)
+and the epilogue again.  K is ``check_every`` (default 8).
+
+The call runs eagerly instead (the engine of :mod:`bilevel.hypergrad.aid`, with its
+usual per-chunk graphs), and ``info.cuda_graph`` says why, when: x is not on a CUDA
+device; the objectives take minibatches; Neumann has no fixed ``alpha`` (its default step
+is a host-side power iteration); f or g synchronizes with the host or cannot be captured
+(e.g. calls ``.item()``; a ``RuntimeWarning`` is issued once per capture); or a replay
+meets something the eager engine handles on the host: CG's non-positive curvature (the
+eager call then falls back to MINRES), b = grad_y f = 0, or a nan/inf (the eager call
+raises its usual error).  A wrong answer is never returned from a graph.
+
+The graphs read the tensors that f and g hold at capture time.  They are kept per
+problem (a weak reference: they go when the problem goes) and rebuilt when
+``problem.outer`` / ``problem.inner`` / the data attributes are replaced; if f or g read
+data through some other reference you rebind (not modify in place), call
+:func:`clear_cuda_graphs`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.func import grad_and_value
+from torch.utils._pytree import tree_flatten
+
+from ..linalg import LinearOperator, mixed_vjp
+from ..linalg import _tree as T
+from ..linalg._tree import Tree
+from ..linalg.solvers import (Iteration, cg_iteration, curvature_breakdown, explain_divergence,
+                              minres_iteration, neumann_iteration, report)
+from ..problem import BilevelProblem
+from .aid import aid_hypergrad
+from .info import HypergradInfo
+
+__all__ = ["captured_hypergrad", "clear_cuda_graphs"]
+
+DEFAULT_CHUNK = 8
+# problem -> {key: CapturedAID}; a weak key, so the graphs go with the problem
+_ENTRIES: "weakref.WeakKeyDictionary[BilevelProblem, dict]" = weakref.WeakKeyDictionary()
+
+
+def clear_cuda_graphs(problem: BilevelProblem) -> None:
+    """Drop the captured hypergradient graphs of ``problem`` (the next
+    ``cuda_graph=True`` call captures again)."""
+    _ENTRIES.pop(problem, None)
+
+
+def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tree, y: Tree, *,
+                       solver: str, full_batch: bool, tol: float = 1e-6,
+                       maxiter: int | None = None, v0: Tree | None = None,
+                       alpha: float | None = None, check_every: int | None = None,
+                       fallback: bool = True) -> tuple[Tree, HypergradInfo]:
+    """The AID hypergradient of :func:`~bilevel.hypergrad.aid.aid_hypergrad` (same
+    arguments and result), by replaying a captured CUDA graph where possible.
+
+    ``f``, ``g``: the problem's objectives with the batch bound; ``full_batch``: whether
+    that batch is None for both (only then is the call captured).
+    ``info.cuda_graph`` says what happened ("captured ...", "replayed ...", "eager: ...").
+    """
+    options = dict(solver=solver, tol=tol, maxiter=maxiter, alpha=alpha,
+                   check_every=check_every, fallback=fallback)
+    why = _unsupported(x, solver, alpha, full_batch)
+    if why is not None:
+        return _eager(f, g, x, y, v0, options, f"eager: {why}")
+    entries = _ENTRIES.setdefault(problem, {})
+    source = _source(problem)
+    for key in [k for k, e in entries.items() if e.source != source]:
+        del entries[key]  # f, g or the data were replaced: those graphs are stale
+    key = (tuple(sorted(options.items())), _signature(x), _signature(y), _signature(v0))
+    entry = entries.get(key)
+    if entry is None:
+        entry = entries[key] = CapturedAID(f, g, x, y, v0, source=source, **options)
+    if entry.failure is not None:
+        return _eager(f, g, x, y, v0, options,
+                      f"eager: the CUDA graph capture failed ({entry.failure})")
+    return entry(x, y, v0)
+
+
+def _unsupported(x: Tree, solver: str, alpha: float | None, full_batch: bool) -> str | None:
+    device = T.like_info(x)[1]
+    if not _can_capture_on(device):
+        return f"x is on {device}; CUDA graphs need a CUDA device"
+    if not full_batch:
+        return "minibatch objectives (a batch that is not None) are not captured"
+    if solver == "neumann" and alpha is None:
+        return ("neumann without a fixed alpha: its default step comes from a host-side "
+                "power iteration; pass alpha= to capture")
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return "already inside a CUDA graph capture"
+    return None
+
+
+def _source(problem: BilevelProblem) -> tuple:
+    """What the graphs' validity depends on, by identity."""
+    return (problem.outer, problem.inner, id(problem.outer_data), id(problem.inner_data))
+
+
+def _signature(tree: Tree | None) -> Any:
+    if tree is None:
+        return None
+    leaves, spec = tree_flatten(tree)
+    return str(spec), tuple((tuple(t.shape), t.dtype, t.device) for t in leaves)
+
+
+def _eager(f: Callable, g: Callable, x: Tree, y: Tree, v0: Tree | None, options: dict,
+           note: str) -> tuple[Tree, HypergradInfo]:
+    grad_x, info = aid_hypergrad(f, g, x, y, v0=v0, cuda_graph="auto", **options)
+    info.cuda_graph = note
+    return grad_x, info
+
+
+def _detached_clone(tree: Tree | None) -> Tree | None:
+    return None if tree is None else T.tree_map(lambda t: t.detach().clone(), tree)
+
+
+class CapturedAID:
+    """The three graphs of one (problem, shapes, options), their buffers, and the
+    replay logic (module docstring).  ``failure`` is None or why capturing failed."""
+
+    def __init__(self, f: Callable, g: Callable, x: Tree, y: Tree, v0: Tree | None, *,
+                 source: tuple, solver: str, tol: float, maxiter: int | None,
+                 alpha: float | None, check_every: int | None, fallback: bool) -> None:
+        self.f, self.g, self.source = f, g, source
+        self.options = dict(solver=solver, tol=tol, maxiter=maxiter, alpha=alpha,
+                            check_every=check_every, fallback=fallback)
+        self.solver, self.tol, self.alpha, self.fallback = solver, tol, alpha, fallback
+        if maxiter is None:
+            maxiter = 100 if solver == "neumann" else 2 * T.numel(y)
+        self.maxiter = maxiter
+        self.chunk = max(1, min(check_every or DEFAULT_CHUNK, maxiter))
+        self.extra = 0  # chunk replays after the prologue's: what the last call needed
+        self.calls = 0
+        self.inputs = {"x": _detached_clone(x), "y": _detached_clone(y),
+                       "v0": _detached_clone(v0)}
+        self.failure: str | None = None
+        start = time.perf_counter()
+        try:
+            self._capture()
+        except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
+            self.failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
+            warnings.warn(f"hypergrad(cuda_graph=True): capture failed ({self.failure}); "
+                          "running eagerly", RuntimeWarning, stacklevel=4)
+        self.capture_s = time.perf_counter() - start
+
+    # -- the recorded pieces -------------------------------------------------------------
+    def _prologue(self) -> dict:
+        x, y, v0 = self.inputs["x"], self.inputs["y"], self.inputs["v0"]
+        (f_x, b), loss = grad_and_value(self.f, argnums=(0, 1))(x, y)
+        g = self.g
+        op = LinearOperator.from_hvp(lambda yy: g(x, yy), y)
+        op.hessian_products.linearize()
+        bnorm = T.norm(b)
+        if self.solver == "cg":
+            it = cg_iteration(op, b, v0, self.tol, bnorm)
+        elif self.solver == "minres":
+            it = minres_iteration(op, b, v0, self.tol, bnorm)
+        else:
+            it = neumann_iteration(op, b, v0, float(self.alpha), self.tol, bnorm)
+        state = self._steps(it, op, it.state)
+        # The chunk graph overwrites the state's buffers in place, so none may be a tensor
+        # used elsewhere (MINRES's r1 after one step is b itself, for instance).
+        shared = {id(t) for t in tree_flatten([it.state, b, x, y, v0])[0]}
+        state = {k: T.tree_map(lambda t: t.clone() if id(t) in shared else t, leaf)
+                 for k, leaf in state.items()}
+        return {"f_x": f_x, "b": b, "bnorm": bnorm, "loss": loss, "op": op, "iteration": it,
+                "state": state}
+
+    def _steps(self, it: Iteration, op: LinearOperator, state: dict) -> dict:
+        """K iterations; an iteration runs only while active and done < maxiter."""
+        for _ in range(self.chunk):
+            state = it.body(op, {**state, "active": state["active"] & (state["done"] < self.maxiter)})
+        return state
+
+    def _epilogue(self, pro: dict, state: dict) -> dict:
+        it, op, b, bnorm = pro["iteration"], pro["op"], pro["b"], pro["bnorm"]
+        x, y = self.inputs["x"], self.inputs["y"]
+        v = it.solution(state)
+        residual = T.norm(T.axpy(-1.0, op(v), b)) / bnorm
+        grad_x = T.axpy(-1.0, mixed_vjp(self.g, x, y, v), pro["f_x"])
+        failed = state.get("curvature_failed", torch.zeros_like(state["active"]))
+        scalars = [state["active"], state["done"], failed, residual,
+                   torch.isfinite(state[it.monitor]), bnorm > 0]
+        flags = torch.stack([s.to(torch.float64) for s in scalars])
+        return {"grad_x": grad_x, "v": v, "flags": flags}
+
+    def _capture(self) -> None:
+        with _side_stream() as stream:
+            # Warm-up: the same pieces once, eagerly (cuBLAS handles, autograd's device
+            # thread, lazy initialization), with host synchronization made an error so
+            # that f or g calling .item() & co. is named here rather than inside a capture.
+            with _forbid_host_sync():
+                pro = self._prologue()
+                self._epilogue(pro, self._steps(pro["iteration"], pro["op"], pro["state"]))
+            del pro
+            self.graphs = [_record(piece, stream)
+                           for piece in (self._run_prologue, self._run_chunk, self._run_epilogue)]
+
+    def _run_prologue(self) -> None:
+        self.pro = self._prologue()
+
+    def _run_chunk(self) -> None:
+        _copy_into(self.pro["state"], self._steps(self.pro["iteration"], self.pro["op"],
+                                                  self.pro["state"]))
+
+    def _run_epilogue(self) -> None:
+        self.out = self._epilogue(self.pro, self.pro["state"])
+
+    # -- a call ------------------------------------------------------------------------
+    def __call__(self, x: Tree, y: Tree, v0: Tree | None) -> tuple[Tree, HypergradInfo]:
+        for name, value in (("x", x), ("y", y), ("v0", v0)):
+            if value is not None:
+                for dst, src in zip(T.leaves(self.inputs[name]), T.leaves(value)):
+                    dst.copy_(src.detach())
+        prologue, chunk, epilogue = self.graphs
+        prologue.replay()
+        for _ in range(self.extra):
+            chunk.replay()
+        epilogue.replay()
+        active, done, failed, residual, finite, b_nonzero = self.out["flags"].tolist()
+        run = self.chunk * (1 + self.extra)
+        if active and done < self.maxiter:  # the prediction fell short: chunk by chunk
+            state = self.pro["state"]
+            while active and done < self.maxiter:
+                chunk.replay()
+                run += self.chunk
+                active, done = torch.stack([state["active"].to(torch.int64),
+                                            state["done"]]).tolist()
+            epilogue.replay()
+            active, done, failed, residual, finite, b_nonzero = self.out["flags"].tolist()
+        done = int(done)
+        self.extra = max(0, math.ceil(done / self.chunk) - 1)
+        self.calls += 1
+        how = (f"captured in {self.capture_s:.3f} s, replayed" if self.calls == 1
+               else "replayed")
+        how += f" ({run} iterations run, {done} did work)"
+        if not finite or not b_nonzero:
+            # nan/inf, or b = 0: the eager engine has the exact behaviour (its error, or
+            # v = 0 without a solve); rare, so simply run it
+            what = "a non-finite value" if not finite else "b = grad_y f = 0"
+            return _eager(self.f, self.g, x, y, v0, self.options,
+                          f"eager: {how}, met {what}; re-ran eagerly")
+        if failed and self.fallback:
+            return _eager(self.f, self.g, x, y, v0, self.options,
+                          f"eager: {how}, CG met non-positive curvature; re-ran eagerly "
+                          "for the MINRES fallback")
+        breakdown = curvature_breakdown(done) if failed else None
+        solve = report(self.solver, residual, self.tol, done, breakdown, self.maxiter)
+        if self.solver == "neumann":
+            solve = explain_divergence(solve, float(self.alpha))
+        warm = 1 if v0 is not None else 0
+        info = HypergradInfo(method=self.solver, v=_detached_clone(self.out["v"]), solve=solve,
+                             residual=solve.residual, iterations=done,
+                             # as the eager engine counts: iterations, the initial residual
+                             # of a warm start, the final residual, the mixed product
+                             hvp_count=done + warm + 2, grad_count=1, fallback=None,
+                             converged=solve.converged,
+                             outer_loss=self.pro["loss"].detach().clone(),
+                             step_size=float(self.alpha) if self.solver == "neumann" else None,
+                             cuda_graph=how)
+        return _detached_clone(self.out["grad_x"]), info
+
+
+# -- CUDA specifics, kept apart (the CPU tests replace them with emulations) --------------
+
+def _can_capture_on(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+@contextmanager
+def _side_stream():
+    """Capture needs a stream other than the default one; autograd then runs each backward
+    pass on its forward's stream, which is this one for everything recorded here."""
+    caller = torch.cuda.current_stream()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(caller)
+    with torch.cuda.stream(stream):
+        yield stream
+    caller.wait_stream(stream)
+
+
+@contextmanager
+def _forbid_host_sync():
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    except RuntimeError as err:
+        if "synchroniz" in str(err):
+            raise RuntimeError("f or g synchronizes with the host (e.g. .item(), "
+                               f"bool(tensor), nonzero): {err}") from None
+        raise
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _record(piece: Callable[[], None], stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
+    """``piece()`` recorded as a CUDA graph (its tensors become the graph's buffers)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        piece()
+    return graph
+
+
+def _copy_into(static: dict, new: dict) -> None:
+    """Write the state ``new`` into the buffers of ``static`` (same structure).  A new
+    leaf that *is* one of the static buffers (state passed through unchanged, e.g.
+    MINRES's r1 <- r2) is cloned first, so no copy reads a buffer already overwritten."""
+    dst_leaves, src_leaves = tree_flatten(static)[0], tree_flatten(new)[0]
+    ids = {id(t) for t in dst_leaves}
+    src_leaves = [s.clone() if id(s) in ids else s for s in src_leaves]
+    for dst, src in zip(dst_leaves, src_leaves):
+        dst.copy_(src)

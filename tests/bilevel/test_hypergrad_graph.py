@@ -1,0 +1,280 @@
+"""``hypergrad(..., cuda_graph=True)``: the whole call captured once and replayed.
+
+Every test runs in two modes: "cuda" (the real CUDA graphs; skipped without a GPU) and
+"emulated" (on the CPU, the three CUDA-specific hooks of :mod:`bilevel.hypergrad.graph`
+replaced: a "graph" re-runs its recorded Python piece on replay, and host syncs are
+caught by a dispatch mode).  The emulation checks everything but the recording itself:
+masking, chunking and the learned chunk count, the info, the eager fallbacks, the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import pytest
+import torch
+from _bilevel_refs import DT, Ridge, rel
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import bilevel
+from bilevel.hypergrad import clear_cuda_graphs
+from bilevel.hypergrad import graph as G
+from bilevel.tasks import hyperparameter_tuning
+from bilevel.tasks import reference as R
+
+MODES = ["emulated", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+class _FakeGraph:
+    def __init__(self, piece):
+        self.piece = piece
+
+    def replay(self):
+        self.piece()
+
+
+class _NoSync(TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in ("_local_scalar_dense", "nonzero", "is_nonzero"):
+            raise RuntimeError(f"called a synchronizing operation ({func})")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    if request.param == "emulated":
+        @contextlib.contextmanager
+        def no_sync():
+            with _NoSync():
+                yield
+        monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
+        monkeypatch.setattr(G, "_side_stream", lambda: contextlib.nullcontext(None))
+        monkeypatch.setattr(G, "_record", lambda piece, stream: (piece(), _FakeGraph(piece))[1])
+        monkeypatch.setattr(G, "_forbid_host_sync", no_sync)
+    return request.param
+
+
+def _device(mode):
+    return torch.device("cuda" if mode == "cuda" else "cpu")
+
+
+def ridge_problem(r: Ridge, device, **kw):
+    X, t, Xv, tv = (a.to(device) for a in (r.X, r.t, r.Xv, r.tv))
+
+    def inner(x, y, batch=None):
+        return ((X @ y - t) ** 2).sum() / (2 * X.shape[0]) + (x.exp() * y * y).sum() / 2
+
+    def outer(x, y, batch=None):
+        return ((Xv @ y - tv) ** 2).sum() / (2 * Xv.shape[0])
+    return bilevel.BilevelProblem(outer=outer, inner=inner, x0=r.x0.to(device),
+                                  y0=torch.zeros(r.n, dtype=DT, device=device), **kw)
+
+
+def logistic(device, n=300, d=12, seed=0, log_reg=-2.0):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(2 * n, d, generator=gen, dtype=DT)
+    w = torch.randn(d, generator=gen, dtype=DT)
+    labels = torch.where(X @ w + 0.5 * torch.randn(2 * n, generator=gen, dtype=DT) > 0, 1.0, -1.0)
+    return hyperparameter_tuning(X[:n], labels[:n], X[n:], labels[n:], log_reg0=log_reg,
+                                 device=device, dtype=DT)
+
+
+def inner_opt(problem, x):
+    return R.inner_solution(problem, x, problem.y0, method="newton", tol=1e-13)
+
+
+def _same(captured, eager, tol=1e-10):
+    (g_c, i_c), (g_e, i_e) = captured, eager
+    assert rel(g_c, g_e) <= tol
+    assert rel(i_c.v, i_e.v) <= tol
+    assert i_c.iterations == i_e.iterations
+    assert i_c.converged == i_e.converged and i_c.fallback == i_e.fallback
+    assert i_c.hvp_count == i_e.hvp_count and i_c.grad_count == i_e.grad_count
+    assert abs(i_c.residual - i_e.residual) <= 1e-6 * max(i_e.residual, 1e-12)
+    assert float(i_c.outer_loss) == pytest.approx(float(i_e.outer_loss), rel=1e-12)
+
+
+@pytest.mark.parametrize("method,extra", [("cg", {}), ("minres", {}),
+                                          ("neumann", {"alpha": 0.5, "maxiter": 400})])
+def test_ridge_captured_equals_eager_and_closed_form(mode, method, extra):
+    r = Ridge()
+    problem = ridge_problem(r, _device(mode))
+    x = r.x0.to(_device(mode))
+    y = r.y_star(r.x0).to(_device(mode))
+    tol = 1e-9 if method == "neumann" else 1e-12
+    eager = bilevel.hypergrad(problem, x, y, method=method, tol=tol, **extra)
+    first = bilevel.hypergrad(problem, x, y, method=method, tol=tol, cuda_graph=True, **extra)
+    again = bilevel.hypergrad(problem, x, y, method=method, tol=tol, cuda_graph=True, **extra)
+    assert first[1].cuda_graph.startswith("captured") and again[1].cuda_graph.startswith("replayed")
+    # one iteration per chunk: a chunk's output state passes some input buffers through
+    one = bilevel.hypergrad(problem, x, y, method=method, tol=tol, cuda_graph=True,
+                            check_every=1, **extra)
+    for out in (first, again, one):
+        _same(out, eager)
+        assert out[1].converged
+        assert rel(out[0].cpu(), r.hypergrad(r.x0)) <= (1e-6 if method == "neumann" else 1e-8)
+    if method == "neumann":
+        assert again[1].step_size == 0.5
+    # outputs are the caller's, not the graph's buffers
+    kept = again[0].clone()
+    bilevel.hypergrad(problem, x + 0.1, y, method=method, tol=tol, cuda_graph=True, **extra)
+    assert torch.equal(again[0], kept)
+
+
+@pytest.mark.parametrize("check_every", [2, 8])
+def test_logistic_replays_follow_new_points_and_warm_starts(mode, check_every):
+    """Several chunks (check_every=2: the learned number of chunk replays is used, and a
+    harder point needs the chunk-by-chunk path); each replay at a new (x, y) equals the
+    eager answer there and the exact dense one; warm starts too."""
+    device = _device(mode)
+    problem = logistic(device)
+    points = []
+    for shift in (0.0, 1.0, -1.5, 2.5):  # different conditioning: iteration counts vary
+        x = problem.x0 + shift + 0.3 * torch.linspace(-1, 1, problem.x0.numel(), dtype=DT,
+                                                      device=device)
+        points.append((x, inner_opt(problem, x)))
+    iterations, v_prev = [], None
+    for x, y in points:
+        opts = dict(method="cg", tol=1e-12, check_every=check_every)
+        eager = bilevel.hypergrad(problem, x, y, **opts)
+        captured = bilevel.hypergrad(problem, x, y, cuda_graph=True, **opts)
+        _same(captured, eager)
+        exact = R.exact_hypergradient(problem, x, y, solve_inner=False)
+        assert rel(captured[0], exact.grad) <= 1e-8
+        iterations.append(captured[1].iterations)
+        # the same point again: the learned number of chunks, no more
+        _, info = bilevel.hypergrad(problem, x, y, cuda_graph=True, **opts)
+        chunks = -(-info.iterations // check_every)
+        assert f"({chunks * check_every} iterations run, {info.iterations} did work)" \
+            in info.cuda_graph, info.cuda_graph
+        if v_prev is not None:
+            warm_e = bilevel.hypergrad(problem, x, y, v0=v_prev, **opts)
+            warm_c = bilevel.hypergrad(problem, x, y, v0=v_prev, cuda_graph=True, **opts)
+            _same(warm_c, warm_e)
+        v_prev = eager[1].v
+    assert len(set(iterations)) > 1, iterations  # the points really differ
+
+
+def test_maxiter_respected_exactly(mode):
+    device = _device(mode)
+    problem = logistic(device, log_reg=-6.0)
+    x = problem.x0
+    y = inner_opt(problem, x)
+    for maxiter in (3, 5):  # not multiples of the chunk
+        eager = bilevel.hypergrad(problem, x, y, tol=1e-14, maxiter=maxiter, check_every=4)
+        captured = bilevel.hypergrad(problem, x, y, tol=1e-14, maxiter=maxiter, check_every=4,
+                                     cuda_graph=True)
+        _same(captured, eager)
+        assert captured[1].iterations == maxiter and not captured[1].converged
+        assert "maxiter" in captured[1].solve.reason
+
+
+def _indefinite(device):
+    """g(x, y) = y^T S y / 2 - x^T y with S symmetric indefinite; f = ||y||^2 / 2."""
+    gen = torch.Generator().manual_seed(3)
+    Q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=DT))
+    S = (Q @ torch.diag(torch.tensor([-2.0, 1, 2, 3, 4, 5], dtype=DT)) @ Q.T).to(device)
+    problem = bilevel.BilevelProblem(outer=lambda x, y, b: 0.5 * (y * y).sum(),
+                                     inner=lambda x, y, b: 0.5 * y @ (S @ y) - x @ y,
+                                     x0=torch.ones(6, dtype=DT, device=device),
+                                     y0=torch.zeros(6, dtype=DT, device=device))
+    x = torch.linspace(-1, 2, 6, dtype=DT, device=device)
+    return problem, x, torch.linalg.solve(S, x), S
+
+
+def test_nonpositive_curvature_still_falls_back_to_minres(mode):
+    problem, x, y, S = _indefinite(_device(mode))
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12)
+    assert eager[1].fallback is not None  # the case really meets the curvature
+    captured = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)
+    _same(captured, eager)
+    assert "non-positive curvature" in captured[1].cuda_graph
+    # exact: h(x) = ||S^{-1} x||^2 / 2, grad = S^{-2} x
+    assert rel(captured[0], torch.linalg.solve(S, y)) <= 1e-8
+    # without the fallback the breakdown is reported, as eagerly
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12, fallback=False)
+    captured = bilevel.hypergrad(problem, x, y, tol=1e-12, fallback=False, cuda_graph=True)
+    _same(captured, eager)
+    assert not captured[1].converged
+    assert captured[1].solve.reason == eager[1].solve.reason
+    assert captured[1].solve.reason.startswith("non-positive curvature")
+
+
+def test_capture_failure_runs_eagerly_with_reason(mode):
+    r = Ridge()
+    device = _device(mode)
+    base = ridge_problem(r, device)
+
+    def syncing_inner(x, y, batch=None):
+        scale = float((y * y).sum().detach()) * 0 + 1.0  # a host sync (.item())
+        return scale * base.inner(x, y, batch)
+    problem = bilevel.BilevelProblem(outer=base.outer, inner=syncing_inner, x0=base.x0,
+                                     y0=base.y0)
+    x, y = base.x0, r.y_star(r.x0).to(device)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12)
+    with pytest.warns(RuntimeWarning, match="capture failed"):
+        captured = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)
+    _same(captured, eager)
+    assert captured[1].cuda_graph.startswith("eager: the CUDA graph capture failed")
+    assert "synchroniz" in captured[1].cuda_graph
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per capture, not per call
+        again = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)
+    _same(again, eager)
+
+
+def test_cache_follows_replaced_functions_and_options(mode):
+    device = _device(mode)
+    r1, r2 = Ridge(seed=0), Ridge(seed=5)
+    problem = ridge_problem(r1, device)
+    x, y = r1.x0.to(device), r1.y_star(r1.x0).to(device)
+    g1, _ = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)
+    assert rel(g1.cpu(), r1.hypergrad(r1.x0)) <= 1e-8
+    other = ridge_problem(r2, device)
+    problem.inner, problem.outer = other.inner, other.outer  # new data: stale graphs go
+    y2 = r2.y_star(r1.x0).to(device)
+    g2, info = bilevel.hypergrad(problem, x, y2, tol=1e-12, cuda_graph=True)
+    assert info.cuda_graph.startswith("captured")
+    eager = bilevel.hypergrad(problem, x, y2, tol=1e-12)
+    _same((g2, info), eager)
+    # other options are another graph; clear_cuda_graphs forgets them all
+    _, info = bilevel.hypergrad(problem, x, y2, tol=1e-6, cuda_graph=True)
+    assert info.cuda_graph.startswith("captured")
+    _, info = bilevel.hypergrad(problem, x, y2, tol=1e-6, cuda_graph=True)
+    assert info.cuda_graph.startswith("replayed")
+    clear_cuda_graphs(problem)
+    _, info = bilevel.hypergrad(problem, x, y2, tol=1e-6, cuda_graph=True)
+    assert info.cuda_graph.startswith("captured")
+
+
+def test_cases_that_run_eagerly_say_why(mode):
+    r = Ridge()
+    device = _device(mode)
+    problem = ridge_problem(r, device)
+    x, y = r.x0.to(device), r.y_star(r.x0).to(device)
+    eager = bilevel.hypergrad(problem, x, y, method="neumann", tol=1e-9)
+    out = bilevel.hypergrad(problem, x, y, method="neumann", tol=1e-9, cuda_graph=True)
+    assert out[1].cuda_graph.startswith("eager: neumann without a fixed alpha")
+    assert rel(out[0], eager[0]) <= 1e-6  # (power iteration starts differ)
+    batch = (r.X.to(device), r.t.to(device))
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12, inner_batch=batch)
+    out = bilevel.hypergrad(problem, x, y, tol=1e-12, inner_batch=batch, cuda_graph=True)
+    assert out[1].cuda_graph.startswith("eager: minibatch")
+    _same(out, eager)
+
+
+def test_cpu_accepts_cuda_graph_and_runs_eagerly():
+    """No emulation: on a CPU tensor the option is accepted, the call is the eager one,
+    and the info says so."""
+    r = Ridge()
+    problem = r.problem()
+    y = r.y_star(r.x0)
+    for method, extra in (("cg", {}), ("minres", {}), ("neumann", {"alpha": 0.5})):
+        eager = bilevel.hypergrad(problem, r.x0, y, method=method, tol=1e-10, **extra)
+        out = bilevel.hypergrad(problem, r.x0, y, method=method, tol=1e-10, cuda_graph=True,
+                                **extra)
+        assert out[1].cuda_graph == "eager: x is on cpu; CUDA graphs need a CUDA device"
+        assert eager[1].cuda_graph is None
+        assert torch.equal(out[0], eager[0])
