@@ -19,6 +19,11 @@ is reported:
 * ``ours-cg-warm``: CG warm-started with v0 = the exact solution at a nearby previous
   outer iterate x_prev = x + delta (delta ~ N(0, ``--warm-delta``^2) per entry, y* and v
   recomputed there): what ``bilevel.solve`` passes between outer steps;
+* ``ours-cg-graph``, ``ours-cg-warm-graph``: the same with ``cuda_graph=True`` (the whole
+  call captured once and replayed, :mod:`bilevel.hypergrad.graph`); the timed calls are
+  replays (input copies, replays and the one host sync included); the capturing first
+  call is the warm-up, reported as ``first_call_ms``; ``cuda_graph`` = the last call's
+  account (a row that ran eagerly says so);
 * ``torchopt``: ``torchopt.diff.implicit.custom_root`` with
   ``torchopt.linear_solve.solve_cg`` (the anchor's code), gradient by autograd.
 
@@ -72,17 +77,20 @@ def _sync(device: torch.device) -> None:
 
 
 def timeit(fn: Callable[[], torch.Tensor], device: torch.device, reps: int
-           ) -> tuple[float, torch.Tensor]:
-    """Median wall time (s) of fn() over ``reps`` runs after one warm-up; its last output."""
+           ) -> tuple[float, torch.Tensor, float]:
+    """Median wall time (s) of fn() over ``reps`` runs after one warm-up; its last output;
+    the warm-up call's own time (s; for ``cuda_graph=True`` variants: the capture)."""
+    start = time.perf_counter()
     out = fn()
     _sync(device)
+    first = time.perf_counter() - start
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         out = fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+    return statistics.median(times), out, first
 
 
 def _reference(problem64, x64, y64, warm_delta: float, seed: int) -> tuple[torch.Tensor, ...]:
@@ -146,12 +154,17 @@ def ours_variants(case: Case, opts: dict, library=bilevel, prefix: str = "ours"
         problem = library.BilevelProblem(outer=problem.outer, inner=problem.inner,
                                          x0=problem.x0, y0=problem.y0)
     variants = []
-    for method, warm in (("cg", False), ("minres", False), ("cg", True)):
-        name = f"{prefix}-{method}" + ("-warm" if warm else "")
+    for method, warm, graph in (("cg", False, False), ("minres", False, False),
+                                ("cg", True, False), ("cg", False, True), ("cg", True, True)):
+        if graph and library is not bilevel:
+            continue  # the baseline copies predate cuda_graph=True
+        name = f"{prefix}-{method}" + ("-warm" if warm else "") + ("-graph" if graph else "")
         for tol in OURS_TOLS:
             kw = dict(method=method, tol=tol, **opts)
             if warm:
                 kw["v0"] = case.v0_warm
+            if graph:
+                kw["cuda_graph"] = True
 
             def run(kw=kw):
                 return library.hypergrad(problem, case.x, case.y, **kw)
@@ -184,20 +197,24 @@ def torchopt_variants(case: Case) -> list[tuple[str, dict, Callable]]:
 
 
 def run_case(case: Case, device: torch.device, reps: int, target: float, opts: dict,
-             with_torchopt: bool, baseline=None) -> list[dict]:
+             with_torchopt: bool, baseline=None, only: list[str] | None = None) -> list[dict]:
     rows = []
     variants = ours_variants(case, opts)
     if baseline is not None:
         variants += ours_variants(case, opts, baseline, "base")
     if with_torchopt:
         variants += torchopt_variants(case)
+    if only:
+        variants = [v for v in variants if v[0] in only]
     for name, setting, fn in variants:
-        seconds, (h, info) = timeit(fn, device, reps)
+        seconds, (h, info), first = timeit(fn, device, reps)
         row = {"case": case.name, "variant": name, **setting, "ms": 1e3 * seconds,
-               "relerr": relative_error(h, case.exact)}
+               "first_call_ms": 1e3 * first, "relerr": relative_error(h, case.exact)}
         if info is not None:
             row.update(iterations=info.iterations, residual=info.residual,
                        converged=info.converged, hvp_count=info.hvp_count)
+            if getattr(info, "cuda_graph", None) is not None:
+                row["cuda_graph"] = info.cuda_graph  # the timed calls' own account
         row["meets_target"] = row["relerr"] <= target
         rows.append(row)
         print(json.dumps(row), flush=True)  # as it comes: a run cut short keeps its rows
@@ -263,7 +280,7 @@ def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
 def print_table(rows: list[dict], target: float) -> dict:
     best = best_rows(rows)
     print(f"\nFastest setting reaching relative error <= {target:g} (median wall time):")
-    print(f"{'case':16s} {'variant':14s} {'setting':22s} {'iters':>5s} {'ms':>9s} "
+    print(f"{'case':16s} {'variant':18s} {'setting':22s} {'iters':>5s} {'ms':>9s} "
           f"{'relerr':>9s} {'vs torchopt':>11s}")
     summary = {}
     for case in dict.fromkeys(r["case"] for r in rows):
@@ -273,14 +290,14 @@ def print_table(rows: list[dict], target: float) -> dict:
             if row is None:
                 closest = min((r for r in rows if r["case"] == case and r["variant"] == variant),
                               key=lambda r: r["relerr"])
-                print(f"{case:16s} {variant:14s} {'(target missed)':22s} {'':>5s} "
+                print(f"{case:16s} {variant:18s} {'(target missed)':22s} {'':>5s} "
                       f"{'':>9s} {closest['relerr']:9.2e}")
                 continue
             setting = ", ".join(f"{k}={row[k]:g}" for k in ("tol", "maxiter", "rtol")
                                 if k in row)
             ratio = row["ms"] / ref["ms"] if ref else math.nan
             iters = str(row.get("iterations", ""))
-            print(f"{case:16s} {variant:14s} {setting:22s} {iters:>5s} {row['ms']:9.2f} "
+            print(f"{case:16s} {variant:18s} {setting:22s} {iters:>5s} {row['ms']:9.2f} "
                   f"{row['relerr']:9.2e} {ratio:10.2f}x")
             summary[f"{case}/{variant}"] = {**row, "ratio_vs_torchopt": ratio}
     return summary
@@ -303,6 +320,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time another copy of the library, importable as MODULE "
                              "(e.g. an earlier commit's bilevel/ copied to bilevel_base/), "
                              "as variants base-*, in the same run")
+    parser.add_argument("--variants", default=None,
+                        help="comma list of variant names to time (default: all), e.g. "
+                             "ours-cg,ours-cg-graph,torchopt")
     parser.add_argument("--count-ops", type=float, default=None, metavar="TOL",
                         help="instead of timing, count the aten ops of one call per variant "
                              "at this tolerance (TorchOpt: rtol)")
@@ -336,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
     for case in cases:
         print(f"{case.name}: {case.info}", flush=True)
         rows += run_case(case, device, args.reps, args.target, opts, not args.no_torchopt,
-                         baseline)
+                         baseline, args.variants.split(",") if args.variants else None)
     summary = print_table(rows, args.target)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "target": args.target, "opts": opts,

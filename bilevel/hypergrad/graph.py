@@ -311,6 +311,7 @@ def _side_stream():
 
 @contextmanager
 def _forbid_host_sync():
+    previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
         yield
@@ -320,7 +321,7 @@ def _forbid_host_sync():
                                f"bool(tensor), nonzero): {err}") from None
         raise
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 def _record(piece: Callable[[], None], stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
