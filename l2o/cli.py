@@ -4,7 +4,8 @@ Subcommands (each with ``--help``):
 
 * ``l2o solve FILE | --example NAME``: solve an LP with the PDHG solver (:func:`l2o.solve_lp`),
   with a live progress display, a final summary, JSON output and warm starts from a solution
-  file; the exit code says how the solve ended (:data:`EXIT_CODES`).
+  file or from a PDHG-Net prediction (``--model NAME|PATH [--compare-cold]``,
+  :mod:`l2o.net.warmstart`); the exit code says how the solve ended (:data:`EXIT_CODES`).
 * ``l2o info FILE | --example NAME``: sizes, row types and bound types of an LP file.
 * ``l2o generate FAMILY [--OPTION VALUE ...] --out FILE``: write a generated LP
   (:mod:`l2o.datasets`; e.g. ``l2o generate pagerank --nodes 100000 --out pr.mps.gz``).
@@ -507,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Solve an LP with restarted PDHG (l2o.solve_lp) on a GPU or the CPU. Shows a "
                     "live progress display and a final summary; --json prints one JSON object "
                     "{status, objective, dual_objective, iterations, solve_time, kkt, x: {column: "
-                    "value}, y: {row: dual}} instead. The exit code tells how it ended.")
+                    "value}, y: {row: dual}} instead. The exit code tells how it ended. With "
+                    "--model, PDHG-Net predicts the start point first (two-stage solving).")
     _add_input(solve)
     solve.add_argument("--tol", type=_positive_float, default=1e-4,
                        help="relative tolerance on primal residual, dual residual and gap "
