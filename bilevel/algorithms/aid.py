@@ -15,6 +15,7 @@ is taken on a fresh minibatch (stochastic AID).
 from __future__ import annotations
 
 from ..hypergrad.aid import aid_hypergrad
+from ..hypergrad.graph import captured_hypergrad
 from ..linalg import _tree as T
 from .common import Algorithm, detach, gradient_steps, newton_steps
 
@@ -25,7 +26,9 @@ class AIDAlgorithm(Algorithm):
     """Options: ``tol`` (``solve_tol`` in :func:`bilevel.solve`; 1e-4: warm starts carry
     accuracy over, so each step's solve needs only moderate accuracy), ``maxiter`` (50 per
     outer step), ``warm_start`` (True), ``alpha`` (Neumann step; default the inner step
-    1/lambda_max), ``check_every``, ``cuda_graph`` ("auto"), ``inner_tol`` (None; else
+    1/lambda_max), ``check_every``, ``cuda_graph`` ("auto": the solver's own chunk graphs;
+    True: each step's whole hypergradient call replayed from a CUDA graph, see
+    :mod:`bilevel.hypergrad.graph`; False: none), ``inner_tol`` (None; else
     keep taking chunks of ``inner_steps`` inner steps until ||grad_y g|| <= inner_tol, one
     host check per chunk, at most ``max_inner_steps``, default 20 * inner_steps),
     ``inner_method`` ("gd": gradient steps of size 1/lambda_max; "newton": damped Newton
@@ -74,13 +77,22 @@ class AIDAlgorithm(Algorithm):
                      alpha=alpha if self.solver == "neumann" else None,
                      check_every=opts["check_every"], cuda_graph=opts["cuda_graph"])
         warm = state["v"] if opts["warm_start"] else None
-        grad_x, info = aid_hypergrad(f, g, x, y, v0=warm, **solve)
+        if opts["cuda_graph"] is True:
+            # the whole call captured once and replayed (bilevel.hypergrad.graph; it runs
+            # eagerly, saying why, for minibatches or where capture is impossible)
+            del solve["cuda_graph"]
+            hypergrad = lambda v0: captured_hypergrad(  # noqa: E731
+                self.problem, f, g, x, y, v0=v0, full_batch=not self.problem.stochastic,
+                **solve)
+        else:
+            hypergrad = lambda v0: aid_hypergrad(f, g, x, y, v0=v0, **solve)  # noqa: E731
+        grad_x, info = hypergrad(warm)
         extra_products, note = 0, None
         if warm is not None and info.residual is not None and info.residual > 1.0:
             # The previous v is a worse start than zero here (x or the batch moved a lot):
             # solve again from zero rather than use it.
             extra_products = info.hvp_count
-            grad_x, info = aid_hypergrad(f, g, x, y, v0=None, **solve)
+            grad_x, info = hypergrad(None)
             note = "warm start worse than v = 0; re-solved from zero"
         x_new, opt = self.outer_optimizer.step(x, grad_x, state["opt"], k)
         new_state = {"x": x_new, "y": y, "v": info.v, "opt": opt, "inner_lr": state["inner_lr"]}

@@ -34,7 +34,8 @@ eager call then falls back to MINRES), b = grad_y f = 0, or a nan/inf (the eager
 raises its usual error).  A wrong answer is never returned from a graph.
 
 The graphs read the tensors that f and g hold at capture time.  They are kept per
-problem (a weak reference: they go when the problem goes) and rebuilt when
+problem (a weak reference: they go when the problem goes; at most ``MAX_ENTRIES``
+option/shape combinations, the least recently used dropped) and rebuilt when
 ``problem.outer`` / ``problem.inner`` / the data attributes are replaced; if f or g read
 data through some other reference you rebind (not modify in place), call
 :func:`clear_cuda_graphs`.
@@ -66,7 +67,10 @@ from .info import HypergradInfo
 __all__ = ["captured_hypergrad", "clear_cuda_graphs"]
 
 DEFAULT_CHUNK = 8
-# problem -> {key: CapturedAID}; a weak key, so the graphs go with the problem
+# Graphs kept per problem, the least recently used dropped first: options that change
+# every call (a Neumann alpha re-estimated each outer step, say) must not pile them up.
+MAX_ENTRIES = 4
+# problem -> {key: CapturedAID}, in recency order; weak keys: the graphs go with the problem
 _ENTRIES: "weakref.WeakKeyDictionary[BilevelProblem, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -98,9 +102,12 @@ def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tre
     for key in [k for k, e in entries.items() if e.source != source]:
         del entries[key]  # f, g or the data were replaced: those graphs are stale
     key = (tuple(sorted(options.items())), _signature(x), _signature(y), _signature(v0))
-    entry = entries.get(key)
+    entry = entries.pop(key, None)
     if entry is None:
-        entry = entries[key] = CapturedAID(f, g, x, y, v0, source=source, **options)
+        entry = CapturedAID(f, g, x, y, v0, source=source, **options)
+    entries[key] = entry  # (re)inserted last: the dict's order is the recency order
+    while len(entries) > MAX_ENTRIES:
+        del entries[next(iter(entries))]
     if entry.failure is not None:
         return _eager(f, g, x, y, v0, options,
                       f"eager: the CUDA graph capture failed ({entry.failure})")
@@ -199,7 +206,8 @@ class CapturedAID:
     def _steps(self, it: Iteration, op: LinearOperator, state: dict) -> dict:
         """K iterations; an iteration runs only while active and done < maxiter."""
         for _ in range(self.chunk):
-            state = it.body(op, {**state, "active": state["active"] & (state["done"] < self.maxiter)})
+            running = state["active"] & (state["done"] < self.maxiter)
+            state = it.body(op, {**state, "active": running})
         return state
 
     def _epilogue(self, pro: dict, state: dict) -> dict:

@@ -9,9 +9,11 @@ scalar on the device and only look at it (one host synchronization) every
 ``check_every`` iterations (default: 8 on a GPU, every iteration on the CPU,
 where looking is free).  On CUDA the ``check_every`` iterations between checks
 are captured once as a CUDA graph and replayed (``cuda_graph="auto"``), which
-removes the kernel-launch overhead that dominates small and medium solves.  Between checks, an iteration that has already met the
-tolerance, or hit a breakdown, is frozen with ``torch.where`` so extra
-iterations do not change the answer.  The reported ``residual`` is recomputed
+removes the kernel-launch overhead that dominates small and medium solves.
+Between checks, an iteration that has already met the tolerance, or hit a
+breakdown, is frozen with ``torch.where`` so extra iterations do not change the
+answer (which is also what lets :mod:`bilevel.hypergrad.graph` record a whole
+solve, as an :class:`Iteration`, into a CUDA graph).  The reported ``residual`` is recomputed
 from the returned x with one more product, so it is never a stale recurrence.
 """
 

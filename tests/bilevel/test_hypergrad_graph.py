@@ -278,3 +278,40 @@ def test_cpu_accepts_cuda_graph_and_runs_eagerly():
         assert out[1].cuda_graph == "eager: x is on cpu; CUDA graphs need a CUDA device"
         assert eager[1].cuda_graph is None
         assert torch.equal(out[0], eager[0])
+
+
+def test_solve_aid_with_cuda_graph_equals_eager(mode):
+    """``bilevel.solve(..., cuda_graph=True)``: each outer step's hypergradient is a replay
+    (v warm-started between steps: two graphs, cold and warm), and the run equals the
+    eager one."""
+    device = _device(mode)
+    runs = {}
+    for cuda_graph in (False, True):
+        problem = logistic(device)
+        res = bilevel.solve(problem, method="aid-cg", outer_steps=6, inner_steps=20,
+                            outer_lr=0.05, progress=False, seed=0, cuda_graph=cuda_graph)
+        runs[cuda_graph] = res
+        if cuda_graph:
+            entries = list(G._ENTRIES[problem].values())
+            assert len(entries) == 2 and all(e.failure is None for e in entries)
+            assert sum(e.calls for e in entries) == 6
+    eager, captured = runs[False], runs[True]
+    assert rel(captured.x, eager.x) <= 1e-9 and rel(captured.y, eager.y) <= 1e-9
+    assert [h["solve_iterations"] for h in captured.history] == \
+        [h["solve_iterations"] for h in eager.history]
+
+
+def test_cache_keeps_a_bounded_number_of_graphs(mode):
+    r = Ridge()
+    device = _device(mode)
+    problem = ridge_problem(r, device)
+    x, y = r.x0.to(device), r.y_star(r.x0).to(device)
+    for i in range(G.MAX_ENTRIES + 3):
+        bilevel.hypergrad(problem, x, y, method="neumann", alpha=0.1 + 0.01 * i, tol=1e-8,
+                          maxiter=300, cuda_graph=True)
+    assert len(G._ENTRIES[problem]) == G.MAX_ENTRIES
+    # the most recent are kept
+    _, info = bilevel.hypergrad(problem, x, y, method="neumann",
+                                alpha=0.1 + 0.01 * (G.MAX_ENTRIES + 2), tol=1e-8, maxiter=300,
+                                cuda_graph=True)
+    assert info.cuda_graph.startswith("replayed")
