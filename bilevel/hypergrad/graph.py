@@ -223,7 +223,7 @@ class CapturedAID:
         return {"grad_x": grad_x, "v": v, "flags": flags}
 
     def _capture(self) -> None:
-        with _side_stream() as stream:
+        with _side_stream(T.like_info(self.inputs["x"])[1]) as stream:
             # Warm-up: the same pieces once, eagerly (cuBLAS handles, autograd's device
             # thread, lazy initialization), with host synchronization made an error so
             # that f or g calling .item() & co. is named here rather than inside a capture.
@@ -306,15 +306,17 @@ def _can_capture_on(device: torch.device) -> bool:
 
 
 @contextmanager
-def _side_stream():
-    """Capture needs a stream other than the default one; autograd then runs each backward
-    pass on its forward's stream, which is this one for everything recorded here."""
-    caller = torch.cuda.current_stream()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(caller)
-    with torch.cuda.stream(stream):
-        yield stream
-    caller.wait_stream(stream)
+def _side_stream(device: torch.device):
+    """Capture needs a stream other than the default one (on the tensors' device);
+    autograd then runs each backward pass on its forward's stream, which is this one for
+    everything recorded here."""
+    with torch.cuda.device(device):
+        caller = torch.cuda.current_stream()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(caller)
+        with torch.cuda.stream(stream):
+            yield stream
+        caller.wait_stream(stream)
 
 
 @contextmanager

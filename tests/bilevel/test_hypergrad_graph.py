@@ -50,7 +50,7 @@ def mode(request, monkeypatch):
             with _NoSync():
                 yield
         monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
-        monkeypatch.setattr(G, "_side_stream", lambda: contextlib.nullcontext(None))
+        monkeypatch.setattr(G, "_side_stream", lambda device: contextlib.nullcontext(None))
         monkeypatch.setattr(G, "_record", lambda piece, stream: (piece(), _FakeGraph(piece))[1])
         monkeypatch.setattr(G, "_forbid_host_sync", no_sync)
     return request.param
