@@ -252,10 +252,10 @@ def run(args) -> dict:
                             w.writeheader()
                         w.writerow(row)
     summary = summarize(rows)
-    result = {"settings": {"device": gpu, "torch": torch.__version__,
+    result = {"settings": {"gpu": gpu, "torch": torch.__version__,
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "command": " ".join(sys.argv), "bench_seed": BENCH_SEED,
-                           **{k: v for k, v in vars(args).items()}},
+                           "args": vars(args)},
               "summary": summary, "rows": rows}
     print("\nsummary (geometric mean over seeds of cold total / start total):")
     for s in summary:
@@ -272,7 +272,10 @@ def run(args) -> dict:
 
 
 def _geomean(values) -> float:
+    """Geometric mean of non-negative values (0 if any is 0: a start with zero residual)."""
     values = list(values)
+    if min(values) <= 0:
+        return 0.0
     return math.exp(sum(map(math.log, values)) / len(values))
 
 
@@ -291,10 +294,9 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "iterations": _geomean(r["iterations"] for r in rs),
                     "max_speedup": _geomean(r["max_speedup"] for r in rs),
                     "cold_iterations": _geomean(r["iterations"] for r in cold),
-                    "predict_s": _geomean(max(r["predict_s"], 1e-9) for r in rs),
+                    "predict_s": _geomean(r["predict_s"] for r in rs),
                     "total_s": _geomean(r["total_s"] for r in rs),
-                    **{f"kkt0_{k}": _geomean(max(r[f"kkt0_{k}"], 1e-300) for r in rs)
-                       for k in KKT_KEYS}})
+                    **{f"kkt0_{k}": _geomean(r[f"kkt0_{k}"] for r in rs) for k in KKT_KEYS}})
     return out
 
 

@@ -83,6 +83,9 @@ def test_tiny_run_writes_rows_json_and_csv(tmp_path):
     assert power["kkt0_rel_primal_residual"] < 0.01
     saved = json.loads((out / "pdhgnet.json").read_text())
     assert len(saved["rows"]) == len(rows) and saved["summary"]
+    assert saved["settings"]["gpu"] == "cpu" and saved["settings"]["args"]["reps"] == 1
+    cold = next(s for s in saved["summary"] if s["start"] == "cold" and s["family"] == "pagerank")
+    assert cold["speedup_total"] == 1.0 and cold["kkt0_rel_gap"] == 0.0
     with open(out / "pdhgnet.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
