@@ -5,7 +5,7 @@ every tolerance, each start is timed end to end, its own prediction included:
 
     cold       x = 0 (projected on the bounds), y = 0                      (the baseline)
     model      PDHG-Net's prediction (l2o.net), then the warm-started solve
-    power      PageRank only: ``--power-iterations`` power iterations of the PageRank vector
+    power{k}   PageRank only: k = ``--power-iterations`` power iterations of the PageRank vector
                from the uniform vector, y = 0 (the cheap heuristic the model must beat)
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
