@@ -46,8 +46,9 @@ nodes) to 15-25% (1e5-3e5 nodes) relative error.
 
 Cost on this project's 2-core CPU: datasets ~35 s; training 20 epochs of 14-30 s each when
 the machine was otherwise idle (the shipped model took 27 min because another training job
-shared the two cores: epochs of 27-145 s); the evaluation a minute or two. Rerunning reuses the finished datasets (a build resumes) and refuses to overwrite a finished
-training run in ``WORK/run`` (delete it to retrain).
+shared the two cores: epochs of 27-145 s); the evaluation a minute or two. Rerunning reuses
+the finished datasets (a build resumes) and refuses to overwrite a finished training run in
+``WORK/run`` (delete it to retrain).
 """
 
 from __future__ import annotations

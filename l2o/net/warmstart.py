@@ -48,8 +48,9 @@ from .graph import (
 from .model import PDHGNet
 
 __all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
-           "inference_graph", "kkt_error", "load_checkpoint_model", "load_model", "predict_warm_start",
-           "project_dual_signs", "resolve_model", "save_model"]
+           "inference_graph", "kkt_error", "load_checkpoint_model", "load_model",
+           "predict_warm_start", "project_dual_signs", "resolve_model", "save_model"]
+
 
 class ModelNotFoundError(FileNotFoundError):
     """``load_model`` got neither an existing checkpoint file nor a bundled model name."""
