@@ -44,9 +44,9 @@ nodes) to 15-25% (1e5-3e5 nodes) relative error.
     python examples/train_pagerank_model.py [--work DIR] [--out FILE] [--epochs N]
         [--eval-nodes 10000 50000] [--threads 2] [--skip-train]
 
-Cost on this project's 2-core CPU: datasets ~35 s; training 20 epochs of 14-30 s each when
-the machine was otherwise idle (the shipped model took 27 min because another training job
-shared the two cores: epochs of 27-145 s); the evaluation a minute or two. Rerunning reuses
+Cost on this project's 2-core CPU when otherwise idle: datasets 23 s, training 139 s (20 epochs
+of ~7 s), evaluation under a minute; a run from scratch reproduced the shipped weights bit for
+bit (2026-11-27). Rerunning reuses
 the finished datasets (a build resumes) and refuses to overwrite a finished training run in
 ``WORK/run`` (delete it to retrain).
 """
