@@ -46,9 +46,8 @@ nodes) to 15-25% (1e5-3e5 nodes) relative error.
 
 Cost on this project's 2-core CPU when otherwise idle: datasets 23 s, training 139 s (20 epochs
 of ~7 s), evaluation under a minute; a run from scratch reproduced the shipped weights bit for
-bit (2026-11-27). Rerunning reuses
-the finished datasets (a build resumes) and refuses to overwrite a finished training run in
-``WORK/run`` (delete it to retrain).
+bit (2026-11-27). Rerunning reuses the finished datasets (a build resumes) and refuses to
+overwrite a finished training run in ``WORK/run`` (delete it to retrain).
 """
 
 from __future__ import annotations
