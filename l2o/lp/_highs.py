@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,10 +64,25 @@ class HighsLog:
         return [line for line in self.lines if line.startswith(prefixes)]
 
 
+def _new_highs() -> highspy.Highs:
+    """``highspy.Highs()`` without its banner: HiGHS >= 1.16 prints "Running HiGHS ..." from C++
+    to the process's stdout when constructed, before any option can be set, which would corrupt
+    ``l2o solve --json`` output. File descriptor 1 is pointed at /dev/null for the call."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @contextlib.contextmanager
 def quiet_highs() -> Iterator[tuple[highspy.Highs, HighsLog]]:
     """A ``Highs`` instance that prints nothing; its log is in the returned ``HighsLog``."""
-    highs = highspy.Highs()
+    highs = _new_highs()
     log = HighsLog()
     fd, log_path = tempfile.mkstemp(prefix="l2o-highs-", suffix=".log")
     os.close(fd)

@@ -87,6 +87,16 @@ def test_python_dash_m_l2o():
     assert proc.returncode == 0 and "bound types" in proc.stdout
 
 
+def test_json_stdout_is_pure_json_in_a_real_process():
+    """Reading an MPS file must print nothing on stdout: HiGHS >= 1.16 prints a banner from C++
+    when constructed (in-process capsys does not see C-level writes, so a subprocess)."""
+    path = Path(l2o.__file__).parent / "data" / "afiro.mps.gz"
+    proc = subprocess.run([sys.executable, "-m", "l2o", "solve", str(path), "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "optimal"
+
+
 # ---- info -------------------------------------------------------------------------------------
 
 def test_info_example(capsys):
