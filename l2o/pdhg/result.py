@@ -52,6 +52,8 @@ class LPResult:
         iterations: PDHG iterations.
         solve_time: seconds, including scaling, excluding file reading.
         kkt: {"rel_primal_residual", "rel_dual_residual", "rel_gap"} of (x, y).
+        timings: seconds per phase of the solve when it ran with ``profile=True``
+            (l2o.pdhg.profile), else empty.
     """
 
     x: torch.Tensor
@@ -64,6 +66,7 @@ class LPResult:
     iterations: int
     solve_time: float
     kkt: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:

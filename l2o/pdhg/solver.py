@@ -39,9 +39,10 @@ import torch
 from bilevel.linalg import power_iteration
 
 from .fused import halpern_iteration_fused, make_plan
+from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartParams, restart_reason
 from .result import LPResult, LPStatus
-from .scaling import ScaledLP, scale_lp
+from .scaling import ScaledLP, lp_arrays, scale_lp
 from .termination import (
     TerminationData,
     dual_ray_terms,
@@ -80,6 +81,8 @@ class SolverOptions:
         fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
             imports, else the torch ops), True / False (force on / off), or "elementwise" /
             "spmv" (that plan of the kernels).
+        profile: fill ``LPResult.timings`` with seconds per setup and solve phase
+            (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """
 
     check_every: int = 64
@@ -96,6 +99,7 @@ class SolverOptions:
     cuda_graph: bool = True
     cpu_setup_nnz: int = 100_000
     fused: Any = "auto"
+    profile: bool = False
 
 
 @dataclass
@@ -199,20 +203,32 @@ def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
     torch.reciprocal(2.0 - s.weight, out=s.weight)
 
 
+# Iterations per CUDA graph: a chunk of 64 iterations replays a 16-iteration graph 4 times, then
+# the check's graph.  Recording and instantiating a graph costs time per node, paid by every
+# solve (the graph holds this solve's buffers): on an H100 a 64-iteration graph took ~20 ms to
+# capture (PageRank 1e6 and afiro alike), more than afiro's whole iteration time.  A replay costs
+# a few microseconds, so 4 more per check are noise next to 64 iterations.
+GRAPH_ITERATIONS = 16
+
+
 class _Runner:
     """Runs chunks of iterations, each followed by the check's device computations.
 
-    On CUDA a chunk of ``chunk`` iterations and the check are captured once in one CUDA graph
-    and replayed: one launch and one device-to-host copy per check, so small LPs are not bound by
-    kernel-launch latency.  Other chunk lengths (the first iteration, the rest before an
-    iteration limit) and the CPU run eagerly.
+    On CUDA, ``GRAPH_ITERATIONS`` iterations (or the whole chunk, when it is not a multiple) and
+    the check are captured once as two CUDA graphs and replayed: a few launches and one
+    device-to-host copy per check, so small LPs are not bound by kernel-launch latency.  The
+    kernels and their order are those of the eager run.  Other chunk lengths (the first
+    iteration, the rest before an iteration limit) and the CPU run eagerly.
     """
 
     def __init__(self, p: ScaledLP, t: TerminationData, s: IterationState, chunk: int,
-                 use_graph: bool):
+                 use_graph: bool, timer: PhaseTimer | None = None):
         self.p, self.t, self.s, self.chunk = p, t, s, chunk
+        self.timer = timer if timer is not None else PhaseTimer(False)
         self.use_graph = use_graph
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None        # the iterations
+        self.check_graph: torch.cuda.CUDAGraph | None = None
+        self.piece = (GRAPH_ITERATIONS if chunk % GRAPH_ITERATIONS == 0 else chunk)
         self.graph_out: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
         self.graph_error: str | None = None
 
@@ -225,8 +241,11 @@ class _Runner:
         """Run ``iterations`` iterations and the check; (host scalars, device tensors)."""
         if iterations == self.chunk and self.use_graph and self.graph is None:
             self._capture()
+            self.timer.mark("graph_capture")
         if iterations == self.chunk and self.graph is not None:
-            self.graph.replay()
+            for _ in range(self.chunk // self.piece):
+                self.graph.replay()
+            self.check_graph.replay()
             stacked, dev = self.graph_out
         else:
             stacked, dev = self._eager(iterations)
@@ -235,10 +254,13 @@ class _Runner:
     def _capture(self) -> None:
         try:
             torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
+            graph, check = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                out = self._eager(self.chunk)
-            self.graph, self.graph_out = graph, out
+                for _ in range(self.piece):
+                    halpern_iteration(self.p, self.s)
+            with torch.cuda.graph(check):     # own pool: its outputs outlive the replays
+                out = _check_device(self.p, self.t, self.s)
+            self.graph, self.check_graph, self.graph_out = graph, check, out
         except Exception as exc:  # noqa: BLE001 - any capture failure: fall back to eager
             self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
             warnings.warn(f"solve_lp: CUDA graph capture failed ({self.graph_error}); "
@@ -269,17 +291,27 @@ def _resolve_device(device: Any) -> torch.device:
     return torch.device(device)
 
 
-def _check_input(lp) -> None:
-    """Clear errors for data PDHG cannot run on (naming the first bad row/column)."""
-    def first(mask: torch.Tensor) -> int:
-        return int(torch.nonzero(mask)[0, 0])
-
+def _check_shapes(lp) -> None:
     n, m = lp.num_cols, lp.num_rows
-    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")
     if lp.c.shape != (n,) or lp.col_lower.shape != (n,) or lp.col_upper.shape != (n,):
         raise ValueError(f"solve_lp: c and column bounds must have {n} entries")
     if lp.row_lower.shape != (m,) or lp.row_upper.shape != (m,):
         raise ValueError(f"solve_lp: row bounds must have {m} entries")
+    if not math.isfinite(float(lp.c0)):
+        raise ValueError(f"solve_lp: objective constant is {lp.c0}")
+
+
+def _check_input(lp) -> None:
+    """Clear errors for data PDHG cannot run on (naming the first bad row/column).
+
+    On the LP's own (host) tensors; :func:`solve_lp` first runs the same tests on the device
+    copy (:meth:`LPArrays.invalid`, one sync) and comes here only to name the culprit.
+    """
+    def first(mask: torch.Tensor) -> int:
+        return int(torch.nonzero(mask)[0, 0])
+
+    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")
+    _check_shapes(lp)
     bad = ~torch.isfinite(lp.c)
     if bad.any():
         j = first(bad)
@@ -293,8 +325,6 @@ def _check_input(lp) -> None:
         col = int(lp.A.col_indices()[k])
         raise ValueError(f"solve_lp: A[{names(lp.row_names, row, 'r')}, "
                          f"{names(lp.col_names, col, 'x')}] is {float(vals[k])}")
-    if not math.isfinite(float(lp.c0)):
-        raise ValueError(f"solve_lp: objective constant is {lp.c0}")
     for what, lo, hi, nm, prefix in (("column", lp.col_lower, lp.col_upper, lp.col_names, "x"),
                                      ("row", lp.row_lower, lp.row_upper, lp.row_names, "r")):
         bad = torch.isnan(lo) | torch.isnan(hi) | (lo > hi) | (lo == float("inf")) | (
@@ -378,31 +408,50 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
         raise ValueError("solve_lp: check_every must be >= 1")
     if dtype not in (torch.float64, torch.float32):
         raise ValueError(f"solve_lp: dtype must be torch.float64 or torch.float32, got {dtype}")
-    _check_input(lp)
+    _check_shapes(lp)
     dev = _resolve_device(device)
     n, m = lp.num_cols, lp.num_rows
     x_init, y_init = _warm_start_vectors(lp, warm_start, n, m)
-
     setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
+    timer = PhaseTimer(opts.profile, setup, start)
+    arrays = lp_arrays(lp, setup)
+    timer.mark("to_device")
+    # the value checks run where the data now are (one sync); the host re-check names the culprit
+    if bool(arrays.invalid()):
+        _check_input(lp)
+        raise ValueError("solve_lp: the LP contains nan/inf or invalid bounds")
+    timer.mark("validate")
     p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
                  geometric_mean_passes=opts.geometric_mean_passes,
                  pock_chambolle=opts.pock_chambolle,
-                 bound_objective_rescaling=opts.bound_objective_rescaling)
+                 bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
+                 arrays=arrays)
     norm_a = _operator_norm(p, opts)
+    timer.mark("norm")
+    timer.set_device(dev)
     p = p.to(dev)
+    timer.mark("move")
     term = TerminationData.build(p)
+    timer.mark("termination")
     eta = opts.step_safety / norm_a if norm_a > 0 else 1.0
     x0 = torch.clamp(p.scale_primal(x_init.to(dev, dtype)), p.col_lower, p.col_upper)
     # a dual warm start with the wrong signs for its row bounds is projected like x
     y0 = torch.clamp(p.scale_dual(y_init.to(dev, dtype)), term.dual_rec_lower,
                      term.dual_rec_upper)
     state = IterationState.init(p, x0, y0)
+    timer.mark("state")
     state.fused_plan = make_plan(p, state, opts.fused)
+    timer.mark("fused_plan")
     pid = PrimalWeightPID()
     state.set_steps(p, eta, pid.weight)
-    runner = _Runner(p, term, state, opts.check_every, opts.cuda_graph and dev.type == "cuda")
-    return _run(lp, p, term, state, runner, pid, eta, opts, tol, start, time_limit,
-                iteration_limit, progress)
+    runner = _Runner(p, term, state, opts.check_every, opts.cuda_graph and dev.type == "cuda",
+                     timer)
+    result = _run(lp, p, term, state, runner, pid, eta, opts, tol, start, time_limit,
+                  iteration_limit, progress, timer)
+    if opts.profile:
+        timer.mark("result")
+        result.timings = {**timer.timings, "total": timer.last - start}   # = sum of phases
+    return result
 
 
 CHECK_KEYS = (
@@ -458,7 +507,7 @@ def _check_device(p: ScaledLP, t: TerminationData,
 def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner,
          pid: PrimalWeightPID, eta: float, opts: SolverOptions, tol: float, start: float,
          time_limit: float | None, iteration_limit: int | None,
-         progress: Callable[[dict], None] | None) -> LPResult:
+         progress: Callable[[dict], None] | None, timer: PhaseTimer) -> LPResult:
     """The outer loop: chunks of iterations, then one check (restart / terminate)."""
     total = 0
     anchor_error = previous_error = math.inf
@@ -470,6 +519,7 @@ def _run(lp, p: ScaledLP, t: TerminationData, s: IterationState, runner: _Runner
         if iteration_limit is not None:
             chunk = min(chunk, iteration_limit - total)
         host, dev = runner.run(chunk)
+        timer.mark("first_check" if total == 0 else "iterations")
         total += chunk
         elapsed = time.perf_counter() - start
         if progress is not None:

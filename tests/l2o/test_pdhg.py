@@ -369,3 +369,58 @@ def test_public_names():
     assert l2o.solve_lp is solve_lp and l2o.pdhg.pdhg_step is pdhg_step
     assert {"solve_lp", "pdhg_step", "LPResult", "LPStatus"} <= set(l2o.pdhg.__all__)
     assert LPResult.__name__ == "LPResult"
+
+
+# ---------------------------------------------------------------------------------------------
+# setup: phase timings, the sort-built transpose, device-side input checks
+
+def test_profile_fills_timings_only_when_asked():
+    lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    assert solve_lp(lp, tol=1e-4, device="cpu").timings == {}
+    res = solve_lp(lp, tol=1e-4, device="cpu", profile=True, check_every=32)
+    phases = {"validate", "to_device", "scaling", "operator", "norm", "move", "termination",
+              "state", "fused_plan", "first_check", "iterations", "result", "total"}
+    assert set(res.timings) == phases          # no graph_capture on the CPU
+    assert all(v >= 0 for v in res.timings.values())
+    parts = sum(v for k, v in res.timings.items() if k != "total")
+    assert parts == pytest.approx(res.timings["total"], rel=1e-6, abs=1e-6)
+    # profiling does not change the run
+    assert res.iterations == solve_lp(lp, tol=1e-4, device="cpu", check_every=32).iterations
+
+
+def test_csr_operator_transpose_is_torchs():
+    from l2o.pdhg.scaling import csr_operator
+
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.randn(7, 9, generator=gen, dtype=torch.float64)
+    dense[torch.rand(7, 9, generator=gen) < 0.6] = 0.0
+    dense[2] = 0.0                                   # an empty row and an empty column
+    dense[:, 4] = 0.0
+    A = dense.to_sparse_csr()
+    crow, col = A.crow_indices().to(torch.int32), A.col_indices().to(torch.int32)
+    row = torch.repeat_interleave(torch.arange(7), (crow[1:] - crow[:-1]).long())
+    op = csr_operator(crow, col, A.values(), row, (7, 9))
+    ref = A.t().to_sparse_csr()
+    assert op.csr_t.crow_indices().dtype == torch.int32
+    assert torch.equal(op.csr_t.crow_indices().long(), ref.crow_indices())
+    assert torch.equal(op.csr_t.col_indices().long(), ref.col_indices())
+    assert torch.equal(op.csr_t.values(), ref.values())
+    v = torch.randn(7, generator=gen, dtype=torch.float64)
+    assert torch.allclose(op.rmatvec(v), dense.t() @ v)
+    assert torch.allclose(op.matvec(torch.ones(9, dtype=torch.float64)), dense.sum(1))
+
+
+def test_device_side_checks_match_host_checks():
+    from l2o.pdhg.scaling import lp_arrays
+
+    lp = two_inequalities()
+    assert not bool(lp_arrays(lp, torch.device("cpu")).invalid())
+    for poison in (lambda q: q.A.values().__setitem__(0, float("inf")),
+                   lambda q: q.c.__setitem__(1, float("nan")),
+                   lambda q: q.col_lower.__setitem__(0, float("inf")),
+                   lambda q: q.row_upper.__setitem__(0, -float("inf"))):
+        bad = two_inequalities()
+        poison(bad)
+        assert bool(lp_arrays(bad, torch.device("cpu")).invalid())
+        with pytest.raises(ValueError, match="solve_lp: "):
+            solve_lp(bad, device="cpu")
