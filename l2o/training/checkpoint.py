@@ -47,12 +47,13 @@ class CheckpointError(ValueError):
 
 def rng_state() -> dict[str, Any]:
     """The states of torch's CPU and CUDA generators, Python's ``random`` and numpy's global
-    generator, as plain tensors / numbers / lists."""
+    generator, as plain tensors / numbers / lists. CUDA's are saved once CUDA is in use: a CPU
+    run on a GPU machine creates no CUDA context for them (nor fails in a forked child)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "python": [int(version), [int(v) for v in internal], gauss_next],
         "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
                   "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},

@@ -169,9 +169,13 @@ def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
     import torch.multiprocessing as mp
 
     out = tmp_path / "ddp"
-    # fork: the children reuse the imported modules (a fresh interpreter per rank costs seconds)
+    # fork: the children reuse the imported modules (a fresh interpreter per rank costs seconds);
+    # but a child forked after this process initialized CUDA (earlier tests on a GPU machine)
+    # may not touch CUDA at all, so then spawn
+    method = os.environ.get("L2O_TEST_START_METHOD") or (
+        "spawn" if torch.cuda.is_initialized() else "fork")
     mp.start_processes(_ddp_worker, args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
-                       start_method="fork", join=True)
+                       start_method=method, join=True)
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["config"]["world_size"] == 2
