@@ -2,7 +2,8 @@
 
 Modules, one concern each: ``scaling`` (diagonal preconditioning), ``step`` (the plain PDHG step of
 the shared convention), ``restart`` (restart criteria, primal weight), ``termination`` (residuals
-of the unscaled LP, infeasibility certificates), ``solver`` (the loop), ``result``.
+of the unscaled LP, infeasibility certificates), ``solver`` (the loop), ``result``, ``profile``
+(``solve_lp(..., profile=True)``'s time per phase; ``python -m l2o.pdhg LP... --device cuda``).
 """
 from .result import LPResult, LPStatus
 from .solver import SolverOptions, solve_lp

@@ -205,8 +205,8 @@ def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
 
 # Iterations per CUDA graph: a chunk of 64 iterations replays a 16-iteration graph 4 times, then
 # the check's graph.  Recording and instantiating a graph costs time per node, paid by every
-# solve (the graph holds this solve's buffers): on an H100 a 64-iteration graph took ~20 ms to
-# capture (PageRank 1e6 and afiro alike), more than afiro's whole iteration time.  A replay costs
+# solve (the graph holds this solve's buffers): on an H100 a 64-iteration graph took 17-23 ms to
+# capture (afiro and PageRank 1e6 alike; 7-8 ms now), more than afiro's whole iteration time.  A replay costs
 # a few microseconds, so 4 more per check are noise next to 64 iterations.
 GRAPH_ITERATIONS = 16
 
