@@ -4,11 +4,15 @@ For every case (family, size) and fresh seed (>= ``BENCH_SEED``, never used in t
 every tolerance, each start is timed end to end, its own prediction included:
 
     cold       x = 0 (projected on the bounds), y = 0                      (the baseline)
-    model      PDHG-Net's prediction (l2o.net), then the warm-started solve
+    model      PDHG-Net's prediction, then the warm-started solve, sharing one setup
+               (l2o.net.solve_with_model)
     power{k}   PageRank only: k = ``--power-iterations`` power iterations of the PageRank vector
                from the uniform vector, y = 0 (the cheap heuristic the model must beat)
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
+
+(for the model: total = the wall time of solve_with_model; prediction = its graph + inference +
+copies, solve = the rest: the shared setup, which the solver does anyway, and the iterations)
 
 Reported per start: iterations, prediction / solve / total seconds (medians over ``--reps``
 after one warm-up pass, CUDA synchronized), the speedup cold total / total, and the start's
@@ -17,10 +21,13 @@ termination formulas, :func:`l2o.net.kkt_error`).  Per instance also the solver'
 time of ``solve_lp`` stopped after its first iteration and check (transfer, preconditioning,
 setup), which even an exact start pays, so cold total / floor bounds any warm start's speedup.
 
-The model's start is :func:`l2o.net.predict_warm_start` (graph built on the GPU by
-``l2o.net.inference_graph``: the solver's preconditioning and the ||A||_2 power iteration the
-model's steps are normalized by; inference; projection onto the bounds and dual signs); its
-``graph_time`` and ``inference_time`` are kept in the rows.
+The model's start is :func:`l2o.net.solve_with_model`: ``l2o.pdhg.prepare`` (the solver's
+checks, copy to the GPU and preconditioning, once), :func:`l2o.net.predict_warm_start` on that
+prepared LP (graph from the scaled LP already on the GPU, the ||A~||_2 power iteration the
+model's steps are normalized by; inference; projection onto the bounds and dual signs, on the
+GPU), then ``solve_lp(prepared, warm_start=...)`` (no second setup, the start read on the GPU).
+Its ``graph_time`` and ``inference_time`` are kept in the rows.  (Before, the prediction
+copied and preconditioned the LP itself and the solve did it again.)
 
 Cases: PageRank (Barabasi-Albert, degree 3) at ``--pagerank-nodes`` (default the bundled
 model's largest training size, 10x it, and 1e6 nodes) with the bundled model ``pagerank``;
@@ -104,12 +111,11 @@ def power_start(lp, iterations: int, device: torch.device) -> tuple[torch.Tensor
 
 
 def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
-    """name -> callable returning (x, y) or None (cold), each timed as the start's prediction."""
-    from l2o.net import predict_warm_start
-
+    """name -> callable returning (x, y) or None (cold), each timed as the start's prediction;
+    "model" -> the model itself (its start and solve share one setup: :func:`time_shared`)."""
     starts = {"cold": lambda: None}
     if model is not None:
-        starts["model"] = lambda: predict_warm_start(model, lp, device)
+        starts["model"] = model                     # timed by time_shared (one setup)
     if family == "pagerank" and args.power_iterations > 0:
         starts[f"power{args.power_iterations}"] = lambda: power_start(
             lp, args.power_iterations, device)
@@ -146,6 +152,25 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
                             getattr(start, "inference_time", math.nan))
     return {"start": start, "predict_s": t1 - t0, "solve_s": t2 - t1, "total_s": t2 - t0,
             "graph_s": graph_s, "inference_s": inference_s,
+            "iterations": res.iterations, "status": res.status.name,
+            "objective": res.objective}
+
+
+def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
+    """One end-to-end run of the model's two-stage solve with one shared setup
+    (:func:`l2o.net.solve_with_model`): total = its wall time, prediction = graph + inference +
+    copies (``WarmStart.prediction_time``), solve = the rest (setup + iterations), as for cold."""
+    from l2o.net import solve_with_model
+
+    _sync(device)
+    t0 = time.perf_counter()
+    res, start = solve_with_model(model, lp, tol=tol, device=device,
+                                  time_limit=args.time_limit, check_every=args.check_every)
+    _sync(device)
+    total = time.perf_counter() - t0
+    return {"start": start, "predict_s": start.prediction_time,
+            "solve_s": total - start.prediction_time, "total_s": total,
+            "graph_s": start.graph_time, "inference_s": start.inference_time,
             "iterations": res.iterations, "status": res.status.name,
             "objective": res.objective}
 
@@ -223,7 +248,8 @@ def run(args) -> dict:
                 runs = {name: [] for name in starts}
                 for rep in range(args.reps + 1):            # rep 0 is the warm-up, discarded
                     for name, make in starts.items():
-                        r = time_start(l2o, lp, make, tol, device, args)
+                        timer = time_shared if name == "model" else time_start
+                        r = timer(l2o, lp, make, tol, device, args)
                         if name not in kkt:
                             kkt[name] = initial_kkt(lp, r["start"])
                         if rep > 0:

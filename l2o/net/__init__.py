@@ -12,10 +12,11 @@ from .warmstart import (
     predict_warm_start,
     project_dual_signs,
     save_model,
+    solve_with_model,
 )
 
 __all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "unscale_solution",
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",
            "load_model", "predict_warm_start", "WarmStart", "bundled_models", "kkt_error",
-           "project_dual_signs", "ModelNotFoundError", "save_model"]
+           "project_dual_signs", "ModelNotFoundError", "save_model", "solve_with_model"]

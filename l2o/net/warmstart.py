@@ -4,6 +4,15 @@
     ws = l2o.net.predict_warm_start(model, lp)      # WarmStart(x, y, prediction_time, ...)
     res = l2o.solve_lp(lp, warm_start=(ws.x, ws.y)) # or warm_start=ws
 
+or, preconditioning once for both stages (the same result, less time):
+
+    res, ws = l2o.net.solve_with_model(model, lp, tol=1e-4, device="cuda")
+
+which is ``prepared = l2o.pdhg.prepare(lp, device)`` (the solver's checks, copy to the device
+and preconditioning), ``ws = predict_warm_start(model, prepared)`` (the model's graph built from
+that scaled LP on the device) and ``solve_lp(prepared, warm_start=ws)`` (no second setup; the
+start handed over on the device).
+
 The prediction is made feasible for the simple constraints before it is handed over:
 
 * x is projected onto the column bounds, x = proj_[l_c, u_c](x^);
@@ -49,7 +58,8 @@ from .model import PDHGNet
 
 __all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
            "inference_graph", "kkt_error", "load_checkpoint_model", "load_model",
-           "predict_warm_start", "project_dual_signs", "resolve_model", "save_model"]
+           "predict_warm_start", "project_dual_signs", "resolve_model", "save_model",
+           "solve_with_model"]
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -142,9 +152,13 @@ class WarmStart:
         y: (m,) float64 CPU, row duals with the signs the row types allow (module docstring).
         prediction_time: seconds for graph construction + inference (+ the copy back to the
             host), CUDA synchronized: graph_time + inference_time.
-        graph_time: seconds to build the (preconditioned) graph and move it to the device.
-        inference_time: seconds of the forward pass, unscaling and copying back.
+        graph_time: seconds to build the (preconditioned) graph and move it to the device
+            (from a PreparedLP: the graph from its scaled LP, already on the device).
+        inference_time: seconds of the forward pass, unscaling, projection and copying back.
         device: where the model ran.
+        x_device, y_device: x and y (the same float64 values) on ``device`` when predicted
+            from a PreparedLP (else None): iterating hands these over, so the solve reads the
+            start from the device without a host round trip.
 
     Iterating gives (x, y), so ``solve_lp(lp, warm_start=ws)`` works like ``(ws.x, ws.y)``.
     """
@@ -155,8 +169,12 @@ class WarmStart:
     graph_time: float
     inference_time: float
     device: str
+    x_device: torch.Tensor | None = None
+    y_device: torch.Tensor | None = None
 
     def __iter__(self):
+        if self.x_device is not None:
+            return iter((self.x_device, self.y_device))
         return iter((self.x, self.y))
 
 
@@ -186,14 +204,28 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
     CPU, as datasets are built; tests check that the two agree): here the preconditioning
     (:func:`l2o.pdhg.scaling.scale_lp`, float64) and the power iteration run on ``device``, so on
     a GPU the graph of a million-node LP does not wait for seconds of CPU work.
+
+    ``lp`` may be a :class:`l2o.pdhg.PreparedLP`: with ``scaling`` the graph is built from its
+    scaled LP as it lies on its device (``device`` is then ignored), nothing is scaled again.
+    The power iteration for ``a_norm`` still runs (on the prepared operator A~ and its stored
+    transpose): the model's steps were trained with this estimate (100 iterations, tol 1e-4),
+    not with the solver's ||A~||_2 <= 1 bound, which ``PreparedLP.operator_norm`` holds.
     """
-    device = torch.device(device)
     from bilevel.linalg import LinearOperator, power_iteration
+    from l2o.pdhg import PreparedLP
     from l2o.pdhg.scaling import scale_lp
 
+    prepared = lp if isinstance(lp, PreparedLP) else None
+    if prepared is not None:
+        lp, device = prepared.lp, prepared.device
+    device = torch.device(device)
     m, n = lp.num_rows, lp.num_cols
+    op = None
     if scaling:
-        s = scale_lp(lp, device=device, dtype=torch.float64)
+        s = prepared.scaled if prepared is not None else scale_lp(lp, device=device,
+                                                                  dtype=torch.float64)
+        if prepared is not None:
+            op = s.op                      # A~ with its transpose, no second transpose built
         A, c = s.op.csr, s.c
         col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
             s.row_upper
@@ -226,7 +258,8 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
     graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
     a_norm = 1.0
     if operator_norm and values.numel() and bool((values != 0).any()):
-        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
+        op = op if op is not None else LinearOperator.from_sparse(A)
+        a_norm = power_iteration(op, mode="svd", iters=100, tol=1e-4)
     graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
     graph.c0 = torch.tensor([lp.minimize_c[1]], dtype=dtype, device=device)
     graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
@@ -249,9 +282,24 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
     to ``device``), maps the prediction back to the LP's own variables (minimization form) and
     projects x onto the column bounds and y onto the dual sign cone of the row types.
 
+    ``lp`` may be a :class:`l2o.pdhg.PreparedLP` (:func:`l2o.pdhg.prepare`, with the default
+    preconditioning the model was trained with): the graph is then built from its scaled LP on
+    its device, the unscaling and projection run there too (float64), and the WarmStart also
+    holds the start on the device (``x_device``, ``y_device``) for ``solve_lp(prepared, ...)``.
+    The values are those of the plain path up to the rounding of the preconditioning (the
+    solver scales LPs under ``cpu_setup_nnz`` nonzeros on the CPU, the plain path on ``device``).
+
     Returns:
         A :class:`WarmStart` with x (n,), y (m,) float64 on the CPU.
+
+    Raises:
+        ValueError: a PreparedLP on another device than ``device``, or prepared with other
+            preconditioning options than the model's graphs had; nan/inf predicted.
     """
+    from l2o.pdhg import PreparedLP
+
+    if isinstance(lp, PreparedLP):
+        return _predict_prepared(model, lp, device)
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
@@ -272,6 +320,110 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
         raise ValueError(f"predict_warm_start: the model predicted nan/inf for {lp.name!r}")
     return WarmStart(x=x, y=y, prediction_time=done - start, graph_time=built - start,
                      inference_time=done - built, device=str(device))
+
+
+# The preconditioning of every graph the models were trained on (lp_to_graph -> scale_lp's
+# defaults, which are also SolverOptions' defaults).
+_GRAPH_SCALING = {"ruiz_iterations": 10, "geometric_mean_passes": 0, "pock_chambolle": True,
+                  "bound_objective_rescaling": True}
+
+
+def _predict_prepared(model: PDHGNet, prepared, device: Any) -> WarmStart:
+    """predict_warm_start from a PreparedLP: graph, unscaling and projection on its device."""
+    from l2o.pdhg.scaling import same_device
+
+    if device is not None and not same_device(prepared.device, device):
+        raise ValueError(f"predict_warm_start: the PreparedLP lives on {prepared.device}, "
+                         f"not on {device}")
+    if model.scaling:
+        differs = {k: getattr(prepared.options, k) for k, v in _GRAPH_SCALING.items()
+                   if getattr(prepared.options, k) != v}
+        if differs:
+            raise ValueError(f"predict_warm_start: the PreparedLP was preconditioned with "
+                             f"{differs}; the model's graphs use {_GRAPH_SCALING}")
+    lp, device = prepared.lp, prepared.device
+    model = model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    _sync(device)
+    start = time.perf_counter()
+    graph = inference_graph(prepared, scaling=model.scaling, operator_norm=model.normalize_steps,
+                            dtype=dtype)
+    _sync(device)
+    built = time.perf_counter()
+    x, y = unscale_solution(graph, *model(graph))
+    x, y = _project_on_device(prepared, x.to(torch.float64), y.to(torch.float64))
+    finite = torch.isfinite(x).all() & torch.isfinite(y).all()
+    x_cpu, y_cpu = x.cpu(), y.cpu()                                   # synchronizes
+    done = time.perf_counter()
+    if not bool(finite):
+        raise ValueError(f"predict_warm_start: the model predicted nan/inf for {lp.name!r}")
+    return WarmStart(x=x_cpu, y=y_cpu, prediction_time=done - start, graph_time=built - start,
+                     inference_time=done - built, device=str(device), x_device=x, y_device=y)
+
+
+def _project_on_device(prepared, x: torch.Tensor, y: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """x onto the column bounds, y onto the dual sign cone (as the CPU path), in float64.
+
+    The PreparedLP's original bounds and the termination's dual cone (the same cone as
+    :func:`project_dual_signs`) when it is float64; the LP's own bounds otherwise (a float32
+    copy of a bound is not the bound).
+    """
+    p, t = prepared.scaled, prepared.termination
+    if prepared.dtype == torch.float64:
+        return (torch.clamp(x, p.orig_col_lower, p.orig_col_upper),
+                torch.clamp(y, t.dual_rec_lower, t.dual_rec_upper))
+    lp = prepared.lp
+    f64 = {"device": x.device, "dtype": torch.float64}
+    x = torch.clamp(x, lp.col_lower.to(**f64), lp.col_upper.to(**f64))
+    lower_finite = torch.isfinite(lp.row_lower.to(**f64))
+    upper_finite = torch.isfinite(lp.row_upper.to(**f64))
+    inf = torch.full_like(y, float("inf"))
+    return x, torch.clamp(y, torch.where(upper_finite, -inf, torch.zeros_like(y)),
+                          torch.where(lower_finite, inf, torch.zeros_like(y)))
+
+
+def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
+                     dtype: torch.dtype = torch.float64, **solve_options: Any):
+    """Two-stage solve with one shared setup: PDHG-Net's warm start, then ``l2o.solve_lp``.
+
+        prepared = l2o.pdhg.prepare(lp, device, dtype, **preparation options)
+        ws = predict_warm_start(model, prepared)        # graph from the prepared scaled LP
+        res = solve_lp(prepared, tol=tol, warm_start=ws, **other options)
+
+    The result equals ``solve_lp(lp, tol=tol, device=device, dtype=dtype, warm_start=
+    predict_warm_start(model, lp, device), ...)`` up to the rounding of the preconditioning,
+    while the LP is copied to the device and preconditioned once instead of twice.
+
+    Times: ``ws.prediction_time`` is the graph and the forward pass (no setup);
+    ``res.solve_time`` is the solver's setup (``prepare``) plus its iterations, as for a plain
+    solve, so ``ws.prediction_time + res.solve_time`` is the whole two-stage time.
+
+    Args:
+        model: a :class:`PDHGNet` (e.g. :func:`load_model`).
+        lp: an :class:`l2o.LinearProgram`.
+        tol, dtype: as in :func:`l2o.solve_lp`.
+        device: where both stages run (default: the model's device).
+        **solve_options: other arguments of :func:`l2o.solve_lp` (time_limit, iteration_limit,
+            progress, check_every, SolverOptions fields); the preparation's are passed to
+            :func:`l2o.pdhg.prepare`, ``profile`` to both.
+
+    Returns:
+        (LPResult, WarmStart).
+    """
+    from l2o.pdhg import prepare, solve_lp
+    from l2o.pdhg.solver import PREPARE_OPTIONS
+
+    if device is None:
+        device = next(model.parameters()).device
+    if "warm_start" in solve_options:
+        raise TypeError("solve_with_model: the model predicts the warm start; use "
+                        "l2o.solve_lp for a given one")
+    setup = {k: solve_options[k] for k in (*PREPARE_OPTIONS, "profile") if k in solve_options}
+    prepared = prepare(lp, device, dtype, **setup)
+    warm = predict_warm_start(model, prepared)
+    result = solve_lp(prepared, tol=tol, warm_start=warm, **solve_options)
+    return result, warm
 
 
 def kkt_error(lp, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

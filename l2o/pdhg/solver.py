@@ -31,7 +31,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ from .fused import halpern_iteration_fused, make_plan
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartParams, restart_reason
 from .result import LPResult, LPStatus
-from .scaling import ScaledLP, lp_arrays, scale_lp
+from .scaling import ScaledLP, lp_arrays, same_device, scale_lp
 from .termination import (
     TerminationData,
     dual_ray_terms,
@@ -54,7 +54,7 @@ from .termination import (
     verify_primal_ray,
 )
 
-__all__ = ["SolverOptions", "solve_lp"]
+__all__ = ["PreparedLP", "SolverOptions", "prepare", "solve_lp"]
 
 # Infeasibility certificates are looked for in T(z) - z, T(z) - z_anchor and T(z) itself.
 RAY_CANDIDATES = ("step", "epoch", "iterate")
@@ -291,6 +291,141 @@ def _resolve_device(device: Any) -> torch.device:
     return torch.device(device)
 
 
+# The SolverOptions that shape the preparation (scaling and ||A~||_2); a PreparedLP fixes them.
+PREPARE_OPTIONS = ("ruiz_iterations", "geometric_mean_passes", "pock_chambolle",
+                   "bound_objective_rescaling", "norm_estimate", "power_iterations",
+                   "power_tolerance", "cpu_setup_nnz")
+
+
+@dataclass(frozen=True)
+class PreparedLP:
+    """An LP set up for :func:`solve_lp` once: checked, preconditioned and on the device.
+
+    What a solve does before its first iteration, kept so that it is done once for several
+    uses: :func:`l2o.net.predict_warm_start` builds PDHG-Net's graph from ``scaled`` (the
+    solver's own preconditioned LP, already on the device), then ``solve_lp(prepared, ...)``
+    starts iterating without repeating the copy and the scaling.  Read-only: solves do not
+    modify it, so one PreparedLP serves any number of solves (same results as fresh ones).
+
+    Attributes:
+        lp: the :class:`l2o.LinearProgram` it was made from.
+        device, dtype: where and in which precision it lives (the solve's).
+        scaled: the :class:`~l2o.pdhg.scaling.ScaledLP` (A~ = D1 A D2, ..., on ``device``).
+        termination: the constant vectors of the termination checks.
+        operator_norm: the solver's ||A~||_2 for eta = step_safety / ||A~||_2 (1.0, the
+            Pock-Chambolle bound, with ``norm_estimate="auto"``; 0 for an empty A).
+        options: the :class:`SolverOptions` it was prepared with (``PREPARE_OPTIONS`` matter).
+        setup_time: seconds the preparation took (counted in ``LPResult.solve_time`` of every
+            solve that uses it, so solve_time means the same with and without preparing first).
+        timings: seconds per setup phase when prepared with ``profile=True`` (else empty).
+    """
+
+    lp: Any
+    device: torch.device
+    dtype: torch.dtype
+    scaled: ScaledLP
+    termination: TerminationData
+    operator_norm: float
+    options: SolverOptions
+    setup_time: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _options(where: str, check_every: int, advanced: dict[str, Any]) -> SolverOptions:
+    unknown = set(advanced) - set(SolverOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; "
+                        f"see l2o.pdhg.SolverOptions")
+    opts = SolverOptions(check_every=check_every, **advanced)
+    if opts.norm_estimate not in ("auto", "power"):
+        raise ValueError(f"{where}: norm_estimate must be 'auto' or 'power', "
+                         f"got {opts.norm_estimate!r}")
+    if opts.check_every < 1:
+        raise ValueError(f"{where}: check_every must be >= 1")
+    return opts
+
+
+def _check_dtype(where: str, dtype: Any) -> None:
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"{where}: dtype must be torch.float64 or torch.float32, got {dtype}")
+
+
+def prepare(lp, device: Any = "auto", dtype: torch.dtype = torch.float64,
+            **advanced: Any) -> PreparedLP:
+    """Check, precondition and move ``lp`` as :func:`solve_lp` does before iterating.
+
+    ``solve_lp(prepare(lp, device, dtype, **opts), ...)`` gives the same result as
+    ``solve_lp(lp, device=device, dtype=dtype, **opts, ...)``; the preparation can be shared
+    with :func:`l2o.net.predict_warm_start` and reused by several solves (:class:`PreparedLP`).
+
+    Args:
+        lp: an :class:`l2o.LinearProgram`.
+        device: "auto" (CUDA when available), "cpu", "cuda", or a torch.device.
+        dtype: torch.float64 or torch.float32 (as in :func:`solve_lp`).
+        **advanced: the :class:`SolverOptions` of the preparation (``PREPARE_OPTIONS``) and
+            ``profile`` (fill ``PreparedLP.timings``).
+
+    Raises:
+        ValueError: nan/inf data or invalid bounds (naming the first culprit), bad options.
+        TypeError: an option that is not a preparation option.
+    """
+    start = time.perf_counter()
+    allowed = {*PREPARE_OPTIONS, "profile"}
+    other = set(advanced) - allowed
+    if other & set(SolverOptions.__dataclass_fields__):
+        raise TypeError(f"prepare: {sorted(other)} are options of the solve, not of the "
+                        f"preparation: pass them to solve_lp")
+    opts = _options("prepare", 64, advanced)
+    _check_dtype("prepare", dtype)
+    _check_shapes(lp)
+    dev = _resolve_device(device)
+    timer = PhaseTimer(opts.profile, None, start)
+    return _prepare(lp, dev, dtype, opts, timer, start)
+
+
+def _prepare(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions, timer: PhaseTimer,
+             start: float) -> PreparedLP:
+    """The setup phases of a solve (to_device ... termination); ``timer`` is charged them."""
+    setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
+    timer.set_device(setup)
+    arrays = lp_arrays(lp, setup)
+    timer.mark("to_device")
+    # the value checks run where the data now are (one sync); the host re-check names the culprit
+    if bool(arrays.invalid()):
+        _check_input(lp)
+        raise ValueError("solve_lp: the LP contains nan/inf or invalid bounds")
+    timer.mark("validate")
+    p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
+                 geometric_mean_passes=opts.geometric_mean_passes,
+                 pock_chambolle=opts.pock_chambolle,
+                 bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
+                 arrays=arrays)
+    norm_a = _operator_norm(p, opts)
+    timer.mark("norm")
+    timer.set_device(dev)
+    p = p.to(dev)
+    timer.mark("move")
+    term = TerminationData.build(p)
+    timer.mark("termination")
+    end = timer.last if timer.enabled else time.perf_counter()   # profiled: phases sum to it
+    return PreparedLP(lp=lp, device=p.op.csr.device, dtype=dtype, scaled=p, termination=term,
+                      operator_norm=norm_a, options=opts, setup_time=end - start,
+                      timings=dict(timer.timings))
+
+
+def _check_prepared(prepared: PreparedLP, device: Any, dtype: Any,
+                    advanced: dict[str, Any]) -> None:
+    """A solve of a PreparedLP runs where and how it was prepared: say so if asked otherwise."""
+    if device not in (None, "auto") and not same_device(prepared.device, device):
+        raise ValueError(f"solve_lp: the PreparedLP lives on {prepared.device}, not on {device}")
+    if dtype is not None and dtype != prepared.dtype:
+        raise ValueError(f"solve_lp: the PreparedLP is {prepared.dtype}, not {dtype}")
+    for key in PREPARE_OPTIONS:
+        if key in advanced and advanced[key] != getattr(prepared.options, key):
+            raise ValueError(f"solve_lp: {key}={advanced[key]!r} differs from the PreparedLP's "
+                             f"{getattr(prepared.options, key)!r} (prepare again with it)")
+
+
 def _check_shapes(lp) -> None:
     n, m = lp.num_cols, lp.num_rows
     if lp.c.shape != (n,) or lp.col_lower.shape != (n,) or lp.col_upper.shape != (n,):
@@ -342,17 +477,18 @@ def _warm_start_vectors(lp, warm_start, n: int, m: int) -> tuple[torch.Tensor, t
         x, y = warm_start.x, warm_start.y
     else:
         x, y = warm_start
-    x = torch.zeros(n, dtype=torch.float64) if x is None else torch.as_tensor(x).double().cpu()
-    y = torch.zeros(m, dtype=torch.float64) if y is None else torch.as_tensor(y).double().cpu()
+    # float64 where they are: a start already on the solve's device needs no host round trip
+    x = torch.zeros(n, dtype=torch.float64) if x is None else torch.as_tensor(x).double()
+    y = torch.zeros(m, dtype=torch.float64) if y is None else torch.as_tensor(y).double()
     if x.shape != (n,) or y.shape != (m,):
         raise ValueError(f"solve_lp: warm start needs x of shape ({n},) and y of shape ({m},), "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
         raise ValueError("solve_lp: warm start contains nan/inf")
     return x, y
 
 
-def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = torch.float64,
+def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | None = None,
              warm_start: Any = None, time_limit: float | None = None,
              iteration_limit: int | None = None,
              progress: Callable[[dict], None] | None = None, check_every: int = 64,
@@ -371,13 +507,16 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
     proj(c - A^T y) onto the signs the column bounds allow.
 
     Args:
-        lp: an :class:`l2o.LinearProgram`.
+        lp: an :class:`l2o.LinearProgram`, or a :class:`PreparedLP` (:func:`prepare`): its setup
+            (checks, preconditioning, copy to the device) is reused, and ``device``, ``dtype``
+            and the preparation options come from it (asking for others raises ValueError).
         tol: relative tolerance of the three criteria.
         device: "auto" (CUDA when available), "cpu", "cuda", or a torch.device.
-        dtype: torch.float64 (default) or torch.float32 (faster; tolerances below ~1e-6 are
-            then out of reach).
+        dtype: torch.float64 (default; None means it, or the PreparedLP's) or torch.float32
+            (faster; tolerances below ~1e-6 are then out of reach).
         warm_start: (x, y) (either may be None) or an LPResult: the initial iterate and Halpern
-            anchor (unscaled; y in the minimization-form sign convention of LPResult).
+            anchor (unscaled; y in the minimization-form sign convention of LPResult).  Tensors
+            may already lie on the solve's device (no host round trip then).
         time_limit: seconds (checked at every termination check).
         iteration_limit: maximum number of PDHG iterations.
         progress: called with {"iteration", "rel_primal_residual", "rel_dual_residual",
@@ -387,52 +526,39 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype = t
 
     Returns:
         An :class:`LPResult` (CPU float64 vectors; see its docstring for x, y per status).
+        Its ``solve_time`` always includes the setup: for a PreparedLP, this call's seconds
+        plus ``PreparedLP.setup_time`` (the time limit counts it too).
 
     Raises:
         ValueError: nan/inf data, lower > upper bounds, bad warm start or options.
     """
     start = time.perf_counter()
-    unknown = set(advanced) - set(SolverOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"solve_lp: unknown option(s) {sorted(unknown)}; "
-                        f"see l2o.pdhg.SolverOptions")
-    opts = SolverOptions(check_every=check_every, **advanced)
-    if opts.norm_estimate not in ("auto", "power"):
-        raise ValueError(f"solve_lp: norm_estimate must be 'auto' or 'power', "
-                         f"got {opts.norm_estimate!r}")
+    opts = _options("solve_lp", check_every, advanced)
     if not tol > 0:
         raise ValueError(f"solve_lp: tol must be positive, got {tol}")
     if iteration_limit is not None and iteration_limit < 1:
         raise ValueError(f"solve_lp: iteration_limit must be >= 1, got {iteration_limit}")
-    if opts.check_every < 1:
-        raise ValueError("solve_lp: check_every must be >= 1")
-    if dtype not in (torch.float64, torch.float32):
-        raise ValueError(f"solve_lp: dtype must be torch.float64 or torch.float32, got {dtype}")
-    _check_shapes(lp)
-    dev = _resolve_device(device)
+    prepared = lp if isinstance(lp, PreparedLP) else None
+    if prepared is not None:
+        _check_prepared(prepared, device, dtype, advanced)
+        lp, dev, dtype = prepared.lp, prepared.device, prepared.dtype
+        opts = replace(opts, **{k: getattr(prepared.options, k) for k in PREPARE_OPTIONS})
+    else:
+        dtype = torch.float64 if dtype is None else dtype
+        _check_dtype("solve_lp", dtype)
+        _check_shapes(lp)
+        dev = _resolve_device(device)
     n, m = lp.num_cols, lp.num_rows
     x_init, y_init = _warm_start_vectors(lp, warm_start, n, m)
-    setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
-    timer = PhaseTimer(opts.profile, setup, start)
-    arrays = lp_arrays(lp, setup)
-    timer.mark("to_device")
-    # the value checks run where the data now are (one sync); the host re-check names the culprit
-    if bool(arrays.invalid()):
-        _check_input(lp)
-        raise ValueError("solve_lp: the LP contains nan/inf or invalid bounds")
-    timer.mark("validate")
-    p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
-                 geometric_mean_passes=opts.geometric_mean_passes,
-                 pock_chambolle=opts.pock_chambolle,
-                 bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
-                 arrays=arrays)
-    norm_a = _operator_norm(p, opts)
-    timer.mark("norm")
-    timer.set_device(dev)
-    p = p.to(dev)
-    timer.mark("move")
-    term = TerminationData.build(p)
-    timer.mark("termination")
+    timer = PhaseTimer(opts.profile, dev, start)
+    if prepared is None:
+        prepared = _prepare(lp, dev, dtype, opts, timer, start)
+    else:
+        # the solve's clock starts setup_time earlier: solve_time (and the time limit) count the
+        # shared setup as if this call had done it; its phases are reported as they were
+        start -= prepared.setup_time
+        timer.timings.update(prepared.timings)
+    p, term, norm_a = prepared.scaled, prepared.termination, prepared.operator_norm
     eta = opts.step_safety / norm_a if norm_a > 0 else 1.0
     x0 = torch.clamp(p.scale_primal(x_init.to(dev, dtype)), p.col_lower, p.col_upper)
     # a dual warm start with the wrong signs for its row bounds is projected like x

@@ -346,6 +346,29 @@ def test_solve_model_json_keys(capsys, pagerank_file):
     assert "cold" not in data and "speedup" not in data
 
 
+def test_solve_model_is_the_two_stage_solve_of_the_api(capsys, pagerank_file):
+    """`l2o solve --model` = predict_warm_start + solve_lp(warm_start=...) (it runs them with one
+    shared setup, l2o.net.solve_with_model): the same iterations, objective and solution."""
+    from l2o.net import kkt_error, load_model, predict_warm_start
+
+    model_path = pagerank_file.parent / "tiny.pt"
+    code, out, err = run(capsys, "solve", pagerank_file, "--model", model_path, "--device",
+                         "cpu", "--json", "--tol", "1e-6")
+    assert code == 0, err
+    data = json.loads(out)
+    lp = l2o.read_lp(pagerank_file)
+    model = load_model(model_path)
+    ws = predict_warm_start(model, lp, "cpu")
+    reference = l2o.solve_lp(lp, tol=1e-6, device="cpu", warm_start=ws)
+    assert data["iterations"] == reference.iterations
+    assert data["objective"] == pytest.approx(reference.objective, rel=1e-12)
+    x = torch.tensor([data["x"][name] for name in lp.col_names], dtype=torch.float64)
+    torch.testing.assert_close(x, reference.x, rtol=1e-12, atol=1e-15)
+    start = data["warm_start"]["initial_kkt"]
+    for key, value in kkt_error(lp, ws.x, ws.y).items():
+        assert start[key] == pytest.approx(value, rel=1e-12)
+
+
 def test_solve_model_compare_cold(capsys, pagerank_file):
     model = pagerank_file.parent / "tiny.pt"
     code, out, _ = run(capsys, "solve", pagerank_file, "--model", model, "--device", "cpu",

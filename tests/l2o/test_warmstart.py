@@ -218,3 +218,109 @@ def test_inference_graph_equals_lp_to_graph(device, scaling):
                     torch.testing.assert_close(mine[store][name].cpu(), reference[store][name],
                                                rtol=1e-12, atol=0)
             torch.testing.assert_close(mine.a_norm.cpu(), reference.a_norm, rtol=1e-3, atol=0)
+
+
+# ---- one shared setup: l2o.pdhg.prepare, predict_warm_start(prepared), solve_with_model ---------
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_inference_graph_from_a_prepared_lp_equals_the_plain_one(scaling):
+    """On the CPU in float64 the prepared LP's graph is the plain one (same scaling code; the
+    power iteration on the prepared operator A~ with its stored transpose)."""
+    from l2o.net.warmstart import inference_graph
+
+    for lp in (all_row_types_lp(), l2o.load_example("afiro"), pagerank(200, seed=3)):
+        prepared = l2o.pdhg.prepare(lp, "cpu")
+        mine = inference_graph(prepared, scaling=scaling, dtype=torch.float64)
+        plain = inference_graph(lp, scaling=scaling, dtype=torch.float64, device="cpu")
+        assert_same_graph(mine, plain)
+
+
+@pytest.mark.parametrize("model_dtype", [torch.float64, torch.float32])
+def test_solve_with_model_equals_predict_then_solve(model_dtype):
+    """solve_with_model = predict_warm_start + solve_lp(warm_start=...) on the CPU: the same
+    start, the same iterates (bitwise: the same scaling and the same start values)."""
+    torch.set_num_threads(1)
+    cases = [(tiny_model(3, scaling=True), all_row_types_lp()),
+             (tiny_model(4, scaling=True), l2o.load_example("afiro")),
+             (tiny_model(5, scaling=False), pagerank(300, seed=11))]
+    if "pagerank" in bundled_models():
+        cases.append((load_model("pagerank"), pagerank(1500, seed=987_655)))
+    for model, lp in cases:
+        model = model.to(model_dtype)
+        ws = predict_warm_start(model, lp, "cpu")
+        reference = l2o.solve_lp(lp, tol=1e-6, device="cpu", warm_start=ws,
+                                 iteration_limit=3000)
+        result, shared = l2o.net.solve_with_model(model, lp, tol=1e-6, device="cpu",
+                                                   iteration_limit=3000)
+        assert torch.equal(shared.x, ws.x) and torch.equal(shared.y, ws.y), lp.name
+        assert torch.equal(shared.x_device, ws.x) and shared.x.dtype == torch.float64
+        assert result.status == reference.status and result.iterations == reference.iterations
+        for name in ("x", "y", "reduced_costs"):
+            assert torch.equal(getattr(result, name), getattr(reference, name)), (lp.name, name)
+        assert result.objective == reference.objective
+        # the shared setup is counted in solve_time, not in the prediction
+        assert result.solve_time > 0 and shared.prediction_time > 0
+
+
+def test_a_prepared_lp_reused_for_two_solves_gives_fresh_results():
+    torch.set_num_threads(1)
+    lp = l2o.load_example("afiro")
+    prepared = l2o.pdhg.prepare(lp, "cpu")
+    first = l2o.solve_lp(lp, tol=1e-8, device="cpu")
+    for warm, tol in ((None, 1e-8), (first, 1e-9), (None, 1e-8)):
+        fresh = l2o.solve_lp(lp, tol=tol, device="cpu", warm_start=warm)
+        again = l2o.solve_lp(prepared, tol=tol, warm_start=warm)
+        assert again.status == fresh.status == l2o.LPStatus.OPTIMAL
+        assert again.iterations == fresh.iterations
+        assert torch.equal(again.x, fresh.x) and torch.equal(again.y, fresh.y)
+        assert again.solve_time >= prepared.setup_time > 0
+    # profiled: the preparation's phases are reported, and the phases sum to solve_time
+    profiled = l2o.solve_lp(l2o.pdhg.prepare(lp, "cpu", profile=True), profile=True)
+    assert {"scaling", "termination", "iterations"} <= set(profiled.timings)
+    phases = sum(v for k, v in profiled.timings.items() if k != "total")
+    assert phases == pytest.approx(profiled.timings["total"], rel=1e-6)
+
+
+def test_prepared_lp_errors():
+    lp = l2o.load_example("afiro")
+    prepared = l2o.pdhg.prepare(lp, "cpu")
+    with pytest.raises(ValueError, match="lives on cpu"):
+        l2o.solve_lp(prepared, device="cuda")
+    with pytest.raises(ValueError, match="float64, not torch.float32"):
+        l2o.solve_lp(prepared, dtype=torch.float32)
+    with pytest.raises(ValueError, match="ruiz_iterations=3 differs"):
+        l2o.solve_lp(prepared, ruiz_iterations=3)
+    with pytest.raises(TypeError, match="options of the solve"):
+        l2o.pdhg.prepare(lp, "cpu", check_every=32)
+    with pytest.raises(TypeError, match="unknown option"):
+        l2o.pdhg.prepare(lp, "cpu", bogus=1)
+    with pytest.raises(ValueError, match="preconditioned with"):
+        predict_warm_start(tiny_model(0, scaling=True), l2o.pdhg.prepare(lp, "cpu",
+                                                                          ruiz_iterations=2))
+    with pytest.raises(ValueError, match="lives on cpu"):
+        predict_warm_start(tiny_model(0, scaling=True), prepared, device="cuda")
+    with pytest.raises(TypeError, match="predicts the warm start"):
+        l2o.net.solve_with_model(tiny_model(0), lp, device="cpu", warm_start=None)
+    bad = l2o.load_example("afiro")
+    bad.c[0] = float("nan")
+    with pytest.raises(ValueError, match="objective coefficient"):
+        l2o.pdhg.prepare(bad, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif("pagerank" not in bundled_models(), reason="no bundled pagerank model")
+def test_solve_with_model_on_cuda_matches_the_two_calls():
+    """On CUDA the graph's scaling may round differently (the solver scales small LPs on the
+    CPU, atomics reorder sums): the same start up to float32 rounding, the same solution."""
+    lp = pagerank(20_000, seed=987_656)
+    model = load_model("pagerank", "cuda")
+    ws = predict_warm_start(model, lp, "cuda")
+    reference = l2o.solve_lp(lp, tol=1e-6, device="cuda", warm_start=ws)
+    for _ in range(2):
+        result, shared = l2o.net.solve_with_model(model, lp, tol=1e-6, device="cuda")
+        assert shared.x_device.device.type == "cuda" and shared.x.device.type == "cpu"
+        torch.testing.assert_close(shared.x, ws.x, rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(shared.y, ws.y, rtol=1e-4, atol=1e-9)
+        assert result.status == reference.status == l2o.LPStatus.OPTIMAL
+        assert abs(result.iterations - reference.iterations) <= 0.1 * reference.iterations + 64
+        torch.testing.assert_close(result.x, reference.x, rtol=0, atol=1e-5)
