@@ -173,10 +173,17 @@ def graph_operator(graph: HeteroData, dtype: torch.dtype | None = None
     A batch is block diagonal: shape (sum m_b, sum n_b). Built with coalesce, so the edge order
     does not matter; duplicate edges are summed.
 
+    A graph built from a solver's prepared LP (``l2o.net.warmstart.inference_graph``) carries
+    the pair already, as ``graph.operator_csr`` (the prepared A~ and its transpose, the same
+    matrices in the same entry order): it is returned when its dtype fits, nothing is sorted.
+
     Returns:
         (A, AT): CSR, shapes (M, N) and (N, M), on the graph's device, values in ``dtype``
         (default the edge values' dtype).
     """
+    cached = getattr(graph, "operator_csr", None)
+    if cached is not None and (dtype is None or cached[0].dtype == dtype):
+        return cached
     store = graph[EDGE]
     index = store.edge_index
     values = store.edge_attr.reshape(-1)

@@ -212,6 +212,7 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
     not with the solver's ||A~||_2 <= 1 bound, which ``PreparedLP.operator_norm`` holds.
     """
     from bilevel.linalg import LinearOperator, power_iteration
+    from bilevel.linalg.operators import csr_tensor
     from l2o.pdhg import PreparedLP
     from l2o.pdhg.scaling import scale_lp
 
@@ -256,6 +257,12 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
     con.num_nodes = m
     graph[EDGE].edge_index = torch.stack([rows, A.col_indices().to(torch.int64)])
     graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
+    if op is not None:
+        # the prepared A~ and A~^T for the model's products (graph_operator would rebuild them
+        # from the edges: an argsort of all nonzeros for A^T); int64 indices as it builds them
+        graph.operator_csr = tuple(
+            csr_tensor(a.crow_indices().long(), a.col_indices().long(), a.values().to(dtype),
+                       tuple(a.shape)) for a in (op.csr, op.csr_t))
     a_norm = 1.0
     if operator_norm and values.numel() and bool((values != 0).any()):
         op = op if op is not None else LinearOperator.from_sparse(A)

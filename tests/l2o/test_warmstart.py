@@ -226,6 +226,7 @@ def test_inference_graph_equals_lp_to_graph(device, scaling):
 def test_inference_graph_from_a_prepared_lp_equals_the_plain_one(scaling):
     """On the CPU in float64 the prepared LP's graph is the plain one (same scaling code; the
     power iteration on the prepared operator A~ with its stored transpose)."""
+    from l2o.net import graph_operator
     from l2o.net.warmstart import inference_graph
 
     for lp in (all_row_types_lp(), l2o.load_example("afiro"), pagerank(200, seed=3)):
@@ -233,6 +234,11 @@ def test_inference_graph_from_a_prepared_lp_equals_the_plain_one(scaling):
         mine = inference_graph(prepared, scaling=scaling, dtype=torch.float64)
         plain = inference_graph(lp, scaling=scaling, dtype=torch.float64, device="cpu")
         assert_same_graph(mine, plain)
+        # with scaling it carries the prepared A~, A~^T: the matrices graph_operator builds
+        assert hasattr(mine, "operator_csr") == scaling
+        for a, b in zip(graph_operator(mine), graph_operator(plain)):
+            for part in ("crow_indices", "col_indices", "values"):
+                assert torch.equal(getattr(a, part)(), getattr(b, part)()), (lp.name, part)
 
 
 @pytest.mark.parametrize("model_dtype", [torch.float64, torch.float32])
