@@ -17,7 +17,8 @@ as in the shared PDHG convention) becomes a graph with
   off-the-shelf PyG heterogeneous layers can pass messages both ways.
 * graph level: ``c0`` (1,) objective constant of the minimization form, ``maximize`` (1,) bool,
   ``scaled`` (1,) bool, ``a_norm`` (1,) an estimate of ||A||_2 (power iteration; 1 for an empty
-  A), ``name``.
+  A, and 1 without the estimate, ``operator_norm=False``: what models that normalize by the
+  preconditioned bound ||A~||_2 <= 1 ask for, ``PDHGNet(operator_norm="bound")``), ``name``.
 
 With ``scaling=True`` the graph holds the diagonally preconditioned LP of the PDHG solver
 (:func:`l2o.pdhg.scaling.scale_lp`: Ruiz, Pock-Chambolle, bound/objective rescaling) instead of

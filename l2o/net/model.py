@@ -12,6 +12,13 @@ sparse CSR products).
 With ``normalize_steps=True`` layer k uses steps tau_k / ||A_g||_2 and sigma_k / ||A_g||_2 on
 graph g (``a_norm`` of the graph), so tau_k sigma_k < 1 is PDHG's step condition on every
 instance whatever its scale, and the same weights serve instances of different sizes.
+``operator_norm`` says where ||A_g||_2 comes from: "estimate" (the default) reads the graph's
+``a_norm``, a 100-step power iteration that the graph builders run; "bound" (only with
+``scaling=True``) uses the bound ||A~_g||_2 <= 1 that the Pock-Chambolle step of the solver's
+preconditioning guarantees on every preconditioned graph, i.e. steps tau_k and sigma_k as they
+are: no power iteration is needed, and the graph builders skip it
+(:attr:`PDHGNet.needs_operator_norm`). Since ||A~|| <= 1, tau_k sigma_k < 1 still implies
+tau_k sigma_k ||A~||^2 < 1.
 
 References:
     B. Li et al., "PDHG-Unrolled Learning-to-Optimize Method for Large-Scale Linear
@@ -56,6 +63,9 @@ class PDHGNet(nn.Module):
         init_noise: perturbation of the identity initialization of the d x d maps.
         start: "learned" (embedding MLPs of the node features) or "zero" (X^0 = 0, Y^0 = 0).
         readout: "mlp" (d -> d -> 1 with ReLU) or "linear" (d -> 1).
+        operator_norm: "estimate" (graph ``a_norm``, power iteration) or "bound" (the known
+            ||A~||_2 <= 1 of preconditioned graphs; needs ``scaling=True``); see the module
+            docstring. Checkpoints without the key load as "estimate".
         scaling: whether the model works on preconditioned graphs (``lp_to_graph(scaling=True)``)
             or on the LP as given (the default, like ``lp_to_graph``); :meth:`predict` builds
             its graph accordingly, and forward refuses a graph of the other kind.
@@ -69,7 +79,7 @@ class PDHGNet(nn.Module):
     def __init__(self, hidden: int = 64, layers: int = 4, *, leak: float = 0.0,
                  normalize_steps: bool = True, tau: float = 0.9, sigma: float = 0.9,
                  init_noise: float = 0.1, start: str = "learned", readout: str = "mlp",
-                 scaling: bool = False) -> None:
+                 scaling: bool = False, operator_norm: str = "estimate") -> None:
         super().__init__()
         if hidden < 1 or layers < 0:
             raise ValueError(f"PDHGNet: need hidden >= 1 and layers >= 0, got hidden={hidden}, "
@@ -78,12 +88,20 @@ class PDHGNet(nn.Module):
             raise ValueError(f"PDHGNet: start must be 'learned' or 'zero', got {start!r}")
         if readout not in ("mlp", "linear"):
             raise ValueError(f"PDHGNet: readout must be 'mlp' or 'linear', got {readout!r}")
+        if operator_norm not in ("estimate", "bound"):
+            raise ValueError(f"PDHGNet: operator_norm must be 'estimate' or 'bound', got "
+                             f"{operator_norm!r}")
+        if operator_norm == "bound" and not scaling:
+            # ||A|| <= 1 holds for the preconditioned A~ only; a raw A has any norm
+            raise ValueError("PDHGNet: operator_norm='bound' needs scaling=True (the bound "
+                             "||A~||_2 <= 1 holds on preconditioned graphs only)")
         # Everything needed to rebuild the module (checkpoints store it next to the weights).
         self.config: dict[str, Any] = dict(
             hidden=hidden, layers=layers, leak=leak, normalize_steps=normalize_steps, tau=tau,
-            sigma=sigma, init_noise=init_noise, start=start, readout=readout, scaling=scaling)
+            sigma=sigma, init_noise=init_noise, start=start, readout=readout, scaling=scaling,
+            operator_norm=operator_norm)
         self.hidden, self.normalize_steps, self.start = hidden, normalize_steps, start
-        self.scaling = scaling
+        self.scaling, self.operator_norm = scaling, operator_norm
         if start == "learned":
             self.var_embedding = nn.Sequential(nn.Linear(VAR_FEATURES, hidden), nn.ReLU())
             self.con_embedding = nn.Sequential(nn.Linear(CON_FEATURES, hidden), nn.ReLU())
@@ -92,6 +110,11 @@ class PDHGNet(nn.Module):
             for _ in range(layers))
         self.primal_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
         self.dual_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
+
+    @property
+    def needs_operator_norm(self) -> bool:
+        """Whether forward reads the graph's ``a_norm`` (so its builder must estimate it)."""
+        return self.normalize_steps and self.operator_norm == "estimate"
 
     @classmethod
     def from_pdhg(cls, K: int, tau: float, sigma: float,
@@ -148,7 +171,7 @@ class PDHGNet(nn.Module):
         Y = self._start(y0, M, con, self.con_embedding if self.start == "learned" else None, c)
         step_x: torch.Tensor | float = 1.0
         step_y: torch.Tensor | float = 1.0
-        if self.normalize_steps:
+        if self.needs_operator_norm:  # with "bound" the divisor is 1: steps as they are
             inv_norm = 1.0 / graph.a_norm.to(dtype).clamp_min(torch.finfo(dtype).tiny)
             step_x = inv_norm[_graph_index(var, N)].unsqueeze(1)
             step_y = inv_norm[_graph_index(con, M)].unsqueeze(1)
@@ -187,7 +210,7 @@ class PDHGNet(nn.Module):
         """
         device = device if device is not None else next(self.parameters()).device
         graph = lp_to_graph(lp, dtype=self._dtype(), reverse=False, scaling=self.scaling,
-                            operator_norm=self.normalize_steps).to(device)
+                            operator_norm=self.needs_operator_norm).to(device)
         x, y = unscale_solution(graph, *self(graph))
         x = torch.clamp(x.double().cpu(), lp.col_lower, lp.col_upper)
         return x, y.double().cpu()

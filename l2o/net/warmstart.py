@@ -207,9 +207,11 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
 
     ``lp`` may be a :class:`l2o.pdhg.PreparedLP`: with ``scaling`` the graph is built from its
     scaled LP as it lies on its device (``device`` is then ignored), nothing is scaled again.
-    The power iteration for ``a_norm`` still runs (on the prepared operator A~ and its stored
-    transpose): the model's steps were trained with this estimate (100 iterations, tol 1e-4),
-    not with the solver's ||A~||_2 <= 1 bound, which ``PreparedLP.operator_norm`` holds.
+    With ``operator_norm`` the power iteration for ``a_norm`` runs (on the prepared operator A~
+    and its stored transpose), for models trained with this estimate (100 iterations, tol
+    1e-4); models with ``PDHGNet(operator_norm="bound")`` use the solver's ||A~||_2 <= 1 bound
+    instead and pass ``operator_norm=False`` (``model.needs_operator_norm``): ``a_norm`` = 1,
+    no power iteration.
     """
     from bilevel.linalg import LinearOperator, power_iteration
     from bilevel.linalg.operators import csr_tensor
@@ -314,7 +316,7 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
     dtype = next(model.parameters()).dtype
     _sync(device)
     start = time.perf_counter()
-    graph = inference_graph(lp, scaling=model.scaling, operator_norm=model.normalize_steps,
+    graph = inference_graph(lp, scaling=model.scaling, operator_norm=model.needs_operator_norm,
                             dtype=dtype, device=device)
     _sync(device)
     built = time.perf_counter()
@@ -353,7 +355,7 @@ def _predict_prepared(model: PDHGNet, prepared, device: Any) -> WarmStart:
     dtype = next(model.parameters()).dtype
     _sync(device)
     start = time.perf_counter()
-    graph = inference_graph(prepared, scaling=model.scaling, operator_norm=model.normalize_steps,
+    graph = inference_graph(prepared, scaling=model.scaling, operator_norm=model.needs_operator_norm,
                             dtype=dtype)
     _sync(device)
     built = time.perf_counter()

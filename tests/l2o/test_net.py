@@ -332,3 +332,67 @@ def graph_lp(graph) -> LinearProgram:
     A, _ = graph_operator(graph)
     return LinearProgram.create(graph[VAR].c, A, graph[CON].lower, graph[CON].upper,
                                 graph[VAR].lower, graph[VAR].upper)
+
+
+# ---- operator_norm="bound": the preconditioned bound ||A~||_2 <= 1 instead of an estimate -------
+
+def bound_net(K: int = 10, tau: float = 0.9, sigma: float = 0.8) -> PDHGNet:
+    """K plain PDHG steps on preconditioned graphs with normalize_steps and the bound."""
+    net = PDHGNet.from_pdhg(K, tau, sigma)
+    net.scaling, net.normalize_steps, net.operator_norm = True, True, "bound"
+    return net
+
+
+def test_operator_norm_option_is_validated_and_stored():
+    assert PDHGNet().operator_norm == "estimate" and PDHGNet().needs_operator_norm
+    net = PDHGNet(scaling=True, operator_norm="bound")
+    assert net.config["operator_norm"] == "bound" and not net.needs_operator_norm
+    assert not PDHGNet(normalize_steps=False).needs_operator_norm
+    with pytest.raises(ValueError, match="needs scaling=True"):
+        PDHGNet(operator_norm="bound")
+    with pytest.raises(ValueError, match="'estimate' or 'bound'"):
+        PDHGNet(scaling=True, operator_norm="exact")
+    # a configuration saved before the option existed rebuilds the estimating model
+    old = {k: v for k, v in PDHGNet(scaling=True).config.items() if k != "operator_norm"}
+    assert PDHGNet(**old).operator_norm == "estimate"
+
+
+def test_bound_model_runs_no_power_iteration_and_takes_the_steps_as_they_are(monkeypatch):
+    """With the bound the steps are tau, sigma on A~ (divisor 1); no graph builder on the
+    predict path estimates ||A~|| (power_iteration patched to fail)."""
+    import l2o.net.graph as graph_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("power_iteration called")
+
+    monkeypatch.setattr(graph_module, "power_iteration", forbidden)
+    lp = afiro()
+    net = bound_net()
+    x, y = net.predict(lp)                                 # builds its graph: no estimate
+    g = lp_to_graph(lp, scaling=True, operator_norm=net.needs_operator_norm)
+    assert float(g.a_norm) == 1.0
+    x_s, y_s = reference_pdhg(graph_lp(g), torch.zeros(32, dtype=torch.float64),
+                              torch.zeros(27, dtype=torch.float64), 0.9, 0.8, 10)
+    x_ref, y_ref = unscale_solution(g, x_s, y_s)
+    torch.testing.assert_close(x, torch.clamp(x_ref, lp.col_lower, lp.col_upper))
+    torch.testing.assert_close(y, y_ref)
+    g.a_norm = torch.tensor([0.5], dtype=torch.float64)   # a graph's a_norm is not read
+    torch.testing.assert_close(net(g)[0], net(lp_to_graph(lp, scaling=True,
+                                                          operator_norm=False))[0])
+
+
+def test_estimate_model_still_divides_by_the_graphs_a_norm():
+    """The default ("estimate") on a preconditioned graph: steps tau / a_norm, sigma / a_norm,
+    with a_norm the power iteration's estimate (< 1 on afiro, so the two options differ)."""
+    lp = afiro()
+    net = bound_net()
+    net.operator_norm = "estimate"
+    g = lp_to_graph(lp, scaling=True)
+    norm = float(g.a_norm)
+    assert norm < 0.999
+    x, y = net(g)
+    x_ref, y_ref = reference_pdhg(graph_lp(g), torch.zeros(32, dtype=torch.float64),
+                                  torch.zeros(27, dtype=torch.float64), 0.9 / norm, 0.8 / norm, 10)
+    torch.testing.assert_close(x, x_ref, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(x, bound_net()(g)[0])

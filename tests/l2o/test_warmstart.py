@@ -330,3 +330,55 @@ def test_solve_with_model_on_cuda_matches_the_two_calls():
         assert result.status == reference.status == l2o.LPStatus.OPTIMAL
         assert abs(result.iterations - reference.iterations) <= 0.1 * reference.iterations + 64
         torch.testing.assert_close(result.x, reference.x, rtol=0, atol=1e-5)
+
+
+# ---- operator_norm: checkpoints from before the option, and the bound's no-estimate path --------
+
+def test_a_checkpoint_without_operator_norm_loads_as_estimate_and_predicts_the_same(tmp_path):
+    """Checkpoints saved before ``operator_norm`` existed (no key in ``model_config``) rebuild
+    the estimating model: the same weights, the same prediction bit for bit."""
+    from l2o.training.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.set_num_threads(1)
+    model = tiny_model(6, scaling=True)
+    path = tmp_path / "old.pt"
+    save_model(model, path)
+    checkpoint = load_checkpoint(path)
+    del checkpoint["model_config"]["operator_norm"]
+    save_checkpoint(checkpoint, path)
+    old = load_model(path)
+    assert old.operator_norm == "estimate" and old.needs_operator_norm and same_weights(old, model)
+    lp = pagerank(300, seed=5)
+    a, b = predict_warm_start(old, lp, "cpu"), predict_warm_start(model, lp, "cpu")
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def test_a_bound_model_predicts_without_a_power_iteration(monkeypatch):
+    """operator_norm="bound": neither the plain nor the PreparedLP path estimates ||A~||
+    (power_iteration patched to fail), and both give the prediction of a graph with a_norm 1."""
+    import bilevel.linalg
+    from l2o.net import unscale_solution
+    from l2o.net.warmstart import inference_graph
+
+    torch.set_num_threads(1)
+    lp = l2o.load_example("afiro")
+    model = tiny_model(7, scaling=True, operator_norm="bound").double()
+    estimate = tiny_model(7, scaling=True).double()        # the same weights, a_norm estimated
+    reference = predict_warm_start(estimate, lp, "cpu")
+    graph = inference_graph(lp, scaling=True, dtype=torch.float64)
+    assert float(graph.a_norm) < 0.999                      # the estimate is not the bound
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("power_iteration called")
+
+    monkeypatch.setattr(bilevel.linalg, "power_iteration", forbidden)
+    plain = predict_warm_start(model, lp, "cpu")
+    shared = predict_warm_start(model, l2o.pdhg.prepare(lp, device="cpu"))
+    for name in ("x", "y"):
+        torch.testing.assert_close(getattr(shared, name), getattr(plain, name), rtol=1e-10,
+                                   atol=1e-12)
+    assert not torch.allclose(plain.y, reference.y)         # steps not divided by the estimate
+    graph.a_norm = torch.ones(1, dtype=torch.float64)
+    x, y = unscale_solution(graph, *estimate(graph))        # estimate model fed a_norm = 1
+    torch.testing.assert_close(plain.x, torch.clamp(x, lp.col_lower, lp.col_upper))
+    torch.testing.assert_close(plain.y, project_dual_signs(lp, y))
