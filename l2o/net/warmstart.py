@@ -355,8 +355,8 @@ def _predict_prepared(model: PDHGNet, prepared, device: Any) -> WarmStart:
     dtype = next(model.parameters()).dtype
     _sync(device)
     start = time.perf_counter()
-    graph = inference_graph(prepared, scaling=model.scaling, operator_norm=model.needs_operator_norm,
-                            dtype=dtype)
+    graph = inference_graph(prepared, scaling=model.scaling,
+                            operator_norm=model.needs_operator_norm, dtype=dtype)
     _sync(device)
     built = time.perf_counter()
     x, y = unscale_solution(graph, *model(graph))
