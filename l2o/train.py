@@ -325,11 +325,13 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
 # ---- models -------------------------------------------------------------------------------------
 
 def make_model(args: argparse.Namespace) -> nn.Module:
-    """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=..., scaling=...)``."""
+    """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=..., scaling=...,
+    operator_norm=...)``."""
     from l2o.net import PDHGNet
 
     model = PDHGNet(hidden=args.hidden, layers=args.layers,
-                    scaling=bool(getattr(args, "scaling", False)))
+                    scaling=bool(getattr(args, "scaling", False)),
+                    operator_norm=getattr(args, "operator_norm", "estimate"))
     return model.to(torch.float64) if getattr(args, "dtype", "float32") == "float64" else model
 
 
@@ -389,6 +391,10 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, default=4, help="unrolled PDHG layers (4)")
     parser.add_argument("--scaling", action="store_true",
                         help="work on the solver's preconditioned LP (PDHGNet(scaling=True))")
+    parser.add_argument("--operator-norm", choices=("estimate", "bound"), default="estimate",
+                        help="normalize the learned steps by a power-iteration estimate of ||A|| "
+                             "(default) or by the bound ||A~|| <= 1 of the preconditioned LP "
+                             "(needs --scaling; prediction then runs no power iteration)")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
     parser.add_argument("--grad-clip", type=float, metavar="NORM",

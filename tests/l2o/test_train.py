@@ -252,3 +252,33 @@ def test_l2o_command_line_runs_train(data_dir, tmp_path):
             "2", "--layers", "1", "--val-fraction", "0", "--device", "cpu", "--cache"]
     assert main(argv) == 0
     assert load_checkpoint(out / "best.pt")["config"]["val_size"] == 0
+
+
+def test_operator_norm_bound_through_the_cli(data_dir, tmp_path, capsys, monkeypatch):
+    """--operator-norm bound trains a model whose prediction runs no power iteration;
+    without --scaling it is a usage error (the bound holds only on the preconditioned LP)."""
+    import l2o.net.graph
+    from l2o.net import PDHGNet
+
+    out = tmp_path / "bound"
+    common = ["train", "--data", str(data_dir), "--epochs", "1", "--hidden", "4", "--layers",
+              "2", "--batch-size", "2", "--val-fraction", "0.25", "--device", "cpu",
+              "--dtype", "float64", "--operator-norm", "bound"]
+    args = _parse([*common, "--out", str(tmp_path / "no-scaling")])
+    assert args.handler(args) == 2
+    assert "operator_norm='bound' needs scaling=True" in capsys.readouterr().err
+    args = _parse([*common, "--out", str(out), "--scaling"])
+    assert args.handler(args) == 0
+    model = load_model(out / "best.pt")
+    assert model.config["operator_norm"] == "bound" and not model.needs_operator_norm
+    model_estimate = PDHGNet(hidden=4, layers=2, scaling=True).double()
+
+    def no_power_iteration(*_args, **_kwargs):
+        raise AssertionError("a 'bound' model must not estimate ||A||")
+
+    monkeypatch.setattr(l2o.net.graph, "power_iteration", no_power_iteration)
+    lp = LPDataset(data_dir).load_lp(0)
+    x, y = model.predict(lp)
+    assert torch.isfinite(x).all() and torch.isfinite(y).all()
+    with pytest.raises(AssertionError, match="must not estimate"):  # the check can fail
+        model_estimate.predict(lp)
