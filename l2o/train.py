@@ -31,6 +31,7 @@ The CLI is ``l2o train --data DIR --out DIR --epochs N ...`` (:func:`build_parse
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import random
 import sys
@@ -149,11 +150,19 @@ def _run_epoch(model: nn.Module, loader, device: torch.device, run: Distributed,
     return [total / count, primal / count, dual / count]
 
 
+def _init_defaults(model: nn.Module) -> dict[str, Any]:
+    """The keyword defaults of the model class's constructor (e.g. PDHGNet's operator_norm)."""
+    parameters = inspect.signature(type(model).__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 def _resume_state(path: Path, config: dict[str, Any], model: nn.Module,
                   optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Load ``last.pt`` into model and optimizer after checking it continues this run."""
     checkpoint = load_checkpoint(path)
-    old = checkpoint["config"]
+    old = dict(checkpoint["config"])
+    if isinstance(old.get("model_config"), dict):  # keys added later mean their default then
+        old["model_config"] = {**_init_defaults(model), **old["model_config"]}
     changed = [k for k in _RESUME_STRICT if old.get(k) != config.get(k)]
     if changed:
         detail = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {config.get(k)!r} now"

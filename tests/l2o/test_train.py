@@ -282,3 +282,25 @@ def test_operator_norm_bound_through_the_cli(data_dir, tmp_path, capsys, monkeyp
     assert torch.isfinite(x).all() and torch.isfinite(y).all()
     with pytest.raises(AssertionError, match="must not estimate"):  # the check can fail
         model_estimate.predict(lp)
+
+
+def test_resume_a_checkpoint_written_before_a_model_option_existed(data_dir, tmp_path, capsys):
+    """A run saved before PDHGNet grew operator_norm (no such key in its model_config) resumes:
+    the missing key means the constructor's default; a real change is still refused."""
+    from l2o.training.checkpoint import save_checkpoint
+
+    out = tmp_path / "old"
+    common = ["train", "--data", str(data_dir), "--out", str(out), "--hidden", "4", "--layers",
+              "2", "--batch-size", "2", "--val-fraction", "0.25", "--device", "cpu", "--dtype",
+              "float64", "--scaling"]
+    args = _parse([*common, "--epochs", "1"])
+    assert args.handler(args) == 0
+    last = load_checkpoint(out / "last.pt")
+    del last["config"]["model_config"]["operator_norm"]
+    save_checkpoint(last, out / "last.pt")
+    capsys.readouterr()
+    args = _parse([*common, "--epochs", "2", "--resume"])
+    assert args.handler(args) == 0, capsys.readouterr().err
+    args = _parse([*common, "--epochs", "3", "--resume", "--operator-norm", "bound"])
+    assert args.handler(args) == 2
+    assert "operator_norm" in capsys.readouterr().err
