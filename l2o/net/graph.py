@@ -81,11 +81,15 @@ def constraint_features(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tenso
 
 def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | None = None, *,
                 dtype: torch.dtype = torch.float64, reverse: bool = True, scaling: bool = False,
-                operator_norm: bool = True) -> HeteroData:
+                operator_norm: bool = True, device: torch.device | str = "cpu") -> HeteroData:
     """The bipartite graph of ``lp`` (see the module docstring for every field).
 
     Args:
-        lp: an :class:`l2o.LinearProgram` (any sense; the graph holds the minimization form).
+        lp: an :class:`l2o.LinearProgram` (any sense; the graph holds the minimization form),
+            or an :class:`l2o.pdhg.PreparedLP`: then the graph lies on the prepared LP's device
+            (``device`` is ignored) and, with ``scaling``, is built from its scaled LP as it is,
+            nothing preconditioned again; the prepared A~ and A~^T ride along as
+            ``graph.operator_csr`` (see :func:`graph_operator`).
         x_star, y_star: optional labels (of ``lp``, unscaled), shapes (n,), (m,), stored as
             ``solution`` (scaled along with the LP when ``scaling``).
         dtype: floating dtype of features, raw vectors and edge values (float64 keeps the LP
@@ -93,28 +97,45 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         reverse: also store the reversed edge type ``("var", "coef_t", "con")``.
         scaling: hold the solver's preconditioned LP (see the module docstring).
         operator_norm: estimate ||A||_2 by power iteration (``a_norm``); if False ``a_norm`` = 1.
+        device: where the preconditioning, the power iteration and the graph live (a GPU
+            spares a million-node LP seconds of CPU work; the graph is the same).
 
     Returns:
         HeteroData with node types "var", "con" and edge type ("con", "coef", "var").
     """
+    from l2o.pdhg.scaling import scale_lp  # the solver's preconditioner, not a copy of it
+    from l2o.pdhg.solver import PreparedLP
+
+    prepared = lp if isinstance(lp, PreparedLP) else None
+    if prepared is not None:
+        lp, device = prepared.lp, prepared.device
+    device = torch.device(device)
     m, n = lp.num_rows, lp.num_cols
     c0 = lp.minimize_c[1]
+    prepared_op = None
     if scaling:
-        from l2o.pdhg.scaling import scale_lp  # the solver's preconditioner, not a copy of it
-        s = scale_lp(lp, device=torch.device("cpu"), dtype=torch.float64)
+        if prepared is not None:
+            s = prepared.scaled
+            prepared_op = s.op             # A~ with its transpose: no second transpose built
+        else:
+            s = scale_lp(lp, device=device, dtype=torch.float64)
         A, c = s.op.csr, s.c
         col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
             s.row_upper
         var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
     else:
-        A, c = lp.A.to_sparse_csr().cpu(), lp.minimize_c[0]
-        col_lower, col_upper, row_lower, row_upper = lp.col_lower, lp.col_upper, lp.row_lower, \
-            lp.row_upper
-        var_scale = torch.ones(n, dtype=torch.float64)
-        con_scale = torch.ones(m, dtype=torch.float64)
-    rows = torch.repeat_interleave(torch.arange(m), A.crow_indices().diff())
-    cols = A.col_indices().to(torch.int64)
+        A = lp.A.to_sparse_csr().to(device, torch.float64)
+        c, col_lower, col_upper, row_lower, row_upper = (
+            v.to(device, torch.float64) for v in (lp.minimize_c[0], lp.col_lower, lp.col_upper,
+                                                  lp.row_lower, lp.row_upper))
+        var_scale = torch.ones(n, dtype=torch.float64, device=device)
+        con_scale = torch.ones(m, dtype=torch.float64, device=device)
     values = A.values()
+    # output_size: no device-to-host sync to learn the length
+    rows = torch.repeat_interleave(torch.arange(m, device=device),
+                                   A.crow_indices().to(torch.int64).diff(),
+                                   output_size=values.numel())
+    cols = A.col_indices().to(torch.int64)
 
     graph = HeteroData()
     var, con = graph[VAR], graph[CON]
@@ -133,17 +154,24 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         graph[REVERSE_EDGE].edge_index = torch.stack([cols, rows])
         graph[REVERSE_EDGE].edge_attr = graph[EDGE].edge_attr
     if x_star is not None:
-        var.solution = (_label(x_star, n, "x_star") / var_scale).to(dtype)
+        var.solution = (_label(x_star, n, "x_star").to(device) / var_scale).to(dtype)
     if y_star is not None:
-        con.solution = (_label(y_star, m, "y_star") / con_scale).to(dtype)
+        con.solution = (_label(y_star, m, "y_star").to(device) / con_scale).to(dtype)
+    if prepared_op is not None:
+        # the prepared A~ and A~^T for the model's products (graph_operator would rebuild them
+        # from the edges: an argsort of all nonzeros for A^T); int64 indices as it builds them
+        graph.operator_csr = tuple(
+            csr_tensor(a.crow_indices().long(), a.col_indices().long(), a.values().to(dtype),
+                       tuple(a.shape)) for a in (prepared_op.csr, prepared_op.csr_t))
 
     a_norm = 1.0
     if operator_norm and values.numel() and bool((values != 0).any()):
-        a_norm = power_iteration(LinearOperator.from_sparse(A), mode="svd", iters=100, tol=1e-4)
-    graph.a_norm = torch.tensor([a_norm], dtype=dtype)
-    graph.c0 = torch.tensor([c0], dtype=dtype)
-    graph.maximize = torch.tensor([lp.sense == "maximize"])
-    graph.scaled = torch.tensor([bool(scaling)])
+        op = prepared_op if prepared_op is not None else LinearOperator.from_sparse(A)
+        a_norm = power_iteration(op, mode="svd", iters=100, tol=1e-4)
+    graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
+    graph.c0 = torch.tensor([c0], dtype=dtype, device=device)
+    graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
+    graph.scaled = torch.tensor([bool(scaling)], device=device)
     graph.name = lp.name
     return graph
 

@@ -45,15 +45,7 @@ from torch_geometric.data import HeteroData
 from l2o.models import MODELS_DIR, bundled_models
 from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-from .graph import (
-    CON,
-    EDGE,
-    VAR,
-    constraint_features,
-    lp_to_graph,
-    unscale_solution,
-    variable_features,
-)
+from .graph import lp_to_graph, unscale_solution
 from .model import PDHGNet
 
 __all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
@@ -197,84 +189,16 @@ def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
 
 def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
                     dtype: torch.dtype = torch.float32, device: Any = "cpu") -> HeteroData:
-    """``lp_to_graph(lp, dtype=dtype, reverse=False, scaling=scaling, operator_norm=...)``,
-    built on ``device`` (no labels, no reversed edges).
+    """The graph a model predicts from: ``lp_to_graph(lp, dtype=dtype, reverse=False,
+    scaling=scaling, operator_norm=operator_norm, device=device)`` (no labels, no reversed
+    edges), built on ``device``.
 
-    The same graph as :func:`l2o.net.lp_to_graph` (which scales and estimates ||A||_2 on the
-    CPU, as datasets are built; tests check that the two agree): here the preconditioning
-    (:func:`l2o.pdhg.scaling.scale_lp`, float64) and the power iteration run on ``device``, so on
-    a GPU the graph of a million-node LP does not wait for seconds of CPU work.
-
-    ``lp`` may be a :class:`l2o.pdhg.PreparedLP`: with ``scaling`` the graph is built from its
-    scaled LP as it lies on its device (``device`` is then ignored), nothing is scaled again.
-    With ``operator_norm`` the power iteration for ``a_norm`` runs (on the prepared operator A~
-    and its stored transpose), for models trained with this estimate (100 iterations, tol
-    1e-4); models with ``PDHGNet(operator_norm="bound")`` use the solver's ||A~||_2 <= 1 bound
-    instead and pass ``operator_norm=False`` (``model.needs_operator_norm``): ``a_norm`` = 1,
-    no power iteration.
+    ``lp`` may be a :class:`l2o.pdhg.PreparedLP` (then its device and, with ``scaling``, its
+    scaled LP are used as they are). Models with ``PDHGNet(operator_norm="bound")`` pass
+    ``operator_norm=False`` (``model.needs_operator_norm``): ``a_norm`` = 1, no power iteration.
     """
-    from bilevel.linalg import LinearOperator, power_iteration
-    from bilevel.linalg.operators import csr_tensor
-    from l2o.pdhg import PreparedLP
-    from l2o.pdhg.scaling import scale_lp
-
-    prepared = lp if isinstance(lp, PreparedLP) else None
-    if prepared is not None:
-        lp, device = prepared.lp, prepared.device
-    device = torch.device(device)
-    m, n = lp.num_rows, lp.num_cols
-    op = None
-    if scaling:
-        s = prepared.scaled if prepared is not None else scale_lp(lp, device=device,
-                                                                  dtype=torch.float64)
-        if prepared is not None:
-            op = s.op                      # A~ with its transpose, no second transpose built
-        A, c = s.op.csr, s.c
-        col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
-            s.row_upper
-        var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
-    else:
-        A = lp.A.to_sparse_csr().to(device, torch.float64)
-        c = lp.minimize_c[0].to(device, torch.float64)
-        col_lower, col_upper, row_lower, row_upper = (
-            v.to(device, torch.float64) for v in (lp.col_lower, lp.col_upper, lp.row_lower,
-                                                  lp.row_upper))
-        var_scale = torch.ones(n, dtype=torch.float64, device=device)
-        con_scale = torch.ones(m, dtype=torch.float64, device=device)
-    values = A.values()
-    crow = A.crow_indices().to(torch.int64)
-    # output_size: no device-to-host sync to learn the length
-    rows = torch.repeat_interleave(torch.arange(m, device=device), crow.diff(),
-                                   output_size=values.numel())
-    graph = HeteroData()
-    var, con = graph[VAR], graph[CON]
-    var.c = c.to(dtype)
-    var.lower, var.upper = col_lower.to(dtype), col_upper.to(dtype)
-    var.x = variable_features(var.c, var.lower, var.upper)
-    var.scale = var_scale.to(dtype)
-    var.num_nodes = n
-    con.lower, con.upper = row_lower.to(dtype), row_upper.to(dtype)
-    con.x = constraint_features(con.lower, con.upper)
-    con.scale = con_scale.to(dtype)
-    con.num_nodes = m
-    graph[EDGE].edge_index = torch.stack([rows, A.col_indices().to(torch.int64)])
-    graph[EDGE].edge_attr = values.to(dtype).unsqueeze(1)
-    if op is not None:
-        # the prepared A~ and A~^T for the model's products (graph_operator would rebuild them
-        # from the edges: an argsort of all nonzeros for A^T); int64 indices as it builds them
-        graph.operator_csr = tuple(
-            csr_tensor(a.crow_indices().long(), a.col_indices().long(), a.values().to(dtype),
-                       tuple(a.shape)) for a in (op.csr, op.csr_t))
-    a_norm = 1.0
-    if operator_norm and values.numel() and bool((values != 0).any()):
-        op = op if op is not None else LinearOperator.from_sparse(A)
-        a_norm = power_iteration(op, mode="svd", iters=100, tol=1e-4)
-    graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
-    graph.c0 = torch.tensor([lp.minimize_c[1]], dtype=dtype, device=device)
-    graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
-    graph.scaled = torch.tensor([bool(scaling)], device=device)
-    graph.name = lp.name
-    return graph
+    return lp_to_graph(lp, dtype=dtype, reverse=False, scaling=scaling,
+                       operator_norm=operator_norm, device=device)
 
 
 def _sync(device: torch.device) -> None:
