@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
-    l2o = B._import_l2o()
+    l2o = B.import_l2o()
     from l2o.pdhg import fused
     from l2o.pdhg import solver as S
     from l2o.pdhg.scaling import scale_lp

@@ -28,10 +28,12 @@ import json
 import math
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _l2o_import import import_l2o  # noqa: E402
 
 NETLIB = ["adlittle", "afiro", "agg", "bandm", "blend", "brandy", "capri", "grow7", "israel",
           "kb2", "lotfi", "recipe", "sc105", "sc205", "sc50a", "sc50b", "scagr7", "scrs8",
@@ -40,23 +42,11 @@ LARGE = ["ken-11", "osa-07"]
 PAGERANK = {"pagerank_1e5": 100_000, "pagerank_1e6": 1_000_000}
 
 
-def _import_l2o():
-    """``import l2o`` also where highspy is missing (the GPU machine): only file I/O needs it."""
-    try:
-        import highspy  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("highspy")
-        stub.__getattr__ = lambda name: type(name, (), {})  # annotations / enum lookups only
-        sys.modules["highspy"] = stub
-    import l2o
-    return l2o
-
-
 # ---------------------------------------------------------------------------------------------
 # conversion (here, with highspy)
 
 def convert(shared: Path, data: Path) -> None:
-    l2o = _import_l2o()
+    l2o = import_l2o()
     from l2o.datasets.pagerank import barabasi_albert_edges
     data.mkdir(parents=True, exist_ok=True)
     optima = {}
@@ -134,7 +124,7 @@ def per_iteration(l2o, lp, device: str, checks: int, check_every: int,
 
 
 def run(args) -> None:
-    l2o = _import_l2o()
+    l2o = import_l2o()
     device = args.device
     anchor = read_anchor(Path(args.anchor))
     out = Path(args.out)
@@ -206,7 +196,7 @@ def run(args) -> None:
 
 def highs(args) -> None:
     """HiGHS (CPU, dual simplex and IPM, default tolerances) on the same instances, for reference."""
-    l2o = _import_l2o()
+    l2o = import_l2o()
     from l2o.lp.reference import solve_highs
     torch.set_num_threads(1)
     rows = []

@@ -51,10 +51,12 @@ import math
 import statistics
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _l2o_import import import_l2o  # noqa: E402
 
 BENCH_SEED = 5_000_000            # fresh: training used 0-1015 (families), 10000-40015 (PageRank)
 MODELS = Path(__file__).resolve().parent / "models"
@@ -69,18 +71,6 @@ SIZES = {
 }
 PAGERANK_NODES = (8_000, 80_000, 1_000_000)
 KKT_KEYS = ("rel_primal_residual", "rel_dual_residual", "rel_gap")
-
-
-def _import_l2o():
-    """``import l2o`` also where highspy is missing (the GPU machine): only file I/O needs it."""
-    try:
-        import highspy  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("highspy")
-        stub.__getattr__ = lambda name: type(name, (), {})  # annotations / enum lookups only
-        sys.modules["highspy"] = stub
-    import l2o
-    return l2o
 
 
 def _sync(device: torch.device) -> None:
@@ -218,7 +208,7 @@ def load_models(args, device: torch.device) -> dict:
 
 
 def run(args) -> dict:
-    l2o = _import_l2o()
+    l2o = import_l2o()
     from l2o.datasets import generate
 
     device = torch.device(args.device)
