@@ -356,7 +356,7 @@ def test_a_checkpoint_without_operator_norm_loads_as_estimate_and_predicts_the_s
 def test_a_bound_model_predicts_without_a_power_iteration(monkeypatch):
     """operator_norm="bound": neither the plain nor the PreparedLP path estimates ||A~||
     (power_iteration patched to fail), and both give the prediction of a graph with a_norm 1."""
-    import bilevel.linalg
+    import l2o.net.graph
     from l2o.net import unscale_solution
     from l2o.net.warmstart import inference_graph
 
@@ -371,7 +371,7 @@ def test_a_bound_model_predicts_without_a_power_iteration(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("power_iteration called")
 
-    monkeypatch.setattr(bilevel.linalg, "power_iteration", forbidden)
+    monkeypatch.setattr(l2o.net.graph, "power_iteration", forbidden)  # where the builder looks
     plain = predict_warm_start(model, lp, "cpu")
     shared = predict_warm_start(model, l2o.pdhg.prepare(lp, device="cpu"))
     for name in ("x", "y"):
