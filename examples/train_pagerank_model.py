@@ -101,10 +101,11 @@ def build(work: Path) -> tuple[ConcatDataset, LPDataset]:
     return ConcatDataset(train_sets), one(*VAL_SET, "val")
 
 
-def make_model(hidden: int, layers: int, operator_norm: str = "bound") -> PDHGNet:
+def make_model(hidden: int, layers: int, operator_norm: str = "bound",
+               messages: str = "plain") -> PDHGNet:
     """PDHGNet on preconditioned graphs, zero start, zero readout biases, y = 0 (see above)."""
     model = PDHGNet(hidden=hidden, layers=layers, scaling=True, start="zero",
-                    operator_norm=operator_norm)
+                    operator_norm=operator_norm, messages=messages)
     frozen = [module.bias for module in model.primal_readout.modules()
               if isinstance(module, torch.nn.Linear)]
     frozen += list(model.dual_readout.parameters())
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--operator-norm", choices=("bound", "estimate"), default="bound",
                         help="step normalization: the preconditioned bound ||A~|| <= 1 "
                              "(default; no power iteration) or the power-iteration estimate")
+    parser.add_argument("--messages", choices=("plain", "signed"), default="plain",
+                        help="PDHGNet messages: one channel map per direction (plain) or per "
+                             "sign of A_ij (signed)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--eval-nodes", type=int, nargs="*", default=[10_000, 50_000],
                         help="sizes of the fresh evaluation LPs (none: skip the evaluation)")
@@ -187,7 +191,7 @@ def main() -> None:
     if not args.skip_train:
         train_set, val_set = build(args.work)
         torch.manual_seed(args.seed)
-        model = make_model(args.hidden, args.layers, args.operator_norm)
+        model = make_model(args.hidden, args.layers, args.operator_norm, args.messages)
         started = time.perf_counter()
         result = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=8,
                        out_dir=args.work / "run", device="cpu", seed=args.seed, dual_weight=0.0)

@@ -1,6 +1,15 @@
 """PDHG-Net: the LP's bipartite graph (PyG), unrolled channel-expanded PDHG layers, the model."""
 
-from .graph import CON, EDGE, REVERSE_EDGE, VAR, graph_operator, lp_to_graph, unscale_solution
+from .graph import (
+    CON,
+    EDGE,
+    REVERSE_EDGE,
+    VAR,
+    graph_operator,
+    lp_to_graph,
+    signed_parts,
+    unscale_solution,
+)
 from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
 from .warmstart import (
@@ -15,7 +24,8 @@ from .warmstart import (
     solve_with_model,
 )
 
-__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "unscale_solution",
+__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_parts",
+           "unscale_solution",
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",
            "load_model", "predict_warm_start", "WarmStart", "bundled_models", "kkt_error",

@@ -46,7 +46,7 @@ from torch_geometric.data import HeteroData
 from bilevel.linalg import LinearOperator, power_iteration
 from bilevel.linalg.operators import csr_tensor
 
-__all__ = ["lp_to_graph", "graph_operator", "unscale_solution", "VAR", "CON", "EDGE",
+__all__ = ["lp_to_graph", "graph_operator", "signed_parts", "unscale_solution", "VAR", "CON", "EDGE",
            "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
 
 VAR, CON = "var", "con"
@@ -220,6 +220,17 @@ def graph_operator(graph: HeteroData, dtype: torch.dtype | None = None
         values = values.to(dtype)
     M, N = graph[CON].num_nodes, graph[VAR].num_nodes
     return _csr(index[0], index[1], values, (M, N)), _csr(index[1], index[0], values, (N, M))
+
+
+def signed_parts(csr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A+, A-) of a sparse CSR matrix A: the same pattern, values max(A_ij, 0), min(A_ij, 0).
+
+    A+ + A- = A. The index tensors are shared, not copied.
+    """
+    crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
+    shape = tuple(csr.shape)
+    return (csr_tensor(crow, col, values.clamp(min=0), shape),
+            csr_tensor(crow, col, values.clamp(max=0), shape))
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:

@@ -15,7 +15,20 @@ replace the identities (Li et al., 2024, eq. (5)-(6)):
     W  = Y Q - sigma_k A X_bar
     Y+ = W - sigma_k proj_[-u_r, -l_r](W / sigma_k)      (row by row, channel by channel)
 
-with learnable tau_k, sigma_k > 0 (stored as logarithms). proj is the exact projection of every
+with learnable tau_k, sigma_k > 0 (stored as logarithms).
+
+Signed messages (``signed=True``): A = A+ + A- splits into its positive and negative entries
+(the same sparsity pattern, values max(A_ij, 0) and min(A_ij, 0)), and each part gets its own
+channel map:
+
+    X+ = proj( X U - tau_k (c 1^T - A+^T Y V - A-^T Y V_neg) )
+    W  = Y Q - sigma_k (A+ X_bar + A- X_bar M_neg)
+
+With V_neg = V and M_neg = I this is the plain layer. Why: messages weighted by A_ij alone are
+linear in the edge values, so a node cannot tell its edges apart by anything but their weight
+times a shared map. On an LP like PageRank's, (I - d P) x >= (1 - d)/n, power iteration
+x <- x - (A x - b) pairs row i with column i only (the positive diagonal entry), while the
+neighbours' entries are negative: with one map per sign the layer can separate the two. proj is the exact projection of every
 channel onto the variable's bounds (ReLU for x >= 0, as in the paper); with ``leak`` > 0 a part
 leak of the step through the bounds is kept (proj(z) + leak (z - proj(z))), which keeps
 gradients alive outside the box. With d = 1, U = V = Q = R = S = 1 and leak = 0 a layer is
@@ -68,6 +81,9 @@ class PDHGLayer(nn.Module):
         leak: leak of the projections (0 = exact projections).
         init_noise: standard deviation (times 1/sqrt(d)) of the perturbation of the identity
             initialization of U, V, Q, R, S; 0 gives exact identities.
+        signed: separate channel maps for the positive and negative entries of A (see the
+            module docstring); forward then takes the negative parts as ``A_neg``, ``AT_neg``
+            and ``A``, ``AT`` are the positive parts.
 
     Shapes:
         X (N, d), Y (M, d); A (M, N) and AT (N, M) sparse; c, x_lower, x_upper (N,);
@@ -76,24 +92,29 @@ class PDHGLayer(nn.Module):
     """
 
     def __init__(self, hidden: int, *, tau: float = 0.9, sigma: float = 0.9, leak: float = 0.0,
-                 init_noise: float = 0.1) -> None:
+                 init_noise: float = 0.1, signed: bool = False) -> None:
         super().__init__()
         if not (tau > 0 and sigma > 0):
             raise ValueError(f"PDHGLayer: tau and sigma must be positive, got {tau}, {sigma}")
         self.hidden, self.leak, self.init_noise = hidden, float(leak), float(init_noise)
+        self.signed = bool(signed)
         self._tau0, self._sigma0 = float(tau), float(sigma)
         self.U = nn.Linear(hidden, hidden, bias=False)   # primal self map
         self.V = nn.Linear(hidden, hidden, bias=False)   # dual -> primal message map
         self.Q = nn.Linear(hidden, hidden, bias=False)   # dual self map
         self.R = nn.Linear(hidden, hidden, bias=False)   # new primal in the extrapolation
         self.S = nn.Linear(hidden, hidden, bias=False)   # old primal in the extrapolation
+        if self.signed:
+            self.V_neg = nn.Linear(hidden, hidden, bias=False)  # dual -> primal, A_ij < 0
+            self.M_neg = nn.Linear(hidden, hidden, bias=False)  # primal -> dual, A_ij < 0
         self.log_tau = nn.Parameter(torch.empty(()))
         self.log_sigma = nn.Parameter(torch.empty(()))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Identity channel maps (+ noise), steps at their initial values."""
-        for lin in (self.U, self.V, self.Q, self.R, self.S):
+        maps = (self.U, self.V, self.Q, self.R, self.S)
+        for lin in maps + ((self.V_neg, self.M_neg) if self.signed else ()):
             with torch.no_grad():
                 lin.weight.copy_(torch.eye(self.hidden))
                 if self.init_noise > 0:
@@ -115,16 +136,26 @@ class PDHGLayer(nn.Module):
                 c: torch.Tensor, x_lower: torch.Tensor, x_upper: torch.Tensor,
                 y_lower: torch.Tensor, y_upper: torch.Tensor,
                 step_x: torch.Tensor | float = 1.0,
-                step_y: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                step_y: torch.Tensor | float = 1.0, A_neg: torch.Tensor | None = None,
+                AT_neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.signed and (A_neg is None or AT_neg is None):
+            raise ValueError("PDHGLayer(signed=True): forward needs A_neg and AT_neg (and the "
+                             "positive parts as A, AT)")
         tau = self.tau * step_x
         sigma = self.sigma * step_y
         # Primal: a gradient step on the Lagrangian c^T x - y^T A x, then the bound projection.
-        X_new = project_primal(self.U(X) - tau * (c.unsqueeze(1) - AT @ self.V(Y)),
-                               x_lower, x_upper, self.leak)
+        ATY = AT @ self.V(Y)
+        if self.signed:
+            ATY = ATY + AT_neg @ self.V_neg(Y)
+        X_new = project_primal(self.U(X) - tau * (c.unsqueeze(1) - ATY), x_lower, x_upper,
+                               self.leak)
         X_bar = 2.0 * self.R(X_new) - self.S(X)          # extrapolation, 2 x+ - x for identities
-        W = self.Q(Y) - sigma * (A @ X_bar)
+        AX = A @ X_bar
+        if self.signed:
+            AX = AX + A_neg @ self.M_neg(X_bar)
+        W = self.Q(Y) - sigma * AX
         Y_new = project_dual(W, sigma, y_lower, y_upper, self.leak)
         return X_new, Y_new
 
     def extra_repr(self) -> str:
-        return f"hidden={self.hidden}, leak={self.leak}"
+        return f"hidden={self.hidden}, leak={self.leak}" + (", signed" if self.signed else "")

@@ -20,6 +20,11 @@ are: no power iteration is needed, and the graph builders skip it
 (:attr:`PDHGNet.needs_operator_norm`). Since ||A~|| <= 1, tau_k sigma_k < 1 still implies
 tau_k sigma_k ||A~||^2 < 1.
 
+With ``messages="signed"`` every layer has separate channel maps for the positive and the
+negative entries of A (``PDHGLayer(signed=True)``; A+ + A- = A, so with equal maps it is the
+plain layer): a node can then tell, say, the positive diagonal entry of a PageRank row from its
+negative neighbour entries. It costs a second sparse product per direction.
+
 References:
     B. Li et al., "PDHG-Unrolled Learning-to-Optimize Method for Large-Scale Linear
     Programming", ICML 2024 (channel expansion, eq. (5)-(6); embedding and readout MLPs).
@@ -40,6 +45,7 @@ from .graph import (
     VAR_FEATURES,
     graph_operator,
     lp_to_graph,
+    signed_parts,
     unscale_solution,
 )
 from .layers import PDHGLayer
@@ -69,6 +75,9 @@ class PDHGNet(nn.Module):
         scaling: whether the model works on preconditioned graphs (``lp_to_graph(scaling=True)``)
             or on the LP as given (the default, like ``lp_to_graph``); :meth:`predict` builds
             its graph accordingly, and forward refuses a graph of the other kind.
+        messages: "plain" (one map per direction, the paper's layer) or "signed" (one map per
+            sign of A_ij, see the module docstring). Checkpoints without the key load as
+            "plain".
 
     Shapes:
         forward(graph) -> (x (N,), y (M,)) for a graph (or batch) of N variable and M constraint
@@ -79,7 +88,8 @@ class PDHGNet(nn.Module):
     def __init__(self, hidden: int = 64, layers: int = 4, *, leak: float = 0.0,
                  normalize_steps: bool = True, tau: float = 0.9, sigma: float = 0.9,
                  init_noise: float = 0.1, start: str = "learned", readout: str = "mlp",
-                 scaling: bool = False, operator_norm: str = "estimate") -> None:
+                 scaling: bool = False, operator_norm: str = "estimate",
+                 messages: str = "plain") -> None:
         super().__init__()
         if hidden < 1 or layers < 0:
             raise ValueError(f"PDHGNet: need hidden >= 1 and layers >= 0, got hidden={hidden}, "
@@ -91,6 +101,8 @@ class PDHGNet(nn.Module):
         if operator_norm not in ("estimate", "bound"):
             raise ValueError(f"PDHGNet: operator_norm must be 'estimate' or 'bound', got "
                              f"{operator_norm!r}")
+        if messages not in ("plain", "signed"):
+            raise ValueError(f"PDHGNet: messages must be 'plain' or 'signed', got {messages!r}")
         if operator_norm == "bound" and not scaling:
             # ||A|| <= 1 holds for the preconditioned A~ only; a raw A has any norm
             raise ValueError("PDHGNet: operator_norm='bound' needs scaling=True (the bound "
@@ -99,14 +111,15 @@ class PDHGNet(nn.Module):
         self.config: dict[str, Any] = dict(
             hidden=hidden, layers=layers, leak=leak, normalize_steps=normalize_steps, tau=tau,
             sigma=sigma, init_noise=init_noise, start=start, readout=readout, scaling=scaling,
-            operator_norm=operator_norm)
+            operator_norm=operator_norm, messages=messages)
         self.hidden, self.normalize_steps, self.start = hidden, normalize_steps, start
-        self.scaling, self.operator_norm = scaling, operator_norm
+        self.scaling, self.operator_norm, self.messages = scaling, operator_norm, messages
         if start == "learned":
             self.var_embedding = nn.Sequential(nn.Linear(VAR_FEATURES, hidden), nn.ReLU())
             self.con_embedding = nn.Sequential(nn.Linear(CON_FEATURES, hidden), nn.ReLU())
         self.layers = nn.ModuleList(
-            PDHGLayer(hidden, tau=tau, sigma=sigma, leak=leak, init_noise=init_noise)
+            PDHGLayer(hidden, tau=tau, sigma=sigma, leak=leak, init_noise=init_noise,
+                      signed=messages == "signed")
             for _ in range(layers))
         self.primal_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
         self.dual_readout = _mlp(hidden, hidden, 1) if readout == "mlp" else nn.Linear(hidden, 1)
@@ -166,6 +179,10 @@ class PDHGNet(nn.Module):
         x_lower, x_upper = var.lower.to(dtype), var.upper.to(dtype)
         y_lower, y_upper = con.lower.to(dtype), con.upper.to(dtype)
         A, AT = graph_operator(graph, dtype)
+        negative: dict[str, torch.Tensor] = {}
+        if self.messages == "signed":
+            (A, A_neg), (AT, AT_neg) = signed_parts(A), signed_parts(AT)
+            negative = {"A_neg": A_neg, "AT_neg": AT_neg}
 
         X = self._start(x0, N, var, self.var_embedding if self.start == "learned" else None, c)
         Y = self._start(y0, M, con, self.con_embedding if self.start == "learned" else None, c)
@@ -176,7 +193,8 @@ class PDHGNet(nn.Module):
             step_x = inv_norm[_graph_index(var, N)].unsqueeze(1)
             step_y = inv_norm[_graph_index(con, M)].unsqueeze(1)
         for layer in self.layers:
-            X, Y = layer(X, Y, A, AT, c, x_lower, x_upper, y_lower, y_upper, step_x, step_y)
+            X, Y = layer(X, Y, A, AT, c, x_lower, x_upper, y_lower, y_upper, step_x, step_y,
+                         **negative)
         x = self.primal_readout(X).squeeze(1)
         y = self.dual_readout(Y).squeeze(1)
         return (x, y, X, Y) if return_hidden else (x, y)

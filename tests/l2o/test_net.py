@@ -22,6 +22,7 @@ from l2o.net import (
     PDHGNet,
     graph_operator,
     lp_to_graph,
+    signed_parts,
     unscale_solution,
 )
 from l2o.pdhg import pdhg_step
@@ -396,3 +397,81 @@ def test_estimate_model_still_divides_by_the_graphs_a_norm():
     torch.testing.assert_close(x, x_ref, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
     assert not torch.allclose(x, bound_net()(g)[0])
+
+
+# ---- messages="signed": one channel map per sign of A_ij ---------------------------------------
+
+def test_signed_parts_split_a_by_sign_and_sum_to_a():
+    csr = tiny_lp().A.to_sparse_csr()
+    pos, neg = signed_parts(csr)
+    dense = csr.to_dense()
+    torch.testing.assert_close(pos.to_dense(), dense.clamp(min=0))
+    torch.testing.assert_close(neg.to_dense(), dense.clamp(max=0))
+    torch.testing.assert_close((pos.to_dense() + neg.to_dense()), dense)
+    assert bool((pos.to_dense()[dense < 0] == 0).all())
+    assert bool((neg.to_dense()[dense > 0] == 0).all())
+
+
+def _signed_copy_of(plain: PDHGNet) -> PDHGNet:
+    """A signed net with the plain net's weights, V_neg = V and M_neg = I: the same function."""
+    signed = PDHGNet(**{**plain.config, "messages": "signed"}).double()
+    missing, unexpected = signed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(".V_neg." in k or ".M_neg." in k for k in missing)
+    with torch.no_grad():
+        for layer in signed.layers:
+            layer.V_neg.weight.copy_(layer.V.weight)
+            layer.M_neg.weight.copy_(torch.eye(layer.hidden))
+    return signed
+
+
+def test_signed_net_with_equal_maps_is_the_plain_net_on_a_batch():
+    lps = [tiny_lp(), afiro(), generate("pagerank", nodes=60, seed=3)]
+    batch = Batch.from_data_list([lp_to_graph(lp) for lp in lps])
+    plain = learned_net(seed=7, leak=0.1)
+    signed = _signed_copy_of(plain)
+    x, y = plain(batch)
+    xs, ys = signed(batch)
+    torch.testing.assert_close(xs, x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ys, y, rtol=1e-12, atol=1e-12)
+    # and the negative-entry maps matter: changing one changes the output
+    with torch.no_grad():
+        signed.layers[0].V_neg.weight.mul_(0.5)
+    assert not torch.allclose(signed(batch)[0], x)
+
+
+def test_signed_net_separates_entries_that_plain_messages_mix():
+    """With V_neg = 0 and M_neg = 0 signed layers pass messages along the positive entries
+    only: three layers from a zero start equal three PDHG steps on A+ (a different LP)."""
+    lp = afiro()
+    g = lp_to_graph(lp)
+    net = PDHGNet.from_pdhg(3, 0.3, 0.4)
+    signed = _signed_copy_of(net)
+    with torch.no_grad():
+        for layer in signed.layers:
+            layer.V_neg.weight.zero_()
+            layer.M_neg.weight.zero_()
+    A_pos = lp.A.to_dense().clamp(min=0)
+    positive_lp = LinearProgram.create(lp.c, sp.csr_matrix(A_pos.numpy()), lp.row_lower,
+                                       lp.row_upper, lp.col_lower, lp.col_upper)
+    x_ref, y_ref = reference_pdhg(positive_lp, torch.zeros(32, dtype=torch.float64),
+                                  torch.zeros(27, dtype=torch.float64), 0.3, 0.4, 3)
+    x, y = signed(g)
+    torch.testing.assert_close(x, x_ref)
+    torch.testing.assert_close(y, y_ref)
+    assert not torch.allclose(torch.cat([x, y]), torch.cat(net(g)))
+
+
+def test_messages_option_is_validated_stored_and_defaults_to_plain():
+    assert PDHGNet().messages == "plain" and PDHGNet().config["messages"] == "plain"
+    net = PDHGNet(hidden=4, layers=2, messages="signed")
+    assert net.config["messages"] == "signed" and net.layers[0].signed
+    with pytest.raises(ValueError, match="'plain' or 'signed'"):
+        PDHGNet(messages="edge")
+    old = {k: v for k, v in net.config.items() if k != "messages"}   # saved before the option
+    assert PDHGNet(**old).messages == "plain"
+    layer = net.layers[0]
+    X, Y = torch.zeros(3, 4), torch.zeros(5, 4)
+    A = tiny_lp().A.to_sparse_csr().float()
+    with pytest.raises(ValueError, match="needs A_neg and AT_neg"):
+        layer(X, Y, A, A.t().to_sparse_csr(), torch.zeros(3), torch.zeros(3), torch.ones(3),
+              torch.zeros(5), torch.ones(5))
