@@ -335,12 +335,13 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
 
 def make_model(args: argparse.Namespace) -> nn.Module:
     """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=..., scaling=...,
-    operator_norm=...)``."""
+    operator_norm=..., messages=...)``."""
     from l2o.net import PDHGNet
 
     model = PDHGNet(hidden=args.hidden, layers=args.layers,
                     scaling=bool(getattr(args, "scaling", False)),
-                    operator_norm=getattr(args, "operator_norm", "estimate"))
+                    operator_norm=getattr(args, "operator_norm", "estimate"),
+                    messages=getattr(args, "messages", "plain"))
     return model.to(torch.float64) if getattr(args, "dtype", "float32") == "float64" else model
 
 
@@ -404,6 +405,10 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
                         help="normalize the learned steps by a power-iteration estimate of ||A|| "
                              "(default) or by the bound ||A~|| <= 1 of the preconditioned LP "
                              "(needs --scaling; prediction then runs no power iteration)")
+    parser.add_argument("--messages", choices=("plain", "signed"), default="plain",
+                        help="one channel map per message direction (plain, the paper's layer; "
+                             "default) or one per sign of A_ij (signed: tells positive from "
+                             "negative coefficients, two sparse products per direction)")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
     parser.add_argument("--grad-clip", type=float, metavar="NORM",

@@ -284,6 +284,23 @@ def test_operator_norm_bound_through_the_cli(data_dir, tmp_path, capsys, monkeyp
         model_estimate.predict(lp)
 
 
+def test_signed_messages_through_the_cli(data_dir, tmp_path):
+    """--messages signed trains and saves a signed model that loads back as one."""
+    from l2o.cli import main
+
+    out = tmp_path / "signed"
+    argv = ["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1", "--hidden",
+            "4", "--layers", "2", "--batch-size", "2", "--val-fraction", "0.25", "--device",
+            "cpu", "--dtype", "float64", "--messages", "signed"]
+    assert main(argv) == 0
+    model = load_model(out / "best.pt")
+    assert model.config["messages"] == "signed"
+    assert all(layer.signed for layer in model.layers)
+    lp = LPDataset(data_dir).load_lp(0)
+    x, y = model.predict(lp)
+    assert x.shape == (lp.num_cols,) and torch.isfinite(x).all() and torch.isfinite(y).all()
+
+
 def test_resume_a_checkpoint_written_before_a_model_option_existed(data_dir, tmp_path, capsys):
     """A run saved before PDHGNet grew operator_norm (no such key in its model_config) resumes:
     the missing key means the constructor's default; a real change is still refused."""
