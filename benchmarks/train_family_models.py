@@ -1,21 +1,53 @@
 """Train one PDHG-Net per LP-relaxation family for the warm-start benchmark (``pdhgnet.py``).
 
-For each family (set cover, combinatorial auction, capacitated facility location) this builds a
-labelled training set and a validation set with :func:`l2o.datasets.build_dataset` (labels:
-``l2o.solve_lp`` to 1e-8 on the CPU), trains ``PDHGNet(hidden, layers, scaling=True)`` (the
-solver's preconditioned graphs, so one model sees instances of comparable scale) with
-:func:`l2o.train.train` on the CPU, and writes the best validation epoch, weights only, to
-``benchmarks/models/{family}.pt`` (loadable with ``l2o.net.load_model(path)``).
+For each family (set cover, combinatorial auction, capacitated facility location) this
 
-Seeds: training instances use generator seeds ``0 .. count-1``, validation ``1000 ..``; the
-benchmark draws its instances from seeds >= ``pdhgnet.BENCH_SEED`` (5,000,000), never used here
-(nor by ``examples/train_pagerank_model.py``, whose seeds are 10,000-40,015 and 900,001).
+1. builds a labelled training and validation set with :func:`l2o.datasets.build_dataset`
+   (labels: ``l2o.solve_lp`` to 1e-8 on ``--label-device``), in shards of ``--shard-size``
+   instances that ``--workers`` processes build side by side;
+2. trains ``PDHGNet(hidden, layers, scaling=True, operator_norm=...)`` (the solver's
+   preconditioned graphs, so one model sees instances of comparable scale) with
+   :func:`l2o.train.train` on ``--device``, one run per (hidden, layers) combination, the runs
+   in parallel processes with ``--parallel``;
+3. writes the run with the lowest validation loss, its best epoch, weights only, to
+   ``OUT_DIR/{family}.pt`` (loadable with ``l2o.net.load_model(path)``) and a summary of every
+   run to ``OUT_DIR/training.json``.
 
-Sizes are each family's generator defaults (``l2o.datasets.family_options``): modest, so a
-family builds and trains in a few minutes on a 2-core CPU:
+Loss: the training loss of :func:`l2o.train.train`, the per-instance relative squared error
+``||x^ - x*||^2 / ||x*||^2 + ||y^ - y*||^2 / ||y*||^2`` on the preconditioned graph, averaged over
+the validation instances. ``--baseline DIR`` also evaluates the models ``DIR/{family}.pt`` (e.g.
+the committed ones) on the same validation set, so the two are compared on equal terms.
+
+``operator_norm="bound"`` (the default) divides the learned steps by the bound ||A~||_2 <= 1 of
+the preconditioned operator instead of a power-iteration estimate: the prediction then runs no
+power iteration (see ``l2o.net.model``).
+
+Seeds: training instance i uses generator seed ``i`` (``0 .. count-1``), validation instance i
+seed ``1,000,000 + i``; the benchmark draws its instances from seeds >= ``pdhgnet.BENCH_SEED``
+(5,000,000), never used here (nor by ``examples/train_pagerank_model.py``, whose seeds are
+10,000-40,015 and 900,001). The models committed before 2026-11-27 18:00 UTC used validation
+seeds 1000-1015 (fine then: only 128 training seeds).
+
+Time: ``train`` has no wall-clock stop, so with ``--time-budget S`` a run is trained in chunks of
+epochs (``train(..., resume=True)`` continues exactly where the last chunk ended: data order and
+RNG states are restored), the chunk length from the measured epoch time, until the next chunk
+would overrun S seconds or ``--epochs`` is reached; ``best.pt`` keeps the best epoch throughout.
+``--deadline S`` caps the whole script (labels + training) at S seconds of wall time and
+``--label-budget S`` skips label shards not started S seconds after the start (the summary gives
+the instances actually used).
+
+Sizes are each family's generator defaults (``l2o.datasets.family_options``). CPU defaults (a few
+minutes per family on a 2-core CPU):
 
     python benchmarks/train_family_models.py [--families setcover auction facility]
         [--count 128] [--val-count 16] [--epochs N] [--work .devdata/family_models]
+
+On a GPU machine with 16 cores (labels on the CPU cores, training on the GPU), e.g.:
+
+    python benchmarks/train_family_models.py --device cuda --label-device cpu --workers 13 \\
+        --gpu-label-workers 3 --shard-size 16 --label-budget 170 --count 1024 --val-count 64 \\
+        --hidden 64 --layers 4 8 --batch-size 16 --parallel --epochs 1000 --time-budget 260 \\
+        --deadline 460 --baseline benchmarks/models --work /tmp/fam --out-dir OUT/models
 
 PageRank is not trained here: the benchmark uses the bundled model ``l2o/models/pagerank.pt``
 (``examples/train_pagerank_model.py``).
@@ -24,8 +56,13 @@ PageRank is not trained here: the benchmark uses the bundled model ``l2o/models/
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import multiprocessing
 import time
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -33,88 +70,393 @@ import torch
 MODELS = Path(__file__).resolve().parent / "models"
 RELAXATION_FAMILIES = ("setcover", "auction", "facility")
 # Epochs per family (--epochs overrides): set cover's validation loss was still falling at 60
-# (0.59) and went on to 0.38 at 150; auction and facility level off before 60.
+# (0.59) and went on to 0.38 at 150; auction and facility level off before 60 (128 instances,
+# hidden 32, 4 layers, batch 8 on the CPU).
 EPOCHS = {"setcover": 150, "auction": 60, "facility": 60}
-TRAIN_SEED, VAL_SEED = 0, 1000
+TRAIN_SEED, VAL_SEED = 0, 1_000_000
 LABEL_TOL = 1e-8
+MAX_CHUNK = 25  # epochs per train() call under a time budget (the epoch time is re-measured)
 
 
-def build(family: str, count: int, seed: int, folder: Path):
-    """Build (or resume) one labelled dataset; returns the ``LPDataset`` of scaled graphs."""
-    from l2o.datasets import LPDataset, build_dataset
+# ---- labelled data, in shards -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Shard:
+    """Instances ``first .. first + count - 1`` of one split: generator seeds ``seed + first ..``.
+
+    Stored in its own dataset directory ``folder`` (its records numbered from 0); a split is the
+    concatenation of its shards in order, so instance i of the split always has seed ``seed + i``
+    whatever the shard size.
+    """
+
+    family: str
+    split: str
+    first: int
+    count: int
+    seed: int
+    folder: str
+    device: str
+
+
+def plan_shards(family: str, split: str, count: int, seed: int, size: int, root: Path,
+                device: str) -> list[Shard]:
+    """The shards of one split: ``ceil(count / size)`` directories ``root/family/split/NNNN``."""
+    if count < 1 or size < 1:
+        raise ValueError(f"{family} {split}: need count >= 1 and shard size >= 1, got {count}, "
+                         f"{size}")
+    return [Shard(family, split, first, min(size, count - first), seed,
+                  str(root / family / split / f"{first // size:04d}"), device)
+            for first in range(0, count, size)]
+
+
+_WORKER_DEVICE: str | None = None  # a pool worker's label device (None: the shard's own)
+
+
+def _label_worker(devices) -> None:
+    """Pool initializer: take one label device from the shared queue, one solve thread."""
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = devices.get()
+    torch.set_num_threads(1)  # one solve per process: the processes are the parallelism
+
+
+def build_shard(shard: Shard, not_after: float = math.inf) -> dict:
+    """Build (or resume) one shard unless ``time.time()`` is past ``not_after``; a summary."""
+    from l2o.datasets import build_dataset
+
+    if time.time() > not_after:
+        return asdict(shard) | {"skipped": True}
+    device = _WORKER_DEVICE or shard.device
     started = time.perf_counter()
-    report = build_dataset(family, count, folder, seed=seed, tol=LABEL_TOL, progress=False,
-                           device="cpu")
-    print(f"{family}: {folder} {report.stored} instances ({report.built} built, {report.kept} "
-          f"kept, {len(report.excluded)} excluded) in {time.perf_counter() - started:.0f} s",
-          flush=True)
-    return LPDataset(folder, scaling=True, cache=True, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exclusions are counted in the summary
+        report = build_dataset(shard.family, shard.count, shard.folder,
+                               seed=shard.seed + shard.first, tol=LABEL_TOL, progress=False,
+                               device=device)
+    return asdict(shard) | {"device": device, "skipped": False, "stored": report.stored,
+                            "built": report.built, "kept": report.kept,
+                            "excluded": len(report.excluded),
+                            "seconds": round(time.perf_counter() - started, 1)}
 
 
-def train_family(family: str, args: argparse.Namespace) -> dict:
-    """Datasets, training, and the weights-only model file of one family; a summary dict."""
-    from l2o.net import PDHGNet, load_model, save_model
+def build_all(shards: list[Shard], workers: int, not_after: float,
+              gpu_workers: int = 0) -> list[dict]:
+    """Build every shard, ``workers`` processes on each shard's device plus ``gpu_workers``
+    processes on CUDA, each taking the next shard when it is free (in this process when there
+    is one worker in all)."""
+    if workers + gpu_workers <= 1:
+        results = [build_shard(s, not_after) for s in shards]
+    else:
+        # spawn: a fresh interpreter per worker (a CUDA label device cannot follow a fork)
+        context = multiprocessing.get_context("spawn")
+        devices = context.Queue()
+        for device in [None] * workers + ["cuda"] * gpu_workers:
+            devices.put(device)
+        with context.Pool(workers + gpu_workers, _label_worker, (devices,)) as pool:
+            results = pool.starmap(build_shard, [(s, not_after) for s in shards], chunksize=1)
+    for name, c in label_counts(results).items():
+        print(f"{name}: {c['stored']} instances stored ({c['excluded']} excluded, "
+              f"{c['skipped']} skipped for time), {c['worker_seconds']:.0f} s of worker time",
+              flush=True)
+    return results
+
+
+def label_counts(results: list[dict]) -> dict[str, dict]:
+    """Per "family split": instances stored, excluded (not optimal), skipped; worker seconds."""
+    counts: dict[str, dict] = {}
+    for r in results:
+        c = counts.setdefault(f"{r['family']} {r['split']}",
+                              {"stored": 0, "excluded": 0, "skipped": 0, "worker_seconds": 0.0})
+        c["stored"] += r.get("stored", 0)
+        c["excluded"] += r.get("excluded", 0)
+        c["skipped"] += r["count"] if r["skipped"] else 0
+        c["worker_seconds"] = round(c["worker_seconds"] + r.get("seconds", 0.0), 1)
+        if not r["skipped"]:  # instances and seconds per label device: their throughput
+            d = c.setdefault("by_device", {}).setdefault(r["device"], [0, 0.0])
+            d[0], d[1] = d[0] + r["stored"], round(d[1] + r["seconds"], 1)
+    return counts
+
+
+def load_split(family: str, split: str, root: Path):
+    """The finished shards of a split as one dataset of preconditioned float32 graphs."""
+    from torch.utils.data import ConcatDataset
+
+    from l2o.datasets import LPDataset
+    from l2o.datasets.store import MANIFEST, read_manifest
+
+    parts = []
+    for folder in sorted((root / family / split).glob("[0-9][0-9][0-9][0-9]")):
+        if (folder / MANIFEST).exists() and read_manifest(folder).get("complete", False):
+            parts.append(LPDataset(folder, scaling=True, cache=True, dtype=torch.float32))
+    if not parts:
+        raise RuntimeError(f"{family} {split}: no finished shard under {root / family / split}")
+    return ConcatDataset(parts)
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: a family and one (hidden, layers) combination, plus the settings."""
+
+    family: str
+    hidden: int
+    layers: int
+    operator_norm: str
+    epochs: int
+    budget: float          # seconds of training (inf: none)
+    stop_at: float         # time.time() by which training must end (inf: none)
+    work: str
+    device: str
+    lr: float
+    batch_size: int
+    grad_clip: float
+    seed: int
+    threads: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} h{self.hidden} L{self.layers}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.work) / self.family / f"run_h{self.hidden}_l{self.layers}"
+
+
+def train_job(job: Job) -> dict:
+    """Train one run, in chunks of epochs under a time budget; a summary dict.
+
+    A chunk is one ``train(..., resume=True)`` call up to a later epoch; the first chunk is one
+    epoch (it also builds the cached graphs), later ones as many epochs as the measured epoch
+    time leaves room for (at most ``MAX_CHUNK``). The run stops at ``job.epochs``, or before a
+    chunk that would end after the budget or ``job.stop_at``.
+    """
+    from l2o.net import PDHGNet
     from l2o.train import train
 
-    work = Path(args.work) / family
-    train_set = build(family, args.count, TRAIN_SEED, work / "train")
-    val_set = build(family, args.val_count, VAL_SEED, work / "val")
-    torch.manual_seed(args.seed)
-    model = PDHGNet(hidden=args.hidden, layers=args.layers, scaling=True)
-    run = work / "run"
+    torch.set_num_threads(job.threads)
+    warnings.filterwarnings("ignore", message="matplotlib is not installed")
+    root = Path(job.work)
+    train_set = load_split(job.family, "train", root)
+    val_set = load_split(job.family, "val", root)
+    torch.manual_seed(job.seed)
+    model = PDHGNet(hidden=job.hidden, layers=job.layers, scaling=True,
+                    operator_norm=job.operator_norm)
     started = time.perf_counter()
-    epochs = args.epochs or EPOCHS[family]
-    result = train(model, train_set, val_set, epochs=epochs, lr=args.lr,
-                   batch_size=args.batch_size, out_dir=run, resume=(run / "last.pt").exists(),
-                   device="cpu", seed=args.seed, grad_clip=args.grad_clip,
-                   verbose=args.verbose)
-    seconds = time.perf_counter() - started   # this call's share, if it resumed a run
-    best = torch.load(result.best, weights_only=True)
-    out = Path(args.out_dir) / f"{family}.pt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(load_model(result.best), out, config=best["config"], history=best["history"],
-               best=best["best"], epoch=best["epoch"])
-    summary = {"family": family, "train": len(train_set), "val": len(val_set),
-               "epochs": epochs, "best_epoch": result.best_epoch,
-               "best_val_loss": result.best_loss,
-               "first_val_loss": result.history[0].get("val_loss"),
-               "train_seconds_this_call": round(seconds, 1),
-               "train_seconds_total": round(float(result.history[-1]["elapsed"]), 1),
-               "model": out.name,
-               "bytes": out.stat().st_size}
-    print(json.dumps(summary), flush=True)
-    return summary
+    end = min(time.time() + job.budget, job.stop_at)
+    result, per_epoch, stopped = None, None, "epochs"
+    done = _epochs_done(job.run_dir)
+    while done < job.epochs:
+        chunk = 1 if math.isfinite(end) else job.epochs - done  # no budget: all in one call
+        if per_epoch is not None:
+            chunk = min(job.epochs - done, MAX_CHUNK, int((end - time.time()) / per_epoch))
+            if chunk < 1:
+                stopped = "time"
+                break
+        chunk_started = time.perf_counter()
+        result = train(model, train_set, val_set, epochs=done + chunk, lr=job.lr,
+                       batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
+                       device=job.device, seed=job.seed, grad_clip=job.grad_clip,
+                       verbose=False)
+        per_epoch = (time.perf_counter() - chunk_started) / chunk
+        done = len(result.history)
+        row = result.history[-1]
+        print(f"[{job.name}] epoch {done}: train {row['train_loss']:.4f} val "
+              f"{row['val_loss']:.4f} best {result.best_loss:.4f} (epoch {result.best_epoch}), "
+              f"{per_epoch:.2f} s/epoch, {time.perf_counter() - started:.0f} s", flush=True)
+    if result is None:  # nothing left to do: the run was already complete
+        result = train(model, train_set, val_set, epochs=done, lr=job.lr,
+                       batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
+                       device=job.device, seed=job.seed, grad_clip=job.grad_clip,
+                       verbose=False)
+    return {"family": job.family, "hidden": job.hidden, "layers": job.layers,
+            "operator_norm": job.operator_norm, "train": len(train_set), "val": len(val_set),
+            "epochs": len(result.history), "max_epochs": job.epochs, "stopped_by": stopped,
+            "batch_size": job.batch_size, "lr": job.lr, "device": job.device,
+            "best_epoch": result.best_epoch, "best_val_loss": result.best_loss,
+            "first_val_loss": result.history[0].get("val_loss"),
+            "last_train_loss": result.history[-1]["train_loss"],
+            "train_seconds_this_call": round(time.perf_counter() - started, 1),
+            "train_seconds_total": round(float(result.history[-1]["elapsed"]), 1),
+            "checkpoint": str(result.best)}
 
 
-def main(argv=None) -> None:
+def _epochs_done(run_dir: Path) -> int:
+    last = run_dir / "last.pt"
+    return int(torch.load(last, weights_only=True)["epoch"]) if last.exists() else 0
+
+
+@torch.no_grad()
+def validation_loss(model_path: Path, family: str, work: Path, device: str) -> float:
+    """Mean per-instance loss of a saved model on a family's validation split (train's formula)."""
+    from torch_geometric.loader import DataLoader
+
+    from l2o.net import load_model
+    from l2o.training.loss import instance_losses
+
+    model = load_model(model_path, device)
+    total, count = 0.0, 0
+    for batch in DataLoader(load_split(family, "val", work), batch_size=16):
+        batch = batch.to(device)
+        losses, _, _ = instance_losses(*model(batch), batch)
+        total, count = total + float(losses.sum()), count + losses.numel()
+    return total / count
+
+
+def safe_train_job(job: Job) -> dict:
+    """:func:`train_job`, but a failed run (e.g. diverged) is reported, not raised, so the other
+    runs of a parallel call keep their results; its ``best.pt`` so far still counts."""
+    try:
+        return train_job(job)
+    except Exception as error:  # noqa: BLE001 - reported in the summary and the log
+        print(f"[{job.name}] failed: {error!r}", flush=True)
+        best = job.run_dir / "best.pt"
+        loss = (float(torch.load(best, weights_only=True)["best"]["loss"]) if best.exists()
+                else math.inf)
+        return {"family": job.family, "hidden": job.hidden, "layers": job.layers,
+                "error": repr(error), "best_val_loss": loss,
+                "checkpoint": str(best) if best.exists() else None}
+
+
+def run_jobs(jobs: list[Job], parallel: bool) -> list[dict]:
+    """Every job's summary, the jobs one after another or each in its own process."""
+    if not parallel or len(jobs) == 1:
+        return [safe_train_job(job) for job in jobs]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        return pool.map(safe_train_job, jobs, chunksize=1)
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="+", default=list(RELAXATION_FAMILIES),
                     choices=RELAXATION_FAMILIES)
     ap.add_argument("--count", type=int, default=128, help="training instances per family (128)")
     ap.add_argument("--val-count", type=int, default=16, help="validation instances (16)")
+    ap.add_argument("--shard-size", type=int, default=64,
+                    help="instances per dataset directory, the unit of parallel labelling (64)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where training runs (cpu)")
+    ap.add_argument("--label-device", choices=("cpu", "cuda"),
+                    help="where the labelling solves run (default: --device)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes building label shards side by side on --label-device "
+                         "(1: in this process)")
+    ap.add_argument("--gpu-label-workers", type=int, default=0,
+                    help="extra label processes solving on CUDA, alongside --workers (0)")
     ap.add_argument("--epochs", type=int, default=0,
-                    help=f"epochs for every family (default per family: {EPOCHS})")
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--layers", type=int, default=4)
+                    help=f"epochs for every run, the most under --time-budget (default per "
+                         f"family: {EPOCHS})")
+    ap.add_argument("--time-budget", type=float, metavar="S",
+                    help="stop each run's training after about S seconds (best epoch kept)")
+    ap.add_argument("--deadline", type=float, metavar="S",
+                    help="end all training S seconds after the script started")
+    ap.add_argument("--label-budget", type=float, metavar="S",
+                    help="skip label shards not started S seconds after the start")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[32],
+                    help="channels per node; with several values (or --layers values) every "
+                         "combination is trained and the lowest validation loss kept (32)")
+    ap.add_argument("--layers", type=int, nargs="+", default=[4], help="unrolled layers (4)")
+    ap.add_argument("--operator-norm", choices=("estimate", "bound"), default="bound",
+                    help="steps normalized by the power-iteration estimate of ||A~|| or by the "
+                         "bound 1 (default: bound; no power iteration at prediction time)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="train the runs (families x combinations) in parallel processes")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--grad-clip", type=float, default=1.0,
                     help="gradient norm clip (1.0; without it Adam's loss spikes now and then)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: more threads thrash on a shared 2-core machine)")
+                    help="torch CPU threads per process (1: more threads thrash on a shared "
+                         "2-core machine)")
     ap.add_argument("--work", default=".devdata/family_models",
                     help="datasets and training runs (git-ignored)")
     ap.add_argument("--out-dir", default=str(MODELS), help="where {family}.pt goes")
-    ap.add_argument("--verbose", action="store_true", help="one line per epoch")
-    args = ap.parse_args(argv)
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also evaluate DIR/{family}.pt on the validation set (and copy DIR's "
+                         "training.json entries under 'previous')")
+    return ap
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.count >= VAL_SEED - TRAIN_SEED:
+        raise SystemExit(f"--count {args.count}: training seeds would reach the validation "
+                         f"seeds ({VAL_SEED}..)")
+    t0 = time.time()
     torch.set_num_threads(args.threads)
-    summaries = [train_family(family, args) for family in args.families]
-    path = Path(args.out_dir) / "training.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    old.update({s["family"]: s for s in summaries})
-    path.write_text(json.dumps(old, indent=1) + "\n")
+    work, out = Path(args.work), Path(args.out_dir)
+    label_device = args.label_device or args.device
+
+    # 1. labels: shards of all families in one pool; validation first (training needs it),
+    # then the training shards of the families in turn (a label budget cuts each family alike)
+    shards = []
+    for split, count, seed in (("val", args.val_count, VAL_SEED),
+                               ("train", args.count, TRAIN_SEED)):
+        plans = [plan_shards(family, split, count, seed, args.shard_size, work, label_device)
+                 for family in args.families]
+        shards += [s for group in itertools.zip_longest(*plans) for s in group if s]
+    not_after = t0 + args.label_budget if args.label_budget else math.inf
+    labels = build_all(shards, args.workers, not_after, args.gpu_label_workers)
+    label_seconds = time.time() - t0
+    print(f"labels: {label_seconds:.0f} s wall on {args.workers} worker(s) on {label_device} "
+          f"+ {args.gpu_label_workers} on cuda", flush=True)
+
+    # 2. training: one job per family and (hidden, layers)
+    stop_at = t0 + args.deadline if args.deadline else math.inf
+    jobs = [Job(family, hidden, layers, args.operator_norm,
+                args.epochs or EPOCHS[family], args.time_budget or math.inf, stop_at,
+                str(work), args.device, args.lr, args.batch_size, args.grad_clip, args.seed,
+                args.threads)
+            for family in args.families
+            for hidden, layers in itertools.product(args.hidden, args.layers)]
+    runs = run_jobs(jobs, args.parallel)
+
+    # 3. the best run per family, weights only; the summary
+    from l2o.net import load_model, save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    previous = {}
+    if args.baseline and (Path(args.baseline) / "training.json").exists():
+        previous = json.loads((Path(args.baseline) / "training.json").read_text())
+    path = out / "training.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    for family in args.families:
+        mine = sorted((r for r in runs if r["family"] == family and r["checkpoint"]),
+                      key=lambda r: r["best_val_loss"])
+        if not mine:
+            print(f"{family}: no run produced a model", flush=True)
+            continue
+        best = mine[0]
+        checkpoint = torch.load(best["checkpoint"], weights_only=True)
+        target = out / f"{family}.pt"
+        save_model(load_model(best["checkpoint"]), target, config=checkpoint["config"],
+                   history=checkpoint["history"], best=checkpoint["best"],
+                   epoch=checkpoint["epoch"])
+        entry = {k: v for k, v in best.items() if k != "checkpoint"} | {
+            "model": target.name, "bytes": target.stat().st_size,
+            "label_device": label_device, "label_tol": LABEL_TOL,
+            "seeds": {"train": [TRAIN_SEED, TRAIN_SEED + args.count - 1],
+                      "val": [VAL_SEED, VAL_SEED + args.val_count - 1]},
+            "check_val_loss": validation_loss(target, family, work, args.device),
+            "runs": [{k: r.get(k) for k in ("hidden", "layers", "epochs", "best_epoch",
+                                            "best_val_loss", "last_train_loss", "error")}
+                     for r in runs if r["family"] == family]}
+        if args.baseline and (Path(args.baseline) / f"{family}.pt").exists():
+            entry["baseline_val_loss"] = validation_loss(Path(args.baseline) / f"{family}.pt",
+                                                         family, work, args.device)
+        if family in previous:
+            entry["previous"] = previous[family]
+        summary[family] = entry
+        print(json.dumps({k: v for k, v in entry.items() if k not in ("previous", "runs")}),
+              flush=True)
+    summary["_labels"] = {"seconds": round(label_seconds, 1), "workers": args.workers,
+                          "device": label_device, "gpu_workers": args.gpu_label_workers,
+                          "tol": LABEL_TOL,
+                          "splits": label_counts(labels)}
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 if __name__ == "__main__":
