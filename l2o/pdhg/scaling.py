@@ -29,7 +29,7 @@ from bilevel.linalg.operators import csr_tensor
 
 from .profile import PhaseTimer
 
-__all__ = ["LPArrays", "ScaledLP", "column_order", "csr_operator", "finite_bound_norm", "lp_arrays", "scale_lp"]
+__all__ = ["LPArrays", "ScaledLP", "csr_operator", "finite_bound_norm", "lp_arrays", "scale_lp"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -137,40 +137,20 @@ class LPArrays:
         return torch.stack(flags).any()
 
 
-def lp_arrays(lp, device: torch.device, pinned: bool = False) -> LPArrays:
+def lp_arrays(lp, device: torch.device) -> LPArrays:
     """``lp``'s arrays on ``device``.  The indices are narrowed to int32 on the host before
-    the copy (a third fewer bytes through PCIe for a float64 matrix).
-
-    ``pinned`` (CUDA only): stage each array in page-locked host memory and copy it with
-    ``non_blocking``, the host filling the next array while the previous one is in flight.
-    torch's caching host allocator keeps the page-locked blocks for later calls, so only the
-    first LP of a size pays the pinning; without it the copy goes through the driver's own
-    pageable staging.
-    """
+    the copy (a third fewer bytes through PCIe for a float64 matrix)."""
     A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
     m, n = A.shape
     nnz = A.values().numel()
     index = torch.int32 if max(m, n, nnz) < _INT32_MAX else torch.int64
-    f64 = torch.float64
+    f64 = {"device": device, "dtype": torch.float64}
     c, c0 = lp.minimize_c
-    host = {"crow": (A.crow_indices(), index), "col": (A.col_indices(), index),
-            "values": (A.values(), f64), "c": (c, f64), "col_lower": (lp.col_lower, f64),
-            "col_upper": (lp.col_upper, f64), "row_lower": (lp.row_lower, f64),
-            "row_upper": (lp.row_upper, f64)}
-    if pinned and torch.device(device).type == "cuda":
-        move = _pinned_copy
-    else:
-        move = lambda t, dtype, dev: t.to(dtype).to(dev)
-    return LPArrays(**{k: move(t, dtype, device) for k, (t, dtype) in host.items()},
-                    c0=float(c0), shape=(m, n))
-
-
-def _pinned_copy(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``t`` as ``dtype`` on the CUDA ``device`` through a page-locked host buffer (async:
-    the allocator keeps the buffer until the copy that reads it has run)."""
-    stage = torch.empty(t.shape, dtype=dtype, pin_memory=True)
-    stage.copy_(t)
-    return stage.to(device, non_blocking=True)
+    return LPArrays(crow=A.crow_indices().to(index).to(device),
+                    col=A.col_indices().to(index).to(device), values=A.values().to(**f64),
+                    c=c.to(**f64), col_lower=lp.col_lower.to(**f64),
+                    col_upper=lp.col_upper.to(**f64), row_lower=lp.row_lower.to(**f64),
+                    row_upper=lp.row_upper.to(**f64), c0=float(c0), shape=(m, n))
 
 
 def _operator(csr: torch.Tensor, csr_t: torch.Tensor) -> LinearOperator:
@@ -185,35 +165,22 @@ def _operator(csr: torch.Tensor, csr_t: torch.Tensor) -> LinearOperator:
     return op
 
 
-def column_order(col: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The entries of a CSR matrix with ``n`` columns grouped by column: (order, crow_t).
-
-    ``order`` (nnz,) is the stable sort of ``col`` (nnz,): within a column the entries keep
-    their row order.  ``crow_t`` (n+1,), in ``col``'s dtype, is the column pointer: column j's
-    entries are ``order[crow_t[j]:crow_t[j+1]]``.  It is the row pointer of A^T, and what the
-    column reductions of the scaling segment by (one sort serves both).
-    """
-    order = torch.sort(col, stable=True).indices
-    crow_t = torch.zeros(n + 1, dtype=col.dtype, device=col.device)
-    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
-    return order, crow_t
-
-
 def csr_operator(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
-                 row: torch.Tensor, shape: tuple[int, int],
-                 columns: tuple[torch.Tensor, torch.Tensor] | None = None) -> LinearOperator:
+                 row: torch.Tensor, shape: tuple[int, int]) -> LinearOperator:
     """A LinearOperator of the CSR matrix (crow, col, values), with A^T as its own CSR matrix.
 
-    ``row`` (nnz,) is the row of each entry; ``columns`` is ``column_order(col, n)`` when the
-    caller has it.  The transpose takes the entries in that stable column order: within a
-    column they stay in row order, so A^T is exactly the CSR matrix that
+    ``row`` (nnz,) is the row of each entry.  The transpose is a stable sort of the entries by
+    column: within a column they stay in row order, so A^T is exactly the CSR matrix that
     ``A.t().to_sparse_csr()`` gives (same entries, same order, same SpMV rounding), built with
     one sort instead of torch's CSC-to-CSR conversion (40 ms on an H100 for 8e6 nonzeros).
     """
     m, n = shape
-    order, crow_t = columns if columns is not None else column_order(col, n)
+    index = crow.dtype
+    order = torch.sort(col, stable=True).indices
+    crow_t = torch.zeros(n + 1, dtype=index, device=col.device)
+    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
     csr = csr_tensor(crow, col, values, (m, n))
-    csr_t = csr_tensor(crow_t.to(crow.dtype), row[order].to(crow.dtype), values[order], (n, m))
+    csr_t = csr_tensor(crow_t, row[order].to(index), values[order], (n, m))
     return _operator(csr, csr_t)
 
 
@@ -267,44 +234,31 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
     d1 = torch.ones(m, dtype=f64, device=device)
     d2 = torch.ones(n, dtype=f64, device=device)
 
-    # Row and column max/min of |a_ij| are segment reductions over the CSR order (row pointer
-    # crow) and the column-sorted order (column pointer crow_t): one block per segment, no
-    # float64 atomics (scatter_reduce's amax is a compare-and-swap loop per entry, slow on the
-    # long rows and hub columns of skewed matrices).  Max and min do not depend on the order of
-    # the entries, so the factors are bitwise those of a scatter over COO indices.  ``initial``
-    # is the value of an empty row/column: 0 for max (|a| >= 0), +inf for min, as before.
-    order, crow_t = column_order(a.col, n)
-
-    def row_reduce(v: torch.Tensor, how: str, initial: float = 0.0) -> torch.Tensor:
-        return torch.segment_reduce(v, how, offsets=crow, initial=initial, unsafe=True)
-
-    def col_reduce(v: torch.Tensor, how: str, initial: float = 0.0) -> torch.Tensor:
-        return torch.segment_reduce(v[order], how, offsets=crow_t, initial=initial, unsafe=True)
-
-    def scatter_sum(index: torch.Tensor, size: int, v: torch.Tensor) -> torch.Tensor:
-        # The Pock-Chambolle sums stay a scatter: unlike a max, a sum's rounding depends on
-        # the order of the terms, and a segmented sum would change the preconditioner's bits.
+    def reduce(index: torch.Tensor, size: int, v: torch.Tensor, how: str) -> torch.Tensor:
         out = torch.zeros(size, dtype=f64, device=device)
-        return out.scatter_reduce_(0, index, v, "sum", include_self=True)
+        return out.scatter_reduce_(0, index, v, how, include_self=True)
 
-    inf = float("inf")
+    def reduce_min(index: torch.Tensor, size: int, v: torch.Tensor) -> torch.Tensor:
+        out = torch.full((size,), float("inf"), dtype=f64, device=device)
+        return out.scatter_reduce_(0, index, v, "amin", include_self=True)
+
     for _ in range(geometric_mean_passes):
         # rows, then columns of the row-scaled matrix: 1/sqrt(min |a| max |a|) over nonzeros
         big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
-        r = _inv_sqrt(row_reduce(vals, "max") * _finite_or_zero(row_reduce(big, "min", inf)))
+        r = _inv_sqrt(reduce(row, m, vals, "amax") * _finite_or_zero(reduce_min(row, m, big)))
         vals = vals * r[row]
         big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
-        s = _inv_sqrt(col_reduce(vals, "max") * _finite_or_zero(col_reduce(big, "min", inf)))
+        s = _inv_sqrt(reduce(col, n, vals, "amax") * _finite_or_zero(reduce_min(col, n, big)))
         vals = vals * s[col]
         d1, d2 = d1 * r, d2 * s
     for _ in range(ruiz_iterations):
-        r = _inv_sqrt(row_reduce(vals, "max"))
-        s = _inv_sqrt(col_reduce(vals, "max"))
+        r = _inv_sqrt(reduce(row, m, vals, "amax"))
+        s = _inv_sqrt(reduce(col, n, vals, "amax"))
         vals = vals * r[row] * s[col]
         d1, d2 = d1 * r, d2 * s
     if pock_chambolle:
-        r = _inv_sqrt(scatter_sum(row, m, vals))
-        s = _inv_sqrt(scatter_sum(col, n, vals))
+        r = _inv_sqrt(reduce(row, m, vals, "sum"))
+        s = _inv_sqrt(reduce(col, n, vals, "sum"))
         d1, d2 = d1 * r, d2 * s
 
     c_s = d2 * c
@@ -317,7 +271,7 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         theta_b, theta_c = 1.0 / (1.0 + norm_b), 1.0 / (1.0 + norm_c)
     scaled_values = a.values * d1[row] * d2[col]
     timer.mark("scaling")
-    op = csr_operator(crow, a.col, scaled_values.to(dtype), row, (m, n), (order, crow_t))
+    op = csr_operator(crow, a.col, scaled_values.to(dtype), row, (m, n))
     timer.mark("operator")
     cast = lambda t: t.to(dtype)
     return ScaledLP(op=op, c=cast(theta_c * c_s), col_lower=cast(theta_b * lc_s),
