@@ -7,7 +7,7 @@ from .graph import (
     VAR,
     graph_operator,
     lp_to_graph,
-    signed_parts,
+    signed_operator,
     unscale_solution,
 )
 from .layers import PDHGLayer, project_dual, project_primal
@@ -24,7 +24,7 @@ from .warmstart import (
     solve_with_model,
 )
 
-__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_parts",
+__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_operator",
            "unscale_solution",
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",

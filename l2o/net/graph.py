@@ -46,7 +46,7 @@ from torch_geometric.data import HeteroData
 from bilevel.linalg import LinearOperator, power_iteration
 from bilevel.linalg.operators import csr_tensor
 
-__all__ = ["lp_to_graph", "graph_operator", "signed_parts", "unscale_solution", "VAR", "CON", "EDGE",
+__all__ = ["lp_to_graph", "graph_operator", "signed_operator", "unscale_solution", "VAR", "CON", "EDGE",
            "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
 
 VAR, CON = "var", "con"
@@ -222,15 +222,25 @@ def graph_operator(graph: HeteroData, dtype: torch.dtype | None = None
     return _csr(index[0], index[1], values, (M, N)), _csr(index[1], index[0], values, (N, M))
 
 
-def signed_parts(csr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A+, A-) of a sparse CSR matrix A: the same pattern, values max(A_ij, 0), min(A_ij, 0).
+def signed_operator(csr: torch.Tensor) -> torch.Tensor:
+    """[A+ | A-] (M, 2N) of a sparse CSR matrix A (M, N): A+ holds its positive nonzeros, A- its
+    negative ones (explicit zeros go to A+), so A+ + A- = A and
 
-    A+ + A- = A. The index tensors are shared, not copied.
+        A+ Z + A- Z' = [A+ | A-] [Z; Z']        (Z, Z' of shape (N, d))
+
+    is one sparse product that reads A's nonzeros once (``PDHGLayer(signed=True)``). Same row
+    pointer as A; a negative entry A_ij moves to column N + j. Within a row the positive entries
+    come first (a stable sort keeps A's order among each sign), so column indices stay sorted.
     """
     crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
-    shape = tuple(csr.shape)
-    return (csr_tensor(crow, col, values.clamp(min=0), shape),
-            csr_tensor(crow, col, values.clamp(max=0), shape))
+    M, N = csr.shape
+    negative = values < 0
+    nnz = values.numel()
+    rows = torch.repeat_interleave(torch.arange(M, device=crow.device), crow.diff().long(),
+                                   output_size=nnz)
+    order = torch.sort(2 * rows + negative, stable=True).indices
+    col = (col.long() + N * negative)[order]
+    return csr_tensor(crow.long(), col, values[order], (M, 2 * N))
 
 
 def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:

@@ -24,7 +24,10 @@ channel map:
     X+ = proj( X U - tau_k (c 1^T - A+^T Y V - A-^T Y V_neg) )
     W  = Y Q - sigma_k (A+ X_bar + A- X_bar M_neg)
 
-With V_neg = V and M_neg = I this is the plain layer. Why: messages weighted by A_ij alone are
+With V_neg = V and M_neg = I this is the plain layer. Each pair of products is one sparse
+product with the signed operator [A+ | A-] (M x 2N, the nonzeros of A with the negative ones
+moved to columns N..2N-1; :func:`l2o.net.graph.signed_operator`):
+A+ Z + A- Z' = [A+ | A-] [Z; Z'], so it reads A's nonzeros once, as the plain layer does. Why: messages weighted by A_ij alone are
 linear in the edge values, so a node cannot tell its edges apart by anything but their weight
 times a shared map. On an LP like PageRank's, (I - d P) x >= (1 - d)/n, power iteration
 x <- x - (A x - b) pairs row i with column i only (the positive diagonal entry), while the
@@ -82,11 +85,11 @@ class PDHGLayer(nn.Module):
         init_noise: standard deviation (times 1/sqrt(d)) of the perturbation of the identity
             initialization of U, V, Q, R, S; 0 gives exact identities.
         signed: separate channel maps for the positive and negative entries of A (see the
-            module docstring); forward then takes the negative parts as ``A_neg``, ``AT_neg``
-            and ``A``, ``AT`` are the positive parts.
+            module docstring); forward then takes the signed operators [A+ | A-] (M, 2N) and
+            [(A^T)+ | (A^T)-] (N, 2M) as ``A`` and ``AT``.
 
     Shapes:
-        X (N, d), Y (M, d); A (M, N) and AT (N, M) sparse; c, x_lower, x_upper (N,);
+        X (N, d), Y (M, d); A (M, N) and AT (N, M) sparse ((M, 2N), (N, 2M) if signed); c, x_lower, x_upper (N,);
         y_lower, y_upper (M,); step_x (N, 1) or a scalar, step_y (M, 1) or a scalar: per-node
         multipliers of tau_k and sigma_k (1 / ||A|| of the node's graph, or 1).
     """
@@ -136,24 +139,22 @@ class PDHGLayer(nn.Module):
                 c: torch.Tensor, x_lower: torch.Tensor, x_upper: torch.Tensor,
                 y_lower: torch.Tensor, y_upper: torch.Tensor,
                 step_x: torch.Tensor | float = 1.0,
-                step_y: torch.Tensor | float = 1.0, A_neg: torch.Tensor | None = None,
-                AT_neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.signed and (A_neg is None or AT_neg is None):
-            raise ValueError("PDHGLayer(signed=True): forward needs A_neg and AT_neg (and the "
-                             "positive parts as A, AT)")
+                step_y: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.signed and (A.shape[1] != 2 * X.shape[0] or AT.shape[1] != 2 * Y.shape[0]):
+            raise ValueError(f"PDHGLayer(signed=True): A and AT must be the signed operators "
+                             f"[A+ | A-] ({Y.shape[0]}, {2 * X.shape[0]}) and [(A^T)+ | (A^T)-] "
+                             f"({X.shape[0]}, {2 * Y.shape[0]}) (l2o.net.graph.signed_operator), "
+                             f"got {tuple(A.shape)} and {tuple(AT.shape)}")
         tau = self.tau * step_x
         sigma = self.sigma * step_y
         # Primal: a gradient step on the Lagrangian c^T x - y^T A x, then the bound projection.
-        ATY = AT @ self.V(Y)
-        if self.signed:
-            ATY = ATY + AT_neg @ self.V_neg(Y)
+        VY = torch.cat([self.V(Y), self.V_neg(Y)]) if self.signed else self.V(Y)
+        ATY = AT @ VY
         X_new = project_primal(self.U(X) - tau * (c.unsqueeze(1) - ATY), x_lower, x_upper,
                                self.leak)
         X_bar = 2.0 * self.R(X_new) - self.S(X)          # extrapolation, 2 x+ - x for identities
-        AX = A @ X_bar
-        if self.signed:
-            AX = AX + A_neg @ self.M_neg(X_bar)
-        W = self.Q(Y) - sigma * AX
+        W = self.Q(Y) - sigma * (A @ (torch.cat([X_bar, self.M_neg(X_bar)]) if self.signed
+                                      else X_bar))
         Y_new = project_dual(W, sigma, y_lower, y_upper, self.leak)
         return X_new, Y_new
 

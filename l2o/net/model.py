@@ -23,7 +23,9 @@ tau_k sigma_k ||A~||^2 < 1.
 With ``messages="signed"`` every layer has separate channel maps for the positive and the
 negative entries of A (``PDHGLayer(signed=True)``; A+ + A- = A, so with equal maps it is the
 plain layer): a node can then tell, say, the positive diagonal entry of a PageRank row from its
-negative neighbour entries. It costs a second sparse product per direction.
+negative neighbour entries. The sparse products read A's nonzeros once, as in the plain layer
+(through [A+ | A-], :func:`l2o.net.graph.signed_operator`, built once per forward), on twice as
+many dense rows.
 
 References:
     B. Li et al., "PDHG-Unrolled Learning-to-Optimize Method for Large-Scale Linear
@@ -45,7 +47,7 @@ from .graph import (
     VAR_FEATURES,
     graph_operator,
     lp_to_graph,
-    signed_parts,
+    signed_operator,
     unscale_solution,
 )
 from .layers import PDHGLayer
@@ -179,10 +181,8 @@ class PDHGNet(nn.Module):
         x_lower, x_upper = var.lower.to(dtype), var.upper.to(dtype)
         y_lower, y_upper = con.lower.to(dtype), con.upper.to(dtype)
         A, AT = graph_operator(graph, dtype)
-        negative: dict[str, torch.Tensor] = {}
         if self.messages == "signed":
-            (A, A_neg), (AT, AT_neg) = signed_parts(A), signed_parts(AT)
-            negative = {"A_neg": A_neg, "AT_neg": AT_neg}
+            A, AT = signed_operator(A), signed_operator(AT)
 
         X = self._start(x0, N, var, self.var_embedding if self.start == "learned" else None, c)
         Y = self._start(y0, M, con, self.con_embedding if self.start == "learned" else None, c)
@@ -193,8 +193,7 @@ class PDHGNet(nn.Module):
             step_x = inv_norm[_graph_index(var, N)].unsqueeze(1)
             step_y = inv_norm[_graph_index(con, M)].unsqueeze(1)
         for layer in self.layers:
-            X, Y = layer(X, Y, A, AT, c, x_lower, x_upper, y_lower, y_upper, step_x, step_y,
-                         **negative)
+            X, Y = layer(X, Y, A, AT, c, x_lower, x_upper, y_lower, y_upper, step_x, step_y)
         x = self.primal_readout(X).squeeze(1)
         y = self.dual_readout(Y).squeeze(1)
         return (x, y, X, Y) if return_hidden else (x, y)

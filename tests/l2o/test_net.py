@@ -22,7 +22,7 @@ from l2o.net import (
     PDHGNet,
     graph_operator,
     lp_to_graph,
-    signed_parts,
+    signed_operator,
     unscale_solution,
 )
 from l2o.pdhg import pdhg_step
@@ -401,15 +401,34 @@ def test_estimate_model_still_divides_by_the_graphs_a_norm():
 
 # ---- messages="signed": one channel map per sign of A_ij ---------------------------------------
 
-def test_signed_parts_split_a_by_sign_and_sum_to_a():
-    csr = tiny_lp().A.to_sparse_csr()
-    pos, neg = signed_parts(csr)
-    dense = csr.to_dense()
-    torch.testing.assert_close(pos.to_dense(), dense.clamp(min=0))
-    torch.testing.assert_close(neg.to_dense(), dense.clamp(max=0))
-    torch.testing.assert_close((pos.to_dense() + neg.to_dense()), dense)
-    assert bool((pos.to_dense()[dense < 0] == 0).all())
-    assert bool((neg.to_dense()[dense > 0] == 0).all())
+def test_signed_operator_stacks_the_positive_and_negative_parts():
+    """[A+ | A-] [Z; Z'] = A+ Z + A- Z' against dense references, on afiro and a matrix with
+    an explicit zero, an empty row and rows of one sign; column indices sorted per row."""
+    A_dense = torch.tensor([[1.0, -2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-1.0, -4.0, 0.0, 0.0],
+                            [0.5, 0.0, 2.0, 0.0]], dtype=torch.float64)
+    explicit_zero = A_dense.to_sparse_csr()
+    crow, col, val = explicit_zero.crow_indices(), explicit_zero.col_indices(), \
+        explicit_zero.values()
+    # row 3 gets an explicit 0 at column 3 (a stored zero counts as "positive": no effect)
+    crow = torch.tensor([0, 3, 3, 5, 8])
+    col = torch.cat([col, torch.tensor([3])])
+    val = torch.cat([val, torch.tensor([0.0], dtype=torch.float64)])
+    with_zero = torch.sparse_csr_tensor(crow, col, val, (4, 4))
+    gen = torch.Generator().manual_seed(0)
+    for csr in (with_zero, afiro().A.to_sparse_csr()):
+        dense = csr.to_dense()
+        M, N = dense.shape
+        S = signed_operator(csr)
+        assert S.shape == (M, 2 * N)
+        torch.testing.assert_close(S.to_dense(), torch.cat([dense.clamp(min=0),
+                                                            dense.clamp(max=0)], dim=1))
+        Z, Z2 = (torch.randn(N, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+        torch.testing.assert_close(S @ torch.cat([Z, Z2]),
+                                   dense.clamp(min=0) @ Z + dense.clamp(max=0) @ Z2)
+        cols, rows = S.col_indices(), S.crow_indices()
+        for i in range(M):
+            seg = cols[rows[i]:rows[i + 1]]
+            assert bool((seg[1:] > seg[:-1]).all()), f"row {i}: columns not sorted"
 
 
 def _signed_copy_of(plain: PDHGNet) -> PDHGNet:
@@ -472,6 +491,6 @@ def test_messages_option_is_validated_stored_and_defaults_to_plain():
     layer = net.layers[0]
     X, Y = torch.zeros(3, 4), torch.zeros(5, 4)
     A = tiny_lp().A.to_sparse_csr().float()
-    with pytest.raises(ValueError, match="needs A_neg and AT_neg"):
-        layer(X, Y, A, A.t().to_sparse_csr(), torch.zeros(3), torch.zeros(3), torch.ones(3),
-              torch.zeros(5), torch.ones(5))
+    with pytest.raises(ValueError, match="must be the signed operators"):   # plain A, AT given
+        layer(X, Y, A, A.to_dense().T.to_sparse_csr(), torch.zeros(3), torch.zeros(3),
+              torch.ones(3), torch.zeros(5), torch.ones(5))
