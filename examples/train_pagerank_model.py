@@ -85,19 +85,24 @@ LABEL_TOL = 1e-6
 DEFAULT_OUT = Path(l2o.__file__).resolve().parent / "models" / "pagerank.pt"
 
 
-def build(work: Path) -> tuple[ConcatDataset, LPDataset]:
-    """Build (or resume) the datasets; returns (training set, validation set) of graphs."""
+def build(work: Path, train_sets=TRAIN_SETS, device: str = "cpu"
+          ) -> tuple[ConcatDataset, LPDataset]:
+    """Build (or resume) the datasets; returns (training set, validation set) of graphs.
+
+    ``train_sets``: (nodes, count, first seed) per training size; ``device``: where the
+    labelling solves run.
+    """
     def one(nodes: int, count: int, seed: int, name: str) -> LPDataset:
         folder = work / f"{name}_n{nodes}"
         started = time.perf_counter()
         report = build_dataset("pagerank", count, folder, seed=seed, tol=LABEL_TOL,
-                               progress=False, device="cpu", nodes=nodes)
+                               progress=False, device=device, nodes=nodes)
         print(f"dataset {folder}: {report.stored} instances ({report.built} built, "
               f"{report.kept} kept, {len(report.excluded)} excluded), "
               f"{time.perf_counter() - started:.1f} s", flush=True)
         return LPDataset(folder, scaling=True, cache=True, dtype=torch.float32)
 
-    train_sets = [one(*spec, "train") for spec in TRAIN_SETS]
+    train_sets = [one(*spec, "train") for spec in train_sets]
     return ConcatDataset(train_sets), one(*VAL_SET, "val")
 
 
@@ -181,6 +186,12 @@ def main() -> None:
                         help="PDHGNet messages: one channel map per direction (plain) or per "
                              "sign of A_ij (signed)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
+    parser.add_argument("--device", default="cpu",
+                        help="where labels are solved and the model trains (cpu; e.g. cuda)")
+    parser.add_argument("--train-sets", nargs="+", metavar="NODES:COUNT:SEED",
+                        help="training sizes, instance counts and first seeds (default: "
+                             + " ".join(f"{n}:{c}:{s}" for n, c, s in TRAIN_SETS) + "; seeds "
+                             "must stay below 900,000, the evaluation's)")
     parser.add_argument("--eval-nodes", type=int, nargs="*", default=[10_000, 50_000],
                         help="sizes of the fresh evaluation LPs (none: skip the evaluation)")
     parser.add_argument("--skip-train", action="store_true",
@@ -189,12 +200,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if not args.skip_train:
-        train_set, val_set = build(args.work)
+        train_sets = TRAIN_SETS
+        if args.train_sets:
+            train_sets = [tuple(int(v) for v in spec.split(":")) for spec in args.train_sets]
+            if any(len(spec) != 3 or spec[2] + spec[1] > EVAL_SEED - 1 for spec in train_sets):
+                parser.error("--train-sets: NODES:COUNT:SEED with SEED + COUNT < 900,000")
+        train_set, val_set = build(args.work, train_sets, args.device)
         torch.manual_seed(args.seed)
         model = make_model(args.hidden, args.layers, args.operator_norm, args.messages)
         started = time.perf_counter()
         result = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=8,
-                       out_dir=args.work / "run", device="cpu", seed=args.seed, dual_weight=0.0)
+                       out_dir=args.work / "run", device=args.device, seed=args.seed,
+                       dual_weight=0.0)
         print(f"trained in {time.perf_counter() - started:.0f} s; best epoch "
               f"{result.best_epoch} (validation relative squared error of x "
               f"{result.best_loss:.3e})", flush=True)

@@ -46,8 +46,8 @@ from torch_geometric.data import HeteroData
 from bilevel.linalg import LinearOperator, power_iteration
 from bilevel.linalg.operators import csr_tensor
 
-__all__ = ["lp_to_graph", "graph_operator", "signed_operator", "unscale_solution", "VAR", "CON", "EDGE",
-           "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
+__all__ = ["lp_to_graph", "graph_operator", "signed_operator", "unscale_solution", "VAR", "CON",
+           "EDGE", "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
 
 VAR, CON = "var", "con"
 EDGE = (CON, "coef", VAR)

@@ -15,27 +15,27 @@ replace the identities (Li et al., 2024, eq. (5)-(6)):
     W  = Y Q - sigma_k A X_bar
     Y+ = W - sigma_k proj_[-u_r, -l_r](W / sigma_k)      (row by row, channel by channel)
 
-with learnable tau_k, sigma_k > 0 (stored as logarithms).
-
-Signed messages (``signed=True``): A = A+ + A- splits into its positive and negative entries
-(the same sparsity pattern, values max(A_ij, 0) and min(A_ij, 0)), and each part gets its own
-channel map:
-
-    X+ = proj( X U - tau_k (c 1^T - A+^T Y V - A-^T Y V_neg) )
-    W  = Y Q - sigma_k (A+ X_bar + A- X_bar M_neg)
-
-With V_neg = V and M_neg = I this is the plain layer. Each pair of products is one sparse
-product with the signed operator [A+ | A-] (M x 2N, the nonzeros of A with the negative ones
-moved to columns N..2N-1; :func:`l2o.net.graph.signed_operator`):
-A+ Z + A- Z' = [A+ | A-] [Z; Z'], so it reads A's nonzeros once, as the plain layer does. Why: messages weighted by A_ij alone are
-linear in the edge values, so a node cannot tell its edges apart by anything but their weight
-times a shared map. On an LP like PageRank's, (I - d P) x >= (1 - d)/n, power iteration
-x <- x - (A x - b) pairs row i with column i only (the positive diagonal entry), while the
-neighbours' entries are negative: with one map per sign the layer can separate the two. proj is the exact projection of every
+with learnable tau_k, sigma_k > 0 (stored as logarithms). proj is the exact projection of every
 channel onto the variable's bounds (ReLU for x >= 0, as in the paper); with ``leak`` > 0 a part
 leak of the step through the bounds is kept (proj(z) + leak (z - proj(z))), which keeps
 gradients alive outside the box. With d = 1, U = V = Q = R = S = 1 and leak = 0 a layer is
 exactly one PDHG step.
+
+Signed messages (``signed=True``): A = A+ + A- splits into its positive and negative entries
+(values max(A_ij, 0) and min(A_ij, 0)), and each part gets its own channel map:
+
+    X+ = proj( X U - tau_k (c 1^T - A+^T Y V - A-^T Y V_neg) )
+    W  = Y Q - sigma_k (A+ X_bar + A- X_bar M_neg)
+
+With V_neg = V and M_neg = I this is the plain layer. Why: messages weighted by A_ij alone are
+linear in the edge values, so a node cannot tell its edges apart by anything but their weight
+times a shared map. On an LP like PageRank's, (I - d P) x >= (1 - d)/n, power iteration
+x <- x - (A x - b) pairs row i with column i only (the positive diagonal entry), while the
+neighbours' entries are negative: with one map per sign the layer can separate the two.
+Each pair of products is one sparse product with the signed operator [A+ | A-] (M x 2N, the
+nonzeros of A with the negative ones moved to columns N..2N-1,
+:func:`l2o.net.graph.signed_operator`): A+ Z + A- Z' = [A+ | A-] [Z; Z'] reads A's nonzeros
+once, as the plain layer does.
 
 References:
     B. Li, L. Yang, Y. Chen, S. Wang, Q. Chen, H. Mao, Y. Ma, A. Wang, T. Ding, J. Tang, R. Sun,
@@ -89,7 +89,8 @@ class PDHGLayer(nn.Module):
             [(A^T)+ | (A^T)-] (N, 2M) as ``A`` and ``AT``.
 
     Shapes:
-        X (N, d), Y (M, d); A (M, N) and AT (N, M) sparse ((M, 2N), (N, 2M) if signed); c, x_lower, x_upper (N,);
+        X (N, d), Y (M, d); A (M, N) and AT (N, M) sparse ((M, 2N), (N, 2M) if signed);
+        c, x_lower, x_upper (N,);
         y_lower, y_upper (M,); step_x (N, 1) or a scalar, step_y (M, 1) or a scalar: per-node
         multipliers of tau_k and sigma_k (1 / ||A|| of the node's graph, or 1).
     """
