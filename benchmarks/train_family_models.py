@@ -192,6 +192,25 @@ def load_split(family: str, split: str, root: Path):
     return ConcatDataset(parts)
 
 
+def seed_ranges(family: str, split: str, root: Path) -> list[list[int]]:
+    """The generator seeds of a split's finished shards, as merged [first, last] ranges."""
+    from l2o.datasets.store import MANIFEST, read_manifest
+
+    ranges: list[list[int]] = []
+    for folder in sorted((root / family / split).glob("[0-9][0-9][0-9][0-9]")):
+        if not (folder / MANIFEST).exists():
+            continue
+        manifest = read_manifest(folder)
+        if not manifest.get("complete", False):
+            continue
+        first, last = int(manifest["seeds"]["first"]), int(manifest["seeds"]["last"])
+        if ranges and ranges[-1][1] + 1 == first:
+            ranges[-1][1] = last
+        else:
+            ranges.append([first, last])
+    return ranges
+
+
 # ---- training -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -437,8 +456,7 @@ def main(argv=None) -> dict:
         entry = {k: v for k, v in best.items() if k != "checkpoint"} | {
             "model": target.name, "bytes": target.stat().st_size,
             "label_device": label_device, "label_tol": LABEL_TOL,
-            "seeds": {"train": [TRAIN_SEED, TRAIN_SEED + args.count - 1],
-                      "val": [VAL_SEED, VAL_SEED + args.val_count - 1]},
+            "seeds": {split: seed_ranges(family, split, work) for split in ("train", "val")},
             "check_val_loss": validation_loss(target, family, work, args.device),
             "runs": [{k: r.get(k) for k in ("hidden", "layers", "epochs", "best_epoch",
                                             "best_val_loss", "last_train_loss", "error")}
