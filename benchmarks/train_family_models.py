@@ -316,7 +316,7 @@ def validation_loss(model_path: Path, family: str, work: Path, device: str) -> f
     total, count = 0.0, 0
     for batch in DataLoader(load_split(family, "val", work), batch_size=16):
         batch = batch.to(device)
-        losses, _, _ = instance_losses(*model(batch), batch)
+        losses = instance_losses(*model(batch), batch)[0]
         total, count = total + float(losses.sum()), count + losses.numel()
     return total / count
 

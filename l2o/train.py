@@ -4,10 +4,11 @@
 ``forward(batch)`` returns ``(x_pred, y_pred)``: one prediction per variable node and one per
 constraint node of a PyG batch of LP graphs (:class:`l2o.datasets.store.LPDataset` items), with
 
-* Adam on the per-instance relative squared error of x and y (:mod:`l2o.training.loss`):
-  ``loss = mean_b ||x^_b - x*_b||^2 / (||x*_b||^2 + eps) + w ||y^_b - y*_b||^2 / (||y*_b||^2 + eps)``;
-* validation after every epoch; ``metrics.csv`` (epoch, train/val loss and their primal and
-  dual parts, lr, epoch time, elapsed time), ``loss.png``, TensorBoard under ``tensorboard/``
+* Adam on the per-instance relative squared error of x and y (:mod:`l2o.training.loss`),
+  ``mean_b ||x^_b - x*_b||^2 / (||x*_b||^2 + eps) + w ||y^_b - y*_b||^2 / (||y*_b||^2 + eps)``,
+  plus, with ``kkt_weight`` > 0, that weight times the prediction's squared relative KKT error;
+* validation after every epoch; ``metrics.csv`` (epoch, train/val loss and their primal, dual
+  and KKT parts, lr, epoch time, elapsed time), ``loss.png``, TensorBoard under ``tensorboard/``
   when the package is installed;
 * ``best.pt`` (lowest validation loss; training loss without a validation set) and ``last.pt``
   written atomically after every epoch: model and optimizer state, epoch, RNG states, settings
@@ -67,8 +68,10 @@ __all__ = [
 ]
 
 # Settings a resumed run must share with the checkpoint (else it would not continue the run).
-_RESUME_STRICT = ("lr", "batch_size", "seed", "eps", "dual_weight", "grad_clip", "weight_decay",
-                  "model_class", "model_config")
+_RESUME_STRICT = ("lr", "batch_size", "seed", "eps", "dual_weight", "kkt_weight", "grad_clip",
+                  "weight_decay", "model_class", "model_config")
+# Settings added after runs were saved: a checkpoint without the key had this value.
+_LATER_DEFAULTS = {"kkt_weight": 0.0}
 # Settings whose change is allowed but breaks the exact-continuation guarantee.
 _RESUME_WARN = ("world_size", "train_size", "val_size")
 
@@ -117,21 +120,23 @@ def _shard(dataset, rank: int, world_size: int):
 
 def _run_epoch(model: nn.Module, loader, device: torch.device, run: Distributed, *,
                optimizer: torch.optim.Optimizer | None, eps: float, dual_weight: float,
-               grad_clip: float | None, log_every: int, log_prefix: str) -> list[float]:
+               kkt_weight: float, grad_clip: float | None, log_every: int,
+               log_prefix: str) -> list[float]:
     """One pass over ``loader``; trains when ``optimizer`` is given, else evaluates.
 
     Returns:
-        [mean loss, mean primal error, mean dual error] over all instances of all processes
-        (nan when there are none). Sums stay on the device: one host sync per epoch (and one per
-        ``log_every`` steps when logging).
+        [mean loss, mean primal error, mean dual error, mean KKT term] over all instances of all
+        processes (nan when there are none). Sums stay on the device: one host sync per epoch
+        (and one per ``log_every`` steps when logging).
     """
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, primal, dual, instances
+    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, primal, dual, kkt, count
     for step, batch in enumerate(loader, start=1):
         batch = batch.to(device)
         with torch.set_grad_enabled(optimizer is not None):
             x_pred, y_pred = model(batch)
-            losses, primal, dual = instance_losses(x_pred, y_pred, batch, eps=eps,
-                                                   dual_weight=dual_weight)
+            losses, primal, dual, kkt = instance_losses(x_pred, y_pred, batch, eps=eps,
+                                                        dual_weight=dual_weight,
+                                                        kkt_weight=kkt_weight)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             losses.mean().backward()
@@ -139,15 +144,16 @@ def _run_epoch(model: nn.Module, loader, device: torch.device, run: Distributed,
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
         sums += torch.stack([losses.detach().sum(), primal.detach().sum(), dual.detach().sum(),
-                             losses.new_tensor(losses.numel())]).to(torch.float64)
+                             kkt.detach().sum(), losses.new_tensor(losses.numel())]
+                            ).to(torch.float64)
         if log_every and step % log_every == 0 and run.is_main:
-            running = (sums[0] / sums[3]).item()
+            running = (sums[0] / sums[4]).item()
             print(f"{log_prefix} step {step}: running loss {running:.4e}", flush=True)
     run.all_reduce_sum(sums)
-    total, primal, dual, count = sums.tolist()
+    *totals, count = sums.tolist()
     if count == 0:
-        return [math.nan] * 3
-    return [total / count, primal / count, dual / count]
+        return [math.nan] * 4
+    return [total / count for total in totals]
 
 
 def _init_defaults(model: nn.Module) -> dict[str, Any]:
@@ -160,7 +166,7 @@ def _resume_state(path: Path, config: dict[str, Any], model: nn.Module,
                   optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Load ``last.pt`` into model and optimizer after checking it continues this run."""
     checkpoint = load_checkpoint(path)
-    old = dict(checkpoint["config"])
+    old = {**_LATER_DEFAULTS, **checkpoint["config"]}
     if isinstance(old.get("model_config"), dict):  # keys added later mean their default then
         old["model_config"] = {**_init_defaults(model), **old["model_config"]}
     changed = [k for k in _RESUME_STRICT if old.get(k) != config.get(k)]
@@ -185,8 +191,8 @@ def _resume_state(path: Path, config: dict[str, Any], model: nn.Module,
 def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float = 1e-3,
           batch_size: int = 8, out_dir: str | Path, resume: bool = False, device: Any = "auto",
           seed: int = 0, log_every: int = 0, eps: float = 1e-6, dual_weight: float = 1.0,
-          grad_clip: float | None = None, weight_decay: float = 0.0, num_workers: int = 0,
-          verbose: bool = True) -> TrainResult:
+          kkt_weight: float = 0.0, grad_clip: float | None = None, weight_decay: float = 0.0,
+          num_workers: int = 0, verbose: bool = True) -> TrainResult:
     """Train ``model`` to predict (x*, y*) (see the module docstring for what is written).
 
     Args:
@@ -201,7 +207,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         device: "auto", "cpu", "cuda" (under torchrun: GPU LOCAL_RANK) or a torch.device.
         seed: seeds the RNGs of a fresh run and the per-epoch data order.
         log_every: print the running loss every this many steps (0: once per epoch only).
-        eps, dual_weight: of the loss (:func:`l2o.training.loss.instance_losses`).
+        eps, dual_weight, kkt_weight: of the loss (:func:`l2o.training.loss.instance_losses`;
+            kkt_weight > 0 adds the prediction's squared relative KKT error).
         grad_clip: clip the gradient's global norm to this value (None: no clipping).
         num_workers: DataLoader worker processes.
         verbose: print one line per epoch (rank 0 only).
@@ -223,6 +230,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         raise ValueError(f"train: epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"train: batch_size must be a positive integer, got {batch_size!r}")
+    if not (kkt_weight >= 0 and math.isfinite(kkt_weight)):
+        raise ValueError(f"train: kkt_weight must be a finite number >= 0, got {kkt_weight!r}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"train: lr must be a positive number, got {lr!r}")
     if len(train_set) == 0:
@@ -237,6 +246,7 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
     try:
         config = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": int(seed),
                   "eps": float(eps), "dual_weight": float(dual_weight),
+                  "kkt_weight": float(kkt_weight),
                   "grad_clip": None if grad_clip is None else float(grad_clip),
                   "weight_decay": float(weight_decay), "model_class": _class_name(model),
                   "model_config": getattr(model, "config", None),
@@ -271,7 +281,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         if run.is_main:
             out.mkdir(parents=True, exist_ok=True)
         elapsed = history[-1]["elapsed"] if history else 0.0
-        common = {"eps": eps, "dual_weight": dual_weight, "grad_clip": grad_clip}
+        common = {"eps": eps, "dual_weight": dual_weight, "kkt_weight": kkt_weight,
+                  "grad_clip": grad_clip}
 
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
@@ -284,7 +295,7 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                 raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss "
                                    f"{train_metrics[0]} (the last good checkpoint {last_path} "
                                    f"is kept); lower the learning rate or set grad_clip")
-            val_metrics = [None] * 3
+            val_metrics = [None] * 4
             if val_loader is not None:
                 model.eval()
                 val_metrics = _run_epoch(model, val_loader, run.device, run, optimizer=None,
@@ -294,7 +305,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
             row = {"epoch": epoch + 1, "train_loss": train_metrics[0],
                        "train_primal": train_metrics[1], "train_dual": train_metrics[2],
                        "val_loss": val_metrics[0], "val_primal": val_metrics[1],
-                       "val_dual": val_metrics[2], "lr": optimizer.param_groups[0]["lr"],
+                       "val_dual": val_metrics[2], "train_kkt": train_metrics[3],
+                       "val_kkt": val_metrics[3], "lr": optimizer.param_groups[0]["lr"],
                        "epoch_time": epoch_time, "elapsed": elapsed}
             history.append(row)
             score = row["val_loss"] if val_loader is not None else row["train_loss"]
@@ -411,6 +423,10 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
                              "negative coefficients, two sparse products per direction)")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
+    parser.add_argument("--kkt-weight", type=float, default=0.0,
+                        help="weight of the prediction's squared relative KKT error (primal "
+                             "residual, dual residual, gap of the start the solver would get) "
+                             "in the loss (0: labels only)")
     parser.add_argument("--grad-clip", type=float, metavar="NORM",
                         help="clip the gradient norm (default: no clipping)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -450,7 +466,8 @@ def run_train(args: argparse.Namespace) -> int:
         train(model, train_set, val_set, epochs=args.epochs, lr=args.lr,
               batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
               device=args.device, seed=args.seed, log_every=args.log_every,
-              dual_weight=args.dual_weight, grad_clip=args.grad_clip,
+              dual_weight=args.dual_weight, kkt_weight=args.kkt_weight,
+              grad_clip=args.grad_clip,
               num_workers=args.num_workers)
     except FileNotFoundError as error:
         print(f"{command}: error: {error}", file=sys.stderr)

@@ -1,9 +1,27 @@
-"""The training loss of PDHG-Net: per-instance relative squared errors of x and y.
+"""The training loss of PDHG-Net: per-instance relative squared errors of x and y, and
+optionally the prediction's own KKT error.
 
 For a batch of B instances with predictions (x^_b, y^_b) and labels (x*_b, y*_b):
 
     L_b = ||x^_b - x*_b||^2 / (||x*_b||^2 + eps)  +  w_dual ||y^_b - y*_b||^2 / (||y*_b||^2 + eps)
+          + w_kkt K_b
     loss = (1 / B) sum_b L_b
+
+K_b (:func:`kkt_losses`, only computed when w_kkt > 0) is the squared relative KKT error of the
+start the solver would get from the prediction: x projected onto the column bounds, y onto the
+dual signs its rows allow, then the solver's three criteria (those of
+:func:`l2o.net.kkt_error`, in the graph's coordinates):
+
+    r_p = ||A x - proj_[l_r, u_r](A x)|| / (1 + ||b||),    r_d = ||g - proj_K(g)|| / (1 + ||c||),
+    gap = |c^T x - d(y)| / (1 + |c^T x| + |d(y)|),          K_b = r_p^2 + r_d^2 + gap^2,
+
+with g = c - A^T y, proj_K the reduced-cost signs the column bounds allow and d(y) = sum(l_r
+y^+ - u_r y^-) + sum(l_c r^+ - u_c r^-), r = proj_K(g) (both objectives without the constant
+c0, which :func:`l2o.net.kkt_error` adds to each: the gap's numerator is the same, its
+denominator differs when c0 != 0). Why: the distance to one optimal pair is not what a warm
+start is judged by; the solver stops on these criteria, and on LPs with many optimal solutions
+(the LP relaxations) or a sum-to-one row (PageRank) a small label error can still leave a large
+residual or gap.
 
 Normalizing per instance makes instances of different sizes and scales weigh the same (a large
 LP does not dominate the batch because it has more nodes, an LP with large costs does not
@@ -11,15 +29,16 @@ dominate because its duals are large). ``eps`` keeps an all-zero label finite; f
 the term is the absolute error divided by eps, so keep eps well below the labels' squared norms.
 Predictions and labels are in the graph's coordinates (for a preconditioned graph,
 ``lp_to_graph(scaling=True)``, the scaled LP's x~, y~: the labels of
-:class:`~l2o.datasets.store.LPDataset` are scaled with it). Instances are told apart by the batch vectors ``graph["var"].batch`` / ``graph["con"].batch``
-of a PyG batch (a single graph is one instance).
+:class:`~l2o.datasets.store.LPDataset` are scaled with it). Instances are told apart by the
+batch vectors ``graph["var"].batch`` / ``graph["con"].batch`` of a PyG batch (a single graph is
+one instance).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["graph_index", "instance_losses", "node_labels"]
+__all__ = ["graph_index", "instance_losses", "kkt_losses", "node_labels"]
 
 
 def node_labels(graph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +76,66 @@ def _relative_error(pred: torch.Tensor, label: torch.Tensor, index: torch.Tensor
     return error / (norm + eps)
 
 
+def _per_instance(values: torch.Tensor, index: torch.Tensor, graphs: int) -> torch.Tensor:
+    return values.new_zeros(graphs).index_add_(0, index, values)
+
+
+def _finite(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
+
+
+def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tensor:
+    """K_b of every instance of a (batched) graph (see the module docstring), differentiable.
+
+    Args:
+        x_pred, y_pred: predictions (N,), (M,) in the graph's coordinates.
+        graph: a graph of :func:`l2o.net.lp_to_graph` or a PyG batch of them (its LP: the
+            ``var`` / ``con`` node attributes c, lower, upper and the edges' A_ij).
+
+    Returns:
+        (B,) tensor: r_p^2 + r_d^2 + gap^2 per instance.
+    """
+    from l2o.net.graph import CON, VAR, graph_operator
+
+    var, con = graph[VAR], graph[CON]
+    dtype = x_pred.dtype
+    graphs = int(getattr(graph, "num_graphs", 1))
+    vi = graph_index(var, x_pred.shape[0], x_pred.device)
+    ci = graph_index(con, y_pred.shape[0], y_pred.device)
+    c = var.c.to(dtype)
+    col_lower, col_upper = var.lower.to(dtype), var.upper.to(dtype)
+    row_lower, row_upper = con.lower.to(dtype), con.upper.to(dtype)
+    A, AT = graph_operator(graph, dtype)
+    inf = float("inf")
+    # the start the solver gets: x in its bounds, y with the signs its rows allow
+    x = torch.clamp(x_pred, col_lower, col_upper)
+    y = torch.clamp(y_pred, torch.where(torch.isfinite(row_upper), -inf, 0.0),
+                    torch.where(torch.isfinite(row_lower), inf, 0.0))
+    ax = (A @ x.unsqueeze(1)).squeeze(1)
+    g = c - (AT @ y.unsqueeze(1)).squeeze(1)
+    r = torch.clamp(g, torch.where(torch.isfinite(col_upper), -inf, 0.0),
+                    torch.where(torch.isfinite(col_lower), inf, 0.0))
+
+    primal_sq = _per_instance((ax - torch.clamp(ax, row_lower, row_upper)).square(), ci, graphs)
+    dual_sq = _per_instance((g - r).square(), vi, graphs)
+    # ||b||: the finite row bounds, an equality row counted once (the solver's definition)
+    b_sq = _finite(row_lower).square() + torch.where(row_upper != row_lower,
+                                                     _finite(row_upper), 0.0).square()
+    b_norm = _per_instance(b_sq, ci, graphs).sqrt()
+    c_norm = _per_instance(c.square(), vi, graphs).sqrt()
+    pobj = _per_instance(c * x, vi, graphs)
+    dobj = (_per_instance(_finite(row_lower) * y.clamp(min=0)
+                          + _finite(row_upper) * y.clamp(max=0), ci, graphs)
+            + _per_instance(_finite(col_lower) * r.clamp(min=0)
+                            + _finite(col_upper) * r.clamp(max=0), vi, graphs))
+    gap = (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs())
+    # r_p^2 from the squared norm directly: sqrt has no gradient at 0 (a feasible prediction)
+    return primal_sq / (1 + b_norm).square() + dual_sq / (1 + c_norm).square() + gap.square()
+
+
 def instance_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph, *, eps: float = 1e-6,
-                    dual_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    dual_weight: float = 1.0, kkt_weight: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-instance losses of a (batched) graph (see the module docstring).
 
     Args:
@@ -66,9 +143,11 @@ def instance_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph, *, eps: f
         graph: the (batched) graph with labels.
         eps: guard of the normalization.
         dual_weight: w_dual.
+        kkt_weight: w_kkt (0: K_b is not computed and reported as zeros).
 
     Returns:
-        (L, primal, dual), each of shape (B,): the total and the two relative squared errors.
+        (L, primal, dual, kkt), each of shape (B,): the total, the two relative squared errors
+        and K_b.
     """
     from l2o.net.graph import CON, VAR
 
@@ -78,4 +157,8 @@ def instance_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph, *, eps: f
     con_index = graph_index(graph[CON], y_pred.shape[0], y_pred.device)
     primal = _relative_error(x_pred, x_star, var_index, graphs, eps)
     dual = _relative_error(y_pred, y_star, con_index, graphs, eps)
-    return primal + dual_weight * dual, primal, dual
+    total = primal + dual_weight * dual
+    if kkt_weight == 0.0:
+        return total, primal, dual, torch.zeros_like(primal)
+    kkt = kkt_losses(x_pred, y_pred, graph)
+    return total + kkt_weight * kkt, primal, dual, kkt

@@ -14,8 +14,8 @@ from typing import Any
 
 __all__ = ["COLUMNS", "TensorBoard", "plot_losses", "write_csv"]
 
-COLUMNS = ("epoch", "train_loss", "train_primal", "train_dual", "val_loss", "val_primal",
-           "val_dual", "lr", "epoch_time", "elapsed")
+COLUMNS = ("epoch", "train_loss", "train_primal", "train_dual", "train_kkt", "val_loss",
+           "val_primal", "val_dual", "val_kkt", "lr", "epoch_time", "elapsed")
 
 
 def _replace(tmp: Path, path: Path) -> None:

@@ -66,7 +66,8 @@ def test_loss_is_per_instance_relative_error(data):
     batch = Batch.from_data_list([data[0], data[1]])
     x_star, y_star = batch["var"].x_star, batch["con"].y_star
     x_pred, y_pred = torch.zeros_like(x_star), 2 * y_star
-    losses, primal, dual = instance_losses(x_pred, y_pred, batch, eps=0.0, dual_weight=0.5)
+    losses, primal, dual, kkt = instance_losses(x_pred, y_pred, batch, eps=0.0, dual_weight=0.5)
+    assert torch.equal(kkt, torch.zeros(2, dtype=torch.float64))   # kkt_weight 0: not computed
     # zero prediction: relative error exactly 1; doubled duals: relative error exactly 1
     assert torch.allclose(primal, torch.ones(2, dtype=torch.float64))
     assert torch.allclose(dual, torch.ones(2, dtype=torch.float64))
@@ -75,7 +76,7 @@ def test_loss_is_per_instance_relative_error(data):
     x_pred = x_star.clone()
     n0 = data[0]["var"].num_nodes
     x_pred[n0:] += 0.1
-    _, primal, _ = instance_losses(x_pred, y_star, batch, eps=1e-6)
+    _, primal, _, _ = instance_losses(x_pred, y_star, batch, eps=1e-6)
     expected = 0.01 * (x_star.numel() - n0) / (x_star[n0:].square().sum() + 1e-6)
     assert primal[0] == 0 and torch.allclose(primal[1], expected)
 
@@ -321,3 +322,33 @@ def test_resume_a_checkpoint_written_before_a_model_option_existed(data_dir, tmp
     args = _parse([*common, "--epochs", "3", "--resume", "--operator-norm", "bound"])
     assert args.handler(args) == 2
     assert "operator_norm" in capsys.readouterr().err
+
+
+def test_kkt_weight_trains_logs_and_resumes(data, tmp_path):
+    """kkt_weight > 0: the KKT term is logged per epoch (train_kkt / val_kkt, also in
+    metrics.csv) and is part of the loss; a run saved before the option existed resumes as
+    kkt_weight 0, and resuming with another weight is refused."""
+    from l2o.training.checkpoint import save_checkpoint
+
+    out = tmp_path / "kkt"
+    result = _run(data, out, epochs=2, kkt_weight=2.0)
+    for row in result.history:
+        assert row["train_kkt"] > 0 and row["val_kkt"] > 0
+        # loss = label errors + 2 K (dual_weight 1)
+        assert row["val_loss"] == pytest.approx(row["val_primal"] + row["val_dual"]
+                                                + 2.0 * row["val_kkt"], rel=1e-9)
+    with open(out / "metrics.csv") as handle:
+        header = next(csv.reader(handle))
+    assert "train_kkt" in header and "val_kkt" in header
+    with pytest.raises(ValueError, match="kkt_weight"):
+        _run(data, out, epochs=3, resume=True, kkt_weight=1.0)
+    with pytest.raises(ValueError, match="kkt_weight must be"):
+        _run(data, tmp_path / "bad", epochs=1, kkt_weight=-1.0)
+
+    plain = tmp_path / "plain"
+    _run(data, plain, epochs=1)
+    last = load_checkpoint(plain / "last.pt")
+    del last["config"]["kkt_weight"]               # as written before the option existed
+    save_checkpoint(last, plain / "last.pt")
+    resumed = _run(data, plain, epochs=2, resume=True)
+    assert len(resumed.history) == 2 and resumed.history[1]["train_kkt"] == 0.0
