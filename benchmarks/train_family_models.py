@@ -14,9 +14,16 @@ For each family (set cover, combinatorial auction, capacitated facility location
    run to ``OUT_DIR/training.json``.
 
 Loss: the training loss of :func:`l2o.train.train`, the per-instance relative squared error
-``||x^ - x*||^2 / ||x*||^2 + ||y^ - y*||^2 / ||y*||^2`` on the preconditioned graph, averaged over
-the validation instances. ``--baseline DIR`` also evaluates the models ``DIR/{family}.pt`` (e.g.
-the committed ones) on the same validation set, so the two are compared on equal terms.
+``||x^ - x*||^2 / ||x*||^2 + ||y^ - y*||^2 / ||y*||^2`` on the preconditioned graph ("label
+loss"), plus ``--kkt-weight`` W times K = r_p^2 + r_d^2 + gap^2, the squared relative KKT error
+of the start the solver would get (:func:`l2o.training.loss.kkt_losses`), averaged over the
+validation instances. The best epoch and the best (hidden, layers) are chosen by that objective
+within one weight. Several weights (``--kkt-weight 1 10``) are trained as further combinations,
+each weight's models written to its own ``OUT_DIR/kkt{W}/`` (their objectives differ, so no
+weight is "best" by validation loss; the benchmark decides). Every model, and with ``--baseline
+DIR`` the models ``DIR/{family}.pt`` (e.g. the committed ones), is also evaluated on the same
+validation set by the label loss alone (``check_val_loss``, ``baseline_val_loss``) and by the
+mean K (``check_val_kkt``, ``baseline_val_kkt``), so old and new compare on equal terms.
 
 ``operator_norm="bound"`` (the default) divides the learned steps by the bound ||A~||_2 <= 1 of
 the preconditioned operator instead of a power-iteration estimate: the prediction then runs no
@@ -48,6 +55,8 @@ On a GPU machine with 16 cores (labels on the CPU cores, training on the GPU), e
         --gpu-label-workers 3 --shard-size 16 --label-budget 170 --count 1024 --val-count 64 \\
         --hidden 64 --layers 4 8 --batch-size 16 --parallel --epochs 1000 --time-budget 260 \\
         --deadline 460 --baseline benchmarks/models --work /tmp/fam --out-dir OUT/models
+
+(add ``--kkt-weight 1 10`` for the KKT term; those runs' directories are ``run_h64_l8_kkt1``...).
 
 PageRank is not trained here: the benchmark uses the bundled model ``l2o/models/pagerank.pt``
 (``examples/train_pagerank_model.py``).
@@ -231,14 +240,18 @@ class Job:
     grad_clip: float
     seed: int
     threads: int
+    kkt_weight: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"{self.family} h{self.hidden} L{self.layers}"
+        kkt = f" kkt{self.kkt_weight:g}" if self.kkt_weight else ""
+        return f"{self.family} h{self.hidden} L{self.layers}{kkt}"
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.work) / self.family / f"run_h{self.hidden}_l{self.layers}"
+        # weight 0 keeps the directory name of runs made before --kkt-weight (they resume)
+        kkt = f"_kkt{self.kkt_weight:g}" if self.kkt_weight else ""
+        return Path(self.work) / self.family / f"run_h{self.hidden}_l{self.layers}{kkt}"
 
 
 def train_job(job: Job) -> dict:
@@ -275,23 +288,28 @@ def train_job(job: Job) -> dict:
         result = train(model, train_set, val_set, epochs=done + chunk, lr=job.lr,
                        batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
                        device=job.device, seed=job.seed, grad_clip=job.grad_clip,
-                       verbose=False)
+                       kkt_weight=job.kkt_weight, verbose=False)
         per_epoch = (time.perf_counter() - chunk_started) / chunk
         done = len(result.history)
         row = result.history[-1]
+        kkt = f" (kkt {row['val_kkt']:.4f})" if job.kkt_weight else ""
         print(f"[{job.name}] epoch {done}: train {row['train_loss']:.4f} val "
-              f"{row['val_loss']:.4f} best {result.best_loss:.4f} (epoch {result.best_epoch}), "
-              f"{per_epoch:.2f} s/epoch, {time.perf_counter() - started:.0f} s", flush=True)
+              f"{row['val_loss']:.4f}{kkt} best {result.best_loss:.4f} (epoch "
+              f"{result.best_epoch}), {per_epoch:.2f} s/epoch, "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     if result is None:  # nothing left to do: the run was already complete
         result = train(model, train_set, val_set, epochs=done, lr=job.lr,
                        batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
                        device=job.device, seed=job.seed, grad_clip=job.grad_clip,
-                       verbose=False)
+                       kkt_weight=job.kkt_weight, verbose=False)
+    best_row = result.history[result.best_epoch - 1] if result.best_epoch else {}
     return {"family": job.family, "hidden": job.hidden, "layers": job.layers,
+            "kkt_weight": job.kkt_weight,
             "operator_norm": job.operator_norm, "train": len(train_set), "val": len(val_set),
             "epochs": len(result.history), "max_epochs": job.epochs, "stopped_by": stopped,
             "batch_size": job.batch_size, "lr": job.lr, "device": job.device,
             "best_epoch": result.best_epoch, "best_val_loss": result.best_loss,
+            "best_val_kkt": best_row.get("val_kkt"),
             "first_val_loss": result.history[0].get("val_loss"),
             "last_train_loss": result.history[-1]["train_loss"],
             "train_seconds_this_call": round(time.perf_counter() - started, 1),
@@ -305,20 +323,26 @@ def _epochs_done(run_dir: Path) -> int:
 
 
 @torch.no_grad()
-def validation_loss(model_path: Path, family: str, work: Path, device: str) -> float:
-    """Mean per-instance loss of a saved model on a family's validation split (train's formula)."""
+def validation_losses(model_path: Path, family: str, work: Path, device: str
+                      ) -> tuple[float, float]:
+    """(label loss, K) of a saved model on a family's validation split, each the mean over the
+    instances: the relative squared error of (x, y) (train's loss without the KKT term) and
+    the squared relative KKT error K of the start the solver would get."""
     from torch_geometric.loader import DataLoader
 
     from l2o.net import load_model
     from l2o.training.loss import instance_losses
 
     model = load_model(model_path, device)
-    total, count = 0.0, 0
+    label, kkt, count = 0.0, 0.0, 0
     for batch in DataLoader(load_split(family, "val", work), batch_size=16):
         batch = batch.to(device)
-        losses = instance_losses(*model(batch), batch)[0]
-        total, count = total + float(losses.sum()), count + losses.numel()
-    return total / count
+        # kkt_weight=1 only to have K computed; the label loss is primal + dual (weight 1)
+        _, primal, dual, k = instance_losses(*model(batch), batch, kkt_weight=1.0)
+        label += float((primal + dual).sum())
+        kkt += float(k.sum())
+        count += primal.numel()
+    return label / count, kkt / count
 
 
 def safe_train_job(job: Job) -> dict:
@@ -332,7 +356,7 @@ def safe_train_job(job: Job) -> dict:
         loss = (float(torch.load(best, weights_only=True)["best"]["loss"]) if best.exists()
                 else math.inf)
         return {"family": job.family, "hidden": job.hidden, "layers": job.layers,
-                "error": repr(error), "best_val_loss": loss,
+                "kkt_weight": job.kkt_weight, "error": repr(error), "best_val_loss": loss,
                 "checkpoint": str(best) if best.exists() else None}
 
 
@@ -376,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels per node; with several values (or --layers values) every "
                          "combination is trained and the lowest validation loss kept (32)")
     ap.add_argument("--layers", type=int, nargs="+", default=[4], help="unrolled layers (4)")
+    ap.add_argument("--kkt-weight", type=float, nargs="+", default=[0.0], metavar="W",
+                    help="weight of the prediction's squared relative KKT error in the loss "
+                         "(0: label loss only); several values: one model set per weight, "
+                         "in OUT_DIR/kkt{W}/ (0)")
     ap.add_argument("--operator-norm", choices=("estimate", "bound"), default="bound",
                     help="steps normalized by the power-iteration estimate of ||A~|| or by the "
                          "bound 1 (default: bound; no power iteration at prediction time)")
@@ -400,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    if any(not (w >= 0 and math.isfinite(w)) for w in args.kkt_weight):
+        raise SystemExit(f"--kkt-weight {args.kkt_weight}: weights must be finite and >= 0")
+    if len(set(args.kkt_weight)) != len(args.kkt_weight):
+        raise SystemExit(f"--kkt-weight {args.kkt_weight}: a weight is repeated")
     if args.count >= VAL_SEED - TRAIN_SEED:
         raise SystemExit(f"--count {args.count}: training seeds would reach the validation "
                          f"seeds ({VAL_SEED}..)")
@@ -427,12 +459,33 @@ def main(argv=None) -> dict:
     jobs = [Job(family, hidden, layers, args.operator_norm,
                 args.epochs or EPOCHS[family], args.time_budget or math.inf, stop_at,
                 str(work), args.device, args.lr, args.batch_size, args.grad_clip, args.seed,
-                args.threads)
+                args.threads, weight)
             for family in args.families
-            for hidden, layers in itertools.product(args.hidden, args.layers)]
+            for weight, hidden, layers in itertools.product(args.kkt_weight, args.hidden,
+                                                            args.layers)]
     runs = run_jobs(jobs, args.parallel)
 
-    # 3. the best run per family, weights only; the summary
+    # 3. the best run per family and weight, weights only; the summary (one per output folder)
+    baselines = {}  # family -> (label loss, K) of the baseline model, evaluated once
+    summaries = {}
+    for weight in args.kkt_weight:
+        folder = out if len(args.kkt_weight) == 1 else out / f"kkt{weight:g}"
+        summaries[str(folder)] = write_models(
+            args, [r for r in runs if r["kkt_weight"] == weight], folder, work,
+            label_device, baselines)
+    labels_summary = {"seconds": round(label_seconds, 1), "workers": args.workers,
+                      "device": label_device, "gpu_workers": args.gpu_label_workers,
+                      "tol": LABEL_TOL, "splits": label_counts(labels)}
+    for folder, summary in summaries.items():
+        summary["_labels"] = labels_summary
+        (Path(folder) / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summaries[str(out)] if len(summaries) == 1 else summaries
+
+
+def write_models(args, runs: list[dict], out: Path, work: Path, label_device: str,
+                 baselines: dict) -> dict:
+    """Write each family's best run of ``runs`` (one KKT weight) to ``out/{family}.pt``; the
+    ``training.json`` summary of ``out`` updated with their entries (not yet written)."""
     from l2o.net import load_model, save_model
 
     out.mkdir(parents=True, exist_ok=True)
@@ -442,6 +495,7 @@ def main(argv=None) -> dict:
     path = out / "training.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     for family in args.families:
+        # within one weight the objectives are alike: the lowest validation objective wins
         mine = sorted((r for r in runs if r["family"] == family and r["checkpoint"]),
                       key=lambda r: r["best_val_loss"])
         if not mine:
@@ -457,23 +511,23 @@ def main(argv=None) -> dict:
             "model": target.name, "bytes": target.stat().st_size,
             "label_device": label_device, "label_tol": LABEL_TOL,
             "seeds": {split: seed_ranges(family, split, work) for split in ("train", "val")},
-            "check_val_loss": validation_loss(target, family, work, args.device),
-            "runs": [{k: r.get(k) for k in ("hidden", "layers", "epochs", "best_epoch",
-                                            "best_val_loss", "last_train_loss", "error")}
+            "runs": [{k: r.get(k) for k in ("hidden", "layers", "kkt_weight", "epochs",
+                                            "best_epoch", "best_val_loss", "best_val_kkt",
+                                            "last_train_loss", "error")}
                      for r in runs if r["family"] == family]}
-        if args.baseline and (Path(args.baseline) / f"{family}.pt").exists():
-            entry["baseline_val_loss"] = validation_loss(Path(args.baseline) / f"{family}.pt",
-                                                         family, work, args.device)
+        # label loss and K of the kept model and of the baseline, on equal terms
+        entry["check_val_loss"], entry["check_val_kkt"] = validation_losses(
+            target, family, work, args.device)
+        base = Path(args.baseline or "") / f"{family}.pt"
+        if args.baseline and base.exists():
+            if family not in baselines:
+                baselines[family] = validation_losses(base, family, work, args.device)
+            entry["baseline_val_loss"], entry["baseline_val_kkt"] = baselines[family]
         if family in previous:
             entry["previous"] = previous[family]
         summary[family] = entry
         print(json.dumps({k: v for k, v in entry.items() if k not in ("previous", "runs")}),
               flush=True)
-    summary["_labels"] = {"seconds": round(label_seconds, 1), "workers": args.workers,
-                          "device": label_device, "gpu_workers": args.gpu_label_workers,
-                          "tol": LABEL_TOL,
-                          "splits": label_counts(labels)}
-    path.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
