@@ -185,6 +185,9 @@ def main() -> None:
     parser.add_argument("--messages", choices=("plain", "signed"), default="plain",
                         help="PDHGNet messages: one channel map per direction (plain) or per "
                              "sign of A_ij (signed)")
+    parser.add_argument("--kkt-weight", type=float, default=0.0,
+                        help="weight of the prediction's squared KKT error in the loss (here "
+                             "the squared primal residual r_p^2, ~1e-6: weights ~1e3 matter)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--device", default="cpu",
                         help="where labels are solved and the model trains (cpu; e.g. cuda)")
@@ -211,7 +214,7 @@ def main() -> None:
         started = time.perf_counter()
         result = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=8,
                        out_dir=args.work / "run", device=args.device, seed=args.seed,
-                       dual_weight=0.0)
+                       dual_weight=0.0, kkt_weight=args.kkt_weight)
         print(f"trained in {time.perf_counter() - started:.0f} s; best epoch "
               f"{result.best_epoch} (validation relative squared error of x "
               f"{result.best_loss:.3e})", flush=True)

@@ -18,13 +18,19 @@ as in the shared PDHG convention) becomes a graph with
 * graph level: ``c0`` (1,) objective constant of the minimization form, ``maximize`` (1,) bool,
   ``scaled`` (1,) bool, ``a_norm`` (1,) an estimate of ||A||_2 (power iteration; 1 for an empty
   A, and 1 without the estimate, ``operator_norm=False``: what models that normalize by the
-  preconditioned bound ||A~||_2 <= 1 ask for, ``PDHGNet(operator_norm="bound")``), ``name``.
+  preconditioned bound ||A~||_2 <= 1 ask for, ``PDHGNet(operator_norm="bound")``),
+  ``objective_unscale`` (1,) = 1 / (theta_b theta_c) (1 without scaling), ``name``.
 
 With ``scaling=True`` the graph holds the diagonally preconditioned LP of the PDHG solver
 (:func:`l2o.pdhg.scaling.scale_lp`: Ruiz, Pock-Chambolle, bound/objective rescaling) instead of
 the LP as given: A~ = D1 A D2 and the matching c~, bounds; its solutions map back by
 x = s_var * x~, y = s_con * y~ with the per-node factors ``graph["var"].scale`` = D2 / theta_b and
 ``graph["con"].scale`` = D1 / theta_c (all ones without scaling): :func:`unscale_solution`.
+The original LP's objectives are ``objective_unscale`` = 1 / (theta_b theta_c) times the scaled
+ones, its row activities A x (and row bounds) are omega / s_con times A~ x~ (and the scaled
+bounds), its reduced costs c - A^T y are omega / s_var times c~ - A~^T y~, with omega =
+``objective_unscale``: enough to evaluate the solver's (unscaled) criteria on the graph
+(:func:`l2o.training.loss.kkt_losses`).
 Preconditioning gives every instance ||A~||_2 <= 1 and comparable magnitudes, so the same
 learned steps fit instances of different sizes (on a PageRank LP the row sum x = 1 alone has
 norm sqrt(n)).
@@ -123,6 +129,7 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         col_lower, col_upper, row_lower, row_upper = s.col_lower, s.col_upper, s.row_lower, \
             s.row_upper
         var_scale, con_scale = s.col_scale / s.bound_scale, s.row_scale / s.objective_scale
+        objective_unscale = 1.0 / (s.bound_scale * s.objective_scale)
     else:
         A = lp.A.to_sparse_csr().to(device, torch.float64)
         c, col_lower, col_upper, row_lower, row_upper = (
@@ -130,6 +137,7 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
                                                   lp.row_lower, lp.row_upper))
         var_scale = torch.ones(n, dtype=torch.float64, device=device)
         con_scale = torch.ones(m, dtype=torch.float64, device=device)
+        objective_unscale = 1.0
     values = A.values()
     # output_size: no device-to-host sync to learn the length
     rows = torch.repeat_interleave(torch.arange(m, device=device),
@@ -170,6 +178,7 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         a_norm = power_iteration(op, mode="svd", iters=100, tol=1e-4)
     graph.a_norm = torch.tensor([a_norm], dtype=dtype, device=device)
     graph.c0 = torch.tensor([c0], dtype=dtype, device=device)
+    graph.objective_unscale = torch.tensor([objective_unscale], dtype=dtype, device=device)
     graph.maximize = torch.tensor([lp.sense == "maximize"], device=device)
     graph.scaled = torch.tensor([bool(scaling)], device=device)
     graph.name = lp.name

@@ -10,7 +10,10 @@ For a batch of B instances with predictions (x^_b, y^_b) and labels (x*_b, y*_b)
 K_b (:func:`kkt_losses`, only computed when w_kkt > 0) is the squared relative KKT error of the
 start the solver would get from the prediction: x projected onto the column bounds, y onto the
 dual signs its rows allow, then the solver's three criteria (those of
-:func:`l2o.net.kkt_error`, in the graph's coordinates):
+:func:`l2o.net.kkt_error`) on the original LP, also for a preconditioned graph (its residuals
+and objectives mapped back with the graph's factors, see :mod:`l2o.net.graph`: the solver stops
+on the unscaled criteria, and the scaled ones do not track them; on PageRank a model with a 3x
+smaller scaled residual had a 3-7x larger unscaled one):
 
     r_p = ||A x - proj_[l_r, u_r](A x)|| / (1 + ||b||),    r_d = ||g - proj_K(g)|| / (1 + ||c||),
     gap = |c^T x - d(y)| / (1 + |c^T x| + |d(y)|),          K_b = r_p^2 + r_d^2 + gap^2,
@@ -116,21 +119,39 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
     r = torch.clamp(g, torch.where(torch.isfinite(col_upper), -inf, 0.0),
                     torch.where(torch.isfinite(col_lower), inf, 0.0))
 
-    primal_sq = _per_instance((ax - torch.clamp(ax, row_lower, row_upper)).square(), ci, graphs)
-    dual_sq = _per_instance((g - r).square(), vi, graphs)
+    # back to the original LP (module docstring of l2o.net.graph): per-row and per-column
+    # positive factors, which commute with the clamps above
+    omega = _objective_unscale(graph, graphs, dtype, x_pred.device)
+    row_factor = omega[ci] / con.scale.to(dtype)
+    col_factor = omega[vi] / var.scale.to(dtype)
+    primal_sq = _per_instance((row_factor * (ax - torch.clamp(ax, row_lower, row_upper)))
+                              .square(), ci, graphs)
+    dual_sq = _per_instance((col_factor * (g - r)).square(), vi, graphs)
     # ||b||: the finite row bounds, an equality row counted once (the solver's definition)
-    b_sq = _finite(row_lower).square() + torch.where(row_upper != row_lower,
-                                                     _finite(row_upper), 0.0).square()
-    b_norm = _per_instance(b_sq, ci, graphs).sqrt()
-    c_norm = _per_instance(c.square(), vi, graphs).sqrt()
-    pobj = _per_instance(c * x, vi, graphs)
-    dobj = (_per_instance(_finite(row_lower) * y.clamp(min=0)
-                          + _finite(row_upper) * y.clamp(max=0), ci, graphs)
-            + _per_instance(_finite(col_lower) * r.clamp(min=0)
-                            + _finite(col_upper) * r.clamp(max=0), vi, graphs))
+    lo, hi = row_factor * _finite(row_lower), row_factor * _finite(row_upper)
+    b_norm = _per_instance(lo.square() + torch.where(row_upper != row_lower, hi, 0.0).square(),
+                           ci, graphs).sqrt()
+    c_norm = _per_instance((col_factor * c).square(), vi, graphs).sqrt()
+    pobj = omega * _per_instance(c * x, vi, graphs)
+    dobj = omega * (_per_instance(_finite(row_lower) * y.clamp(min=0)
+                                  + _finite(row_upper) * y.clamp(max=0), ci, graphs)
+                    + _per_instance(_finite(col_lower) * r.clamp(min=0)
+                                    + _finite(col_upper) * r.clamp(max=0), vi, graphs))
     gap = (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs())
     # r_p^2 from the squared norm directly: sqrt has no gradient at 0 (a feasible prediction)
     return primal_sq / (1 + b_norm).square() + dual_sq / (1 + c_norm).square() + gap.square()
+
+
+def _objective_unscale(graph, graphs: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """omega = 1 / (theta_b theta_c) per instance (ones for graphs built without scaling)."""
+    omega = getattr(graph, "objective_unscale", None)
+    if omega is not None:
+        return omega.to(device, dtype).reshape(graphs)
+    scaled = getattr(graph, "scaled", None)
+    if scaled is not None and bool(scaled.any()):
+        raise ValueError("kkt_losses: a preconditioned graph without objective_unscale (built "
+                         "by an older lp_to_graph): rebuild it")
+    return torch.ones(graphs, dtype=dtype, device=device)
 
 
 def instance_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph, *, eps: float = 1e-6,
