@@ -11,10 +11,14 @@ before the projection), and report the iterations against the cold start's. A le
 prediction has relative errors of this kind (the models' validation relative squared errors
 0.14-0.45, i.e. eps ~ 0.4-0.7), so the table says which accuracy a model would need for a
 given saving, independently of any model. eps = 0 is the reference pair itself (its KKT error
-is the label tolerance).
+is the label tolerance). With ``--models DIR`` the family's model ``DIR/{family}.pt`` is run on the
+same instances too (its prediction, projected as ``l2o.net.predict_warm_start`` does), and its
+own relative errors ||x^ - x*|| / ||x*||, ||y^ - y*|| / ||y*|| and iterations are reported next to
+the perturbed starts' (rows with eps = "model").
 
     python benchmarks/warmstart_sensitivity.py [--families setcover auction facility]
-        [--sizes train] [--seeds 2] [--eps 0.5 0.1 0.01 0.001 0] [--device cpu] [--out DIR]
+        [--sizes train] [--seeds 2] [--eps 0.5 0.1 0.01 0.001 0] [--models benchmarks/models]
+        [--device cpu] [--out DIR]
 
 Prints a table and writes ``sensitivity.json`` and ``sensitivity.csv`` to ``--out``. Iteration
 counts do not depend on the machine (timing is not measured here); on a 2-core CPU the default
@@ -59,7 +63,7 @@ def perturbed_start(lp, x_star: torch.Tensor, y_star: torch.Tensor, eps: float,
 def run(args: argparse.Namespace) -> list[dict]:
     l2o = B.import_l2o()
     from l2o.datasets import generate
-    from l2o.net import kkt_error
+    from l2o.net import kkt_error, load_model, predict_warm_start
 
     device = torch.device(args.device)
     rows = []
@@ -76,14 +80,22 @@ def run(args: argparse.Namespace) -> list[dict]:
                     continue
                 cold = l2o.solve_lp(lp, tol=args.tol, device=device, time_limit=args.time_limit)
                 x_star, y_star = ref.x.double().cpu(), ref.y.double().cpu()
-                for eps in args.eps:
-                    gen = torch.Generator().manual_seed(1000 * k + 17)
-                    start = perturbed_start(lp, x_star, y_star, eps, gen)
+                starts = list(args.eps) + (["model"] if args.models else [])
+                for eps in starts:
+                    if eps == "model":
+                        model = load_model(Path(args.models) / f"{family}.pt", device)
+                        ws = predict_warm_start(model, lp, device)
+                        start = (ws.x.double().cpu(), ws.y.double().cpu())
+                    else:
+                        gen = torch.Generator().manual_seed(1000 * k + 17)
+                        start = perturbed_start(lp, x_star, y_star, eps, gen)
                     kkt = kkt_error(lp, *start)
                     warm = l2o.solve_lp(lp, tol=args.tol, device=device, warm_start=start,
                                         time_limit=args.time_limit)
                     row = {"family": family, "size": size, "seed": seed, "eps": eps,
                            "n": lp.num_cols, "m": lp.num_rows,
+                           "rel_error_x": _relative(start[0], x_star),
+                           "rel_error_y": _relative(start[1], y_star),
                            "cold_iterations": cold.iterations,
                            "warm_iterations": warm.iterations, "warm_status": warm.status.value,
                            "warm_optimal": warm.status == l2o.LPStatus.OPTIMAL,
@@ -91,12 +103,18 @@ def run(args: argparse.Namespace) -> list[dict]:
                            "kkt0_primal": kkt["rel_primal_residual"],
                            "kkt0_dual": kkt["rel_dual_residual"], "kkt0_gap": kkt["rel_gap"]}
                     rows.append(row)
-                    print(f"{family:>9} {size:>5} seed {seed} eps {eps:>7.3g}  iterations "
+                    print(f"{family:>9} {size:>5} seed {seed} eps {eps:>7}  errors "
+                          f"{row['rel_error_x']:.2f}/{row['rel_error_y']:.2f}  iterations "
                           f"{warm.iterations:>7} (cold {cold.iterations:>7}) "
                           f"ratio {row['iteration_ratio']:5.2f}x  KKT0 "
                           f"{kkt['rel_primal_residual']:.1e}/{kkt['rel_dual_residual']:.1e}/"
                           f"{kkt['rel_gap']:.1e}  {warm.status.value}", flush=True)
     return rows
+
+
+def _relative(v: torch.Tensor, ref: torch.Tensor) -> float:
+    norm = float(torch.linalg.vector_norm(ref))
+    return float(torch.linalg.vector_norm(v - ref)) / norm if norm > 0 else math.nan
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -109,6 +127,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         ratio = math.exp(sum(math.log(r["iteration_ratio"]) for r in rs) / len(rs))
         out.append({"family": family, "size": size, "eps": eps, "seeds": len(rs),
                     "iteration_ratio": ratio,
+                    "rel_error_x": [round(r["rel_error_x"], 3) for r in rs],
+                    "rel_error_y": [round(r["rel_error_y"], 3) for r in rs],
                     "warm_iterations": [r["warm_iterations"] for r in rs],
                     "cold_iterations": [r["cold_iterations"] for r in rs],
                     "all_optimal": all(r["warm_optimal"] for r in rs)})
@@ -124,6 +144,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--label-tol", type=float, default=1e-8)
     ap.add_argument("--time-limit", type=float, default=120.0)
+    ap.add_argument("--models", help="folder of {family}.pt models to compare (optional)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     ap.add_argument("--out", default="sensitivity_out")
@@ -135,8 +156,9 @@ def main(argv=None) -> list[dict]:
     summary = summarize(rows)
     print("\nsummary (geometric mean over seeds of cold / warm iterations):")
     for s in summary:
-        print(f"  {s['family']:>9} {s['size']:>5} eps {s['eps']:>7.3g}  "
-              f"{s['iteration_ratio']:5.2f}x  warm {s['warm_iterations']} cold "
+        print(f"  {s['family']:>9} {s['size']:>5} eps {s['eps']:>7}  "
+              f"{s['iteration_ratio']:5.2f}x  errors x {s['rel_error_x']} y {s['rel_error_y']}  "
+              f"warm {s['warm_iterations']} cold "
               f"{s['cold_iterations']}" + ("" if s["all_optimal"] else "  (not all OPTIMAL)"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
