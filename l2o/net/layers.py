@@ -149,13 +149,14 @@ class PDHGLayer(nn.Module):
         tau = self.tau * step_x
         sigma = self.sigma * step_y
         # Primal: a gradient step on the Lagrangian c^T x - y^T A x, then the bound projection.
+        # signed: the messages of the negative entries get their own maps, stacked under the
+        # positive ones for the one product with [A+ | A-]
         VY = torch.cat([self.V(Y), self.V_neg(Y)]) if self.signed else self.V(Y)
-        ATY = AT @ VY
-        X_new = project_primal(self.U(X) - tau * (c.unsqueeze(1) - ATY), x_lower, x_upper,
+        X_new = project_primal(self.U(X) - tau * (c.unsqueeze(1) - AT @ VY), x_lower, x_upper,
                                self.leak)
         X_bar = 2.0 * self.R(X_new) - self.S(X)          # extrapolation, 2 x+ - x for identities
-        W = self.Q(Y) - sigma * (A @ (torch.cat([X_bar, self.M_neg(X_bar)]) if self.signed
-                                      else X_bar))
+        MX = torch.cat([X_bar, self.M_neg(X_bar)]) if self.signed else X_bar
+        W = self.Q(Y) - sigma * (A @ MX)
         Y_new = project_dual(W, sigma, y_lower, y_upper, self.leak)
         return X_new, Y_new
 
