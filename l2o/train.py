@@ -88,12 +88,14 @@ class TrainResult:
         history: one dict per completed epoch (the columns of ``metrics.csv``).
         best_epoch, best_loss: the epoch of ``best.pt`` and its validation (or training) loss.
         out_dir: where the files are; ``last`` / ``best``: the checkpoint paths.
+        stopped_early: the ``time_limit`` ended the call before ``epochs`` (resume continues).
     """
 
     history: list[dict[str, Any]]
     best_epoch: int
     best_loss: float
     out_dir: Path
+    stopped_early: bool = False
     last: Path = field(init=False)
     best: Path = field(init=False)
 
@@ -192,7 +194,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
           batch_size: int = 8, out_dir: str | Path, resume: bool = False, device: Any = "auto",
           seed: int = 0, log_every: int = 0, eps: float = 1e-6, dual_weight: float = 1.0,
           kkt_weight: float = 0.0, grad_clip: float | None = None, weight_decay: float = 0.0,
-          num_workers: int = 0, verbose: bool = True) -> TrainResult:
+          num_workers: int = 0, verbose: bool = True,
+          time_limit: float | None = None) -> TrainResult:
     """Train ``model`` to predict (x*, y*) (see the module docstring for what is written).
 
     Args:
@@ -212,6 +215,9 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         grad_clip: clip the gradient's global norm to this value (None: no clipping).
         num_workers: DataLoader worker processes.
         verbose: print one line per epoch (rank 0 only).
+        time_limit: wall-clock seconds for this call: after the epoch that reaches it, training
+            stops with both checkpoints written (``stopped_early``); ``resume=True`` continues
+            exactly where it stopped. None: no limit. All processes stop after the same epoch.
 
     Returns:
         A :class:`TrainResult`.
@@ -230,6 +236,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         raise ValueError(f"train: epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"train: batch_size must be a positive integer, got {batch_size!r}")
+    if time_limit is not None and not time_limit >= 0:
+        raise ValueError(f"train: time_limit must be >= 0 seconds or None, got {time_limit!r}")
     if not (kkt_weight >= 0 and math.isfinite(kkt_weight)):
         raise ValueError(f"train: kkt_weight must be a finite number >= 0, got {kkt_weight!r}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -242,6 +250,8 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         raise ValueError(f"{out} already holds a training run (last.pt); pass resume=True "
                          f"(--resume) to continue it, or choose a new directory")
 
+    call_started = time.perf_counter()
+    stopped_early = False
     run = setup(device)
     try:
         config = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": int(seed),
@@ -333,6 +343,16 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                     print(f"epoch {epoch + 1}/{epochs}  train {row['train_loss']:.4e}{val}  "
                           f"lr {row['lr']:.2e}  {epoch_time:.1f} s" + ("  *" if improved else ""),
                           flush=True)
+            if time_limit is not None and epoch + 1 < epochs:
+                # one decision for all processes (their clocks differ): stop if any is over
+                over = torch.tensor([float(time.perf_counter() - call_started >= time_limit)],
+                                    dtype=torch.float64, device=run.device)
+                if run.all_reduce_sum(over).item() > 0:
+                    stopped_early = True
+                    if run.is_main and verbose:
+                        print(f"time limit of {time_limit:g} s reached after epoch {epoch + 1}; "
+                              f"resume to continue", flush=True)
+                    break
         if board is not None:
             board.close()
     except BaseException:
@@ -340,7 +360,7 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
         raise
     run.close()
     return TrainResult(history=history, best_epoch=best["epoch"], best_loss=best["loss"],
-                       out_dir=out)
+                       out_dir=out, stopped_early=stopped_early)
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -423,6 +443,9 @@ def build_parser(subparsers) -> argparse.ArgumentParser:
                              "negative coefficients, two sparse products per direction)")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="stop after the epoch that reaches this wall-clock time, with the "
+                             "checkpoints written; --resume continues exactly (default: none)")
     parser.add_argument("--kkt-weight", type=float, default=0.0,
                         help="weight of the prediction's squared relative KKT error (primal "
                              "residual, dual residual, gap of the start the solver would get) "
@@ -467,8 +490,8 @@ def run_train(args: argparse.Namespace) -> int:
               batch_size=args.batch_size, out_dir=args.out, resume=args.resume,
               device=args.device, seed=args.seed, log_every=args.log_every,
               dual_weight=args.dual_weight, kkt_weight=args.kkt_weight,
-              grad_clip=args.grad_clip,
-              num_workers=args.num_workers)
+              grad_clip=args.grad_clip, num_workers=args.num_workers,
+              time_limit=args.time_limit)
     except FileNotFoundError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 3

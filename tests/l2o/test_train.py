@@ -6,6 +6,7 @@ import argparse
 import csv
 import os
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,37 @@ def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
         assert row_d["val_loss"] == pytest.approx(row_s["val_loss"], rel=1e-10)
 
 
+def _ddp_limited_worker(rank: int, world_size: int, port: int, data_root: str, out: str) -> None:
+    """Like _ddp_worker, 3 epochs, but only rank 1 has run out of time (limit 0 s)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    data = LPDataset(data_root, dtype=torch.float64)
+    result = train(_model(), data, data, epochs=3, lr=0.02, batch_size=1, out_dir=out,
+                   device="cpu", seed=1, verbose=False, time_limit=1e9 if rank == 0 else 0.0)
+    (Path(out) / f"rank{rank}.txt").write_text(f"{len(result.history)} {result.stopped_early}")
+
+
+def test_distributed_time_limit_stops_every_process_after_the_same_epoch(data, tmp_path):
+    """One process over its limit stops all of them after that epoch (else the others would
+    wait forever in the next epoch's collectives)."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp_limit"
+    method = os.environ.get("L2O_TEST_START_METHOD") or (
+        "spawn" if torch.cuda.is_initialized() else "fork")
+    context = mp.start_processes(_ddp_limited_worker,
+                                 args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
+                                 start_method=method, join=False)
+    deadline = time.monotonic() + 120      # a regression would hang in a collective: fail
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the processes did not stop together (hang in a collective)")
+    assert [(out / f"rank{r}.txt").read_text() for r in (0, 1)] == ["1 True", "1 True"]
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="l2o")
     build_parser(parser.add_subparsers(dest="command"))
@@ -352,3 +384,35 @@ def test_kkt_weight_trains_logs_and_resumes(data, tmp_path):
     save_checkpoint(last, plain / "last.pt")
     resumed = _run(data, plain, epochs=2, resume=True)
     assert len(resumed.history) == 2 and resumed.history[1]["train_kkt"] == 0.0
+
+
+def test_time_limit_stops_after_an_epoch_and_resume_continues_exactly(data, tmp_path):
+    """time_limit=0: one epoch per call, checkpoints written, stopped_early; resuming until the
+    end gives the same history as one uninterrupted run."""
+    full = _run(data, tmp_path / "full", epochs=3)
+    assert not full.stopped_early
+    out = tmp_path / "limited"
+    part = _run(data, out, epochs=3, time_limit=0.0)
+    assert part.stopped_early and len(part.history) == 1
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    part = _run(data, out, epochs=3, resume=True, time_limit=0.0, model=_model(seed=9))
+    assert part.stopped_early and len(part.history) == 2
+    rest = _run(data, out, epochs=3, resume=True, model=_model(seed=9))
+    assert not rest.stopped_early
+    assert [r["train_loss"] for r in rest.history] == [r["train_loss"] for r in full.history]
+    assert [r["val_loss"] for r in rest.history] == [r["val_loss"] for r in full.history]
+    with pytest.raises(ValueError, match="time_limit"):
+        _run(data, tmp_path / "bad", epochs=1, time_limit=-1.0)
+
+
+def test_time_limit_through_the_cli(data_dir, tmp_path, capsys):
+    out = tmp_path / "cli_limit"
+    common = ["train", "--data", str(data_dir), "--out", str(out), "--hidden", "2", "--layers",
+              "1", "--val-fraction", "0", "--device", "cpu", "--epochs", "3"]
+    args = _parse([*common, "--time-limit", "0"])
+    assert args.handler(args) == 0
+    assert "time limit of 0 s reached after epoch 1" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    args = _parse([*common, "--resume"])
+    assert args.handler(args) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
