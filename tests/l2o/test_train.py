@@ -159,6 +159,15 @@ def _ddp_worker(rank: int, world_size: int, port: int, data_root: str, out: str)
     torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
 
 
+def _start_method() -> str:
+    """fork where possible: the children reuse the imported modules (a fresh interpreter per
+    rank costs seconds). Not on a machine with CUDA: a forked child cannot use CUDA once the
+    parent's driver is initialized, and torch touches it even in CPU training (Adam's step checks
+    for CUDA graph capture whenever CUDA is available), so there spawn."""
+    return os.environ.get("L2O_TEST_START_METHOD") or (
+        "spawn" if torch.cuda.is_available() else "fork")
+
+
 def _free_port() -> int:
     import socket
 
@@ -171,13 +180,8 @@ def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
     import torch.multiprocessing as mp
 
     out = tmp_path / "ddp"
-    # fork: the children reuse the imported modules (a fresh interpreter per rank costs seconds);
-    # but a child forked after this process initialized CUDA (earlier tests on a GPU machine)
-    # may not touch CUDA at all, so then spawn
-    method = os.environ.get("L2O_TEST_START_METHOD") or (
-        "spawn" if torch.cuda.is_initialized() else "fork")
     mp.start_processes(_ddp_worker, args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
-                       start_method=method, join=True)
+                       start_method=_start_method(), join=True)
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["config"]["world_size"] == 2
@@ -209,11 +213,9 @@ def test_distributed_time_limit_stops_every_process_after_the_same_epoch(data, t
     import torch.multiprocessing as mp
 
     out = tmp_path / "ddp_limit"
-    method = os.environ.get("L2O_TEST_START_METHOD") or (
-        "spawn" if torch.cuda.is_initialized() else "fork")
     context = mp.start_processes(_ddp_limited_worker,
                                  args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
-                                 start_method=method, join=False)
+                                 start_method=_start_method(), join=False)
     deadline = time.monotonic() + 120      # a regression would hang in a collective: fail
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
