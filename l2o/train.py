@@ -32,6 +32,7 @@ The CLI is ``l2o train --data DIR --out DIR --epochs N ...`` (:func:`build_parse
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import math
 import random
@@ -355,6 +356,14 @@ def train(model: nn.Module, train_set, val_set=None, *, epochs: int, lr: float =
                     break
         if board is not None:
             board.close()
+        # Free the DDP wrapper while the process group is still registered, so that its
+        # reducer only drops a reference and the group is destroyed by destroy_process_group
+        # (which releases the GIL). Destroyed through the reducer instead, gloo's destructor
+        # joins its worker thread with the GIL held while that thread may still need the GIL
+        # to free the last collective's tensors: a deadlock (pytorch/pytorch#56297) that hung
+        # the two-process test once on this project's CI machine.
+        del net
+        gc.collect()
     except BaseException:
         run.close(barrier=False)
         raise

@@ -176,12 +176,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
+def _run_ranks(worker, data_root: str, out: Path, *, deadline: float = 120.0,
+               attempts: int = 2) -> None:
+    """Run ``worker`` as 2 processes over gloo into ``out``; fail if they do not finish within
+    ``deadline`` seconds, on every one of ``attempts`` tries (fresh port and folder each time).
+
+    Why a retry on a hang only: torch's gloo teardown can deadlock on the GIL now and then
+    (pytorch/pytorch#56297; seen once on the CI machine, see the comment in l2o.train.train);
+    a hang is retried, a wrong result is never retried (the assertions come after this).
+    """
+    import shutil
+
     import torch.multiprocessing as mp
 
+    for attempt in range(1, attempts + 1):
+        shutil.rmtree(out, ignore_errors=True)
+        context = mp.start_processes(worker, args=(2, _free_port(), data_root, str(out)),
+                                     nprocs=2, start_method=_start_method(), join=False)
+        stop = time.monotonic() + deadline
+        while not context.join(timeout=1):
+            if time.monotonic() > stop:
+                for process in context.processes:
+                    process.kill()
+                break
+        else:
+            return
+        if attempt == attempts:
+            pytest.fail(f"the {worker.__name__} processes hung {attempts} times "
+                        f"(more than {deadline:g} s each)")
+
+
+def test_distributed_two_cpu_processes_over_gloo(data, tmp_path):
     out = tmp_path / "ddp"
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
-                       start_method=_start_method(), join=True)
+    _run_ranks(_ddp_worker, str(data.root), out)
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["config"]["world_size"] == 2
@@ -210,18 +237,9 @@ def _ddp_limited_worker(rank: int, world_size: int, port: int, data_root: str, o
 def test_distributed_time_limit_stops_every_process_after_the_same_epoch(data, tmp_path):
     """One process over its limit stops all of them after that epoch (else the others would
     wait forever in the next epoch's collectives)."""
-    import torch.multiprocessing as mp
-
     out = tmp_path / "ddp_limit"
-    context = mp.start_processes(_ddp_limited_worker,
-                                 args=(2, _free_port(), str(data.root), str(out)), nprocs=2,
-                                 start_method=_start_method(), join=False)
-    deadline = time.monotonic() + 120      # a regression would hang in a collective: fail
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the processes did not stop together (hang in a collective)")
+    # a regression (processes deciding on their own) hangs in the next collective: fails here
+    _run_ranks(_ddp_limited_worker, str(data.root), out, deadline=60)
     assert [(out / f"rank{r}.txt").read_text() for r in (0, 1)] == ["1 True", "1 True"]
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
 
