@@ -175,16 +175,15 @@ def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
 
     Shapes: y (m,) -> (m,) float64 CPU.
     """
+    from l2o.pdhg.termination import sign_bounds
+
     y = torch.as_tensor(y).detach().to("cpu", torch.float64).reshape(-1)
     if y.numel() != lp.num_rows:
         raise ValueError(f"project_dual_signs: y has {y.numel()} entries, the LP has "
                          f"{lp.num_rows} rows")
-    lower_finite = torch.isfinite(lp.row_lower.double().cpu())
-    upper_finite = torch.isfinite(lp.row_upper.double().cpu())
-    inf = torch.full_like(y, float("inf"))
-    lo = torch.where(upper_finite, -inf, torch.zeros_like(y))   # y_i < 0 needs a finite u_r,i
-    hi = torch.where(lower_finite, inf, torch.zeros_like(y))    # y_i > 0 needs a finite l_r,i
-    return torch.clamp(y, lo, hi)
+    # y_i < 0 needs a finite u_r,i, y_i > 0 a finite l_r,i
+    return torch.clamp(y, *sign_bounds(lp.row_lower.double().cpu(),
+                                       lp.row_upper.double().cpu()))
 
 
 def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
@@ -376,7 +375,7 @@ def kkt_error(lp, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
     """
     from l2o.pdhg.scaling import finite_bound_norm
-    from l2o.pdhg.termination import bound_term
+    from l2o.pdhg.termination import bound_term, sign_bounds
 
     x = torch.as_tensor(x).detach().to("cpu", torch.float64)
     y = torch.as_tensor(y).detach().to("cpu", torch.float64)
@@ -388,9 +387,7 @@ def kkt_error(lp, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     ax = A @ x
     aty = A.t() @ y if y.numel() else torch.zeros_like(c)
     g = c - aty
-    rc_lower = torch.where(torch.isfinite(col_upper), -torch.inf, 0.0).to(g)
-    rc_upper = torch.where(torch.isfinite(col_lower), torch.inf, 0.0).to(g)
-    r = torch.clamp(g, rc_lower, rc_upper)
+    r = torch.clamp(g, *sign_bounds(col_lower, col_upper))
     pobj = float(c @ x) + c0
     dobj = float(bound_term(y, row_lower, row_upper) + bound_term(r, col_lower, col_upper)) + c0
     primal = torch.linalg.vector_norm(ax - torch.clamp(ax, row_lower, row_upper))

@@ -106,6 +106,21 @@ def inf_norm(v: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(v, float("inf"))
 
 
+def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interval [lo, hi] a multiplier of the bounds l <= . <= u may take (shared convention):
+    its positive part pairs with a finite l, its negative part with a finite u, so
+
+        lo = -inf where u is finite, else 0;    hi = +inf where l is finite, else 0.
+
+    For row duals y (bounds of A x) and reduced costs r (column bounds) alike; same shape and
+    dtype as ``lower``.
+    """
+    inf = torch.full_like(lower, float("inf"))
+    zero = torch.zeros_like(lower)
+    return (torch.where(torch.isfinite(upper), -inf, zero),
+            torch.where(torch.isfinite(lower), inf, zero))
+
+
 def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """sum_i (l_i v_i^+ - u_i v_i^-), infinite bounds contributing 0 (their v part is 0)."""
     lo = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower))
@@ -230,11 +245,7 @@ def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
         return 0.0, 0.0
     y = y / scale
     g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
-    rc_lower = torch.where(torch.isfinite(uc), torch.full_like(g, -float("inf")),
-                           torch.zeros_like(g))
-    rc_upper = torch.where(torch.isfinite(lc), torch.full_like(g, float("inf")),
-                           torch.zeros_like(g))
-    r = torch.clamp(g, rc_lower, rc_upper)
+    r = torch.clamp(g, *sign_bounds(lc.to(g), uc.to(g)))
     objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
     residual = torch.maximum(inf_norm(g - r),
                              _sign_violation(y, torch.isfinite(lr), torch.isfinite(ur)))

@@ -99,6 +99,7 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
         (B,) tensor: r_p^2 + r_d^2 + gap^2 per instance.
     """
     from l2o.net.graph import CON, VAR, graph_operator
+    from l2o.pdhg.termination import sign_bounds
 
     var, con = graph[VAR], graph[CON]
     dtype = x_pred.dtype
@@ -109,15 +110,12 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
     col_lower, col_upper = var.lower.to(dtype), var.upper.to(dtype)
     row_lower, row_upper = con.lower.to(dtype), con.upper.to(dtype)
     A, AT = graph_operator(graph, dtype)
-    inf = float("inf")
     # the start the solver gets: x in its bounds, y with the signs its rows allow
     x = torch.clamp(x_pred, col_lower, col_upper)
-    y = torch.clamp(y_pred, torch.where(torch.isfinite(row_upper), -inf, 0.0),
-                    torch.where(torch.isfinite(row_lower), inf, 0.0))
+    y = torch.clamp(y_pred, *sign_bounds(row_lower, row_upper))
     ax = (A @ x.unsqueeze(1)).squeeze(1)
     g = c - (AT @ y.unsqueeze(1)).squeeze(1)
-    r = torch.clamp(g, torch.where(torch.isfinite(col_upper), -inf, 0.0),
-                    torch.where(torch.isfinite(col_lower), inf, 0.0))
+    r = torch.clamp(g, *sign_bounds(col_lower, col_upper))
 
     # back to the original LP (module docstring of l2o.net.graph): per-row and per-column
     # positive factors, which commute with the clamps above
