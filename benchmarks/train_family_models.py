@@ -35,10 +35,11 @@ seed ``1,000,000 + i``; the benchmark draws its instances from seeds >= ``pdhgne
 10,000-40,015 and 900,001). The models committed before 2026-11-27 18:00 UTC used validation
 seeds 1000-1015 (fine then: only 128 training seeds).
 
-Time: ``train`` has no wall-clock stop, so with ``--time-budget S`` a run is trained in chunks of
-epochs (``train(..., resume=True)`` continues exactly where the last chunk ended: data order and
-RNG states are restored), the chunk length from the measured epoch time, until the next chunk
-would overrun S seconds or ``--epochs`` is reached; ``best.pt`` keeps the best epoch throughout.
+Time: with ``--time-budget S`` a run is one ``train(..., resume=True, time_limit=...)`` call:
+it stops after the epoch that reaches S seconds (or ``--deadline``), so it may overrun by up to
+one epoch, or at ``--epochs``; ``best.pt`` keeps the best epoch, and calling the script again
+resumes the run exactly (data order and RNG states are restored). Per-epoch numbers are in each
+run's ``metrics.csv``.
 ``--deadline S`` caps the whole script (labels + training) at S seconds of wall time and
 ``--label-budget S`` skips label shards not started S seconds after the start (the summary gives
 the instances actually used).
@@ -84,7 +85,6 @@ RELAXATION_FAMILIES = ("setcover", "auction", "facility")
 EPOCHS = {"setcover": 150, "auction": 60, "facility": 60}
 TRAIN_SEED, VAL_SEED = 0, 1_000_000
 LABEL_TOL = 1e-8
-MAX_CHUNK = 25  # epochs per train() call under a time budget (the epoch time is re-measured)
 
 
 # ---- labelled data, in shards -------------------------------------------------------------------
@@ -255,13 +255,7 @@ class Job:
 
 
 def train_job(job: Job) -> dict:
-    """Train one run, in chunks of epochs under a time budget; a summary dict.
-
-    A chunk is one ``train(..., resume=True)`` call up to a later epoch; the first chunk is one
-    epoch (it also builds the cached graphs), later ones as many epochs as the measured epoch
-    time leaves room for (at most ``MAX_CHUNK``). The run stops at ``job.epochs``, or before a
-    chunk that would end after the budget or ``job.stop_at``.
-    """
+    """Train one run up to ``job.epochs`` or its time budget / ``job.stop_at``; a summary dict."""
     from l2o.net import PDHGNet
     from l2o.train import train
 
@@ -275,33 +269,18 @@ def train_job(job: Job) -> dict:
                     operator_norm=job.operator_norm)
     started = time.perf_counter()
     end = min(time.time() + job.budget, job.stop_at)
-    result, per_epoch, stopped = None, None, "epochs"
-    done = _epochs_done(job.run_dir)
-    while done < job.epochs:
-        chunk = 1 if math.isfinite(end) else job.epochs - done  # no budget: all in one call
-        if per_epoch is not None:
-            chunk = min(job.epochs - done, MAX_CHUNK, int((end - time.time()) / per_epoch))
-            if chunk < 1:
-                stopped = "time"
-                break
-        chunk_started = time.perf_counter()
-        result = train(model, train_set, val_set, epochs=done + chunk, lr=job.lr,
-                       batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
-                       device=job.device, seed=job.seed, grad_clip=job.grad_clip,
-                       kkt_weight=job.kkt_weight, verbose=False)
-        per_epoch = (time.perf_counter() - chunk_started) / chunk
-        done = len(result.history)
-        row = result.history[-1]
-        kkt = f" (kkt {row['val_kkt']:.4f})" if job.kkt_weight else ""
-        print(f"[{job.name}] epoch {done}: train {row['train_loss']:.4f} val "
-              f"{row['val_loss']:.4f}{kkt} best {result.best_loss:.4f} (epoch "
-              f"{result.best_epoch}), {per_epoch:.2f} s/epoch, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-    if result is None:  # nothing left to do: the run was already complete
-        result = train(model, train_set, val_set, epochs=done, lr=job.lr,
-                       batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
-                       device=job.device, seed=job.seed, grad_clip=job.grad_clip,
-                       kkt_weight=job.kkt_weight, verbose=False)
+    limit = max(0.0, end - time.time()) if math.isfinite(end) else None
+    result = train(model, train_set, val_set, epochs=job.epochs, lr=job.lr,
+                   batch_size=job.batch_size, out_dir=job.run_dir, resume=True,
+                   device=job.device, seed=job.seed, grad_clip=job.grad_clip,
+                   kkt_weight=job.kkt_weight, verbose=False, time_limit=limit)
+    stopped = "time" if result.stopped_early else "epochs"
+    row = result.history[-1]
+    kkt = f" (kkt {row['val_kkt']:.4f})" if job.kkt_weight else ""
+    print(f"[{job.name}] epoch {len(result.history)}: train {row['train_loss']:.4f} val "
+          f"{row['val_loss']:.4f}{kkt} best {result.best_loss:.4f} (epoch "
+          f"{result.best_epoch}), stopped by {stopped}, {time.perf_counter() - started:.0f} s",
+          flush=True)
     best_row = result.history[result.best_epoch - 1] if result.best_epoch else {}
     return {"family": job.family, "hidden": job.hidden, "layers": job.layers,
             "kkt_weight": job.kkt_weight,
@@ -315,11 +294,6 @@ def train_job(job: Job) -> dict:
             "train_seconds_this_call": round(time.perf_counter() - started, 1),
             "train_seconds_total": round(float(result.history[-1]["elapsed"]), 1),
             "checkpoint": str(result.best)}
-
-
-def _epochs_done(run_dir: Path) -> int:
-    last = run_dir / "last.pt"
-    return int(torch.load(last, weights_only=True)["epoch"]) if last.exists() else 0
 
 
 @torch.no_grad()
@@ -391,9 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"epochs for every run, the most under --time-budget (default per "
                          f"family: {EPOCHS})")
     ap.add_argument("--time-budget", type=float, metavar="S",
-                    help="stop each run's training after about S seconds (best epoch kept)")
+                    help="stop each run after the epoch that reaches S seconds (best epoch kept)")
     ap.add_argument("--deadline", type=float, metavar="S",
-                    help="end all training S seconds after the script started")
+                    help="end all training after the epoch that reaches S seconds after the "
+                         "script started")
     ap.add_argument("--label-budget", type=float, metavar="S",
                     help="skip label shards not started S seconds after the start")
     ap.add_argument("--hidden", type=int, nargs="+", default=[32],
