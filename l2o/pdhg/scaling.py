@@ -29,7 +29,8 @@ from bilevel.linalg.operators import csr_tensor
 
 from .profile import PhaseTimer
 
-__all__ = ["LPArrays", "ScaledLP", "csr_operator", "finite_bound_norm", "lp_arrays", "scale_lp"]
+__all__ = ["LPArrays", "ScaledLP", "csr_operator", "finite_bound_norm", "finite_or_zero",
+           "lp_arrays", "scale_lp"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -184,9 +185,14 @@ def csr_operator(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
     return _operator(csr, csr_t)
 
 
+def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
+    """v where it is finite, 0 where it is +-inf (an infinite bound contributes nothing)."""
+    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
+
+
 def finite_bound_norm(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """||b||_2 with b the finite row bounds, an equality row (l = u) counted once."""
-    lo = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower))
+    lo = finite_or_zero(lower)
     hi = torch.where(torch.isfinite(upper) & (upper != lower), upper, torch.zeros_like(upper))
     return torch.sqrt(torch.sum(lo * lo) + torch.sum(hi * hi))
 
@@ -195,10 +201,6 @@ def _inv_sqrt(v: torch.Tensor) -> torch.Tensor:
     """1/sqrt(v) where v > 0, 1 elsewhere (empty rows/columns are left alone)."""
     return torch.where(v > 0, torch.rsqrt(torch.where(v > 0, v, torch.ones_like(v))),
                        torch.ones_like(v))
-
-
-def _finite_or_zero(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
 
 
 def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: int = 10,
@@ -245,10 +247,10 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
     for _ in range(geometric_mean_passes):
         # rows, then columns of the row-scaled matrix: 1/sqrt(min |a| max |a|) over nonzeros
         big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
-        r = _inv_sqrt(reduce(row, m, vals, "amax") * _finite_or_zero(reduce_min(row, m, big)))
+        r = _inv_sqrt(reduce(row, m, vals, "amax") * finite_or_zero(reduce_min(row, m, big)))
         vals = vals * r[row]
         big = torch.where(vals > 0, vals, torch.full_like(vals, float("inf")))
-        s = _inv_sqrt(reduce(col, n, vals, "amax") * _finite_or_zero(reduce_min(col, n, big)))
+        s = _inv_sqrt(reduce(col, n, vals, "amax") * finite_or_zero(reduce_min(col, n, big)))
         vals = vals * s[col]
         d1, d2 = d1 * r, d2 * s
     for _ in range(ruiz_iterations):

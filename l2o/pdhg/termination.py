@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .scaling import ScaledLP, finite_bound_norm
+from .scaling import ScaledLP, finite_bound_norm, finite_or_zero
 
 __all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
            "verify_dual_ray", "verify_primal_ray"]
@@ -123,8 +123,7 @@ def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor,
 
 def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """sum_i (l_i v_i^+ - u_i v_i^-), infinite bounds contributing 0 (their v part is 0)."""
-    lo = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower))
-    hi = torch.where(torch.isfinite(upper), upper, torch.zeros_like(upper))
+    lo, hi = finite_or_zero(lower), finite_or_zero(upper)
     return torch.sum(lo * torch.clamp(v, min=0)) - torch.sum(hi * torch.clamp(v, max=0).neg())
 
 

@@ -83,10 +83,6 @@ def _per_instance(values: torch.Tensor, index: torch.Tensor, graphs: int) -> tor
     return values.new_zeros(graphs).index_add_(0, index, values)
 
 
-def _finite(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
-
-
 def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tensor:
     """K_b of every instance of a (batched) graph (see the module docstring), differentiable.
 
@@ -99,6 +95,7 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
         (B,) tensor: r_p^2 + r_d^2 + gap^2 per instance.
     """
     from l2o.net.graph import CON, VAR, graph_operator
+    from l2o.pdhg.scaling import finite_or_zero
     from l2o.pdhg.termination import sign_bounds
 
     var, con = graph[VAR], graph[CON]
@@ -125,16 +122,17 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
     primal_sq = _per_instance((row_factor * (ax - torch.clamp(ax, row_lower, row_upper)))
                               .square(), ci, graphs)
     dual_sq = _per_instance((col_factor * (g - r)).square(), vi, graphs)
+    # infinite bounds contribute nothing to ||b|| or to the dual objective
+    lr0, ur0 = finite_or_zero(row_lower), finite_or_zero(row_upper)
+    lc0, uc0 = finite_or_zero(col_lower), finite_or_zero(col_upper)
     # ||b||: the finite row bounds, an equality row counted once (the solver's definition)
-    lo, hi = row_factor * _finite(row_lower), row_factor * _finite(row_upper)
-    b_norm = _per_instance(lo.square() + torch.where(row_upper != row_lower, hi, 0.0).square(),
-                           ci, graphs).sqrt()
+    b_sq = (row_factor * lr0).square() + torch.where(row_upper != row_lower, row_factor * ur0,
+                                                     0.0).square()
+    b_norm = _per_instance(b_sq, ci, graphs).sqrt()
     c_norm = _per_instance((col_factor * c).square(), vi, graphs).sqrt()
     pobj = omega * _per_instance(c * x, vi, graphs)
-    dobj = omega * (_per_instance(_finite(row_lower) * y.clamp(min=0)
-                                  + _finite(row_upper) * y.clamp(max=0), ci, graphs)
-                    + _per_instance(_finite(col_lower) * r.clamp(min=0)
-                                    + _finite(col_upper) * r.clamp(max=0), vi, graphs))
+    dobj = omega * (_per_instance(lr0 * y.clamp(min=0) + ur0 * y.clamp(max=0), ci, graphs)
+                    + _per_instance(lc0 * r.clamp(min=0) + uc0 * r.clamp(max=0), vi, graphs))
     gap = (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs())
     # r_p^2 from the squared norm directly: sqrt has no gradient at 0 (a feasible prediction)
     return primal_sq / (1 + b_norm).square() + dual_sq / (1 + c_norm).square() + gap.square()
