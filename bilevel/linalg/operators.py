@@ -18,7 +18,7 @@ from . import _tree
 from ._tree import Tree
 from .hvp import hvp_closure
 
-__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor"]
+__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor", "csr_row_indices"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -201,6 +201,17 @@ def _transpose_csr(csr: torch.Tensor) -> torch.Tensor:
 
 def _spmv(csr: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.mv(csr, v) if v.ndim == 1 else csr @ v
+
+
+def csr_row_indices(crow: torch.Tensor, nnz: int) -> torch.Tensor:
+    """The row of every stored entry of a CSR matrix with row pointer ``crow`` (int64, (nnz,)).
+
+    ``nnz`` (= crow[-1]) is passed in so that no device-to-host sync is needed to learn the
+    length (the caller has it as ``values.numel()``).
+    """
+    counts = crow[1:] - crow[:-1]
+    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device),
+                                   counts.long(), output_size=nnz)
 
 
 def csr_tensor(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, shape) -> torch.Tensor:

@@ -50,7 +50,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from bilevel.linalg import LinearOperator, power_iteration
-from bilevel.linalg.operators import csr_tensor
+from bilevel.linalg.operators import csr_row_indices, csr_tensor
 
 __all__ = ["lp_to_graph", "graph_operator", "signed_operator", "unscale_solution", "VAR", "CON",
            "EDGE", "REVERSE_EDGE", "VAR_FEATURES", "CON_FEATURES"]
@@ -139,10 +139,7 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
         con_scale = torch.ones(m, dtype=torch.float64, device=device)
         objective_unscale = 1.0
     values = A.values()
-    # output_size: no device-to-host sync to learn the length
-    rows = torch.repeat_interleave(torch.arange(m, device=device),
-                                   A.crow_indices().to(torch.int64).diff(),
-                                   output_size=values.numel())
+    rows = csr_row_indices(A.crow_indices(), values.numel())
     cols = A.col_indices().to(torch.int64)
 
     graph = HeteroData()
@@ -244,9 +241,7 @@ def signed_operator(csr: torch.Tensor) -> torch.Tensor:
     crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
     M, N = csr.shape
     negative = values < 0
-    nnz = values.numel()
-    rows = torch.repeat_interleave(torch.arange(M, device=crow.device), crow.diff().long(),
-                                   output_size=nnz)
+    rows = csr_row_indices(crow, values.numel())
     order = torch.sort(2 * rows + negative, stable=True).indices
     col = (col.long() + N * negative)[order]
     return csr_tensor(crow.long(), col, values[order], (M, 2 * N))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from bilevel.linalg import LinearOperator
-from bilevel.linalg.operators import csr_tensor
+from bilevel.linalg.operators import csr_row_indices, csr_tensor
 
 from .profile import PhaseTimer
 
@@ -228,9 +228,7 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
     timer.mark("to_device")
     m, n = a.shape
     crow = a.crow
-    # output_size: no host sync to learn the length
-    row = torch.repeat_interleave(torch.arange(m, device=device), crow[1:] - crow[:-1],
-                                  output_size=a.values.numel())
+    row = csr_row_indices(crow, a.values.numel())
     col = a.col.long()
     vals = a.values.abs()
     d1 = torch.ones(m, dtype=f64, device=device)

@@ -89,3 +89,14 @@ def test_mixed_vjp_with_dicts_and_extra_args():
     XtXw = 2 * X.T @ X @ y["w"]
     torch.testing.assert_close(out["s"], (XtXw @ u["w"]) * x["s"].exp(), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out["t"], u["w"], rtol=1e-10, atol=1e-12)
+
+
+def test_csr_row_indices_with_empty_rows():
+    from bilevel.linalg.operators import csr_row_indices
+
+    dense = torch.tensor([[0.0, 2.0, 3.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0],
+                          [4.0, 5.0, 6.0]])
+    csr = dense.to_sparse_csr()
+    rows = csr_row_indices(csr.crow_indices(), csr.values().numel())
+    assert rows.dtype == torch.int64
+    assert rows.tolist() == dense.nonzero()[:, 0].tolist() == [0, 0, 2, 4, 4, 4]
