@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     rows = []
     for family in args.families:
+        model = load_model(Path(args.models) / f"{family}.pt", device) if args.models else None
         for size in args.sizes:
             options = pdhgnet.SIZES[family][size]
             for k in range(args.seeds):
@@ -80,10 +81,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                     continue
                 cold = l2o.solve_lp(lp, tol=args.tol, device=device, time_limit=args.time_limit)
                 x_star, y_star = ref.x.double().cpu(), ref.y.double().cpu()
-                starts = list(args.eps) + (["model"] if args.models else [])
+                starts = list(args.eps) + (["model"] if model is not None else [])
                 for eps in starts:
                     if eps == "model":
-                        model = load_model(Path(args.models) / f"{family}.pt", device)
                         ws = predict_warm_start(model, lp, device)
                         start = (ws.x.double().cpu(), ws.y.double().cpu())
                     else:
