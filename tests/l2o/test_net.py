@@ -404,16 +404,11 @@ def test_estimate_model_still_divides_by_the_graphs_a_norm():
 def test_signed_operator_stacks_the_positive_and_negative_parts():
     """[A+ | A-] [Z; Z'] = A+ Z + A- Z' against dense references, on afiro and a matrix with
     an explicit zero, an empty row and rows of one sign; column indices sorted per row."""
-    A_dense = torch.tensor([[1.0, -2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-1.0, -4.0, 0.0, 0.0],
-                            [0.5, 0.0, 2.0, 0.0]], dtype=torch.float64)
-    explicit_zero = A_dense.to_sparse_csr()
-    crow, col, val = explicit_zero.crow_indices(), explicit_zero.col_indices(), \
-        explicit_zero.values()
-    # row 3 gets an explicit 0 at column 3 (a stored zero counts as "positive": no effect)
-    crow = torch.tensor([0, 3, 3, 5, 8])
-    col = torch.cat([col, torch.tensor([3])])
-    val = torch.cat([val, torch.tensor([0.0], dtype=torch.float64)])
-    with_zero = torch.sparse_csr_tensor(crow, col, val, (4, 4))
+    # rows: mixed signs, empty, negative only, positive with a stored zero at column 3 (a stored
+    # zero goes to A+, where it changes nothing)
+    with_zero = torch.sparse_csr_tensor(
+        torch.tensor([0, 3, 3, 5, 8]), torch.tensor([0, 1, 3, 0, 1, 0, 2, 3]),
+        torch.tensor([1.0, -2.0, 3.0, -1.0, -4.0, 0.5, 2.0, 0.0], dtype=torch.float64), (4, 4))
     gen = torch.Generator().manual_seed(0)
     for csr in (with_zero, afiro().A.to_sparse_csr()):
         dense = csr.to_dense()
