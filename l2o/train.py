@@ -47,13 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from l2o.training.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from bilevel.persist import rng_state, set_rng_state
+from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from l2o.training.distributed import Distributed, setup
 from l2o.training.loss import instance_losses
 from l2o.training.metrics import TensorBoard, plot_losses, write_csv

@@ -42,13 +42,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from bilevel.persist import atomic_save, atomic_write, safe_load
 
 __all__ = [
     "DATASET_FORMAT",
@@ -166,13 +167,7 @@ def check_record(record: Any, path: str | os.PathLike) -> dict[str, Any]:
 def save_record(record: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``record`` atomically: a temporary file in the same directory, then a rename, so a
     killed writer leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        torch.save(record, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_save(record, path)
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -182,16 +177,7 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: no such file.
         ValueError: a truncated/corrupted file, a foreign pickle, or not an LP record.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such LP record file")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle refused by weights_only, ...
-        raise ValueError(f"{path}: not a readable l2o LP record (corrupted or foreign file: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                         ) from exc
-    return check_record(record, path)
+    return check_record(safe_load(path, "l2o LP record"), path)
 
 
 def record_to_lp(record: dict[str, Any]):
@@ -238,10 +224,8 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
 
 def write_manifest(root: str | os.PathLike, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically."""
-    path = Path(root) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = (json.dumps(manifest, indent=2) + "\n").encode()
+    atomic_write(Path(root) / MANIFEST, lambda handle: handle.write(text))
 
 
 # ---- the dataset ------------------------------------------------------------------------------

@@ -7,10 +7,13 @@ after a resume they hold exactly the epochs of the checkpoint the run continued 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
 from typing import Any
+
+from bilevel.persist import atomic_write
 
 __all__ = ["COLUMNS", "TensorBoard", "plot_losses", "write_csv"]
 
@@ -18,20 +21,15 @@ COLUMNS = ("epoch", "train_loss", "train_primal", "train_dual", "train_kkt", "va
            "val_primal", "val_dual", "val_kkt", "lr", "epoch_time", "elapsed")
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
 def write_csv(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """One row per epoch with :data:`COLUMNS` (empty cells for missing validation)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-    _replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    data = text.getvalue().encode()
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def plot_losses(history: list[dict[str, Any]], path: str | os.PathLike) -> bool:
@@ -59,10 +57,8 @@ def plot_losses(history: list[dict[str, Any]], path: str | os.PathLike) -> bool:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
     plt.close(fig)
-    _replace(tmp, path)
     return True
 
 

@@ -176,7 +176,7 @@ def test_checkpoint_from_other_method_is_refused(tmp_path):
     with pytest.raises(ValueError, match="from method 'aid-cg'"):
         bilevel.solve(r.problem(), method="itd", outer_steps=2, checkpoint=path, progress=False)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.raises(ValueError, match="not a readable bilevel.solve checkpoint"):
         bilevel.solve(r.problem(), method="aid-cg", outer_steps=2, checkpoint=path,
                       progress=False)
 
