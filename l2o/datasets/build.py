@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from l2o.device import resolve_device
+
 from .generators import FAMILIES, family_options, generate
 from .store import (
     DATASET_FORMAT,
@@ -176,7 +178,8 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
         seed: base generator seed.
         tol: relative KKT tolerance of the labelling solves (see :func:`l2o.solve_lp`).
         progress: show a rich progress bar.
-        device: where the labelling solves run ("auto": CUDA when available).
+        device: where the labelling solves run ("auto": CUDA when available; see
+            :func:`l2o.device.resolve_device`).
         time_limit, iteration_limit: per-instance solve limits (None: no limit); an instance
             that hits one is excluded, not stored.
         keep_names: store row and column names in the records.
@@ -186,14 +189,16 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
         A :class:`BuildReport`.
 
     Raises:
-        ValueError: unknown family/option, bad count/seed/tol, or a directory that is not empty
-            and not a dataset, or holds a dataset built with other settings.
+        ValueError: unknown family/option, bad count/seed/tol, a device this machine does not
+            have, or a directory that is not empty and not a dataset, or holds a dataset built
+            with other settings.
     """
     from l2o.net.graph import lp_to_graph
     from l2o.pdhg import solve_lp
 
     started = time.perf_counter()
     settings = _settings(family, count, seed, tol, size_options)
+    device = resolve_device(device)  # a clear error before any directory is touched
     root = Path(out_dir)
     excluded = _prepare_directory(root, settings)
     excluded_ids = {int(e["index"]) for e in excluded}

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
+from l2o.device import resolve_device
 from l2o.models import MODELS_DIR, bundled_models
 from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -86,18 +87,22 @@ def load_model(name_or_path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
     Args:
         name_or_path: a bundled name (:func:`bundled_models`, e.g. ``"pagerank"``) or the path
             of a checkpoint written by ``l2o train`` (``best.pt`` / ``last.pt``).
-        device: where the model goes.
+        device: where the model goes ("cpu", "auto", "cuda", ...: :func:`l2o.device.
+            resolve_device`).
 
     Raises:
+        DeviceUnavailableError (a ValueError): CUDA asked for without CUDA.
         ModelNotFoundError (a FileNotFoundError): no such file and no such bundled name.
         CheckpointError (a ValueError): a corrupted or foreign file, another model class, or
             weights that do not fit the stored configuration.
     """
+    device = resolve_device(device)  # before reading the file: a wrong device fails fast
     return load_checkpoint_model(resolve_model(name_or_path), device)
 
 
 def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
     """The ``PDHGNet`` stored in the training checkpoint ``path`` (no name lookup)."""
+    device = resolve_device(device)
     checkpoint = load_checkpoint(path)
     expected = f"{PDHGNet.__module__}.{PDHGNet.__qualname__}"
     config = checkpoint.get("model_config")
@@ -232,9 +237,7 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
 
     if isinstance(lp, PreparedLP):
         return _predict_prepared(model, lp, device)
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
+    device = next(model.parameters()).device if device is None else resolve_device(device)
     model = model.to(device).eval()
     dtype = next(model.parameters()).dtype
     _sync(device)
@@ -335,7 +338,8 @@ def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
         model: a :class:`PDHGNet` (e.g. :func:`load_model`).
         lp: an :class:`l2o.LinearProgram`.
         tol, dtype: as in :func:`l2o.solve_lp`.
-        device: where both stages run (default: the model's device).
+        device: where both stages run (default: the model's device; "auto", "cpu", "cuda", ...
+            as :func:`l2o.device.resolve_device` reads them).
         **solve_options: other arguments of :func:`l2o.solve_lp` (time_limit, iteration_limit,
             progress, check_every, SolverOptions fields); the preparation's are passed to
             :func:`l2o.pdhg.prepare`, ``profile`` to both.
@@ -346,8 +350,7 @@ def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
     from l2o.pdhg import prepare, solve_lp
     from l2o.pdhg.solver import PREPARE_OPTIONS
 
-    if device is None:
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device if device is None else resolve_device(device)
     if "warm_start" in solve_options:
         raise TypeError("solve_with_model: the model predicts the warm start; use "
                         "l2o.solve_lp for a given one")

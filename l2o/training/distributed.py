@@ -16,26 +16,22 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "resolve_device", "setup"]
+from l2o.device import resolve_device
+
+__all__ = ["Distributed", "process_device", "setup"]
 
 
-def resolve_device(device: Any, local_rank: int = 0) -> torch.device:
-    """"auto" -> CUDA (GPU ``local_rank``) when available, else CPU; "cuda" -> GPU
-    ``local_rank``; anything else as ``torch.device``.
+def process_device(device: Any, local_rank: int = 0) -> torch.device:
+    """Where process ``local_rank`` trains: :func:`l2o.device.resolve_device`, with a GPU
+    given without index ("auto" on a CUDA machine, "cuda") taken as GPU ``local_rank``.
 
     Raises:
-        ValueError: CUDA requested but not available.
+        ValueError: CUDA requested but not available (naming device="cpu" / "auto").
     """
-    if isinstance(device, str) and device in ("auto", "cuda"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if device == "cuda":
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available")
-    return device
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return resolved
 
 
 @dataclass
@@ -94,11 +90,11 @@ def setup(device: Any = "auto") -> Distributed:
     """Join the run described by the environment (see the module docstring)."""
     world_size = _env_int("WORLD_SIZE") if "WORLD_SIZE" in os.environ else 1
     if world_size <= 1:
-        return Distributed(device=resolve_device(device))
+        return Distributed(device=process_device(device))
     rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world_size:
         raise ValueError(f"distributed training: RANK={rank} outside 0..{world_size - 1}")
-    where = resolve_device(device, local_rank)
+    where = process_device(device, local_rank)
     owns = False
     if not dist.is_initialized():
         if where.type == "cuda":
