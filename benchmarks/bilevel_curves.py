@@ -3,16 +3,20 @@
 Runs ``examples/data_cleaning.py`` (MNIST hyper-cleaning: validation loss, test accuracy
 and F1 of the flagged examples against wall time) and ``examples/hyperparameter_tuning.py``
 (ijcnn1 per-feature L2: validation and test loss against wall time, true hypergradient
-norm at the end) with all methods, and writes each one's table, JSON and PNG to --out.
+norm at the end) with all methods, and writes each one's table, JSON and PNG to --out (default ``benchmarks/out/bilevel_curves``).
 
-    python benchmarks/bilevel_curves.py --device cuda --out curves/
+    python benchmarks/bilevel_curves.py --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out  # noqa: E402
 
 ALL = "aid-cg,aid-minres,aid-neumann,itd,borep,penalty"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tuning-methods", default=None, help="default: --methods")
     parser.add_argument("--tuning-lr-decay", type=float, default=None,
                         help="default: the example's per-method schedule")
-    parser.add_argument("--out", default=".")
+    parser.add_argument("--out", default=str(default_out("bilevel_curves")))
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

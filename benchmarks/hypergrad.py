@@ -27,7 +27,7 @@ is reported:
 * ``torchopt``: ``torchopt.diff.implicit.custom_root`` with
   ``torchopt.linear_solve.solve_cg`` (the anchor's code), gradient by autograd.
 
-Run:  python benchmarks/hypergrad.py --device cuda --out hypergrad.json
+Run:  python benchmarks/hypergrad.py --device cuda     # JSON to benchmarks/out/hypergrad.json
       python benchmarks/hypergrad.py --small            # CPU smoke test on subsets
 Extra keyword arguments for our engine: ``--opt check_every=16`` (repeatable).
 ``--count-ops 1e-4`` counts the aten ops of one call per variant instead (any device: the
@@ -42,9 +42,11 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.func import grad
@@ -52,6 +54,9 @@ from torch.func import grad
 import bilevel
 from bilevel.tasks import data_cleaning, hyperparameter_tuning, load_ijcnn1, load_mnist
 from bilevel.tasks import reference as R
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out  # noqa: E402
 
 OURS_TOLS = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 1e-7]
 TORCHOPT_MAXITERS = [10, 20, 40, 60, 80, 100, 120, 160, 200]
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-torchopt", action="store_true")
     parser.add_argument("--opt", action="append", default=[],
                         help="extra keyword for bilevel.hypergrad, e.g. check_every=16")
-    parser.add_argument("--out", default=None, help="write all rows and the summary as JSON")
+    parser.add_argument("--out", default=str(default_out("hypergrad.json")),
+                        help="JSON file for all rows and the summary (%(default)s)")
     parser.add_argument("--baseline", default=None, metavar="MODULE",
                         help="also time another copy of the library, importable as MODULE "
                              "(e.g. an earlier commit's bilevel/ copied to bilevel_base/), "
@@ -348,10 +354,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.count_ops is not None:
         counts = [r for case in cases for r in op_counts(case, opts, baseline,
                                                          not args.no_torchopt, args.count_ops)]
-        if args.out:
-            with open(args.out, "w") as fh:
-                json.dump({"device": str(device), "torch": torch.__version__,
-                           "op_counts": counts}, fh, indent=1)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w") as fh:
+            json.dump({"device": str(device), "torch": torch.__version__,
+                       "op_counts": counts}, fh, indent=1)
         return {"op_counts": counts}
     for case in cases:
         print(f"{case.name}: {case.info}", flush=True)
@@ -361,9 +367,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "target": args.target, "opts": opts,
               "cases": {c.name: c.info for c in cases}, "rows": rows, "summary": summary}
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
     return result
 
 

@@ -11,7 +11,7 @@
 
     python benchmarks/linalg.py [--m 100000 --d 4096 --n 1000000 --nnz 10000000] [--out DIR]
 
-Prints a table and writes linalg.json / linalg.csv to --out.
+Prints a table and writes linalg.json / linalg.csv to --out (default ``benchmarks/out/linalg``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _paths import default_out  # noqa: E402
 from _timing import copy_bandwidth_tbs, device_name, time_ms  # noqa: E402
 
 from bilevel.linalg import LinearOperator, cg, hvp  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--nnz", type=int, default=10_000_000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--out", default=str(default_out("linalg")))
     args = parser.parse_args()
     bw = copy_bandwidth_tbs(args.device, gib=1.0 if args.device != "cpu" else 0.1)
     rows = bench_hvp(args.m, args.d, args.device, bw)

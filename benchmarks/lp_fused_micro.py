@@ -5,7 +5,8 @@
 For each converted instance (benchmarks/lp_suite.py convert): the row statistics of A~, the plan
 ``fused="auto"`` picks, and, per mode (torch, "elementwise", "spmv"), the time of one iteration
 from replays of a CUDA graph of 64 iterations (no checks), then solve_lp to 1e-4 (wall time and
-iterations) with that mode.
+iterations) with that mode. The rows go to ``--out`` (default
+``benchmarks/out/lp_fused_micro.json``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lp_suite as B
+from _paths import default_out  # noqa: E402
 
 MODES = (False, "elementwise", "spmv")
 
@@ -52,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=".devdata/pdhg")
     ap.add_argument("--instances", nargs="*")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=str(default_out("lp_fused_micro.json")))
     ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
     l2o = B.import_l2o()
@@ -88,8 +90,8 @@ def main() -> None:
             row[f"status_{key}"] = res.status.name
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

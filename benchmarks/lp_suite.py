@@ -17,7 +17,8 @@ sense) and ``pagerank_N.pt`` with the graph's edges (the LP is rebuilt from them
 
     python benchmarks/lp_suite.py run --data .devdata/pdhg --anchor anchors.csv --out OUT
 
-Outputs: ``lp_suite.json`` and ``lp_suite.csv`` in OUT, and the table on stdout.
+Outputs: ``lp_suite.json`` and ``lp_suite.csv`` in OUT (default ``benchmarks/out/lp_suite``), and
+the table on stdout.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o  # noqa: E402
+from _paths import default_out  # noqa: E402
 
 NETLIB = ["adlittle", "afiro", "agg", "bandm", "blend", "brandy", "capri", "grow7", "israel",
           "kb2", "lotfi", "recipe", "sc105", "sc205", "sc50a", "sc50b", "scagr7", "scrs8",
@@ -229,7 +231,7 @@ def main(argv=None) -> None:
     r = sub.add_parser("run", help="time solve_lp on the converted instances")
     r.add_argument("--data", default=".devdata/pdhg")
     r.add_argument("--anchor", default=".devdata/pdhg/cupdlpx_h100.csv")
-    r.add_argument("--out", default="lp_suite_out")
+    r.add_argument("--out", default=str(default_out("lp_suite")))
     r.add_argument("--device", default="cuda")
     r.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
     r.add_argument("--instances", nargs="*")
@@ -241,7 +243,7 @@ def main(argv=None) -> None:
                    help="SolverOptions.fused (the Triton iteration kernels)")
     h = sub.add_parser("highs", help="HiGHS on the CPU, same instances (needs highspy)")
     h.add_argument("--data", default=".devdata/pdhg")
-    h.add_argument("--out", default="lp_suite_out")
+    h.add_argument("--out", default=str(default_out("lp_suite")))
     h.add_argument("--instances", nargs="*")
     h.add_argument("--time-limit", type=float, default=60.0)
     args = ap.parse_args(argv)

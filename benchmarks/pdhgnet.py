@@ -39,7 +39,8 @@ generator defaults) and 4x it ("x4"), with ``benchmarks/models/{family}.pt``
         [--pagerank-nodes 8000 80000 1000000] [--seeds 3] [--tols 1e-4 1e-8] [--reps 3]
 
 Outputs: ``pdhgnet.json`` (settings, rows, summary) and ``pdhgnet.csv`` (one row per
-case, seed, tolerance and start) in OUT, and the table on stdout.
+case, seed, tolerance and start) in OUT (default ``benchmarks/out/pdhgnet``), and the table on
+stdout.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o  # noqa: E402
+from _paths import default_out  # noqa: E402
 
 BENCH_SEED = 5_000_000            # fresh: training used 0-1015 (families), 10000-40015 (PageRank)
 MODELS = Path(__file__).resolve().parent / "models"
@@ -343,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--check-every", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
-    ap.add_argument("--out", default="pdhgnet_out")
+    ap.add_argument("--out", default=str(default_out("pdhgnet")))
     return ap
 
 

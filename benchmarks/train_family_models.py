@@ -11,7 +11,9 @@ For each family (set cover, combinatorial auction, capacitated facility location
    in parallel processes with ``--parallel``;
 3. writes the run with the lowest validation loss, its best epoch, weights only, to
    ``OUT_DIR/{family}.pt`` (loadable with ``l2o.net.load_model(path)``) and a summary of every
-   run to ``OUT_DIR/training.json``.
+   run to ``OUT_DIR/training.json``. OUT_DIR (``--out-dir``) defaults to the git-ignored
+   ``benchmarks/out/family_models``; ``--out-dir benchmarks/models`` replaces the tracked models
+   that ``pdhgnet.py`` reads (their ``training.json`` is the record ``--baseline`` reads back).
 
 Loss: the training loss of :func:`l2o.train.train`, the per-instance relative squared error
 ``||x^ - x*||^2 / ||x*||^2 + ||y^ - y*||^2 / ||y*||^2`` on the preconditioned graph ("label
@@ -48,7 +50,7 @@ Sizes are each family's generator defaults (``l2o.datasets.family_options``). CP
 minutes per family on a 2-core CPU):
 
     python benchmarks/train_family_models.py [--families setcover auction facility]
-        [--count 128] [--val-count 16] [--epochs N] [--work .devdata/family_models]
+        [--count 128] [--val-count 16] [--epochs N] [--work benchmarks/out/family_models/work]
 
 On a GPU machine with 16 cores (labels on the CPU cores, training on the GPU), e.g.:
 
@@ -70,6 +72,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -77,7 +80,9 @@ from pathlib import Path
 
 import torch
 
-MODELS = Path(__file__).resolve().parent / "models"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out  # noqa: E402
+
 RELAXATION_FAMILIES = ("setcover", "auction", "facility")
 # Epochs per family (--epochs overrides): set cover's validation loss was still falling at 60
 # (0.59) and went on to 0.38 at 150; auction and facility level off before 60 (128 instances,
@@ -392,9 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads per process (1: more threads thrash on a shared "
                          "2-core machine)")
-    ap.add_argument("--work", default=".devdata/family_models",
+    ap.add_argument("--work", default=str(default_out("family_models") / "work"),
                     help="datasets and training runs (git-ignored)")
-    ap.add_argument("--out-dir", default=str(MODELS), help="where {family}.pt goes")
+    ap.add_argument("--out-dir", default=str(default_out("family_models")),
+                    help="where {family}.pt and training.json go (%(default)s)")
     ap.add_argument("--baseline", metavar="DIR",
                     help="also evaluate DIR/{family}.pt on the validation set (and copy DIR's "
                          "training.json entries under 'previous')")

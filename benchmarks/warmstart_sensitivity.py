@@ -20,7 +20,8 @@ the perturbed starts' (rows with eps = "model").
         [--sizes train] [--seeds 2] [--eps 0.5 0.1 0.01 0.001 0] [--models benchmarks/models]
         [--device cpu] [--out DIR]
 
-Prints a table and writes ``sensitivity.json`` and ``sensitivity.csv`` to ``--out``. Iteration
+Prints a table and writes ``sensitivity.json`` and ``sensitivity.csv`` to ``--out`` (default
+``benchmarks/out/sensitivity``). Iteration
 counts do not depend on the machine (timing is not measured here); on a 2-core CPU the default
 run takes a few minutes.
 """
@@ -40,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _l2o_import as B  # noqa: E402  (the benchmarks folder's shared import helper)
 import pdhgnet  # noqa: E402  (the benchmark's instances: sizes and seeds)
+from _paths import default_out  # noqa: E402
 
 FAMILIES = ("setcover", "auction", "facility")
 DEFAULT_EPS = (1.0, 0.5, 0.2, 0.1, 0.03, 0.01, 0.001, 0.0)
@@ -147,7 +149,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--models", help="folder of {family}.pt models to compare (optional)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
-    ap.add_argument("--out", default="sensitivity_out")
+    ap.add_argument("--out", default=str(default_out("sensitivity")))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
