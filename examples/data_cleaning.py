@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--methods", default="aid-cg,borep")
     parser.add_argument("--steps", type=int, default=40,
-                        help="outer steps (the H100 results in RESULTS_bilevel.md used 100)")
+                        help="outer steps (the H100 results in benchmarks/RESULTS.md used 100)")
     parser.add_argument("--inner-steps", type=int, default=10)
     parser.add_argument("--outer-lr", type=float, default=None,
                         help="default: a per-method value (DEFAULT_LR)")

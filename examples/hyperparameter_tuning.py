@@ -47,7 +47,7 @@ ADAM_LR = 0.3
 # steps of size 1/lambda_max per outer step leave theta far from theta*(x) and the
 # hypergradient estimate 20-99% off (--inner-method gd --diagnose); from x = 0 that drove
 # 7 weights to exp(4..7) (features switched off) and the run stalled at val 0.1828
-# (benchmarks/RESULTS_bilevel.md).
+# (benchmarks/RESULTS.md).
 AID_OPTIONS = {"inner_method": "newton", "inner_tol": 1e-10}
 INNER_STEPS = {"newton": 5, "gd": 20, "borep": 50}
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--log-reg0", type=float, default=-4.0,
                         help="start: every weight exp(log_reg0) (default -4: 0.018, a "
                              "moderate weight; from 0 the start is in the flat, heavily "
-                             "regularized region, see benchmarks/RESULTS_bilevel.md)")
+                             "regularized region, see benchmarks/RESULTS.md)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                         help="precision of the run (the data are small; float64 lets the "
                              "hypergradient norm fall far below float32 round-off)")
