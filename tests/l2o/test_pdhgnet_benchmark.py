@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import networkx as nx
@@ -94,3 +95,13 @@ def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no model for setcover"):
         bench.main(["--device", "cpu", "--families", "setcover", "--models", str(tmp_path),
                     "--out", str(tmp_path / "out")])
+
+
+def test_default_output_is_the_git_ignored_benchmarks_out():
+    out = Path(bench.build_parser().parse_args([]).out)
+    assert out.parent == ROOT / "benchmarks" / "out"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(out / "pdhgnet.json")],
+                             cwd=ROOT, check=False)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0, f"{out} is not git-ignored"
