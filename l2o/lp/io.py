@@ -10,7 +10,11 @@ Formats (chosen by HiGHS from the file name):
 * either one gzipped (``.mps.gz``, ``.lp.gz``).
 
 A MIP (integer markers, integer/binary/semi-continuous bounds) is read as its LP relaxation,
-with a :class:`UserWarning` naming the relaxed columns. HiGHS reports a *warning* status for
+with a :class:`UserWarning` naming the relaxed columns. Files that HiGHS reads as something other
+than what they say are refused with :class:`LPFormatError`: a quadratic objective (``QUADOBJ``,
+``QMATRIX``, ``QSECTION``; an LP file's ``[ ... ]/2`` term), a row or column name given twice
+(HiGHS would keep both as separate rows/columns and drop every name), and a damaged gzip file
+(HiGHS reads a truncated one up to where it ends, without a word). HiGHS reports a *warning* status for
 some valid files (gas11: bound-section notes, tiny coefficients); those files are accepted and
 HiGHS's warning lines are forwarded as a :class:`UserWarning` only when they mean data changed.
 """
@@ -23,9 +27,10 @@ import os
 import shutil
 import tempfile
 import warnings
+import zlib
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-
 
 from ._highs import highspy, lp_from_highs, lp_to_highs, quiet_highs
 from .model import LinearProgram
@@ -54,7 +59,8 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
     Raises:
         FileNotFoundError: no such file.
         LPFormatError: HiGHS cannot parse it, or it parses to invalid data (NaN, lower > upper),
-            with HiGHS's message and the offending row/column.
+            with HiGHS's message and the offending row/column; a damaged gzip file; a quadratic
+            objective; a row or column name that repeats.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -64,15 +70,23 @@ def read_lp(path: str | os.PathLike) -> LinearProgram:
     with quiet_highs() as (highs, log):
         status = highs.readModel(str(path))
         hlp = highs.getLp()
+        quadratic_terms = highs.getHessianNumNz()
     stem = _stem(path)
+    nan_reason = _nan_token(path, hlp)  # raises LPFormatError for a damaged gzip file
     if status == highspy.HighsStatus.kError:
         details = "; ".join(log.matching("ERROR")) or "HiGHS returned an error status"
         # HiGHS rejects NaN bounds (and, from 1.16, a NaN in an LP file): say where it is
-        reason = _invalid_data(hlp, stem) or _nan_token(path, hlp)
+        reason = _invalid_data(hlp, stem) or nan_reason
         raise LPFormatError(f"cannot read {path} as an MPS or LP file: {details}"
                             + (f" ({reason})" if reason else ""))
-    if reason := _nan_token(path, hlp):
-        raise LPFormatError(reason)
+    if nan_reason:
+        raise LPFormatError(nan_reason)
+    if quadratic_terms:
+        raise LPFormatError(f"{path} has a quadratic objective ({quadratic_terms} Hessian "
+                            f"entries): it is a QP, and l2o solves linear programs only")
+    if reason := _repeated_names(log, hlp):
+        raise LPFormatError(f"{path}: {reason}: each row and column needs its own name (in "
+                            f"MPS, a column's lines must also be contiguous)")
 
     lp, relaxed = lp_from_highs(hlp, name=stem)
     changed = [line for line in log.matching("WARNING") if any(k in line for k in _DATA_CHANGING)]
@@ -160,6 +174,26 @@ def _names_without_blanks(lp: LinearProgram) -> tuple[LinearProgram, int]:
     return (cleaned if changed else lp), changed
 
 
+def _repeated_names(log, hlp: highspy.HighsLp) -> str:
+    """Which row or column names repeat ("" if none).
+
+    An MPS column whose lines are not contiguous, or a row listed twice in ROWS, becomes a second
+    column/row of the same name; HiGHS then logs the pair ('Variables 0 and 2 have the same name
+    "X1"') and drops all names. An LP file may name two constraints alike (HiGHS keeps the names).
+    """
+    repeated = [line.split(":", 1)[-1].strip() for line in log.matching("WARNING")
+                if "have the same name" in line]
+    for kind, names in (("row", hlp.row_names_), ("column", hlp.col_names_)):
+        counts = Counter(names)
+        repeated += [f"{kind} name {name!r} is given {count} times"
+                     for name, count in counts.items() if count > 1]
+    if not repeated:
+        return ""
+    shown = "; ".join(repeated[:5]) + (f" and {len(repeated) - 5} more" if len(repeated) > 5
+                                       else "")
+    return f"names repeat ({shown})"
+
+
 def _stem(path: Path) -> str:
     """``afiro`` for afiro.mps.gz, ``pr_d0.85`` for pr_d0.85.mps (only format suffixes go)."""
     name = path.name
@@ -199,6 +233,16 @@ def _nan_token(path: Path, hlp: highspy.HighsLp, chunk_bytes: int = 1 << 26) -> 
     A byte search in chunks of whole lines, no parsing of the format: about a second per
     350 MB of text, small next to HiGHS's own read.
     """
+    try:
+        return _find_nan_token(path, hlp, chunk_bytes)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        # HiGHS reads a truncated .gz up to where it ends (a smaller LP, without a word) or
+        # fails on the cut-off line: the damaged file is the reason either way
+        raise LPFormatError(f"{path} is a damaged gzip file (truncated or corrupt: {error}); "
+                            f"download or compress it again") from None
+
+
+def _find_nan_token(path: Path, hlp: highspy.HighsLp, chunk_bytes: int) -> str:
     names: set[str] | None = None
     lines_before = 0
     with _open_text(path) as handle:

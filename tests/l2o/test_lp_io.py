@@ -344,3 +344,65 @@ def test_nan_scan_in_chunks_and_plain_gz(tmp_path):
     assert found.endswith("line 6: a number is NaN: 'x obj -nan'")
     path.write_text("ROWS\n N obj\n L nan\nCOLUMNS\n x nan 1\n x obj 2\n")
     assert _nan_token(path, Names(), chunk_bytes=7) == ""
+
+
+# ---- files HiGHS reads as a different LP ------------------------------------------------------
+
+SMALL_MPS = """NAME          SMALL
+ROWS
+ N  COST
+ G  R1
+COLUMNS
+    X1        COST         1.0   R1           1.0
+    X2        COST         2.0   R1           1.0
+RHS
+    RHS       R1           1.0
+ENDATA
+"""
+
+
+def test_repeated_column_or_row_name_is_refused(tmp_path):
+    """HiGHS reads a second 'X1' block as a third column (min 0 instead of 1) and drops all
+    names; a row listed twice becomes two rows; an LP file may name two constraints alike."""
+    path = tmp_path / "dup.mps"
+    path.write_text(SMALL_MPS.replace("RHS\n", "    X1        COST         3.0   R1           1.0\n"
+                                               "RHS\n", 1))
+    with pytest.raises(LPFormatError, match=r'dup\.mps: names repeat.*"X1"'):
+        l2o.read_lp(path)
+    path.write_text(SMALL_MPS.replace(" G  R1\n", " G  R1\n L  R1\n"))
+    with pytest.raises(LPFormatError, match=r'names repeat.*"R1"'):
+        l2o.read_lp(path)
+    lp_file = tmp_path / "dup.lp"
+    lp_file.write_text("Minimize\n obj: x + y\nSubject To\n c1: x + y >= 1\n c1: x - y >= -3\n"
+                       "End\n")
+    with pytest.raises(LPFormatError, match=r"row name 'c1' is given 2 times"):
+        l2o.read_lp(lp_file)
+    path.write_text(SMALL_MPS)  # the same file without repeats reads
+    assert l2o.read_lp(path).col_names == ["X1", "X2"]
+
+
+@pytest.mark.parametrize("section", ["QUADOBJ", "QMATRIX", "QSECTION COST"])
+def test_quadratic_objective_is_refused(tmp_path, section):
+    path = tmp_path / "qp.mps"
+    path.write_text(SMALL_MPS.replace("ENDATA", f"{section}\n    X1        X1           2.0\n"
+                                                f"ENDATA"))
+    with pytest.raises(LPFormatError, match=r"qp\.mps has a quadratic objective.*linear programs"):
+        l2o.read_lp(path)
+
+
+def test_quadratic_lp_file_is_refused(tmp_path):
+    path = tmp_path / "qp.lp"
+    path.write_text("Minimize\n obj: x + y + [ 2 x^2 ] / 2\nSubject To\n c1: x + y >= 1\nEnd\n")
+    with pytest.raises(LPFormatError, match="quadratic objective"):
+        l2o.read_lp(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, -4])
+def test_damaged_gzip_is_a_format_error(tmp_path, keep):
+    """Cut mid-stream, cut late (HiGHS reads what is there and says nothing) or without its
+    CRC trailer: a format error, not an EOFError."""
+    data = (DATA / "netlib" / "afiro.mps.gz").read_bytes()
+    path = tmp_path / "afiro.mps.gz"
+    path.write_bytes(data[:int(len(data) * keep)] if keep > 0 else data[:keep])
+    with pytest.raises(LPFormatError, match=r"afiro\.mps\.gz is a damaged gzip file"):
+        l2o.read_lp(path)
