@@ -5,7 +5,8 @@
 * ``LinearProgram.from_linprog`` / ``.to_scipy`` (``linprog``);
 * :func:`solve_highs`: the CPU reference solver (``reference``);
 * :func:`lp_summary` (``summary``), :func:`load_example`, :func:`list_examples` (``examples``);
-* :func:`write_solution`, :func:`read_warm_start`: JSON solution files (``solution``).
+* :func:`write_solution`, :func:`read_warm_start`: solution files, JSON or HiGHS ``.sol``
+  (``solution``).
 """
 from .examples import list_examples, load_example
 from .io import read_lp, write_lp

@@ -126,7 +126,7 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
     if not str(path).lower().endswith(_WRITABLE):
         raise ValueError(f"cannot write {path}: use one of the extensions {', '.join(_WRITABLE)}")
     validate_lp(lp)
-    lp, renamed = _names_without_blanks(lp)
+    lp, renamed = names_without_blanks(lp)
     compress = path.suffix.lower() == ".gz"
     # HiGHS 1.15's ".gz" writer writes plain text (and fails on some names): write plain
     # text to a temporary file next to the target, then gzip it here
@@ -156,9 +156,9 @@ def write_lp(lp: LinearProgram, path: str | os.PathLike) -> None:
                       f"(free MPS and LP files cannot hold them)", UserWarning, stacklevel=2)
 
 
-def _names_without_blanks(lp: LinearProgram) -> tuple[LinearProgram, int]:
-    """``lp`` with whitespace in names replaced by '_' (HiGHS's MPS writer does the same,
-    its LP writer drops all names instead), and how many names changed."""
+def names_without_blanks(lp: LinearProgram) -> tuple[LinearProgram, int]:
+    """``lp`` with whitespace in names replaced by '_' (HiGHS's MPS and solution-file writers do
+    the same, its LP writer drops all names instead), and how many names changed."""
     changed = 0
 
     def clean(names):
