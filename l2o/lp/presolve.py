@@ -20,7 +20,9 @@ of the negated objective (c0 negated too), so the signs are converted on the way
 Outcomes (:class:`PresolveOutcome`): REDUCED (solve ``reduced``, then postsolve), EMPTY (every
 row and column removed: :meth:`Presolved.postsolve` of the empty point is the solution),
 NOT_REDUCED (nothing to remove), INFEASIBLE (presolve proved it), UNBOUNDED_OR_INFEASIBLE
-(presolve could not tell which: solve the original LP to find out), UNBOUNDED.
+(presolve could not tell which: solve the original LP to find out), UNBOUNDED, TIMEOUT (the
+time limit came before any reduction; one that comes later gives REDUCED, with the reductions
+made so far), FAILED (any other HiGHS presolve status).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class PresolveOutcome(enum.Enum):
     INFEASIBLE = "infeasible"
     UNBOUNDED = "unbounded"
     UNBOUNDED_OR_INFEASIBLE = "unbounded_or_infeasible"
+    TIMEOUT = "timeout"
     FAILED = "failed"
 
 
@@ -58,6 +61,7 @@ _STATUS_WORDS = {
     PresolveOutcome.INFEASIBLE: "infeasible",
     PresolveOutcome.UNBOUNDED: "unbounded",
     PresolveOutcome.UNBOUNDED_OR_INFEASIBLE: "unbounded or infeasible",
+    PresolveOutcome.TIMEOUT: "time limit reached before any reduction",
 }
 
 
@@ -76,6 +80,8 @@ def _outcome(presolve_status, model_status) -> PresolveOutcome:
         return PresolveOutcome.REDUCED
     if presolve_status == ps.kNotReduced:
         return PresolveOutcome.NOT_REDUCED
+    if presolve_status == ps.kTimeout:   # a time limit after some reductions gives kReduced
+        return PresolveOutcome.TIMEOUT
     return PresolveOutcome.FAILED
 
 
@@ -231,8 +237,8 @@ def presolve_lp(lp: LinearProgram, time_limit: float | None = None) -> Presolved
 
     Args:
         lp: the LP.
-        time_limit: seconds HiGHS may spend (None: no limit); past it the outcome is
-            NOT_REDUCED or FAILED, as HiGHS reports it.
+        time_limit: seconds HiGHS may spend (None: no limit): it stops there and the outcome
+            is REDUCED with the reductions made so far, or TIMEOUT if there were none.
 
     Returns:
         A :class:`Presolved` (holding the HiGHS instance that postsolve needs).
