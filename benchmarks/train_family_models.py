@@ -7,7 +7,7 @@ For each family (set cover, combinatorial auction, capacitated facility location
    instances that ``--workers`` processes build side by side;
 2. trains ``PDHGNet(hidden, layers, scaling=True, operator_norm=...)`` (the solver's
    preconditioned graphs, so one model sees instances of comparable scale) with
-   :func:`l2o.train.train` on ``--device``, one run per (hidden, layers) combination, the runs
+   :func:`l2o.training.train` on ``--device``, one run per (hidden, layers) combination, the runs
    in parallel processes with ``--parallel``;
 3. writes the run with the lowest validation loss, its best epoch, weights only, to
    ``OUT_DIR/{family}.pt`` (loadable with ``l2o.net.load_model(path)``) and a summary of every
@@ -15,7 +15,7 @@ For each family (set cover, combinatorial auction, capacitated facility location
    ``benchmarks/out/family_models``; ``--out-dir benchmarks/models`` replaces the tracked models
    that ``pdhgnet.py`` reads (their ``training.json`` is the record ``--baseline`` reads back).
 
-Loss: the training loss of :func:`l2o.train.train`, the per-instance relative squared error
+Loss: the training loss of :func:`l2o.training.train`, the per-instance relative squared error
 ``||x^ - x*||^2 / ||x*||^2 + ||y^ - y*||^2 / ||y*||^2`` on the preconditioned graph ("label
 loss"), plus ``--kkt-weight`` W times K = r_p^2 + r_d^2 + gap^2, the squared relative KKT error
 of the start the solver would get (:func:`l2o.training.loss.kkt_losses`), averaged over the
@@ -262,7 +262,7 @@ class Job:
 def train_job(job: Job) -> dict:
     """Train one run up to ``job.epochs`` or its time budget / ``job.stop_at``; a summary dict."""
     from l2o.net import PDHGNet
-    from l2o.train import train
+    from l2o.training import train
 
     torch.set_num_threads(job.threads)
     warnings.filterwarnings("ignore", message="matplotlib is not installed")

@@ -76,7 +76,7 @@ from torch.utils.data import ConcatDataset
 import l2o
 from l2o.datasets import LPDataset, build_dataset, pagerank
 from l2o.net import PDHGNet, kkt_error, load_model, predict_warm_start, save_model
-from l2o.train import train
+from l2o.training import train
 
 TRAIN_SETS = [(1000, 96, 10_000), (4000, 64, 20_000), (8000, 32, 30_000)]  # nodes, count, seed
 VAL_SET = (4000, 16, 40_000)

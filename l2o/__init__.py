@@ -2,12 +2,37 @@
 
 Public names are re-exported from the subpackages (each keeps its own ``__all__``):
 ``LinearProgram, read_lp, write_lp`` (:mod:`l2o.lp`), ``solve_lp, LPResult, LPStatus``
-(:mod:`l2o.pdhg`).
+(:mod:`l2o.pdhg`). Subpackages and names load on first use (``import l2o`` does not import
+torch; ``l2o.datasets.generate(...)`` after it works).
 """
 
-from . import lp, pdhg
-from .lp import *  # noqa: F401,F403
-from .pdhg import *  # noqa: F401,F403
+from __future__ import annotations
 
-__all__ = [*lp.__all__, *pdhg.__all__]
+import importlib
+from typing import Any
+
+from ._lazy import make_lazy
+
 __version__ = "0.1.0"
+
+# The subpackages whose ``__all__`` is re-exported here, in this order.
+_REEXPORTED = ("lp", "pdhg")
+_SUBMODULES = ("cli", "datasets", "device", "lp", "models", "net", "pdhg", "training")
+
+
+def _reexported(name: str) -> Any:
+    if name == "__all__":
+        return [n for sub in _REEXPORTED for n in _module(sub).__all__]
+    if not name.startswith("_"):  # probes of dunders (copy, pickle, ...) must not load torch
+        for sub in _REEXPORTED:
+            module = _module(sub)
+            if name in module.__all__:
+                return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _module(sub: str):
+    return importlib.import_module(f"{__name__}.{sub}")
+
+
+make_lazy(__name__, submodules=_SUBMODULES, fallback=_reexported)

@@ -4,25 +4,23 @@
 generator function and ``family_options(family)`` lists its options with their defaults.
 ``build_dataset`` (:mod:`l2o.datasets.build`) writes labelled instances that ``LPDataset(DIR)``
 (:mod:`l2o.datasets.store`) reads back as PyG graphs.
+
+The names load on first use (:mod:`l2o._lazy`): the generators need numpy, scipy and torch,
+the labelled datasets also torch_geometric and the solver, while :mod:`l2o.datasets.families`
+(the families' names and options, for the command line's help) needs none of them.
 """
 
-from .auction import combinatorial_auction
-from .facility import facility_location
-from .generators import FAMILIES, family_option_help, family_options, generate
-from .pagerank import barabasi_albert_edges, pagerank
-from .setcover import set_cover
+from l2o._lazy import make_lazy
 
-__all__ = ["FAMILIES", "generate", "family_options", "family_option_help", "pagerank",
-           "barabasi_albert_edges", "set_cover", "combinatorial_auction", "facility_location",
-           "LPDataset", "build_dataset"]
+# public name -> the module that defines it
+_EXPORTS = {
+    "FAMILIES": "generators", "generate": "generators",
+    "family_options": "families", "family_option_help": "families",
+    "pagerank": "pagerank", "barabasi_albert_edges": "pagerank",
+    "set_cover": "setcover", "combinatorial_auction": "auction",
+    "facility_location": "facility",
+    "LPDataset": "store", "build_dataset": "build",
+}
 
-_LAZY = {"LPDataset": "store", "build_dataset": "build"}
-
-
-def __getattr__(name: str):
-    # The labelled on-disk datasets (l2o.datasets.store / .build) need torch_geometric and the
-    # solver; load them only when asked, so that generating an instance stays a light import.
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = list(_EXPORTS)
+make_lazy(__name__, exports=_EXPORTS)

@@ -18,72 +18,21 @@ family                  options (defaults)
 
 from __future__ import annotations
 
-import inspect
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from l2o.lp.model import LinearProgram
 
-from .auction import combinatorial_auction
-from .facility import facility_location
-from .pagerank import pagerank
-from .setcover import set_cover
+from .families import GENERATORS, family_option_help, family_options
 
-__all__ = ["FAMILIES", "generate", "family_options", "family_option_help"]
+__all__ = ["FAMILIES", "family_option_help", "family_options", "generate"]
 
+# family -> its generator function (the table of l2o.datasets.families)
 FAMILIES: dict[str, Callable[..., LinearProgram]] = {
-    "pagerank": pagerank,
-    "setcover": set_cover,
-    "auction": combinatorial_auction,
-    "facility": facility_location,
+    name: getattr(importlib.import_module(f"l2o.datasets.{module}"), function)
+    for name, (module, function) in GENERATORS.items()
 }
-
-
-def _family(family: str) -> Callable[..., LinearProgram]:
-    try:
-        return FAMILIES[family]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown LP family {family!r}; valid families: "
-                         f"{', '.join(sorted(FAMILIES))}") from None
-
-
-def family_options(family: str) -> dict[str, Any]:
-    """The options of a family with their defaults, in signature order.
-
-    Example: ``family_options("pagerank") == {"nodes": 1000, "seed": 0, "degree": 3,
-    "damping": 0.85, "method": "auto"}``.
-    """
-    params = inspect.signature(_family(family)).parameters
-    return {name: p.default for name, p in params.items()}
-
-
-def family_option_help(family: str) -> dict[str, str]:
-    """One-line help per option, from the ``Args:`` section of the generator's docstring.
-
-    Example: ``family_option_help("pagerank")["damping"] == "damping factor d in (0, 1)."``
-    """
-    doc = inspect.getdoc(_family(family)) or ""
-    helps: dict[str, str] = {}
-    current = None
-    in_args = False
-    for line in doc.splitlines():
-        if line.strip() == "Args:":
-            in_args = True
-            continue
-        if in_args and line and not line.startswith(" "):
-            break                                    # next section (Returns:, ...)
-        if not in_args or not line.strip():
-            continue
-        head = line.strip().split(":", 1)
-        if line.startswith("    ") and not line.startswith("     ") and len(head) == 2:
-            names = [n.strip() for n in head[0].split(",")]
-            current = names
-            for name in names:
-                helps[name] = head[1].strip()
-        elif current:                                # continuation line
-            for name in current:
-                helps[name] += " " + line.strip()
-    return {name: helps.get(name, "") for name in family_options(family)}
 
 
 def generate(family: str, **options: Any) -> LinearProgram:
@@ -93,10 +42,9 @@ def generate(family: str, **options: Any) -> LinearProgram:
         ValueError: unknown family, unknown option (the message lists the valid ones), or an
             option value the generator rejects.
     """
-    generator = _family(family)
-    valid = family_options(family)
+    valid = family_options(family)  # raises on an unknown family
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for LP family {family!r}; "
                          f"valid options: {', '.join(valid)}")
-    return generator(**options)
+    return FAMILIES[family](**options)

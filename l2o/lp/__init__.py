@@ -7,15 +7,22 @@
 * :func:`lp_summary` (``summary``), :func:`load_example`, :func:`list_examples` (``examples``);
 * :func:`write_solution`, :func:`read_warm_start`: solution files, JSON or HiGHS ``.sol``
   (``solution``).
-"""
-from .examples import list_examples, load_example
-from .io import read_lp, write_lp
-from .model import MAXIMIZE, MINIMIZE, LinearProgram
-from .reference import solve_highs
-from .solution import SolutionFileError, read_warm_start, write_solution
-from .summary import lp_summary
-from .validate import InvalidLPError, LPFormatError, validate_lp
 
-__all__ = ["LinearProgram", "MINIMIZE", "MAXIMIZE", "read_lp", "write_lp", "validate_lp",
-           "InvalidLPError", "LPFormatError", "solve_highs", "lp_summary", "list_examples",
-           "load_example", "write_solution", "read_warm_start", "SolutionFileError"]
+The names load on first use (:mod:`l2o._lazy`), so that ``l2o.lp.examples`` is light.
+"""
+
+from l2o._lazy import make_lazy
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "LinearProgram": "model", "MINIMIZE": "model", "MAXIMIZE": "model",
+    "read_lp": "io", "write_lp": "io",
+    "validate_lp": "validate", "InvalidLPError": "validate", "LPFormatError": "validate",
+    "solve_highs": "reference",
+    "lp_summary": "summary",
+    "list_examples": "examples", "load_example": "examples",
+    "write_solution": "solution", "read_warm_start": "solution", "SolutionFileError": "solution",
+}
+
+__all__ = list(_EXPORTS)
+make_lazy(__name__, exports=_EXPORTS)

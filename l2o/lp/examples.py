@@ -1,7 +1,8 @@
 """Small LPs bundled with the package (``l2o/data``), so examples run with no data around.
 
 ``l2o solve --example afiro`` and ``l2o.lp.load_example("afiro")`` use them. Each comes with
-its published optimal objective (NETLIB's readme) in ``l2o/data/examples.csv``.
+its published optimal objective (NETLIB's readme) in ``l2o/data/examples.csv``. Listing them
+imports neither torch nor HiGHS (the command line's help shows the names).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .io import read_lp
-from .model import LinearProgram
+if TYPE_CHECKING:
+    from .model import LinearProgram
 
 __all__ = ["Example", "list_examples", "example_path", "load_example"]
 
@@ -49,4 +51,6 @@ def example_path(name: str) -> Path:
 
 def load_example(name: str) -> LinearProgram:
     """The bundled LP ``name`` as a :class:`LinearProgram`."""
+    from .io import read_lp  # here, not above: listing the examples (l2o solve --help) is light
+
     return read_lp(example_path(name))

@@ -9,8 +9,9 @@ import shutil
 import pytest
 import torch
 
+from l2o.cli.dataset import add_parser, run
 from l2o.datasets import generate
-from l2o.datasets.build import build_dataset, build_parser, run_build
+from l2o.datasets.build import build_dataset
 from l2o.datasets.store import LPDataset, load_record, read_manifest, record_path
 from l2o.lp.reference import solve_highs
 from l2o.net.graph import lp_to_graph
@@ -192,7 +193,7 @@ def test_lpdataset_errors(dataset_dir, tmp_path):
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="l2o")
-    build_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(argv)
 
 
@@ -208,11 +209,11 @@ def test_cli(tmp_path, capsys):
     assert manifest["seed"] == 3
     args = _parse(["dataset", "build", "--family", "setcover", "--count", "1", "--nodes", "8",
                    "--out", str(tmp_path / "bad"), "--quiet"])
-    assert run_build(args) == 2
+    assert run(args) == 2
     assert "--nodes is not an option of family 'setcover'" in capsys.readouterr().err
     args = _parse(["dataset", "build", "--family", "setcover", "--count", "1", "--rows", "x",
                    "--out", str(tmp_path / "bad"), "--quiet"])
-    assert run_build(args) == 2
+    assert run(args) == 2
     assert "--rows: expected a int" in capsys.readouterr().err
 
 

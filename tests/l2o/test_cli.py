@@ -241,7 +241,7 @@ def test_progress_hook_receives_checks(capsys, monkeypatch):
 def test_progress_lines_when_not_a_terminal(capsys, monkeypatch):
     from l2o import cli
 
-    monkeypatch.setattr(cli._Progress, "LOG_EVERY", 0.0)
+    monkeypatch.setattr(cli.solve._Progress, "LOG_EVERY", 0.0)
     code, _, err = run(capsys, "solve", "--example", "afiro", "--device", "cpu")
     assert code == 0
     lines = [line for line in err.splitlines() if line.startswith("iteration ")]

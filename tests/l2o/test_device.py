@@ -64,7 +64,7 @@ def _assert_names_alternatives(error: BaseException, where: str) -> None:
 def test_entry_points_reject_cuda_without_cuda(no_cuda, tmp_path):
     from l2o.datasets import build_dataset, generate
     from l2o.net import PDHGNet, load_model, predict_warm_start, solve_with_model
-    from l2o.train import train
+    from l2o.training import train
 
     lp = generate("setcover", rows=8, cols=16, density=0.3, seed=0)
     model = PDHGNet(hidden=4, layers=1)

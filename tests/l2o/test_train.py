@@ -1,4 +1,4 @@
-"""l2o.train: loss, training loop, checkpoints, exact resume, DDP over gloo, PDHGNet, CLI."""
+"""l2o.training: loss, training loop, checkpoints, exact resume, DDP over gloo, PDHGNet, CLI."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import pytest
 import torch
 from torch import nn
 
+from l2o.cli.train import add_parser
 from l2o.datasets.build import build_dataset
 from l2o.datasets.store import LPDataset
-from l2o.train import build_parser, load_model, train
+from l2o.net import load_model
+from l2o.training import train
 from l2o.training.checkpoint import CheckpointError, load_checkpoint
 from l2o.training.loss import instance_losses
 
@@ -182,7 +184,7 @@ def _run_ranks(worker, data_root: str, out: Path, *, deadline: float = 120.0,
     ``deadline`` seconds, on every one of ``attempts`` tries (fresh port and folder each time).
 
     Why a retry on a hang only: torch's gloo teardown can deadlock on the GIL now and then
-    (pytorch/pytorch#56297; seen once on the CI machine, see the comment in l2o.train.train);
+    (pytorch/pytorch#56297; seen once on the CI machine, see l2o.training.loop._finish);
     a hang is retried, a wrong result is never retried (the assertions come after this).
     """
     import shutil
@@ -246,7 +248,7 @@ def test_distributed_time_limit_stops_every_process_after_the_same_epoch(data, t
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="l2o")
-    build_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(argv)
 
 

@@ -10,7 +10,6 @@ import torch
 
 import l2o
 import l2o.models
-import l2o.train
 from l2o.datasets import pagerank
 from l2o.lp.model import LinearProgram
 from l2o.net import (
@@ -72,8 +71,6 @@ def test_load_by_bundled_name_and_by_path(models_dir):
     by_path = load_model(models_dir / "mini.pt")
     assert same_weights(by_name, tiny_model(0)) and same_weights(by_path, tiny_model(0))
     assert not by_name.training  # eval mode
-    # the training module's path loader gives the same model
-    assert same_weights(l2o.train.load_model(models_dir / "mini.pt"), by_name)
 
 
 def test_a_path_wins_over_a_bundled_name(models_dir, tmp_path, monkeypatch):
