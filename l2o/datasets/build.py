@@ -15,17 +15,15 @@ are never stored with their unconverged iterate as a label: they are listed unde
 in the manifest (index, seed, status, message), a warning names them, and
 :class:`~l2o.datasets.store.LPDataset` skips them.
 
-The CLI is ``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out DIR``
-(:func:`build_parser` / :func:`run_build`).
+The command line is ``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out
+DIR`` (:mod:`l2o.cli.dataset`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ import torch
 
 from l2o.device import resolve_device
 
-from .generators import FAMILIES, family_options, generate
+from .generators import family_options, generate
 from .store import (
     DATASET_FORMAT,
     MANIFEST,
@@ -49,7 +47,7 @@ from .store import (
     write_manifest,
 )
 
-__all__ = ["BuildReport", "build_dataset", "build_parser", "run_build"]
+__all__ = ["BuildReport", "build_dataset"]
 
 # Settings that must match when a build resumes into an existing directory.
 _RESUME_KEYS = ("family", "options", "seed", "tol")
@@ -263,109 +261,3 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     write_manifest(root, manifest | {"excluded": report.excluded, "stored": report.stored,
                                          "complete": report.stored + len(excluded) == count})
     return report
-
-
-# ---- command line ---------------------------------------------------------------------------------
-
-def _size_options_by_name() -> dict[str, list[tuple[str, Any]]]:
-    """option name -> [(family, default), ...] over every family (seed excluded)."""
-    names: dict[str, list[tuple[str, Any]]] = {}
-    for family in FAMILIES:
-        for name, default in family_options(family).items():
-            if name != "seed":
-                names.setdefault(name, []).append((family, default))
-    return names
-
-
-def _convert(text: str, default: Any, name: str) -> Any:
-    """Parse ``--name text`` with the type of the family's default."""
-    try:
-        if isinstance(default, bool):
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return lowered in ("1", "true", "yes", "on")
-            raise ValueError
-        if isinstance(default, (int, float)):
-            return type(default)(text)
-    except ValueError:
-        raise ValueError(f"--{name.replace('_', '-')}: expected a {type(default).__name__}, "
-                         f"got {text!r}") from None
-    return text
-
-
-def build_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``dataset build`` to an ``argparse`` subparsers object (the ``l2o`` CLI's commands).
-
-    Sets ``handler=run_build`` on the ``build`` subcommand. Returns the ``dataset`` parser.
-    """
-    dataset = subparsers.add_parser(
-        "dataset", help="build labelled LP datasets for training PDHG-Net",
-        description="Datasets of generated LPs labelled with their optimal solutions.")
-    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
-    build = actions.add_parser(
-        "build", help="generate, solve and store N labelled instances of a family",
-        description="Generate N instances of an LP family (instance i with seed S + i), solve "
-                    "each with l2o.solve_lp to --tol for the labels (x*, y*), and store one "
-                    "file per instance plus manifest.json in DIR. Running the same command "
-                    "again resumes an interrupted build (corrupted files are redone); a larger "
-                    "--count extends the dataset. Instances whose solve is not optimal are "
-                    "left out and listed in the manifest.",
-        epilog="exit codes: 0 built (possibly with excluded instances, listed), 2 bad option or "
-               "directory, 3 unreadable dataset directory")
-    build.add_argument("--family", required=True, choices=sorted(FAMILIES))
-    build.add_argument("--count", "-n", required=True, type=int, metavar="N",
-                       help="number of instances")
-    build.add_argument("--out", "-o", required=True, metavar="DIR", help="dataset directory")
-    build.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    build.add_argument("--tol", type=float, default=1e-8,
-                       help="relative KKT tolerance of the labelling solves (default: 1e-8)")
-    build.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                       help="where the labelling solves run (default: auto)")
-    build.add_argument("--time-limit", type=float, metavar="S",
-                       help="per-instance solve time limit; instances hitting it are excluded")
-    build.add_argument("--keep-names", action="store_true", help="store row and column names")
-    build.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    sizes = build.add_argument_group("size options (each belongs to some families; "
-                                     "unset ones take the family default)")
-    for name, owners in _size_options_by_name().items():
-        defaults = ", ".join(f"{family}: {default}" for family, default in owners)
-        sizes.add_argument(f"--{name.replace('_', '-')}", dest=f"size_{name}", default=None,
-                           metavar="VALUE", help=f"default {defaults}")
-    build.set_defaults(handler=run_build)
-    return dataset
-
-
-def run_build(args: argparse.Namespace) -> int:
-    """Run ``l2o dataset build`` from parsed arguments; returns the exit code."""
-    command = "l2o dataset build"
-    try:
-        defaults = family_options(args.family)
-        options = {}
-        for key, value in vars(args).items():
-            if not key.startswith("size_") or value is None:
-                continue
-            name = key[len("size_"):]
-            if name not in defaults:
-                raise ValueError(f"--{name.replace('_', '-')} is not an option of family "
-                                 f"{args.family!r}; its options: "
-                                 f"{', '.join(k for k in defaults if k != 'seed')}")
-            options[name] = _convert(value, defaults[name], name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exclusions are listed in the summary below
-            report = build_dataset(args.family, args.count, args.out, seed=args.seed,
-                                   tol=args.tol, progress=not args.quiet, device=args.device,
-                                   time_limit=args.time_limit, keep_names=args.keep_names,
-                                   **options)
-    except FileNotFoundError as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
-        return 3
-    except ValueError as error:
-        print(f"{command}: error: {error}", file=sys.stderr)
-        return 2
-    print(f"{report.out_dir}: {report.stored} of {report.count} instances stored "
-          f"({report.built} solved now, {report.kept} kept, {report.redone} redone) "
-          f"in {report.elapsed:.1f} s")
-    for entry in report.excluded:
-        print(f"{command}: warning: instance {entry['index']} (seed {entry['seed']}) excluded: "
-              f"{entry['status']} ({entry['message']})", file=sys.stderr)
-    return 0
