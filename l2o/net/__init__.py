@@ -14,6 +14,7 @@ from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
 from .warmstart import (
     ModelNotFoundError,
+    NonFiniteWeightsError,
     WarmStart,
     bundled_models,
     kkt_error,
@@ -29,4 +30,5 @@ __all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_oper
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",
            "load_model", "predict_warm_start", "WarmStart", "bundled_models", "kkt_error",
-           "project_dual_signs", "ModelNotFoundError", "save_model", "solve_with_model"]
+           "project_dual_signs", "ModelNotFoundError", "NonFiniteWeightsError", "save_model",
+           "solve_with_model"]

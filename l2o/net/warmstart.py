@@ -44,12 +44,19 @@ from torch_geometric.data import HeteroData
 
 from l2o.device import resolve_device
 from l2o.models import MODELS_DIR, bundled_models
-from l2o.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from l2o.training.checkpoint import (
+    CheckpointError,
+    NonFiniteWeightsError,
+    check_finite_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 from .graph import lp_to_graph, unscale_solution
 from .model import PDHGNet
 
-__all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "WarmStart", "bundled_models",
+__all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "NonFiniteWeightsError",
+           "WarmStart", "bundled_models",
            "inference_graph", "kkt_error", "load_checkpoint_model", "load_model",
            "predict_warm_start", "project_dual_signs", "resolve_model", "save_model",
            "solve_with_model"]
@@ -94,7 +101,8 @@ def load_model(name_or_path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
         DeviceUnavailableError (a ValueError): CUDA asked for without CUDA.
         ModelNotFoundError (a FileNotFoundError): no such file and no such bundled name.
         CheckpointError (a ValueError): a corrupted or foreign file, another model class, or
-            weights that do not fit the stored configuration.
+            weights that do not fit the stored configuration; :class:`NonFiniteWeightsError`
+            (a CheckpointError) for weights holding nan/inf, naming the file and parameter.
     """
     device = resolve_device(device)  # before reading the file: a wrong device fails fast
     return load_checkpoint_model(resolve_model(name_or_path), device)
@@ -109,6 +117,8 @@ def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu") -> PDHGN
     if checkpoint.get("model_class") != expected or not isinstance(config, dict):
         raise CheckpointError(f"{path}: holds a {checkpoint.get('model_class')!r}, not a "
                               f"{expected} with its config")
+    if isinstance(checkpoint["model"], dict):
+        check_finite_weights(checkpoint["model"], path)
     try:
         model = PDHGNet(**config)
         state = checkpoint["model"]

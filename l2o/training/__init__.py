@@ -1,7 +1,7 @@
 """Training PDHG-Net: the loop (:func:`train`, single device and torchrun/DDP), the loss,
 checkpoints, the distributed setup and the metrics files."""
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from .distributed import Distributed, setup
 from .loop import TrainingDiverged, TrainOptions, TrainResult, train
 from .loss import instance_losses
@@ -9,6 +9,7 @@ from .loss import instance_losses
 __all__ = [
     "CheckpointError",
     "Distributed",
+    "NonFiniteWeightsError",
     "TrainOptions",
     "TrainResult",
     "TrainingDiverged",

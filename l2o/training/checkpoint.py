@@ -17,9 +17,13 @@ strings, lists, dicts: loading never unpickles code):
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from bilevel.persist import UnreadableFileError, atomic_save, safe_load
 
@@ -27,6 +31,8 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
+    "NonFiniteWeightsError",
+    "check_finite_weights",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -38,6 +44,32 @@ _REQUIRED = ("epoch", "model", "optimizer", "rng", "config", "history", "best")
 
 class CheckpointError(ValueError):
     """A checkpoint file that is corrupted, foreign, or does not fit the model."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """A model checkpoint whose weights hold nan or inf: a model that cannot predict."""
+
+
+def check_finite_weights(state: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Raise :class:`NonFiniteWeightsError` naming ``path`` and the first parameter (or buffer)
+    of the state dict ``state`` that holds a nan or an inf.
+
+    A checkpoint written after a diverged step, or edited, loads without complaint and then
+    predicts nan for every LP; this says so where the model is loaded.
+    """
+    for name, value in state.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = value[~finite]
+            kinds = ", ".join(kind for kind, present in (
+                ("nan", bool(torch.isnan(bad).any())), ("+inf", bool((bad == math.inf).any())),
+                ("-inf", bool((bad == -math.inf).any()))) if present)
+            raise NonFiniteWeightsError(
+                f"{path}: parameter {name!r} holds {bad.numel()} non-finite value(s) ({kinds}) "
+                f"of {value.numel()}; a model with non-finite weights cannot predict (did its "
+                f"training diverge?)")
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:

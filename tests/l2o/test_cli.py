@@ -398,6 +398,15 @@ def test_solve_model_errors(capsys, pagerank_file, tmp_path):
     bad.write_bytes(b"garbage")
     code, _, err = run(capsys, "solve", pagerank_file, "--model", bad, "-q")
     assert code == 3 and "bad.pt" in err and "not a readable l2o checkpoint" in err
+    from l2o.net import PDHGNet, save_model
+
+    model = PDHGNet(hidden=4, layers=2)  # a model whose training diverged: a nan weight
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    save_model(model, tmp_path / "nan.pt")
+    code, out, err = run(capsys, "solve", pagerank_file, "--model", tmp_path / "nan.pt", "-q")
+    assert code == 3 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "nan.pt" in err and "non-finite" in err and "Traceback" not in err
     code, _, err = run(capsys, "solve", pagerank_file, "--model", tmp_path / "tiny.pt",
                        "--warm-start", tmp_path / "sol.json", "-q")
     assert code == 2 and "exclude each other" in err

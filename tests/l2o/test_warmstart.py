@@ -379,3 +379,23 @@ def test_a_bound_model_predicts_without_a_power_iteration(monkeypatch):
     x, y = unscale_solution(graph, *estimate(graph))        # estimate model fed a_norm = 1
     torch.testing.assert_close(plain.x, torch.clamp(x, lp.col_lower, lp.col_upper))
     torch.testing.assert_close(plain.y, project_dual_signs(lp, y))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_weights_are_a_bad_checkpoint(tmp_path, bad):
+    """A model whose weights hold nan/inf is refused where it is loaded, naming the file and
+    the parameter (it would predict nan for every LP)."""
+    from l2o.net import NonFiniteWeightsError
+
+    model = tiny_model(0)
+    name, weight = next(iter(model.state_dict().items()))
+    with torch.no_grad():
+        weight.view(-1)[0] = bad
+    path = tmp_path / "diverged.pt"
+    save_model(model, path)
+    with pytest.raises(NonFiniteWeightsError) as caught:
+        load_model(path)
+    assert isinstance(caught.value, CheckpointError) and isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    assert "diverged.pt" in message and repr(name) in message and "1 non-finite" in message
+    assert "weights_only" not in message
