@@ -18,7 +18,8 @@ from . import _tree
 from ._tree import Tree
 from .hvp import hvp_closure
 
-__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor", "csr_row_indices"]
+__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor", "csr_row_indices",
+           "transpose_csr"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -63,7 +64,7 @@ class LinearOperator:
         return self._matvec(v)
 
     @property
-    def T(self) -> "LinearOperator":
+    def T(self) -> LinearOperator:
         shape = None if self.shape is None else (self.shape[1], self.shape[0])
         return LinearOperator(self.rmatvec, self._matvec, shape, like=self.like_out,
                               like_out=self.like)
@@ -73,7 +74,7 @@ class LinearOperator:
 
     # -- constructors -----------------------------------------------------
     @classmethod
-    def from_dense(cls, M: torch.Tensor) -> "LinearOperator":
+    def from_dense(cls, M: torch.Tensor) -> LinearOperator:
         """The operator v -> M v of a dense (m, n) matrix; A^T u = M^T u."""
         if M.ndim != 2:
             raise ValueError(f"from_dense needs a 2-D matrix, got shape {tuple(M.shape)}")
@@ -83,7 +84,7 @@ class LinearOperator:
 
     @classmethod
     def from_sparse(cls, A: Any, *, device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None) -> "LinearOperator":
+                    dtype: torch.dtype | None = None) -> LinearOperator:
         """The operator of a sparse matrix, with A^T cached as its own CSR matrix.
 
         Args:
@@ -95,8 +96,23 @@ class LinearOperator:
         memory, same speed both ways).  Indices are int32 when the sizes allow it:
         half the index bytes, and SpMV is memory bound.
         """
-        csr = to_torch_csr(A, device=device, dtype=dtype)
-        csr_t = _transpose_csr(csr)
+        return cls.from_csr(to_torch_csr(A, device=device, dtype=dtype))
+
+    @classmethod
+    def from_csr(cls, csr: torch.Tensor, csr_t: torch.Tensor | None = None, *,
+                 row: torch.Tensor | None = None) -> LinearOperator:
+        """The operator of a torch sparse CSR matrix, with A^T as its own CSR matrix.
+
+        Args:
+            csr: (m, n) torch sparse CSR tensor, used as it is (device, dtype, index width).
+            csr_t: its transpose as a CSR tensor when the caller has it (e.g. moved to another
+                device); else built by :func:`transpose_csr`.
+            row: (nnz,) the row of each entry, when the caller has it (saves recomputing it).
+
+        The operator keeps both matrices as ``op.csr`` and ``op.csr_t``; products are torch.mv.
+        """
+        if csr_t is None:
+            csr_t = transpose_csr(csr, row)
         m, n = csr.shape
         like = torch.empty(n, dtype=csr.dtype, device=csr.device)
         like_out = torch.empty(m, dtype=csr.dtype, device=csr.device)
@@ -106,7 +122,7 @@ class LinearOperator:
         return op
 
     @classmethod
-    def from_hvp(cls, f: Callable[..., torch.Tensor], x: Tree, *args) -> "LinearOperator":
+    def from_hvp(cls, f: Callable[..., torch.Tensor], x: Tree, *args) -> LinearOperator:
         """The Hessian of a scalar f(x, *args) at x, linearized once.
 
         Every product reuses one recorded gradient computation (see
@@ -192,11 +208,23 @@ def to_torch_csr(A: Any, *, device: torch.device | str | None = None,
     return csr_tensor(crow.to(device, index_dtype), col.to(device, index_dtype), val.to(device, dtype), shape)
 
 
-def _transpose_csr(csr: torch.Tensor) -> torch.Tensor:
-    """A^T as CSR, keeping the index dtype."""
-    index_dtype = csr.crow_indices().dtype
-    t = csr.t().to_sparse_csr()  # CSR^T is CSC; convert back to CSR
-    return csr_tensor(t.crow_indices().to(index_dtype), t.col_indices().to(index_dtype), t.values(), t.shape)
+def transpose_csr(csr: torch.Tensor, row: torch.Tensor | None = None) -> torch.Tensor:
+    """A^T as a CSR tensor, keeping the index dtype.
+
+    A stable sort of the entries by column: within a column they stay in row order, so A^T is
+    exactly the CSR matrix that ``A.t().to_sparse_csr()`` gives (same entries, same order, same
+    SpMV rounding), built with one sort instead of torch's CSC-to-CSR conversion (40 ms on an
+    H100 for 8e6 nonzeros).  ``row`` (nnz,) is the row of each entry if the caller has it.
+    """
+    m, n = csr.shape
+    crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
+    index = crow.dtype
+    if row is None:
+        row = csr_row_indices(crow, values.numel())
+    order = torch.sort(col, stable=True).indices
+    crow_t = torch.zeros(n + 1, dtype=index, device=col.device)
+    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
+    return csr_tensor(crow_t, row[order].to(index), values[order], (n, m))
 
 
 def _spmv(csr: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 if TYPE_CHECKING:
     from .model import LinearProgram
 
-__all__ = ["from_linprog", "to_scipy", "objective_from_scipy"]
+__all__ = ["linprog_arrays", "objective_from_scipy", "to_scipy"]
 
 
 def _bounds_array(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,25 +60,26 @@ def _rhs(b: Any, rows: int, what: str) -> np.ndarray:
     return v
 
 
-def from_linprog(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None, *,
-                 name: str = "") -> LinearProgram:
-    """A minimization :class:`LinearProgram` from linprog's arguments (same conventions).
+def linprog_arrays(c, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds=None
+                   ) -> dict[str, Any]:
+    """The arguments of ``LinearProgram.create`` for linprog's problem (same conventions):
+    ``c, A, row_lower, row_upper, col_lower, col_upper, row_names``.
 
     Rows are the ``A_ub`` rows (named ``ub0, ub1, ...``; bounds (-inf, b_ub]) followed by the
-    ``A_eq`` rows (``eq0, ...``; bounds [b_eq, b_eq]).
+    ``A_eq`` rows (``eq0, ...``; bounds [b_eq, b_eq]).  ``LinearProgram.from_linprog`` builds
+    the LP from them (this module does not import the model: no import cycle).
     """
-    from .model import LinearProgram
-
     c = np.asarray(c, dtype=np.float64).reshape(-1)
     n = c.size
     A_ub, A_eq = _matrix(A_ub, n, "A_ub"), _matrix(A_eq, n, "A_eq")
     b_ub, b_eq = _rhs(b_ub, A_ub.shape[0], "b_ub"), _rhs(b_eq, A_eq.shape[0], "b_eq")
     col_lower, col_upper = _bounds_array(bounds, n)
-    return LinearProgram.create(
-        c, sp.vstack([A_ub, A_eq], format="csr"),
-        np.concatenate([np.full(b_ub.size, -np.inf), b_eq]), np.concatenate([b_ub, b_eq]),
-        col_lower, col_upper, row_names=[f"ub{i}" for i in range(b_ub.size)]
-        + [f"eq{i}" for i in range(b_eq.size)], name=name)
+    return {"c": c, "A": sp.vstack([A_ub, A_eq], format="csr"),
+            "row_lower": np.concatenate([np.full(b_ub.size, -np.inf), b_eq]),
+            "row_upper": np.concatenate([b_ub, b_eq]),
+            "col_lower": col_lower, "col_upper": col_upper,
+            "row_names": [f"ub{i}" for i in range(b_ub.size)]
+            + [f"eq{i}" for i in range(b_eq.size)]}
 
 
 def to_scipy(lp: LinearProgram) -> dict[str, Any]:

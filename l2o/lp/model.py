@@ -19,6 +19,8 @@ import torch
 
 from bilevel.linalg.operators import csr_tensor
 
+from .validate import validate_lp
+
 __all__ = ["LinearProgram", "MINIMIZE", "MAXIMIZE"]
 
 MINIMIZE = "minimize"
@@ -99,7 +101,6 @@ class LinearProgram:
                  col_upper=_vector(col_upper, n, "col_upper", np.inf),
                  c0=float(c0), sense=sense, row_names=row_names, col_names=col_names, name=name)
         if validate:
-            from .validate import validate_lp
             validate_lp(lp)
         return lp
 
@@ -109,21 +110,24 @@ class LinearProgram:
         """From ``scipy.optimize.linprog`` arguments: min c^T x s.t. A_ub x <= b_ub,
         A_eq x = b_eq, bounds (default (0, None) per variable, None = unbounded).
         See :mod:`l2o.lp.linprog`."""
-        from .linprog import from_linprog
-        return from_linprog(c, A_ub, b_ub, A_eq, b_eq, bounds, name=name)
+        from . import linprog  # here: scipy is imported only when needed
+
+        return cls.create(**linprog.linprog_arrays(c, A_ub, b_ub, A_eq, b_eq, bounds), name=name)
 
     def to_scipy(self) -> dict:
         """Keyword arguments for ``scipy.optimize.linprog`` (``c, A_ub, b_ub, A_eq, b_eq,
         bounds``). linprog minimizes and has no constant: a maximization is passed negated;
         recover this LP's objective with :meth:`objective_from_scipy`."""
-        from .linprog import to_scipy
-        return to_scipy(self)
+        from . import linprog
+
+        return linprog.to_scipy(self)
 
     def objective_from_scipy(self, fun: float) -> float:
         """This LP's objective (own sense, with c0) from linprog's ``res.fun`` on
         :meth:`to_scipy`'s problem: ``fun + c0``, or ``-fun + c0`` for a maximization."""
-        from .linprog import objective_from_scipy
-        return objective_from_scipy(self, fun)
+        from . import linprog
+
+        return linprog.objective_from_scipy(self, fun)
 
     # -- sizes ------------------------------------------------------------------
     @property

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from ._highs import highspy, lp_to_highs, quiet_highs
+from .kkt import dual_objective
 from .model import MAXIMIZE, LinearProgram
+from .result import LPStatus
 from .validate import validate_lp
 
 __all__ = ["solve_highs", "dual_objective"]
@@ -91,8 +93,6 @@ def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float
     if run_status == highspy.HighsStatus.kError:  # never report a run that did not happen
         message = "HiGHS run failed: " + ("; ".join(log.matching("ERROR")) or message)
 
-    from ..pdhg.result import LPStatus  # here, not at import: l2o.pdhg may import l2o.lp
-
     status = LPStatus[_status_name(model_status) or "NUMERICAL_ERROR"]
     n, m = lp.num_cols, lp.num_rows
     sign = -1.0 if lp.sense == MAXIMIZE else 1.0  # own-sense duals -> minimization form
@@ -119,27 +119,3 @@ def solve_highs(lp: LinearProgram, *, method: str = "simplex", time_limit: float
                               getattr(info, "pdlp_iteration_count", 0))),
         "solve_time": solve_time,
     }
-
-
-def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tensor) -> float:
-    """Dual objective of (y, r) in the LP's own sense, with c0:
-
-        c0 + sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
-
-    in the minimization form (negated for a maximization). Terms paired with an infinite
-    bound are left out: for an exact dual solution their dual part is zero, and for HiGHS's
-    floating-point duals (e.g. 1e-17 of the wrong sign) they would turn the value into -inf.
-    """
-    def support(lower, upper, dual):
-        pos, neg = dual.clamp(min=0), (-dual).clamp(min=0)
-        lo = torch.where(torch.isfinite(lower), lower * pos, torch.zeros_like(pos))
-        up = torch.where(torch.isfinite(upper), upper * neg, torch.zeros_like(neg))
-        return float((lo - up).sum())
-
-    c0 = lp.minimize_c[1]
-    def host(t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to("cpu", torch.float64)
-
-    value = c0 + support(host(lp.row_lower), host(lp.row_upper), host(y)) + \
-        support(host(lp.col_lower), host(lp.col_upper), host(reduced_costs))
-    return -value if lp.sense == MAXIMIZE else value

@@ -23,9 +23,20 @@ import torch
 if TYPE_CHECKING:
     from .model import LinearProgram
 
-__all__ = ["InvalidLPError", "LPFormatError", "validate_lp"]
+__all__ = ["BOUND_PROBLEMS", "InvalidLPError", "LPFormatError", "check_structure", "invalid_bounds",
+           "validate_lp"]
 
 _MAX_LISTED = 3  # offenders quoted in one message
+
+# The ways a bound pair lower <= . <= upper is invalid: the one definition every check uses
+# (validate_lp, which names the culprit, and the solver's one-sync device test, invalid_bounds).
+BOUND_PROBLEMS = (
+    ("lower bound is NaN", lambda lower, upper: torch.isnan(lower)),
+    ("upper bound is NaN", lambda lower, upper: torch.isnan(upper)),
+    ("lower bound is +inf", lambda lower, upper: lower == float("inf")),
+    ("upper bound is -inf", lambda lower, upper: upper == float("-inf")),
+    ("lower bound > upper bound", lambda lower, upper: lower > upper),
+)
 
 
 class InvalidLPError(ValueError):
@@ -43,18 +54,31 @@ def validate_lp(lp: LinearProgram) -> None:
 
     Works on any device; costs a few vector reductions and one host sync per check.
     """
-    _check_shapes(lp)
-    if lp.sense not in ("minimize", "maximize"):
-        raise InvalidLPError(f"sense must be 'minimize' or 'maximize', got {lp.sense!r}")
-    if not _finite_scalar(lp.c0):
-        raise InvalidLPError(f"objective constant c0 is {lp.c0}; it must be finite")
-
+    check_structure(lp)
     _check_finite(lp.c, "objective coefficient c", lp.col_label, "column")
     _check_matrix_finite(lp)
     for kind, lower, upper, label in (
             ("row", lp.row_lower, lp.row_upper, lp.row_label),
             ("column", lp.col_lower, lp.col_upper, lp.col_label)):
         _check_bounds(kind, lower, upper, label)
+
+
+def check_structure(lp: LinearProgram) -> None:
+    """The checks of :func:`validate_lp` that read no vector entries (shapes, names, sense, c0):
+    cheap enough for every solve, before its data are copied anywhere."""
+    _check_shapes(lp)
+    if lp.sense not in ("minimize", "maximize"):
+        raise InvalidLPError(f"sense must be 'minimize' or 'maximize', got {lp.sense!r}")
+    if not _finite_scalar(lp.c0):
+        raise InvalidLPError(f"objective constant c0 is {lp.c0}; it must be finite")
+
+
+def invalid_bounds(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Bool mask of the bound pairs with one of the :data:`BOUND_PROBLEMS` (any device)."""
+    mask = torch.zeros_like(lower, dtype=torch.bool)
+    for _, test in BOUND_PROBLEMS:
+        mask |= test(lower, upper)
+    return mask
 
 
 def _finite_scalar(value) -> bool:
@@ -115,15 +139,8 @@ def _check_matrix_finite(lp: LinearProgram) -> None:
 
 
 def _check_bounds(kind: str, lower: torch.Tensor, upper: torch.Tensor, label) -> None:
-    checks = (
-        (torch.isnan(lower), "lower bound is NaN"),
-        (torch.isnan(upper), "upper bound is NaN"),
-        (lower == float("inf"), "lower bound is +inf"),
-        (upper == float("-inf"), "upper bound is -inf"),
-        (lower > upper, "lower bound > upper bound"),
-    )
-    for mask, problem in checks:
-        bad = torch.nonzero(mask).flatten().cpu()
+    for problem, test in BOUND_PROBLEMS:
+        bad = torch.nonzero(test(lower, upper)).flatten().cpu()
         if bad.numel():
             i = int(bad[0])
             raise InvalidLPError(

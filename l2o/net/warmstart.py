@@ -17,7 +17,7 @@ The prediction is made feasible for the simple constraints before it is handed o
 
 * x is projected onto the column bounds, x = proj_[l_c, u_c](x^);
 * y is projected onto the cone of dual signs of the row types (the shared sign convention of the
-  minimization form, :mod:`l2o.pdhg.termination`: the Lagrangian is c^T x - y^T A x, so
+  minimization form, :mod:`l2o.lp.kkt`: the Lagrangian is c^T x - y^T A x, so
   y_i pairs with the lower bound l_r,i through y_i^+ and with u_r,i through y_i^-):
 
       row type            l_r,i      u_r,i      y_i
@@ -43,6 +43,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from l2o.device import resolve_device
+from l2o.lp.kkt import kkt_error as lp_kkt_error
+from l2o.lp.kkt import sign_bounds
 from l2o.models import MODELS_DIR, bundled_models
 from l2o.training.checkpoint import (
     CheckpointError,
@@ -190,8 +192,6 @@ def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
 
     Shapes: y (m,) -> (m,) float64 CPU.
     """
-    from l2o.pdhg.termination import sign_bounds
-
     y = torch.as_tensor(y).detach().to("cpu", torch.float64).reshape(-1)
     if y.numel() != lp.num_rows:
         raise ValueError(f"project_dual_signs: y has {y.numel()} entries, the LP has "
@@ -321,11 +321,7 @@ def _project_on_device(prepared, x: torch.Tensor, y: torch.Tensor
     lp = prepared.lp
     f64 = {"device": x.device, "dtype": torch.float64}
     x = torch.clamp(x, lp.col_lower.to(**f64), lp.col_upper.to(**f64))
-    lower_finite = torch.isfinite(lp.row_lower.to(**f64))
-    upper_finite = torch.isfinite(lp.row_upper.to(**f64))
-    inf = torch.full_like(y, float("inf"))
-    return x, torch.clamp(y, torch.where(upper_finite, -inf, torch.zeros_like(y)),
-                          torch.where(lower_finite, inf, torch.zeros_like(y)))
+    return x, torch.clamp(y, *sign_bounds(lp.row_lower.to(**f64), lp.row_upper.to(**f64)))
 
 
 def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
@@ -372,41 +368,12 @@ def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
 
 
 def kkt_error(lp, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Relative KKT errors of a point (x, y) of ``lp`` (the solver's criteria, float64, CPU).
-
-    With r = proj_K(c - A^T y) the reduced costs with the signs the column bounds allow (no
-    primal step here to recover the slack from, unlike inside ``solve_lp``):
-
-        rel_primal_residual = ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)
-        rel_dual_residual   = ||c - A^T y - r||_2 / (1 + ||c||_2)
-        rel_gap             = |pobj - dobj| / (1 + |pobj| + |dobj|)
-
-    pobj = c^T x + c0, dobj = c0 + sum(l_r y^+ - u_r y^-) + sum(l_c r^+ - u_c r^-) (minimization
-    form). x should lie in its bounds and y have the allowed signs (as a :class:`WarmStart`).
+    """Relative KKT errors of a point (x, y) of ``lp``: the solver's criteria, float64, CPU
+    (:func:`l2o.lp.kkt.kkt_error`, with r = proj_K(c - A^T y) the reduced costs of the signs
+    the column bounds allow).  x should lie in its bounds and y have the allowed signs (as a
+    :class:`WarmStart`).
 
     Returns:
         {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
     """
-    from l2o.pdhg.scaling import finite_bound_norm
-    from l2o.pdhg.termination import bound_term, sign_bounds
-
-    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
-    y = torch.as_tensor(y).detach().to("cpu", torch.float64)
-    A = lp.A.detach().to("cpu", torch.float64)
-    c, c0 = lp.minimize_c
-    c = c.double().cpu()
-    row_lower, row_upper = lp.row_lower.double().cpu(), lp.row_upper.double().cpu()
-    col_lower, col_upper = lp.col_lower.double().cpu(), lp.col_upper.double().cpu()
-    ax = A @ x
-    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
-    g = c - aty
-    r = torch.clamp(g, *sign_bounds(col_lower, col_upper))
-    pobj = float(c @ x) + c0
-    dobj = float(bound_term(y, row_lower, row_upper) + bound_term(r, col_lower, col_upper)) + c0
-    primal = torch.linalg.vector_norm(ax - torch.clamp(ax, row_lower, row_upper))
-    return {
-        "rel_primal_residual": float(primal / (1 + finite_bound_norm(row_lower, row_upper))),
-        "rel_dual_residual": float(torch.linalg.vector_norm(g - r) / (1 + torch.linalg.
-                                                                      vector_norm(c))),
-        "rel_gap": abs(pobj - dobj) / (1 + abs(pobj) + abs(dobj)),
-    }
+    return lp_kkt_error(lp, x, y)

@@ -7,7 +7,8 @@ of the unscaled LP, infeasibility certificates), ``solver`` (the loop), ``result
 ``prepare(lp, device)`` does a solve's setup once (a ``PreparedLP``) for ``solve_lp(prepared)`` and
 for PDHG-Net's warm start (``l2o.net.solve_with_model``) to share.
 """
-from .result import LPResult, LPStatus
+from l2o.lp.result import LPResult, LPStatus
+
 from .solver import PreparedLP, SolverOptions, prepare, solve_lp
 from .step import pdhg_step
 

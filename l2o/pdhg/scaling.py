@@ -26,11 +26,12 @@ import torch
 
 from bilevel.linalg import LinearOperator
 from bilevel.linalg.operators import csr_row_indices, csr_tensor
+from l2o.lp.kkt import finite_bound_norm, finite_or_zero
+from l2o.lp.validate import invalid_bounds
 
 from .profile import PhaseTimer
 
-__all__ = ["LPArrays", "ScaledLP", "csr_operator", "finite_bound_norm", "finite_or_zero",
-           "lp_arrays", "scale_lp"]
+__all__ = ["LPArrays", "ScaledLP", "lp_arrays", "scale_lp"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -80,7 +81,7 @@ class ScaledLP:
         csr, csr_t = self.op.csr, self.op.csr_t
         moved = [csr_tensor(move(a.crow_indices()), move(a.col_indices()), move(a.values()),
                             tuple(a.shape)) for a in (csr, csr_t)]
-        return ScaledLP(op=_operator(*moved), **fields)
+        return ScaledLP(op=LinearOperator.from_csr(*moved), **fields)
 
     # x = D2 x~ / theta_b,  y = D1 y~ / theta_c  and back.
     def unscale_primal(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,12 +129,10 @@ class LPArrays:
 
     def invalid(self) -> torch.Tensor:
         """0-d bool on the device: some c or A entry is nan/inf, or some bound pair is invalid
-        (nan, lower > upper, lower = +inf or upper = -inf).  One reduction, read with one sync."""
-        def bad_bounds(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-            return (torch.isnan(lo) | torch.isnan(hi) | (lo > hi) | (lo == float("inf"))
-                    | (hi == -float("inf"))).any()
-        flags = [bad_bounds(self.col_lower, self.col_upper),
-                 bad_bounds(self.row_lower, self.row_upper)]
+        (:data:`l2o.lp.validate.BOUND_PROBLEMS`).  One reduction, read with one sync;
+        :func:`l2o.lp.validate_lp` names the culprit."""
+        flags = [invalid_bounds(self.col_lower, self.col_upper).any(),
+                 invalid_bounds(self.row_lower, self.row_upper).any()]
         flags += [(~torch.isfinite(v)).any() for v in (self.c, self.values) if v.numel()]
         return torch.stack(flags).any()
 
@@ -152,49 +151,6 @@ def lp_arrays(lp, device: torch.device) -> LPArrays:
                     c=c.to(**f64), col_lower=lp.col_lower.to(**f64),
                     col_upper=lp.col_upper.to(**f64), row_lower=lp.row_lower.to(**f64),
                     row_upper=lp.row_upper.to(**f64), c0=float(c0), shape=(m, n))
-
-
-def _operator(csr: torch.Tensor, csr_t: torch.Tensor) -> LinearOperator:
-    """The LinearOperator of ``csr`` with its transpose ``csr_t`` (as LinearOperator.from_sparse
-    builds it: ``op.csr``, ``op.csr_t``, products by torch.mv)."""
-    m, n = csr.shape
-    mv = lambda a: (lambda v: torch.mv(a, v) if v.ndim == 1 else a @ v)
-    op = LinearOperator(mv(csr), mv(csr_t), (m, n),
-                        like=torch.empty(n, dtype=csr.dtype, device=csr.device),
-                        like_out=torch.empty(m, dtype=csr.dtype, device=csr.device))
-    op.csr, op.csr_t = csr, csr_t
-    return op
-
-
-def csr_operator(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
-                 row: torch.Tensor, shape: tuple[int, int]) -> LinearOperator:
-    """A LinearOperator of the CSR matrix (crow, col, values), with A^T as its own CSR matrix.
-
-    ``row`` (nnz,) is the row of each entry.  The transpose is a stable sort of the entries by
-    column: within a column they stay in row order, so A^T is exactly the CSR matrix that
-    ``A.t().to_sparse_csr()`` gives (same entries, same order, same SpMV rounding), built with
-    one sort instead of torch's CSC-to-CSR conversion (40 ms on an H100 for 8e6 nonzeros).
-    """
-    m, n = shape
-    index = crow.dtype
-    order = torch.sort(col, stable=True).indices
-    crow_t = torch.zeros(n + 1, dtype=index, device=col.device)
-    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
-    csr = csr_tensor(crow, col, values, (m, n))
-    csr_t = csr_tensor(crow_t, row[order].to(index), values[order], (n, m))
-    return _operator(csr, csr_t)
-
-
-def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
-    """v where it is finite, 0 where it is +-inf (an infinite bound contributes nothing)."""
-    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
-
-
-def finite_bound_norm(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """||b||_2 with b the finite row bounds, an equality row (l = u) counted once."""
-    lo = finite_or_zero(lower)
-    hi = torch.where(torch.isfinite(upper) & (upper != lower), upper, torch.zeros_like(upper))
-    return torch.sqrt(torch.sum(lo * lo) + torch.sum(hi * hi))
 
 
 def _inv_sqrt(v: torch.Tensor) -> torch.Tensor:
@@ -271,7 +227,8 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         theta_b, theta_c = 1.0 / (1.0 + norm_b), 1.0 / (1.0 + norm_c)
     scaled_values = a.values * d1[row] * d2[col]
     timer.mark("scaling")
-    op = csr_operator(crow, a.col, scaled_values.to(dtype), row, (m, n))
+    op = LinearOperator.from_csr(csr_tensor(crow, a.col, scaled_values.to(dtype), (m, n)),
+                                 row=row)
     timer.mark("operator")
     cast = lambda t: t.to(dtype)
     return ScaledLP(op=op, c=cast(theta_c * c_s), col_lower=cast(theta_b * lc_s),

@@ -37,11 +37,12 @@ from typing import Any
 import torch
 
 from bilevel.linalg import power_iteration
+from l2o.lp.result import LPResult, LPStatus
+from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
 from .fused import halpern_iteration_fused, make_plan
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartParams, restart_reason
-from .result import LPResult, LPStatus
 from .scaling import ScaledLP, lp_arrays, same_device, scale_lp
 from .termination import (
     TerminationData,
@@ -377,7 +378,7 @@ def prepare(lp, device: Any = "auto", dtype: torch.dtype = torch.float64,
                         f"preparation: pass them to solve_lp")
     opts = _options("prepare", 64, advanced)
     _check_dtype("prepare", dtype)
-    _check_shapes(lp)
+    check_structure(lp)
     dev = _resolve_device(device)
     timer = PhaseTimer(opts.profile, None, start)
     return _prepare(lp, dev, dtype, opts, timer, start)
@@ -392,8 +393,8 @@ def _prepare(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions, tim
     timer.mark("to_device")
     # the value checks run where the data now are (one sync); the host re-check names the culprit
     if bool(arrays.invalid()):
-        _check_input(lp)
-        raise ValueError("solve_lp: the LP contains nan/inf or invalid bounds")
+        validate_lp(lp)             # names the culprit
+        raise InvalidLPError("solve_lp: the LP contains nan/inf or invalid bounds")
     timer.mark("validate")
     p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
                  geometric_mean_passes=opts.geometric_mean_passes,
@@ -424,50 +425,6 @@ def _check_prepared(prepared: PreparedLP, device: Any, dtype: Any,
         if key in advanced and advanced[key] != getattr(prepared.options, key):
             raise ValueError(f"solve_lp: {key}={advanced[key]!r} differs from the PreparedLP's "
                              f"{getattr(prepared.options, key)!r} (prepare again with it)")
-
-
-def _check_shapes(lp) -> None:
-    n, m = lp.num_cols, lp.num_rows
-    if lp.c.shape != (n,) or lp.col_lower.shape != (n,) or lp.col_upper.shape != (n,):
-        raise ValueError(f"solve_lp: c and column bounds must have {n} entries")
-    if lp.row_lower.shape != (m,) or lp.row_upper.shape != (m,):
-        raise ValueError(f"solve_lp: row bounds must have {m} entries")
-    if not math.isfinite(float(lp.c0)):
-        raise ValueError(f"solve_lp: objective constant is {lp.c0}")
-
-
-def _check_input(lp) -> None:
-    """Clear errors for data PDHG cannot run on (naming the first bad row/column).
-
-    On the LP's own (host) tensors; :func:`solve_lp` first runs the same tests on the device
-    copy (:meth:`LPArrays.invalid`, one sync) and comes here only to name the culprit.
-    """
-    def first(mask: torch.Tensor) -> int:
-        return int(torch.nonzero(mask)[0, 0])
-
-    names = lambda lst, i, p: (lst[i] if lst and i < len(lst) else f"{p}{i}")
-    _check_shapes(lp)
-    bad = ~torch.isfinite(lp.c)
-    if bad.any():
-        j = first(bad)
-        raise ValueError(f"solve_lp: objective coefficient of column {names(lp.col_names, j, 'x')}"
-                         f" is {float(lp.c[j])}")
-    vals = lp.A.values()
-    bad = ~torch.isfinite(vals)
-    if bad.any():
-        k = first(bad)
-        row = int(torch.searchsorted(lp.A.crow_indices(), k, right=True)) - 1
-        col = int(lp.A.col_indices()[k])
-        raise ValueError(f"solve_lp: A[{names(lp.row_names, row, 'r')}, "
-                         f"{names(lp.col_names, col, 'x')}] is {float(vals[k])}")
-    for what, lo, hi, nm, prefix in (("column", lp.col_lower, lp.col_upper, lp.col_names, "x"),
-                                     ("row", lp.row_lower, lp.row_upper, lp.row_names, "r")):
-        bad = torch.isnan(lo) | torch.isnan(hi) | (lo > hi) | (lo == float("inf")) | (
-            hi == -float("inf"))
-        if bad.any():
-            i = first(bad)
-            raise ValueError(f"solve_lp: {what} {names(nm, i, prefix)} has invalid bounds "
-                             f"[{float(lo[i])}, {float(hi[i])}]")
 
 
 def _warm_start_vectors(lp, warm_start, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -546,7 +503,7 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     else:
         dtype = torch.float64 if dtype is None else dtype
         _check_dtype("solve_lp", dtype)
-        _check_shapes(lp)
+        check_structure(lp)
         dev = _resolve_device(device)
     n, m = lp.num_cols, lp.num_rows
     x_init, y_init = _warm_start_vectors(lp, warm_start, n, m)

@@ -1,5 +1,7 @@
 """Termination quantities of the UNSCALED LP and infeasibility certificates (device side).
 
+The KKT formulas themselves live in :mod:`l2o.lp.kkt` (shared with the warm start, the training
+loss and the HiGHS reference); here they are evaluated on the solver's scaled iterates.
 Everything here is a pure function of device tensors returning 0-d device tensors, so a check
 costs one host transfer at the end.  With x, y the unscaled primal/dual point, A x and A^T y
 recovered from the scaled products (A x = (A~ x~) / (D1 theta_b), A^T y = (A~^T y~) / (D2 theta_c)),
@@ -45,7 +47,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .scaling import ScaledLP, finite_bound_norm, finite_or_zero
+from l2o.lp.kkt import bound_term, finite_bound_norm, kkt_residuals, sign_bounds
+
+from .scaling import ScaledLP
 
 __all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
            "verify_dual_ray", "verify_primal_ray"]
@@ -83,17 +87,15 @@ class TerminationData:
         lc_fin, uc_fin = torch.isfinite(p.orig_col_lower), torch.isfinite(p.orig_col_upper)
         lr_fin, ur_fin = torch.isfinite(p.orig_row_lower), torch.isfinite(p.orig_row_upper)
         c, lr = p.orig_c, p.orig_row_lower
+        rc_lower, rc_upper = sign_bounds(p.orig_col_lower, p.orig_col_upper)
+        dual_lower, dual_upper = sign_bounds(p.orig_row_lower, p.orig_row_upper)
         return cls(
-            rc_lower=torch.where(uc_fin, torch.full_like(c, -float("inf")), torch.zeros_like(c)),
-            rc_upper=torch.where(lc_fin, torch.full_like(c, float("inf")), torch.zeros_like(c)),
+            rc_lower=rc_lower, rc_upper=rc_upper,
             rec_col_lower=_inf_or_zero(lc_fin, -1.0, c),
             rec_col_upper=_inf_or_zero(uc_fin, 1.0, c),
             rec_row_lower=_inf_or_zero(lr_fin, -1.0, lr),
             rec_row_upper=_inf_or_zero(ur_fin, 1.0, lr),
-            dual_rec_lower=torch.where(ur_fin, torch.full_like(lr, -float("inf")),
-                                       torch.zeros_like(lr)),
-            dual_rec_upper=torch.where(lr_fin, torch.full_like(lr, float("inf")),
-                                       torch.zeros_like(lr)),
+            dual_rec_lower=dual_lower, dual_rec_upper=dual_upper,
             rhs_norm=finite_bound_norm(p.orig_row_lower, p.orig_row_upper),
             c_norm=torch.linalg.vector_norm(c),
         )
@@ -104,27 +106,6 @@ def inf_norm(v: torch.Tensor) -> torch.Tensor:
     if v.numel() == 0:
         return torch.zeros((), dtype=v.dtype, device=v.device)
     return torch.linalg.vector_norm(v, float("inf"))
-
-
-def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The interval [lo, hi] a multiplier of the bounds l <= . <= u may take (shared convention):
-    its positive part pairs with a finite l, its negative part with a finite u, so
-
-        lo = -inf where u is finite, else 0;    hi = +inf where l is finite, else 0.
-
-    For row duals y (bounds of A x) and reduced costs r (column bounds) alike; same shape and
-    dtype as ``lower``.
-    """
-    inf = torch.full_like(lower, float("inf"))
-    zero = torch.zeros_like(lower)
-    return (torch.where(torch.isfinite(upper), -inf, zero),
-            torch.where(torch.isfinite(lower), inf, zero))
-
-
-def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """sum_i (l_i v_i^+ - u_i v_i^-), infinite bounds contributing 0 (their v part is 0)."""
-    lo, hi = finite_or_zero(lower), finite_or_zero(upper)
-    return torch.sum(lo * torch.clamp(v, min=0)) - torch.sum(hi * torch.clamp(v, max=0).neg())
 
 
 def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Tensor,
@@ -144,21 +125,11 @@ def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Ten
     x, y = p.unscale_primal(x_s), p.unscale_dual(y_s)
     ax = ax_s / (p.row_scale * p.bound_scale)
     aty = aty_s / (p.col_scale * p.objective_scale)
-    primal_residual = ax - torch.clamp(ax, p.orig_row_lower, p.orig_row_upper)
-    g = p.orig_c - aty
     slack = slack_s / (p.col_scale * p.objective_scale)
-    pobj = torch.dot(p.orig_c, x) + p.c0
-    dobj = (bound_term(y, p.orig_row_lower, p.orig_row_upper)
-            + bound_term(slack, p.orig_col_lower, p.orig_col_upper) + p.c0)
-    r = torch.clamp(g, t.rc_lower, t.rc_upper)
-    return {
-        "rel_primal_residual": torch.linalg.vector_norm(primal_residual) / (1 + t.rhs_norm),
-        "rel_dual_residual": torch.linalg.vector_norm(g - slack) / (1 + t.c_norm),
-        "rel_gap": (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs()),
-        "primal_objective": pobj,
-        "dual_objective": dobj,
-        "x": x, "y": y, "reduced_costs": r,
-    }
+    terms = kkt_residuals(p.orig_c, p.c0, p.orig_row_lower, p.orig_row_upper, p.orig_col_lower,
+                          p.orig_col_upper, x, y, ax, aty, slack, t.rhs_norm, t.c_norm)
+    r = torch.clamp(p.orig_c - aty, t.rc_lower, t.rc_upper)
+    return {**terms, "x": x, "y": y, "reduced_costs": r}
 
 
 def project_primal_ray(t: TerminationData, dx_s: torch.Tensor) -> torch.Tensor:

@@ -94,9 +94,8 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
     Returns:
         (B,) tensor: r_p^2 + r_d^2 + gap^2 per instance.
     """
+    from l2o.lp.kkt import bound_products, finite_or_zero, sign_bounds
     from l2o.net.graph import CON, VAR, graph_operator
-    from l2o.pdhg.scaling import finite_or_zero
-    from l2o.pdhg.termination import sign_bounds
 
     var, con = graph[VAR], graph[CON]
     dtype = x_pred.dtype
@@ -124,15 +123,14 @@ def kkt_losses(x_pred: torch.Tensor, y_pred: torch.Tensor, graph) -> torch.Tenso
     dual_sq = _per_instance((col_factor * (g - r)).square(), vi, graphs)
     # infinite bounds contribute nothing to ||b|| or to the dual objective
     lr0, ur0 = finite_or_zero(row_lower), finite_or_zero(row_upper)
-    lc0, uc0 = finite_or_zero(col_lower), finite_or_zero(col_upper)
     # ||b||: the finite row bounds, an equality row counted once (the solver's definition)
     b_sq = (row_factor * lr0).square() + torch.where(row_upper != row_lower, row_factor * ur0,
                                                      0.0).square()
     b_norm = _per_instance(b_sq, ci, graphs).sqrt()
     c_norm = _per_instance((col_factor * c).square(), vi, graphs).sqrt()
     pobj = omega * _per_instance(c * x, vi, graphs)
-    dobj = omega * (_per_instance(lr0 * y.clamp(min=0) + ur0 * y.clamp(max=0), ci, graphs)
-                    + _per_instance(lc0 * r.clamp(min=0) + uc0 * r.clamp(max=0), vi, graphs))
+    dobj = omega * (_per_instance(bound_products(y, row_lower, row_upper), ci, graphs)
+                    + _per_instance(bound_products(r, col_lower, col_upper), vi, graphs))
     gap = (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs())
     # r_p^2 from the squared norm directly: sqrt has no gradient at 0 (a feasible prediction)
     return primal_sq / (1 + b_norm).square() + dual_sq / (1 + c_norm).square() + gap.square()

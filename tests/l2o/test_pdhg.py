@@ -345,15 +345,16 @@ def test_float32_option():
 def test_nan_in_lp_is_a_clear_error():
     lp = two_inequalities()
     lp.A.values()[1] = float("nan")
-    with pytest.raises(ValueError, match=r"A\[r0, x1\]"):
+    with pytest.raises(ValueError, match=r"A has non-finite entries at row 'r0' \(index 0\), "
+                                         r"column 'x1'"):
         solve_lp(lp, device="cpu")
     lp = two_inequalities()
     lp.c[0] = float("nan")
-    with pytest.raises(ValueError, match="objective coefficient of column x0"):
+    with pytest.raises(ValueError, match="objective coefficient c is not finite .* column 'x0'"):
         solve_lp(lp, device="cpu")
     lp = two_inequalities()
     lp.row_lower[1] = 7.0
-    with pytest.raises(ValueError, match="row r1 has invalid bounds"):
+    with pytest.raises(ValueError, match="1 row with lower bound > upper bound: row 'r1'"):
         solve_lp(lp, device="cpu")
 
 
@@ -389,7 +390,8 @@ def test_profile_fills_timings_only_when_asked():
 
 
 def test_csr_operator_transpose_is_torchs():
-    from l2o.pdhg.scaling import csr_operator
+    from bilevel.linalg import LinearOperator
+    from bilevel.linalg.operators import csr_tensor
 
     gen = torch.Generator().manual_seed(0)
     dense = torch.randn(7, 9, generator=gen, dtype=torch.float64)
@@ -399,7 +401,7 @@ def test_csr_operator_transpose_is_torchs():
     A = dense.to_sparse_csr()
     crow, col = A.crow_indices().to(torch.int32), A.col_indices().to(torch.int32)
     row = torch.repeat_interleave(torch.arange(7), (crow[1:] - crow[:-1]).long())
-    op = csr_operator(crow, col, A.values(), row, (7, 9))
+    op = LinearOperator.from_csr(csr_tensor(crow, col, A.values(), (7, 9)), row=row)
     ref = A.t().to_sparse_csr()
     assert op.csr_t.crow_indices().dtype == torch.int32
     assert torch.equal(op.csr_t.crow_indices().long(), ref.crow_indices())
@@ -422,5 +424,5 @@ def test_device_side_checks_match_host_checks():
         bad = two_inequalities()
         poison(bad)
         assert bool(lp_arrays(bad, torch.device("cpu")).invalid())
-        with pytest.raises(ValueError, match="solve_lp: "):
+        with pytest.raises(ValueError, match="(column|row) '(x|r)[01]' \\(index [01]\\)"):
             solve_lp(bad, device="cpu")

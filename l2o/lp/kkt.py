@@ -1,0 +1,151 @@
+"""The one home of l2o's KKT math: sign bounds of multipliers, the dual objective and the
+relative KKT errors (the solver's stopping criteria).
+
+LP in minimization form (a maximization is negated first, ``LinearProgram.minimize_c``):
+
+    min c^T x + c0   s.t.   l_r <= A x <= u_r,   l_c <= x <= u_c,
+
+with Lagrangian c^T x - y^T A x - r^T x + (bound terms), y the row duals and r the reduced
+costs (column duals).  A multiplier of bounds l <= . <= u pairs its positive part with a finite
+l and its negative part with a finite u (:func:`sign_bounds`), and the dual objective is
+
+    d(y, r) = c0 + sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
+
+(:func:`bound_term`; infinite bounds contribute 0, their part of the multiplier being 0).  The
+relative KKT errors (cuPDLPx's, l2 norms) of a point (x, y) with reduced costs r are
+
+    rel primal residual   ||A x - proj_[l_r, u_r](A x)||_2 / (1 + ||b||_2)
+    rel dual residual     ||c - A^T y - r||_2 / (1 + ||c||_2)
+    rel gap               |pobj - dobj| / (1 + |pobj| + |dobj|),   pobj = c^T x + c0, dobj = d(y, r)
+
+with b the finite row bounds, an equality row counted once (:func:`finite_bound_norm`).
+Inside the PDHG solver r is the dual slack recovered from the primal step; for a given point
+(a warm start, HiGHS's solution) it is r = proj_K(c - A^T y) onto the signs K the column bounds
+allow (:func:`kkt_error`).
+
+Users: the solver's termination checks (:mod:`l2o.pdhg.termination`, on the device, any
+dtype), the warm start's :func:`l2o.net.kkt_error`, the training loss
+(:func:`l2o.training.loss.kkt_losses`, batched and differentiable) and the HiGHS reference
+(:func:`l2o.lp.reference.solve_highs`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .model import LinearProgram
+
+__all__ = ["bound_products", "bound_term", "dual_objective", "finite_bound_norm",
+           "finite_or_zero", "kkt_error", "kkt_residuals", "sign_bounds"]
+
+
+def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
+    """v where it is finite, 0 where it is +-inf (an infinite bound contributes nothing)."""
+    return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
+
+
+def finite_bound_norm(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """||b||_2 with b the finite row bounds, an equality row (l = u) counted once (0-d)."""
+    lo = finite_or_zero(lower)
+    hi = torch.where(torch.isfinite(upper) & (upper != lower), upper, torch.zeros_like(upper))
+    return torch.sqrt(torch.sum(lo * lo) + torch.sum(hi * hi))
+
+
+def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The interval [lo, hi] a multiplier of the bounds l <= . <= u may take: its positive part
+    pairs with a finite l, its negative part with a finite u, so
+
+        lo = -inf where u is finite, else 0;    hi = +inf where l is finite, else 0.
+
+    For row duals y (bounds of A x) and reduced costs r (column bounds) alike; same shape and
+    dtype as ``lower``.  ``torch.clamp(v, *sign_bounds(l, u))`` projects v onto those signs.
+    """
+    inf = torch.full_like(lower, float("inf"))
+    zero = torch.zeros_like(lower)
+    return (torch.where(torch.isfinite(upper), -inf, zero),
+            torch.where(torch.isfinite(lower), inf, zero))
+
+
+def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """sum_i (l_i v_i^+ - u_i v_i^-) (0-d), infinite bounds contributing 0."""
+    lo, hi = finite_or_zero(lower), finite_or_zero(upper)
+    return torch.sum(lo * torch.clamp(v, min=0)) - torch.sum(hi * torch.clamp(v, max=0).neg())
+
+
+def bound_products(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """The terms l_i v_i^+ - u_i v_i^- of :func:`bound_term`, elementwise (for sums per
+    instance of a batch), infinite bounds contributing 0."""
+    return finite_or_zero(lower) * v.clamp(min=0) + finite_or_zero(upper) * v.clamp(max=0)
+
+
+def kkt_residuals(c: torch.Tensor, c0: float | torch.Tensor, row_lower: torch.Tensor,
+                  row_upper: torch.Tensor, col_lower: torch.Tensor, col_upper: torch.Tensor,
+                  x: torch.Tensor, y: torch.Tensor, ax: torch.Tensor, aty: torch.Tensor,
+                  r: torch.Tensor, rhs_norm: torch.Tensor, c_norm: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+    """The relative KKT errors and both objectives of (x, y, r) (module docstring), as 0-d
+    tensors on the inputs' device: no host sync (the solver stacks them into its check).
+
+    Args:
+        c, col_lower, col_upper, x, r: (n,) minimization-form cost, column bounds, the point
+            and its reduced costs.  c0: the objective constant.
+        row_lower, row_upper, y, ax: (m,) row bounds, duals and A x.  aty: (n,) A^T y.
+        rhs_norm, c_norm: ||b||_2 (:func:`finite_bound_norm`) and ||c||_2 (0-d).
+
+    Returns:
+        {"rel_primal_residual", "rel_dual_residual", "rel_gap", "primal_objective",
+        "dual_objective"} (minimization form, with c0).
+    """
+    primal_residual = ax - torch.clamp(ax, row_lower, row_upper)
+    pobj = torch.dot(c, x) + c0
+    dobj = bound_term(y, row_lower, row_upper) + bound_term(r, col_lower, col_upper) + c0
+    return {
+        "rel_primal_residual": torch.linalg.vector_norm(primal_residual) / (1 + rhs_norm),
+        "rel_dual_residual": torch.linalg.vector_norm(c - aty - r) / (1 + c_norm),
+        "rel_gap": (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs()),
+        "primal_objective": pobj,
+        "dual_objective": dobj,
+    }
+
+
+def _host(t) -> torch.Tensor:
+    return torch.as_tensor(t).detach().to("cpu", torch.float64)
+
+
+def kkt_error(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Relative KKT errors of a point (x, y) of ``lp`` (the solver's criteria; float64, CPU).
+
+    The reduced costs are r = proj_K(c - A^T y) with the signs the column bounds allow (there is
+    no primal step to recover the slack from, unlike inside the solver).  x should lie in its
+    bounds and y have the signs its rows allow (y in the minimization-form convention).
+
+    Returns:
+        {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
+    """
+    x, y = _host(x).reshape(-1), _host(y).reshape(-1)
+    A = lp.A.detach().to("cpu", torch.float64)
+    c, c0 = lp.minimize_c
+    c = _host(c)
+    row_lower, row_upper = _host(lp.row_lower), _host(lp.row_upper)
+    col_lower, col_upper = _host(lp.col_lower), _host(lp.col_upper)
+    ax = A @ x
+    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
+    r = torch.clamp(c - aty, *sign_bounds(col_lower, col_upper))
+    terms = kkt_residuals(c, float(c0), row_lower, row_upper, col_lower, col_upper, x, y, ax, aty,
+                          r, finite_bound_norm(row_lower, row_upper), torch.linalg.vector_norm(c))
+    return {k: float(terms[k]) for k in ("rel_primal_residual", "rel_dual_residual", "rel_gap")}
+
+
+def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tensor) -> float:
+    """d(y, r) of the module docstring in the LP's own sense (negated for a maximization), with
+    c0; y and r in the minimization-form convention.  Terms paired with an infinite bound are
+    left out: for an exact dual solution their part is zero, and for a floating-point one (e.g.
+    HiGHS's 1e-17 of the wrong sign) they would turn the value into -inf."""
+    c0 = lp.minimize_c[1]
+    value = float(bound_term(_host(y), _host(lp.row_lower), _host(lp.row_upper))
+                  + bound_term(_host(reduced_costs), _host(lp.col_lower), _host(lp.col_upper)))
+    value += c0
+    return -value if lp.sense == "maximize" else value
