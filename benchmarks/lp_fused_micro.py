@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     l2o = B.import_l2o()
     from l2o.pdhg import fused
-    from l2o.pdhg import solver as S
+    from l2o.pdhg import iteration as S
     from l2o.pdhg.scaling import scale_lp
     names = args.instances or list(B.PAGERANK) + B.LARGE + B.NETLIB
     warm, _ = B.load(l2o, Path(args.data) / "afiro.pt")

@@ -354,7 +354,7 @@ def solve_with_model(model: PDHGNet, lp, tol: float = 1e-4, device: Any = None,
         (LPResult, WarmStart).
     """
     from l2o.pdhg import prepare, solve_lp
-    from l2o.pdhg.solver import PREPARE_OPTIONS
+    from l2o.pdhg.options import PREPARE_OPTIONS
 
     device = next(model.parameters()).device if device is None else resolve_device(device)
     if "warm_start" in solve_options:

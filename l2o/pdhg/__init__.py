@@ -1,16 +1,23 @@
 """The GPU PDHG solver (PDLP family): ``solve_lp`` and the plain ``pdhg_step``.
 
-Modules, one concern each: ``scaling`` (diagonal preconditioning), ``step`` (the plain PDHG step of
-the shared convention), ``restart`` (restart criteria, primal weight), ``termination`` (residuals
-of the unscaled LP, infeasibility certificates), ``solver`` (the loop), ``result``, ``profile``
-(``solve_lp(..., profile=True)``'s time per phase; ``python -m l2o.pdhg LP... --device cuda``).
+Modules, one concern each: ``options`` (SolverOptions and their checks), ``prepare`` (validate,
+[presolve], scale, ||A~||_2: a ``PreparedLP``), ``scaling`` (diagonal preconditioning), ``start``
+(the warm start), ``iteration`` (the reflected-Halpern iteration, chunks as CUDA graphs),
+``fused`` (its Triton kernels), ``statistics`` (the check's typed record), ``termination`` (KKT
+terms of the unscaled LP, infeasibility certificates, and the stopping rule as a pure function),
+``restart`` (the restart rule enum, its memory, the primal weight), ``finish`` (the LPResult),
+``solver`` (the loop of named steps), ``step`` (the plain PDHG step of the shared convention),
+``profile`` (``solve_lp(..., profile=True)``'s time per phase; ``python -m l2o.pdhg LP...``).
 ``prepare(lp, device)`` does a solve's setup once (a ``PreparedLP``) for ``solve_lp(prepared)`` and
 for PDHG-Net's warm start (``l2o.net.solve_with_model``) to share.
 """
 from l2o.lp.result import LPResult, LPStatus
 
-from .solver import PreparedLP, SolverOptions, prepare, solve_lp
+from .options import SolverOptions
+from .prepare import PreparedLP, prepare
+from .restart import RestartParams, RestartRule
+from .solver import solve_lp
 from .step import pdhg_step
 
-__all__ = ["LPResult", "LPStatus", "PreparedLP", "SolverOptions", "pdhg_step", "prepare",
-           "solve_lp"]
+__all__ = ["LPResult", "LPStatus", "PreparedLP", "RestartParams", "RestartRule", "SolverOptions",
+           "pdhg_step", "prepare", "solve_lp"]

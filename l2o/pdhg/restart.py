@@ -1,14 +1,23 @@
-"""Adaptive restarts of the Halpern iteration and the primal weight controller (host side).
+"""Restarts of the Halpern iteration and the primal weight controller (host side).
 
-Both act only at termination checks, on a few scalars copied to the host there.
+Both act only at termination checks, on a few scalars of the check's statistics record.
 
-Restart (cuPDLPx, Lu & Yang 2024): with r(z) = ||z - T(z)||_P the fixed-point error in the PDHG
-metric P = [[omega/eta I, A^T], [A, 1/(eta omega) I]], the anchor z^{n,0} of the current epoch,
-the current iterate z^{n,k} and the value r_prev at the previous check, restart when
+Restart rules (:class:`RestartRule`, as OR-Tools PDLP's ``RestartStrategy``):
 
-    sufficient:  r(z^{n,k}) <= beta_sufficient r(z^{n,0})
-    necessary:   r(z^{n,k}) <= beta_necessary r(z^{n,0})  and  r(z^{n,k}) > r_prev
-    artificial:  k >= beta_artificial N          (N: total iterations so far)
+* ``ADAPTIVE`` (cuPDLPx, Lu & Yang 2024; the default).  With r(z) = ||z - T(z)||_P the
+  fixed-point error in the PDHG metric P = [[omega/eta I, A^T], [A, 1/(eta omega) I]], the anchor
+  z^{n,0} of the current epoch, the current iterate z^{n,k} and the value r_prev at the previous
+  check, restart when
+
+      sufficient:  r(z^{n,k}) <= beta_sufficient r(z^{n,0})
+      necessary:   r(z^{n,k}) <= beta_necessary r(z^{n,0})  and  r(z^{n,k}) > r_prev
+      artificial:  k >= beta_artificial N          (N: total iterations so far)
+
+* ``EVERY_CHECK``: restart at every check (after the first).
+* ``NEVER``: one epoch; the Halpern anchor stays the starting point.
+
+The rule needs a little memory across checks, :class:`RestartMemory` (r of the anchor, r at
+the previous check, where the epoch began); :func:`choose_restart` is a pure function of it.
 
 Primal weight (cuPDLPx PID controller): at a restart, with Delta x = x^ - x^{n,0},
 Delta y = y^ - y^{n,0} (displacement of the epoch),
@@ -23,15 +32,25 @@ primal and dual residuals were closest (in log scale), and the controller state 
 
 from __future__ import annotations
 
+import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["PrimalWeightPID", "RestartParams", "restart_reason"]
+__all__ = ["PrimalWeightPID", "RestartMemory", "RestartParams", "RestartRule", "choose_restart",
+           "restart_reason"]
+
+
+class RestartRule(enum.Enum):
+    """When the Halpern iteration restarts (module docstring)."""
+
+    ADAPTIVE = "adaptive"
+    EVERY_CHECK = "every_check"
+    NEVER = "never"
 
 
 @dataclass(frozen=True)
 class RestartParams:
-    """beta_sufficient, beta_necessary, beta_artificial of the restart criteria.
+    """The restart rule and beta_sufficient, beta_necessary, beta_artificial of ``ADAPTIVE``.
 
     beta_necessary = 0.8 is PDLP's value (cuPDLPx's documentation gives 0.5; on ken-11 both
     need the same number of iterations).
@@ -40,11 +59,39 @@ class RestartParams:
     sufficient: float = 0.2
     necessary: float = 0.8
     artificial: float = 0.36
+    rule: RestartRule = RestartRule.ADAPTIVE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rule, RestartRule):
+            raise ValueError(f"RestartParams: rule must be a RestartRule "
+                             f"({', '.join(r.name for r in RestartRule)}), got {self.rule!r}")
+
+
+@dataclass(frozen=True)
+class RestartMemory:
+    """What the restart rule remembers between checks.
+
+    Attributes:
+        anchor_error: r(z) at the current epoch's anchor (inf before the first check).
+        previous_error: r(z) at the previous check.
+        epoch_start: the iteration at which the current epoch began.
+        checks: number of checks seen so far.
+    """
+
+    anchor_error: float = math.inf
+    previous_error: float = math.inf
+    epoch_start: int = 0
+    checks: int = 0
 
 
 def restart_reason(params: RestartParams, error: float, anchor_error: float, previous_error: float,
                    epoch_iterations: int, total_iterations: int) -> str | None:
-    """Which criterion (if any) asks for a restart: "sufficient", "necessary", "artificial"."""
+    """Which criterion (if any) of the rule asks for a restart: for ``ADAPTIVE``
+    "sufficient", "necessary" or "artificial" (module docstring); "every_check"; or None."""
+    if params.rule is RestartRule.NEVER:
+        return None
+    if params.rule is RestartRule.EVERY_CHECK:
+        return "every_check"
     if error <= params.sufficient * anchor_error:
         return "sufficient"
     if error <= params.necessary * anchor_error and error > previous_error:
@@ -52,6 +99,31 @@ def restart_reason(params: RestartParams, error: float, anchor_error: float, pre
     if epoch_iterations >= params.artificial * total_iterations:
         return "artificial"
     return None
+
+
+def choose_restart(params: RestartParams, memory: RestartMemory, error: float,
+                   iterations: int) -> tuple[str | None, RestartMemory]:
+    """(restart reason or None, the memory after this check), a pure function.
+
+    Args:
+        params: the rule and its thresholds.
+        memory: the memory after the previous check.
+        error: r(z) of this check's point (``CheckStatistics.fixed_point_error``).
+        iterations: total iterations so far.
+
+    The first check (after the first iteration, of T(z0)) restarts nothing: it records r(z0) as
+    the anchor's error.  After a restart the new anchor is this check's point z^, whose error is
+    at most r(z) (T is nonexpansive in the P metric), so r(z) becomes the anchor's error.
+    """
+    if memory.checks == 0:
+        return None, RestartMemory(anchor_error=error, previous_error=error,
+                                   epoch_start=memory.epoch_start, checks=1)
+    reason = restart_reason(params, error, memory.anchor_error, memory.previous_error,
+                            iterations - memory.epoch_start, iterations)
+    if reason is None:
+        return None, replace(memory, previous_error=error, checks=memory.checks + 1)
+    return reason, RestartMemory(anchor_error=error, previous_error=error, epoch_start=iterations,
+                                 checks=memory.checks + 1)
 
 
 @dataclass

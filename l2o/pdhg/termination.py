@@ -44,15 +44,100 @@ candidate that passes them is reported only after :func:`verify_dual_ray` /
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from l2o.lp.kkt import bound_term, finite_bound_norm, kkt_residuals, sign_bounds
+from l2o.lp.result import LPStatus
 
 from .scaling import ScaledLP
 
-__all__ = ["TerminationData", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
+if TYPE_CHECKING:
+    from .statistics import CheckStatistics
+
+__all__ = ["RAY_CANDIDATES", "Termination", "TerminationCriteria", "TerminationData",
+           "check_termination", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
            "verify_dual_ray", "verify_primal_ray"]
+
+# Infeasibility certificates are looked for in T(z) - z, T(z) - z_anchor and T(z) itself
+# (the check statistics hold one primal and one dual ray test of each, in this order).
+RAY_CANDIDATES = ("step", "epoch", "iterate")
+
+
+@dataclass(frozen=True)
+class TerminationCriteria:
+    """When a solve stops (OR-Tools PDLP's ``TerminationCriteria``).
+
+    Attributes:
+        tol: the relative KKT tolerance (all three errors <= tol: OPTIMAL).
+        infeasibility_tolerance: eps of the certificate tests (module docstring).
+        iteration_limit, time_limit: None for no limit (seconds for the time).
+    """
+
+    tol: float
+    infeasibility_tolerance: float = 1e-8
+    iteration_limit: int | None = None
+    time_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class Termination:
+    """A reason to stop.
+
+    Attributes:
+        status: the LPStatus it would give.
+        message: the account for ``LPResult.message`` (a ray's is written once it is verified).
+        ray: for PRIMAL_INFEASIBLE / DUAL_INFEASIBLE, the candidate (of RAY_CANDIDATES) whose
+            ray passed the device test; the solver reports it only after the float64 re-check
+            on the unscaled LP (:func:`verify_dual_ray` / :func:`verify_primal_ray`).
+    """
+
+    status: LPStatus
+    message: str = ""
+    ray: str | None = None
+
+
+def check_termination(stats: CheckStatistics, criteria: TerminationCriteria, iterations: int,
+                      elapsed: float) -> list[Termination]:
+    """Every reason to stop at this check, in priority order (empty: keep iterating).
+
+    A pure function of the check's statistics (OR-Tools ``CheckIterateTerminationCriteria``):
+
+    1. nan/inf in any statistic: NUMERICAL_ERROR (alone);
+    2. all three relative KKT errors <= tol: OPTIMAL;
+    3. per candidate of :data:`RAY_CANDIDATES`: a dual ray with objective > 0 and residual
+       <= eps objective (PRIMAL_INFEASIBLE), then a primal ray with c^T x_r < 0 and violation
+       <= eps |c^T x_r| (DUAL_INFEASIBLE); these still need the float64 re-check (the solver
+       moves on to the next entry when it fails);
+    4. the iteration limit, then the time limit.
+
+    Args:
+        stats: the :class:`~l2o.pdhg.statistics.CheckStatistics` of this check.
+        criteria: tolerances and limits.
+        iterations: total iterations so far; elapsed: seconds so far.
+    """
+    if not stats.is_finite():
+        return [Termination(LPStatus.NUMERICAL_ERROR,
+                            f"nan/inf in the iterates at iteration {iterations}")]
+    found = []
+    tol, eps = criteria.tol, criteria.infeasibility_tolerance
+    if stats.rel_primal_residual <= tol and stats.rel_dual_residual <= tol and stats.rel_gap <= tol:
+        found.append(Termination(LPStatus.OPTIMAL, f"relative residuals and gap <= {tol:g} after "
+                                                   f"{iterations} iterations"))
+    for name in RAY_CANDIDATES:
+        dual, primal = stats.dual_rays[name], stats.primal_rays[name]
+        if dual.objective > 0 and dual.residual <= eps * dual.objective:
+            found.append(Termination(LPStatus.PRIMAL_INFEASIBLE, ray=name))
+        if primal.objective < 0 and primal.residual <= eps * -primal.objective:
+            found.append(Termination(LPStatus.DUAL_INFEASIBLE, ray=name))
+    limit = criteria.iteration_limit
+    if limit is not None and iterations >= limit:
+        found.append(Termination(LPStatus.ITERATION_LIMIT, f"iteration limit {limit} reached"))
+    if criteria.time_limit is not None and elapsed >= criteria.time_limit:
+        found.append(Termination(LPStatus.TIME_LIMIT, f"time limit {criteria.time_limit:g} s "
+                                                      f"reached after {iterations} iterations"))
+    return found
 
 
 def _inf_or_zero(finite: torch.Tensor, sign: float, like: torch.Tensor) -> torch.Tensor:

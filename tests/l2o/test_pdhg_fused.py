@@ -10,7 +10,7 @@ import torch
 
 from l2o import LinearProgram, LPStatus, solve_lp
 from l2o.pdhg import fused
-from l2o.pdhg import solver as S
+from l2o.pdhg import iteration as S
 from l2o.pdhg.scaling import scale_lp
 
 needs_triton = pytest.mark.skipif(not fused.available("cuda") or not torch.cuda.is_available(),

@@ -1,0 +1,100 @@
+"""The options of :func:`l2o.solve_lp` and their checks.
+
+:class:`SolverOptions` holds the advanced settings (keyword arguments of ``solve_lp``);
+:data:`PREPARE_OPTIONS` names those that shape the preparation (:mod:`l2o.pdhg.prepare`), which
+a :class:`~l2o.pdhg.prepare.PreparedLP` fixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .restart import RestartParams
+
+__all__ = ["PREPARE_OPTIONS", "SolverOptions", "check_dtype", "parse_options", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Advanced settings of :func:`solve_lp` (pass them as keyword arguments).
+
+    Attributes:
+        check_every: iterations between termination checks (one CUDA graph replay).
+        ruiz_iterations, geometric_mean_passes, pock_chambolle, bound_objective_rescaling:
+            preconditioning (see l2o.pdhg.scaling).
+        step_safety: eta = step_safety / ||A~||_2.
+        norm_estimate: "auto" (the bound ||A~||_2 <= 1 after Pock-Chambolle scaling, else the power
+            iteration) or "power" (always the power iteration).
+        power_iterations, power_tolerance: cap and relative tolerance of the power iteration
+            for ||A~||_2.
+        restart: the restart rule and its thresholds (:class:`~l2o.pdhg.restart.RestartParams`).
+        infeasibility_tolerance: eps of the infeasibility certificates.
+        cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
+        cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
+            CPU (cheaper than hundreds of tiny kernel launches and syncs), then moved.
+        fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
+            imports, else the torch ops), True / False (force on / off), or "elementwise" /
+            "spmv" (that plan of the kernels).
+        profile: fill ``LPResult.timings`` with seconds per setup and solve phase
+            (l2o.pdhg.profile; synchronizes the device at each phase boundary).
+    """
+
+    check_every: int = 64
+    ruiz_iterations: int = 10
+    geometric_mean_passes: int = 0
+    pock_chambolle: bool = True
+    bound_objective_rescaling: bool = True
+    step_safety: float = 0.998
+    power_iterations: int = 1000
+    power_tolerance: float = 1e-7
+    norm_estimate: str = "auto"
+    restart: RestartParams = field(default_factory=RestartParams)
+    infeasibility_tolerance: float = 1e-8
+    cuda_graph: bool = True
+    cpu_setup_nnz: int = 100_000
+    fused: Any = "auto"
+    profile: bool = False
+
+
+def resolve_device(device: Any) -> torch.device:
+    """The torch.device of ``device``: "auto" / None is CUDA when available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# The SolverOptions that shape the preparation (scaling and ||A~||_2); a PreparedLP fixes them.
+PREPARE_OPTIONS = ("ruiz_iterations", "geometric_mean_passes", "pock_chambolle",
+                   "bound_objective_rescaling", "norm_estimate", "power_iterations",
+                   "power_tolerance", "cpu_setup_nnz")
+
+
+def parse_options(where: str, check_every: int, advanced: dict[str, Any]) -> SolverOptions:
+    """The :class:`SolverOptions` of ``advanced`` (keyword arguments), checked up front.
+
+    Raises:
+        TypeError: an unknown option.  ValueError: a bad value (named after ``where``).
+    """
+    unknown = set(advanced) - set(SolverOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"{where}: unknown option(s) {sorted(unknown)}; "
+                        f"see l2o.pdhg.SolverOptions")
+    opts = SolverOptions(check_every=check_every, **advanced)
+    if opts.norm_estimate not in ("auto", "power"):
+        raise ValueError(f"{where}: norm_estimate must be 'auto' or 'power', "
+                         f"got {opts.norm_estimate!r}")
+    if opts.check_every < 1:
+        raise ValueError(f"{where}: check_every must be >= 1")
+    if not isinstance(opts.restart, RestartParams):
+        raise ValueError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
+                         f"got {opts.restart!r}")
+    return opts
+
+
+def check_dtype(where: str, dtype: Any) -> None:
+    """ValueError unless ``dtype`` is torch.float64 or torch.float32."""
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"{where}: dtype must be torch.float64 or torch.float32, got {dtype}")
