@@ -89,7 +89,7 @@ def parse_options(where: str, check_every: int, advanced: dict[str, Any]) -> Sol
     if opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")
     if not isinstance(opts.restart, RestartParams):
-        raise ValueError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
+        raise TypeError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
                          f"got {opts.restart!r}")
     return opts
 

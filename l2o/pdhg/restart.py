@@ -63,7 +63,7 @@ class RestartParams:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, RestartRule):
-            raise ValueError(f"RestartParams: rule must be a RestartRule "
+            raise TypeError(f"RestartParams: rule must be a RestartRule "
                              f"({', '.join(r.name for r in RestartRule)}), got {self.rule!r}")
 
 

@@ -171,7 +171,7 @@ def test_rules_never_and_every_check():
     every = RestartParams(rule=RestartRule.EVERY_CHECK)
     reason, after = choose_restart(every, memory, 5.0, 128)
     assert reason == "every_check" and after.epoch_start == 128 and after.anchor_error == 5.0
-    with pytest.raises(ValueError, match="RestartRule"):
+    with pytest.raises(TypeError, match="RestartRule"):
         RestartParams(rule="adaptive")
 
 
