@@ -14,7 +14,7 @@ import torch
 
 from .restart import RestartParams
 
-__all__ = ["PREPARE_OPTIONS", "SolverOptions", "check_dtype", "parse_options", "resolve_device"]
+__all__ = ["PREPARE_OPTIONS", "SolverOptions", "check_dtype", "parse_options"]
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,6 @@ class SolverOptions:
     cpu_setup_nnz: int = 100_000
     fused: Any = "auto"
     profile: bool = False
-
-
-def resolve_device(device: Any) -> torch.device:
-    """The torch.device of ``device``: "auto" / None is CUDA when available, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # The SolverOptions that shape the preparation (scaling and ||A~||_2); a PreparedLP fixes them.

@@ -25,9 +25,10 @@ from typing import Any
 import torch
 
 from bilevel.linalg import power_iteration
+from l2o.device import resolve_device
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
-from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options, resolve_device
+from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
 from .profile import PhaseTimer
 from .scaling import LPArrays, ScaledLP, lp_arrays, same_device, scale_lp
 from .termination import TerminationData

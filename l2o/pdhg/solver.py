@@ -32,13 +32,14 @@ from typing import Any
 
 import torch
 
+from l2o.device import resolve_device
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import check_structure
 
 from .finish import Checked, make_result, ray_result
 from .fused import make_plan
 from .iteration import ChunkRunner, IterationState
-from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options, resolve_device
+from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
