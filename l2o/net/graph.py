@@ -109,8 +109,8 @@ def lp_to_graph(lp, x_star: torch.Tensor | None = None, y_star: torch.Tensor | N
     Returns:
         HeteroData with node types "var", "con" and edge type ("con", "coef", "var").
     """
-    from l2o.pdhg.scaling import scale_lp  # the solver's preconditioner, not a copy of it
     from l2o.pdhg.prepare import PreparedLP
+    from l2o.pdhg.scaling import scale_lp  # the solver's preconditioner, not a copy of it
 
     prepared = lp if isinstance(lp, PreparedLP) else None
     if prepared is not None:
