@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -100,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE_ERROR if argv else ExitCode.OK
     command = f"l2o {args.command}"
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader gone early (`| head`) shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _drop_stdout()
+        return int(ExitCode.OUTPUT_CLOSED)
     except CommandError as error:  # from a plugin's handler
         print(f"{command}: error: {error}", file=sys.stderr)
         return int(error.code)
@@ -111,3 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         print(f"{command}: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return int(ExitCode.INTERNAL_ERROR)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: its reader has gone, and Python's final flush of what is left
+    in the buffer would otherwise print a BrokenPipeError at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

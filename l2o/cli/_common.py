@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -158,7 +159,19 @@ def load_lp(args: argparse.Namespace):
 
 
 def check_output_path(path: str | None) -> None:
-    """A usage error when the directory of an output file does not exist (before any work)."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise CommandError(f"cannot write {path}: directory {Path(path).parent} does not exist",
+    """A usage error, before any work, when an output file cannot be written there: the path is
+    a directory, its directory does not exist, or the file (or a new file in its directory) is
+    not writable."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise CommandError(f"cannot write {path}: it is a directory (give a file name)",
                            ExitCode.USAGE_ERROR)
+    folder = target.resolve().parent
+    if not folder.is_dir():
+        raise CommandError(f"cannot write {path}: directory {target.parent} does not exist",
+                           ExitCode.USAGE_ERROR)
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        where = target if target.exists() else f"directory {target.parent}"
+        raise CommandError(f"cannot write {path}: {where} is not writable", ExitCode.USAGE_ERROR)

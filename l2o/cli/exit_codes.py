@@ -23,9 +23,11 @@ class ExitCode(IntEnum):
     LIMIT = 6                # iteration or time limit before the tolerance
     NUMERICAL_ERROR = 7      # nan/inf in the iteration
     INTERRUPTED = 130        # Ctrl-C (the shell's 128 + SIGINT)
+    OUTPUT_CLOSED = 141      # stdout closed by its reader, e.g. `| head` (128 + SIGPIPE)
 
 
-# the meaning of each code, as --help lists it (the interruption is the shell's convention)
+# the meaning of each code, as --help lists it (the interruption and the closed pipe are the
+# shell's conventions)
 EXIT_CODES = {
     ExitCode.OK: "optimal (or: command succeeded)",
     ExitCode.INTERNAL_ERROR: "internal error (a bug: please report it), or training diverged",

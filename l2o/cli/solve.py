@@ -67,9 +67,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="auto: CUDA when available (default)")
     solve.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="float32 is faster on GPUs; tolerances below ~1e-6 need float64")
-    solve.add_argument("--warm-start", metavar="SOL.json",
+    solve.add_argument("--warm-start", metavar="SOL",
                        help="start from a solution file of an LP with the same row and column "
-                            "names (as written by --output)")
+                            "names: JSON (as written by --output) or a HiGHS solution file "
+                            "(.sol)")
     solve.add_argument("--model", metavar="MODEL",
                        help="warm-start from PDHG-Net's prediction: a checkpoint path (of "
                             "`l2o train`) or the name of a bundled model (" + _bundled_names()
@@ -83,8 +84,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             "(after the warm solve) and show its status, iterations and time and "
                             "the speedup (cold solve time / warm total time); --json gains cold "
                             "{status, iterations, solve_time, kkt} and speedup")
-    solve.add_argument("--output", "-o", metavar="SOL.json",
-                       help="write the solution as one JSON object")
+    solve.add_argument("--output", "-o", metavar="FILE",
+                       help="write the solution: FILE.sol as a HiGHS solution file (x, y, "
+                            "reduced costs; HiGHS's format, readable by highspy), any other "
+                            "name as one JSON object (as --json prints it)")
     solve.add_argument("--json", action="store_true",
                        help="print only the JSON solution object on stdout")
     solve.add_argument("--quiet", "-q", action="store_true",
@@ -258,7 +261,7 @@ def _json_number(value: float) -> float | None:
 def run(args: argparse.Namespace) -> int:
     from l2o.lp import read_warm_start
     from l2o.lp.examples import list_examples
-    from l2o.lp.solution import dump_solution, solution_dict
+    from l2o.lp.solution import solution_dict, write_solution
 
     if args.model is not None and args.warm_start is not None:
         raise CommandError("--model and --warm-start exclude each other (the model predicts "
@@ -297,7 +300,12 @@ def run(args: argparse.Namespace) -> int:
         data["speedup"] = cold.solve_time / data["total_time"] if data["total_time"] > 0 \
             else None
     if args.output:
-        dump_solution(data, args.output)
+        try:
+            write_solution(lp, result, args.output, data)
+        except ValueError as error:  # NaN/inf in x or y: the .sol format cannot hold them
+            raise CommandError(f"the solve ended {data['status']}; cannot write {args.output}: "
+                               f"{error}", STATUS_EXIT.get(data["status"],
+                                                           ExitCode.INTERNAL_ERROR)) from None
     if args.json:
         print(json.dumps(data, allow_nan=False))
     elif args.quiet:

@@ -435,3 +435,87 @@ def test_solve_bundled_pagerank_model(capsys, tmp_path):
     assert data["status"] == data["cold"]["status"] == "optimal"
     assert data["iterations"] <= data["cold"]["iterations"]
     assert data["warm_start"]["path"].endswith("pagerank.pt")
+
+
+# ---- input honesty: files read as another LP, bad output paths, a closed stdout -------------------
+
+_SMALL_MPS = ("NAME SMALL\nROWS\n N  COST\n G  R1\nCOLUMNS\n    X1  COST  1.0  R1  1.0\n"
+              "    X2  COST  2.0  R1  1.0\nRHS\n    RHS  R1  1.0\nENDATA\n")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("dup.mps", _SMALL_MPS.replace("RHS\n", "    X1  COST  3.0  R1  1.0\nRHS\n"),
+     'names repeat.*"X1"'),
+    ("qp.mps", _SMALL_MPS.replace("ENDATA", "QUADOBJ\n    X1  X1  2.0\nENDATA"),
+     "quadratic objective"),
+    ("cut.mps.gz", None, "damaged gzip file"),
+])
+def test_files_read_as_another_lp_exit_3(capsys, tmp_path, name, text, message):
+    import re
+
+    path = tmp_path / name
+    if text is None:  # a truncated download
+        data = (DATA / "netlib" / "afiro.mps.gz").read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    else:
+        path.write_text(text)
+    code, out, err = run(capsys, "solve", path, "--device", "cpu", "-q")
+    assert code == 3 and re.search(message, err) and "Traceback" not in err and out == ""
+
+
+def test_output_path_checked_before_the_solve(capsys, tmp_path):
+    code, out, err = run(capsys, "solve", "--example", "afiro", "--output", tmp_path)
+    assert code == 2 and "is a directory" in err and out == ""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--output", blocker / "sol.json")
+    assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root may write anywhere")
+def test_unwritable_output_is_a_usage_error(capsys, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, _, err = run(capsys, "solve", "--example", "afiro", "--output", folder / "s.json")
+    finally:
+        folder.chmod(0o700)
+    assert code == 2 and "not writable" in err
+
+
+def test_closed_stdout_exits_quietly():
+    """`l2o solve --json | head`: the reader is gone before the JSON is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "l2o", "solve", "--example", "afiro",
+                             "--device", "cpu", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141 and err == b"", err.decode()
+
+
+def test_solve_writes_and_warm_starts_from_highs_solution_files(capsys, tmp_path):
+    import highspy
+
+    sol = tmp_path / "afiro.sol"
+    code, out, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--output", sol)
+    assert code == 0 and f"solution written to {sol}" in out
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.readModel(str(Path(l2o.__file__).parent / "data" / "afiro.mps.gz"))
+    assert highs.readSolution(str(sol), 0) == highspy.HighsStatus.kOk
+    x = torch.tensor(list(highs.getSolution().col_value), dtype=torch.float64)
+    assert l2o.load_example("afiro").objective(x) == pytest.approx(PUBLISHED["afiro"], rel=1e-3)
+
+    run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--output", tmp_path / "a.json")
+    starts = {}
+    for start in (sol, tmp_path / "a.json"):
+        code, out, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu",
+                           "--warm-start", start, "--json")
+        starts[start.suffix] = json.loads(out)
+        assert code == 0
+    assert starts[".sol"]["iterations"] == starts[".json"]["iterations"] <= 64
+
+    code, _, err = run(capsys, "solve", "--example", "sc50a", "--warm-start", sol, "-q")
+    assert code == 3 and "not a HiGHS solution file of this LP" in err
