@@ -1,19 +1,22 @@
 """Triton kernels for one reflected-Halpern PDHG iteration on CUDA (the ``fused`` option).
 
-The torch iteration (:func:`l2o.pdhg.solver.halpern_iteration`) launches ~17 kernels; on a small
+The torch iteration (:func:`l2o.pdhg.iteration.halpern_iteration`) launches ~17 kernels; on a small
 LP each costs ~1.7 us of launch latency even inside a CUDA graph, so the latency, not the
 arithmetic, sets the time of an iteration.  Here the elementwise updates are fused, with the same
 math and the same buffers (the termination check reads them):
 
-    primal kernel, per column j (g = A~^T y - c~, given or computed in the kernel):
+    g = A~^T y - c~                        (cuSPARSE CSR_ALG2 into ``aty``, or in the kernel)
+    primal kernel, per column j:
         x_pre = x + tau g                  x^ = clamp(x_pre, l_c, u_c)
         x_bar = 2 x^ - x                   x  <- x_bar - (1 - w) (x_bar - x0)      (Halpern)
-    ax_bar = A~ x_bar                      (cuSPARSE, or computed in the dual kernel)
+    ax_bar = A~ x_bar                      (cuSPARSE CSR_ALG2, or computed in the dual kernel)
     dual kernel, per row i:
         v = y - sigma ax_bar               y^ = v - clamp(v, -sigma u_r, -sigma l_r)
         y_bar = 2 y^ - y                   y  <- y_bar - (1 - w) (y_bar - y0)
         w <- 1 / (2 - w)                   (one program, after every program has read w)
-    g = A~^T y - c~                        (cuSPARSE addmv; not needed in the "spmv" plan)
+
+Only the iteration before a check stores x_pre, x^, y^ and y_bar (``last=True``): the others
+move 3 vectors fewer, as cuPDLPx's "major" and plain iterations.
 
 The Halpern update z <- w z_bar + (1 - w) z0 is written as torch.lerp evaluates it for
 w >= 1/2, so both paths round alike.  The weight w is read by every program of both kernels, so
@@ -24,7 +27,7 @@ a scratch scalar ``weight_old`` (which the primal kernel never reads), and the d
 solver's CUDA graph.
 
 Two plans:
-  * "elementwise": 2 Triton kernels + the two cuSPARSE products (torch.mv, torch.addmv);
+  * "elementwise": 2 Triton kernels + the two cuSPARSE products;
   * "spmv": the products are computed in the kernels themselves (CSR rows, a tile of
     ``rows x nnz`` per program, looping over the longest row of the tile), 2 kernels in all.
     One long row makes its tile loop long, so this plan is picked only when every row of A~ and
@@ -34,10 +37,13 @@ Two plans:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from bilevel.linalg.cusparse import csr_spmv
 
 try:  # Triton ships with CUDA builds of torch; CPU-only installs and CI have none
     import triton
@@ -73,12 +79,19 @@ class FusedPlan:
         spmv: the products A~ x_bar and A~^T y are computed in the Triton kernels.
         weight_old: 0-d scratch holding the Halpern weight the current iteration reads.
         tile_a, tile_at: (rows per program, nonzeros per trip) of A~ and A~^T ("spmv" only).
+        aty: (n,) A~^T y of the iteration's y ("elementwise" only).
+        product_a, product_at: ax_bar <- A~ x_bar and aty <- A~^T y on the state's buffers
+            ("elementwise" only): cuSPARSE's CSR_ALG2 (:mod:`bilevel.linalg.cusparse`) where
+            it can be called, else ``torch.mv``.
     """
 
     spmv: bool
     weight_old: torch.Tensor
     tile_a: tuple[int, int] = SPMV_TILES[0]
     tile_at: tuple[int, int] = SPMV_TILES[0]
+    aty: torch.Tensor | None = None
+    product_a: Callable[[], None] | None = None
+    product_at: Callable[[], None] | None = None
 
 
 def _row_stats(csr: torch.Tensor) -> tuple[float, int]:
@@ -123,15 +136,29 @@ def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
     short = (max_a <= SPMV_MAX_ROW_TRIPS * tile_a[1] and max_at <= SPMV_MAX_ROW_TRIPS * tile_at[1])
     spmv = mode == "spmv" or (mode in ("auto", True) and short)
     _compile_once(s.x.dtype, s.x.device)
-    return FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
+    plan = FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
                      tile_at=tile_at)
+    if not spmv:
+        plan.aty = torch.empty_like(s.x)
+        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar)
+        plan.product_at = _product(p.op.csr_t, s.y, plan.aty)
+    return plan
 
 
-def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan) -> None:
+def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Callable[[], None]:
+    """out <- A x on fixed buffers: cuSPARSE CSR_ALG2 (analysed once), else torch.mv."""
+    spmv = csr_spmv(A, x, out)
+    return spmv if spmv is not None else (lambda: torch.mv(A, x, out=out))
+
+
+def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) -> None:
     """One reflected-Halpern PDHG iteration in place with the Triton kernels (module docstring).
 
-    Same math and buffers as :func:`l2o.pdhg.solver.halpern_iteration`; no host sync.  In the
-    "spmv" plan ``s.grad`` is not used: A~^T y - c~ is recomputed in the primal kernel.
+    Same math and buffers as :func:`l2o.pdhg.iteration.halpern_iteration`; no host sync.  A~^T y
+    is computed at the start of the iteration (into ``plan.aty``, or inside the primal kernel
+    in the "spmv" plan), so ``s.grad`` is not used.  ``last=False`` skips the stores that only
+    the check reads (x_pre, x^, y^, y_bar; ax_bar in the "spmv" plan): 3 of the ~14 vector
+    passes of an iteration.  The check must follow an iteration run with ``last=True``.
     """
     n, m = s.x.numel(), s.y.numel()
     if plan.spmv:
@@ -140,25 +167,22 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan) -> None:
         _primal_spmv_kernel[(max(1, triton.cdiv(n, rows)),)](
             at.crow_indices(), at.col_indices(), at.values(), s.y, p.c,
             s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
-            s.tau, s.weight, plan.weight_old, n, ROWS=rows, K=k, num_warps=4)
+            s.tau, s.weight, plan.weight_old, n, ROWS=rows, K=k, STORE=last, num_warps=4)
         a = p.op.csr
         rows, k = plan.tile_a
         _dual_spmv_kernel[(max(1, triton.cdiv(m, rows)),)](
             a.crow_indices(), a.col_indices(), a.values(), s.x_bar, s.ax_bar,
             s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
-            s.neg_sigma, plan.weight_old, s.weight, m, ROWS=rows, K=k, num_warps=4)
+            s.neg_sigma, plan.weight_old, s.weight, m, ROWS=rows, K=k, STORE=last, num_warps=4)
         return
+    plan.product_at()
     _primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
-        s.grad, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
-        s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, num_warps=4)
-    torch.mv(p.op.csr, s.x_bar, out=s.ax_bar)
+        plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
+        s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, STORE=last, num_warps=4)
+    plan.product_a()
     _dual_kernel[(max(1, triton.cdiv(m, BLOCK)),)](
         s.ax_bar, s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
-        s.neg_sigma, plan.weight_old, s.weight, m, BLOCK=BLOCK, num_warps=4)
-    if s.fused_grad:
-        torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.grad)      # A^T y - c
-    else:
-        torch.mv(p.op.csr_t, s.y, out=s.grad).sub_(p.c)
+        s.neg_sigma, plan.weight_old, s.weight, m, BLOCK=BLOCK, STORE=last, num_warps=4)
 
 
 _COMPILED: set[tuple[torch.dtype, torch.device]] = set()
@@ -185,9 +209,12 @@ def _compile_once(dtype: torch.dtype, device: torch.device) -> None:
                         y_hat=f(2), x_bar=f(2), y_bar=f(2), ax_bar=f(2), weight=f() + 0.5,
                         tau=f(), neg_sigma=f(), dual_lower=f(2), dual_upper=f(2),
                         fused_grad=False)
-    for tile in SPMV_TILES:
-        halpern_iteration_fused(p, s, FusedPlan(True, f(), tile, tile))
-    halpern_iteration_fused(p, s, FusedPlan(False, f()))
+    elementwise = FusedPlan(False, f(), aty=f(2), product_a=lambda: None,
+                            product_at=lambda: None)
+    for last in (True, False):
+        for tile in SPMV_TILES:
+            halpern_iteration_fused(p, s, FusedPlan(True, f(), tile, tile), last)
+        halpern_iteration_fused(p, s, elementwise, last)
     torch.cuda.synchronize(device)
     _COMPILED.add(key)
 
@@ -196,8 +223,9 @@ if triton is not None:
     # propagate_nan=ALL below: clamp(nan) = nan, as torch.clamp, so nan reaches the check
     @triton.jit
     def _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr):
-        """Projected primal step and Halpern update of the entries ``offs`` (g = A^T y - c)."""
+                       x_bar_ptr, tau_ptr, weight_ptr, STORE: tl.constexpr):
+        """Projected primal step and Halpern update of the entries ``offs`` (g = A^T y - c);
+        x_pre and x^ are stored only when ``STORE`` (the iteration before a check)."""
         tau = tl.load(tau_ptr)
         w = tl.load(weight_ptr)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0)
@@ -207,16 +235,18 @@ if triton is not None:
         v = x + tau * g
         x_hat = tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi, propagate_nan=tl.PropagateNan.ALL)
         x_bar = x_hat + (x_hat - x)
-        tl.store(x_pre_ptr + offs, v, mask=mask)
-        tl.store(x_hat_ptr + offs, x_hat, mask=mask)
+        if STORE:
+            tl.store(x_pre_ptr + offs, v, mask=mask)
+            tl.store(x_hat_ptr + offs, x_hat, mask=mask)
         tl.store(x_bar_ptr + offs, x_bar, mask=mask)
         tl.store(x_ptr + offs, x_bar - (x_bar - x0) * (1.0 - w), mask=mask)
 
     @triton.jit
     def _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr):
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE: tl.constexpr):
         """Dual step and Halpern update of the entries ``offs`` (ax = A x_bar); program 0 then
-        advances the Halpern weight from the copy the primal kernel made."""
+        advances the Halpern weight from the copy the primal kernel made.  y^ and y_bar are
+        stored only when ``STORE``."""
         neg_sigma = tl.load(neg_sigma_ptr)
         w = tl.load(weight_old_ptr)
         y = tl.load(y_ptr + offs, mask=mask, other=0.0)
@@ -226,8 +256,9 @@ if triton is not None:
         v = y + neg_sigma * ax
         y_hat = v - tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi, propagate_nan=tl.PropagateNan.ALL)
         y_bar = y_hat + (y_hat - y)
-        tl.store(y_hat_ptr + offs, y_hat, mask=mask)
-        tl.store(y_bar_ptr + offs, y_bar, mask=mask)
+        if STORE:
+            tl.store(y_hat_ptr + offs, y_hat, mask=mask)
+            tl.store(y_bar_ptr + offs, y_bar, mask=mask)
         tl.store(y_ptr + offs, y_bar - (y_bar - y0) * (1.0 - w), mask=mask)
         if tl.program_id(0) == 0:
             tl.store(weight_ptr, 1.0 / (2.0 - w))
@@ -255,45 +286,49 @@ if triton is not None:
         return tl.sum(acc, axis=1)
 
     @triton.jit(do_not_specialize=["n"])
-    def _primal_kernel(grad_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr,
-                       tau_ptr, weight_ptr, weight_old_ptr, n, BLOCK: tl.constexpr):
+    def _primal_kernel(aty_ptr, c_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
+                       x_bar_ptr, tau_ptr, weight_ptr, weight_old_ptr, n, BLOCK: tl.constexpr,
+                       STORE: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
-        g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
+        g = tl.load(aty_ptr + offs, mask=mask, other=0.0) - tl.load(c_ptr + offs, mask=mask,
+                                                                     other=0.0)
         _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr)
+                       x_bar_ptr, tau_ptr, weight_ptr, STORE)
         _copy_weight(weight_ptr, weight_old_ptr)
 
     @triton.jit(do_not_specialize=["m"])
     def _dual_kernel(ax_ptr, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr, m, BLOCK: tl.constexpr):
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr, m, BLOCK: tl.constexpr,
+                     STORE: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < m
         ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
         _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr)
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE)
 
     @triton.jit(do_not_specialize=["n"])
     def _primal_spmv_kernel(crow_ptr, col_ptr, val_ptr, y_ptr, c_ptr,
                             x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr,
                             tau_ptr, weight_ptr, weight_old_ptr, n,
-                            ROWS: tl.constexpr, K: tl.constexpr):
+                            ROWS: tl.constexpr, K: tl.constexpr, STORE: tl.constexpr):
         offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
         mask = offs < n
         g = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, y_ptr, offs, mask, ROWS, K)
         g = g - tl.load(c_ptr + offs, mask=mask, other=0.0)
         _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr)
+                       x_bar_ptr, tau_ptr, weight_ptr, STORE)
         _copy_weight(weight_ptr, weight_old_ptr)
 
     @triton.jit(do_not_specialize=["m"])
     def _dual_spmv_kernel(crow_ptr, col_ptr, val_ptr, x_bar_ptr, ax_ptr,
                           y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
                           neg_sigma_ptr, weight_old_ptr, weight_ptr, m,
-                          ROWS: tl.constexpr, K: tl.constexpr):
+                          ROWS: tl.constexpr, K: tl.constexpr, STORE: tl.constexpr):
         offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
         mask = offs < m
         ax = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, x_bar_ptr, offs, mask, ROWS, K)
-        tl.store(ax_ptr + offs, ax, mask=mask)
+        if STORE:
+            tl.store(ax_ptr + offs, ax, mask=mask)
         _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr)
+                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE)

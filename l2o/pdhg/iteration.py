@@ -107,15 +107,16 @@ class IterationState:
         self.weight.fill_(0.5)
 
 
-def halpern_iteration(p: ScaledLP, s: IterationState) -> None:
+def halpern_iteration(p: ScaledLP, s: IterationState, last: bool = True) -> None:
     """One reflected-Halpern PDHG iteration in place (module docstring); 2 SpMVs, no host sync.
 
     Written for few kernels: c is folded into the A^T y product (addmv with beta = -1), and the
     Halpern weight w_k = (k+1)/(k+2) is advanced as w_{k+1} = 1 / (2 - w_k).  With a Triton
-    plan (``SolverOptions.fused``) the same iteration runs as 2 fused kernels + 0 or 2 SpMVs.
+    plan (``SolverOptions.fused``) the same iteration runs as 2 fused kernels + 0 or 2 SpMVs,
+    and skips the stores only a check reads unless ``last`` (the iteration before a check).
     """
     if s.fused_plan is not None:
-        halpern_iteration_fused(p, s, s.fused_plan)
+        halpern_iteration_fused(p, s, s.fused_plan, last)
         return
     A, At = p.op.csr, p.op.csr_t
     torch.addcmul(s.x, s.tau, s.grad, out=s.x_pre)           # v = x - tau (c - A^T y)
@@ -164,8 +165,8 @@ class ChunkRunner:
         self.graph_error: str | None = None
 
     def _eager(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
-        for _ in range(iterations):
-            halpern_iteration(self.p, self.s)
+        for i in range(iterations):
+            halpern_iteration(self.p, self.s, last=i == iterations - 1)
         return device_statistics(self.p, self.t, self.s)
 
     def run(self, iterations: int) -> tuple[CheckStatistics, CheckVectors]:
@@ -188,8 +189,8 @@ class ChunkRunner:
             torch.cuda.synchronize()
             graph, check = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                for _ in range(self.piece):
-                    halpern_iteration(self.p, self.s)
+                for i in range(self.piece):
+                    halpern_iteration(self.p, self.s, last=i == self.piece - 1)
             with torch.cuda.graph(check):     # own pool: its outputs outlive the replays
                 out = device_statistics(self.p, self.t, self.s)
             self.graph, self.check_graph, self.graph_out = graph, check, out

@@ -63,9 +63,15 @@ def test_fused_iteration_matches_torch(mode, bounds, dtype):
         s.fused_plan = fused.make_plan(p, s, plan_mode)
         states.append(s)
     assert states[0].fused_plan is None and states[1].fused_plan.spmv == (mode == "spmv")
-    for _ in range(50):
+    check_only = ("x_pre", "x_hat", "y_hat", "y_bar")
+    for i in range(50):
+        if i == 1:   # the iterations before the last must not write what only the check reads
+            for name in check_only:
+                getattr(states[1], name).fill_(float("nan"))
+        if i == 49:
+            assert all(bool(torch.isnan(getattr(states[1], n)).all()) for n in check_only)
         for s in states:
-            S.halpern_iteration(p, s)
+            S.halpern_iteration(p, s, last=i == 49)
     tol = 1e-12 if dtype == torch.float64 else 1e-4
     for name in BUFFERS:
         a, b = getattr(states[0], name), getattr(states[1], name)
