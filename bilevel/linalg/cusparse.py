@@ -35,7 +35,7 @@ _CUDA_R_32F, _CUDA_R_64F = 0, 1
 _SPMV_CSR_ALG2 = 3
 _STATUS_SUCCESS = 0
 
-_lock = threading.Lock()
+_lock = threading.RLock()      # _handle() holds it while it calls _lib()
 _library: Any = None            # ctypes.CDLL, False once looked for and not found
 _handles: dict[int, ctypes.c_void_p] = {}
 
