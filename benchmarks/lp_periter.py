@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out
 from _timing import copy_bandwidth_tbs, device_name
 
 LIMITS = (1000, 6000)
@@ -138,7 +139,7 @@ def main() -> None:
                     help="also write PageRank LPs as MPS for cuPDLPx (slow above 1e6 nodes)")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME:key=value,... SolverOptions of an extra variant of ours")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "periter"))
+    ap.add_argument("--out", default=str(default_out("periter")))
     args = ap.parse_args()
 
     import l2o
