@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+import warnings
 from typing import Any
 
 import torch
@@ -186,11 +187,22 @@ class CsrSpMV:
 def csr_spmv(A: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0,
              beta: float = 0.0) -> CsrSpMV | None:
     """A :class:`CsrSpMV` for ``y <- alpha A x + beta y``, or None where cuSPARSE is unavailable
-    (CPU tensors, no libcusparse) or refuses this matrix (then use ``torch.mv``)."""
+    (CPU tensors, no libcusparse), refuses this matrix, or disagrees with ``torch.mv`` on a
+    random probe vector (checked once here, on scratch vectors; then use ``torch.mv``)."""
     if not available(A.device) or A.layout != torch.sparse_csr or min(A.shape) == 0 \
             or A.values().numel() == 0:
         return None
     try:
+        probe_x = torch.randn(A.shape[1], dtype=A.dtype, device=A.device)
+        probe_y = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
+        CsrSpMV(A, probe_x, probe_y)()
+        expected = torch.mv(A, probe_x)
+        tol = 1e-10 if A.dtype == torch.float64 else 1e-4
+        if not bool(torch.linalg.vector_norm(probe_y - expected)
+                    <= tol * torch.linalg.vector_norm(expected) + 1e-300):
+            warnings.warn("cuSPARSE CSR_ALG2 disagrees with torch.mv on this matrix; using "
+                          "torch.mv", RuntimeWarning, stacklevel=2)
+            return None
         return CsrSpMV(A, x, y, alpha, beta)
     except (RuntimeError, ValueError, AttributeError):
         return None
