@@ -108,7 +108,8 @@ def _tile_for(mean_len: float, max_len: int) -> tuple[int, int]:
     return SPMV_TILES[0] if mean_len <= 12 and max_len <= 64 else SPMV_TILES[1]
 
 
-def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
+def make_plan(p: Any, s: Any, mode: Any = "auto",
+              sparse_products: str = "torch") -> FusedPlan | None:
     """The plan for ``SolverOptions.fused = mode`` on this LP and state, or None (torch path).
 
     Args:
@@ -117,6 +118,7 @@ def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
         mode: "auto" (Triton when available; the "spmv" plan when every row is short), True
             (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise" or
             "spmv" (that plan; error when unavailable).
+        sparse_products: "torch" or "cusparse" (``SolverOptions.sparse_products``).
 
     Raises:
         ValueError: an unknown mode, or Triton forced where it cannot run.
@@ -140,14 +142,17 @@ def make_plan(p: Any, s: Any, mode: Any = "auto") -> FusedPlan | None:
                      tile_at=tile_at)
     if not spmv:
         plan.aty = torch.empty_like(s.x)
-        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar)
-        plan.product_at = _product(p.op.csr_t, s.y, plan.aty)
+        cusparse = sparse_products == "cusparse"
+        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, cusparse)
+        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, cusparse)
     return plan
 
 
-def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> Callable[[], None]:
-    """out <- A x on fixed buffers: cuSPARSE CSR_ALG2 (analysed once), else torch.mv."""
-    spmv = csr_spmv(A, x, out)
+def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
+             cusparse: bool) -> Callable[[], None]:
+    """out <- A x on fixed buffers: cuSPARSE CSR_ALG2 (analysed once) if asked and possible,
+    else torch.mv."""
+    spmv = csr_spmv(A, x, out) if cusparse else None
     return spmv if spmv is not None else (lambda: torch.mv(A, x, out=out))
 
 

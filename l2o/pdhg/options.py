@@ -17,6 +17,11 @@ from .restart import RestartParams
 __all__ = ["PREPARE_OPTIONS", "SolverOptions", "check_dtype", "parse_options"]
 
 
+# Not measured on a GPU yet (no H200 was lent when it was written): opt-in until
+# benchmarks/lp_periter.py shows its per-iteration time next to torch.mv's.
+SPARSE_PRODUCTS_DEFAULT = "torch"
+
+
 @dataclass(frozen=True)
 class SolverOptions:
     """Advanced settings of :func:`solve_lp` (pass them as keyword arguments).
@@ -38,6 +43,9 @@ class SolverOptions:
         fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
             imports, else the torch ops), True / False (force on / off), or "elementwise" /
             "spmv" (that plan of the kernels).
+        sparse_products: how the "elementwise" plan multiplies by A~ and A~^T on CUDA:
+            "torch" (``torch.mv``) or "cusparse" (cuSPARSE's CSR_ALG2, analysed once per solve:
+            :mod:`bilevel.linalg.cusparse`; falls back to ``torch.mv`` where it cannot run).
         profile: fill ``LPResult.timings`` with seconds per setup and solve phase
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """
@@ -56,6 +64,7 @@ class SolverOptions:
     cuda_graph: bool = True
     cpu_setup_nnz: int = 100_000
     fused: Any = "auto"
+    sparse_products: str = SPARSE_PRODUCTS_DEFAULT
     profile: bool = False
 
 
@@ -79,6 +88,9 @@ def parse_options(where: str, check_every: int, advanced: dict[str, Any]) -> Sol
     if opts.norm_estimate not in ("auto", "power"):
         raise ValueError(f"{where}: norm_estimate must be 'auto' or 'power', "
                          f"got {opts.norm_estimate!r}")
+    if opts.sparse_products not in ("torch", "cusparse"):
+        raise ValueError(f"{where}: sparse_products must be 'torch' or 'cusparse', "
+                         f"got {opts.sparse_products!r}")
     if opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")
     if not isinstance(opts.restart, RestartParams):

@@ -142,7 +142,7 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
     eta = opts.step_safety / prepared.operator_norm if prepared.operator_norm > 0 else 1.0
     state = IterationState.init(p, *scaled_start(prepared, x_start, y_start))
     timer.mark("state")
-    state.fused_plan = make_plan(p, state, opts.fused)
+    state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products)
     timer.mark("fused_plan")
     pid = PrimalWeightPID()
     state.set_steps(p, eta, pid.weight)

@@ -43,14 +43,17 @@ def test_fused_option_is_checked():
         solve_lp(lp, device="cpu", fused="sometimes")
     with pytest.raises(ValueError, match="needs CUDA and Triton"):
         solve_lp(lp, device="cpu", fused=True)
+    with pytest.raises(ValueError, match="sparse_products"):
+        solve_lp(lp, device="cpu", sparse_products="cublas")
     assert solve_lp(lp, device="cpu", fused="auto").status == LPStatus.OPTIMAL
 
 
 @needs_triton
-@pytest.mark.parametrize("mode", ["elementwise", "spmv"])
+@pytest.mark.parametrize("mode", ["elementwise", "spmv", "elementwise-cusparse"])
 @pytest.mark.parametrize("bounds", ["free", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_iteration_matches_torch(mode, bounds, dtype):
+    mode, _, products = mode.partition("-")
     lp = random_lp(300, 500, 1, bounds)
     p = scale_lp(lp, device="cuda", dtype=dtype)
     gen = torch.Generator().manual_seed(2)
@@ -60,7 +63,7 @@ def test_fused_iteration_matches_torch(mode, bounds, dtype):
     for plan_mode in (False, mode):
         s = S.IterationState.init(p, torch.clamp(x, p.col_lower, p.col_upper), y)
         s.set_steps(p, 0.9, 1.7)
-        s.fused_plan = fused.make_plan(p, s, plan_mode)
+        s.fused_plan = fused.make_plan(p, s, plan_mode, products or "torch")
         states.append(s)
     assert states[0].fused_plan is None and states[1].fused_plan.spmv == (mode == "spmv")
     check_only = ("x_pre", "x_hat", "y_hat", "y_bar")
