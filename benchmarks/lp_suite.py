@@ -208,10 +208,10 @@ def highs(args) -> None:
             t0 = time.perf_counter()
             res = solve_highs(lp, method=method, time_limit=args.time_limit)
             wall = time.perf_counter() - t0
-            rel = abs(res["objective"] - optimum) / max(1.0, abs(optimum))
-            rows.append({"name": name, "method": method, "status": res["status"].name,
-                         "time_s": wall, "highs_time_s": res["solve_time"],
-                         "iterations": res["iterations"], "rel_obj_error": rel})
+            rel = abs(res.objective - optimum) / max(1.0, abs(optimum))
+            rows.append({"name": name, "method": method, "status": res.status.name,
+                         "time_s": wall, "highs_time_s": res.solve_time,
+                         "iterations": res.iterations, "rel_obj_error": rel})
             print(f"{name:14s} {method:8s} {res['status'].name:16s} t={wall:8.4f}s "
                   f"(HiGHS run {res['solve_time']:.4f}s) relobj={rel:.1e}", flush=True)
     out = Path(args.out)

@@ -55,8 +55,8 @@ def measure(path: Path, solve: bool, optimum: float | None) -> dict:
             start = time.perf_counter()
             if pre.reduced is not None:
                 ref = l2o.lp.reference.solve_highs(pre.reduced, method="ipm")
-                row["reduced_status"] = ref["status"].value
-                x, y, _ = pre.postsolve(ref["x"], ref["y"])
+                row["reduced_status"] = ref.status.value
+                x, y, _ = pre.postsolve(ref.x, ref.y)
             else:
                 x, y, _ = pre.postsolve()
             row["solve_s"] = time.perf_counter() - start

@@ -65,6 +65,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="stop after N iterations (exit code 6)")
     solve.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto: CUDA when available (default)")
+    solve.add_argument("--method", choices=("pdhg", "highs", "auto"), default="pdhg",
+                       help="pdhg: the PDHG solver (default); highs: HiGHS's dual simplex on the "
+                            "CPU; auto: HiGHS for small LPs without a warm start, else PDHG")
     solve.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="float32 is faster on GPUs; tolerances below ~1e-6 need float64")
     solve.add_argument("--warm-start", metavar="SOL",
@@ -154,8 +157,7 @@ def _fmt(value: Any, spec: str = ".10g") -> str:
         format(value, spec)
 
 
-def _print_summary(lp, path: Path, data: dict, device: str, dtype: str, known: float | None
-                   ) -> None:
+def _print_summary(lp, path: Path, data: dict, ran_on: str, known: float | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -178,7 +180,7 @@ def _print_summary(lp, path: Path, data: dict, device: str, dtype: str, known: f
                                f"{_fmt(kkt.get('rel_dual_residual'), '.2e')}, gap "
                                f"{_fmt(kkt.get('rel_gap'), '.2e')}  (relative)")
     table.add_row("iterations", str(data["iterations"]))
-    table.add_row("time", f"{data['solve_time']:.3f} s  ({device}, {dtype})")
+    table.add_row("time", f"{data['solve_time']:.3f} s  ({ran_on})")
     warm = data.get("warm_start")
     if warm is not None:
         start = warm["initial_kkt"]
@@ -215,7 +217,8 @@ def _solve_options(args: argparse.Namespace, where) -> dict[str, Any]:
     import torch
     return {"tol": args.tol, "device": where,
             "dtype": torch.float32 if args.dtype == "float32" else torch.float64,
-            "time_limit": args.time_limit, "iteration_limit": args.iter_limit}
+            "time_limit": args.time_limit, "iteration_limit": args.iter_limit,
+            "method": args.method}
 
 
 def _run_solve(lp, options: dict[str, Any], warm_start, quiet: bool):
@@ -266,6 +269,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and args.warm_start is not None:
         raise CommandError("--model and --warm-start exclude each other (the model predicts "
                            "the warm start)", ExitCode.USAGE_ERROR)
+    if args.model is not None and args.method != "pdhg":
+        raise CommandError("--model warm-starts the PDHG solver: it needs --method pdhg",
+                           ExitCode.USAGE_ERROR)
     if args.compare_cold and args.model is None:
         raise CommandError("--compare-cold needs --model (it compares the model's warm start "
                            "with a cold start)", ExitCode.USAGE_ERROR)
@@ -313,7 +319,8 @@ def run(args: argparse.Namespace) -> int:
               f"{data['iterations']} iterations ({data['solve_time']:.3f} s)" + _quiet_extra(data))
     else:
         known = list_examples()[args.example].optimal_objective if args.example else None
-        _print_summary(lp, path, data, str(where), args.dtype, known)
+        ran_on = f"{where}, {args.dtype}" if result.method == "pdhg" else "HiGHS, CPU"
+        _print_summary(lp, path, data, ran_on, known)
         if args.output:
             print(f"solution written to {args.output}")
     return STATUS_EXIT.get(data["status"], ExitCode.INTERNAL_ERROR)

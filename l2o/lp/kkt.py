@@ -27,6 +27,11 @@ Users: the solver's termination checks (:mod:`l2o.pdhg.termination`, on the devi
 dtype), the warm start's :func:`l2o.net.kkt_error`, the training loss
 (:func:`l2o.training.loss.kkt_losses`, batched and differentiable) and the HiGHS reference
 (:func:`l2o.lp.reference.solve_highs`).
+
+Infeasibility certificates of the LP as given (float64, unscaled, no projection):
+:func:`verify_dual_ray` (a Farkas ray y proves primal infeasibility) and
+:func:`verify_primal_ray` (a ray x proves dual infeasibility); the PDHG solver re-checks every
+certificate it reports with them, and so does the HiGHS path.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ import torch
 if TYPE_CHECKING:
     from .model import LinearProgram
 
-__all__ = ["bound_products", "bound_term", "dual_objective", "finite_bound_norm",
-           "finite_or_zero", "kkt_error", "kkt_residuals", "sign_bounds"]
+__all__ = ["bound_products", "bound_term", "dual_objective", "dual_ray_reduced_costs",
+           "finite_bound_norm", "finite_or_zero", "inf_norm", "kkt_error", "kkt_residuals",
+           "sign_bounds", "verify_dual_ray", "verify_primal_ray"]
 
 
 def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
@@ -149,3 +155,89 @@ def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tens
                   + bound_term(_host(reduced_costs), _host(lp.col_lower), _host(lp.col_upper)))
     value += c0
     return -value if lp.sense == "maximize" else value
+
+
+def inf_norm(v: torch.Tensor) -> torch.Tensor:
+    """||v||_inf, 0 for an empty vector (an LP with no rows or no columns)."""
+    if v.numel() == 0:
+        return torch.zeros((), dtype=v.dtype, device=v.device)
+    return torch.linalg.vector_norm(v, float("inf"))
+
+
+def _lp_data(lp, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(A, minimization c, l_r, u_r, l_c, u_c) of an LinearProgram, float64 on ``device``."""
+    f64 = lambda v: torch.as_tensor(v).to(device, torch.float64)
+    c, _ = lp.minimize_c
+    return (lp.A.to(device, torch.float64), f64(c), f64(lp.row_lower), f64(lp.row_upper),
+            f64(lp.col_lower), f64(lp.col_upper))
+
+
+def _sign_violation(v: torch.Tensor, pos_ok: torch.Tensor, neg_ok: torch.Tensor) -> torch.Tensor:
+    """max_i of v_i^+ where v_i > 0 is not allowed (not pos_ok) and v_i^- where not neg_ok."""
+    pos = torch.where(pos_ok, torch.zeros_like(v), torch.clamp(v, min=0))
+    neg = torch.where(neg_ok, torch.zeros_like(v), torch.clamp(v, max=0).neg())
+    return torch.maximum(inf_norm(pos), inf_norm(neg))
+
+
+def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
+    """(objective, residual) of y as a Farkas certificate of the UNSCALED LP, in float64.
+
+    With r = proj_K(-A^T y) (the signs of :func:`sign_bounds`: r_j > 0 only if l_c,j is finite,
+    < 0 only if u_c,j is finite), both normalized by ||y||_inf:
+        objective = sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
+        residual  = max(||-A^T y - r||_inf, sign violation of y)
+    (y_i > 0 needs a finite l_r,i, y_i < 0 a finite u_r,i).  y proves primal infeasibility when
+    objective > 0 and residual <= eps * objective: any x in the column bounds with A x in the
+    row bounds would give objective <= y^T A x + r^T x = (A^T y + r)^T x <= residual ||x||_1,
+    so no feasible x has ||x||_1 < objective / residual.
+
+    Args:
+        lp: the LinearProgram (any device); y: (m,) in the minimization-form sign convention.
+
+    Returns:
+        Python floats (objective, residual); (0, 0) for y = 0.
+    """
+    A, _, lr, ur, lc, uc = _lp_data(lp, y.device)
+    y = y.to(torch.float64)
+    scale = float(inf_norm(y))
+    if not scale > 0:
+        return 0.0, 0.0
+    y = y / scale
+    g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
+    r = torch.clamp(g, *sign_bounds(lc.to(g), uc.to(g)))
+    objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
+    residual = torch.maximum(inf_norm(g - r),
+                             _sign_violation(y, torch.isfinite(lr), torch.isfinite(ur)))
+    return float(objective), float(residual)
+
+
+def verify_primal_ray(lp, x: torch.Tensor) -> tuple[float, float]:
+    """(c^T x, violation) of x as an unboundedness ray of the UNSCALED LP, in float64.
+
+    Normalized by ||x||_inf: violation = max(how far A x is from the recession cone of the row
+    bounds, how far x is from that of the column bounds), in the inf-norm.  x proves dual
+    infeasibility (if the LP is feasible, unboundedness) when c^T x < 0 and
+    violation <= eps * |c^T x| (c of the minimization form).
+
+    Returns:
+        Python floats (c^T x, violation); (0, 0) for x = 0.
+    """
+    A, c, lr, ur, lc, uc = _lp_data(lp, x.device)
+    x = x.to(torch.float64)
+    scale = float(inf_norm(x))
+    if not scale > 0:
+        return 0.0, 0.0
+    x = x / scale
+    ax = (A @ x.unsqueeze(1)).squeeze(1)
+    # A x may grow (> 0) only along rows without an upper bound, shrink only without a lower one
+    row_violation = _sign_violation(ax, torch.isinf(ur), torch.isinf(lr))
+    col_violation = _sign_violation(x, torch.isinf(uc), torch.isinf(lc))
+    return float(torch.dot(c, x)), float(torch.maximum(row_violation, col_violation))
+
+
+def dual_ray_reduced_costs(lp: LinearProgram, y: torch.Tensor) -> torch.Tensor:
+    """r = proj_K(-A^T y) (n,) float64 CPU: the reduced costs that go with a dual ray y (as
+    :func:`verify_dual_ray` pairs them), with the signs the column bounds allow."""
+    y = _host(y).reshape(-1)
+    g = -(lp.A.detach().to("cpu", torch.float64).t() @ y.unsqueeze(1)).squeeze(1)
+    return torch.clamp(g, *sign_bounds(_host(lp.col_lower), _host(lp.col_upper)))

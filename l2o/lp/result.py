@@ -1,4 +1,8 @@
-"""``LPStatus`` and ``LPResult``: what :func:`l2o.solve_lp` returns.
+"""``LPStatus`` and ``LPResult``: what every LP solve returns.
+
+:func:`l2o.solve_lp` returns one whichever method solved the LP (``method="pdhg"``, the GPU
+PDHG solver, or ``"highs"``, HiGHS on the CPU, :func:`l2o.lp.solve_highs`): same fields, same
+conventions.  ``kkt`` holds the relative KKT errors of :mod:`l2o.lp.kkt` in both cases.
 
 Meaning of ``x`` and ``y`` by status (y are the duals of the rows, with the sign
 convention of the minimization form: y_i >= 0 on an active lower row bound,
@@ -16,6 +20,12 @@ signs the column bounds allow, likewise in the minimization form):
   not guaranteed to meet the tolerances; ``kkt`` says how far it is.
 * NUMERICAL_ERROR: the iteration produced nan/inf; x, y are the last finite checked
   point (nan if there was none).
+
+An infeasible or unbounded LP has no optimal value: for PRIMAL_INFEASIBLE and DUAL_INFEASIBLE
+``objective`` and ``dual_objective`` are nan (:data:`NO_OBJECTIVE`; null in JSON solution files,
+"n/a" in ``l2o solve``'s summary), not the last iterate's values.  From HiGHS, a ray HiGHS gives
+is reported only when it passes :func:`l2o.lp.kkt.verify_dual_ray` /
+:func:`~l2o.lp.kkt.verify_primal_ray`; otherwise that vector is nan.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["LPResult", "LPStatus"]
+__all__ = ["NO_OBJECTIVE", "LPResult", "LPStatus"]
 
 
 class LPStatus(enum.Enum):
@@ -37,6 +47,10 @@ class LPStatus(enum.Enum):
     NUMERICAL_ERROR = "numerical_error"
 
 
+# Statuses whose result reports no objective value (nan).
+NO_OBJECTIVE = frozenset({LPStatus.PRIMAL_INFEASIBLE, LPStatus.DUAL_INFEASIBLE})
+
+
 @dataclass
 class LPResult:
     """Solution and diagnostics of one LP solve (see the module docstring for x, y).
@@ -45,15 +59,18 @@ class LPResult:
         x: (n,) primal values (CPU float64).
         y: (m,) row duals.
         reduced_costs: (n,) c - A^T y (minimization form).
-        objective: c^T x + c0 in the LP's own sense.
-        dual_objective: the dual objective in the LP's own sense.
+        objective: c^T x + c0 in the LP's own sense (nan if infeasible or unbounded).
+        dual_objective: the dual objective in the LP's own sense (likewise).
         status: LPStatus.
         message: human-readable account.
-        iterations: PDHG iterations.
-        solve_time: seconds, including scaling, excluding file reading.
+        iterations: PDHG iterations (HiGHS: simplex or interior-point iterations).
+        solve_time: seconds of the whole call (setup and scaling included), excluding file
+            reading.
         kkt: {"rel_primal_residual", "rel_dual_residual", "rel_gap"} of (x, y).
         timings: seconds per phase of the solve when it ran with ``profile=True``
             (l2o.pdhg.profile), else empty.
+        method: the solver that produced it: "pdhg" or "highs" (``solve_lp(method="auto")``
+            picks one).
     """
 
     x: torch.Tensor
@@ -67,6 +84,7 @@ class LPResult:
     solve_time: float
     kkt: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    method: str = "pdhg"
 
     @property
     def success(self) -> bool:

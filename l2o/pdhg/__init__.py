@@ -6,7 +6,8 @@ Modules, one concern each: ``options`` (SolverOptions and their checks), ``prepa
 ``fused`` (its Triton kernels), ``statistics`` (the check's typed record), ``termination`` (KKT
 terms of the unscaled LP, infeasibility certificates, and the stopping rule as a pure function),
 ``restart`` (the restart rule enum, its memory, the primal weight), ``finish`` (the LPResult),
-``solver`` (the loop of named steps), ``step`` (the plain PDHG step of the shared convention),
+``solver`` (the loop of named steps), ``method`` (``solve_lp(method="pdhg" | "highs" | "auto")``:
+which solver runs), ``step`` (the plain PDHG step of the shared convention),
 ``profile`` (``solve_lp(..., profile=True)``'s time per phase; ``python -m l2o.pdhg LP...``).
 ``prepare(lp, device)`` does a solve's setup once (a ``PreparedLP``) for ``solve_lp(prepared)`` and
 for PDHG-Net's warm start (``l2o.net.solve_with_model``) to share.

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from l2o.lp.kkt import sign_bounds
-from l2o.lp.result import LPResult, LPStatus
+from l2o.lp.kkt import dual_ray_reduced_costs, verify_dual_ray, verify_primal_ray
+from l2o.lp.result import NO_OBJECTIVE, LPResult, LPStatus
 
 from .scaling import ScaledLP
 from .statistics import CheckStatistics
-from .termination import verify_dual_ray, verify_primal_ray
 
 __all__ = ["Checked", "make_result", "ray_result"]
 
@@ -33,7 +32,11 @@ class Checked:
 
 def make_result(lp, status: LPStatus, checked: Checked | None, total: int, start: float,
                 message: str) -> LPResult:
-    """The LPResult of the last finite check (nan vectors and numbers if there was none)."""
+    """The LPResult of the last finite check (nan vectors and numbers if there was none).
+
+    An infeasible or unbounded LP has no objective value: ``objective`` and ``dual_objective``
+    are nan for PRIMAL_INFEASIBLE and DUAL_INFEASIBLE (the last iterate's values mean nothing).
+    """
     nan = float("nan")
     sign = -1.0 if lp.sense == "maximize" else 1.0
 
@@ -43,12 +46,13 @@ def make_result(lp, status: LPStatus, checked: Checked | None, total: int, start
         return checked.point[key].detach().to("cpu", torch.float64)
 
     stats = checked.stats if checked is not None else None
+    has_objective = stats is not None and status not in NO_OBJECTIVE
     kkt = {k: (getattr(stats, k) if stats is not None else nan)
            for k in ("rel_primal_residual", "rel_dual_residual", "rel_gap")}
     n, m = lp.num_cols, lp.num_rows
     return LPResult(x=host("x", n), y=host("y", m), reduced_costs=host("reduced_costs", n),
-                    objective=sign * (stats.primal_objective if stats is not None else nan),
-                    dual_objective=sign * (stats.dual_objective if stats is not None else nan),
+                    objective=sign * stats.primal_objective if has_objective else nan,
+                    dual_objective=sign * stats.dual_objective if has_objective else nan,
                     status=status, message=message, iterations=total,
                     solve_time=time.perf_counter() - start, kkt=kkt)
 
@@ -80,7 +84,5 @@ def ray_result(lp, status: LPStatus, checked: Checked | None, ray_s: torch.Tenso
     res = make_result(lp, status, checked, total, start,
                       f"dual ray (objective {objective:.3g} > 0, residual {residual:.3g}, "
                       f"||y||_inf = 1) proves primal infeasibility")
-    g = -(lp.A.to("cpu", torch.float64).t() @ yr.unsqueeze(1)).squeeze(1)
-    bounds = sign_bounds(lp.col_lower.cpu().double(), lp.col_upper.cpu().double())
-    res.y, res.reduced_costs = yr, torch.clamp(g, *bounds)
+    res.y, res.reduced_costs = yr, dual_ray_reduced_costs(lp, yr)
     return res

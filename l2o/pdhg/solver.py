@@ -33,12 +33,14 @@ from typing import Any
 import torch
 
 from l2o.device import resolve_device
+from l2o.lp.reference import solve_highs
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import check_structure
 
 from .finish import Checked, make_result, ray_result
 from .fused import make_plan
 from .iteration import ChunkRunner, IterationState
+from .method import Method, choose_method
 from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .profile import PhaseTimer
@@ -54,8 +56,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
              warm_start: Any = None, time_limit: float | None = None,
              iteration_limit: int | None = None,
              progress: Callable[[dict], None] | None = None, check_every: int = 64,
-             **advanced: Any) -> LPResult:
-    """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring).
+             method: str = "pdhg", **advanced: Any) -> LPResult:
+    """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
     Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point;
     :mod:`l2o.lp.kkt`):
@@ -85,6 +87,11 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         progress: called with {"iteration", "rel_primal_residual", "rel_dual_residual",
             "rel_gap", "elapsed"} at every check.
         check_every: iterations between checks.
+        method: "pdhg" (this solver, the default), "highs" (HiGHS's dual simplex on the CPU,
+            :func:`l2o.lp.solve_highs`: its own tolerances, 1e-7 absolute feasibility;
+            ``time_limit`` and ``iteration_limit`` apply, the PDHG settings do not) or "auto"
+            (HiGHS below :data:`l2o.pdhg.method.AUTO_HIGHS_MAX_NNZ` nonzeros without a warm
+            start, else PDHG).  Both return the same LPResult fields.
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
@@ -99,6 +106,11 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     opts = parse_options("solve_lp", check_every, advanced)
     criteria = _criteria(tol, iteration_limit, time_limit, opts)
     given = lp if isinstance(lp, PreparedLP) else None
+    if choose_method(method, given.lp if given else lp, warm_start) is Method.HIGHS:
+        result = solve_highs(given.lp if given else lp, time_limit=time_limit,
+                             iteration_limit=iteration_limit)
+        result.solve_time = time.perf_counter() - start
+        return result
     if given is not None:
         check_prepared(given, device, dtype, advanced)
         lp, dev, dtype = given.lp, given.device, given.dtype

@@ -36,8 +36,8 @@ direction of z_k converges to v like 1/k).  On klein1 (NETLIB infeasible set) th
 the one that certifies, after ~2.2e5 iterations (see tests/l2o/test_pdhg.py).
 
 The device-side tests above run in the solver's dtype (possibly float32) on the scaled data; a
-candidate that passes them is reported only after :func:`verify_dual_ray` /
-:func:`verify_primal_ray` re-check it in float64 on the unscaled LP itself, with no projection
+candidate that passes them is reported only after :func:`l2o.lp.kkt.verify_dual_ray` /
+:func:`~l2o.lp.kkt.verify_primal_ray` re-check it in float64 on the unscaled LP itself, with no projection
 (a sign violation counts as a residual), so a reported certificate is one of the LP as given.
 """
 
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from l2o.lp.kkt import bound_term, finite_bound_norm, kkt_residuals, sign_bounds
+from l2o.lp.kkt import bound_term, finite_bound_norm, inf_norm, kkt_residuals, sign_bounds
 from l2o.lp.result import LPStatus
 
 from .scaling import ScaledLP
@@ -57,8 +57,7 @@ if TYPE_CHECKING:
     from .statistics import CheckStatistics
 
 __all__ = ["RAY_CANDIDATES", "Termination", "TerminationCriteria", "TerminationData",
-           "check_termination", "dual_ray_terms", "kkt_terms", "primal_ray_terms",
-           "verify_dual_ray", "verify_primal_ray"]
+           "check_termination", "dual_ray_terms", "kkt_terms", "primal_ray_terms"]
 
 # Infeasibility certificates are looked for in T(z) - z, T(z) - z_anchor and T(z) itself
 # (the check statistics hold one primal and one dual ray test of each, in this order).
@@ -90,7 +89,7 @@ class Termination:
         message: the account for ``LPResult.message`` (a ray's is written once it is verified).
         ray: for PRIMAL_INFEASIBLE / DUAL_INFEASIBLE, the candidate (of RAY_CANDIDATES) whose
             ray passed the device test; the solver reports it only after the float64 re-check
-            on the unscaled LP (:func:`verify_dual_ray` / :func:`verify_primal_ray`).
+            on the unscaled LP (:func:`l2o.lp.kkt.verify_dual_ray` / ``verify_primal_ray``).
     """
 
     status: LPStatus
@@ -186,13 +185,6 @@ class TerminationData:
         )
 
 
-def inf_norm(v: torch.Tensor) -> torch.Tensor:
-    """||v||_inf, 0 for an empty vector (an LP with no rows or no columns)."""
-    if v.numel() == 0:
-        return torch.zeros((), dtype=v.dtype, device=v.device)
-    return torch.linalg.vector_norm(v, float("inf"))
-
-
 def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Tensor,
               ax_s: torch.Tensor, aty_s: torch.Tensor,
               slack_s: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -258,74 +250,3 @@ def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
     objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
                  + bound_term(r, p.orig_col_lower, p.orig_col_upper))
     return objective / scale, inf_norm(g - r) / scale
-
-
-def _lp_data(lp, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(A, minimization c, l_r, u_r, l_c, u_c) of an LinearProgram, float64 on ``device``."""
-    f64 = lambda v: torch.as_tensor(v).to(device, torch.float64)
-    c, _ = lp.minimize_c
-    return (lp.A.to(device, torch.float64), f64(c), f64(lp.row_lower), f64(lp.row_upper),
-            f64(lp.col_lower), f64(lp.col_upper))
-
-
-def _sign_violation(v: torch.Tensor, pos_ok: torch.Tensor, neg_ok: torch.Tensor) -> torch.Tensor:
-    """max_i of v_i^+ where v_i > 0 is not allowed (not pos_ok) and v_i^- where not neg_ok."""
-    pos = torch.where(pos_ok, torch.zeros_like(v), torch.clamp(v, min=0))
-    neg = torch.where(neg_ok, torch.zeros_like(v), torch.clamp(v, max=0).neg())
-    return torch.maximum(inf_norm(pos), inf_norm(neg))
-
-
-def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
-    """(objective, residual) of y as a Farkas certificate of the UNSCALED LP, in float64.
-
-    With r = proj_K(-A^T y) (K as in :class:`TerminationData`: r_j > 0 only if l_c,j is finite,
-    < 0 only if u_c,j is finite), both normalized by ||y||_inf:
-        objective = sum_i (l_r,i y_i^+ - u_r,i y_i^-) + sum_j (l_c,j r_j^+ - u_c,j r_j^-)
-        residual  = max(||-A^T y - r||_inf, sign violation of y)
-    (y_i > 0 needs a finite l_r,i, y_i < 0 a finite u_r,i).  y proves primal infeasibility when
-    objective > 0 and residual <= eps * objective: any x in the column bounds with A x in the
-    row bounds would give objective <= y^T A x + r^T x = (A^T y + r)^T x <= residual ||x||_1,
-    so no feasible x has ||x||_1 < objective / residual.
-
-    Args:
-        lp: the LinearProgram (any device); y: (m,) in the minimization-form sign convention.
-
-    Returns:
-        Python floats (objective, residual); (0, 0) for y = 0.
-    """
-    A, _, lr, ur, lc, uc = _lp_data(lp, y.device)
-    y = y.to(torch.float64)
-    scale = float(inf_norm(y))
-    if not scale > 0:
-        return 0.0, 0.0
-    y = y / scale
-    g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
-    r = torch.clamp(g, *sign_bounds(lc.to(g), uc.to(g)))
-    objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
-    residual = torch.maximum(inf_norm(g - r),
-                             _sign_violation(y, torch.isfinite(lr), torch.isfinite(ur)))
-    return float(objective), float(residual)
-
-
-def verify_primal_ray(lp, x: torch.Tensor) -> tuple[float, float]:
-    """(c^T x, violation) of x as an unboundedness ray of the UNSCALED LP, in float64.
-
-    Normalized by ||x||_inf: violation = max(how far A x is from the recession cone of the row
-    bounds, how far x is from that of the column bounds), in the inf-norm.  x proves dual
-    infeasibility (if the LP is feasible, unboundedness) when c^T x < 0 and
-    violation <= eps * |c^T x| (c of the minimization form).
-
-    Returns:
-        Python floats (c^T x, violation); (0, 0) for x = 0.
-    """
-    A, c, lr, ur, lc, uc = _lp_data(lp, x.device)
-    x = x.to(torch.float64)
-    scale = float(inf_norm(x))
-    if not scale > 0:
-        return 0.0, 0.0
-    x = x / scale
-    ax = (A @ x.unsqueeze(1)).squeeze(1)
-    # A x may grow (> 0) only along rows without an upper bound, shrink only without a lower one
-    row_violation = _sign_violation(ax, torch.isinf(ur), torch.isinf(lr))
-    col_violation = _sign_violation(x, torch.isinf(uc), torch.isinf(lc))
-    return float(torch.dot(c, x)), float(torch.maximum(row_violation, col_violation))

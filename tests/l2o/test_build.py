@@ -40,11 +40,11 @@ def test_labels_are_optimal_against_highs(dataset_dir):
         record = torch.load(record_path(dataset_dir, i), weights_only=True)  # plain data only
         lp = generate(FAMILY, seed=10 + i, **SIZES)
         reference = solve_highs(lp)
-        assert reference["status"].name == "OPTIMAL"
+        assert reference.status.name == "OPTIMAL"
         assert record["status"] == "optimal" and record["seed"] == 10 + i
-        assert record["objective"] == pytest.approx(reference["objective"], rel=1e-6)
+        assert record["objective"] == pytest.approx(reference.objective, rel=1e-6)
         x = record["x_star"]
-        assert lp.objective(x) == pytest.approx(reference["objective"], rel=1e-6)
+        assert lp.objective(x) == pytest.approx(reference.objective, rel=1e-6)
         ax = lp.A @ x
         assert bool((ax >= lp.row_lower - 1e-6).all() and (ax <= lp.row_upper + 1e-6).all())
         assert bool((x >= lp.col_lower - 1e-6).all() and (x <= lp.col_upper + 1e-6).all())
@@ -55,7 +55,7 @@ def test_labels_are_optimal_against_highs(dataset_dir):
         assert bool((y >= -1e-6).all()) and bool(torch.isinf(lp.row_upper).all())
         dual = float(lp.row_lower @ y) - float((lp.col_upper * (-r).clamp_min(0)).sum())
         assert bool((lp.col_lower == 0).all())
-        assert dual == pytest.approx(reference["objective"], rel=1e-6)
+        assert dual == pytest.approx(reference.objective, rel=1e-6)
 
 
 def test_manifest_records_the_build(dataset_dir):

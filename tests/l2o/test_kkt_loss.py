@@ -69,18 +69,18 @@ def test_kkt_losses_vanish_at_an_optimal_pair_and_have_gradients():
     lp = read_lp(AFIRO)
     ref = solve_highs(lp)
     g = lp_to_graph(lp)
-    k = kkt_losses(ref["x"], ref["y"], g)
+    k = kkt_losses(ref.x, ref.y, g)
     assert float(k) < 1e-16
     # gradients exist and are finite at a feasible x too (the squared norm, not its sqrt)
-    x = ref["x"].clone().requires_grad_()
-    y = (ref["y"] + 0.1).requires_grad_()
+    x = ref.x.clone().requires_grad_()
+    y = (ref.y + 0.1).requires_grad_()
     kkt_losses(x, y, g).sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
     assert float(y.grad.abs().sum()) > 0
 
 
 def test_kkt_weight_adds_the_term_to_the_instance_loss():
-    graphs = [lp_to_graph(lp, x_star=solve_highs(lp)["x"], y_star=solve_highs(lp)["y"])
+    graphs = [lp_to_graph(lp, x_star=solve_highs(lp).x, y_star=solve_highs(lp).y)
               for lp in lps()[:2]]
     batch = Batch.from_data_list(graphs)
     gen = torch.Generator().manual_seed(1)

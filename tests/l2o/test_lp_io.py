@@ -48,17 +48,17 @@ def test_netlib_sizes_and_highs_optimum(row):
     assert lp.A.dtype == torch.float64 and lp.A.layout == torch.sparse_csr
     assert len(lp.row_names) == lp.num_rows and len(lp.col_names) == lp.num_cols
     ref = solve_highs(lp)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
+    assert ref.status == l2o.LPStatus.OPTIMAL
     published = float(row["optimal_objective"])
-    assert abs(ref["objective"] - published) <= 1e-8 * abs(published)
+    assert abs(ref.objective - published) <= 1e-8 * abs(published)
     # the duals are right too: strong duality with our dual objective formula
-    assert abs(ref["dual_objective"] - published) <= 1e-7 * max(1.0, abs(published))
+    assert abs(ref.dual_objective - published) <= 1e-7 * max(1.0, abs(published))
 
 
 def test_blend_objective():
     """cuPDLPx mis-reads blend (objective 0); the optimum is -30.812149846."""
     ref = solve_highs(l2o.read_lp(DATA / "netlib" / "blend.mps.gz"))
-    assert ref["objective"] == pytest.approx(-30.812149846, rel=1e-9)
+    assert ref.objective == pytest.approx(-30.812149846, rel=1e-9)
 
 
 @pytest.mark.parametrize("row", LARGE, ids=[r["name"] for r in LARGE])
@@ -68,20 +68,20 @@ def test_kennington_sizes_and_highs_optimum(row):
                                                   int(row["nnz"]))
     ref = solve_highs(lp)  # about a second each
     published = float(row["optimal_objective"])  # 8 significant digits
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert abs(ref["objective"] - published) <= 1e-7 * abs(published)
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert abs(ref.objective - published) <= 1e-7 * abs(published)
 
 
 def test_infeasible_and_unbounded_files_read():
     for name in ("box1", "galenet", "klein1", "woodinfe"):
         lp = l2o.read_lp(DATA / "infeasible" / f"{name}.mps")
-        assert solve_highs(lp)["status"] == l2o.LPStatus.PRIMAL_INFEASIBLE, name
+        assert solve_highs(lp).status == l2o.LPStatus.PRIMAL_INFEASIBLE, name
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # HiGHS's warning status on gas11 is not an error
         gas11 = l2o.read_lp(DATA / "unbounded" / "gas11.mps")
     # gas11's twelve 9.999e-10 coefficients are kept (HiGHS's default drops |a| <= 1e-9)
     assert gas11.nnz == 2166
-    assert solve_highs(gas11)["status"] == l2o.LPStatus.DUAL_INFEASIBLE
+    assert solve_highs(gas11).status == l2o.LPStatus.DUAL_INFEASIBLE
 
 
 # ---- hand-written files ---------------------------------------------------------------------
@@ -156,8 +156,8 @@ def test_fixed_mps_blanks_ranges_bounds_constant(tmp_path):
     # by hand: y = 7 (MY EQN), z = 5.5 so 5.5 + 2 w in [3, 5] gives w <= -0.25, x = 0:
     # 0 + 2 * 7 + 0.25 + c0 2.5 = 16.75
     ref = solve_highs(lp)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert ref["objective"] == pytest.approx(16.75, abs=1e-9)
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert ref.objective == pytest.approx(16.75, abs=1e-9)
 
 
 def test_free_mps_objsense_max_and_mip_relaxation(tmp_path):
@@ -200,7 +200,7 @@ ENDATA
     assert lp.col_lower.tolist() == [0.0, 0.0, 0.0, 2.0, 0.0, 0.0]  # s: min(0, 1) = 0
     assert lp.col_upper.tolist() == [4.0, math.inf, 1.0, math.inf, 7.0, 3.0]
     # max x + 2y + b + i + u + s - 5.5 s.t. x + y + b + 3u + s <= 4, x + i >= 1: unbounded in i
-    assert solve_highs(lp)["status"] == l2o.LPStatus.DUAL_INFEASIBLE
+    assert solve_highs(lp).status == l2o.LPStatus.DUAL_INFEASIBLE
 
 
 def test_cplex_lp_file_max_with_constant(tmp_path):
@@ -222,14 +222,14 @@ End
     assert lp.sense == l2o.MAXIMIZE and lp.c0 == 7.0
     assert lp.row_names == ["c1", "c2", "c3"] and lp.col_names == ["x", "y", "z"]
     ref = solve_highs(lp)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert ref["objective"] == pytest.approx(ref["dual_objective"], abs=1e-9)
-    x = ref["x"]
-    assert ref["objective"] == pytest.approx(float(lp.c @ x) + 7.0, abs=1e-12)
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert ref.objective == pytest.approx(ref.dual_objective, abs=1e-9)
+    x = ref.x
+    assert ref.objective == pytest.approx(float(lp.c @ x) + 7.0, abs=1e-12)
     # by hand: z >= 1 - x small, y <= 4 - x; along x = 3 - t, y = 1 + t, z = t - 2 the
     # objective is 20 - 2t, so x = 3, y = 1, z = -2 with 9 + 2 + 2 + 7 = 20
     assert x.tolist() == pytest.approx([3.0, 1.0, -2.0], abs=1e-9)
-    assert ref["objective"] == pytest.approx(20.0, abs=1e-9)
+    assert ref.objective == pytest.approx(20.0, abs=1e-9)
 
 
 def test_gzip_and_plain_agree(tmp_path):
@@ -255,9 +255,9 @@ def test_write_read_round_trip(tmp_path, suffix):
     order = [back.col_names.index(name.replace(" ", "_")) for name in lp.col_names]
     assert back.c[order[0]].item() == pytest.approx(-1.0 / 3.0, rel=5e-15)  # 15 digits
     ref, ref_back = solve_highs(lp), solve_highs(back)
-    assert ref["status"] == ref_back["status"] == l2o.LPStatus.OPTIMAL
-    assert ref_back["objective"] == pytest.approx(ref["objective"], rel=1e-12)
-    assert ref["objective"] == pytest.approx(-16.75 + 2 * 2.5, abs=1e-9)
+    assert ref.status == ref_back.status == l2o.LPStatus.OPTIMAL
+    assert ref_back.objective == pytest.approx(ref.objective, rel=1e-12)
+    assert ref.objective == pytest.approx(-16.75 + 2 * 2.5, abs=1e-9)
     if suffix == ".lp":  # ranged rows become two rows
         assert back.num_rows == lp.num_rows + 4
     else:
@@ -271,7 +271,7 @@ def test_write_lp_without_names_and_bad_extension(tmp_path):
     lp = l2o.LinearProgram.create([1.0, 1.0], [[1.0, 2.0]], [1.0], [np.inf])
     l2o.write_lp(lp, tmp_path / "anon.mps")
     back = l2o.read_lp(tmp_path / "anon.mps")
-    assert solve_highs(back)["objective"] == pytest.approx(0.5)
+    assert solve_highs(back).objective == pytest.approx(0.5)
     with pytest.raises(ValueError, match="extension"):
         l2o.write_lp(lp, tmp_path / "anon.txt")
 

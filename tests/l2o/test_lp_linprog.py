@@ -35,8 +35,8 @@ def test_from_linprog_matches_linprog(seed):
     assert (lp.num_rows, lp.num_cols) == (8, 8)
     assert lp.row_names[:2] == ["ub0", "ub1"] and lp.row_names[-1] == "eq2"
     ref = solve_highs(lp)
-    assert ref["objective"] == pytest.approx(expected.fun, rel=1e-9, abs=1e-9)
-    np.testing.assert_allclose(ref["x"].numpy(), expected.x, atol=1e-7)
+    assert ref.objective == pytest.approx(expected.fun, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(ref.x.numpy(), expected.x, atol=1e-7)
     # and back: linprog on to_scipy() gives the same optimum
     again = linprog(**lp.to_scipy(), method="highs")
     assert again.fun == pytest.approx(expected.fun, rel=1e-9, abs=1e-9)
@@ -70,7 +70,7 @@ def test_to_scipy_solves_netlib(name):
     lp = l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
     res = linprog(**lp.to_scipy(), method="highs")
     assert res.status == 0
-    assert lp.objective_from_scipy(res.fun) == pytest.approx(solve_highs(lp)["objective"],
+    assert lp.objective_from_scipy(res.fun) == pytest.approx(solve_highs(lp).objective,
                                                              rel=1e-9)
 
 
@@ -87,9 +87,9 @@ def test_to_scipy_maximize_ranged_rows_and_constant():
     np.testing.assert_array_equal(kwargs["c"], [-3.0, -2.0, 1.0])
     res = linprog(**kwargs, method="highs")
     ref = solve_highs(lp)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert lp.objective_from_scipy(res.fun) == pytest.approx(ref["objective"], abs=1e-9)
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert lp.objective_from_scipy(res.fun) == pytest.approx(ref.objective, abs=1e-9)
     # by hand: z = 1 - x, y <= 4 - x, y - z <= 5: x = 3, y = 1, z = -2: 9 + 2 + 2 + 7 = 20
-    assert ref["objective"] == pytest.approx(20.0, abs=1e-9)
+    assert ref.objective == pytest.approx(20.0, abs=1e-9)
     back = l2o.LinearProgram.from_linprog(**kwargs)
-    assert solve_highs(back)["objective"] == pytest.approx(res.fun, abs=1e-9)
+    assert solve_highs(back).objective == pytest.approx(res.fun, abs=1e-9)

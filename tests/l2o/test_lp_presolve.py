@@ -31,13 +31,13 @@ def _presolve_solve_postsolve(lp):
     pre = presolve_lp(lp)
     assert pre.outcome == PresolveOutcome.REDUCED, pre.message
     ref = solve_highs(pre.reduced)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    x, y, _ = pre.postsolve(ref["x"], ref["y"])
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    x, y, _ = pre.postsolve(ref.x, ref.y)
     return pre, x, y
 
 
 def _assert_optimal_on_original(lp, x, y, kkt_tol=1e-6):
-    expected = solve_highs(lp)["objective"]
+    expected = solve_highs(lp).objective
     assert abs(lp.objective(x) - expected) <= 1e-6 * max(1.0, abs(expected))
     errors = kkt_error(lp, x, y)
     assert max(errors.values()) <= kkt_tol, errors
@@ -87,12 +87,12 @@ def test_names_carried_and_index_maps():
     # the surviving columns are original variables: the original optimum restricted to them
     # is the reduced LP's optimum (afiro's optimum is unique)
     ref = solve_highs(lp)
-    x_red, y_red = pre.reduce_warm_start(ref["x"], ref["y"])
+    x_red, y_red = pre.reduce_warm_start(ref.x, ref.y)
     reduced_ref = solve_highs(pre.reduced)
-    torch.testing.assert_close(x_red, reduced_ref["x"], atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(x_red, reduced_ref.x, atol=1e-9, rtol=1e-9)
     assert y_red.shape == (pre.reduced.num_rows,)
     with pytest.raises(ValueError, match="shape"):
-        pre.reduce_warm_start(ref["x"][:-1], None)
+        pre.reduce_warm_start(ref.x[:-1], None)
 
 
 def test_no_names():
@@ -151,6 +151,6 @@ def test_time_limit_keeps_a_valid_reduction():
     assert pre.outcome == PresolveOutcome.REDUCED, pre.message
     assert pre.reduced.num_rows >= full.reduced.num_rows
     ref = solve_highs(pre.reduced)
-    x, y, _ = pre.postsolve(ref["x"], ref["y"])
+    x, y, _ = pre.postsolve(ref.x, ref.y)
     _assert_optimal_on_original(lp, x, y)
     assert presolve_lp(lp, time_limit=1e-9).outcome == PresolveOutcome.TIMEOUT

@@ -19,36 +19,36 @@ def test_dual_signs_on_tiny_lps(sense):
     lp = l2o.LinearProgram.create(sign * np.array([1.0, 2.0]), [[1.0, 1.0], [-1.0, 1.0]],
                                   [1.0, -np.inf], [np.inf, 0.5], c0=sign * 3.0, sense=sense)
     ref = solve_highs(lp)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert ref["objective"] == pytest.approx(sign * 4.0)
-    assert ref["dual_objective"] == pytest.approx(sign * 4.0)
-    assert ref["x"].tolist() == pytest.approx([1.0, 0.0])
-    assert ref["y"].tolist() == pytest.approx([1.0, 0.0])
-    assert ref["reduced_costs"].tolist() == pytest.approx([0.0, 1.0])
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert ref.objective == pytest.approx(sign * 4.0)
+    assert ref.dual_objective == pytest.approx(sign * 4.0)
+    assert ref.x.tolist() == pytest.approx([1.0, 0.0])
+    assert ref.y.tolist() == pytest.approx([1.0, 0.0])
+    assert ref.reduced_costs.tolist() == pytest.approx([0.0, 1.0])
 
 
 def test_upper_row_bound_gives_nonpositive_dual():
     """min -x s.t. x <= 2 (a row), x >= 0: y = -1 <= 0 on the active upper bound."""
     lp = l2o.LinearProgram.create([-1.0], [[1.0]], [-np.inf], [2.0])
     ref = solve_highs(lp)
-    assert ref["objective"] == pytest.approx(-2.0)
-    assert ref["y"].tolist() == pytest.approx([-1.0])
+    assert ref.objective == pytest.approx(-2.0)
+    assert ref.y.tolist() == pytest.approx([-1.0])
 
 
 @pytest.mark.parametrize("method", ["simplex", "ipm"])
 def test_methods_agree(method):
     lp = l2o.load_example("afiro")
     ref = solve_highs(lp, method=method)
-    assert ref["status"] == l2o.LPStatus.OPTIMAL
-    assert ref["objective"] == pytest.approx(-464.75314286, rel=1e-8)
+    assert ref.status == l2o.LPStatus.OPTIMAL
+    assert ref.objective == pytest.approx(-464.75314286, rel=1e-8)
     cmin, _ = lp.minimize_c
-    residual = cmin - torch.sparse.mm(lp.A.t(), ref["y"][:, None]).squeeze(1) - ref["reduced_costs"]
+    residual = cmin - torch.sparse.mm(lp.A.t(), ref.y[:, None]).squeeze(1) - ref.reduced_costs
     assert residual.abs().max() <= 1e-9
 
 
 def test_infeasible_and_unbounded_have_nan_objective():
     infeasible = l2o.LinearProgram.create([1.0], [[1.0], [1.0]], [2.0, -np.inf], [np.inf, 1.0])
     ref = solve_highs(infeasible)
-    assert ref["status"] == l2o.LPStatus.PRIMAL_INFEASIBLE and np.isnan(ref["objective"])
+    assert ref.status == l2o.LPStatus.PRIMAL_INFEASIBLE and np.isnan(ref.objective)
     unbounded = l2o.LinearProgram.create([-1.0], [[1.0]], [0.0], [np.inf])
-    assert solve_highs(unbounded)["status"] == l2o.LPStatus.DUAL_INFEASIBLE
+    assert solve_highs(unbounded).status == l2o.LPStatus.DUAL_INFEASIBLE

@@ -90,8 +90,8 @@ def test_highs_solution_round_trip_by_name(tmp_path):
 
     lp = _named_max_lp(["cap a", "link"], ["x", "y", "z"])
     reference = l2o.solve_highs(lp)
-    result = _result(reference["x"].tolist(), reference["y"].tolist())
-    result.reduced_costs = reference["reduced_costs"]
+    result = _result(reference.x.tolist(), reference.y.tolist())
+    result.reduced_costs = reference.reduced_costs
     path = tmp_path / "max.sol"
     assert write_solution(lp, result, path)["x"] == {"x": 1.0, "y": 3.0, "z": 0.0}
     assert not (tmp_path / "max.json").exists()

@@ -285,7 +285,7 @@ def test_labels_are_an_optimal_pair_of_the_graphs_lp(scaling):
     from l2o.lp.reference import solve_highs
     lp = afiro()
     ref = solve_highs(lp)
-    g = lp_to_graph(lp, ref["x"], ref["y"], scaling=scaling)
+    g = lp_to_graph(lp, ref.x, ref.y, scaling=scaling)
     assert bool(g.scaled) == scaling
     x, y = g[VAR].solution, g[CON].solution
     A, _ = graph_operator(g)
@@ -297,8 +297,8 @@ def test_labels_are_an_optimal_pair_of_the_graphs_lp(scaling):
     primal = g[VAR].c @ x
     assert abs(float(graph_dual_objective(g, y) - primal)) < 1e-8 * (1 + abs(float(primal)))
     x_back, y_back = unscale_solution(g, x, y)
-    torch.testing.assert_close(x_back, ref["x"], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(y_back, ref["y"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x_back, ref.x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y_back, ref.y, rtol=1e-12, atol=1e-12)
     if scaling:
         assert float(g.a_norm) <= 1 + 1e-6                    # Pock-Chambolle: ||D1 A D2|| <= 1
         assert not torch.allclose(g[VAR].scale, torch.ones_like(g[VAR].scale))

@@ -244,7 +244,7 @@ def test_klein1_primal_infeasible():
     2e-7 after 1.7e5): detection takes ~2.2e5 iterations (~15 s here, the slowest test of this
     file), by the current-iterate candidate.  The ray returned must be a certificate of the
     unscaled LP at 1e-8 (checked again here, in float64)."""
-    from l2o.pdhg.termination import verify_dual_ray
+    from l2o.lp.kkt import verify_dual_ray
     lp = l2o.read_lp(DATA / "infeasible" / "klein1.mps")
     res = solve_lp(lp, device="cpu", iteration_limit=400_000)
     assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
@@ -258,7 +258,7 @@ def test_ray_verification_against_highs_farkas_ray():
     Farkas ray HiGHS's dual simplex gives for klein1 and rejects rays that do not certify."""
     import highspy
 
-    from l2o.pdhg.termination import verify_dual_ray, verify_primal_ray
+    from l2o.lp.kkt import verify_dual_ray, verify_primal_ray
     path = DATA / "infeasible" / "klein1.mps"
     h = highspy.Highs()
     h.silent()
