@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from .linalg import _tree as T
-from .linalg._tree import Tree
+from .linalg import tree as T
+from .linalg.tree import Tree
 
 __all__ = ["BilevelProblem", "Objective"]
 

@@ -32,7 +32,7 @@ import torch
 from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .linalg._tree import Tree, numel
+from .linalg.tree import Tree, numel
 from .problem import BilevelProblem
 
 __all__ = ["METHODS", "BilevelResult", "Status", "solve"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..hypergrad.aid import aid_hypergrad
 from ..hypergrad.graph import captured_hypergrad
-from ..linalg import _tree as T
+from ..linalg import tree as T
 from .common import Algorithm, detach, gradient_steps, newton_steps
 
 __all__ = ["AIDAlgorithm"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad
 
-from ..linalg import _tree as T
+from ..linalg import tree as T
 from ..linalg import hvp, mixed_vjp
 from .common import Algorithm, detach, gradient_steps, outer_gradients
 

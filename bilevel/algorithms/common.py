@@ -15,8 +15,8 @@ from torch.func import grad, grad_and_value
 
 from ..hypergrad.stepsize import inner_lambda_max
 from ..linalg import LinearOperator, cg
-from ..linalg import _tree as T
-from ..linalg._tree import Tree
+from ..linalg import tree as T
+from ..linalg.tree import Tree
 from ..problem import BilevelProblem
 
 __all__ = ["Algorithm", "BatchStream", "OuterOptimizer", "descent", "detach",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch.func import grad
 
 from ..hypergrad.itd import itd_hypergrad
-from ..linalg import _tree as T
+from ..linalg import tree as T
 from .common import Algorithm, detach
 
 __all__ = ["ITDAlgorithm"]

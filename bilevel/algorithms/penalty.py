@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from torch.func import grad
 
-from ..linalg import _tree as T
+from ..linalg import tree as T
 from .common import Algorithm, detach
 
 __all__ = ["PenaltyAlgorithm"]

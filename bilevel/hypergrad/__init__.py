@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from ..linalg import _tree as T
-from ..linalg._tree import Tree
+from ..linalg import tree as T
+from ..linalg.tree import Tree
 from ..problem import BilevelProblem
 from .aid import AID_SOLVERS, aid_hypergrad
 from .graph import captured_hypergrad, clear_cuda_graphs

@@ -25,8 +25,8 @@ import torch
 from torch.func import grad_and_value
 
 from ..linalg import LinearOperator, SolveInfo, cg, minres, mixed_vjp, neumann
-from ..linalg import _tree as T
-from ..linalg._tree import Tree
+from ..linalg import tree as T
+from ..linalg.tree import Tree
 from .info import HypergradInfo
 from .stepsize import lambda_max
 

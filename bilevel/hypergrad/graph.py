@@ -56,8 +56,8 @@ from torch.func import grad_and_value
 from torch.utils._pytree import tree_flatten
 
 from ..linalg import LinearOperator, mixed_vjp
-from ..linalg import _tree as T
-from ..linalg._tree import Tree
+from ..linalg import tree as T
+from ..linalg.tree import Tree
 from ..linalg.solvers import (Iteration, cg_iteration, curvature_breakdown, explain_divergence,
                               minres_iteration, neumann_iteration, report)
 from ..problem import BilevelProblem

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..linalg import SolveInfo
-from ..linalg._tree import Tree
+from ..linalg.tree import Tree
 
 __all__ = ["HypergradInfo"]
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from ..linalg._tree import Tree
+from ..linalg.tree import Tree
 from .info import HypergradInfo
 
 __all__ = ["INNER_OPTIMIZERS", "itd_hypergrad", "make_inner_optimizer"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from ..linalg import LinearOperator, power_iteration
-from ..linalg._tree import Tree
+from ..linalg.tree import Tree
 
 __all__ = ["CountingOperator", "lambda_max"]
 
@@ -60,5 +60,5 @@ def inner_lambda_max(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree,
 
 
 def _detach(tree: Tree) -> Tree:
-    from ..linalg._tree import tree_map
+    from ..linalg.tree import tree_map
     return tree_map(lambda t: t.detach(), tree)

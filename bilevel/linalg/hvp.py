@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch.func import grad, jvp, vjp
 
-from ._tree import Tree
+from .tree import Tree
 
 __all__ = ["hvp", "mixed_vjp", "hvp_closure"]
 

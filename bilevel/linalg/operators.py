@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from . import _tree
-from ._tree import Tree
+from . import tree
+from .tree import Tree
 from .hvp import hvp_closure
 
 __all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor", "csr_row_indices",
@@ -130,7 +130,7 @@ class LinearOperator:
         backward passes, not k forward-and-backward passes.
         """
         products = _LazyHessianProducts(f, x, args)
-        n = _tree.numel(x)
+        n = tree.numel(x)
         op = cls(products, products, (n, n), like=x)
         op.hessian_products = products
         # Solvers that capture CUDA graphs need the linearization recorded on their own
@@ -156,7 +156,7 @@ class _LazyHessianProducts:
         """Record the linearization now (on the current stream), if not done yet."""
         if self.product is None:
             self.product = hvp_closure(self.f, self.x, *self.args)
-            if _tree.like_info(self.x)[1].type == "cuda":
+            if tree.like_info(self.x)[1].type == "cuda":
                 self.stream = torch.cuda.current_stream()
 
     def recorded_elsewhere(self) -> bool:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _tree as T
-from ._tree import Tree
+from . import tree as T
+from .tree import Tree
 from ._loop import iterate
 from .operators import LinearOperator, as_operator
 

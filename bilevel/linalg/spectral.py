@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import torch
 
-from . import _tree as T
-from ._tree import Tree
+from . import tree as T
+from .tree import Tree
 from .operators import LinearOperator, as_operator
 
 __all__ = ["power_iteration"]

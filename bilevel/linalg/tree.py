@@ -5,6 +5,9 @@ The solvers and operators in :mod:`bilevel.linalg` treat a model's parameters
 place that knows about the two representations.  Reductions return 0-dim
 tensors on the vector's device, so a solver never synchronizes with the host
 by accident.
+
+Public: ``from bilevel.linalg.tree import Tree, tree_map, dot, ...`` (or
+``bilevel.linalg.tree``), for users writing their own solvers or engines.
 """
 
 from __future__ import annotations
