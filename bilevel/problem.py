@@ -12,6 +12,13 @@ Everything that can be checked cheaply is checked once, up front, with an error 
 what is wrong and where: the variables' types, dtypes and devices, NaN/inf in them or in the
 first batch of data, and one evaluation of f and g at (x0, y0) on the first batch (which
 catches shape mismatches between data and variables before any solver runs).
+
+For neural networks the inner objective may be given split as a loss of the model's
+output, g(x, y, batch) = l(x, z(x, y, batch), batch) (``inner_output`` z, ``inner_loss``
+l): the hypergradient engines can then use the Gauss-Newton matrix J^T (d^2 l / dz^2) J,
+positive semidefinite by construction, instead of the (indefinite) Hessian of g
+(``hessian="gauss-newton"``).  z may return a tensor or a dict of tensors, so a weight
+penalty on y is part of l when z also passes y through (e.g. ``{"logits": ..., "y": y}``).
 """
 
 from __future__ import annotations
@@ -37,11 +44,14 @@ class BilevelProblem:
         outer: f(x, y, batch) -> scalar tensor, the outer (validation) objective.
         inner: g(x, y, batch) -> scalar tensor, the inner (training) objective; the
             hypergradient engines assume it is twice differentiable in y with a
-            positive definite Hessian H_yy near the inner solution.
+            positive definite Hessian H_yy near the inner solution.  May be None when
+            ``inner_output`` and ``inner_loss`` are given (g is then their composition).
         x0: initial outer variable: a floating tensor or a dict of floating tensors.
         y0: initial inner variable, same rules.
         outer_data: iterable of batches for f, or None (full batch: ``batch=None``).
         inner_data: iterable of batches for g, or None.
+        inner_output: z(x, y, batch) -> the model's output (a tensor or a dict of them).
+        inner_loss: l(x, z, batch) -> scalar tensor, with g = l(x, z(x, y, batch), batch).
 
     Attributes:
         outer, inner, x0, y0, outer_data, inner_data: as given (x0, y0 detached copies).
@@ -56,14 +66,28 @@ class BilevelProblem:
             at (x0, y0) (the message names the objective and includes the original error).
     """
 
-    def __init__(self, outer: Objective, inner: Objective, x0: Tree, y0: Tree,
-                 outer_data: Iterable | None = None, inner_data: Iterable | None = None) -> None:
+    def __init__(self, outer: Objective, inner: Objective | None, x0: Tree, y0: Tree,
+                 outer_data: Iterable | None = None, inner_data: Iterable | None = None, *,
+                 inner_output: Callable[[Tree, Tree, Any], Any] | None = None,
+                 inner_loss: Callable[[Tree, Any, Any], torch.Tensor] | None = None) -> None:
+        if (inner_output is None) != (inner_loss is None):
+            raise TypeError("BilevelProblem: give inner_output and inner_loss together (the "
+                            "split g(x, y, batch) = inner_loss(x, inner_output(x, y, batch), "
+                            "batch)), or neither")
+        for name, fn in (("inner_output", inner_output), ("inner_loss", inner_loss)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"BilevelProblem: {name} must be callable, got "
+                                f"{type(fn).__name__}")
+        if inner is None and inner_output is not None:
+            inner = _composed(inner_output, inner_loss)
         for name, fn in (("outer", outer), ("inner", inner)):
             if not callable(fn):
                 raise TypeError(f"BilevelProblem: {name} must be callable f(x, y, batch), "
                                 f"got {type(fn).__name__}")
         self.outer = outer
         self.inner = inner
+        self.inner_output = inner_output
+        self.inner_loss = inner_loss
         self.x0 = _check_variable("x0", x0)
         self.y0 = _check_variable("y0", y0)
         x_device, y_device = T.like_info(self.x0)[1], T.like_info(self.y0)[1]
@@ -97,6 +121,14 @@ class BilevelProblem:
         g = self.inner
         return lambda x, y: g(x, y, batch)
 
+    def inner_split_at(self, batch: Any) -> tuple[Callable, Callable] | None:
+        """(z(., ., batch), l(., ., batch)) as functions of (x, y) and (x, z), or None when
+        the problem has no split."""
+        if self.inner_output is None:
+            return None
+        z, loss = self.inner_output, self.inner_loss
+        return (lambda x, y: z(x, y, batch)), (lambda x, out: loss(x, out, batch))
+
     def __repr__(self) -> str:
         def size(t: Tree) -> str:
             return f"{T.numel(t)} entries" + (f" in {len(t)} tensors" if isinstance(t, Mapping)
@@ -105,6 +137,13 @@ class BilevelProblem:
         return (f"BilevelProblem(x: {size(self.x0)}, y: {size(self.y0)}, "
                 f"outer_data: {data(self.outer_data)}, inner_data: {data(self.inner_data)}, "
                 f"device={self.device})")
+
+
+def _composed(output: Callable, loss: Callable) -> Objective:
+    """g(x, y, batch) = loss(x, output(x, y, batch), batch)."""
+    def inner(x: Tree, y: Tree, batch: Any) -> torch.Tensor:
+        return loss(x, output(x, y, batch), batch)
+    return inner
 
 
 # ---------------------------------------------------------------------------------------

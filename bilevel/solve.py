@@ -4,7 +4,8 @@
                            outer_lr=0.05)
     result.x, result.y, result.status, result.message, result.history
 
-Methods: "aid-cg", "aid-minres", "aid-neumann" (implicit differentiation with warm starts),
+Methods: "aid-cg", "aid-minres", "aid-neumann" (implicit differentiation with warm starts;
+"aid" takes the linear solver as a value, ``solve=``),
 "itd" (unrolled differentiation), "borep" (BO-REP, Hao, Gong, Liu 2024), "penalty"
 (first-order penalty method, Kwon et al. 2023).  See :mod:`bilevel.algorithms`.
 
@@ -38,7 +39,7 @@ from .problem import BilevelProblem
 __all__ = ["METHODS", "BilevelResult", "Status", "solve"]
 
 _DEFAULT_OUTER_LR = 0.05
-METHODS = ("aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
+METHODS = ("aid", "aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
 
 
 class Status(enum.Enum):
@@ -84,8 +85,9 @@ class BilevelResult:
 
 def _make_algorithm(method: str, problem: BilevelProblem, streams, common: dict,
                     options: dict) -> Algorithm:
-    if method.startswith("aid-"):
-        return AIDAlgorithm(problem, streams, solver=method[4:], options=options, **common)
+    if method.startswith("aid"):
+        return AIDAlgorithm(problem, streams, solver=method[4:] or None, options=options,
+                            **common)
     cls = {"itd": ITDAlgorithm, "borep": BOREPAlgorithm, "penalty": PenaltyAlgorithm}[method]
     return cls(problem, streams, options=options, **common)
 
@@ -126,7 +128,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between periodic re-estimates of the default inner step.
         **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
-            alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method;
+            alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method,
+            ridge, fallback, hessian; "aid": also solve;
             "itd": truncate, inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
             refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min).  The AID
             linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it
@@ -143,7 +146,7 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                         ("checkpoint_every", checkpoint_every), ("lr_every", lr_every)):
         if not isinstance(value, int) or value < (0 if name == "outer_steps" else 1):
             raise ValueError(f"solve: {name} must be a positive integer, got {value!r}")
-    if "solve_tol" in method_options and method.startswith("aid-"):
+    if "solve_tol" in method_options and method.startswith("aid"):
         method_options["tol"] = method_options.pop("solve_tol")
     resume = checkpoint is not None and os.path.exists(checkpoint)
     saved = load_checkpoint(checkpoint, map_location=problem.device) if resume else None

@@ -1,4 +1,5 @@
-"""AID bilevel loop ("aid-cg", "aid-minres", "aid-neumann").
+"""AID bilevel loop ("aid" with a linear solver value ``solve=``; "aid-cg", "aid-minres",
+"aid-neumann" name it).
 
 Per outer step k (Ghadimi and Wang 2018; Ji, Yang, Liang 2021, "stocBiO"/"AID-BiO"):
 
@@ -14,8 +15,8 @@ is taken on a fresh minibatch (stochastic AID).
 
 from __future__ import annotations
 
-from ..hypergrad.aid import aid_hypergrad
 from ..hypergrad.graph import captured_hypergrad
+from ..linalg import as_solver
 from ..linalg import tree as T
 from .common import Algorithm, detach, gradient_steps, newton_steps
 
@@ -35,16 +36,23 @@ class AIDAlgorithm(Algorithm):
     steps with CG directions, see :func:`~bilevel.algorithms.common.newton_steps`:
     for ill-conditioned inner problems, where ``inner_steps`` gradient steps leave
     y far from y*(x) and the hypergradient biased; with ``inner_tol`` Newton stops as
-    soon as ||grad_y g|| <= inner_tol, within ``inner_steps`` steps)."""
+    soon as ||grad_y g|| <= inner_tol, within ``inner_steps`` steps), ``ridge`` (0.0),
+    ``fallback`` ("ridge"), ``hessian`` ("exact" or "gauss-newton"), as in
+    :func:`bilevel.hypergrad`; "aid" also takes ``solve`` (a linear solver value, default
+    cg)."""
 
     defaults = {"tol": 1e-4, "maxiter": 50, "warm_start": True, "alpha": None,
                 "check_every": None, "cuda_graph": "auto", "inner_tol": None,
-                "max_inner_steps": None, "inner_method": "gd"}
+                "max_inner_steps": None, "inner_method": "gd", "ridge": 0.0,
+                "fallback": "ridge", "hessian": "exact", "solve": None}
 
-    def __init__(self, problem, streams, *, solver: str, **kw) -> None:
-        self.name = f"aid-{solver}"
+    def __init__(self, problem, streams, *, solver: str | None = None, **kw) -> None:
+        self.name = "aid" if solver is None else f"aid-{solver}"
         super().__init__(problem, streams, **kw)
-        self.solver = solver
+        if solver is not None and self.options["solve"] is not None:
+            raise TypeError(f"solve: method {self.name!r} names the linear solver; pass "
+                            "solve= with method='aid'")
+        self.solver = as_solver(solver or self.options["solve"] or "cg")
         if self.options["inner_method"] not in ("gd", "newton"):
             raise ValueError(f"solve: inner_method must be 'gd' or 'newton', got "
                              f"{self.options['inner_method']!r}")
@@ -58,8 +66,11 @@ class AIDAlgorithm(Algorithm):
         opts = self.options
         newton = opts["inner_method"] == "newton"
         lr, power_products, extra_grads = None, 0, 0
+        # a solver with a step (Neumann's alpha) takes the inner step 1/lambda_max
+        needs_step = "alpha" in self.solver.capture_needs and \
+            self.solver.options.get("alpha") is None
         if newton:
-            if self.solver == "neumann" and opts["alpha"] is None:
+            if needs_step and opts["alpha"] is None:
                 lr, power_products = self.inner_lr(state, k, x, y)
             y, inner_norm, inner_taken, newton_products = newton_steps(
                 [self.g() for _ in range(self.inner_steps)], x, y, tol=opts["inner_tol"],
@@ -71,21 +82,23 @@ class AIDAlgorithm(Algorithm):
             inner_taken = self.inner_steps
             y, inner_norm, inner_taken = self._until_inner_tol(x, y, lr, inner_norm,
                                                                inner_taken)
-        f, g = self.f(), self.g()
-        alpha = opts["alpha"] if opts["alpha"] is not None else lr
-        solve = dict(solver=self.solver, tol=opts["tol"], maxiter=opts["maxiter"],
-                     alpha=alpha if self.solver == "neumann" else None,
-                     check_every=opts["check_every"], cuda_graph=opts["cuda_graph"])
+        inner_batch = self.inner_stream.next()
+        f, g = self.f(), self.problem.inner_at(inner_batch)
+        solver = self.solver
+        if needs_step:
+            solver = solver.configure(alpha=opts["alpha"] if opts["alpha"] is not None else lr)
         warm = state["v"] if opts["warm_start"] else None
-        if opts["cuda_graph"] is True:
-            # the whole call captured once and replayed (bilevel.hypergrad.graph; it runs
-            # eagerly, saying why, for minibatches or where capture is impossible)
-            del solve["cuda_graph"]
-            hypergrad = lambda v0: captured_hypergrad(  # noqa: E731
+
+        def hypergrad(v0):
+            # the whole call captured and replayed from the second step on where possible
+            # (bilevel.hypergrad.graph; eager, saying why, for minibatches or on a CPU)
+            return captured_hypergrad(
                 self.problem, f, g, x, y, v0=v0, full_batch=not self.problem.stochastic,
-                **solve)
-        else:
-            hypergrad = lambda v0: aid_hypergrad(f, g, x, y, v0=v0, **solve)  # noqa: E731
+                cuda_graph=opts["cuda_graph"], solve=solver, tol=opts["tol"],
+                maxiter=opts["maxiter"], check_every=opts["check_every"], ridge=opts["ridge"],
+                fallback=opts["fallback"], hessian=opts["hessian"],
+                split=self.problem.inner_split_at(inner_batch),
+                warn_inner=False)  # y is approximate by design; recorded in the history
         grad_x, info = hypergrad(warm)
         extra_products, note = 0, None
         if warm is not None and info.residual is not None and info.residual > 1.0:

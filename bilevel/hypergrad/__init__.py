@@ -4,21 +4,29 @@
 
 Engines (interchangeable: same call, same result type):
 
-* ``"cg"``, ``"minres"``, ``"neumann"``: implicit differentiation (AID, see
-  :mod:`bilevel.hypergrad.aid`): solve H_yy v = grad_y f at (x, y), then
-  grad_x f - (d^2 g / dx dy)^T v.  Options: ``tol`` (1e-6), ``maxiter``, ``v0`` (warm
-  start), ``check_every``, ``fallback`` (CG -> MINRES on non-positive curvature, default
-  True); Neumann: ``alpha`` (default 1 / lambda_max), ``maxiter`` (100 terms).
-  ``cuda_graph``: ``"auto"`` (default: the solver replays CUDA graphs of its iterations
-  when a solve is long), ``False`` (no graphs), or ``True``: the whole call is captured
-  once per (problem, shapes, options) and replayed, one host synchronization per call
-  (see :mod:`bilevel.hypergrad.graph`; on a CPU, with minibatches or where capture fails
-  it runs eagerly and ``info.cuda_graph`` says why).
+* implicit differentiation (AID, see :mod:`bilevel.hypergrad.aid`): solve
+  (H + lam I) v = grad_y f at (x, y), then grad_x f - (d^2 g / dx dy)^T v.  The linear
+  solver is a value: ``solve=bilevel.linalg.cg`` (or ``minres``, ``neumann``, ``gmres``,
+  ``functools.partial(cg, maxiter=50)``, ``bilevel.linalg.as_solver("neumann",
+  alpha=0.1)``, any callable ``solve(A, b, *, x0, tol, maxiter, ...) -> (x, SolveInfo)``);
+  ``method="cg"`` / ``"minres"`` / ``"neumann"`` are shorthands for it.  Options: ``tol``
+  (1e-6), ``maxiter``, ``v0`` (warm start), ``check_every``, ``ridge`` (lam, 0.0),
+  ``fallback`` ("ridge": on non-positive curvature damp with lam doubling from 1e-4
+  lambda_max, at most 10 times; "minres": re-solve with MINRES; None), ``hessian``
+  ("exact" or "gauss-newton": J^T H_l J for a problem given as ``inner_output`` /
+  ``inner_loss``); Neumann by name: ``alpha`` (default 1 / lambda_max), ``maxiter`` (100
+  terms).  ``cuda_graph``: ``"auto"`` (default: on a GPU, the whole call is captured as
+  CUDA graphs the second time the same problem, shapes and options come, and replayed
+  from then on; the solver replays graphs of its iterations when a solve is long),
+  ``True`` (capture on the first call), ``False`` (no graphs); see
+  :mod:`bilevel.hypergrad.graph` (on a CPU, with minibatches or where capture fails it
+  runs eagerly and ``info.cuda_graph`` says why).  A y far from y*(x) is reported
+  (``info.inner_grad_norm``, ``info.inner_converged``, an ``InnerNotConvergedWarning``).
 * ``"itd"``: reverse mode through unrolled inner steps from y (see
   :mod:`bilevel.hypergrad.itd`).  Options: ``unroll`` K (100), ``truncate`` T (K),
   ``inner_lr`` (default 1 / lambda_max for sgd / momentum, 1e-2 for adam),
   ``inner_optimizer`` ("sgd" | "momentum" | "adam"), ``use_torchopt`` (default: when
-  installed).
+  installed).  Unrolled steps that move away from stationarity are reported the same way.
 
 Both take ``outer_batch`` and ``inner_batch`` (default: the problem's first batch, or
 None for full batch).  This module is itself callable, so ``bilevel.hypergrad(...)`` and
@@ -33,6 +41,7 @@ from typing import Any
 
 import torch
 
+from ..linalg import as_solver
 from ..linalg import tree as T
 from ..linalg.tree import Tree
 from ..problem import BilevelProblem
@@ -41,16 +50,19 @@ from .graph import captured_hypergrad, clear_cuda_graphs
 from .info import HypergradInfo
 from .itd import INNER_OPTIMIZERS, itd_hypergrad
 from .stepsize import inner_lambda_max
+from .system import InnerNotConvergedWarning
 
-__all__ = ["METHODS", "HypergradInfo", "aid_hypergrad", "clear_cuda_graphs", "hypergrad",
-           "itd_hypergrad"]
+__all__ = ["METHODS", "HypergradInfo", "InnerNotConvergedWarning", "aid_hypergrad",
+           "clear_cuda_graphs", "hypergrad", "itd_hypergrad"]
 
-METHODS = AID_SOLVERS + ("itd",)
+METHODS = (*AID_SOLVERS, "itd")
 _DEFAULT = object()
 _ADAM_DEFAULT_LR = 1e-2
+_AID_OPTIONS = {"tol", "maxiter", "v0", "check_every", "fallback", "cuda_graph", "ridge",
+                "hessian", "solve"}
 
 
-def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
+def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str | None = None, *,
               outer_batch: Any = _DEFAULT, inner_batch: Any = _DEFAULT,
               **options: Any) -> tuple[Tree, HypergradInfo]:
     """One hypergradient of ``problem`` at (x, y).
@@ -60,7 +72,8 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
         x: outer variable (like ``problem.x0``).
         y: inner variable: for AID a point at (or near) the inner solution y*(x); for ITD
             the start of the unrolled inner loop.
-        method: "cg", "minres", "neumann" or "itd".
+        method: "cg", "minres", "neumann" (AID with that solver) or "itd"; default "cg",
+            or AID with the solver given as ``solve=``.
         outer_batch, inner_batch: the batches to use (default: the problem's first batch,
             None for full batch).
         **options: the engine's options (module docstring); unknown names raise TypeError.
@@ -68,11 +81,11 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
     Returns:
         (grad_x, info): grad_x has x's structure; ``info`` is a :class:`HypergradInfo`.
         Check ``info.converged``: a linear solve that missed its tolerance is reported,
-        not hidden.  CG meeting non-positive curvature falls back to MINRES
-        (``info.fallback`` says so).
+        not hidden; ``info.inner_converged``: y was near y*(x).
     """
-    if method not in METHODS:
-        raise ValueError(f"hypergrad: method must be one of {METHODS}, got {method!r}")
+    if method is not None and method not in METHODS:
+        raise ValueError(f"hypergrad: method must be one of {METHODS} (or pass the linear "
+                         f"solver as solve=), got {method!r}")
     if not isinstance(problem, BilevelProblem):
         raise TypeError("hypergrad: problem must be a BilevelProblem, got "
                         f"{type(problem).__name__}")
@@ -81,17 +94,20 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str = "cg", *,
     outer_batch = problem.first_outer_batch if outer_batch is _DEFAULT else outer_batch
     inner_batch = problem.first_inner_batch if inner_batch is _DEFAULT else inner_batch
     f, g = problem.outer_at(outer_batch), problem.inner_at(inner_batch)
-    if method in AID_SOLVERS:
-        allowed = {"tol", "maxiter", "v0", "check_every", "fallback", "cuda_graph"}
-        if method == "neumann":
-            allowed |= {"alpha"}
-        _check_options(method, options, allowed)
-        if options.get("cuda_graph") is True:
-            options.pop("cuda_graph")
-            return captured_hypergrad(problem, f, g, x, y, solver=method,
-                                      full_batch=outer_batch is None and inner_batch is None,
-                                      **options)
-        return aid_hypergrad(f, g, x, y, solver=method, **options)
+    if method != "itd":
+        _check_options(method or "aid", options,
+                       _AID_OPTIONS | ({"alpha"} if method == "neumann" else set()))
+        if method is not None and "solve" in options:
+            raise TypeError(f"hypergrad: method={method!r} and solve= both name the linear "
+                            "solver; give one of them")
+        solve = as_solver(options.pop("solve", method or "cg"))
+        if options.get("alpha") is not None:
+            solve = solve.configure(alpha=options.pop("alpha"))
+        options.pop("alpha", None)
+        return captured_hypergrad(problem, f, g, x, y, solve=solve,
+                                  full_batch=outer_batch is None and inner_batch is None,
+                                  cuda_graph=options.pop("cuda_graph", "auto"),
+                                  split=problem.inner_split_at(inner_batch), **options)
     _check_options(method, options, {"unroll", "truncate", "inner_lr", "inner_optimizer",
                                      "use_torchopt"})
     extra_products = 0

@@ -1,4 +1,4 @@
-"""Whole-call CUDA graphs of AID hypergradients: ``hypergrad(..., cuda_graph=True)``.
+"""Whole-call CUDA graphs of AID hypergradients: automatic, or ``cuda_graph=True``.
 
 A hypergradient of a small or medium problem is bound by kernel launches, not by
 arithmetic: one CG iteration through ``torch.func`` is ~45 small kernels, and the
@@ -24,13 +24,21 @@ needed, and the epilogue, then reads the packed scalars: one host synchronizatio
 solve that needs more iterations than predicted replays further chunks (one look each)
 and the epilogue again.  K is ``check_every`` (default 8).
 
+With ``cuda_graph="auto"`` (the default of :func:`bilevel.hypergrad` and of
+:func:`bilevel.solve`'s AID methods) the first call for a key runs eagerly and the
+second captures: a problem whose hypergradient is asked for repeatedly (an outer loop,
+a benchmark) gets the graphs without asking, a one-off call pays no capture.
+``cuda_graph=True`` captures on the first call.
+
 The call runs eagerly instead (the engine of :mod:`bilevel.hypergrad.aid`, with its
 usual per-chunk graphs), and ``info.cuda_graph`` says why, when: x is not on a CUDA
-device; the objectives take minibatches; Neumann has no fixed ``alpha`` (its default step
-is a host-side power iteration); f or g synchronizes with the host or cannot be captured
-(e.g. calls ``.item()``; a ``RuntimeWarning`` is issued once per capture); or a replay
-meets something the eager engine handles on the host: CG's non-positive curvature (the
-eager call then falls back to MINRES), b = grad_y f = 0, or a nan/inf (the eager call
+device; the objectives take minibatches; the linear solver has no recordable
+:class:`~bilevel.linalg.solvers.Iteration` form, or needs an option computed on the host
+(Neumann without a fixed ``alpha``; see :meth:`bilevel.linalg.LinearSolver.capture_issue`);
+f or g synchronizes with the host or cannot be captured (e.g. calls ``.item()``; with
+``cuda_graph=True`` a ``RuntimeWarning`` is issued once per capture); or a replay meets
+something the eager engine handles on the host: non-positive curvature (the eager call
+then damps or falls back to MINRES), b = grad_y f = 0, or a nan/inf (the eager call
 raises its usual error).  A wrong answer is never returned from a graph.
 
 The graphs read the tensors that f and g hold at capture time.  They are kept per
@@ -55,14 +63,14 @@ import torch
 from torch.func import grad_and_value
 from torch.utils._pytree import tree_flatten
 
-from ..linalg import LinearOperator, mixed_vjp
+from ..linalg import LinearOperator, LinearSolver, as_solver, mixed_vjp
 from ..linalg import tree as T
+from ..linalg.solvers import Iteration, curvature_breakdown, explain_divergence, report
 from ..linalg.tree import Tree
-from ..linalg.solvers import (Iteration, cg_iteration, curvature_breakdown, explain_divergence,
-                              minres_iteration, neumann_iteration, report)
 from ..problem import BilevelProblem
-from .aid import aid_hypergrad
+from .aid import aid_hypergrad, check_fallback
 from .info import HypergradInfo
+from .system import inner_check, inner_operator
 
 __all__ = ["captured_hypergrad", "clear_cuda_graphs"]
 
@@ -71,7 +79,7 @@ DEFAULT_CHUNK = 8
 # every call (a Neumann alpha re-estimated each outer step, say) must not pile them up.
 MAX_ENTRIES = 4
 # problem -> {key: CapturedAID}, in recency order; weak keys: the graphs go with the problem
-_ENTRIES: "weakref.WeakKeyDictionary[BilevelProblem, dict]" = weakref.WeakKeyDictionary()
+_ENTRIES: weakref.WeakKeyDictionary[BilevelProblem, dict] = weakref.WeakKeyDictionary()
 
 
 def clear_cuda_graphs(problem: BilevelProblem) -> None:
@@ -81,48 +89,81 @@ def clear_cuda_graphs(problem: BilevelProblem) -> None:
 
 
 def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tree, y: Tree, *,
-                       solver: str, full_batch: bool, tol: float = 1e-6,
+                       full_batch: bool, cuda_graph: bool | str = True,
+                       solve: str | Callable | LinearSolver = "cg", tol: float = 1e-6,
                        maxiter: int | None = None, v0: Tree | None = None,
-                       alpha: float | None = None, check_every: int | None = None,
-                       fallback: bool = True) -> tuple[Tree, HypergradInfo]:
+                       check_every: int | None = None, ridge: float = 0.0,
+                       fallback: str | None = "ridge", hessian: str = "exact",
+                       split: tuple[Callable, Callable] | None = None,
+                       warn_inner: bool = True) -> tuple[Tree, HypergradInfo]:
     """The AID hypergradient of :func:`~bilevel.hypergrad.aid.aid_hypergrad` (same
     arguments and result), by replaying a captured CUDA graph where possible.
 
-    ``f``, ``g``: the problem's objectives with the batch bound; ``full_batch``: whether
-    that batch is None for both (only then is the call captured).
+    ``f``, ``g``: the problem's objectives with the batch bound (``split`` likewise);
+    ``full_batch``: whether that batch is None for both (only then is the call captured).
+    ``cuda_graph``: True (capture on the first call), "auto" (on the second call for the
+    same key; a CPU call is simply eager) or False (eager).
     ``info.cuda_graph`` says what happened ("captured ...", "replayed ...", "eager: ...").
     """
-    options = dict(solver=solver, tol=tol, maxiter=maxiter, alpha=alpha,
-                   check_every=check_every, fallback=fallback)
-    why = _unsupported(x, solver, alpha, full_batch)
+    solver = as_solver(solve)
+    options = dict(solve=solver, tol=tol, maxiter=maxiter, check_every=check_every,
+                   ridge=float(ridge), fallback=check_fallback(fallback), hessian=hessian,
+                   split=split, warn_inner=warn_inner)
+    if cuda_graph is False:
+        return aid_hypergrad(f, g, x, y, v0=v0, cuda_graph=False, **options)
+    if cuda_graph not in (True, "auto"):
+        raise ValueError(f"cuda_graph must be True, False or 'auto', got {cuda_graph!r}")
+    automatic = cuda_graph == "auto"
+    why = _unsupported(x, solver, full_batch)
     if why is not None:
+        if automatic and not _can_capture_on(T.like_info(x)[1]):
+            return aid_hypergrad(f, g, x, y, v0=v0, **options)  # a CPU: nothing to consider
         return _eager(f, g, x, y, v0, options, f"eager: {why}")
     entries = _ENTRIES.setdefault(problem, {})
     source = _source(problem)
     for key in [k for k, e in entries.items() if e.source != source]:
         del entries[key]  # f, g or the data were replaced: those graphs are stale
-    key = (tuple(sorted(options.items())), _signature(x), _signature(y), _signature(v0))
+    key = (_options_key(options), _signature(x), _signature(y), _signature(v0))
     entry = entries.pop(key, None)
-    if entry is None:
-        entry = CapturedAID(f, g, x, y, v0, source=source, **options)
+    if entry is None and automatic:
+        entry = _FirstCall(source)  # capture when the same call comes again
+    elif entry is None or isinstance(entry, _FirstCall):
+        entry = CapturedAID(f, g, x, y, v0, source=source, quiet=automatic, **options)
     entries[key] = entry  # (re)inserted last: the dict's order is the recency order
     while len(entries) > MAX_ENTRIES:
         del entries[next(iter(entries))]
+    if isinstance(entry, _FirstCall):
+        return _eager(f, g, x, y, v0, options,
+                      "eager: first call (captured if the same call comes again)")
     if entry.failure is not None:
         return _eager(f, g, x, y, v0, options,
                       f"eager: the CUDA graph capture failed ({entry.failure})")
     return entry(x, y, v0)
 
 
-def _unsupported(x: Tree, solver: str, alpha: float | None, full_batch: bool) -> str | None:
+class _FirstCall:
+    """A key seen once (``cuda_graph="auto"``): the next call captures."""
+
+    def __init__(self, source: tuple) -> None:
+        self.source = source
+
+
+def _options_key(options: dict) -> tuple:
+    solver = options["solve"]
+    rest = tuple((k, v if k != "split" else tuple(map(id, v or ()))) for k, v in
+                 sorted(options.items()) if k != "solve")
+    return (solver.name, solver.function, repr(sorted(solver.options.items()))) + rest
+
+
+def _unsupported(x: Tree, solver: LinearSolver, full_batch: bool) -> str | None:
     device = T.like_info(x)[1]
     if not _can_capture_on(device):
         return f"x is on {device}; CUDA graphs need a CUDA device"
     if not full_batch:
         return "minibatch objectives (a batch that is not None) are not captured"
-    if solver == "neumann" and alpha is None:
-        return ("neumann without a fixed alpha: its default step comes from a host-side "
-                "power iteration; pass alpha= to capture")
+    issue = solver.capture_issue()
+    if issue is not None:
+        return issue
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return "already inside a CUDA graph capture"
     return None
@@ -130,7 +171,8 @@ def _unsupported(x: Tree, solver: str, alpha: float | None, full_batch: bool) ->
 
 def _source(problem: BilevelProblem) -> tuple:
     """What the graphs' validity depends on, by identity."""
-    return (problem.outer, problem.inner, id(problem.outer_data), id(problem.inner_data))
+    return (problem.outer, problem.inner, problem.inner_output, problem.inner_loss,
+            id(problem.outer_data), id(problem.inner_data))
 
 
 def _signature(tree: Tree | None) -> Any:
@@ -156,14 +198,19 @@ class CapturedAID:
     replay logic (module docstring).  ``failure`` is None or why capturing failed."""
 
     def __init__(self, f: Callable, g: Callable, x: Tree, y: Tree, v0: Tree | None, *,
-                 source: tuple, solver: str, tol: float, maxiter: int | None,
-                 alpha: float | None, check_every: int | None, fallback: bool) -> None:
+                 source: tuple, quiet: bool, solve: LinearSolver, tol: float,
+                 maxiter: int | None, check_every: int | None, ridge: float,
+                 fallback: str | None, hessian: str, split: tuple | None,
+                 warn_inner: bool) -> None:
         self.f, self.g, self.source = f, g, source
-        self.options = dict(solver=solver, tol=tol, maxiter=maxiter, alpha=alpha,
-                            check_every=check_every, fallback=fallback)
-        self.solver, self.tol, self.alpha, self.fallback = solver, tol, alpha, fallback
+        self.options = dict(solve=solve, tol=tol, maxiter=maxiter, check_every=check_every,
+                            ridge=ridge, fallback=fallback, hessian=hessian, split=split,
+                            warn_inner=warn_inner)
+        self.solver, self.tol, self.fallback = solve, tol, fallback
+        self.ridge, self.hessian, self.split, self.warn_inner = ridge, hessian, split, warn_inner
+        maxiter = solve.options.get("maxiter", maxiter)  # fixed on the solver: it wins
         if maxiter is None:
-            maxiter = 100 if solver == "neumann" else 2 * T.numel(y)
+            maxiter = solve.default_maxiter(T.numel(y))
         self.maxiter = maxiter
         self.chunk = max(1, min(check_every or DEFAULT_CHUNK, maxiter))
         self.extra = 0  # chunk replays after the prologue's: what the last call needed
@@ -176,24 +223,20 @@ class CapturedAID:
             self._capture()
         except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
             self.failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
-            warnings.warn(f"hypergrad(cuda_graph=True): capture failed ({self.failure}); "
-                          "running eagerly", RuntimeWarning, stacklevel=4)
+            if not quiet:
+                warnings.warn(f"hypergrad(cuda_graph=True): capture failed ({self.failure}); "
+                              "running eagerly", RuntimeWarning, stacklevel=4)
         self.capture_s = time.perf_counter() - start
 
     # -- the recorded pieces -------------------------------------------------------------
     def _prologue(self) -> dict:
         x, y, v0 = self.inputs["x"], self.inputs["y"], self.inputs["v0"]
         (f_x, b), loss = grad_and_value(self.f, argnums=(0, 1))(x, y)
-        g = self.g
-        op = LinearOperator.from_hvp(lambda yy: g(x, yy), y)
+        base = inner_operator(self.g, x, y, hessian=self.hessian, split=self.split)
+        op = base.shifted(self.ridge)
         op.hessian_products.linearize()
         bnorm = T.norm(b)
-        if self.solver == "cg":
-            it = cg_iteration(op, b, v0, self.tol, bnorm)
-        elif self.solver == "minres":
-            it = minres_iteration(op, b, v0, self.tol, bnorm)
-        else:
-            it = neumann_iteration(op, b, v0, float(self.alpha), self.tol, bnorm)
+        it = self.solver.record(op, b, v0, self.tol, bnorm)
         state = self._steps(it, op, it.state)
         # The chunk graph overwrites the state's buffers in place, so none may be a tensor
         # used elsewhere (MINRES's r1 after one step is b itself, for instance).
@@ -201,7 +244,7 @@ class CapturedAID:
         state = {k: T.tree_map(lambda t: t.clone() if id(t) in shared else t, leaf)
                  for k, leaf in state.items()}
         return {"f_x": f_x, "b": b, "bnorm": bnorm, "loss": loss, "op": op, "iteration": it,
-                "state": state}
+                "state": state, "inner_norm": T.norm(op.gradient())}
 
     def _steps(self, it: Iteration, op: LinearOperator, state: dict) -> dict:
         """K iterations; an iteration runs only while active and done < maxiter."""
@@ -218,7 +261,7 @@ class CapturedAID:
         grad_x = T.axpy(-1.0, mixed_vjp(self.g, x, y, v), pro["f_x"])
         failed = state.get("curvature_failed", torch.zeros_like(state["active"]))
         scalars = [state["active"], state["done"], failed, residual,
-                   torch.isfinite(state[it.monitor]), bnorm > 0]
+                   torch.isfinite(state[it.monitor]), bnorm > 0, pro["inner_norm"], bnorm]
         flags = torch.stack([s.to(torch.float64) for s in scalars])
         return {"grad_x": grad_x, "v": v, "flags": flags}
 
@@ -255,7 +298,8 @@ class CapturedAID:
         for _ in range(self.extra):
             chunk.replay()
         epilogue.replay()
-        active, done, failed, residual, finite, b_nonzero = self.out["flags"].tolist()
+        active, done, failed, residual, finite, b_nonzero, inner, rhs = \
+            self.out["flags"].tolist()
         run = self.chunk * (1 + self.extra)
         if active and done < self.maxiter:  # the prediction fell short: chunk by chunk
             state = self.pro["state"]
@@ -265,7 +309,8 @@ class CapturedAID:
                 active, done = torch.stack([state["active"].to(torch.int64),
                                             state["done"]]).tolist()
             epilogue.replay()
-            active, done, failed, residual, finite, b_nonzero = self.out["flags"].tolist()
+            active, done, failed, residual, finite, b_nonzero, inner, rhs = \
+                self.out["flags"].tolist()
         done = int(done)
         self.extra = max(0, math.ceil(done / self.chunk) - 1)
         self.calls += 1
@@ -278,24 +323,30 @@ class CapturedAID:
             what = "a non-finite value" if not finite else "b = grad_y f = 0"
             return _eager(self.f, self.g, x, y, v0, self.options,
                           f"eager: {how}, met {what}; re-ran eagerly")
-        if failed and self.fallback:
+        if failed and self.fallback is not None:
             return _eager(self.f, self.g, x, y, v0, self.options,
-                          f"eager: {how}, CG met non-positive curvature; re-ran eagerly "
-                          "for the MINRES fallback")
+                          f"eager: {how}, met non-positive curvature; re-ran eagerly for "
+                          f"the {self.fallback} fallback")
         breakdown = curvature_breakdown(done) if failed else None
-        solve = report(self.solver, residual, self.tol, done, breakdown, self.maxiter)
-        if self.solver == "neumann":
-            solve = explain_divergence(solve, float(self.alpha))
+        solve = report(self.solver.name, residual, self.tol, done, breakdown, self.maxiter,
+                       negative_curvature=bool(failed))
+        alpha = self.solver.options.get("alpha")
+        if alpha is not None:  # a series with a step: say so when it diverged
+            solve = explain_divergence(solve, float(alpha))
         warm = 1 if v0 is not None else 0
-        info = HypergradInfo(method=self.solver, v=_detached_clone(self.out["v"]), solve=solve,
+        info = HypergradInfo(method=self.solver.name, v=_detached_clone(self.out["v"]),
+                             solve=solve,
                              residual=solve.residual, iterations=done,
                              # as the eager engine counts: iterations, the initial residual
                              # of a warm start, the final residual, the mixed product
                              hvp_count=done + warm + 2, grad_count=1, fallback=None,
                              converged=solve.converged,
                              outer_loss=self.pro["loss"].detach().clone(),
-                             step_size=float(self.alpha) if self.solver == "neumann" else None,
-                             cuda_graph=how)
+                             step_size=alpha, cuda_graph=how, hessian=self.hessian,
+                             ridge=self.ridge, inner_grad_norm=inner,
+                             inner_converged=inner_check(
+                                 inner, rhs, self.tol, T.like_info(y)[0],
+                                 warn=self.warn_inner))
         return _detached_clone(self.out["grad_x"]), info
 
 

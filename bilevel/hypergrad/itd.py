@@ -25,14 +25,18 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.func import grad
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
+from ..linalg import tree as T
 from ..linalg.tree import Tree
 from .info import HypergradInfo
+from .system import InnerNotConvergedWarning
 
 __all__ = ["INNER_OPTIMIZERS", "itd_hypergrad", "make_inner_optimizer"]
 
@@ -49,7 +53,8 @@ def itd_hypergrad(f: Callable[[Tree, Tree], torch.Tensor],
                   g: Callable[[Tree, Tree], torch.Tensor] | Sequence[Callable],
                   x: Tree, y: Tree, *, unroll: int = 100, truncate: int | None = None,
                   inner_lr: float, inner_optimizer: str = "sgd",
-                  use_torchopt: bool | None = None) -> tuple[Tree, HypergradInfo, Tree]:
+                  use_torchopt: bool | None = None,
+                  warn_inner: bool = True) -> tuple[Tree, HypergradInfo, Tree]:
     """The ITD hypergradient through ``unroll`` inner steps from y.
 
     Args:
@@ -62,6 +67,10 @@ def itd_hypergrad(f: Callable[[Tree, Tree], torch.Tensor],
         inner_lr: step size of the inner optimizer.
         inner_optimizer: "sgd", "momentum" (heavy ball, 0.9) or "adam".
         use_torchopt: force (True) or avoid (False) TorchOpt; default: use it if installed.
+        warn_inner: warn (``InnerNotConvergedWarning``) when the unrolled steps increased
+            ||grad_y g||: they moved away from stationarity (a step too large for the
+            curvature, or Adam near y*, whose normalized steps do not shrink with the
+            gradient), and the unrolled derivative then says little about y*(x).
 
     Returns:
         (grad_x, info, y_K): the hypergradient, its diagnostics, and the last inner
@@ -96,6 +105,9 @@ def itd_hypergrad(f: Callable[[Tree, Tree], torch.Tensor],
         y_leaves, spec = tree_flatten(y_cur)
         grads = torch.autograd.grad(loss, y_leaves, create_graph=recorded, allow_unused=True)
         grads = [torch.zeros_like(t) if g_ is None else g_ for t, g_ in zip(y_leaves, grads)]
+        if k == 0:
+            first_norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(t.detach()) for t in grads]))
         updates, state = optimizer.update(tree_unflatten(grads, spec), state,
                                           params=y_cur, inplace=False)
         y_cur = optimizer.apply(y_cur, updates)
@@ -107,10 +119,22 @@ def itd_hypergrad(f: Callable[[Tree, Tree], torch.Tensor],
     grads_x = torch.autograd.grad(outer_loss, x_leaves, allow_unused=True)
     grad_x = tree_unflatten([torch.zeros_like(t) if g_ is None else g_
                              for t, g_ in zip(x_leaves, grads_x)], x_spec)
+    y_last = tree_map(lambda t: t.detach(), y_cur)
+    last_norm = T.norm(grad(steps[-1], argnums=1)(x_const, y_last))
+    first, last = torch.stack([first_norm.to(last_norm.dtype), last_norm]).tolist()
+    inner_converged = last <= first
+    if not inner_converged and warn_inner:
+        warnings.warn(f"itd: the {unroll} unrolled {inner_optimizer} steps increased "
+                      f"|grad_y g| from {first:.3e} to {last:.3e}: they moved away from "
+                      "stationarity (a step too large for the curvature, or Adam near y*, "
+                      "whose normalized steps do not shrink with the gradient), so the "
+                      "unrolled hypergradient may be meaningless; lower inner_lr or use sgd",
+                      InnerNotConvergedWarning, stacklevel=3)
     info = HypergradInfo(method="itd", v=None, solve=None, residual=None, iterations=unroll,
-                         hvp_count=truncate, grad_count=unroll + 1, fallback=None,
-                         converged=True, outer_loss=outer_loss.detach(), step_size=inner_lr)
-    return grad_x, info, tree_map(lambda t: t.detach(), y_cur)
+                         hvp_count=truncate, grad_count=unroll + 2, fallback=None,
+                         converged=True, outer_loss=outer_loss.detach(), step_size=inner_lr,
+                         inner_grad_norm=last, inner_converged=inner_converged)
+    return grad_x, info, y_last
 
 
 def _detach(obj: Any) -> Any:

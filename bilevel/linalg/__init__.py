@@ -5,11 +5,29 @@ Used by :mod:`bilevel` (inner Hessians, implicit hypergradients) and by
 """
 
 from . import tree
-from .hvp import hvp, hvp_closure, mixed_vjp
+from .hvp import gauss_newton_closure, hvp, hvp_closure, mixed_vjp
 from .operators import LinearOperator, as_operator, to_torch_csr
-from .solvers import SolveInfo, cg, gmres, minres, neumann
+from .solvers import SOLVERS, LinearSolver, SolveInfo, as_solver, cg, gmres, minres, neumann
 from .spectral import power_iteration
 from .tree import Tree
 
-__all__ = ["hvp", "hvp_closure", "mixed_vjp", "LinearOperator", "as_operator", "to_torch_csr",
-           "SolveInfo", "cg", "minres", "neumann", "gmres", "power_iteration", "Tree", "tree"]
+__all__ = [
+           "SOLVERS",
+           "LinearOperator",
+           "LinearSolver",
+           "SolveInfo",
+           "Tree",
+           "as_operator",
+           "as_solver",
+           "cg",
+           "gauss_newton_closure",
+           "gmres",
+           "hvp",
+           "hvp_closure",
+           "minres",
+           "mixed_vjp",
+           "neumann",
+           "power_iteration",
+           "to_torch_csr",
+           "tree",
+]

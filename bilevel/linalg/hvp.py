@@ -13,13 +13,14 @@ grad h(x) = grad_x f - (d^2 g / dx dy)^T v with H_yy v = grad_y f.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.func import grad, jvp, vjp
 
 from .tree import Tree
 
-__all__ = ["hvp", "mixed_vjp", "hvp_closure"]
+__all__ = ["gauss_newton_closure", "hvp", "hvp_closure", "mixed_vjp"]
 
 
 def hvp(f: Callable[..., torch.Tensor], x: Tree, v: Tree, *args) -> Tree:
@@ -43,8 +44,9 @@ def hvp(f: Callable[..., torch.Tensor], x: Tree, v: Tree, *args) -> Tree:
     return jvp(lambda z: grad(f)(z, *args), (x,), (v,))[1]
 
 
-def hvp_closure(f: Callable[..., torch.Tensor], x: Tree, *args) -> Callable[[Tree], Tree]:
-    """A function v -> H(x) v that reuses one linearization of grad f at x.
+def hvp_closure(f: Callable[..., torch.Tensor], x: Tree, *args, with_gradient: bool = False):
+    """A function v -> H(x) v that reuses one linearization of grad f at x (and, with
+    ``with_gradient``, also grad f(x), the linearization's by-product: (product, grad)).
 
     ``vjp`` of ``grad f`` at x records the gradient computation once; every later
     product is a single backward pass through that record, v -> v^T H = (H v)^T
@@ -52,12 +54,39 @@ def hvp_closure(f: Callable[..., torch.Tensor], x: Tree, *args) -> Callable[[Tre
     what makes a plain jvp-of-grad loop several times slower (see
     ``shared/anchors/torchopt_hypergrad_h100.json``).
     """
-    _, pullback = vjp(lambda z: grad(f)(z, *args), x)
+    gradient, pullback = vjp(lambda z: grad(f)(z, *args), x)
 
     def product(v: Tree) -> Tree:
         return pullback(v)[0]
 
-    return product
+    return (product, gradient) if with_gradient else product
+
+
+def gauss_newton_closure(output: Callable[[Tree], Any], loss: Callable[[Any], torch.Tensor],
+                         y: Tree) -> tuple[Callable[[Tree], Tree], Tree]:
+    """v -> G v with G = J^T (d^2 l / dz^2) J, the Gauss-Newton matrix of l(z(y)) at y.
+
+    J = dz/dy is the Jacobian of the model output z = output(y) (a tensor or a tree), l a
+    scalar loss of z.  For a convex l (cross-entropy, squared error) G is positive
+    semidefinite whatever the model, unlike the Hessian of l(z(y)), which adds
+    sum_k (dl/dz_k) d^2 z_k / dy^2 (Schraudolph 2002; Martens 2010).
+
+    Linearized once: ``vjp`` of z at y (J^T u is one backward pass), ``vjp`` of grad l at
+    z (H_l u), and J v as the vjp of the linear map u -> J^T u (a double backward, no
+    forward pass per product).
+
+    Returns:
+        (product, gradient): v -> G v (y-shaped), and grad_y l(z(y)) = J^T grad l(z).
+    """
+    z, pullback = vjp(output, y)
+    loss_grad, loss_pullback = vjp(grad(loss), z)
+    # u -> J^T u is linear in u; its vjp at any u with cotangent v is J v
+    _, jacobian_vector = vjp(lambda u: pullback(u)[0], loss_grad)
+
+    def product(v: Tree) -> Tree:
+        return pullback(loss_pullback(jacobian_vector(v)[0])[0])[0]
+
+    return product, pullback(loss_grad)[0]
 
 
 def mixed_vjp(g: Callable[..., torch.Tensor], x: Tree, y: Tree, u: Tree, *args) -> Tree:

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from . import tree
-from .tree import Tree
 from .hvp import hvp_closure
+from .tree import Tree
 
-__all__ = ["LinearOperator", "as_operator", "to_torch_csr", "csr_tensor", "csr_row_indices",
+__all__ = ["LinearOperator", "as_operator", "csr_row_indices", "csr_tensor", "to_torch_csr",
            "transpose_csr"]
 
 _INT32_MAX = 2**31 - 1
@@ -127,36 +127,78 @@ class LinearOperator:
 
         Every product reuses one recorded gradient computation (see
         :func:`bilevel.linalg.hvp.hvp_closure`), so a solve of k iterations costs k
-        backward passes, not k forward-and-backward passes.
+        backward passes, not k forward-and-backward passes.  The gradient grad f(x),
+        a by-product of the linearization, is ``op.gradient()``.
         """
-        products = _LazyHessianProducts(f, x, args)
-        n = tree.numel(x)
-        op = cls(products, products, (n, n), like=x)
+        return cls.from_linearization(lambda: hvp_closure(f, x, *args, with_gradient=True), x)
+
+    @classmethod
+    def from_linearization(cls, linearize: Callable[[], tuple[Callable[[Tree], Tree], Tree]],
+                           like: Tree) -> LinearOperator:
+        """A symmetric operator whose product is a recorded linearization.
+
+        ``linearize() -> (product, gradient)`` records the computation that every product
+        replays (e.g. ``vjp`` of grad f at x) and the gradient it produced on the way.  It
+        runs on the first product (or ``op.linearize()``), on the current CUDA stream,
+        and again for a solver that records CUDA graphs on another stream (autograd
+        replays a backward pass on the stream of its forward; see
+        :mod:`bilevel.linalg._loop`), through ``op.rebuild()``.
+        """
+        products = _LazyProducts(linearize, like)
+        n = tree.numel(like)
+        op = cls(products, products, (n, n), like=like)
         op.hessian_products = products
-        # Solvers that capture CUDA graphs need the linearization recorded on their own
-        # stream; they rebuild it (see bilevel.linalg._loop).
-        op.rebuild = lambda: cls.from_hvp(f, x, *args)
+        op.gradient = products.gradient
+        op.rebuild = lambda: cls.from_linearization(linearize, like)
+        return op
+
+    def shifted(self, shift: float) -> LinearOperator:
+        """A + shift I (a ridge, or damping, of a square operator); A itself when shift = 0.
+
+        Keeps A's linearization hooks (``hessian_products``, ``gradient``, ``rebuild``).
+        """
+        if shift == 0.0:
+            return self
+        shift = float(shift)
+        base = self
+
+        def product(v: Tree) -> Tree:
+            return tree.axpy(shift, v, base.matvec(v))
+
+        op = LinearOperator(product, product, self.shape, like=self.like)
+        for attr in ("hessian_products", "gradient"):
+            if hasattr(self, attr):
+                setattr(op, attr, getattr(self, attr))
+        if self.rebuild is not None:
+            op.rebuild = lambda: base.rebuild().shifted(shift)
         return op
 
 
-class _LazyHessianProducts:
-    """v -> H(x) v, linearizing grad f at x on the first product (and remembering the
+class _LazyProducts:
+    """v -> A v through a linearization recorded on the first product (remembering the
     CUDA stream it was recorded on: autograd replays backward on that stream)."""
 
-    def __init__(self, f: Callable[..., torch.Tensor], x: Tree, args: tuple) -> None:
-        self.f, self.x, self.args = f, x, args
+    def __init__(self, linearize: Callable[[], tuple[Callable[[Tree], Tree], Tree]],
+                 like: Tree) -> None:
+        self._linearize, self.like = linearize, like
         self.product: Callable[[Tree], Tree] | None = None
+        self._gradient: Tree | None = None
         self.stream: torch.cuda.Stream | None = None
 
     def __call__(self, v: Tree) -> Tree:
         self.linearize()
         return self.product(v)
 
+    def gradient(self) -> Tree:
+        """The gradient recorded with the linearization (linearizing now if needed)."""
+        self.linearize()
+        return self._gradient
+
     def linearize(self) -> None:
         """Record the linearization now (on the current stream), if not done yet."""
         if self.product is None:
-            self.product = hvp_closure(self.f, self.x, *self.args)
-            if tree.like_info(self.x)[1].type == "cuda":
+            self.product, self._gradient = self._linearize()
+            if tree.like_info(self.like)[1].type == "cuda":
                 self.stream = torch.cuda.current_stream()
 
     def recorded_elsewhere(self) -> bool:

@@ -4,6 +4,14 @@ All solvers share one signature, ``solver(A, b, *, x0=None, tol=..., maxiter=...
 -> (x, SolveInfo)``, where A is a :class:`LinearOperator`, a callable ``v -> A v``
 or a matrix, and b, x are tensors or dicts of tensors.
 
+A solver is also a *value* that other code takes as an argument (``solve=cg``, as
+jaxopt's ``solve=`` and TorchOpt's ``solve_cg(**kw)``): :func:`as_solver` turns a name,
+one of these functions, a ``functools.partial`` of one, or any callable with the
+signature above into a :class:`LinearSolver`, which also knows the solver's
+:class:`Iteration` form (for engines that record whole solves into CUDA graphs) where
+it has one.  A new solver is one function (plus, optionally, its Iteration form) and
+one entry in ``SOLVERS``.
+
 ``tol`` bounds the relative residual ||b - A x|| / ||b||.  The loops keep every
 scalar on the device and only look at it (one host synchronization) every
 ``check_every`` iterations (default: 8 on a GPU, every iteration on the CPU,
@@ -19,17 +27,21 @@ from the returned x with one more product, so it is never a stale recurrence.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from . import tree as T
-from .tree import Tree
 from ._loop import iterate
 from .operators import LinearOperator, as_operator
+from .tree import Tree
 
-__all__ = ["SolveInfo", "cg", "minres", "neumann", "gmres"]
+__all__ = ["SOLVERS", "LinearSolver", "SolveInfo", "as_solver", "cg", "gmres", "minres",
+           "neumann"]
 
 Operator = LinearOperator | Callable[[Tree], Tree] | torch.Tensor
 
@@ -45,12 +57,15 @@ class SolveInfo:
         converged: residual <= tol and no breakdown.
         reason: a human-readable account ("converged", "maxiter reached", "non-positive
             curvature ...", ...).
+        negative_curvature: the solve stopped at p^T A p <= 0 (CG): A is not positive
+            definite on the Krylov space.
     """
 
     iterations: int
     residual: float
     converged: bool
     reason: str
+    negative_curvature: bool = False
 
 
 def _default_check_every(b: Tree) -> int:
@@ -77,7 +92,7 @@ def _finish(name: str, op: LinearOperator, b: Tree, x: Tree, bnorm: torch.Tensor
 
 
 def report(name: str, residual: float, tol: float, iterations: int, breakdown: str | None,
-           maxiter: int) -> SolveInfo:
+           maxiter: int, negative_curvature: bool = False) -> SolveInfo:
     """The :class:`SolveInfo` of a solve that returned an x of true relative residual
     ``residual`` (also used by the captured hypergradients, which compute it on the device).
 
@@ -96,13 +111,13 @@ def report(name: str, residual: float, tol: float, iterations: int, breakdown: s
     else:
         reason = (f"stopped at recurrence residual <= tol, but the true relative residual "
                   f"{residual:.3e} > tol {tol:.1e} (rounding; tighten tol or use float64)")
-    return SolveInfo(iterations, residual, converged, reason)
+    return SolveInfo(iterations, residual, converged, reason, negative_curvature)
 
 
 def curvature_breakdown(iterations: int) -> str:
     """CG's reason when p^T A p <= 0 stopped it."""
     return (f"non-positive curvature p^T A p <= 0 at iteration {iterations + 1}: "
-            "A is not positive definite; use minres")
+            "A is not positive definite; damp it (ridge) or use minres")
 
 
 @dataclass
@@ -160,7 +175,9 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     iterations, failed = torch.stack([state["done"],
                                       state["curvature_failed"].to(torch.int64)]).tolist()
     breakdown = curvature_breakdown(iterations) if failed else None
-    return _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
+    x, info = _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
+    info.negative_curvature = bool(failed)
+    return x, info
 
 
 def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
@@ -294,7 +311,7 @@ def neumann(A: Operator, b: Tree, *, x0: Tree | None = None, alpha: float | None
     if not alpha > 0:
         raise ValueError(f"neumann: alpha must be positive, got {alpha}")
     check_every = check_every or _default_check_every(b)
-    it = neumann_iteration(op, b, x0, alpha, tol, bnorm)
+    it = neumann_iteration(op, b, x0, tol, bnorm, alpha=alpha)
     state = iterate("neumann", it.body, op, it.state, maxiter=maxiter, check_every=check_every,
                     cuda_graph=cuda_graph, monitor=it.monitor)
     x = it.solution(state)
@@ -311,8 +328,8 @@ def explain_divergence(info: SolveInfo, alpha: float) -> SolveInfo:
     return info
 
 
-def neumann_iteration(op: LinearOperator, b: Tree, x0: Tree | None, alpha: float, tol: float,
-                      bnorm: torch.Tensor) -> Iteration:
+def neumann_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
+                      bnorm: torch.Tensor, *, alpha: float) -> Iteration:
     """The Neumann series as an :class:`Iteration` (``alpha`` > 0 fixed)."""
     x_base, term = _start(op, b, x0)
     threshold = tol * bnorm
@@ -399,3 +416,152 @@ def gmres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
         y = torch.linalg.lstsq(H.double().cpu(), rhs.unsqueeze(1), driver="gelsd").solution
         x = x + V[:steps].T @ y.squeeze(1).to(dtype=x.dtype, device=x.device)
     return _finish("gmres", op, b, unflatten(x), bnorm, tol, done, None, maxiter)
+
+
+# ---------------------------------------------------------------------------------------
+# solvers as values
+
+# options of the solve loop, not of the iteration itself
+_LOOP_OPTIONS = ("maxiter", "check_every", "cuda_graph")
+# passed by engines only to solvers that take them (x0, tol and maxiter are required)
+_OPTIONAL_KNOBS = ("check_every", "cuda_graph")
+
+
+def _keywords(function: Callable) -> frozenset | None:
+    """The keyword names a solver function takes, None when it takes **kwargs."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters)
+
+
+@dataclass(frozen=True)
+class LinearSolver:
+    """A linear solver as a value: ``solver(A, b, x0=..., tol=...) -> (x, SolveInfo)``.
+
+    Attributes:
+        name: for reports ("cg", "minres", ..., or the callable's name).
+        function: the solver, with the module's common signature.
+        options: keyword arguments fixed on this value (a configured solver); they win
+            over the ones a caller passes.
+        iteration: ``iteration(op, b, x0, tol, bnorm, **options) -> Iteration`` (the
+            solve as data, see :class:`Iteration`), or None when the solver has none
+            (it then runs only eagerly: it is never replaced by another solver).
+        capture_needs: options the Iteration form cannot do without (Neumann: a fixed
+            ``alpha``; its default comes from a host-side power iteration).
+        default_maxiter: n -> the iteration cap when none is given (n = len(b)).
+        prepare: ``prepare(op) -> (options, products)``: options computed from the
+            operator when not fixed (Neumann: alpha = 1 / lambda_max by power iteration)
+            and the operator products that took; engines call it to count those products.
+    """
+
+    name: str
+    function: Callable[..., tuple[Tree, SolveInfo]]
+    options: dict = field(default_factory=dict)
+    iteration: Callable[..., Iteration] | None = None
+    capture_needs: tuple[str, ...] = ()
+    default_maxiter: Callable[[int], int] = lambda n: 2 * n
+    prepare: Callable[[LinearOperator], tuple[dict, int]] | None = None
+
+    def prepared(self, op: LinearOperator) -> tuple[LinearSolver, int]:
+        """This solver with its operator-dependent options filled in (see ``prepare``),
+        and the products that took."""
+        if self.prepare is None or all(self.options.get(k) is not None
+                                       for k in self.capture_needs):
+            return self, 0
+        options, products = self.prepare(op)
+        return self.configure(**options), products
+
+    def __call__(self, A: Operator, b: Tree, **options: Any) -> tuple[Tree, SolveInfo]:
+        options = {**options, **self.options}
+        accepted = _keywords(self.function)
+        if accepted is not None:  # tuning knobs a solver does not have are not forced on it
+            options = {k: v for k, v in options.items()
+                       if k in accepted or k not in _OPTIONAL_KNOBS}
+        return self.function(A, b, **options)
+
+    def configure(self, **options: Any) -> LinearSolver:
+        """The same solver with more options fixed (``cg.configure(maxiter=50)``)."""
+        return replace(self, options={**self.options, **options})
+
+    def capture_issue(self) -> str | None:
+        """Why this solver cannot be recorded as a whole (None when it can)."""
+        if self.iteration is None:
+            return f"the linear solver {self.name!r} has no Iteration form to record"
+        missing = [k for k in self.capture_needs if self.options.get(k) is None]
+        if missing:
+            return (f"{self.name} needs {', '.join(missing)} fixed to be recorded (e.g. "
+                    f"{self.name}.configure({missing[0]}=...)); its default is computed "
+                    "on the host")
+        return None
+
+    def record(self, op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
+               bnorm: torch.Tensor) -> Iteration:
+        """The solve as an :class:`Iteration` with this value's options."""
+        if self.iteration is None:
+            raise TypeError(self.capture_issue())
+        options = {k: v for k, v in self.options.items() if k not in _LOOP_OPTIONS}
+        return self.iteration(op, b, x0, tol, bnorm, **options)
+
+
+def _neumann_step(op: LinearOperator) -> tuple[dict, int]:
+    """alpha = 1 / lambda_max(A) by power iteration (seeded), and the products it took."""
+    from .spectral import power_iteration
+    count = 0
+
+    def counted(v: Tree) -> Tree:
+        nonlocal count
+        count += 1
+        return op.matvec(v)
+
+    estimate = power_iteration(LinearOperator(counted, like=op.like), iters=50, tol=1e-3)
+    if not estimate > 0.0:
+        raise ValueError("neumann: the operator is zero along the power-iteration direction; "
+                         "pass alpha explicitly")
+    return {"alpha": 1.0 / estimate}, count
+
+
+SOLVERS: dict[str, LinearSolver] = {
+    "cg": LinearSolver("cg", cg, iteration=cg_iteration),
+    "minres": LinearSolver("minres", minres, iteration=minres_iteration),
+    "neumann": LinearSolver("neumann", neumann, iteration=neumann_iteration,
+                            capture_needs=("alpha",), default_maxiter=lambda n: 100,
+                            prepare=_neumann_step),
+    "gmres": LinearSolver("gmres", gmres),
+}
+
+
+def as_solver(solve: str | Callable | LinearSolver, **options: Any) -> LinearSolver:
+    """A :class:`LinearSolver` from a name ("cg", "minres", "neumann", "gmres"), one of
+    this module's solver functions, a ``functools.partial`` of one (its keywords become
+    fixed options), a :class:`LinearSolver`, or any callable
+    ``solve(A, b, *, x0, tol, maxiter, ...) -> (x, SolveInfo)``; ``options`` are fixed on
+    the result.
+
+    Raises:
+        ValueError: an unknown name (the known ones are listed).
+        TypeError: not a name nor a callable, or a partial with positional arguments.
+    """
+    if isinstance(solve, LinearSolver):
+        solver = solve
+    elif isinstance(solve, str):
+        if solve not in SOLVERS:
+            raise ValueError(f"unknown linear solver {solve!r}; known: {sorted(SOLVERS)}, "
+                             "or pass a callable solve(A, b, *, x0, tol, ...)")
+        solver = SOLVERS[solve]
+    elif isinstance(solve, functools.partial):
+        if solve.args:
+            raise TypeError("a partial linear solver may fix keyword arguments only, got "
+                            f"positional {solve.args!r}")
+        solver = as_solver(solve.func).configure(**solve.keywords)
+    elif callable(solve):
+        known = [s for s in SOLVERS.values() if s.function is solve]
+        solver = known[0] if known else LinearSolver(
+            getattr(solve, "__name__", type(solve).__name__), solve)
+    else:
+        raise TypeError("a linear solver must be a name, a LinearSolver or a callable "
+                        f"solve(A, b, *, x0, tol, ...), got {type(solve).__name__}")
+    return solver.configure(**options) if options else solver

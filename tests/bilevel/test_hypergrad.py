@@ -207,7 +207,7 @@ def test_gradcheck_against_finite_differences_of_h():
     assert torch.autograd.gradcheck(H.apply, (x,), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-def test_nonconvex_inner_cg_falls_back_to_minres():
+def test_nonconvex_inner_cg_falls_back_to_minres_on_request():
     """g = y^T A y / 2 - x^T y with A symmetric indefinite: a saddle, not a minimum.
     CG meets non-positive curvature; the fallback MINRES solves A v = grad_y f exactly."""
     gen = torch.Generator().manual_seed(0)
@@ -224,7 +224,7 @@ def test_nonconvex_inner_cg_falls_back_to_minres():
     x0 = torch.randn(6, generator=gen, dtype=DT)
     prob = bilevel.BilevelProblem(outer=outer, inner=inner, x0=x0, y0=torch.zeros(6, dtype=DT))
     y = torch.linalg.solve(A, x0)  # stationary point
-    g_x, info = bilevel.hypergrad(prob, x0, y, method="cg", tol=1e-12)
+    g_x, info = bilevel.hypergrad(prob, x0, y, method="cg", tol=1e-12, fallback="minres")
     assert info.fallback is not None and "non-positive curvature" in info.fallback
     assert "minres" in info.fallback and info.converged
     # y*(x) = A^{-1} x  =>  grad h = A^{-1} (y - c)

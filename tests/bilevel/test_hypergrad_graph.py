@@ -186,9 +186,9 @@ def _indefinite(device):
 
 def test_nonpositive_curvature_still_falls_back_to_minres(mode):
     problem, x, y, S = _indefinite(_device(mode))
-    eager = bilevel.hypergrad(problem, x, y, tol=1e-12)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12, fallback="minres")
     assert eager[1].fallback is not None  # the case really meets the curvature
-    captured = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)
+    captured = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True, fallback="minres")
     _same(captured, eager)
     assert "non-positive curvature" in captured[1].cuda_graph
     # exact: h(x) = ||S^{-1} x||^2 / 2, grad = S^{-2} x
@@ -256,7 +256,7 @@ def test_cases_that_run_eagerly_say_why(mode):
     x, y = r.x0.to(device), r.y_star(r.x0).to(device)
     eager = bilevel.hypergrad(problem, x, y, method="neumann", tol=1e-9)
     out = bilevel.hypergrad(problem, x, y, method="neumann", tol=1e-9, cuda_graph=True)
-    assert out[1].cuda_graph.startswith("eager: neumann without a fixed alpha")
+    assert out[1].cuda_graph.startswith("eager: neumann needs alpha fixed")
     assert rel(out[0], eager[0]) <= 1e-6  # (power iteration starts differ)
     batch = (r.X.to(device), r.t.to(device))
     eager = bilevel.hypergrad(problem, x, y, tol=1e-12, inner_batch=batch)
@@ -315,3 +315,45 @@ def test_cache_keeps_a_bounded_number_of_graphs(mode):
                                 alpha=0.1 + 0.01 * (G.MAX_ENTRIES + 2), tol=1e-8, maxiter=300,
                                 cuda_graph=True)
     assert info.cuda_graph.startswith("replayed")
+
+
+def test_auto_captures_on_the_second_call(mode):
+    """The default cuda_graph="auto": eager first, captured on the second call for the same
+    problem and options, replayed after; every answer equals the eager one."""
+    device = _device(mode)
+    problem = logistic(device)
+    x = problem.x0
+    y = inner_opt(problem, x)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=False)
+    assert eager[1].cuda_graph is None
+    notes = []
+    for _ in range(3):
+        out = bilevel.hypergrad(problem, x, y, tol=1e-12)
+        _same(out, eager)
+        notes.append(out[1].cuda_graph)
+    assert notes[0].startswith("eager: first call")
+    assert notes[1].startswith("captured") and notes[2].startswith("replayed")
+
+
+def test_solver_without_iteration_form_runs_eagerly_never_as_another(mode):
+    """A user's linear solver has no Iteration form: recorded calls run it eagerly and say
+    why (the captured engine must not substitute a solver of its own)."""
+    from bilevel.linalg import SolveInfo
+
+    calls = []
+
+    def exact_solve(A, b, *, x0=None, tol=1e-6, maxiter=None):
+        calls.append(1)
+        M = torch.stack([A(e) for e in torch.eye(b.numel(), dtype=b.dtype,
+                                                  device=b.device)], dim=1)
+        return torch.linalg.solve(M, b), SolveInfo(1, 0.0, True, "dense")
+
+    r = Ridge()
+    device = _device(mode)
+    problem = ridge_problem(r, device)
+    x, y = r.x0.to(device), r.y_star(r.x0).to(device)
+    for cuda_graph in (True, "auto", "auto"):
+        g_x, info = bilevel.hypergrad(problem, x, y, solve=exact_solve, cuda_graph=cuda_graph)
+        assert "no Iteration form" in info.cuda_graph and info.method == "exact_solve"
+        assert rel(g_x.cpu(), r.hypergrad(r.x0)) <= 1e-10
+    assert len(calls) == 3

@@ -243,8 +243,14 @@ def test_nonconvex_inner_under_aid_cg_records_fallback():
                                   inner=lambda x, y, b: 0.5 * y @ (A @ y) - x @ y,
                                   x0=torch.ones(4, dtype=DT), y0=torch.zeros(4, dtype=DT))
     res = bilevel.solve(prob, method="aid-cg", outer_steps=2, inner_steps=1, inner_lr=0.01,
-                        progress=False)
+                        progress=False, fallback="minres")
     assert any(rec["fallback"] and "minres" in rec["fallback"] for rec in res.history)
+    # the default, damping, cannot repair an eigenvalue of -0.5 with lambda_max = 2 (at
+    # most 1e-4 * 2 * 2^9 ~ 0.1 is added): said so, not hidden
+    res = bilevel.solve(prob, method="aid-cg", outer_steps=2, inner_steps=1, inner_lr=0.01,
+                        progress=False)
+    assert res.status is Status.NUMERICAL_ERROR
+    assert "still not positive definite" in res.message and "fallback='minres'" in res.message
 
 
 def test_bad_arguments():
