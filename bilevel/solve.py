@@ -115,7 +115,7 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             the first inner batch, re-estimated every ``lr_every`` outer steps, and at once
             when ||grad_y g|| grows over an outer step's inner steps (the symptom of a
             step estimated at an earlier x exceeding 2 / lambda_max; the steps are then
-            redone with the new estimate; see ``Algorithm.guarded_descent``).
+            redone with the new estimate; see ``Algorithm.with_stale_step_guard``).
         outer_optimizer: "adam" (default: insensitive to the hypergradient's scale, which
             differs by orders of magnitude between tasks) or "sgd".  Unused by BO-REP.
         seed: seeds torch's RNG and the batch order; default a seed drawn from torch's RNG.

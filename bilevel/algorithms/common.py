@@ -261,10 +261,11 @@ class Algorithm:
             return lr, used
         return state["inner_lr"], 0
 
-    def guarded_descent(self, state: dict, k: int, x: Tree, y: Tree,
-                        objectives: list[Callable[[Tree, Tree], torch.Tensor]],
-                        scale: float = 1.0) -> tuple[Tree, torch.Tensor | None, float, int, int]:
-        """Gradient steps of size ``scale`` * inner step, safe against a stale step size.
+    def with_stale_step_guard(self, state: dict, k: int, x: Tree, y: Tree,
+                              run: Callable[[float], tuple[Any, torch.Tensor | None,
+                                                           torch.Tensor | None, int]]
+                              ) -> tuple[Any, torch.Tensor | None, float, int, int]:
+        """``run(lr)`` (inner gradient steps from y with step lr), safe against a stale step.
 
         A step 1/lambda_max estimated at an earlier x can exceed 2/lambda_max(H_yy) once x
         has moved (e.g. exp-parametrized regularization weights that grew), and gradient
@@ -273,28 +274,49 @@ class Algorithm:
         0 <= H_avg <= L I), so growth is the symptom: when the default step was not
         estimated in this outer step and ||grad_y g|| grew from the first to the last
         step (by a factor 2 with minibatches, whose norms are noisy), the step is
-        re-estimated at (x, y) and the steps are redone from y on the same batches.
-        One host sync per call (none with a fixed or fresh step).  With a single step,
-        one more gradient at the new y (same batch) gives the last norm.
+        re-estimated at (x, y) and ``run`` is called again (same batches).  One host
+        sync (none with a fixed or fresh step).  The one place of this rule: every
+        algorithm's inner steps go through it.
+
+        Args:
+            run: lr -> (result, ||grad_y g|| of the first step, of the last step (0-dim
+                tensors, or None without steps), gradients evaluated).
 
         Returns:
-            (y, ||grad_y g|| of the last step, step used, Hessian-vector products of
-            step estimates, extra gradients).
+            (result, last norm, step used, Hessian-vector products of step estimates,
+            gradients evaluated).
         """
         lr, products = self.inner_lr(state, k, x, y)
-        guard = products == 0 and self.fixed_inner_lr is None and len(objectives) > 0
-        y_new, first, last = descent(objectives, x, y, lr * scale)
-        extra = 0
-        if guard and len(objectives) == 1:
-            last, extra = T.norm(grad(objectives[0], argnums=1)(x, y_new)), 1
-        if guard:
+        result, first, last, grads = run(lr)
+        if products == 0 and self.fixed_inner_lr is None and first is not None:
             factor = 1.0 if self.problem.inner_data is None else 2.0
             if not float(last) <= factor * float(first):  # also catches nan/inf
                 lr, more = self.inner_lr(state, k, x, y, force=True)
                 products += more
-                y_new, _, last = descent(objectives, x, y, lr * scale)
-                extra += len(objectives)
-        return y_new, last, lr, products, extra
+                result, _, last, more_grads = run(lr)
+                grads += more_grads
+        return result, last, lr, products, grads
+
+    def guarded_descent(self, state: dict, k: int, x: Tree, y: Tree,
+                        objectives: list[Callable[[Tree, Tree], torch.Tensor]],
+                        scale: float = 1.0) -> tuple[Tree, torch.Tensor | None, float, int, int]:
+        """Gradient steps of size ``scale`` * inner step under :meth:`with_stale_step_guard`.
+        With a single step, one more gradient at the new y (same batch) gives the last norm.
+
+        Returns:
+            (y, ||grad_y g|| of the last step, step used, Hessian-vector products of
+            step estimates, extra gradients beyond one per objective).
+        """
+        def run(lr: float):
+            y_new, first, last = descent(objectives, x, y, lr * scale)
+            if len(objectives) == 1:
+                last = T.norm(grad(objectives[0], argnums=1)(x, y_new))
+                return y_new, first, last, 2
+            return y_new, first, last, len(objectives)
+
+        y_new, last, lr, products, grads = self.with_stale_step_guard(state, k, x, y, run)
+        # one gradient per objective is counted by the caller
+        return y_new, last, lr, products, grads - len(objectives)
 
     def inner_solution(self, state: dict) -> Tree:
         """The state's approximation of y*(x) (what the result and callbacks call y)."""

@@ -9,6 +9,7 @@ its own minibatch.
 
 from __future__ import annotations
 
+import torch
 from torch.func import grad
 
 from ..hypergrad.itd import itd_hypergrad
@@ -33,39 +34,37 @@ class ITDAlgorithm(Algorithm):
     def step(self, state: dict, k: int) -> tuple[dict, dict]:
         x, y = state["x"], state["y"]
         optimizer = self.options["inner_optimizer"]
-        if optimizer == "adam" and self.fixed_inner_lr is None:
-            lr, power_products = _ADAM_DEFAULT_LR, 0
-        else:
-            lr, power_products = self.inner_lr(state, k, x, y)
         gs = [self.g() for _ in range(self.inner_steps)]
         f = self.f()
 
-        def unrolled(lr):
+        spent = {"hvp": 0, "grad": 0}  # over every run (a redone one included)
+
+        def run(lr: float):
             grad_x, info, y_new = itd_hypergrad(f, gs, x, y, unroll=self.inner_steps,
                                                 truncate=self.options["truncate"], inner_lr=lr,
-                                                inner_optimizer=optimizer)
-            # ||grad_y g|| at the final inner iterate, on the last inner batch.
-            return grad_x, info, y_new, T.norm(grad(gs[-1], argnums=1)(x, y_new))
+                                                inner_optimizer=optimizer, warn_inner=False)
+            # ||grad_y g|| at the first step and at the final inner iterate (last batch)
+            first = T.norm(grad(gs[0], argnums=1)(x, y))
+            last = torch.as_tensor(info.inner_grad_norm, dtype=first.dtype, device=first.device)
+            spent["hvp"] += info.hvp_count
+            spent["grad"] += info.grad_count + 1
+            return (grad_x, info, y_new), first, last, 0
 
-        grad_x, info, y_new, inner_norm = unrolled(lr)
-        extra_grads = 0
-        if optimizer == "sgd" and power_products == 0 and self.fixed_inner_lr is None:
-            # Stale-step guard (see Algorithm.guarded_descent): gradient descent with a
-            # safe step does not increase ||grad_y g|| on a convex g.
-            first, extra_grads = T.norm(grad(gs[0], argnums=1)(x, y)), 1
-            factor = 1.0 if self.problem.inner_data is None else 2.0
-            if not float(inner_norm) <= factor * float(first):
-                lr, more = self.inner_lr(state, k, x, y, force=True)
-                power_products += more
-                grad_x, redo, y_new, inner_norm = unrolled(lr)
-                extra_grads += info.grad_count + 1
-                redo.hvp_count += info.hvp_count
-                info = redo
+        if optimizer == "sgd":
+            # the stale-step guard holds for gradient descent only (momentum and Adam may
+            # raise ||grad_y g|| on the way with a safe step)
+            (grad_x, info, y_new), inner_norm, lr, power_products, _ = \
+                self.with_stale_step_guard(state, k, x, y, run)
+        else:
+            if optimizer == "adam" and self.fixed_inner_lr is None:
+                lr, power_products = _ADAM_DEFAULT_LR, 0
+            else:
+                lr, power_products = self.inner_lr(state, k, x, y)
+            (grad_x, info, y_new), _, inner_norm, _ = run(lr)
         x_new, opt = self.outer_optimizer.step(x, grad_x, state["opt"], k)
         new_state = {"x": x_new, "y": y_new, "opt": opt, "inner_lr": state["inner_lr"]}
         stats = {"outer_loss": info.outer_loss, "hypergrad": grad_x,
                  "hypergrad_norm": T.norm(grad_x),
                  "inner_grad_norm": inner_norm, "solve_residual": None,
-                 "hvp_count": info.hvp_count + power_products,
-                 "grad_count": info.grad_count + 1 + extra_grads}
+                 "hvp_count": spent["hvp"] + power_products, "grad_count": spent["grad"]}
         return new_state, stats

@@ -64,24 +64,23 @@ class PenaltyAlgorithm(Algorithm):
 
     def step(self, state: dict, k: int) -> tuple[dict, dict]:
         x, y, z = state["x"], state["y"], state["z"]
-        lr, power_products = self.inner_lr(state, k, x, y)
         sigma = self.sigma(k)
         problem = self.problem
         batches = [(problem.inner_at(self.inner_stream.next()),
                     problem.outer_at(self.outer_stream.next())) for _ in range(self.inner_steps)]
-        y_new, z_new, first, inner_norm = self._inner_steps(x, y, z, lr, sigma, batches)
-        grad_count = 0
-        if power_products == 0 and self.fixed_inner_lr is None and batches:
-            # The same stale-step guard as Algorithm.guarded_descent, on z's gradient
-            # descent (y's step is the same step shrunk by 1 + sigma).
+
+        def run(lr: float):
+            # the guard watches z's gradient descent (y's step is the same step shrunk by
+            # 1 + sigma); with one step, one more gradient at the new z gives the last norm
+            y_new, z_new, first, last = self._inner_steps(x, y, z, lr, sigma, batches)
+            grads = 2 * len(batches)
             if len(batches) == 1:
-                inner_norm, grad_count = T.norm(grad(batches[0][0], argnums=1)(x, z_new)), 1
-            factor = 1.0 if problem.inner_data is None else 2.0
-            if not float(inner_norm) <= factor * float(first):
-                lr, more = self.inner_lr(state, k, x, y, force=True)
-                power_products += more
-                y_new, z_new, _, inner_norm = self._inner_steps(x, y, z, lr, sigma, batches)
-                grad_count += 2 * self.inner_steps
+                last, grads = T.norm(grad(batches[0][0], argnums=1)(x, z_new)), grads + 1
+            return (y_new, z_new), first, last, grads
+
+        (y_new, z_new), inner_norm, lr, power_products, grads = self.with_stale_step_guard(
+            state, k, x, y, run)
+        grad_count = grads - 2 * self.inner_steps  # those are counted below
         y, z = y_new, z_new
         g, f = self.g(), self.f()
         f_x = grad(f, argnums=0)(x, y)
