@@ -2,15 +2,21 @@
 
     import bilevel
     problem = bilevel.BilevelProblem(outer=f, inner=g, x0=x0, y0=y0)
+    print(bilevel.check_hypergrad(problem))          # first: engines vs finite differences
     grad_x, info = bilevel.hypergrad(problem, x, y, method="cg")
     result = bilevel.solve(problem, method="aid-cg")
 """
-from . import linalg
-from . import hypergrad  # a callable module: bilevel.hypergrad(problem, x, y, ...)
-from .hypergrad import HypergradInfo
+from . import (
+           hypergrad,  # a callable module: bilevel.hypergrad(problem, x, y, ...)
+           linalg,
+)
+from .check import HypergradCheck, check_hypergrad
+from .hypergrad import HypergradInfo, InnerNotConvergedWarning
+from .inner import InnerSolveError, inner_solve
 from .problem import BilevelProblem
 from .solve import BilevelResult, Status, solve
 
-__all__ = ["BilevelProblem", "BilevelResult", "HypergradInfo", "Status", "hypergrad", "linalg",
-           "solve"]
+__all__ = ["BilevelProblem", "BilevelResult", "HypergradCheck", "HypergradInfo",
+           "InnerNotConvergedWarning", "InnerSolveError", "Status", "check_hypergrad",
+           "hypergrad", "inner_solve", "linalg", "solve"]
 __version__ = "0.1.0"

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch.func import grad
 
-from ..linalg import tree as T
 from ..linalg import hvp, mixed_vjp
+from ..linalg import tree as T
 from .common import Algorithm, detach, gradient_steps, outer_gradients
 
 __all__ = ["BOREPAlgorithm"]

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, vmap
+from torch.func import grad
 
-from ..linalg import LinearOperator, cg, hvp_closure, mixed_vjp
+from ..inner import dense_hessian, minimize
+from ..linalg import mixed_vjp
 
 __all__ = [
     "ExactHypergradient",
@@ -40,107 +41,19 @@ def _inner_of(problem_or_inner) -> Objective:
     return getattr(problem_or_inner, "inner", problem_or_inner)
 
 
-def dense_hessian(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
-                  chunk: int = 512) -> torch.Tensor:
-    """The dense Hessian of a scalar fn at y, as an (N, N) matrix (N = y.numel()).
-
-    Columns are Hessian-vector products against unit vectors, ``chunk`` of them at a
-    time through ``vmap`` over one linearization (memory ~ chunk x one backward pass).
-    The result is symmetrized, (H + H^T) / 2, to remove round-off asymmetry.
-    """
-    n = y.numel()
-    product = hvp_closure(lambda z: fn(z.reshape(y.shape)), y.reshape(-1))
-    eye = torch.eye(n, dtype=y.dtype, device=y.device)
-    H = torch.cat([vmap(product)(eye[i:i + chunk]) for i in range(0, n, chunk)])
-    return (H + H.T) / 2
-
-
 def inner_solution(inner, x: torch.Tensor, y0: torch.Tensor, *, method: str = "auto",
                    tol: float = 1e-10, max_iter: int = 200) -> torch.Tensor:
-    """y*(x) = argmin_y g(x, y, None), to ||grad_y g|| <= tol.
-
-    Args:
-        inner: g(x, y, batch), or a problem with an ``inner`` attribute.
-        x: outer variable.
-        y0: starting point (its shape is y's shape).
-        method: "newton" (damped Newton, dense Hessian, backtracking line search on g:
-            quadratic convergence, for N <= a few thousand), "lbfgs" (strong-Wolfe
-            L-BFGS, ``max_iter`` x 50 evaluations, for larger N) or "auto" (Newton up
-            to N = 2000).
-        tol: target gradient norm.
-        max_iter: Newton iterations, or L-BFGS outer rounds.
-
-    Returns:
-        y* (detached), same shape/dtype as y0.
+    """y*(x) = argmin_y g(x, y, None), to ||grad_y g|| <= tol: :func:`bilevel.inner_solve`
+    (damped Newton with the dense Hessian up to N = 2000, else L-BFGS and a Newton-CG
+    polish) for a bare objective ``inner`` = g(x, y, batch) or a problem.
 
     Raises:
-        RuntimeError: the gradient norm is still above ``100 * tol`` after max_iter (the
-            message gives it): the result is not used silently.
+        RuntimeError (:class:`bilevel.inner.InnerSolveError`): the gradient norm is still
+            above ``100 * tol`` after max_iter (the message gives it).
     """
     g = _inner_of(inner)
     x = x.detach()
-    fn = lambda y: g(x, y, None)
-    y = y0.detach().clone()
-    if method == "auto":
-        method = "newton" if y.numel() <= 2000 else "lbfgs"
-    if method == "newton":
-        for _ in range(max_iter):
-            gy = grad(fn)(y)
-            if float(gy.norm()) <= tol:
-                return y
-            H = dense_hessian(fn, y)
-            step = torch.linalg.solve(H, gy.reshape(-1)).reshape(y.shape)
-            # Near y* the decrease of g drowns in round-off: there accept the full step
-            # when it lowers ||grad||, else backtrack on g (Armijo).
-            if float(grad(fn)(y - step).norm()) < 0.5 * float(gy.norm()):
-                y = y - step
-                continue
-            value, t = float(fn(y)), 1.0
-            slope = float((gy * step).sum())
-            while float(fn(y - t * step)) > value - 1e-4 * t * slope and t > 1e-10:
-                t /= 2
-            y = y - t * step
-    elif method == "lbfgs":
-        param = y.clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([param], max_iter=50, tolerance_grad=tol / 10,
-                                tolerance_change=0.0, history_size=50,
-                                line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = fn(param)
-            loss.backward()
-            return loss
-
-        for _ in range(max_iter):
-            opt.step(closure)
-            if float(grad(fn)(param.detach()).norm()) <= tol:
-                break
-        y = _newton_cg_polish(fn, param.detach(), tol)
-    else:
-        raise ValueError(f"inner_solution: method must be 'auto', 'newton' or 'lbfgs', "
-                         f"got {method!r}")
-    residual = float(grad(fn)(y).norm())
-    if residual > 100 * tol:
-        raise RuntimeError(f"inner_solution ({method}): ||grad_y g|| = {residual:.3e} after "
-                           f"{max_iter} iterations, above 100 * tol = {100 * tol:.1e}")
-    return y
-
-
-def _newton_cg_polish(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tol: float,
-                      steps: int = 5) -> torch.Tensor:
-    """A few Newton steps with matrix-free CG solves, from a point already near y*.
-
-    L-BFGS stalls a few digits above machine precision (its curvature pairs drown in
-    round-off); Newton from there converges quadratically.
-    """
-    for _ in range(steps):
-        gy = grad(fn)(y)
-        if float(gy.norm()) <= tol:
-            break
-        step, _ = cg(LinearOperator.from_hvp(fn, y), gy, tol=1e-12, maxiter=10 * y.numel())
-        y = y - step
-    return y
+    return minimize(lambda y: g(x, y, None), y0, tol=tol, method=method, max_iter=max_iter)
 
 
 @dataclass
