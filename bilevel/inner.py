@@ -67,8 +67,10 @@ def inner_solve(problem: Any, x: Tree, y0: Tree | None = None, *, tol: float = 1
 
 
 def minimize(fn: Callable[[Tree], torch.Tensor], y0: Tree, *, tol: float = 1e-10,
-             method: str = "auto", max_iter: int = 200) -> Tree:
-    """argmin_y fn(y) from y0 to ||grad fn|| <= tol (the engine of :func:`inner_solve`)."""
+             method: str = "auto", max_iter: int = 200, strict: bool = True) -> Tree:
+    """argmin_y fn(y) from y0 to ||grad fn|| <= tol (the engine of :func:`inner_solve`);
+    ``strict=False`` returns the last iterate instead of raising (the caller measures
+    ||grad fn|| itself and reports it)."""
     flat0, unflatten = T.flatten(T.tree_map(lambda t: t.detach(), y0))
     flat_fn = lambda v: fn(unflatten(v))
     y = flat0.clone()
@@ -83,7 +85,7 @@ def minimize(fn: Callable[[Tree], torch.Tensor], y0: Tree, *, tol: float = 1e-10
         raise ValueError(f"inner_solve: method must be 'auto', 'newton' or 'lbfgs', "
                          f"got {method!r}")
     residual = float(grad(flat_fn)(y).norm())
-    if not residual <= 100 * tol:
+    if strict and not residual <= 100 * tol:
         raise InnerSolveError(f"inner_solve ({method}): ||grad_y g|| = {residual:.3e} after "
                               f"{max_iter} iterations, above 100 * tol = {100 * tol:.1e}")
     return T.tree_map(lambda t: t.clone(), unflatten(y))

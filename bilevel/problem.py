@@ -98,8 +98,13 @@ class BilevelProblem:
         self.inner_data = inner_data
         self.first_outer_batch = _first_batch("outer_data", outer_data)
         self.first_inner_batch = _first_batch("inner_data", inner_data)
-        _check_objective("outer objective f", outer, self.x0, self.y0, self.first_outer_batch)
-        _check_objective("inner objective g", inner, self.x0, self.y0, self.first_inner_batch)
+        # f(x0, y0) and g(x0, y0) on the first batches: also part of a checkpoint's
+        # fingerprint (edited data or objectives change them)
+        self.initial_values = (
+            _check_objective("outer objective f", outer, self.x0, self.y0,
+                             self.first_outer_batch),
+            _check_objective("inner objective g", inner, self.x0, self.y0,
+                             self.first_inner_batch))
 
     # -- views used by the engines and algorithms ---------------------------------------
     @property
@@ -229,7 +234,8 @@ def _non_finite_path(obj: Any, path: str) -> str | None:
     return None
 
 
-def _check_objective(name: str, fn: Objective, x0: Tree, y0: Tree, batch: Any) -> None:
+def _check_objective(name: str, fn: Objective, x0: Tree, y0: Tree, batch: Any) -> float:
+    """The value fn(x0, y0, batch), after checking it is a finite real scalar."""
     where = "with batch=None" if batch is None else "on the first batch"
     try:
         value = fn(x0, y0, batch)  # x0, y0 are detached: no graph is recorded
@@ -249,3 +255,4 @@ def _check_objective(name: str, fn: Objective, x0: Tree, y0: Tree, batch: Any) -
     if not math.isfinite(number):
         raise ValueError(f"BilevelProblem: {name} is {number} at (x0, y0) {where}; "
                          "check the data and the starting point for NaN/inf or overflow")
+    return number

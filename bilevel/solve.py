@@ -32,7 +32,8 @@ import torch
 
 from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (check_fingerprint, fingerprint, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 from .linalg.tree import Tree, numel
 from .problem import BilevelProblem
 
@@ -120,7 +121,11 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             differs by orders of magnitude between tasks) or "sgd".  Unused by BO-REP.
         seed: seeds torch's RNG and the batch order; default a seed drawn from torch's RNG.
         checkpoint: a file path; if it exists the run resumes from it, and the state is
-            saved there (atomically) every ``checkpoint_every`` steps and at the end.
+            saved there (atomically) every ``checkpoint_every`` steps and at the end.  A
+            checkpoint of another run (other variable shapes or dtypes, f(x0, y0) or
+            g(x0, y0), method or options) is refused with the differences named; one of
+            a finished run (outer_steps reached, converged at this ``tol``, or a numerical
+            error) returns its result without running, and the message says so.
         callback: called after each outer step with the history record plus "x" and "y"
             (after the step) and "hypergrad" (the estimate the step used, at the x before
             it); returning True stops the run (Status.STOPPED).
@@ -150,9 +155,11 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         method_options["tol"] = method_options.pop("solve_tol")
     resume = checkpoint is not None and os.path.exists(checkpoint)
     saved = load_checkpoint(checkpoint, map_location=problem.device) if resume else None
-    if saved is not None and saved["method"] != method:
-        raise ValueError(f"solve: checkpoint {os.fspath(checkpoint)!r} is from method "
-                         f"{saved['method']!r}, not {method!r}; delete it or change the path")
+    run_id = fingerprint(problem, method, {
+        **method_options, "inner_steps": inner_steps, "inner_lr": inner_lr,
+        "outer_optimizer": outer_optimizer, "outer_lr": outer_lr, "lr_every": lr_every})
+    if saved is not None:
+        check_fingerprint(checkpoint, saved["fingerprint"], run_id)
     if saved is None and seed is not None:
         torch.manual_seed(seed)
     base_seed = (saved["seed"] if saved is not None else
@@ -169,6 +176,15 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                                  "outer_optimizer": optimizer, "lr_every": lr_every},
                                 method_options)
     if saved is not None:
+        done = _finished(saved, outer_steps, tol)
+        if done is not None:
+            status, message = done
+            return BilevelResult(
+                x=saved["state"]["x"], y=algorithm.inner_solution(saved["state"]),
+                status=status, n_steps=saved["step"], history=saved["history"],
+                message=(f"{message} (returned from the finished checkpoint "
+                         f"{os.fspath(checkpoint)!r} without running; raise outer_steps to "
+                         "continue, or delete it to start over)"))
         state, k, history = saved["state"], saved["step"], saved["history"]
         elapsed, counts = saved["elapsed"], saved["counts"]
         streams[0].restore(saved["streams"][0])
@@ -177,11 +193,13 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
     else:
         state, k, history, elapsed, counts = algorithm.init_state(), 0, [], 0.0, [0, 0]
 
-    def save() -> None:
+    def save(ended: bool = False) -> None:
         save_checkpoint(checkpoint, {
             "method": method, "seed": base_seed, "state": state, "step": k, "history": history,
             "elapsed": elapsed + (time.perf_counter() - started - paused), "counts": counts,
-            "streams": [streams[0].state(), streams[1].state()], "rng": rng_state()})
+            "streams": [streams[0].state(), streams[1].state()], "rng": rng_state(),
+            "fingerprint": run_id,
+            "status": status.value if ended else None, "message": message if ended else None})
 
     started = time.perf_counter()
     # wall_time counts the optimization only: time spent in callbacks (e.g. evaluating a
@@ -232,12 +250,29 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                 save()
                 paused += time.perf_counter() - pause_start
     if checkpoint is not None:
-        save()
+        save(ended=True)
     if unconverged_solves:
         message += (f"; {unconverged_solves} of {len(history)} linear solves missed their "
                     "tolerance (see history 'solve_residual')")
     return BilevelResult(x=state["x"], y=algorithm.inner_solution(state), status=status,
                          message=message, history=history, n_steps=k)
+
+
+def _finished(saved: dict, outer_steps: int, tol: float | None) -> tuple[Status, str] | None:
+    """(status, message) of a checkpointed run that this call would not continue: it
+    reached outer_steps, converged at this tol, or met a numerical error; else None."""
+    status = saved.get("status")
+    history = saved["history"]
+    if status == Status.NUMERICAL_ERROR.value:
+        return Status.NUMERICAL_ERROR, saved["message"]
+    if saved["step"] >= outer_steps:
+        if status == Status.CONVERGED.value:
+            return Status.CONVERGED, saved["message"]
+        return Status.MAX_STEPS, f"reached outer_steps={saved['step']}"
+    if tol is not None and history and history[-1]["hypergrad_norm"] <= tol:
+        return Status.CONVERGED, (f"hypergradient norm {history[-1]['hypergrad_norm']:.3e} <= "
+                                  f"tol {tol:.1e} at outer step {saved['step'] - 1}")
+    return None
 
 
 def _record(k: int, stats: dict, counts: list[int], wall_time: float) -> dict:

@@ -3,8 +3,8 @@
 * :func:`hyperparameter_tuning`: one L2 weight per feature of a logistic regression
   (example data: ijcnn1, :func:`load_ijcnn1`).
 * :func:`data_cleaning`: per-example weights that learn to ignore corrupted labels in a
-  multinomial logistic regression (example data: MNIST with half the labels replaced,
-  :func:`load_mnist`).
+  multinomial logistic regression, or a 2-layer MLP (``hidden=``) (example data: MNIST
+  with half the labels replaced, :func:`load_mnist`).
 
 Each builder takes data arrays and returns a :class:`bilevel.BilevelProblem`; pass
 ``return_task=True`` to also get the task object (data, test-set metrics).
@@ -14,13 +14,14 @@ dense-Hessian hypergradient, grid search, oracle) the examples and tests check a
 
 from __future__ import annotations
 
-from .data_cleaning import DataCleaningTask, data_cleaning, flag_scores
+from .data_cleaning import DataCleaningTask, MLPCleaningTask, data_cleaning, flag_scores
 from .datasets import Split, load_ijcnn1, load_mnist, read_svmlight
 from .hyperparameter_tuning import LogisticRegressionTask, hyperparameter_tuning
 
 __all__ = [
            "DataCleaningTask",
            "LogisticRegressionTask",
+           "MLPCleaningTask",
            "Split",
            "data_cleaning",
            "flag_scores",

@@ -11,6 +11,12 @@ with CE(W; a, c) = -log softmax(a^T W[:-1] + W[-1])_c. This is exactly the probl
 ``shared/anchors/hypergrad_anchor.py`` (the regularization covers the bias too, and the
 weighted loss is divided by n, not by the sum of the weights). Examples whose learned
 weight falls below 1/2 (x_i < 0) are the ones flagged as corrupted.
+
+``data_cleaning(..., hidden=128)`` replaces the linear model by a 2-layer tanh MLP
+(p -> hidden -> K, parameters a dict {"W1", "b1", "W2", "b2"}, the same objectives with
+the penalty on every parameter): the non-convex inner problem of a neural network.  Both
+problems are also given split as a loss of the model output (``inner_output`` /
+``inner_loss``), so the hypergradient engines can use Gauss-Newton products.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import torch.nn.functional as F
 
 from ._common import IndexBatches, as_float_tensor, select
 
-__all__ = ["DataCleaningTask", "data_cleaning", "flag_scores", "softmax_cross_entropy"]
+__all__ = ["DataCleaningTask", "MLPCleaningTask", "data_cleaning", "flag_scores",
+           "softmax_cross_entropy"]
 
 REG = 1e-3  # the L2 weight of the issue and the anchor script
 
@@ -90,22 +97,98 @@ class DataCleaningTask:
         """Shape of W: (features + 1, classes)."""
         return (self.X_train.shape[1] + 1, self.n_classes)
 
-    def inner(self, x: torch.Tensor, W: torch.Tensor, batch: Any = None) -> torch.Tensor:
-        """g(x, W) = 1/n sum_i sigmoid(x_i) CE_i(W) + reg ||W||^2."""
-        X, c, xb = select(batch, self.X_train, self.labels_train, x)
-        return softmax_cross_entropy(W, X, c, torch.sigmoid(xb)) + self.reg * (W * W).sum()
+    # -- the model: the one place that knows its parameters ------------------------------
+    def logits(self, W: Any, X: torch.Tensor) -> torch.Tensor:
+        """Class scores (n, K) of the rows of X: X W[:-1] + W[-1]."""
+        return X @ W[:-1] + W[-1]
 
-    def outer(self, x: torch.Tensor, W: torch.Tensor, batch: Any = None) -> torch.Tensor:
+    def penalty(self, W: Any) -> torch.Tensor:
+        """reg * (sum of squares of every parameter)."""
+        return self.reg * sum((t * t).sum() for t in _leaves(W))
+
+    def initial_params(self) -> Any:
+        """The starting parameters: W = 0 (g is convex in W)."""
+        return torch.zeros(self.weight_shape, device=self.X_train.device,
+                           dtype=self.X_train.dtype)
+
+    def weighted_loss(self, W: Any, weights: torch.Tensor | None,
+                      batch: Any = None) -> torch.Tensor:
+        """1/n sum_i w_i CE_i(W) + penalty(W) over the training rows ``batch``."""
+        X, c = select(batch, self.X_train, self.labels_train)
+        if weights is not None and batch is not None:
+            weights = weights[batch]
+        return _cross_entropy(self.logits(W, X), c, weights) + self.penalty(W)
+
+    # -- the objectives --------------------------------------------------------------------
+    def inner(self, x: torch.Tensor, W: Any, batch: Any = None) -> torch.Tensor:
+        """g(x, W) = 1/n sum_i sigmoid(x_i) CE_i(W) + reg ||W||^2."""
+        return self.weighted_loss(W, torch.sigmoid(x), batch)
+
+    def output(self, x: torch.Tensor, W: Any, batch: Any = None) -> dict:
+        """The model output z(x, W) of the split g = loss(x, z): the training logits, and W
+        itself (so the penalty is part of the loss and Gauss-Newton keeps it exactly)."""
+        X = select(batch, self.X_train)[0]
+        return {"logits": self.logits(W, X), "params": W}
+
+    def loss(self, x: torch.Tensor, z: dict, batch: Any = None) -> torch.Tensor:
+        """l(x, z) with g(x, W) = l(x, output(x, W))."""
+        c, xb = select(batch, self.labels_train, x)
+        return _cross_entropy(z["logits"], c, torch.sigmoid(xb)) + self.penalty(z["params"])
+
+    def outer(self, x: torch.Tensor, W: Any, batch: Any = None) -> torch.Tensor:
         """f(x, W) = mean validation cross-entropy."""
         X, c = select(batch, self.X_val, self.labels_val)
-        return softmax_cross_entropy(W, X, c)
+        return _cross_entropy(self.logits(W, X), c, None)
 
-    def accuracy(self, W: torch.Tensor, X, labels) -> torch.Tensor:
+    def accuracy(self, W: Any, X, labels) -> torch.Tensor:
         """Fraction of rows of X classified as ``labels`` (0-dim tensor)."""
         X = as_float_tensor("X", X, 2, self.X_train.device, self.X_train.dtype)
         c = _as_labels("labels", labels, self.n_classes, self.X_train.device)
-        W = W.to(X.dtype)
-        return ((X @ W[:-1] + W[-1]).argmax(dim=1) == c).to(X.dtype).mean()
+        W = _tree_to(W, X.dtype)
+        return (self.logits(W, X).argmax(dim=1) == c).to(X.dtype).mean()
+
+
+class MLPCleaningTask(DataCleaningTask):
+    """:class:`DataCleaningTask` with a 2-layer tanh MLP instead of the linear model:
+    logits = tanh(X W1 + b1) W2 + b2, parameters {"W1": (p, h), "b1": (h,), "W2": (h, K),
+    "b2": (K,)}, started at a seeded Glorot-normal draw (zero would be a saddle).
+    """
+
+    def __init__(self, *args, hidden: int = 128, init_seed: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"MLPCleaningTask: hidden must be a positive integer, got {hidden!r}")
+        self.hidden, self.init_seed = hidden, init_seed
+
+    def logits(self, W: dict, X: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(X @ W["W1"] + W["b1"]) @ W["W2"] + W["b2"]
+
+    def initial_params(self) -> dict:
+        p, h, k = self.X_train.shape[1], self.hidden, self.n_classes
+        gen = torch.Generator().manual_seed(self.init_seed)
+        like = {"device": self.X_train.device, "dtype": self.X_train.dtype}
+
+        def draw(rows: int, cols: int) -> torch.Tensor:
+            scale = (2.0 / (rows + cols)) ** 0.5
+            return (scale * torch.randn(rows, cols, generator=gen, dtype=torch.float64)).to(**like)
+
+        return {"W1": draw(p, h), "b1": torch.zeros(h, **like), "W2": draw(h, k),
+                "b2": torch.zeros(k, **like)}
+
+
+def _leaves(W: Any) -> list[torch.Tensor]:
+    return list(W.values()) if isinstance(W, dict) else [W]
+
+
+def _tree_to(W: Any, dtype: torch.dtype) -> Any:
+    return {k: t.to(dtype) for k, t in W.items()} if isinstance(W, dict) else W.to(dtype)
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                   weights: torch.Tensor | None) -> torch.Tensor:
+    """1/n sum_i w_i CE(logits_i, c_i) (w = 1 when None)."""
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    return losses.mean() if weights is None else (weights * losses).mean()
 
 
 def flag_scores(x: torch.Tensor, corrupted: torch.Tensor, threshold: float = 0.5) -> dict:
@@ -136,7 +219,8 @@ def flag_scores(x: torch.Tensor, corrupted: torch.Tensor, threshold: float = 0.5
 
 def data_cleaning(X_train, y_noisy, X_val, y_val, *, n_classes: int | None = None,
                   reg: float = REG, batch_size: int | None = None, seed: int = 0,
-                  device=None, dtype=None, return_task: bool = False):
+                  device=None, dtype=None, return_task: bool = False,
+                  hidden: int | None = None, init_seed: int = 0):
     """Data hyper-cleaning of a multinomial logistic regression as a :class:`BilevelProblem`.
 
     x = per-example logits (n,) with weights sigmoid(x), y = W ((p+1), K); g and f as in
@@ -152,22 +236,29 @@ def data_cleaning(X_train, y_noisy, X_val, y_val, *, n_classes: int | None = Non
         seed: seed of the minibatch permutations.
         device, dtype: where and in which precision to keep data and variables.
         return_task: also return the :class:`DataCleaningTask` (accuracy on test data).
+        hidden: None for the linear model; the hidden width of a 2-layer tanh MLP
+            (:class:`MLPCleaningTask`, y a dict of its parameters).
+        init_seed: seed of the MLP's initial parameters.
 
     Returns:
-        ``BilevelProblem`` with x0 = zeros(n) (every weight 1/2) and y0 = zeros(p+1, K),
-        or ``(problem, task)`` when ``return_task``.
+        ``BilevelProblem`` with x0 = zeros(n) (every weight 1/2) and y0 = zeros(p+1, K)
+        (the MLP: its seeded initial parameters), also split as ``inner_loss`` of
+        ``inner_output``; or ``(problem, task)`` when ``return_task``.
     """
     from ..problem import BilevelProblem
 
-    task = DataCleaningTask(X_train, y_noisy, X_val, y_val, n_classes=n_classes, reg=reg,
-                            device=device, dtype=dtype)
+    common = dict(n_classes=n_classes, reg=reg, device=device, dtype=dtype)
+    task = (DataCleaningTask(X_train, y_noisy, X_val, y_val, **common) if hidden is None else
+            MLPCleaningTask(X_train, y_noisy, X_val, y_val, hidden=hidden,
+                            init_seed=init_seed, **common))
     like = dict(device=task.X_train.device, dtype=task.X_train.dtype)
     x0 = torch.zeros(task.X_train.shape[0], **like)
-    y0 = torch.zeros(task.weight_shape, **like)
+    y0 = task.initial_params()
     inner_data = outer_data = None
     if batch_size is not None:
         inner_data = IndexBatches(task.X_train.shape[0], batch_size, seed, task.X_train.device)
         outer_data = IndexBatches(task.X_val.shape[0], batch_size, seed + 1, task.X_val.device)
     problem = BilevelProblem(outer=task.outer, inner=task.inner, x0=x0, y0=y0,
-                             outer_data=outer_data, inner_data=inner_data)
+                             outer_data=outer_data, inner_data=inner_data,
+                             inner_output=task.output, inner_loss=task.loss)
     return (problem, task) if return_task else problem

@@ -158,20 +158,22 @@ def scalar_grid_search(task, log_reg_grid: Sequence[float], y0: torch.Tensor | N
 
 
 def oracle_cleaning(task, corrupted: torch.Tensor, normalization: str = "clean",
-                    tol: float = 1e-6) -> torch.Tensor:
+                    tol: float = 1e-6, max_iter: int = 200):
     """The data-cleaning model trained on the clean training examples only.
 
     Args:
-        task: a :class:`~bilevel.tasks.data_cleaning.DataCleaningTask`.
+        task: a :class:`~bilevel.tasks.data_cleaning.DataCleaningTask` (or its MLP
+            variant: the same model, from its initial parameters).
         corrupted: bool mask (n,) of the replaced labels (the truth).
-        normalization: "clean": minimize 1/n_clean sum_{clean} CE + reg ||W||^2 (a model
-            fitted to the clean subset alone); "all": 1/n sum_{clean} CE + reg ||W||^2
+        normalization: "clean": minimize 1/n_clean sum_{clean} CE + penalty (a model
+            fitted to the clean subset alone); "all": 1/n sum_{clean} CE + penalty
             (the inner objective g with weights exactly 1 on clean, 0 on corrupted
             examples: the best hard weights the bilevel problem can express).
         tol: gradient tolerance of the L-BFGS solve.
+        max_iter: L-BFGS rounds (of 50 evaluations).
 
     Returns:
-        W (p+1, K), detached, in the task's dtype.
+        The parameters (W (p+1, K), or the MLP's dict), detached, in the task's dtype.
     """
     clean = ~torch.as_tensor(corrupted, device=task.X_train.device).bool()
     n = clean.numel()
@@ -182,11 +184,5 @@ def oracle_cleaning(task, corrupted: torch.Tensor, normalization: str = "clean",
     else:
         raise ValueError(f"oracle_cleaning: normalization must be 'clean' or 'all', "
                          f"got {normalization!r}")
-    from .data_cleaning import softmax_cross_entropy
-
-    def g(_x, W, _batch):
-        return softmax_cross_entropy(W, task.X_train, task.labels_train, weights) \
-            + task.reg * (W * W).sum()
-
-    W0 = torch.zeros(task.weight_shape, dtype=task.X_train.dtype, device=task.X_train.device)
-    return inner_solution(g, torch.zeros(()), W0, method="lbfgs", tol=tol)
+    return minimize(lambda W: task.weighted_loss(W, weights), task.initial_params(),
+                    method="lbfgs", tol=tol, max_iter=max_iter)

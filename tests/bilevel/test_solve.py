@@ -169,12 +169,28 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, method):
     assert not (tmp_path / "run.pt.tmp").exists()
 
 
-def test_checkpoint_from_other_method_is_refused(tmp_path):
+def test_checkpoint_from_other_run_is_refused(tmp_path):
     r = Ridge()
     path = tmp_path / "c.pt"
     bilevel.solve(r.problem(), method="aid-cg", outer_steps=2, checkpoint=path, progress=False)
-    with pytest.raises(ValueError, match="from method 'aid-cg'"):
+    with pytest.raises(ValueError, match="method 'aid-cg', not 'itd'"):
         bilevel.solve(r.problem(), method="itd", outer_steps=2, checkpoint=path, progress=False)
+    # another shape: named, not torch's size-mismatch message
+    other = Ridge(n=6)
+    with pytest.raises(ValueError, match=r"y0: shape \(5,\) torch.float64 there, shape \(6,\)"):
+        bilevel.solve(other.problem(), method="aid-cg", outer_steps=4, checkpoint=path,
+                      progress=False)
+    # the same shapes, other data (the README case: an edited problem)
+    edited = Ridge(seed=1)
+    with pytest.raises(ValueError, match=r"g\(x0, y0\) = .* there, .* here \(other data"):
+        bilevel.solve(edited.problem(), method="aid-cg", outer_steps=4, checkpoint=path,
+                      progress=False)
+    with pytest.raises(ValueError, match="option inner_steps = 10 there, 3 here"):
+        bilevel.solve(r.problem(), method="aid-cg", outer_steps=4, inner_steps=3,
+                      checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="option solve_tol|option tol"):
+        bilevel.solve(r.problem(), method="aid-cg", outer_steps=4, solve_tol=1e-8,
+                      checkpoint=path, progress=False)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable bilevel.solve checkpoint"):
         bilevel.solve(r.problem(), method="aid-cg", outer_steps=2, checkpoint=path,
@@ -342,3 +358,29 @@ def test_stale_inner_step_is_re_estimated(method):
     assert max(r["inner_grad_norm"] for r in res.history) < 1.0
     if method != "borep":  # x really moved up by ~4 (e^4 ~ 55 x the start's weights)
         assert float(res.x.min()) > 3.0
+
+
+def test_finished_checkpoint_returns_its_result_and_says_so(tmp_path):
+    r = Ridge()
+    path = tmp_path / "run.pt"
+    first = bilevel.solve(r.problem(), method="aid-cg", outer_steps=3, checkpoint=path,
+                          progress=False, seed=0)
+    again = bilevel.solve(r.problem(), method="aid-cg", outer_steps=3, checkpoint=path,
+                          progress=False, seed=0)
+    assert again.status is Status.MAX_STEPS and again.n_steps == 3
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert "finished checkpoint" in again.message and "raise outer_steps" in again.message
+    assert len(again.history) == 3
+    # more steps: it continues from there
+    more = bilevel.solve(r.problem(), method="aid-cg", outer_steps=5, checkpoint=path,
+                         progress=False, seed=0)
+    assert more.n_steps == 5 and "finished checkpoint" not in more.message
+    # a converged run at the same tol is finished too
+    path2 = tmp_path / "conv.pt"
+    done = bilevel.solve(r.problem(), method="aid-cg", outer_steps=500, tol=1e-2,
+                         checkpoint=path2, progress=False, seed=0)
+    assert done.status is Status.CONVERGED
+    again = bilevel.solve(r.problem(), method="aid-cg", outer_steps=500, tol=1e-2,
+                          checkpoint=path2, progress=False, seed=0)
+    assert again.status is Status.CONVERGED and "finished checkpoint" in again.message
+    assert again.n_steps == done.n_steps
