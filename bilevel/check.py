@@ -60,9 +60,9 @@ class HypergradCheck:
     notes: dict[str, str]
 
     def __str__(self) -> str:
-        lines = [f"check_hypergrad: {'OK' if self.ok else 'FAILED'} "
-                 f"({len(self.fd)} directions, step {self.step:.1e}, "
-                 f"|grad_y g| at y* {self.inner_grad_norm:.1e})",
+        lines = [(f"check_hypergrad: {'OK' if self.ok else 'FAILED'} "
+                  f"({len(self.fd)} directions, step {self.step:.1e}, "
+                  f"|grad_y g| at y* {self.inner_grad_norm:.1e})"),
                  f"  {'finite differences':20s} " + " ".join(f"{v:+.6e}" for v in self.fd)]
         for name, values in self.engines.items():
             lines.append(f"  {name:20s} " + " ".join(f"{v:+.6e}" for v in values)
@@ -108,8 +108,7 @@ def check_hypergrad(problem: Any, x: Tree | None = None, y: Tree | None = None,
     dirs = []
     for _ in range(directions):
         d = T.randn_like(x, gen)
-        norm = T.norm(d)
-        dirs.append(T.tree_map(lambda t: t / norm, d))
+        dirs.append(T.tree_map(lambda t, norm=T.norm(d): t / norm, d))
     step = 1e-4 * max(1.0, float(T.norm(x)))
 
     def h(point: Tree) -> float:

@@ -160,15 +160,20 @@ def _lbfgs(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tol: flo
 
 
 def _newton_cg_polish(fn: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, tol: float,
-                      steps: int = 5) -> torch.Tensor:
-    """A few Newton steps with matrix-free CG solves, from a point already near y*."""
+                      steps: int = 5, maxiter: int = 500) -> torch.Tensor:
+    """A few Newton steps with matrix-free CG solves, from a point already near y*; a step
+    that does not lower ||grad|| (not near y* yet, or a non-convex region) ends it."""
+    gy = grad(fn)(y)
     for _ in range(steps):
-        gy = grad(fn)(y)
-        if float(gy.norm()) <= tol:
+        norm = float(gy.norm())
+        if norm <= tol:
             break
         step, info = cg(LinearOperator.from_hvp(fn, y), gy, tol=1e-12,
-                        maxiter=min(10 * y.numel(), 2000))
-        if info.negative_curvature or not float((step * gy).sum()) > 0:
-            break  # not a descent direction here (non-convex): leave the point as it is
-        y = y - step
+                        maxiter=min(10 * y.numel(), maxiter))
+        if info.negative_curvature:
+            break
+        g_new = grad(fn)(y - step)
+        if not float(g_new.norm()) < norm:
+            break
+        y, gy = y - step, g_new
     return y

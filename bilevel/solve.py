@@ -32,8 +32,14 @@ import torch
 
 from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
-from .checkpoint import (check_fingerprint, fingerprint, load_checkpoint, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (
+    check_fingerprint,
+    fingerprint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .linalg.tree import Tree, numel
 from .problem import BilevelProblem
 

@@ -78,7 +78,7 @@ class PenaltyAlgorithm(Algorithm):
                 last, grads = T.norm(grad(batches[0][0], argnums=1)(x, z_new)), grads + 1
             return (y_new, z_new), first, last, grads
 
-        (y_new, z_new), inner_norm, lr, power_products, grads = self.with_stale_step_guard(
+        (y_new, z_new), inner_norm, _, power_products, grads = self.with_stale_step_guard(
             state, k, x, y, run)
         grad_count = grads - 2 * self.inner_steps  # those are counted below
         y, z = y_new, z_new

@@ -158,7 +158,7 @@ def scalar_grid_search(task, log_reg_grid: Sequence[float], y0: torch.Tensor | N
 
 
 def oracle_cleaning(task, corrupted: torch.Tensor, normalization: str = "clean",
-                    tol: float = 1e-6, max_iter: int = 200):
+                    tol: float = 1e-6, max_iter: int = 200, strict: bool = True):
     """The data-cleaning model trained on the clean training examples only.
 
     Args:
@@ -171,6 +171,8 @@ def oracle_cleaning(task, corrupted: torch.Tensor, normalization: str = "clean",
             examples: the best hard weights the bilevel problem can express).
         tol: gradient tolerance of the L-BFGS solve.
         max_iter: L-BFGS rounds (of 50 evaluations).
+        strict: raise :class:`bilevel.InnerSolveError` when ||grad|| > 100 tol at the end
+            (False: return the last iterate; measure its gradient yourself).
 
     Returns:
         The parameters (W (p+1, K), or the MLP's dict), detached, in the task's dtype.
@@ -185,4 +187,4 @@ def oracle_cleaning(task, corrupted: torch.Tensor, normalization: str = "clean",
         raise ValueError(f"oracle_cleaning: normalization must be 'clean' or 'all', "
                          f"got {normalization!r}")
     return minimize(lambda W: task.weighted_loss(W, weights), task.initial_params(),
-                    method="lbfgs", tol=tol, max_iter=max_iter)
+                    method="lbfgs", tol=tol, max_iter=max_iter, strict=strict)

@@ -31,6 +31,17 @@ def test_data_cleaning_example_runs_and_lowers_validation_loss(tmp_path):
     assert (tmp_path / "dc.png").stat().st_size > 0
 
 
+def test_data_cleaning_example_with_an_mlp_and_seeds(tmp_path):
+    example = _load("data_cleaning")
+    rows = example.main(["--n-train", "100", "--n-val", "60", "--hidden", "4", "--steps", "2",
+                         "--inner-steps", "2", "--eval-every", "1", "--no-oracle", "--quiet",
+                         "--methods", "aid-cg", "--seeds", "0,1", "--plot", ""])
+    assert [(r["method"], r["seed"]) for r in rows] == [("aid-cg", 0), ("aid-cg", 1)]
+    for row in rows:
+        assert row["status"] == "max_steps", row["message"]
+        assert 0.0 <= row["f1"] <= 1.0 and 0.0 < row["test_acc"] <= 1.0
+
+
 def test_hyperparameter_tuning_example_runs_and_lowers_validation_loss(tmp_path):
     example = _load("hyperparameter_tuning")
     rows = example.main(["--steps", "8", "--eval-every", "1", "--quiet",
