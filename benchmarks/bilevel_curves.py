@@ -39,13 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tuning-methods", default=None, help="default: --methods")
     parser.add_argument("--tuning-lr-decay", type=float, default=None,
                         help="default: the example's per-method schedule")
+    parser.add_argument("--cleaning-hidden", type=int, default=None,
+                        help="MNIST cleaning with a 2-layer MLP of this width (default: linear)")
     parser.add_argument("--out", default=str(default_out("bilevel_curves")))
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = ["--device", args.device, "--methods", args.methods, "--quiet"]
     if "cleaning" in args.tasks:
-        _load("data_cleaning").main(common + [
+        hidden = [] if args.cleaning_hidden is None else ["--hidden", str(args.cleaning_hidden)]
+        _load("data_cleaning").main(common + hidden + [
             "--steps", str(args.cleaning_steps), "--plot", str(out / "curves_cleaning.png"),
             "--json", str(out / "curves_cleaning.json")])
     if "tuning" in args.tasks:
