@@ -16,6 +16,10 @@ second outer step); aid-* solve the inner problem by warm-started damped Newton 
 ||grad_y g|| <= 1e-10 (``inner_method="newton"``).
 
     python examples/hyperparameter_tuning.py [--device cuda] [--methods aid-cg,borep] [--steps N]
+        [--quick]
+
+``--quick``: aid-cg only, 10 outer steps, a 4-point grid (a smoke run, far from converged:
+BO-REP's 50 inner gradient steps per step make it the slow method here).
 
 Prints a summary table and saves ``hyperparameter_tuning.png`` (validation loss and test
 loss against wall time, one line per method).
@@ -50,6 +54,8 @@ ADAM_LR = 0.3
 # (benchmarks/RESULTS.md).
 AID_OPTIONS = {"inner_method": "newton", "inner_tol": 1e-10}
 INNER_STEPS = {"newton": 5, "gd": 20, "borep": 50}
+# --quick: a smoke run (options given explicitly still win)
+QUICK = {"methods": "aid-cg", "steps": 10, "grid": "-12,-8,-4,0", "eval_every": 5}
 
 
 def exact_metrics(task64, x: torch.Tensor, theta0: torch.Tensor, split) -> dict:
@@ -147,7 +153,7 @@ def plot(rows, grid_best: float, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ijcnn1 per-feature regularization tuning")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--methods", default="aid-cg,borep")
@@ -183,7 +189,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--plot", default="hyperparameter_tuning.png")
     parser.add_argument("--json", default=None)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                                         for k, v in QUICK.items()))
     args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
     device = torch.device(args.device)
 
     split = load_ijcnn1()

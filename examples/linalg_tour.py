@@ -2,7 +2,9 @@
 regression on ijcnn1-like synthetic data, solved matrix-free with CG, MINRES and a
 Neumann series, checked against a dense solve.
 
-    python examples/linalg_tour.py [--device cuda]
+    python examples/linalg_tour.py [--device cuda] [--quick]
+
+``--quick``: 4,000 samples and 100 features instead of 20,000 and 300.
 """
 
 import argparse
@@ -14,12 +16,26 @@ import torch.nn.functional as F
 from bilevel.linalg import LinearOperator, cg, minres, neumann, power_iteration
 
 
-def main() -> None:
+# --quick: a smaller problem (options given explicitly still win)
+QUICK = {"samples": 4000, "features": 100}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--features", type=int, default=300)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="a small problem: " + ", ".join(f"--{k} {v}" for k, v in QUICK.items()))
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     g = torch.Generator().manual_seed(0)
     X = torch.randn(args.samples, args.features, generator=g, dtype=torch.float64).to(args.device)
     w_true = torch.randn(args.features, generator=g, dtype=torch.float64).to(args.device)

@@ -1,4 +1,7 @@
-"""Train the bundled PageRank model ``l2o/models/pagerank.pt`` end to end, then measure it.
+"""Reproduce the bundled PageRank model (``l2o/models/pagerank.pt``) end to end, then measure it.
+
+The trained model goes to ``runs/pagerank_model/pagerank.pt`` under the current directory
+(``--out``), never into the installed package: to replace the bundled model, copy it there.
 
 1. Datasets (:func:`l2o.datasets.build_dataset`, labels by ``l2o.solve_lp`` at tol 1e-6):
    PageRank LPs (Barabasi-Albert, degree 3, damping 0.85) of 1,000, 4,000 and 8,000 nodes for
@@ -54,6 +57,11 @@ earlier model: 4% (1e4 nodes) to 15-25% (1e5-3e5 nodes) relative error).
 
     python examples/train_pagerank_model.py [--work DIR] [--out FILE] [--epochs N]
         [--eval-nodes 10000 50000] [--threads 2] [--operator-norm bound|estimate] [--skip-train]
+        [--quick]
+
+``--skip-train --out pagerank`` evaluates the bundled model. ``--quick`` is a smoke run of
+every stage at a toy size (8 training LPs of 1,000 nodes, 4 for validation, 2 epochs, one
+evaluation at 2,000 nodes, in ``runs/pagerank_model_quick``): its model is not a useful one.
 
 Cost on this project's 2-core CPU: datasets 19-23 s, training 165 s (20 epochs of ~8 s with
 ``--threads 1`` and other jobs running; 139 s with 2 threads when idle), evaluation under a
@@ -67,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -82,15 +91,19 @@ TRAIN_SETS = [(1000, 96, 10_000), (4000, 64, 20_000), (8000, 32, 30_000)]  # nod
 VAL_SET = (4000, 16, 40_000)
 EVAL_SEED = 900_001
 LABEL_TOL = 1e-6
-DEFAULT_OUT = Path(l2o.__file__).resolve().parent / "models" / "pagerank.pt"
+DEFAULT_WORK = Path("runs") / "pagerank_model"
+# --quick: every stage at a toy size (options given explicitly still win)
+QUICK_WORK = Path("runs") / "pagerank_model_quick"
+QUICK = {"work": QUICK_WORK, "out": QUICK_WORK / "pagerank.pt", "epochs": 2,
+         "train_sets": ["1000:8:10000"], "val_set": "1000:4:40000", "eval_nodes": [2000]}
 
 
-def build(work: Path, train_sets=TRAIN_SETS, device: str = "cpu"
+def build(work: Path, train_sets=TRAIN_SETS, device: str = "cpu", val_set=VAL_SET
           ) -> tuple[ConcatDataset, LPDataset]:
     """Build (or resume) the datasets; returns (training set, validation set) of graphs.
 
-    ``train_sets``: (nodes, count, first seed) per training size; ``device``: where the
-    labelling solves run.
+    ``train_sets``: (nodes, count, first seed) per training size; ``val_set``: the same for the
+    validation set; ``device``: where the labelling solves run.
     """
     def one(nodes: int, count: int, seed: int, name: str) -> LPDataset:
         folder = work / f"{name}_n{nodes}"
@@ -103,7 +116,7 @@ def build(work: Path, train_sets=TRAIN_SETS, device: str = "cpu"
         return LPDataset(folder, scaling=True, cache=True, dtype=torch.float32)
 
     train_sets = [one(*spec, "train") for spec in train_sets]
-    return ConcatDataset(train_sets), one(*VAL_SET, "val")
+    return ConcatDataset(train_sets), one(*val_set, "val")
 
 
 def make_model(hidden: int, layers: int, operator_norm: str = "bound",
@@ -168,12 +181,26 @@ def evaluate(model: PDHGNet, sizes: list[int], tol: float = 1e-4) -> None:
                   flush=True)
 
 
-def main() -> None:
+def _sets(parser: argparse.ArgumentParser, specs: list[str], what: str
+          ) -> list[tuple[int, int, int]]:
+    """NODES:COUNT:SEED specs as (nodes, count, first seed), below the evaluation's seeds."""
+    try:
+        sets = [tuple(int(v) for v in spec.split(":")) for spec in specs]
+    except ValueError:
+        sets = []
+    if not sets or any(len(spec) != 3 or spec[2] + spec[1] > EVAL_SEED - 1 for spec in sets):
+        parser.error(f"{what}: NODES:COUNT:SEED with SEED + COUNT < 900,000")
+    return sets
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("pagerank_model_work"),
-                        help="datasets and the training run (default: ./pagerank_model_work)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"where the trained model goes (default: {DEFAULT_OUT})")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                        help=f"datasets and the training run (default: ./{DEFAULT_WORK})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the trained model goes, or with --skip-train the model to "
+                             "evaluate (a path or a bundled name, e.g. pagerank); default: "
+                             "WORK/pagerank.pt")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=6)
@@ -195,20 +222,38 @@ def main() -> None:
                         help="training sizes, instance counts and first seeds (default: "
                              + " ".join(f"{n}:{c}:{s}" for n, c, s in TRAIN_SETS) + "; seeds "
                              "must stay below 900,000, the evaluation's)")
+    parser.add_argument("--val-set", metavar="NODES:COUNT:SEED",
+                        default=":".join(str(v) for v in VAL_SET),
+                        help="validation size, instance count and first seed (default: "
+                             "%(default)s)")
     parser.add_argument("--eval-nodes", type=int, nargs="*", default=[10_000, 50_000],
                         help="sizes of the fresh evaluation LPs (none: skip the evaluation)")
     parser.add_argument("--skip-train", action="store_true",
                         help="only evaluate the model at --out")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of every stage at a toy size, in ./" + str(QUICK_WORK))
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    args.train_sets = _sets(parser, args.train_sets, "--train-sets") if args.train_sets \
+        else TRAIN_SETS
+    args.val_set = _sets(parser, [args.val_set], "--val-set")[0]
+    if args.out is None:
+        args.out = args.work / "pagerank.pt"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
 
     if not args.skip_train:
-        train_sets = TRAIN_SETS
-        if args.train_sets:
-            train_sets = [tuple(int(v) for v in spec.split(":")) for spec in args.train_sets]
-            if any(len(spec) != 3 or spec[2] + spec[1] > EVAL_SEED - 1 for spec in train_sets):
-                parser.error("--train-sets: NODES:COUNT:SEED with SEED + COUNT < 900,000")
-        train_set, val_set = build(args.work, train_sets, args.device)
+        if args.quick and args.work == QUICK_WORK:
+            # the smoke run's own scratch run: start it afresh each time (train() refuses to
+            # overwrite a finished run, which a full run's WORK/run must be protected by)
+            shutil.rmtree(QUICK_WORK / "run", ignore_errors=True)
+        train_set, val_set = build(args.work, args.train_sets, args.device, args.val_set)
         torch.manual_seed(args.seed)
         model = make_model(args.hidden, args.layers, args.operator_norm, args.messages)
         started = time.perf_counter()
