@@ -18,8 +18,8 @@ second outer step); aid-* solve the inner problem by warm-started damped Newton 
     python examples/hyperparameter_tuning.py [--device cuda] [--methods aid-cg,borep] [--steps N]
         [--quick]
 
-``--quick``: aid-cg only, 10 outer steps, a 4-point grid (a smoke run, far from converged:
-BO-REP's 50 inner gradient steps per step make it the slow method here).
+``--quick``: aid-cg only, 10 outer steps, a 4-point grid (a smoke run, far from converged;
+BO-REP, the slow method here, is left out).
 
 Prints a summary table and saves ``hyperparameter_tuning.png`` (validation loss and test
 loss against wall time, one line per method).
