@@ -33,7 +33,6 @@ from typing import Any
 import torch
 
 from l2o.device import resolve_device
-from l2o.lp.reference import solve_highs
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import check_structure
 
@@ -107,6 +106,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     criteria = _criteria(tol, iteration_limit, time_limit, opts)
     given = lp if isinstance(lp, PreparedLP) else None
     if choose_method(method, given.lp if given else lp, warm_start) is Method.HIGHS:
+        from l2o.lp.reference import solve_highs  # here: HiGHS (and scipy) only when used
+
         result = solve_highs(given.lp if given else lp, time_limit=time_limit,
                              iteration_limit=iteration_limit)
         result.solve_time = time.perf_counter() - start
