@@ -1,11 +1,17 @@
 """Hypergradient time to relative error <= 1e-4: ``bilevel.hypergrad`` vs TorchOpt.
 
-Two problems, each at a fixed point (x, y*) with y* from a float64 inner solve:
+Problems (``--cases``), each at a fixed point (x, y*) with y* from a float64 inner solve:
 
 * ``mnist``: the data-cleaning hypergradient of ``shared/anchors/hypergrad_anchor.py``
   (5,000 per-example weights, W of 785 x 10, x = 0, the anchor's split and objectives);
 * ``ijcnn1``: the per-feature regularization hypergradient of
-  :func:`bilevel.tasks.hyperparameter_tuning` (22 weights, theta of 23, x = log_reg).
+  :func:`bilevel.tasks.hyperparameter_tuning` (22 weights, theta of 23, x = log_reg);
+* ``mlp``: MNIST cleaning with a 2-layer tanh MLP (784-128-10, parameters a dict; x = 0,
+  y an inner optimum by float64 L-BFGS), against the damped float64 reference
+  (H + lam I) v = grad_y f with lam = 1e-3 lambda_max (MINRES to 1e-11, CG as a
+  cross-check); every engine solves that same damped system (ours ``ridge=lam``, TorchOpt
+  ``solve_cg(ridge=lam)``), and the fastest setting is reported at each of
+  ``--mlp-targets``.
 
 The reference is the exact hypergradient at the same (x, y*): dense float64 Hessian,
 Cholesky solve (:func:`bilevel.tasks.reference.exact_hypergradient`). Every variant runs
@@ -15,7 +21,9 @@ variant a small sweep of its accuracy knob (our ``tol``; TorchOpt's ``maxiter`` 
 ``rtol``) is timed, and the fastest setting that reaches relative error <= ``--target``
 is reported:
 
-* ``ours-cg``, ``ours-minres``: ``bilevel.hypergrad(problem, x, y, method=..., tol=...)``;
+* ``ours-cg``, ``ours-minres``: ``bilevel.hypergrad(problem, x, y, method=..., tol=...)``
+  (the default ``cuda_graph="auto"``: the warm-up call is eager, the first timed call
+  captures, the median is a replay); ``ours-cg-eager``: ``cuda_graph=False``;
 * ``ours-cg-warm``: CG warm-started with v0 = the exact solution at a nearby previous
   outer iterate x_prev = x + delta (delta ~ N(0, ``--warm-delta``^2) per entry, y* and v
   recomputed there): what ``bilevel.solve`` passes between outer steps;
@@ -27,8 +35,21 @@ is reported:
 * ``torchopt``: ``torchopt.diff.implicit.custom_root`` with
   ``torchopt.linear_solve.solve_cg`` (the anchor's code), gradient by autograd.
 
+The default-call suite (``--suites default``; mnist, ijcnn1) measures what a user gets
+without knowing about CUDA graphs: ``bilevel.hypergrad(problem, x, y, tol=tol)``, only
+``tol`` set, on a fresh problem object, called ``--calls`` times in a row at changing x
+(cycling through ``--points`` points x + delta N(0, I), each with its own y*(x) and exact
+reference), timed as the mean over the calls with the first call and the automatic
+capture included (``ours-default``); TorchOpt under the same protocol
+(``torchopt-default``); the largest relative error over the calls decides the target.
+
 Run:  python benchmarks/hypergrad.py --device cuda     # JSON to benchmarks/out/hypergrad.json
       python benchmarks/hypergrad.py --small            # CPU smoke test on subsets
+The items of issue 11 on a GPU (one command, from the repository root):
+      PYTHONPATH=. python benchmarks/hypergrad.py --device cuda --cases ijcnn1,mnist,mlp \
+        --suites default,sweep --variants ours-cg,ours-cg-eager,ours-cg-graph,torchopt \
+        --reps 5 --out benchmarks/out/hypergrad_nn.json
+      followed by the end-to-end MLP run of ``examples/data_cleaning.py --hidden 128``.
 Extra keyword arguments for our engine: ``--opt check_every=16`` (repeatable).
 ``--count-ops 1e-4`` counts the aten ops of one call per variant instead (any device: the
 launch overhead that dominates small solves on a GPU is per op).
