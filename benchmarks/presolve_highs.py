@@ -6,9 +6,12 @@ HiGHS's presolve alone and with the conversions to and from HiGHS, and the time 
 (of the reduced LP's zero point clamped into its bounds: postsolve replays the same record
 whatever the point, so this times it without solving). With ``--solve`` the reduced LP is solved
 by HiGHS (interior point, CPU) and postsolved, and the original LP's objective and KKT errors
-(float64) of the postsolved point are printed next to the file's ``optimal_values.csv``.
+(float64) of the postsolved point are printed next to the file's ``optimal_values.csv``. With
+``--pdhg TOL`` both the original and the reduced LP are solved by ``l2o.solve_lp`` (CPU,
+float64) to TOL, and their iteration counts printed: what presolve saves, in iterations.
 
-    python benchmarks/presolve_highs.py ../shared/data/lp/large [--solve] [--json OUT.json]
+    python benchmarks/presolve_highs.py ../shared/data/lp/large [--solve] [--pdhg 1e-4]
+        [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ def _optima(folder: Path) -> dict[str, float]:
         return {row["name"]: float(row["optimal_objective"]) for row in csv.DictReader(handle)}
 
 
-def measure(path: Path, solve: bool, optimum: float | None) -> dict:
+def measure(path: Path, solve: bool, optimum: float | None, pdhg_tol: float | None) -> dict:
     l2o = import_l2o()
+    from l2o.lp.kkt import kkt_error
     from l2o.lp.presolve import presolve_lp
-    from l2o.net import kkt_error
 
     lp = l2o.read_lp(path)
     pre = presolve_lp(lp)
@@ -63,6 +66,10 @@ def measure(path: Path, solve: bool, optimum: float | None) -> dict:
             row["objective"] = lp.objective(x)
             row["optimum"] = optimum
             row.update(kkt_error(lp, x, y))
+    if pdhg_tol is not None and pre.reduced is not None:
+        for key, problem in (("iters_original", lp), ("iters_reduced", pre.reduced)):
+            result = l2o.solve_lp(problem, tol=pdhg_tol, device="cpu", iteration_limit=200_000)
+            row[key] = result.iterations if result.status.value == "optimal" else None
     return row
 
 
@@ -71,11 +78,15 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--solve", action="store_true",
                         help="solve the reduced LP with HiGHS and check the postsolved point")
+    parser.add_argument("--pdhg", type=float, metavar="TOL",
+                        help="PDHG iterations (CPU) to TOL on the original and the reduced LP")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
     rows = []
     header = (f"{'LP':<10} {'rows':>7} {'cols':>7} {'nnz':>8} {'-rows':>7} {'-cols':>7} "
               f"{'-nnz':>8} {'highs s':>8} {'total s':>8} {'post s':>7}")
+    if args.pdhg:
+        header += f" {'iters':>7} {'reduced':>7}"
     if args.solve:
         header += f" {'objective':>16} {'optimum':>16} {'rel_p':>8} {'rel_d':>8} {'rel_gap':>8}"
     print(header)
@@ -83,12 +94,14 @@ def main() -> None:
         optima = _optima(folder)
         for path in sorted([*folder.glob("*.mps.gz"), *folder.glob("*.mps")]):
             name = path.name.split(".")[0]
-            row = measure(path, args.solve, optima.get(name))
+            row = measure(path, args.solve, optima.get(name), args.pdhg)
             rows.append(row)
             line = (f"{name:<10} {row['rows']:>7} {row['cols']:>7} {row['nnz']:>8} "
                     f"{row['rows_removed']:>7} {row['cols_removed']:>7} {row['nnz_removed']:>8} "
                     f"{row['highs_presolve_s']:>8.3f} {row['time_s']:>8.3f} "
                     f"{row.get('postsolve_s', float('nan')):>7.3f}")
+            if args.pdhg:
+                line += f" {row.get('iters_original')!s:>7} {row.get('iters_reduced')!s:>7}"
             if args.solve and "objective" in row:
                 line += (f" {row['objective']:>16.9g} {row['optimum'] or float('nan'):>16.9g} "
                          f"{row['rel_primal_residual']:>8.1e} {row['rel_dual_residual']:>8.1e} "

@@ -41,6 +41,10 @@ STATUS_EXIT = {
 }
 
 
+# --presolve value -> solve_lp's presolve=
+PRESOLVE_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
 def _bundled_names() -> str:
     from l2o.models import bundled_models  # a light import: lists l2o/models/*.pt
 
@@ -70,6 +74,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             "CPU; auto: HiGHS for small LPs without a warm start, else PDHG")
     solve.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="float32 is faster on GPUs; tolerances below ~1e-6 need float64")
+    solve.add_argument("--presolve", choices=tuple(PRESOLVE_CHOICES), default="auto",
+                       help="reduce the LP with HiGHS's presolve before PDHG and map the "
+                            "solution back: on, off, or auto (the default: LPs large enough for "
+                            "it to pay, with a bounded presolve time); --json reports what was "
+                            "done under \"presolve\"")
     solve.add_argument("--warm-start", metavar="SOL",
                        help="start from a solution file of an LP with the same row and column "
                             "names: JSON (as written by --output) or a HiGHS solution file "
@@ -180,6 +189,12 @@ def _print_summary(lp, path: Path, data: dict, ran_on: str, known: float | None)
                                f"{_fmt(kkt.get('rel_dual_residual'), '.2e')}, gap "
                                f"{_fmt(kkt.get('rel_gap'), '.2e')}  (relative)")
     table.add_row("iterations", str(data["iterations"]))
+    pre = data.get("presolve")
+    if pre:
+        table.add_row("presolve", (f"HiGHS removed {pre['rows_removed']} rows, "
+                                   f"{pre['cols_removed']} columns, {pre['nnz_removed']} "
+                                   f"nonzeros in {pre['time_s']:.3f} s" if pre["applied"]
+                                   else "not applied") + f"  ({pre['reason']})")
     table.add_row("time", f"{data['solve_time']:.3f} s  ({ran_on})")
     warm = data.get("warm_start")
     if warm is not None:
@@ -218,7 +233,7 @@ def _solve_options(args: argparse.Namespace, where) -> dict[str, Any]:
     return {"tol": args.tol, "device": where,
             "dtype": torch.float32 if args.dtype == "float32" else torch.float64,
             "time_limit": args.time_limit, "iteration_limit": args.iter_limit,
-            "method": args.method}
+            "method": args.method, "presolve": PRESOLVE_CHOICES[args.presolve]}
 
 
 def _run_solve(lp, options: dict[str, Any], warm_start, quiet: bool):
@@ -271,6 +286,10 @@ def run(args: argparse.Namespace) -> int:
                            "the warm start)", ExitCode.USAGE_ERROR)
     if args.model is not None and args.method != "pdhg":
         raise CommandError("--model warm-starts the PDHG solver: it needs --method pdhg",
+                           ExitCode.USAGE_ERROR)
+    if args.model is not None and args.presolve == "on":
+        raise CommandError("--presolve on does not combine with --model (the model's warm start "
+                           "is predicted for the LP as given, which is solved as prepared)",
                            ExitCode.USAGE_ERROR)
     if args.compare_cold and args.model is None:
         raise CommandError("--compare-cold needs --model (it compares the model's warm start "

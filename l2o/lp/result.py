@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -71,6 +72,8 @@ class LPResult:
             (l2o.pdhg.profile), else empty.
         method: the solver that produced it: "pdhg" or "highs" (``solve_lp(method="auto")``
             picks one).
+        presolve: {applied, by ("highs" or None), reason, rows_removed, cols_removed,
+            nnz_removed, time_s} (l2o.pdhg.presolve); empty where no solve_lp made it.
     """
 
     x: torch.Tensor
@@ -85,6 +88,7 @@ class LPResult:
     kkt: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     method: str = "pdhg"
+    presolve: dict[str, Any] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:

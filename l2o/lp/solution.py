@@ -9,7 +9,10 @@ JSON, written by ``l2o solve --output`` (and printed by ``--json``)::
      "kkt": {"rel_primal_residual": ..., "rel_dual_residual": ..., "rel_gap": ...},
      "x": {"X01": 80.0, ...},          # column name -> primal value
      "y": {"R09": -0.628, ...},        # row name -> dual (minimization-form sign convention)
-     "message": "...", "problem": {"name": "afiro", "rows": 27, "columns": 32, "nonzeros": 83}}
+     "message": "...",
+     "presolve": {"applied": false, "by": null, "reason": "...", "rows_removed": 0,
+                  "cols_removed": 0, "nnz_removed": 0, "time_s": 0.0},
+     "problem": {"name": "afiro", "rows": 27, "columns": 32, "nonzeros": 83}}
 
 Non-finite numbers are written as ``null`` (JSON has no NaN). Rows and columns without names
 use the generated ``r0, r1, ...`` and ``x0, x1, ...``.
@@ -88,9 +91,19 @@ def solution_dict(lp: LinearProgram, result: Any) -> dict[str, Any]:
         "x": _named(result.x, lp.col_labels(), "column"),
         "y": _named(result.y, lp.row_labels(), "row"),
         "message": str(result.message),
+        "presolve": _presolve_report(result),
         "problem": {"name": lp.name, "rows": lp.num_rows, "columns": lp.num_cols,
                     "nonzeros": lp.nnz},
     }
+
+
+def _presolve_report(result: Any) -> dict[str, Any] | None:
+    """``result.presolve`` (l2o.pdhg.presolve) as JSON values, or None for a result without."""
+    report = getattr(result, "presolve", None)
+    if not report:
+        return None
+    return {key: _number(value) if isinstance(value, float) else value
+            for key, value in report.items()}
 
 
 def is_highs_solution_file(path: str | os.PathLike) -> bool:

@@ -42,6 +42,7 @@ from .iteration import ChunkRunner, IterationState
 from .method import Method, choose_method
 from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
+from .presolve import no_presolve_report, solve_with_presolve
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
 from .start import scaled_start, warm_start_vectors
@@ -55,7 +56,7 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
              warm_start: Any = None, time_limit: float | None = None,
              iteration_limit: int | None = None,
              progress: Callable[[dict], None] | None = None, check_every: int = 64,
-             method: str = "pdhg", **advanced: Any) -> LPResult:
+             method: str = "pdhg", presolve: Any = "auto", **advanced: Any) -> LPResult:
     """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
     Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point;
@@ -91,6 +92,10 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             ``time_limit`` and ``iteration_limit`` apply, the PDHG settings do not) or "auto"
             (HiGHS below :data:`l2o.pdhg.method.AUTO_HIGHS_MAX_NNZ` nonzeros without a warm
             start, else PDHG).  Both return the same LPResult fields.
+        presolve: "auto" (default), True or False: reduce the LP with HiGHS's presolve before
+            PDHG and map x, y back (:mod:`l2o.pdhg.presolve`; "auto" skips small LPs and bounds
+            HiGHS's time). ``LPResult.presolve`` says what was done and why; a PreparedLP is
+            solved as prepared, without presolve; method "highs" presolves by itself.
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
@@ -111,7 +116,14 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         result = solve_highs(given.lp if given else lp, time_limit=time_limit,
                              iteration_limit=iteration_limit)
         result.solve_time = time.perf_counter() - start
+        result.presolve = no_presolve_report("method 'highs': HiGHS presolves by itself")
         return result
+    if given is None and presolve is not False:
+        return _solve_presolved(lp, presolve, tol, device, dtype, warm_start, time_limit,
+                                iteration_limit, progress, check_every, opts, advanced)
+    if given is not None and presolve not in (False, "auto"):
+        raise ValueError("solve_lp: a PreparedLP is solved as prepared; presolve needs the "
+                         "LinearProgram (solve_lp(lp, presolve=True))")
     if given is not None:
         check_prepared(given, device, dtype, advanced)
         lp, dev, dtype = given.lp, given.device, given.dtype
@@ -131,10 +143,27 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         prepared, start = given, start - given.setup_time
         timer.timings.update(given.timings)
     result = _optimize(prepared, x_start, y_start, opts, criteria, start, progress, timer)
+    result.presolve = no_presolve_report("a PreparedLP is solved as prepared"
+                                         if presolve == "auto" else "presolve=False")
     if opts.profile:
         timer.mark("result")
         result.timings = {**timer.timings, "total": timer.last - start}   # = sum of phases
     return result
+
+
+def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, warm_start: Any,
+                     time_limit: float | None, iteration_limit: int | None,
+                     progress: Callable[[dict], None] | None, check_every: int,
+                     opts: SolverOptions, advanced: dict[str, Any]) -> LPResult:
+    """solve_lp with ``presolve`` ("auto" / True): the loop runs on HiGHS's reduced LP."""
+    def solve(problem, start, limit: float | None, iterations: int | None,
+              tolerance: float) -> LPResult:
+        return solve_lp(problem, tolerance, device, dtype, start, limit, iterations, progress,
+                        check_every, presolve=False, **advanced)
+
+    return solve_with_presolve(lp, presolve, solve, tol=tol, warm_start=warm_start,
+                               time_limit=time_limit, iteration_limit=iteration_limit,
+                               infeasibility_tolerance=opts.infeasibility_tolerance)
 
 
 def _criteria(tol: float, iteration_limit: int | None, time_limit: float | None,

@@ -16,8 +16,8 @@ import torch
 
 import l2o
 from l2o.lp import solve_highs
+from l2o.lp.kkt import kkt_error
 from l2o.lp.presolve import PresolveOutcome, presolve_lp
-from l2o.net import kkt_error
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
 

@@ -1,0 +1,285 @@
+"""``solve_lp(..., presolve=)``: HiGHS presolve before PDHG, postsolve after, and "auto".
+
+    original LP --presolve (HiGHS, CPU)--> reduced LP --PDHG--> (x~, y~) --postsolve--> (x, y)
+
+The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
+loop without presolve); this module decides whether to presolve, maps a warm start of the
+original LP into the reduced one, maps the answer back and checks it on the original LP in
+float64 (:func:`l2o.lp.kkt.kkt_error`): ``LPResult.kkt`` is that check, so the tolerance holds on
+the LP the user gave. A postsolved point may miss the tolerance there (the reduced LP's criteria
+are normalized by its own ||b||, ||c||, and postsolve can amplify residuals: kb2's primal
+residual grows 50x): the reduced LP is then solved further to a tolerance tightened by the
+amplification seen (warm-started where it stopped); if that is not enough, or the point is far
+off (ken-11's postsolved duals leave a gap of 0.33 whatever the reduced LP's accuracy), PDHG on
+the original LP finishes from the postsolved point (its ``kkt`` then is the solver's).
+
+Statuses. Presolve may decide the LP by itself: "infeasible" -> PRIMAL_INFEASIBLE, "unbounded"
+-> DUAL_INFEASIBLE (x, y nan: presolve gives no certificate; the message says who decided),
+"unbounded or infeasible" -> the original LP is solved without presolve, which tells which. An
+infeasibility certificate of the reduced LP is carried to the original LP by position and
+reported only if it verifies there (float64); else x, y are nan and the message says so.
+
+``LPResult.presolve`` (JSON key "presolve") = {applied, by ("highs" or None), reason,
+rows_removed, cols_removed, nnz_removed, time_s}; ``solve_time`` counts presolve and postsolve.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..lp.kkt import dual_objective, kkt_error, sign_bounds
+from ..lp.model import LinearProgram
+from ..lp.presolve import Presolved, PresolveOutcome, presolve_lp
+from ..lp.result import LPResult, LPStatus
+from ..lp.validate import validate_lp
+from .termination import verify_dual_ray, verify_primal_ray
+
+__all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
+           "PresolveDecision", "decide_presolve", "no_presolve_report", "solve_with_presolve"]
+
+# "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
+# presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
+# as much as a whole GPU solve (30-100 ms), and does not reliably save iterations (to 1e-4:
+# bandm 6657 -> 1473, but adlittle 1089 -> 3585 and agg 17409 -> 28033).
+PRESOLVE_MIN_NNZ = 10_000
+# "auto" stops HiGHS presolve after this many seconds, keeping the reductions made so far (HiGHS
+# returns them): on the large set it takes 0.1-4.4 s, but 10-18 s on pds-30 / pds-50 (loaded
+# 2-core CPU), which PDHG solves in 0.2-0.5 s without presolve on an H200.
+PRESOLVE_TIME_BUDGET = 2.0
+
+# When the postsolved point misses the tolerance on the original LP, the reduced LP is solved
+# further, to a tolerance smaller by the amplification seen, at most this many times, down to
+# MIN_REDUCED_TOL; after that PDHG on the original LP finishes from the postsolved point.
+MAX_TIGHTENINGS = 3
+MIN_REDUCED_TOL = 1e-13
+# A postsolved point this many times off the tolerance goes straight to the original LP: on
+# ken-11 (1e-4) the postsolved duals of removed rows leave a gap of 0.33 however far the reduced
+# LP is solved (9475 iterations there in vain), while PDHG on the original LP from the
+# postsolved point needs 385 iterations.
+MAX_AMPLIFICATION = 100.0
+
+SolveFn = Callable[[LinearProgram, Any, "float | None", "int | None", float], LPResult]
+
+
+@dataclass(frozen=True)
+class PresolveDecision:
+    """Whether to presolve, with what HiGHS time limit, and why (the report's ``reason``)."""
+
+    run: bool
+    time_limit: float | None
+    reason: str
+
+
+def decide_presolve(lp: LinearProgram, presolve: Any,
+                    time_limit: float | None = None) -> PresolveDecision:
+    """The decision for ``solve_lp(lp, presolve=...)``.
+
+    Args:
+        presolve: True (always; HiGHS may use all of ``time_limit``), False (never) or "auto":
+            skip LPs below :data:`PRESOLVE_MIN_NNZ` nonzeros, else presolve with at most
+            :data:`PRESOLVE_TIME_BUDGET` seconds (and at most a quarter of ``time_limit``).
+
+    Raises:
+        ValueError: any other value.
+    """
+    if presolve is False:
+        return PresolveDecision(False, None, "presolve=False")
+    if presolve is True:
+        return PresolveDecision(True, time_limit, "presolve=True")
+    if presolve != "auto":
+        raise ValueError(f"solve_lp: presolve must be 'auto', True or False, got {presolve!r}")
+    if lp.nnz < PRESOLVE_MIN_NNZ:
+        return PresolveDecision(False, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
+                                             f"PDHG alone is faster than the presolve round trip")
+    budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
+                                                                 0.25 * time_limit)
+    return PresolveDecision(True, budget, f"auto: {lp.nnz} nonzeros >= {PRESOLVE_MIN_NNZ}, "
+                                          f"HiGHS presolve for at most {budget:g} s")
+
+
+def _report(applied: bool, reason: str, pre: Presolved | None = None) -> dict[str, Any]:
+    counts = pre.report() if pre is not None and applied else {
+        "rows_removed": 0, "cols_removed": 0, "nnz_removed": 0,
+        "time_s": pre.time_s if pre is not None else 0.0}
+    return {"applied": applied, "by": "highs" if applied else None, "reason": reason, **counts}
+
+
+def no_presolve_report(reason: str = "presolve=False") -> dict[str, Any]:
+    """``LPResult.presolve`` of a solve without presolve."""
+    return _report(False, reason)
+
+
+def _warm_vectors(warm_start: Any) -> tuple[Any, Any]:
+    if warm_start is None:
+        return None, None
+    if isinstance(warm_start, LPResult):
+        return warm_start.x, warm_start.y
+    x, y = warm_start
+    return x, y
+
+
+def _nan(size: int) -> torch.Tensor:
+    return torch.full((size,), math.nan, dtype=torch.float64)
+
+
+def _decided(lp: LinearProgram, status: LPStatus, message: str) -> LPResult:
+    """A status presolve proved by itself: no point, no certificate."""
+    return LPResult(x=_nan(lp.num_cols), y=_nan(lp.num_rows), reduced_costs=_nan(lp.num_cols),
+                    objective=math.nan, dual_objective=math.nan, status=status, message=message,
+                    iterations=0, solve_time=0.0,
+                    kkt={k: math.nan for k in ("rel_primal_residual", "rel_dual_residual",
+                                               "rel_gap")})
+
+
+def _reduced_costs(lp: LinearProgram, y: torch.Tensor) -> torch.Tensor:
+    """proj_K(c - A^T y): the reduced costs with the signs the column bounds allow."""
+    c = lp.minimize_c[0].detach().to("cpu", torch.float64)
+    A = lp.A.detach().to("cpu", torch.float64)
+    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
+    return torch.clamp(c - aty, *sign_bounds(lp.col_lower.cpu().double(),
+                                             lp.col_upper.cpu().double()))
+
+
+def _on_original(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor, status: LPStatus,
+                 message: str) -> LPResult:
+    """An LPResult of the original LP at the postsolved point (x, y), its KKT checked here."""
+    r = _reduced_costs(lp, y)
+    return LPResult(x=x, y=y, reduced_costs=r, objective=lp.objective(x),
+                    dual_objective=dual_objective(lp, y, r), status=status, message=message,
+                    iterations=0, solve_time=0.0, kkt=kkt_error(lp, x, y))
+
+
+def _carry_certificate(pre: Presolved, res: LPResult, eps: float) -> LPResult:
+    """The reduced LP's infeasibility certificate placed at its rows/columns of the original LP,
+    reported only if it verifies there in float64 (else x, y nan: the status itself still holds,
+    as presolve keeps feasibility and boundedness)."""
+    lp = pre.original
+    out = _decided(lp, res.status, "")
+    out.iterations = res.iterations
+    if res.status == LPStatus.PRIMAL_INFEASIBLE:
+        y = torch.zeros(lp.num_rows, dtype=torch.float64)
+        y[torch.from_numpy(pre.row_index)] = res.y.double().cpu()
+        objective, residual = verify_dual_ray(lp, y)
+        carried = objective > 0 and residual <= eps * objective
+        if carried:   # the ray's reduced costs r = proj_K(-A^T y), with c = 0
+            A = lp.A.detach().to("cpu", torch.float64)
+            out.y = y
+            out.reduced_costs = torch.clamp(-(A.t() @ y), *sign_bounds(
+                lp.col_lower.cpu().double(), lp.col_upper.cpu().double()))
+        proves = "infeasible"
+    else:
+        x = torch.zeros(lp.num_cols, dtype=torch.float64)
+        x[torch.from_numpy(pre.col_index)] = res.x.double().cpu()
+        cx, violation = verify_primal_ray(lp, x)
+        carried = cx < 0 and violation <= eps * -cx
+        if carried:
+            out.x = x
+        proves = "dual infeasible (unbounded, if feasible)"
+    if carried:
+        out.message = f"{res.message} (found on the presolved LP; the ray carries over)"
+    else:
+        out.message = (f"{res.message} on the presolved LP, so the original LP is {proves}; "
+                       f"the certificate does not carry over to it (x, y nan)")
+    return out
+
+
+def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol: float,
+                        warm_start: Any = None, time_limit: float | None = None,
+                        iteration_limit: int | None = None,
+                        infeasibility_tolerance: float = 1e-8) -> LPResult:
+    """``solve`` on the HiGHS-presolved LP, the answer postsolved (module docstring).
+
+    Args:
+        lp: the original LP.
+        presolve: "auto", True or False (:func:`decide_presolve`).
+        solve: ``solve(lp, warm_start, time_limit, iteration_limit, tol) -> LPResult``, the
+            solver without presolve.
+        tol: the relative tolerance, met by the postsolved point on the ORIGINAL LP.
+        warm_start: (x, y) or an LPResult of the ORIGINAL LP (mapped into the reduced one).
+        time_limit, iteration_limit: for everything (presolve and every solve included).
+        infeasibility_tolerance: eps of the certificates carried over (as the solver's).
+
+    Returns:
+        An LPResult of the original LP with ``presolve`` filled in.
+    """
+    start = time.perf_counter()
+    decision = decide_presolve(lp, presolve, time_limit)
+    iterations = 0
+
+    def run(problem: LinearProgram, start_point: Any, tolerance: float) -> LPResult:
+        nonlocal iterations
+        left_time = None if time_limit is None else max(
+            time_limit - (time.perf_counter() - start), 0.0)
+        left_iterations = None if iteration_limit is None else max(
+            iteration_limit - iterations, 1)
+        result = solve(problem, start_point, left_time, left_iterations, tolerance)
+        iterations += result.iterations
+        return result
+
+    def finish(result: LPResult, report: dict[str, Any]) -> LPResult:
+        result.iterations = iterations
+        result.solve_time = time.perf_counter() - start
+        result.presolve = report
+        return result
+
+    if not decision.run:
+        return finish(run(lp, warm_start, tol), _report(False, decision.reason))
+    validate_lp(lp)   # HiGHS must not see nan/inf or crossed bounds: the same error as without
+    pre = presolve_lp(lp, time_limit=decision.time_limit)
+    outcome = pre.outcome
+    why = f"{decision.reason}; {pre.message}"
+    if outcome == PresolveOutcome.INFEASIBLE:
+        return finish(_decided(lp, LPStatus.PRIMAL_INFEASIBLE,
+                               "HiGHS presolve proved the LP infeasible (no certificate)"),
+                      _report(True, why, pre))
+    if outcome == PresolveOutcome.UNBOUNDED:
+        return finish(_decided(lp, LPStatus.DUAL_INFEASIBLE,
+                               "HiGHS presolve proved the LP unbounded (no certificate)"),
+                      _report(True, why, pre))
+    if not pre.reduced_or_empty:
+        if outcome == PresolveOutcome.UNBOUNDED_OR_INFEASIBLE:
+            why += "; solved without presolve to tell which"
+        return finish(run(lp, warm_start, tol), _report(False, why, pre))
+    report = _report(True, why, pre)
+    if pre.reduced is None:    # EMPTY: presolve solved it
+        x, y, _ = pre.postsolve()
+        return finish(_on_original(lp, x, y, LPStatus.OPTIMAL, "HiGHS presolve solved the LP"),
+                      report)
+
+    start_point = pre.reduce_warm_start(*_warm_vectors(warm_start))
+    reduced_tol = tol
+    for _ in range(MAX_TIGHTENINGS + 1):
+        reduced = run(pre.reduced, start_point, reduced_tol)
+        if reduced.status in (LPStatus.PRIMAL_INFEASIBLE, LPStatus.DUAL_INFEASIBLE):
+            return finish(_carry_certificate(pre, reduced, infeasibility_tolerance), report)
+        if not (bool(torch.isfinite(reduced.x).all()) and bool(torch.isfinite(reduced.y).all())):
+            return finish(_decided(lp, reduced.status, reduced.message), report)
+        x, y, _ = pre.postsolve(reduced.x, reduced.y)
+        result = _on_original(lp, x, y, reduced.status, f"{reduced.message} (presolved LP)")
+        error = max(result.kkt.values())
+        if reduced.status != LPStatus.OPTIMAL or error <= tol or error > MAX_AMPLIFICATION * tol:
+            break
+        # Postsolve can amplify the reduced LP's residuals (kb2: 50x, in the primal residual,
+        # of rows presolve removed): ask the reduced LP for that much more, from where it is.
+        reduced_tol *= 0.5 * tol / error
+        start_point = (reduced.x, reduced.y)
+        if reduced_tol < MIN_REDUCED_TOL:
+            break
+    if reduced.status == LPStatus.OPTIMAL and error <= tol:
+        result.message = (f"relative KKT errors <= {tol:g} on the original LP after postsolve "
+                          f"({iterations} iterations on the presolved LP, tolerance "
+                          f"{reduced_tol:.2g} there)")
+    elif reduced.status == LPStatus.OPTIMAL:
+        # presolve's amplification beat the tightening: PDHG on the original LP finishes
+        done = iterations
+        result = run(lp, (x, y), tol)
+        result.message = (f"{result.message} on the original LP, from the postsolved point of "
+                          f"{done} iterations on the presolved LP (KKT error {error:.2g} > "
+                          f"{tol:g} there)")
+    return finish(result, report)
