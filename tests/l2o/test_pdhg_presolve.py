@@ -43,7 +43,7 @@ def test_netlib_objective_with_presolve(name):
     res = solve_lp(lp, tol=1e-8, device="cpu", presolve=True, iteration_limit=100_000)
     assert res.status == LPStatus.OPTIMAL, res.message
     assert res.presolve["applied"] and res.presolve["by"] == "highs"
-    expected = solve_highs(lp)["objective"]
+    expected = solve_highs(lp).objective
     assert abs(res.objective - expected) <= 1e-6 * max(1.0, abs(expected))
     assert res.x.shape == (lp.num_cols,) and res.y.shape == (lp.num_rows,)
     recomputed = kkt_error(lp, res.x, res.y)
