@@ -33,12 +33,18 @@ from typing import Any
 
 import torch
 
-from ..lp.kkt import dual_objective, kkt_error, sign_bounds
+from ..lp.kkt import (
+    dual_objective,
+    dual_ray_reduced_costs,
+    kkt_error,
+    sign_bounds,
+    verify_dual_ray,
+    verify_primal_ray,
+)
 from ..lp.model import LinearProgram
 from ..lp.presolve import Presolved, PresolveOutcome, presolve_lp
 from ..lp.result import LPResult, LPStatus
 from ..lp.validate import validate_lp
-from .termination import verify_dual_ray, verify_primal_ray
 
 __all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
            "PresolveDecision", "decide_presolve", "no_presolve_report", "solve_with_presolve"]
@@ -167,11 +173,8 @@ def _carry_certificate(pre: Presolved, res: LPResult, eps: float) -> LPResult:
         y[torch.from_numpy(pre.row_index)] = res.y.double().cpu()
         objective, residual = verify_dual_ray(lp, y)
         carried = objective > 0 and residual <= eps * objective
-        if carried:   # the ray's reduced costs r = proj_K(-A^T y), with c = 0
-            A = lp.A.detach().to("cpu", torch.float64)
-            out.y = y
-            out.reduced_costs = torch.clamp(-(A.t() @ y), *sign_bounds(
-                lp.col_lower.cpu().double(), lp.col_upper.cpu().double()))
+        if carried:
+            out.y, out.reduced_costs = y, dual_ray_reduced_costs(lp, y)
         proves = "infeasible"
     else:
         x = torch.zeros(lp.num_cols, dtype=torch.float64)

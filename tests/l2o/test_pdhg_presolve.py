@@ -140,7 +140,7 @@ def test_infeasible_found_on_reduced_lp():
     assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
     assert res.presolve["applied"] and res.iterations > 0
     if not bool(torch.isnan(res.y).any()):
-        objective, residual = l2o.pdhg.termination.verify_dual_ray(lp, res.y)
+        objective, residual = l2o.lp.kkt.verify_dual_ray(lp, res.y)
         assert objective > 0 and residual <= 1e-8 * objective
     else:
         assert "does not carry over" in res.message
