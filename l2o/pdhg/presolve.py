@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -42,9 +42,11 @@ from ..lp.kkt import (
     verify_primal_ray,
 )
 from ..lp.model import LinearProgram
-from ..lp.presolve import Presolved, PresolveOutcome, presolve_lp
 from ..lp.result import LPResult, LPStatus
 from ..lp.validate import validate_lp
+
+if TYPE_CHECKING:   # l2o.lp.presolve (highspy, scipy) is imported when a presolve runs
+    from ..lp.presolve import Presolved
 
 __all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
            "PresolveDecision", "decide_presolve", "no_presolve_report", "solve_with_presolve"]
@@ -233,6 +235,8 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
 
     if not decision.run:
         return finish(run(lp, warm_start, tol), _report(False, decision.reason))
+    from ..lp.presolve import PresolveOutcome, presolve_lp
+
     validate_lp(lp)   # HiGHS must not see nan/inf or crossed bounds: the same error as without
     pre = presolve_lp(lp, time_limit=decision.time_limit)
     outcome = pre.outcome
