@@ -25,6 +25,7 @@ rows_removed, cols_removed, nnz_removed, time_s}; ``solve_time`` counts presolve
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable
@@ -84,6 +85,15 @@ class PresolveDecision:
     reason: str
 
 
+def _highspy_installed() -> bool:
+    """Whether highspy can be imported (a stand-in module without a spec, as the benchmarks put
+    in sys.modules on a machine without it, counts as not installed)."""
+    try:
+        return importlib.util.find_spec("highspy") is not None
+    except ValueError:   # in sys.modules with __spec__ None
+        return False
+
+
 def decide_presolve(lp: LinearProgram, presolve: Any,
                     time_limit: float | None = None) -> PresolveDecision:
     """The decision for ``solve_lp(lp, presolve=...)``.
@@ -91,20 +101,28 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
     Args:
         presolve: True (always; HiGHS may use all of ``time_limit``), False (never) or "auto":
             skip LPs below :data:`PRESOLVE_MIN_NNZ` nonzeros, else presolve with at most
-            :data:`PRESOLVE_TIME_BUDGET` seconds (and at most a quarter of ``time_limit``).
+            :data:`PRESOLVE_TIME_BUDGET` seconds (and at most a quarter of ``time_limit``);
+            skip where highspy is not installed.
 
     Raises:
         ValueError: any other value.
+        ImportError: presolve=True without highspy.
     """
     if presolve is False:
         return PresolveDecision(False, None, "presolve=False")
     if presolve is True:
+        if not _highspy_installed():
+            raise ImportError("solve_lp: presolve=True needs highspy (HiGHS presolve): pip "
+                              "install highspy, or use presolve='auto' / False")
         return PresolveDecision(True, time_limit, "presolve=True")
     if presolve != "auto":
         raise ValueError(f"solve_lp: presolve must be 'auto', True or False, got {presolve!r}")
     if lp.nnz < PRESOLVE_MIN_NNZ:
         return PresolveDecision(False, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
                                              f"PDHG alone is faster than the presolve round trip")
+    if not _highspy_installed():   # a GPU box without HiGHS
+        return PresolveDecision(False, None, "auto: highspy is not installed (pip install "
+                                             "highspy for HiGHS presolve)")
     budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
                                                                  0.25 * time_limit)
     return PresolveDecision(True, budget, f"auto: {lp.nnz} nonzeros >= {PRESOLVE_MIN_NNZ}, "

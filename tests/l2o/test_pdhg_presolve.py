@@ -98,6 +98,21 @@ def test_auto_time_budget():
     assert not decide_presolve(lp, False).run
 
 
+def test_without_highspy(monkeypatch):
+    """A GPU machine without highspy: "auto" solves without presolve and says why; True is an
+    ImportError naming the package."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "highspy" else real(name, *a))
+    lp = _read("large", "ken-11")
+    decision = decide_presolve(lp, "auto")
+    assert not decision.run and "highspy is not installed" in decision.reason
+    with pytest.raises(ImportError, match="highspy"):
+        decide_presolve(lp, True)
+
+
 def test_maximization_with_presolve():
     """sc50a maximized (c negated, c0 = 3): objective 64.575... + 3, duals as the minimization's
     (minimization-form convention), checked on the original LP."""
