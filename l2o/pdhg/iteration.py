@@ -106,6 +106,18 @@ class IterationState:
         torch.sub(aty, p.c, out=self.grad)
         self.weight.fill_(0.5)
 
+    def save_iterate(self) -> tuple[torch.Tensor, ...]:
+        """Copies of what the next iteration reads besides the steps: x, y, x0, y0, grad, weight."""
+        return tuple(t.clone() for t in self._iterate())
+
+    def load_iterate(self, saved: tuple[torch.Tensor, ...]) -> None:
+        """Back to the iterate of :meth:`save_iterate` (in place: a CUDA graph reads these)."""
+        for buffer, value in zip(self._iterate(), saved):
+            buffer.copy_(value)
+
+    def _iterate(self) -> tuple[torch.Tensor, ...]:
+        return self.x, self.y, self.x0, self.y0, self.grad, self.weight
+
 
 def halpern_iteration(p: ScaledLP, s: IterationState, last: bool = True) -> None:
     """One reflected-Halpern PDHG iteration in place (module docstring); 2 SpMVs, no host sync.

@@ -12,6 +12,7 @@
     state          the scaled warm start and the iteration buffers
     fused_plan     the Triton plan (row statistics; the kernels compiled once per process)
     first_check    the first iteration and its check (one host sync)
+    cold_probe     a warm-started solve's iteration and check from the cold start
     graph_capture  recording the chunk of iterations + check as a CUDA graph
     iterations     every later chunk and check
     result         vectors copied back to the host

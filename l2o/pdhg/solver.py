@@ -15,7 +15,10 @@ The chunk and its check run on the device with no host sync in between; on CUDA 
 graph replays, and the check's scalars come to the host in one copy.  The first check comes
 after the first iteration, so a warm start at an optimum stops there.  At a restart the anchor
 and the iterate become the check's point z^ = T(z), the epoch's index k restarts at 0 and the
-PID controller updates the primal weight omega (tau = eta / omega, sigma = eta omega).
+PID controller updates the primal weight omega (tau = eta / omega, sigma = eta omega).  A warm
+start is weighed against the cold start at its first check and dropped when it is farther from
+a fixed point (start.py); a warm start kept updates omega with PDLP's smoothing
+(``PrimalWeightPID.after_warm_start``).
 
 References: Applegate et al., "Practical large-scale linear programming using primal-dual hybrid
 gradient", NeurIPS 2021 (PDLP); Lu & Yang, "Restarted Halpern PDHG for linear programming", 2024;
@@ -45,8 +48,8 @@ from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .presolve import no_presolve_report, solve_with_presolve
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
-from .start import scaled_start, warm_start_vectors
-from .statistics import CheckVectors
+from .start import cold_start, is_warm, probe_cold_start, scaled_start, warm_start_vectors
+from .statistics import CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, check_termination
 
 __all__ = ["PreparedLP", "SolverOptions", "prepare", "solve_lp"]
@@ -142,7 +145,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         # shared setup as if this call had done it; its phases are reported as they were
         prepared, start = given, start - given.setup_time
         timer.timings.update(given.timings)
-    result = _optimize(prepared, x_start, y_start, opts, criteria, start, progress, timer)
+    result = _optimize(prepared, x_start, y_start, is_warm(warm_start), opts, criteria,
+                       start, progress, timer)
     result.presolve = no_presolve_report("a PreparedLP is solved as prepared"
                                          if presolve == "auto" else "presolve=False")
     if opts.profile:
@@ -176,31 +180,40 @@ def _criteria(tol: float, iteration_limit: int | None, time_limit: float | None,
                                iteration_limit=iteration_limit, time_limit=time_limit)
 
 
-def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor,
+def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor, warm: bool,
               opts: SolverOptions, criteria: TerminationCriteria, start: float,
               progress: Callable[[dict], None] | None, timer: PhaseTimer) -> LPResult:
     """The loop of the module docstring, from the prepared LP and the (unscaled) start."""
     p, t = prepared.scaled, prepared.termination
     eta = opts.step_safety / prepared.operator_norm if prepared.operator_norm > 0 else 1.0
     state = IterationState.init(p, *scaled_start(prepared, x_start, y_start))
+    cold = cold_start(prepared) if warm else None      # to weigh the warm start against
     timer.mark("state")
     state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products)
     timer.mark("fused_plan")
-    pid = PrimalWeightPID()
+    pid = PrimalWeightPID.after_warm_start() if warm else PrimalWeightPID()
     state.set_steps(p, eta, pid.weight)
     runner = ChunkRunner(p, t, state, opts.check_every,
                          opts.cuda_graph and prepared.device.type == "cuda", timer)
     memory = RestartMemory()
     checked: Checked | None = None          # the last check with finite statistics
     total = 0
+    # the iteration of the start not taken (the warm one's first or the cold probe's) belongs to
+    # neither run: the restart rule counts without it, so the solve goes on exactly as the plain
+    # solve from the start taken
+    outside = 0
+    probe: tuple[CheckStatistics, CheckVectors] | None = None
     while True:
         # iterate a chunk and compute the check statistics (one host sync)
-        chunk = 1 if total == 0 else opts.check_every
-        if criteria.iteration_limit is not None:
-            chunk = min(chunk, criteria.iteration_limit - total)
-        stats, vectors = runner.run(chunk)
-        timer.mark("first_check" if total == 0 else "iterations")
-        total += chunk
+        if probe is not None:           # the cold start taken: its probe is its first check
+            (stats, vectors), probe = probe, None
+        else:
+            chunk = 1 if total == 0 else opts.check_every
+            if criteria.iteration_limit is not None:
+                chunk = min(chunk, criteria.iteration_limit - total)
+            stats, vectors = runner.run(chunk)
+            timer.mark("first_check" if total == 0 else "iterations")
+            total += chunk
         elapsed = time.perf_counter() - start
         if progress is not None:
             progress(stats.progress(total, elapsed))
@@ -216,7 +229,15 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
                 return result
 
         # restart or not
-        restart, memory = choose_restart(opts.restart, memory, stats.fixed_point_error, total)
+        restart, memory = choose_restart(opts.restart, memory, stats.fixed_point_error,
+                                         total - outside)
+        if cold is not None:            # the warm start's first check: weigh it against cold
+            probe = probe_cold_start(state, runner, cold, stats.fixed_point_error)
+            timer.mark("cold_probe")
+            cold, outside, total = None, 1, total + 1
+            if probe is not None:       # the cold solve from here on, its controller too
+                memory, pid = RestartMemory(), PrimalWeightPID()
+            continue
         if restart is not None:
             state.restart_epoch(p, state.x_hat, state.y_hat, vectors.aty_hat)
             omega = pid.update(stats.primal_move, stats.dual_move, stats.rel_primal_residual,
