@@ -151,9 +151,10 @@ class PrimalWeightPID:
 
         From a cold start the first epochs' displacements measure the solution's own scale, and
         K_P = 0.99 follows them.  From a warm start they measure the start's error instead, which
-        changes from one epoch to the next: on NETLIB starts z* + d (|d| = 1e-6 ... 1e-1 |z*|)
-        the cold controller swung omega over decades (afiro: 1, 15.9, 3.0, 36.9, 1.05, 62, 10.2,
-        397) and needed up to 2x the cold iterations; the smoothed one follows the trend.
+        changes from one epoch to the next, and the cold controller swung omega over decades on
+        NETLIB starts z* + d with random d (afiro, |d| = 1e-6 |z*|: omega 1, 12.4, 0.70, 21.8,
+        0.20); sc50a from |d| = 1e-4 |z*| to 1e-8 took 1665 iterations with it, 513 with this
+        one (cold: 1281).
         """
         return cls(kp=0.5, ki=0.0)
 
