@@ -14,7 +14,23 @@ import torch
 
 from .restart import RestartParams
 
-__all__ = ["PREPARE_OPTIONS", "SolverOptions", "check_dtype", "parse_options"]
+__all__ = ["CHECK_EVERY", "CHECK_EVERY_LARGE", "LARGE_LP_NNZ", "PREPARE_OPTIONS",
+           "SolverOptions", "check_dtype", "default_check_every", "parse_options"]
+
+# Iterations between checks.  A check costs about 0.3-0.6 ms on a large LP (its ~50 kernels, the
+# one host sync and the host's restart logic): on an H200, checking every 64 iterations put
+# 6-9 us on each iteration of 0.26-1.1M-nonzero LPs (35-44 us per iteration; 28-37 us with 200),
+# while small LPs stop sooner when checked more often (benchmarks/RESULTS.md, "LP per-iteration
+# time on the H200").  cuPDLPx checks every 200.  192 is a multiple of the 16-iteration graph.
+CHECK_EVERY = 64
+CHECK_EVERY_LARGE = 192
+LARGE_LP_NNZ = 100_000
+
+
+def default_check_every(nnz: int) -> int:
+    """Iterations between checks when ``check_every`` is not given: :data:`CHECK_EVERY`, or
+    :data:`CHECK_EVERY_LARGE` for LPs with at least :data:`LARGE_LP_NNZ` nonzeros."""
+    return CHECK_EVERY_LARGE if nnz >= LARGE_LP_NNZ else CHECK_EVERY
 
 
 # Not measured on a GPU yet (no H200 was lent when it was written): opt-in until
@@ -27,7 +43,8 @@ class SolverOptions:
     """Advanced settings of :func:`solve_lp` (pass them as keyword arguments).
 
     Attributes:
-        check_every: iterations between termination checks (one CUDA graph replay).
+        check_every: iterations between termination checks (one CUDA graph replay); None:
+            :func:`default_check_every` of the LP's size.
         ruiz_iterations, geometric_mean_passes, pock_chambolle, bound_objective_rescaling:
             preconditioning (see l2o.pdhg.scaling).
         step_safety: eta = step_safety / ||A~||_2.
@@ -50,7 +67,7 @@ class SolverOptions:
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """
 
-    check_every: int = 64
+    check_every: int | None = None
     ruiz_iterations: int = 10
     geometric_mean_passes: int = 0
     pock_chambolle: bool = True
@@ -74,7 +91,8 @@ PREPARE_OPTIONS = ("ruiz_iterations", "geometric_mean_passes", "pock_chambolle",
                    "power_tolerance", "cpu_setup_nnz")
 
 
-def parse_options(where: str, check_every: int, advanced: dict[str, Any]) -> SolverOptions:
+def parse_options(where: str, check_every: int | None,
+                  advanced: dict[str, Any]) -> SolverOptions:
     """The :class:`SolverOptions` of ``advanced`` (keyword arguments), checked up front.
 
     Raises:
@@ -91,7 +109,7 @@ def parse_options(where: str, check_every: int, advanced: dict[str, Any]) -> Sol
     if opts.sparse_products not in ("torch", "cusparse"):
         raise ValueError(f"{where}: sparse_products must be 'torch' or 'cusparse', "
                          f"got {opts.sparse_products!r}")
-    if opts.check_every < 1:
+    if opts.check_every is not None and opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")
     if not isinstance(opts.restart, RestartParams):
         raise TypeError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "

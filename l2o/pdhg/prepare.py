@@ -96,7 +96,7 @@ def prepare(lp, device: Any = "auto", dtype: torch.dtype = torch.float64,
     if other & set(SolverOptions.__dataclass_fields__):
         raise TypeError(f"prepare: {sorted(other)} are options of the solve, not of the "
                         f"preparation: pass them to solve_lp")
-    opts = parse_options("prepare", 64, advanced)
+    opts = parse_options("prepare", None, advanced)
     check_dtype("prepare", dtype)
     check_structure(lp)
     dev = resolve_device(device)

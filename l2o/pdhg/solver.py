@@ -43,7 +43,13 @@ from .finish import Checked, make_result, ray_result
 from .fused import make_plan
 from .iteration import ChunkRunner, IterationState
 from .method import Method, choose_method
-from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
+from .options import (
+    PREPARE_OPTIONS,
+    SolverOptions,
+    check_dtype,
+    default_check_every,
+    parse_options,
+)
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .presolve import no_presolve_report, solve_with_presolve
 from .profile import PhaseTimer
@@ -58,7 +64,7 @@ __all__ = ["PreparedLP", "SolverOptions", "prepare", "solve_lp"]
 def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | None = None,
              warm_start: Any = None, time_limit: float | None = None,
              iteration_limit: int | None = None,
-             progress: Callable[[dict], None] | None = None, check_every: int = 64,
+             progress: Callable[[dict], None] | None = None, check_every: int | None = None,
              method: str = "pdhg", presolve: Any = "auto", **advanced: Any) -> LPResult:
     """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
@@ -89,7 +95,9 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         iteration_limit: maximum number of PDHG iterations.
         progress: called with {"iteration", "rel_primal_residual", "rel_dual_residual",
             "rel_gap", "elapsed"} at every check.
-        check_every: iterations between checks.
+        check_every: iterations between checks (None: 64, or 192 for LPs with >= 1e5
+            nonzeros, where a check costs several iterations' time: see
+            :func:`l2o.pdhg.options.default_check_every`).
         method: "pdhg" (this solver, the default), "highs" (HiGHS's dual simplex on the CPU,
             :func:`l2o.lp.solve_highs`: its own tolerances, 1e-7 absolute feasibility;
             ``time_limit`` and ``iteration_limit`` apply, the PDHG settings do not) or "auto"
@@ -136,6 +144,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
         check_dtype("solve_lp", dtype)
         check_structure(lp)
         dev = resolve_device(device)
+    if opts.check_every is None:
+        opts = replace(opts, check_every=default_check_every(lp.nnz))
     x_start, y_start = warm_start_vectors(lp, warm_start)
     timer = PhaseTimer(opts.profile, dev, start)
     if given is None:
@@ -157,7 +167,7 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
 
 def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, warm_start: Any,
                      time_limit: float | None, iteration_limit: int | None,
-                     progress: Callable[[dict], None] | None, check_every: int,
+                     progress: Callable[[dict], None] | None, check_every: int | None,
                      opts: SolverOptions, advanced: dict[str, Any]) -> LPResult:
     """solve_lp with ``presolve`` ("auto" / True): the loop runs on HiGHS's reduced LP."""
     def solve(problem, start, limit: float | None, iterations: int | None,

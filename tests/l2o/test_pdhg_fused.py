@@ -120,3 +120,16 @@ def test_solve_lp_fused_statuses():
         assert solve_lp(infeasible, device="cuda", fused=mode).status == \
             LPStatus.PRIMAL_INFEASIBLE
         assert solve_lp(unbounded, device="cuda", fused=mode).status == LPStatus.DUAL_INFEASIBLE
+
+
+def test_check_every_default_follows_the_lp_size():
+    from l2o.pdhg.options import CHECK_EVERY, CHECK_EVERY_LARGE, LARGE_LP_NNZ, default_check_every
+
+    assert default_check_every(LARGE_LP_NNZ - 1) == CHECK_EVERY == 64
+    assert default_check_every(LARGE_LP_NNZ) == CHECK_EVERY_LARGE == 192
+    lp = random_lp(6, 9, 0, "box")
+    # a small LP is checked every 64 iterations: the iteration count is a multiple of 64 plus 1
+    res = solve_lp(lp, tol=1e-10, device="cpu")
+    assert (res.iterations - 1) % 64 == 0 or res.iterations == 1
+    explicit = solve_lp(lp, tol=1e-10, device="cpu", check_every=64)
+    assert explicit.iterations == res.iterations
