@@ -16,7 +16,8 @@ math and the same buffers (the termination check reads them):
         w <- 1 / (2 - w)                   (one program, after every program has read w)
 
 Only the iteration before a check stores x_pre, x^, y^ and y_bar (``last=True``): the others
-move 3 vectors fewer, as cuPDLPx's "major" and plain iterations.
+skip those 4 vector writes (2 of length n, 2 of length m), as cuPDLPx's plain iterations do
+between its "major" ones.
 
 The Halpern update z <- w z_bar + (1 - w) z0 is written as torch.lerp evaluates it for
 w >= 1/2, so both paths round alike.  The weight w is read by every program of both kernels, so
@@ -162,7 +163,7 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
     Same math and buffers as :func:`l2o.pdhg.iteration.halpern_iteration`; no host sync.  A~^T y
     is computed at the start of the iteration (into ``plan.aty``, or inside the primal kernel
     in the "spmv" plan), so ``s.grad`` is not used.  ``last=False`` skips the stores that only
-    the check reads (x_pre, x^, y^, y_bar; ax_bar in the "spmv" plan): 3 of the ~14 vector
+    the check reads (x_pre, x^, y^, y_bar; ax_bar in the "spmv" plan): 4 of the ~17 vector
     passes of an iteration.  The check must follow an iteration run with ``last=True``.
     """
     n, m = s.x.numel(), s.y.numel()
