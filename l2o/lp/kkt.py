@@ -198,17 +198,23 @@ def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
         Python floats (objective, residual); (0, 0) for y = 0.
     """
     A, _, lr, ur, lc, uc = _lp_data(lp, y.device)
-    y = y.to(torch.float64)
-    scale = float(inf_norm(y))
-    if not scale > 0:
+    y = _unit_ray(y)
+    if y is None:
         return 0.0, 0.0
-    y = y / scale
     g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
     r = torch.clamp(g, *sign_bounds(lc.to(g), uc.to(g)))
     objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
     residual = torch.maximum(inf_norm(g - r),
                              _sign_violation(y, torch.isfinite(lr), torch.isfinite(ur)))
     return float(objective), float(residual)
+
+
+def _unit_ray(v: torch.Tensor) -> torch.Tensor | None:
+    """v / ||v||_inf in float64 (a ray is a direction: certificates are scale-free), or None
+    for v = 0 (one host sync, as a certificate check is a host decision)."""
+    v = v.to(torch.float64)
+    scale = float(inf_norm(v))
+    return v / scale if scale > 0 else None
 
 
 def verify_primal_ray(lp, x: torch.Tensor) -> tuple[float, float]:
@@ -223,11 +229,9 @@ def verify_primal_ray(lp, x: torch.Tensor) -> tuple[float, float]:
         Python floats (c^T x, violation); (0, 0) for x = 0.
     """
     A, c, lr, ur, lc, uc = _lp_data(lp, x.device)
-    x = x.to(torch.float64)
-    scale = float(inf_norm(x))
-    if not scale > 0:
+    x = _unit_ray(x)
+    if x is None:
         return 0.0, 0.0
-    x = x / scale
     ax = (A @ x.unsqueeze(1)).squeeze(1)
     # A x may grow (> 0) only along rows without an upper bound, shrink only without a lower one
     row_violation = _sign_violation(ax, torch.isinf(ur), torch.isinf(lr))
