@@ -24,8 +24,6 @@ Prints one line per (LP, tol) and a summary; writes ``grid.json`` and ``grid.csv
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import sys
 import time
@@ -35,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _l2o_import as B  # noqa: E402  (the benchmarks folder's shared import helper)
-from _paths import default_out  # noqa: E402
+from _paths import default_out, write_rows  # noqa: E402
 
 NETLIB_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "lp" / "netlib"
 LPS = ("afiro", "adlittle", "blend", "brandy", "grow7", "israel", "recipe", "sc105", "sc205",
@@ -142,16 +140,8 @@ def main(argv=None) -> list[dict]:
         ratios = [r["warm_iterations"] / r["cold_iterations"] for r in perturbed_rows]
         print(f"warm / cold iterations: geometric mean "
               f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}, max {max(ratios):.3f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps(
-        {"rows": rows, "settings": vars(args), "command": " ".join(sys.argv),
-         "seconds": time.perf_counter() - started}, indent=1))
-    if rows:
-        with open(out / "grid.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_rows(args.out, "grid", rows, settings=vars(args), command=" ".join(sys.argv),
+               seconds=time.perf_counter() - started)
     return rows
 
 

@@ -29,8 +29,6 @@ run takes a few minutes.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import sys
 import time
@@ -41,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _l2o_import as B  # noqa: E402  (the benchmarks folder's shared import helper)
 import pdhgnet  # noqa: E402  (the benchmark's instances: sizes and seeds)
-from _paths import default_out  # noqa: E402
+from _paths import default_out, write_rows  # noqa: E402
 
 FAMILIES = ("setcover", "auction", "facility")
 DEFAULT_EPS = (1.0, 0.5, 0.2, 0.1, 0.03, 0.01, 0.001, 0.0)
@@ -162,16 +160,8 @@ def main(argv=None) -> list[dict]:
               f"{s['iteration_ratio']:5.2f}x  errors x {s['rel_error_x']} y {s['rel_error_y']}  "
               f"warm {s['warm_iterations']} cold "
               f"{s['cold_iterations']}" + ("" if s["all_optimal"] else "  (not all OPTIMAL)"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sensitivity.json").write_text(json.dumps(
-        {"rows": rows, "summary": summary, "settings": vars(args),
-         "command": " ".join(sys.argv), "seconds": time.perf_counter() - started}, indent=1))
-    if rows:
-        with open(out / "sensitivity.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_rows(args.out, "sensitivity", rows, summary=summary, settings=vars(args),
+               command=" ".join(sys.argv), seconds=time.perf_counter() - started)
     return summary
 
 
