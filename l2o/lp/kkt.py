@@ -36,9 +36,12 @@ certificate it reports with them, and so does the HiGHS path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+
+from .segments import WHOLE, Reducer
 
 if TYPE_CHECKING:
     from .model import LinearProgram
@@ -75,10 +78,12 @@ def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor,
             torch.where(torch.isfinite(lower), inf, zero))
 
 
-def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """sum_i (l_i v_i^+ - u_i v_i^-) (0-d), infinite bounds contributing 0."""
+def bound_term(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+               total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
+    """sum_i (l_i v_i^+ - u_i v_i^-) (0-d), infinite bounds contributing 0; ``total`` sums
+    (a :class:`~l2o.lp.segments.Segments`' ``sum`` gives one value per LP of a stack)."""
     lo, hi = finite_or_zero(lower), finite_or_zero(upper)
-    return torch.sum(lo * torch.clamp(v, min=0)) - torch.sum(hi * torch.clamp(v, max=0).neg())
+    return total(lo * torch.clamp(v, min=0)) - total(hi * torch.clamp(v, max=0).neg())
 
 
 def bound_products(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -90,27 +95,33 @@ def bound_products(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) ->
 def kkt_residuals(c: torch.Tensor, c0: float | torch.Tensor, row_lower: torch.Tensor,
                   row_upper: torch.Tensor, col_lower: torch.Tensor, col_upper: torch.Tensor,
                   x: torch.Tensor, y: torch.Tensor, ax: torch.Tensor, aty: torch.Tensor,
-                  r: torch.Tensor, rhs_norm: torch.Tensor, c_norm: torch.Tensor
-                  ) -> dict[str, torch.Tensor]:
+                  r: torch.Tensor, rhs_norm: torch.Tensor, c_norm: torch.Tensor, *,
+                  rows: Reducer = WHOLE, cols: Reducer = WHOLE) -> dict[str, torch.Tensor]:
     """The relative KKT errors and both objectives of (x, y, r) (module docstring), as 0-d
     tensors on the inputs' device: no host sync (the solver stacks them into its check).
+
+    For B LPs stacked into one (:func:`l2o.solve_lp_batch`), ``rows`` and ``cols`` are
+    :class:`~l2o.lp.segments.Segments` of the row and column vectors, c0, rhs_norm and c_norm
+    are (B,), and every value returned is (B,).
 
     Args:
         c, col_lower, col_upper, x, r: (n,) minimization-form cost, column bounds, the point
             and its reduced costs.  c0: the objective constant.
         row_lower, row_upper, y, ax: (m,) row bounds, duals and A x.  aty: (n,) A^T y.
         rhs_norm, c_norm: ||b||_2 (:func:`finite_bound_norm`) and ||c||_2 (0-d).
+        rows, cols: the reductions of row and column vectors (default: whole vectors).
 
     Returns:
         {"rel_primal_residual", "rel_dual_residual", "rel_gap", "primal_objective",
         "dual_objective"} (minimization form, with c0).
     """
     primal_residual = ax - torch.clamp(ax, row_lower, row_upper)
-    pobj = torch.dot(c, x) + c0
-    dobj = bound_term(y, row_lower, row_upper) + bound_term(r, col_lower, col_upper) + c0
+    pobj = cols.dot(c, x) + c0
+    dobj = (bound_term(y, row_lower, row_upper, rows.sum)
+            + bound_term(r, col_lower, col_upper, cols.sum) + c0)
     return {
-        "rel_primal_residual": torch.linalg.vector_norm(primal_residual) / (1 + rhs_norm),
-        "rel_dual_residual": torch.linalg.vector_norm(c - aty - r) / (1 + c_norm),
+        "rel_primal_residual": rows.norm(primal_residual) / (1 + rhs_norm),
+        "rel_dual_residual": cols.norm(c - aty - r) / (1 + c_norm),
         "rel_gap": (pobj - dobj).abs() / (1 + pobj.abs() + dobj.abs()),
         "primal_objective": pobj,
         "dual_objective": dobj,
@@ -159,9 +170,7 @@ def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tens
 
 def inf_norm(v: torch.Tensor) -> torch.Tensor:
     """||v||_inf, 0 for an empty vector (an LP with no rows or no columns)."""
-    if v.numel() == 0:
-        return torch.zeros((), dtype=v.dtype, device=v.device)
-    return torch.linalg.vector_norm(v, float("inf"))
+    return WHOLE.max_abs(v)
 
 
 def _lp_data(lp, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -30,7 +30,8 @@ from .scaling import ScaledLP
 from .statistics import CheckStatistics, CheckVectors, device_statistics
 from .termination import TerminationData
 
-__all__ = ["GRAPH_ITERATIONS", "ChunkRunner", "IterationState", "halpern_iteration"]
+__all__ = ["GRAPH_ITERATIONS", "ChunkRunner", "IterationState", "halpern_iteration",
+           "sparse_addmv_works"]
 
 
 @dataclass
@@ -83,11 +84,18 @@ class IterationState:
                 tau=zero.clone(), neg_sigma=zero.clone(), dual_lower=e(y), dual_upper=e(y),
                 metric_primal=zero.clone(), metric_dual=zero.clone())
         s.restart_epoch(p, x, y, p.op.rmatvec(y))
-        try:  # probe: sparse addmv with beta is not available in every torch build
-            torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.x_pre)
-        except (RuntimeError, NotImplementedError):
-            s.fused_grad = False
+        s.fused_grad = sparse_addmv_works(p, s)
         return s
+
+    # the Halpern weight as the x and the y update read it: one LP has one (a stack of LPs has
+    # one per LP, spread over its entries: l2o.pdhg.batch_state.BatchState)
+    @property
+    def weight_x(self) -> torch.Tensor:
+        return self.weight
+
+    @property
+    def weight_y(self) -> torch.Tensor:
+        return self.weight
 
     def set_steps(self, p: ScaledLP, eta: float, omega: float) -> None:
         """tau = eta / omega, sigma = eta omega, and what depends on them."""
@@ -119,6 +127,16 @@ class IterationState:
         return self.x, self.y, self.x0, self.y0, self.grad, self.weight
 
 
+def sparse_addmv_works(p: ScaledLP, s: IterationState) -> bool:
+    """Whether sparse addmv with beta (A^T y - c in one product) runs here: not every torch
+    build has it.  Writes s.x_pre (a scratch buffer before the first iteration)."""
+    try:
+        torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.x_pre)
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
 def halpern_iteration(p: ScaledLP, s: IterationState, last: bool = True) -> None:
     """One reflected-Halpern PDHG iteration in place (module docstring); 2 SpMVs, no host sync.
 
@@ -138,8 +156,8 @@ def halpern_iteration(p: ScaledLP, s: IterationState, last: bool = True) -> None
     w = torch.addcmul(s.y, s.neg_sigma, s.ax_bar)             # y - sigma A x_bar
     torch.sub(w, torch.clamp(w, s.dual_lower, s.dual_upper), out=s.y_hat)
     torch.lerp(s.y, s.y_hat, 2.0, out=s.y_bar)                # 2 y^ - y
-    torch.lerp(s.x0, s.x_bar, s.weight, out=s.x)              # Halpern: w z_bar + (1-w) z0
-    torch.lerp(s.y0, s.y_bar, s.weight, out=s.y)
+    torch.lerp(s.x0, s.x_bar, s.weight_x, out=s.x)            # Halpern: w z_bar + (1-w) z0
+    torch.lerp(s.y0, s.y_bar, s.weight_y, out=s.y)
     if s.fused_grad:
         torch.addmv(p.c, At, s.y, beta=-1.0, out=s.grad)      # A^T y - c
     else:
@@ -184,6 +202,11 @@ class ChunkRunner:
     def run(self, iterations: int) -> tuple[CheckStatistics, CheckVectors]:
         """Iterate a chunk of ``iterations`` and compute the check statistics: (the record,
         read with the check's one host sync; the device vectors)."""
+        stacked, dev = self.run_device(iterations)
+        return CheckStatistics.from_values(stacked.tolist()), dev
+
+    def run_device(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
+        """:meth:`run` without the host copy: (the stacked scalars on the device, the vectors)."""
         if iterations == self.chunk and self.use_graph and self.graph is None:
             self._capture()
             self.timer.mark("graph_capture")
@@ -191,10 +214,8 @@ class ChunkRunner:
             for _ in range(self.chunk // self.piece):
                 self.graph.replay()
             self.check_graph.replay()
-            stacked, dev = self.graph_out
-        else:
-            stacked, dev = self._eager(iterations)
-        return CheckStatistics.from_values(stacked.tolist()), dev
+            return self.graph_out
+        return self._eager(iterations)
 
     def _capture(self) -> None:
         try:

@@ -96,6 +96,13 @@ class ScaledLP:
     def scale_dual(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.objective_scale / self.row_scale
 
+    # A x = (A~ x~) / (D1 theta_b),  A^T y = (A~^T y~) / (D2 theta_c)  from the scaled products.
+    def unscale_row_product(self, ax: torch.Tensor) -> torch.Tensor:
+        return ax / (self.row_scale * self.bound_scale)
+
+    def unscale_col_product(self, aty: torch.Tensor) -> torch.Tensor:
+        return aty / (self.col_scale * self.objective_scale)
+
 
 def same_device(a: torch.device, b: torch.device | str) -> bool:
     """True when ``a`` (a tensor's device) is ``b``; "cuda" means the current CUDA device."""

@@ -150,7 +150,9 @@ def device_statistics(p: ScaledLP, t: TerminationData, s) -> tuple[torch.Tensor,
     """Everything one check needs, on the device: (the stacked scalars in the flat layout of
     :meth:`CheckStatistics.from_values`, float64; the :class:`CheckVectors`).  No host sync.
 
-    ``s`` is the :class:`~l2o.pdhg.iteration.IterationState` after the chunk.  The point checked
+    ``s`` is the :class:`~l2o.pdhg.iteration.IterationState` after the chunk.  The reductions
+    are ``t.rows`` / ``t.cols``: for a stack of B LPs (:mod:`l2o.pdhg.stack`, with per-LP steps
+    in ``s``) the scalars are (B, K) instead of (K,), one row per LP.  The point checked
     is z^ = T(z) of the last iteration; z^ - z = z_bar - z^, and A~ (z^ - z)_x = A~ x_bar - A~ x^,
     so the fixed-point error
     r(z)^2 = omega/eta ||dx||^2 + 1/(eta omega) ||dy||^2 + 2 dy^T A~ dx needs no extra product.
@@ -160,13 +162,14 @@ def device_statistics(p: ScaledLP, t: TerminationData, s) -> tuple[torch.Tensor,
     kkt = kkt_terms(p, t, s.x_hat, s.y_hat, ax_hat, aty_hat, (s.x_hat - s.x_pre) / s.tau)
     dx, dy = s.x_bar - s.x_hat, s.y_bar - s.y_hat          # T(z) - z of the last iteration
     a_dx = s.ax_bar - ax_hat
-    fp_sq = (s.metric_primal * torch.dot(dx, dx) + s.metric_dual * torch.dot(dy, dy)
-             + 2.0 * torch.dot(dy, a_dx))
+    rows, cols = t.rows, t.cols
+    fp_sq = (s.metric_primal * cols.dot(dx, dx) + s.metric_dual * rows.dot(dy, dy)
+             + 2.0 * rows.dot(dy, a_dx))
     ex, ey = s.x_hat - s.x0, s.y_hat - s.y0                # the epoch's displacement
     scalars = [kkt["rel_primal_residual"], kkt["rel_dual_residual"], kkt["rel_gap"],
                kkt["primal_objective"], kkt["dual_objective"],
                torch.sqrt(torch.clamp(fp_sq, min=0)),
-               torch.linalg.vector_norm(ex), torch.linalg.vector_norm(ey)]
+               cols.norm(ex), rows.norm(ey)]
     primal_rays, dual_rays = {}, {}
     for name, d in zip(RAY_CANDIDATES, (dx, ex, s.x_hat)):
         xr = project_primal_ray(t, d)
@@ -177,6 +180,6 @@ def device_statistics(p: ScaledLP, t: TerminationData, s) -> tuple[torch.Tensor,
         yr = project_dual_ray(t, d)
         scalars += dual_ray_terms(p, t, yr, aty_hat if name == "iterate" else op.rmatvec(yr))
         dual_rays[name] = yr
-    stacked = torch.stack([v.to(torch.float64) for v in scalars])
+    stacked = torch.stack([v.to(torch.float64) for v in scalars], dim=-1)
     return stacked, CheckVectors(x=kkt["x"], y=kkt["y"], reduced_costs=kkt["reduced_costs"],
                                  primal_rays=primal_rays, dual_rays=dual_rays, aty_hat=aty_hat)

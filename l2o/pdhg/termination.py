@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from l2o.lp.kkt import bound_term, finite_bound_norm, inf_norm, kkt_residuals, sign_bounds
+from l2o.lp.kkt import bound_term, finite_bound_norm, kkt_residuals, sign_bounds
 from l2o.lp.result import LPStatus
+from l2o.lp.segments import WHOLE, Reducer
 
 from .scaling import ScaledLP
 
@@ -153,6 +154,8 @@ class TerminationData:
         rec_row_lower, rec_row_upper: recession cone of the row bounds (m,), for A x_r.
         dual_rec_lower, dual_rec_upper: recession cone of the duals (m,).
         rhs_norm, c_norm: ||b||_2, ||c||_2 of the unscaled LP (0-d).
+        rows, cols: how row and column vectors reduce to one value per LP (the whole vector;
+            per LP of a stack in :func:`l2o.solve_lp_batch`, where the norms are (B,)).
     """
 
     rc_lower: torch.Tensor
@@ -165,6 +168,8 @@ class TerminationData:
     dual_rec_upper: torch.Tensor
     rhs_norm: torch.Tensor
     c_norm: torch.Tensor
+    rows: Reducer = WHOLE
+    cols: Reducer = WHOLE
 
     @classmethod
     def build(cls, p: ScaledLP) -> TerminationData:
@@ -200,11 +205,11 @@ def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Ten
         dual_objective (minimization form, with c0), and "x", "y", "reduced_costs" (unscaled).
     """
     x, y = p.unscale_primal(x_s), p.unscale_dual(y_s)
-    ax = ax_s / (p.row_scale * p.bound_scale)
-    aty = aty_s / (p.col_scale * p.objective_scale)
-    slack = slack_s / (p.col_scale * p.objective_scale)
+    ax, aty = p.unscale_row_product(ax_s), p.unscale_col_product(aty_s)
+    slack = p.unscale_col_product(slack_s)
     terms = kkt_residuals(p.orig_c, p.c0, p.orig_row_lower, p.orig_row_upper, p.orig_col_lower,
-                          p.orig_col_upper, x, y, ax, aty, slack, t.rhs_norm, t.c_norm)
+                          p.orig_col_upper, x, y, ax, aty, slack, t.rhs_norm, t.c_norm,
+                          rows=t.rows, cols=t.cols)
     r = torch.clamp(p.orig_c - aty, t.rc_lower, t.rc_upper)
     return {**terms, "x": x, "y": y, "reduced_costs": r}
 
@@ -229,10 +234,10 @@ def primal_ray_terms(p: ScaledLP, t: TerminationData, xr_s: torch.Tensor,
     xr = xr_s * p.col_scale
     axr = axr_s / p.row_scale
     # the smallest normal number of the dtype (1e-300 is 0 in float32: 0 / 0 = nan)
-    scale = torch.clamp(inf_norm(xr), min=torch.finfo(xr.dtype).tiny)
+    scale = torch.clamp(t.cols.max_abs(xr), min=torch.finfo(xr.dtype).tiny)
     violation = axr - torch.clamp(axr, t.rec_row_lower, t.rec_row_upper)
-    return (torch.dot(p.orig_c, xr) / scale,
-            inf_norm(violation) / scale)
+    return (t.cols.dot(p.orig_c, xr) / scale,
+            t.rows.max_abs(violation) / scale)
 
 
 def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
@@ -246,7 +251,7 @@ def dual_ray_terms(p: ScaledLP, t: TerminationData, yr_s: torch.Tensor,
     g = -atyr_s / p.col_scale
     r = torch.clamp(g, t.rc_lower, t.rc_upper)
     # the smallest normal number of the dtype (1e-300 is 0 in float32: 0 / 0 = nan)
-    scale = torch.clamp(inf_norm(yr), min=torch.finfo(yr.dtype).tiny)
-    objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper)
-                 + bound_term(r, p.orig_col_lower, p.orig_col_upper))
-    return objective / scale, inf_norm(g - r) / scale
+    scale = torch.clamp(t.rows.max_abs(yr), min=torch.finfo(yr.dtype).tiny)
+    objective = (bound_term(yr, p.orig_row_lower, p.orig_row_upper, t.rows.sum)
+                 + bound_term(r, p.orig_col_lower, p.orig_col_upper, t.cols.sum))
+    return objective / scale, t.cols.max_abs(g - r) / scale

@@ -1,0 +1,400 @@
+"""``solve_lp_batch``: many LPs in one PDHG run, each with its own steps, restarts and status.
+
+The B LPs are prepared one by one as :func:`l2o.solve_lp` prepares them (validation, scaling:
+:mod:`l2o.pdhg.prepare`), then stacked into one block-diagonal LP (:mod:`l2o.pdhg.stack`), so
+one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`, two SpMVs, on CUDA CUDA-graph
+replays) advances every LP, and one check (:mod:`l2o.pdhg.statistics`, per-LP sums by segment
+reductions) gives a (B, K) tensor read with one host copy.  On the host each LP then goes
+through the same pure functions as a single solve: :func:`~l2o.pdhg.termination.check_termination`,
+:func:`~l2o.pdhg.restart.choose_restart`, its own :class:`~l2o.pdhg.restart.PrimalWeightPID`
+and :class:`~l2o.pdhg.restart.RestartMemory`; restarts and new steps go back to the device as
+(B,) masks and values (:mod:`l2o.pdhg.batch_state`).
+
+    prepare each LP, stack                    (prepare.py, stack.py)
+    repeat:
+        iterate a chunk, check                every LP of the stack at once
+        per LP: termination, restart          on the host, from its row of the (B, K) copy
+        compact                               when >= 1/4 of the stack has finished
+
+Finished LPs are compacted out: once at least a quarter of the stacked LPs have their result,
+the stack, the iteration state and the termination data are rebuilt on the device with the
+others only (index selection, :meth:`~l2o.pdhg.stack.StackedLP.select`), and the CUDA graphs
+are captured again.  Until then a finished LP keeps iterating in its own block, which no other
+LP reads (A~ is block-diagonal, every reduction is per LP): nan or a diverging iterate in one
+LP spoils no other.
+
+Each LP's result is what ``solve_lp(lp, method="pdhg", presolve=False)`` would give, up to
+rounding: the same iteration, restart rule and checks every ``check_every`` iterations.  The
+differences: all LPs share the check schedule, so an LP's checks also fall where another LP's
+iteration limit ends a chunk early; and ``solve_time`` is the time from the call to the check at
+which that LP finished (setup included).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from l2o.device import resolve_device
+from l2o.lp.model import LinearProgram
+from l2o.lp.result import LPResult, LPStatus
+from l2o.lp.validate import check_structure
+
+from .batch_state import BatchState
+from .finish import Checked, make_result, ray_result
+from .iteration import ChunkRunner
+from .options import SolverOptions, check_dtype, default_check_every, parse_options
+from .prepare import PreparedLP, prepare_lp
+from .presolve import no_presolve_report
+from .profile import PhaseTimer
+from .restart import PrimalWeightPID, RestartMemory, choose_restart
+from .stack import select_termination, stack_lps
+from .start import cold_start, is_warm, scaled_start, warm_start_vectors
+from .statistics import CheckStatistics, CheckVectors
+from .termination import Termination, TerminationCriteria, check_termination
+
+__all__ = ["COMPACT_FRACTION", "solve_lp_batch"]
+
+# The stack is rebuilt without its finished LPs once they are at least this fraction of it.
+COMPACT_FRACTION = 0.25
+
+
+def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
+                   dtype: torch.dtype | None = None, warm_start: Sequence | None = None,
+                   time_limit: float | None = None,
+                   iteration_limit: int | Sequence[int | None] | None = None,
+                   check_every: int | None = None,
+                   progress: Callable[[dict], None] | None = None) -> list[LPResult]:
+    """Solve several LPs at once with restarted reflected-Halpern PDHG (module docstring).
+
+    Each LP is solved as ``solve_lp(lp, tol, device, dtype, method="pdhg", presolve=False)``
+    would solve it (same optimality criteria, statuses and result fields; see
+    :func:`l2o.solve_lp`), with its own step sizes, primal weight, restarts, termination,
+    iteration count and warm start; the LPs may differ in size and sparsity.  Finished LPs are
+    compacted out of the stack (module docstring).
+
+    Args:
+        lps: the :class:`l2o.LinearProgram` s.
+        tol: relative tolerance of the three optimality criteria, for every LP.
+        device: "auto" (CUDA when available), "cpu", "cuda", or a torch.device.
+        dtype: torch.float64 (default, None) or torch.float32.
+        warm_start: None, or one entry per LP: what ``solve_lp(warm_start=...)`` accepts
+            ((x, y), an LPResult) or None (cold start).
+        time_limit: seconds for the whole batch (setup included): the LPs not finished when it
+            passes (checked at every check) end TIME_LIMIT.
+        iteration_limit: None, an int for every LP, or one int (or None) per LP.
+        check_every: iterations between checks (None: 64, or 192 when every LP has >= 1e5
+            nonzeros: the smallest of the LPs' :func:`~l2o.pdhg.options.default_check_every`).
+        progress: called at every check with {"iteration" (of the stack's most advanced LP),
+            "active" (LPs still iterating), "finished", "elapsed"}.
+
+    Returns:
+        One :class:`LPResult` per LP, in the order of ``lps`` (CPU float64 vectors).  An LP's
+        ``solve_time`` runs from this call to the check at which it finished.
+
+    Raises:
+        ValueError: invalid data in an LP (nan/inf, lower > upper bound, wrong shapes), a bad
+            warm start or limit, named by its index ("lps[3]: ..."), before any iteration;
+            bad tol, dtype, device or options.
+        TypeError: an entry of ``lps`` that is not a LinearProgram.
+    """
+    start = time.perf_counter()
+    lps = list(lps)
+    count = len(lps)
+    dtype = torch.float64 if dtype is None else dtype
+    check_dtype("solve_lp_batch", dtype)
+    dev = resolve_device(device)
+    starts = _per_lp("warm_start", warm_start, count)
+    limits = _per_lp("iteration_limit", iteration_limit, count)
+    vectors = []
+    for i, lp in enumerate(lps):
+        with _naming(i):
+            if not isinstance(lp, LinearProgram):
+                raise TypeError(f"expected a LinearProgram, got {type(lp).__name__}")
+            check_structure(lp)
+            vectors.append(warm_start_vectors(lp, starts[i]))
+            _check_limit(limits[i])
+    if not tol > 0:
+        raise ValueError(f"solve_lp_batch: tol must be positive, got {tol}")
+    if count == 0:
+        return []
+    if check_every is None:
+        check_every = min(default_check_every(lp.nnz) for lp in lps)
+    opts = parse_options("solve_lp_batch", check_every, {})
+    members = []
+    for i, lp in enumerate(lps):
+        with _naming(i):
+            prepared = _prepare(lp, dev, dtype, opts, start)
+        criteria = TerminationCriteria(tol=tol,
+                                       infeasibility_tolerance=opts.infeasibility_tolerance,
+                                       iteration_limit=limits[i], time_limit=time_limit)
+        members.append(_Member(index=i, prepared=prepared, criteria=criteria,
+                               start=vectors[i], warm=is_warm(starts[i])))
+    results = _Batch(members, dev, opts, start, progress).run()
+    for result in results:
+        result.presolve = no_presolve_report("solve_lp_batch solves the LPs as given")
+    return results
+
+
+class _naming:
+    """Prefix "lps[i]: " to a ValueError or TypeError raised in its block (same type)."""
+
+    def __init__(self, i: int):
+        self.i = i
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, trace) -> bool:
+        if error is not None and isinstance(error, (ValueError, TypeError)):
+            message = str(error).removeprefix("solve_lp: ")
+            raise type(error)(f"lps[{self.i}]: {message}") from None
+        return False
+
+
+def _per_lp(name: str, value: Any, count: int) -> list[Any]:
+    """``value`` as one entry per LP: None and (for iteration_limit) an int stand for all."""
+    if value is None or (name == "iteration_limit" and isinstance(value, int)):
+        return [value] * count
+    values = list(value)
+    if len(values) != count:
+        raise ValueError(f"solve_lp_batch: {name} has {len(values)} entries for {count} LPs")
+    return values
+
+
+def _check_limit(limit: Any) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise ValueError(f"iteration_limit must be an int >= 1 (or None), got {limit!r}")
+
+
+def _prepare(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions,
+             start: float) -> PreparedLP:
+    """prepare_lp, left on the CPU for small LPs (their stack is copied to ``dev`` at once)."""
+    where = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
+    return prepare_lp(lp, where, dtype, opts, PhaseTimer(False), start)
+
+
+@dataclass
+class _Member:
+    """One LP of the batch and its host-side solver state (as solve_lp's loop keeps it)."""
+
+    index: int                                   # position in the input list
+    prepared: PreparedLP
+    criteria: TerminationCriteria
+    start: tuple[torch.Tensor, torch.Tensor]     # the unscaled start (x, y)
+    warm: bool
+    pid: PrimalWeightPID = field(default_factory=PrimalWeightPID)
+    memory: RestartMemory = field(default_factory=RestartMemory)
+    total: int = 0                               # iterations, the probe's included
+    outside: int = 0                             # the start not taken (see solver.py)
+    checked: CheckStatistics | None = None       # the last finite check
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        if self.warm:
+            self.pid = PrimalWeightPID.after_warm_start()
+
+    @property
+    def eta(self) -> float:
+        """eta = step_safety / ||A~||_2 (tau = eta / omega, sigma = eta omega)."""
+        norm = self.prepared.operator_norm
+        return self.prepared.options.step_safety / norm if norm > 0 else 1.0
+
+
+class _Batch:
+    """The loop of the module docstring over the stacked members."""
+
+    def __init__(self, members: list[_Member], dev: torch.device, opts: SolverOptions,
+                 start: float, progress: Callable[[dict], None] | None):
+        self.opts, self.start, self.progress, self.dev = opts, start, progress, dev
+        self.results: list[LPResult | None] = [None] * len(members)
+        self.members = members                   # those in the stack, in stack order
+        self.stack, self.term = stack_lps([m.prepared.scaled for m in members],
+                                          [m.prepared.termination for m in members], dev)
+        x0, y0 = zip(*(scaled_start(m.prepared, *m.start) for m in members))
+        self.state = BatchState.init(self.stack, self._cat(x0), self._cat(y0))
+        self.state.set_steps(self.stack, [m.eta for m in members],
+                             [m.pid.weight for m in members])
+        self.runner = self._runner()
+        self.point: dict[str, torch.Tensor] | None = None    # the last finite checked points
+
+    def _cat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([v.to(self.dev) for v in parts])
+
+    def _runner(self) -> ChunkRunner:
+        return ChunkRunner(self.stack, self.term, self.state, self.opts.check_every,
+                           self.opts.cuda_graph and self.dev.type == "cuda")
+
+    def run(self) -> list[LPResult]:
+        first = True
+        while self.members:
+            chunk = 1 if first else self._chunk()
+            stacked, vectors = self.runner.run_device(chunk)
+            values = stacked.tolist()              # the check's one host copy
+            for m in self.members:
+                if not m.done:
+                    m.total += chunk
+            every = [b for b, m in enumerate(self.members) if not m.done]
+            restarts = self._check(every, values, vectors)
+            if first:
+                self._probe_cold_starts(values)
+                first = False
+            self._restart(restarts, vectors)
+            if self.progress is not None:
+                alive = [m for m in self.members if not m.done]
+                self.progress({"iteration": max((m.total for m in alive), default=0),
+                               "active": len(alive),
+                               "finished": sum(r is not None for r in self.results),
+                               "elapsed": time.perf_counter() - self.start})
+            self._compact()
+        return self.results
+
+    def _chunk(self) -> int:
+        """check_every, or less where an LP's iteration limit comes first."""
+        left = [m.criteria.iteration_limit - m.total for m in self.members
+                if not m.done and m.criteria.iteration_limit is not None]
+        return min([self.opts.check_every, *left])
+
+    def _check(self, positions: list[int], values: list[list[float]],
+               vectors: CheckVectors) -> list[int]:
+        """Termination and the restart rule of the members at ``positions`` (stack order),
+        from their rows of the check; returns the positions that restart."""
+        elapsed = time.perf_counter() - self.start
+        stats = {b: CheckStatistics.from_values(values[b]) for b in positions}
+        finite = [b for b in positions if stats[b].is_finite()]
+        self._keep_points(finite, vectors)
+        for b in finite:
+            self.members[b].checked = stats[b]
+        host: dict[str, torch.Tensor] | None = None
+        restarts = []
+        for b in positions:
+            m = self.members[b]
+            for reason in check_termination(stats[b], m.criteria, m.total, elapsed):
+                if host is None and self.point is not None:   # one copy for this check
+                    host = {k: v.cpu() for k, v in self.point.items()}
+                result = self._finish(b, reason, host, vectors)
+                if result is not None:
+                    self.results[m.index], m.done = result, True
+                    break
+            if m.done:
+                continue
+            restart, m.memory = choose_restart(self.opts.restart, m.memory,
+                                               stats[b].fixed_point_error, m.total - m.outside)
+            if restart is not None:
+                m.pid.update(stats[b].primal_move, stats[b].dual_move,
+                             stats[b].rel_primal_residual, stats[b].rel_dual_residual)
+                restarts.append(b)
+        return restarts
+
+    def _keep_points(self, positions: list[int], vectors: CheckVectors) -> None:
+        """The checked points of the members at ``positions`` become their last finite ones
+        (copies: on CUDA the check's vectors live in the graph's buffers)."""
+        if not positions:
+            return
+        new = vectors.point()
+        alive = [b for b, m in enumerate(self.members) if not m.done]
+        if self.point is None or set(positions) >= set(alive):
+            self.point = new
+            return
+        mask = self._mask(positions)
+        cols, rows = mask[self.stack.col_lp], mask[self.stack.row_lp]
+        for key, where in (("x", cols), ("y", rows), ("reduced_costs", cols)):
+            self.point[key] = torch.where(where, new[key], self.point[key])
+
+    def _mask(self, positions: list[int]) -> torch.Tensor:
+        mask = torch.zeros(self.stack.count, dtype=torch.bool)
+        mask[positions] = True
+        return mask.to(self.dev)
+
+    def _finish(self, b: int, reason: Termination, host: dict[str, torch.Tensor] | None,
+                vectors: CheckVectors) -> LPResult | None:
+        """The result of member b for ``reason`` (None when its ray fails the float64
+        re-check), from the last finite point (``host``, the stack's, on the CPU)."""
+        m, stack = self.members[b], self.stack
+        checked = None
+        if m.checked is not None and host is not None:
+            cols, rows = stack.col_slice(b), stack.row_slice(b)
+            checked = Checked(m.checked, {"x": host["x"][cols], "y": host["y"][rows],
+                                          "reduced_costs": host["reduced_costs"][cols]})
+        lp = m.prepared.lp
+        if reason.ray is None:
+            return make_result(lp, reason.status, checked, m.total, self.start, reason.message)
+        if reason.status == LPStatus.PRIMAL_INFEASIBLE:
+            ray = vectors.dual_rays[reason.ray][stack.row_slice(b)]
+        else:
+            ray = vectors.primal_rays[reason.ray][stack.col_slice(b)]
+        scaled = m.prepared.scaled
+        return ray_result(lp, reason.status, checked, ray.to(scaled.c.device), scaled, m.total,
+                          self.start, m.criteria.infeasibility_tolerance)
+
+    def _probe_cold_starts(self, warm_values: list[list[float]]) -> None:
+        """After the first check, each warm-started LP is weighed against its cold start
+        (:func:`l2o.pdhg.start.probe_cold_start`): one iteration of the whole stack from the
+        cold start of the warm LPs; the others and the warm LPs that keep their start go back
+        to where they were.  The LPs that take the cold start get its check as their first
+        (a fresh restart memory and controller, whose weight 1 is the warm one's first too).
+        A first check restarts nothing (:func:`~l2o.pdhg.restart.choose_restart`), so neither
+        check here has restarts to apply."""
+        warm = [b for b, m in enumerate(self.members) if m.warm and not m.done]
+        if not warm:
+            return
+        saved = self.state.save_iterate()
+        dtype = self.state.x.dtype
+        parts = [cold_start(m.prepared) if b in warm else
+                 (torch.zeros(n, dtype=dtype), torch.zeros(k, dtype=dtype),
+                  torch.zeros(n, dtype=dtype))
+                 for b, (m, n, k) in enumerate(zip(self.members, self.stack.cols,
+                                                   self.stack.rows))]
+        x, y, aty = (self._cat([part[i] for part in parts]) for i in range(3))
+        self.state.restart_lps(self.stack, x, y, aty, self._mask(warm))
+        stacked, vectors = self.runner.run_device(1)
+        values = stacked.tolist()
+        taken = [b for b in warm if CheckStatistics.from_values(values[b]).fixed_point_error
+                 <= CheckStatistics.from_values(warm_values[b]).fixed_point_error]
+        back = [b for b in range(len(self.members)) if b not in taken]
+        self.state.load_iterate(saved, self._mask(back), self.stack)
+        for b in warm:
+            m = self.members[b]
+            m.total, m.outside = m.total + 1, 1
+        for b in taken:
+            m = self.members[b]
+            m.memory, m.pid = RestartMemory(), PrimalWeightPID()
+        if taken:
+            self._check(taken, values, vectors)
+
+    def _restart(self, positions: list[int], vectors: CheckVectors) -> None:
+        """Restart the members at ``positions`` at the check's point and give every member the
+        steps of its controller's weight."""
+        if not positions:
+            return
+        s = self.state
+        s.restart_lps(self.stack, s.x_hat, s.y_hat, vectors.aty_hat, self._mask(positions))
+        s.set_steps(self.stack, [m.eta for m in self.members],
+                    [m.pid.weight for m in self.members])
+
+    def _compact(self) -> None:
+        """Rebuild the stack without its finished members once they are
+        >= COMPACT_FRACTION of it (all finished: the loop ends)."""
+        finished = sum(m.done for m in self.members)
+        if finished == len(self.members):
+            self.members = []
+            return
+        if finished == 0 or finished < COMPACT_FRACTION * len(self.members):
+            return
+        keep = [b for b, m in enumerate(self.members) if not m.done]
+        index = self.stack.index(keep)
+        stack = self.stack.select(index)
+        self.term = select_termination(self.term, index, stack)
+        self.state = self.state.select(index)
+        if self.point is not None:
+            self.point = {"x": self.point["x"][index.cols], "y": self.point["y"][index.rows],
+                          "reduced_costs": self.point["reduced_costs"][index.cols]}
+        self.stack = stack
+        self.members = [self.members[b] for b in keep]
+        self.runner = self._runner()
+

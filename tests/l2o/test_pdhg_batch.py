@@ -1,0 +1,209 @@
+"""solve_lp_batch: many LPs in one stacked PDHG run, each as solve_lp would solve it alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import l2o
+from l2o import LinearProgram, LPStatus, solve_lp, solve_lp_batch
+from l2o.datasets import generate
+from l2o.lp.kkt import kkt_error, verify_dual_ray, verify_primal_ray
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
+TOL = 1e-4
+
+
+def _netlib(name: str) -> LinearProgram:
+    return l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
+
+
+def _unbounded() -> LinearProgram:
+    """min -x1 s.t. x1 - x2 <= 1, x >= 0: unbounded along x = (1, 1)."""
+    return LinearProgram.create([-1, 0], np.array([[1.0, -1]]), row_upper=[1], name="unbounded")
+
+
+def _mixed() -> list[LinearProgram]:
+    """NETLIB LPs, generated set-cover LPs, a PageRank LP, an infeasible (galenet, NETLIB's
+    infeasible set) and an unbounded one: different sizes, sparsity and statuses."""
+    lps = [_netlib(name) for name in ("afiro", "sc50a", "adlittle", "blend")]
+    lps += [generate("setcover", rows=50, cols=100, density=0.1, seed=s) for s in range(3)]
+    lps.append(generate("pagerank", nodes=200, seed=0))
+    lps.append(l2o.read_lp(DATA / "infeasible" / "galenet.mps"))
+    lps.append(_unbounded())
+    return lps
+
+
+def _single(lp: LinearProgram, **kw) -> l2o.LPResult:
+    return solve_lp(lp, tol=TOL, device="cpu", method="pdhg", presolve=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    lps = _mixed()
+    return lps, solve_lp_batch(lps, tol=TOL, device="cpu"), [_single(lp) for lp in lps]
+
+
+def test_batch_matches_one_by_one(mixed):
+    lps, batch, singles = mixed
+    assert len(batch) == len(lps)
+    for lp, res, ref in zip(lps, batch, singles):
+        assert res.status == ref.status, (lp.name, res.message, ref.message)
+        assert abs(res.iterations - ref.iterations) <= max(64, 0.1 * ref.iterations), lp.name
+        assert res.x.shape == (lp.num_cols,) and res.y.shape == (lp.num_rows,)
+        assert res.x.dtype == torch.float64 and res.x.device.type == "cpu"
+        if ref.status != LPStatus.OPTIMAL:
+            continue
+        assert abs(res.objective - ref.objective) <= 10 * TOL * (1 + abs(ref.objective)), lp.name
+        assert max(res.kkt.values()) <= TOL, lp.name
+        # the returned point itself, rechecked on the LP as given (reduced costs from y)
+        errors = kkt_error(lp, res.x, res.y)
+        assert errors["rel_primal_residual"] <= TOL and errors["rel_gap"] <= 10 * TOL, lp.name
+
+
+def test_infeasible_and_unbounded_members_get_their_certificates(mixed):
+    lps, batch, _ = mixed
+    infeasible, unbounded = batch[-2], batch[-1]
+    assert infeasible.status == LPStatus.PRIMAL_INFEASIBLE, infeasible.message
+    objective, residual = verify_dual_ray(lps[-2], infeasible.y)
+    assert objective > 0 and residual <= 1e-8 * objective
+    assert math.isnan(infeasible.objective)
+    assert unbounded.status == LPStatus.DUAL_INFEASIBLE, unbounded.message
+    cx, violation = verify_primal_ray(lps[-1], unbounded.x)
+    assert cx < 0 and violation <= 1e-8 * -cx
+    # and the others are untouched by them
+    assert all(r.status == LPStatus.OPTIMAL for r in batch[:-2])
+
+
+def test_batch_of_one_equals_solve_lp():
+    lp = _netlib("sc50a")
+    (res,) = solve_lp_batch([lp], tol=1e-8, device="cpu")
+    ref = solve_lp(lp, tol=1e-8, device="cpu", presolve=False)
+    assert res.status == ref.status == LPStatus.OPTIMAL
+    assert res.iterations == ref.iterations
+    assert res.objective == pytest.approx(ref.objective, rel=1e-10)
+    torch.testing.assert_close(res.x, ref.x, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(res.y, ref.y, rtol=1e-8, atol=1e-8)
+
+
+def test_per_lp_iteration_limit():
+    lps = [_netlib("afiro"), _netlib("sc50a"), _netlib("adlittle")]
+    res = solve_lp_batch(lps, tol=1e-8, device="cpu", iteration_limit=[50, None, 100])
+    assert res[0].status == LPStatus.ITERATION_LIMIT and res[0].iterations == 50
+    assert res[1].status == LPStatus.OPTIMAL
+    assert res[2].status == LPStatus.ITERATION_LIMIT and res[2].iterations == 100
+    # the point of an unconverged LP is its last check, with its KKT errors
+    assert torch.isfinite(res[0].x).all() and res[0].kkt["rel_gap"] > 0
+    same = solve_lp_batch(lps[:1], tol=1e-8, device="cpu", iteration_limit=7)
+    assert same[0].iterations == 7 and same[0].status == LPStatus.ITERATION_LIMIT
+
+
+def test_time_limit_ends_the_unfinished():
+    lps = [_netlib("afiro"), _netlib("adlittle")]
+    res = solve_lp_batch(lps, tol=1e-12, device="cpu", time_limit=0.0)
+    assert [r.status for r in res] == [LPStatus.TIME_LIMIT] * 2
+    assert all(r.iterations == 1 for r in res)     # stopped at the first check
+
+
+def test_warm_start_at_an_optimum_stops_at_the_first_check():
+    lps = [_netlib("afiro"), _netlib("sc50a")]
+    cold = solve_lp_batch(lps, tol=1e-9, device="cpu")
+    warm = solve_lp_batch(lps, tol=1e-6, device="cpu", warm_start=[cold[0], None])
+    assert warm[0].status == LPStatus.OPTIMAL and warm[0].iterations == 1
+    assert warm[1].status == LPStatus.OPTIMAL and warm[1].iterations > 1
+    # a start worse than the cold one: the probe takes the cold start, as solve_lp does
+    start = (cold[1].x + 10.0, -cold[1].y)
+    res = solve_lp_batch(lps, tol=1e-6, device="cpu", warm_start=[None, start])
+    ref = solve_lp(lps[1], tol=1e-6, device="cpu", presolve=False, warm_start=start)
+    assert res[1].status == ref.status == LPStatus.OPTIMAL
+    assert abs(res[1].iterations - ref.iterations) <= max(64, 0.1 * ref.iterations)
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda lp: lp.c.__setitem__(0, float("nan")), r"lps\[1\]: objective coefficient c"),
+    (lambda lp: lp.col_lower.__setitem__(1, 5.0) or lp.col_upper.__setitem__(1, 1.0),
+     r"lps\[1\]: .*lower bound > upper bound"),
+    (lambda lp: setattr(lp, "row_lower", lp.row_lower[:-1]), r"lps\[1\]: row_lower has shape"),
+])
+def test_invalid_member_is_named_before_any_work(break_it, message):
+    bad = _netlib("sc50a")
+    break_it(bad)
+    with pytest.raises(ValueError, match=message):
+        solve_lp_batch([_netlib("afiro"), bad], device="cpu")
+
+
+def test_bad_arguments_are_named():
+    lp = _netlib("afiro")
+    with pytest.raises(ValueError, match=r"lps\[0\]: warm start"):
+        solve_lp_batch([lp], device="cpu", warm_start=[(torch.zeros(3), None)])
+    with pytest.raises(ValueError, match="warm_start has 2 entries for 1 LPs"):
+        solve_lp_batch([lp], device="cpu", warm_start=[None, None])
+    with pytest.raises(ValueError, match=r"lps\[1\]: iteration_limit"):
+        solve_lp_batch([lp, lp], device="cpu", iteration_limit=[5, 0])
+    with pytest.raises(TypeError, match=r"lps\[0\]: expected a LinearProgram"):
+        solve_lp_batch(["afiro.mps"], device="cpu")
+    assert solve_lp_batch([], device="cpu") == []
+
+
+def test_nan_in_one_lp_spoils_no_other():
+    """An LP whose iterates overflow (costs near the float64 limit) ends NUMERICAL_ERROR with
+    its last finite point; the LP stacked next to it is solved as alone."""
+    huge = LinearProgram.create([1e308, -1e308], np.array([[1.0, 1.0]]), row_lower=[1],
+                                row_upper=[1], col_lower=[-1e308, -1e308],
+                                col_upper=[1e308, 1e308], name="overflow")
+    ref_huge = solve_lp(huge, device="cpu", presolve=False, iteration_limit=2000)
+    assert ref_huge.status == LPStatus.NUMERICAL_ERROR, ref_huge.message
+    lp = _netlib("afiro")
+    res = solve_lp_batch([huge, lp], device="cpu", iteration_limit=2000)
+    assert res[0].status == LPStatus.NUMERICAL_ERROR, res[0].message
+    assert res[1].status == LPStatus.OPTIMAL
+    assert res[1].iterations == _single(lp).iterations
+
+
+def test_compaction_keeps_the_others_exact(monkeypatch):
+    """LPs finishing at very different times: the stack is rebuilt without the finished ones
+    (twice here), and every LP still ends exactly as alone."""
+    from l2o.pdhg.stack import StackedLP
+
+    selections = []
+    select = StackedLP.select
+    monkeypatch.setattr(StackedLP, "select",
+                        lambda self, index: selections.append(index.kept) or select(self, index))
+    lps = [_netlib(name) for name in ("afiro", "afiro", "sc50a", "sc50b", "adlittle")]
+    res = solve_lp_batch(lps, tol=1e-5, device="cpu")
+    assert len(selections) >= 2, selections
+    for lp, r in zip(lps, res):
+        ref = solve_lp(lp, tol=1e-5, device="cpu", presolve=False)
+        assert r.status == ref.status == LPStatus.OPTIMAL
+        assert r.iterations == ref.iterations
+        assert r.objective == pytest.approx(ref.objective, rel=1e-9)
+        torch.testing.assert_close(r.x, ref.x, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_and_maximization():
+    lp = LinearProgram.create([3, 2], np.array([[1.0, 1], [1, 3]]), row_upper=[4, 9],
+                              col_lower=[0, 0], col_upper=[3, np.inf], c0=5.0, sense="maximize")
+    res = solve_lp_batch([lp, _netlib("afiro")], tol=1e-5, device="cpu", dtype=torch.float32)
+    assert [r.status for r in res] == [LPStatus.OPTIMAL] * 2
+    assert res[0].objective == pytest.approx(16.0, rel=1e-4)
+
+
+def test_progress_reports_every_check():
+    seen = []
+    solve_lp_batch([_netlib("afiro"), _netlib("sc50a")], device="cpu", progress=seen.append)
+    assert seen and set(seen[0]) == {"iteration", "active", "finished", "elapsed"}
+    assert seen[-1]["active"] == 0 and seen[-1]["finished"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    lps = _mixed()[:8]
+    gpu = solve_lp_batch(lps, tol=TOL, device="cuda")
+    for lp, r in zip(lps, gpu):
+        ref = _single(lp)
+        assert r.status == ref.status
+        assert abs(r.objective - ref.objective) <= 10 * TOL * (1 + abs(ref.objective))
