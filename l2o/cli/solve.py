@@ -79,6 +79,14 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             "solution back: on, off, or auto (the default: LPs large enough for "
                             "it to pay, with a bounded presolve time); --json reports what was "
                             "done under \"presolve\"")
+    solve.add_argument("--polish", action="store_true",
+                       help="after an optimal solve, drive the relative primal and dual "
+                            "residuals to --polish-tol on the original LP by feasibility "
+                            "polishing (PDLP's), the gap kept within --tol; --json reports it "
+                            "under \"polish\" (the solve's point is kept, and the message says "
+                            "why, when it falls short)")
+    solve.add_argument("--polish-tol", type=positive_float, default=None, metavar="T",
+                       help="the relative feasibility --polish reaches (default: 1e-8)")
     solve.add_argument("--warm-start", metavar="SOL",
                        help="start from a solution file of an LP with the same row and column "
                             "names: JSON (as written by --output) or a HiGHS solution file "
@@ -195,6 +203,12 @@ def _print_summary(lp, path: Path, data: dict, ran_on: str, known: float | None)
                                    f"{pre['cols_removed']} columns, {pre['nnz_removed']} "
                                    f"nonzeros in {pre['time_s']:.3f} s" if pre["applied"]
                                    else "not applied") + f"  ({pre['reason']})")
+    polish = data.get("polish")
+    if polish:
+        table.add_row("polish", (f"to {polish['tol']:g} in {polish['time_s']:.3f} s, "
+                                 f"{polish['iterations']} iterations, {polish['rounds']} "
+                                 f"round(s)" if polish["applied"] else "not applied")
+                      + f"  ({polish['reason']})")
     table.add_row("time", f"{data['solve_time']:.3f} s  ({ran_on})")
     warm = data.get("warm_start")
     if warm is not None:
@@ -230,10 +244,14 @@ def _load_model(args: argparse.Namespace, where):
 
 def _solve_options(args: argparse.Namespace, where) -> dict[str, Any]:
     import torch
+
+    from l2o.pdhg.options import POLISH_TOL
     return {"tol": args.tol, "device": where,
             "dtype": torch.float32 if args.dtype == "float32" else torch.float64,
             "time_limit": args.time_limit, "iteration_limit": args.iter_limit,
-            "method": args.method, "presolve": PRESOLVE_CHOICES[args.presolve]}
+            "method": args.method, "presolve": PRESOLVE_CHOICES[args.presolve],
+            **({"polish": True, "polish_tol": args.polish_tol or POLISH_TOL}
+               if args.polish else {})}
 
 
 def _run_solve(lp, options: dict[str, Any], warm_start, quiet: bool):
@@ -291,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--presolve on does not combine with --model (the model's warm start "
                            "is predicted for the LP as given, which is solved as prepared)",
                            ExitCode.USAGE_ERROR)
+    if args.polish_tol is not None and not args.polish:
+        raise CommandError("--polish-tol needs --polish", ExitCode.USAGE_ERROR)
     if args.compare_cold and args.model is None:
         raise CommandError("--compare-cold needs --model (it compares the model's warm start "
                            "with a cold start)", ExitCode.USAGE_ERROR)

@@ -74,6 +74,9 @@ class LPResult:
             picks one).
         presolve: {applied, by ("highs" or None), reason, rows_removed, cols_removed,
             nnz_removed, time_s} (l2o.pdhg.presolve); empty where no solve_lp made it.
+        polish: {applied, reached, reason, tol, time_s, primal_residual, dual_residual, gap,
+            iterations, primal_iterations, dual_iterations} of ``solve_lp(..., polish=True)``
+            (l2o.pdhg.polish); empty without polishing.
     """
 
     x: torch.Tensor
@@ -89,6 +92,7 @@ class LPResult:
     timings: dict[str, float] = field(default_factory=dict)
     method: str = "pdhg"
     presolve: dict[str, Any] = field(default_factory=dict)
+    polish: dict[str, Any] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:

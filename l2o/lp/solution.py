@@ -12,6 +12,11 @@ JSON, written by ``l2o solve --output`` (and printed by ``--json``)::
      "message": "...",
      "presolve": {"applied": false, "by": null, "reason": "...", "rows_removed": 0,
                   "cols_removed": 0, "nnz_removed": 0, "time_s": 0.0},
+     "polish": null,                   # or, with polishing (l2o solve --polish):
+               # {"applied": true, "reached": true, "reason": "...", "tol": 1e-08,
+               #  "time_s": 0.06, "primal_residual": ..., "dual_residual": ..., "gap": ...,
+               #  "iterations": 386, "primal_iterations": 193, "dual_iterations": 193,
+               #  "rounds": 1}
      "problem": {"name": "afiro", "rows": 27, "columns": 32, "nonzeros": 83}}
 
 Non-finite numbers are written as ``null`` (JSON has no NaN). Rows and columns without names
@@ -91,15 +96,17 @@ def solution_dict(lp: LinearProgram, result: Any) -> dict[str, Any]:
         "x": _named(result.x, lp.col_labels(), "column"),
         "y": _named(result.y, lp.row_labels(), "row"),
         "message": str(result.message),
-        "presolve": _presolve_report(result),
+        "presolve": _report(result, "presolve"),
+        "polish": _report(result, "polish"),
         "problem": {"name": lp.name, "rows": lp.num_rows, "columns": lp.num_cols,
                     "nonzeros": lp.nnz},
     }
 
 
-def _presolve_report(result: Any) -> dict[str, Any] | None:
-    """``result.presolve`` (l2o.pdhg.presolve) as JSON values, or None for a result without."""
-    report = getattr(result, "presolve", None)
+def _report(result: Any, name: str) -> dict[str, Any] | None:
+    """``result.presolve`` or ``result.polish`` (l2o.pdhg.presolve, l2o.pdhg.polish) as JSON
+    values, or None for a result without."""
+    report = getattr(result, name, None)
     if not report:
         return None
     return {key: _number(value) if isinstance(value, float) else value

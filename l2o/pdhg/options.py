@@ -14,8 +14,9 @@ import torch
 
 from .restart import RestartParams
 
-__all__ = ["CHECK_EVERY", "CHECK_EVERY_LARGE", "LARGE_LP_NNZ", "PREPARE_OPTIONS",
-           "SolverOptions", "check_dtype", "default_check_every", "parse_options"]
+__all__ = ["CHECK_EVERY", "CHECK_EVERY_LARGE", "LARGE_LP_NNZ", "POLISH_TOL", "PREPARE_OPTIONS",
+           "SolverOptions", "check_dtype", "check_polish_tol", "default_check_every",
+           "parse_options"]
 
 # Iterations between checks.  A check costs about 0.3-0.6 ms on a large LP (its ~50 kernels, the
 # one host sync and the host's restart logic): on an H200, checking every 64 iterations put
@@ -31,6 +32,11 @@ def default_check_every(nnz: int) -> int:
     """Iterations between checks when ``check_every`` is not given: :data:`CHECK_EVERY`, or
     :data:`CHECK_EVERY_LARGE` for LPs with at least :data:`LARGE_LP_NNZ` nonzeros."""
     return CHECK_EVERY_LARGE if nnz >= LARGE_LP_NNZ else CHECK_EVERY
+
+
+# The relative primal and dual residual feasibility polishing reaches by default
+# (``solve_lp(..., polish=True)``, l2o.pdhg.polish).
+POLISH_TOL = 1e-8
 
 
 # Not measured on a GPU yet (no H200 was lent when it was written): opt-in until
@@ -115,6 +121,13 @@ def parse_options(where: str, check_every: int | None,
         raise TypeError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
                          f"got {opts.restart!r}")
     return opts
+
+
+def check_polish_tol(where: str, polish_tol: Any) -> None:
+    """ValueError unless ``polish_tol`` is a positive number (nan included)."""
+    if isinstance(polish_tol, bool) or not isinstance(polish_tol, (int, float)) \
+            or not polish_tol > 0:
+        raise ValueError(f"{where}: polish_tol must be a positive number, got {polish_tol!r}")
 
 
 def check_dtype(where: str, dtype: Any) -> None:

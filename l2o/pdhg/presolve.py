@@ -49,8 +49,9 @@ from ..lp.validate import validate_lp
 if TYPE_CHECKING:   # l2o.lp.presolve (highspy, scipy) is imported when a presolve runs
     from ..lp.presolve import Presolved
 
-__all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
-           "PresolveDecision", "decide_presolve", "no_presolve_report", "solve_with_presolve"]
+__all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ",
+           "PRESOLVE_TIME_BUDGET", "PresolveDecision", "decide_presolve", "evaluate_point",
+           "no_presolve_report", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
 # presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
@@ -172,9 +173,10 @@ def _reduced_costs(lp: LinearProgram, y: torch.Tensor) -> torch.Tensor:
                                              lp.col_upper.cpu().double()))
 
 
-def _on_original(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor, status: LPStatus,
-                 message: str) -> LPResult:
-    """An LPResult of the original LP at the postsolved point (x, y), its KKT checked here."""
+def evaluate_point(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor, status: LPStatus,
+                   message: str) -> LPResult:
+    """An LPResult of ``lp`` at the point (x, y) (CPU float64; the postsolved or the polished
+    one), its reduced costs proj_K(c - A^T y) and KKT errors computed here on ``lp``."""
     r = _reduced_costs(lp, y)
     return LPResult(x=x, y=y, reduced_costs=r, objective=lp.objective(x),
                     dual_objective=dual_objective(lp, y, r), status=status, message=message,
@@ -274,7 +276,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     report = _report(True, why, pre)
     if pre.reduced is None:    # EMPTY: presolve solved it
         x, y, _ = pre.postsolve()
-        return finish(_on_original(lp, x, y, LPStatus.OPTIMAL, "HiGHS presolve solved the LP"),
+        return finish(evaluate_point(lp, x, y, LPStatus.OPTIMAL, "HiGHS presolve solved the LP"),
                       report)
 
     start_point = pre.reduce_warm_start(*_warm_vectors(warm_start))
@@ -286,7 +288,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
         if not (bool(torch.isfinite(reduced.x).all()) and bool(torch.isfinite(reduced.y).all())):
             return finish(_decided(lp, reduced.status, reduced.message), report)
         x, y, _ = pre.postsolve(reduced.x, reduced.y)
-        result = _on_original(lp, x, y, reduced.status, f"{reduced.message} (presolved LP)")
+        result = evaluate_point(lp, x, y, reduced.status, f"{reduced.message} (presolved LP)")
         error = max(result.kkt.values())
         if reduced.status != LPStatus.OPTIMAL or error <= tol or error > MAX_AMPLIFICATION * tol:
             break

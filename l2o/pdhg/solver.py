@@ -44,12 +44,15 @@ from .fused import make_plan
 from .iteration import ChunkRunner, IterationState
 from .method import Method, choose_method
 from .options import (
+    POLISH_TOL,
     PREPARE_OPTIONS,
     SolverOptions,
     check_dtype,
+    check_polish_tol,
     default_check_every,
     parse_options,
 )
+from .polish import polish_solution
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .presolve import no_presolve_report, solve_with_presolve
 from .profile import PhaseTimer
@@ -65,7 +68,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
              warm_start: Any = None, time_limit: float | None = None,
              iteration_limit: int | None = None,
              progress: Callable[[dict], None] | None = None, check_every: int | None = None,
-             method: str = "pdhg", presolve: Any = "auto", **advanced: Any) -> LPResult:
+             method: str = "pdhg", presolve: Any = "auto", polish: bool = False,
+             polish_tol: float = POLISH_TOL, **advanced: Any) -> LPResult:
     """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
     Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point;
@@ -107,6 +111,12 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             PDHG and map x, y back (:mod:`l2o.pdhg.presolve`; "auto" skips small LPs and bounds
             HiGHS's time). ``LPResult.presolve`` says what was done and why; a PreparedLP is
             solved as prepared, without presolve; method "highs" presolves by itself.
+        polish: after an OPTIMAL solve, drive the relative primal and dual residuals to
+            ``polish_tol`` on the original LP by PDHG on its primal and dual feasibility
+            problems (:mod:`l2o.pdhg.polish`, as PDLP and cuPDLPx); the polished point is
+            returned only if it gets there with the gap still <= ``tol``, else the solve's
+            point and status stay and ``LPResult.polish`` says why.
+        polish_tol: the relative feasibility polishing reaches (default 1e-8).
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
@@ -120,6 +130,16 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     start = time.perf_counter()
     opts = parse_options("solve_lp", check_every, advanced)
     criteria = _criteria(tol, iteration_limit, time_limit, opts)
+    if polish:      # solve, then polish the solve's point (l2o.pdhg.polish)
+        check_polish_tol("solve_lp", polish_tol)
+
+        def solve(tolerance: float, start_point: Any, limit: float | None,
+                  iterations: int | None) -> LPResult:
+            return solve_lp(lp, tolerance, device, dtype, start_point, limit, iterations,
+                            progress, check_every, method, presolve, **advanced)
+
+        return _polish(lp, solve, polish_tol, tol, warm_start, device, dtype, opts, time_limit,
+                       iteration_limit)
     given = lp if isinstance(lp, PreparedLP) else None
     if choose_method(method, given.lp if given else lp, warm_start) is Method.HIGHS:
         from l2o.lp.reference import solve_highs  # here: HiGHS (and scipy) only when used
@@ -178,6 +198,26 @@ def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, war
     return solve_with_presolve(lp, presolve, solve, tol=tol, warm_start=warm_start,
                                time_limit=time_limit, iteration_limit=iteration_limit,
                                infeasibility_tolerance=opts.infeasibility_tolerance)
+
+
+def _polish(lp, solve: Callable[..., LPResult], polish_tol: float, tol: float, warm_start: Any,
+            device: Any, dtype: Any, opts: SolverOptions, time_limit: float | None,
+            iteration_limit: int | None) -> LPResult:
+    """solve_lp with ``polish=True``: ``solve``'s point polished on the original LP."""
+    given = lp if isinstance(lp, PreparedLP) else None
+    original = given.lp if given is not None else lp
+    if opts.check_every is None:
+        opts = replace(opts, check_every=default_check_every(original.nnz))
+
+    def prepare_original() -> PreparedLP:
+        if given is not None:
+            return given
+        return prepare(original, device, torch.float64 if dtype is None else dtype,
+                       **{key: getattr(opts, key) for key in PREPARE_OPTIONS})
+
+    return polish_solution(original, solve, polish_tol, tol=tol, warm_start=warm_start,
+                           prepare_original=prepare_original, optimize=_optimize, opts=opts,
+                           time_limit=time_limit, iteration_limit=iteration_limit)
 
 
 def _criteria(tol: float, iteration_limit: int | None, time_limit: float | None,

@@ -73,12 +73,33 @@ class TerminationCriteria:
         tol: the relative KKT tolerance (all three errors <= tol: OPTIMAL).
         infeasibility_tolerance: eps of the certificate tests (module docstring).
         iteration_limit, time_limit: None for no limit (seconds for the time).
+        primal_tol, dual_tol, gap_tol: one error's own tolerance instead of ``tol`` (PDLP's
+            detailed optimality criteria); ``math.inf`` leaves that error out (feasibility
+            polishing, :mod:`l2o.pdhg.polish`, asks only for the primal or the dual residual).
     """
 
     tol: float
     infeasibility_tolerance: float = 1e-8
     iteration_limit: int | None = None
     time_limit: float | None = None
+    primal_tol: float | None = None
+    dual_tol: float | None = None
+    gap_tol: float | None = None
+
+    def tolerances(self) -> tuple[float, float, float]:
+        """The (primal residual, dual residual, gap) tolerances, ``tol`` where none is set."""
+        return tuple(self.tol if t is None else t
+                     for t in (self.primal_tol, self.dual_tol, self.gap_tol))
+
+    def optimal_message(self, iterations: int) -> str:
+        """``LPResult.message`` of OPTIMAL: the errors checked and their tolerances."""
+        tolerances = self.tolerances()
+        if all(t == self.tol for t in tolerances):
+            return f"relative residuals and gap <= {self.tol:g} after {iterations} iterations"
+        names = ("primal residual", "dual residual", "gap")
+        met = ", ".join(f"{name} <= {t:g}" for name, t in zip(names, tolerances)
+                        if t != float("inf"))
+        return f"relative {met} after {iterations} iterations"
 
 
 @dataclass(frozen=True)
@@ -105,7 +126,7 @@ def check_termination(stats: CheckStatistics, criteria: TerminationCriteria, ite
     A pure function of the check's statistics (OR-Tools ``CheckIterateTerminationCriteria``):
 
     1. nan/inf in any statistic: NUMERICAL_ERROR (alone);
-    2. all three relative KKT errors <= tol: OPTIMAL;
+    2. all three relative KKT errors <= their tolerances (``criteria.tolerances()``): OPTIMAL;
     3. per candidate of :data:`RAY_CANDIDATES`: a dual ray with objective > 0 and residual
        <= eps objective (PRIMAL_INFEASIBLE), then a primal ray with c^T x_r < 0 and violation
        <= eps |c^T x_r| (DUAL_INFEASIBLE); these still need the float64 re-check (the solver
@@ -121,10 +142,11 @@ def check_termination(stats: CheckStatistics, criteria: TerminationCriteria, ite
         return [Termination(LPStatus.NUMERICAL_ERROR,
                             f"nan/inf in the iterates at iteration {iterations}")]
     found = []
-    tol, eps = criteria.tol, criteria.infeasibility_tolerance
-    if stats.rel_primal_residual <= tol and stats.rel_dual_residual <= tol and stats.rel_gap <= tol:
-        found.append(Termination(LPStatus.OPTIMAL, f"relative residuals and gap <= {tol:g} after "
-                                                   f"{iterations} iterations"))
+    eps = criteria.infeasibility_tolerance
+    primal_tol, dual_tol, gap_tol = criteria.tolerances()
+    if (stats.rel_primal_residual <= primal_tol and stats.rel_dual_residual <= dual_tol
+            and stats.rel_gap <= gap_tol):
+        found.append(Termination(LPStatus.OPTIMAL, criteria.optimal_message(iterations)))
     for name in RAY_CANDIDATES:
         dual, primal = stats.dual_rays[name], stats.primal_rays[name]
         if dual.objective > 0 and dual.residual <= eps * dual.objective:
