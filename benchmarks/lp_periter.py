@@ -3,8 +3,9 @@
     python benchmarks/lp_periter.py --cupdlpx /tmp/cpx/cupdlpx [--pagerank 1000000] FILE.mps.gz ...
 
 Per-iteration time = (T(6000) - T(1000)) / 5000 from two solves with iteration limits 1000 and
-6000 (ours ``iteration_limit``, cuPDLPx ``--iter_limit``), presolve off, tol 1e-12, so setup and
-the checks' share are the solver's own.  T is ours ``LPResult.solve_time`` and cuPDLPx's own
+6000 (ours ``iteration_limit``, cuPDLPx ``--iter_limit``), presolve off (ours ``--presolve``,
+recorded in each row, method "pdhg"), tol 1e-12, so setup and the checks' share are the solver's
+own.  T is ours ``LPResult.solve_time`` and cuPDLPx's own
 "Runtime (sec)".  Variants of ours are SolverOptions given as ``--variant NAME:key=value,...``.
 
 The SpMV floor of one iteration is the fewest bytes the two products A~ x and A~^T y move (the
@@ -93,10 +94,18 @@ def spmv_micro(p) -> dict[str, float]:
     return out
 
 
-def ours(lp, limit: int, options: dict) -> tuple[float, int]:
+# --presolve value -> solve_lp's presolve= (as ``l2o solve --presolve``)
+PRESOLVE = {"auto": "auto", "on": True, "off": False}
+
+
+def ours(lp, limit: int, options: dict, presolve: str = "off") -> tuple[float, int]:
+    """(solve_time, iterations) of solve_lp with PDHG (``method="pdhg"``: HiGHS has no PDHG
+    iterations to time) and ``presolve`` ("off", the protocol's default: with it the reduced LP
+    is timed, a smaller one; its presolve time cancels out of T(6000) - T(1000))."""
     import l2o
 
-    r = l2o.solve_lp(lp, tol=1e-12, device="cuda", iteration_limit=limit, **options)
+    r = l2o.solve_lp(lp, tol=1e-12, device="cuda", iteration_limit=limit, method="pdhg",
+                     presolve=PRESOLVE[presolve], **options)
     return r.solve_time, r.iterations
 
 
@@ -139,6 +148,9 @@ def main() -> None:
                     help="also write PageRank LPs as MPS for cuPDLPx (slow above 1e6 nodes)")
     ap.add_argument("--variant", action="append", default=[],
                     help="NAME:key=value,... SolverOptions of an extra variant of ours")
+    ap.add_argument("--presolve", choices=tuple(PRESOLVE), default="off",
+                    help="solve_lp's presolve for ours (default off, as the protocol and "
+                         "cuPDLPx's --no_presolve here); recorded in each row")
     ap.add_argument("--out", default=str(default_out("periter")))
     args = ap.parse_args()
 
@@ -167,14 +179,15 @@ def main() -> None:
                     l2o.write_lp(lp, path)
             else:
                 lp, path = l2o.read_lp(source), source
-            row = {"name": name, "rows": lp.num_rows, "cols": lp.num_cols, "nnz": lp.nnz}
+            row = {"name": name, "rows": lp.num_rows, "cols": lp.num_cols, "nnz": lp.nnz,
+                   "method": "pdhg", "presolve": args.presolve}
             p = prepare(lp, device="cuda").scaled
             floor_bytes = csr_bytes(p.op.csr) + csr_bytes(p.op.csr_t)
             row["floor_us"] = floor_bytes / (bandwidth * 1e12) * 1e6
             row.update(spmv_micro(p))
             del p
             for label, options in variants:
-                (t1, _), (t2, it2) = (ours(lp, k, options) for k in LIMITS)
+                (t1, _), (t2, it2) = (ours(lp, k, options, args.presolve) for k in LIMITS)
                 row[f"{label}_us"] = (t2 - t1) / (LIMITS[1] - LIMITS[0]) * 1e6
                 row[f"{label}_iters"] = it2
             if args.cupdlpx and path is not None:
