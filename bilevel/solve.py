@@ -20,6 +20,7 @@ Termination (``result.status``):
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
@@ -40,6 +42,8 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .distributed import data_parallel
+from .linalg._loop import no_cuda_graphs
 from .linalg.tree import Tree, numel
 from .problem import BilevelProblem
 
@@ -105,7 +109,7 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
           seed: int | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int = 10, callback: Callable[[dict], bool | None] | None = None,
           progress: bool = True, tol: float | None = None, lr_every: int = 10,
-          **method_options: Any) -> BilevelResult:
+          distributed: bool | None = None, **method_options: Any) -> BilevelResult:
     """Run a bilevel algorithm.
 
     Args:
@@ -138,6 +142,14 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         progress: show a live line with the step, outer loss and hypergradient norm.
         tol: stop with Status.CONVERGED once the hypergradient norm is <= tol.
         lr_every: outer steps between periodic re-estimates of the default inner step.
+        distributed: data parallelism over the ``torch.distributed`` process group (see
+            :mod:`bilevel.distributed`): None (default) when one is initialized with more
+            than one process, True to use it whatever its size, False never.  Every
+            process passes the same problem and global data and computes on its slice of
+            every batch; all hold the same x and y and return the same result and history
+            (wall_time: rank 0's clock).  Rank 0 reads and writes the checkpoint (the
+            others wait for each write) and shows the progress; the callback runs on every
+            process, and rank 0's return value decides whether to stop.
         **method_options: the method's options ("aid-*": solve_tol, maxiter, warm_start,
             alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method,
             ridge, fallback, hessian; "aid": also solve;
@@ -159,8 +171,22 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             raise ValueError(f"solve: {name} must be a positive integer, got {value!r}")
     if "solve_tol" in method_options and method.startswith("aid"):
         method_options["tol"] = method_options.pop("solve_tol")
-    resume = checkpoint is not None and os.path.exists(checkpoint)
-    saved = load_checkpoint(checkpoint, map_location=problem.device) if resume else None
+    parallel = data_parallel(distributed, problem.device)
+    if parallel is not None:
+        problem = parallel.problem(problem)  # the global, data-parallel objectives
+    main = parallel is None or parallel.is_main  # reads and writes files, shows progress
+    on_main = (lambda fn: fn()) if parallel is None else parallel.on_main
+
+    def load() -> dict | None:
+        if checkpoint is None or not os.path.exists(checkpoint):
+            return None
+        # on the CPU (it may travel pickled to the other processes, and the RNG states
+        # stay there); the algorithm's state moves to the problem's device below
+        return load_checkpoint(checkpoint, map_location="cpu")
+
+    saved = on_main(load)
+    if saved is not None:
+        saved["state"] = _to_device(saved["state"], problem.device)
     run_id = fingerprint(problem, method, {
         **method_options, "inner_steps": inner_steps, "inner_lr": inner_lr,
         "outer_optimizer": outer_optimizer, "outer_lr": outer_lr, "lr_every": lr_every})
@@ -168,8 +194,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         check_fingerprint(checkpoint, saved["fingerprint"], run_id)
     if saved is None and seed is not None:
         torch.manual_seed(seed)
-    base_seed = (saved["seed"] if saved is not None else
-                 seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
+    base_seed = (saved["seed"] if saved is not None else seed if seed is not None else
+                 on_main(lambda: int(torch.randint(0, 2**31 - 1, ()).item())))
     streams = (BatchStream(problem.outer_data, base_seed, 0, "outer_data"),
                BatchStream(problem.inner_data, base_seed, 1, "inner_data"))
     if outer_lr is None:
@@ -200,12 +226,17 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
         state, k, history, elapsed, counts = algorithm.init_state(), 0, [], 0.0, [0, 0]
 
     def save(ended: bool = False) -> None:
+        if not main:  # rank 0 writes; the others wait below until the file is complete
+            parallel.barrier()
+            return
         save_checkpoint(checkpoint, {
             "method": method, "seed": base_seed, "state": state, "step": k, "history": history,
             "elapsed": elapsed + (time.perf_counter() - started - paused), "counts": counts,
             "streams": [streams[0].state(), streams[1].state()], "rng": rng_state(),
             "fingerprint": run_id,
             "status": status.value if ended else None, "message": message if ended else None})
+        if parallel is not None:
+            parallel.barrier()
 
     started = time.perf_counter()
     # wall_time counts the optimization only: time spent in callbacks (e.g. evaluating a
@@ -213,12 +244,18 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
     paused = 0.0
     status, message = Status.MAX_STEPS, f"reached outer_steps={outer_steps}"
     unconverged_solves = sum(1 for r in history if r.get("solve_converged") is False)
-    with _Progress(progress, method, outer_steps, k) as bar:
+    # a data-parallel solve runs eagerly: a CUDA graph would replay, skip or re-run the
+    # all-reduces differently on each process
+    graphs = (contextlib.nullcontext() if parallel is None else
+              no_cuda_graphs("a data-parallel solve (bilevel.distributed) runs eagerly"))
+    with _Progress(progress and main, method, outer_steps, k) as bar, graphs:
         while k < outer_steps:
             try:
                 new_state, stats = algorithm.step(state, k)
-                record = _record(k, stats, counts,
-                                 elapsed + time.perf_counter() - started - paused)
+                wall_time = elapsed + time.perf_counter() - started - paused
+                if parallel is not None:  # the same history on every process: rank 0's clock
+                    wall_time = parallel.main_value(wall_time)
+                record = _record(k, stats, counts, wall_time)
             except FloatingPointError as err:
                 status, message = Status.NUMERICAL_ERROR, f"outer step {k}: {err}"
                 break
@@ -242,6 +279,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                 stop = callback({**record, "x": state["x"], "y": algorithm.inner_solution(state),
                                  "hypergrad": stats["hypergrad"]})
                 paused += time.perf_counter() - pause_start
+                if parallel is not None:  # every process stops together
+                    stop = bool(parallel.main_value(bool(stop)))
                 if stop:
                     status = Status.STOPPED
                     message = f"callback asked to stop after outer step {k - 1}"
@@ -262,6 +301,11 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
                     "tolerance (see history 'solve_residual')")
     return BilevelResult(x=state["x"], y=algorithm.inner_solution(state), status=status,
                          message=message, history=history, n_steps=k)
+
+
+def _to_device(tree: Any, device: torch.device) -> Any:
+    """The tensors of a nested dict / list moved to ``device``."""
+    return pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, tree)
 
 
 def _finished(saved: dict, outer_steps: int, tol: float | None) -> tuple[Status, str] | None:

@@ -65,6 +65,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..linalg import LinearOperator, LinearSolver, as_solver, mixed_vjp
 from ..linalg import tree as T
+from ..linalg._loop import cuda_graphs_off
 from ..linalg.solvers import Iteration, curvature_breakdown, explain_divergence, report
 from ..linalg.tree import Tree
 from ..problem import BilevelProblem
@@ -161,6 +162,9 @@ def _unsupported(x: Tree, solver: LinearSolver, full_batch: bool) -> str | None:
         return f"x is on {device}; CUDA graphs need a CUDA device"
     if not full_batch:
         return "minibatch objectives (a batch that is not None) are not captured"
+    off = cuda_graphs_off()
+    if off is not None:
+        return off
     issue = solver.capture_issue()
     if issue is not None:
         return issue

@@ -19,19 +19,42 @@ stream of their forward pass, and that must be the capturing stream.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from .operators import LinearOperator
 
-__all__ = ["iterate"]
+__all__ = ["cuda_graphs_off", "iterate", "no_cuda_graphs"]
 
 State = dict
 Body = Callable[[LinearOperator, State], State]
 GRAPH_STEPS = 4
+# why CUDA graphs are off in this context (None: allowed); see no_cuda_graphs
+_GRAPHS_OFF: contextvars.ContextVar[str | None] = contextvars.ContextVar("graphs_off",
+                                                                        default=None)
+
+
+@contextlib.contextmanager
+def no_cuda_graphs(reason: str) -> Iterator[None]:
+    """Inside, no solver or hypergradient captures a CUDA graph (``cuda_graph`` options are
+    overridden): for operators whose products must run eagerly, e.g. the all-reduces of a
+    data-parallel solve (:mod:`bilevel.distributed`), which a graph would replay, skip or
+    re-run differently on each process."""
+    token = _GRAPHS_OFF.set(reason)
+    try:
+        yield
+    finally:
+        _GRAPHS_OFF.reset(token)
+
+
+def cuda_graphs_off() -> str | None:
+    """Why CUDA graphs are off here (inside :func:`no_cuda_graphs`), or None."""
+    return _GRAPHS_OFF.get()
 
 
 def iterate(name: str, body: Body, op: LinearOperator, state: State, *, maxiter: int,
@@ -116,7 +139,7 @@ def _look(name: str, state: State, monitor: str, it: int, steps: int) -> bool:
 
 def _want_graph(cuda_graph: bool | str, device: torch.device, maxiter: int,
                 check_every: int) -> bool:
-    if device.type != "cuda" or cuda_graph is False:
+    if device.type != "cuda" or cuda_graph is False or cuda_graphs_off() is not None:
         return False
     if torch.cuda.is_current_stream_capturing():
         return False  # already inside someone's graph: just record
