@@ -64,7 +64,17 @@ bitwise identical.  CUDA graphs are off in a data-parallel solve (a captured or 
 collective would desynchronize the processes).
 
 Weighting and rounding: F sums the slices' weighted means, a single process sums the
-samples in one reduction; the two agree to rounding (about 1e-16 relative in float64).
+samples in one reduction; the two agree to rounding (2e-16 relative in float64 after 20
+outer steps of aid-cg, itd and penalty in the tests).  Where a discrete decision sits on
+that rounding (a CG solve's stopping test with ``solve_tol=1e-4``), one process and N may
+part by more (4.5e-6 in x on an MLP data-cleaning run; 6e-12 with ``solve_tol=1e-12``):
+the same run with other roundings, not another method.
+
+Failures: an error raised on every process (bad input, a checkpoint of another run, a
+non-finite value, which all processes see alike) is raised on every process; an error
+raised on one process only (its own bug, out of memory) leaves the others waiting in their
+next collective until the ``timeout`` of ``init_process_group``, and torchrun then ends the
+group.
 
 References:
     M. Shoeybi et al. Megatron-LM: training multi-billion parameter language models using

@@ -67,7 +67,7 @@ def process_group_of_one(tmp_path):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", COMPARED)
+@pytest.mark.parametrize("method", [*COMPARED, "borep"])
 def test_world_size_one_matches_plain_solve(process_group_of_one, tmp_path, method):
     """distributed=True on one process runs the data-parallel path (all-reduces over one
     process): the same numbers as the plain path; a world of one is not detected."""
