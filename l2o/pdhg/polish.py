@@ -18,9 +18,9 @@ PDLP's ``TryPrimalPolishing`` / ``TryDualPolishing``); a phase whose residual al
 ``polish_tol`` is skipped.  The candidate is (x of the primal phase, y of the dual phase).
 
 The gap.  Moving to feasibility moves the objectives: the candidate's relative gap is typically
-2-100x the solve's (measured on NETLIB, ken-11 and osa-07 from 1e-4 points: adlittle 8e-5 ->
-4e-3, and ken-11's y, with the reduced costs proj_K(c - A^T y) that make it dual feasible, has a
-gap of 3e-3 where the solver's recovered slack gave 3e-5).  So, as PDLP (which polishes only
+2-500x the solve's (from 1e-4 points: adlittle 8e-5 -> 4e-3, osa-07 3e-6 -> 2e-3; and ken-11's
+y, with the reduced costs proj_K(c - A^T y) that make it dual feasible, has a gap of 3e-3 where
+the solver's recovered slack gave 3e-5).  So, as PDLP (which polishes only
 when the main iterate meets the gap, and otherwise keeps iterating and polishes again later), a
 candidate whose gap exceeds ``tol`` is not returned: the solve continues from its point to a
 tolerance smaller by the factor the gap grew (``tol * tol / (2 gap)`` relative to the last one,
@@ -74,13 +74,14 @@ __all__ = ["MAX_POLISH_ROUNDS", "POLISH_MIN_PHASE_ITERATIONS", "PolishPhase", "d
            "primal_feasibility_problem"]
 
 # Polishing attempts: the first from the solve's point, then from tightened solves.  From 1e-4
-# points the gap grew at most ~100x on NETLIB, ken-11 and osa-07, so one tightening usually does.
+# points on the 20 NETLIB LPs of tests/data, ken-11 and osa-07: 1 round on 6, 2 on 14, 3 on
+# sc50b, 4 on capri (benchmarks/RESULTS.md, "Feasibility polishing").
 MAX_POLISH_ROUNDS = 4
 
 # Each feasibility phase stops after this many iterations, or as many as the solve took if that
-# is more (a phase that needs more costs more than solving again does).  Measured from 1e-4
-# points: at most 3841 phase iterations (scrs8, whose solve took 1.6e5) on the 19 NETLIB LPs of
-# tests/data, ken-11 and osa-07; 65-1154 on most.
+# is more (a phase that needs more costs more than solving again does).  From 1e-4 points the
+# phases of all rounds together took 257-11143 iterations on the 20 NETLIB LPs of tests/data,
+# ken-11 and osa-07 (benchmarks/RESULTS.md, "Feasibility polishing").
 POLISH_MIN_PHASE_ITERATIONS = 2000
 
 # solve(tol, warm_start, time_limit, iteration_limit) -> LPResult: the solve without polishing.

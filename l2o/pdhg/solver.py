@@ -116,7 +116,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             problems (:mod:`l2o.pdhg.polish`, as PDLP and cuPDLPx); the polished point is
             returned only if it gets there with the gap still <= ``tol``, else the solve's
             point and status stay and ``LPResult.polish`` says why.
-        polish_tol: the relative feasibility polishing reaches (default 1e-8).
+        polish_tol: the relative feasibility polishing reaches (default 1e-8; below ~1e-6 it
+            needs float64: in float32 the phases stop at their iteration cap and say so).
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
