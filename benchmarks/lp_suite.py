@@ -28,7 +28,8 @@ On the GPU machine (highspy carried; the large set and cuPDLPx's sources copied 
 
 Outputs: ``lp_suite.json`` (rows and summary) and ``lp_suite.csv`` in OUT (default
 ``benchmarks/out/lp_suite``), ``lp_suite_partial.csv`` as the run goes, and the table on stdout.
-``highs`` times HiGHS on the CPU on the same instances.
+``highs`` times HiGHS on the CPU on the same instances; ``summarize A/lp_suite.json
+B/lp_suite.json ...`` gives the ratio summary of a set split over several runs.
 """
 
 from __future__ import annotations
@@ -428,6 +429,23 @@ def highs(args) -> None:
         w.writerows(rows)
 
 
+def summarize(args) -> None:
+    """The ratio summary of several ``run`` outputs together (a set split over GPU commands)."""
+    rows, limits = [], set()
+    for path in args.files:
+        data = json.loads(Path(path).read_text())
+        rows += data["rows"]
+        limits.add(data["summary"]["time_limit"])
+    if len(limits) != 1:
+        raise SystemExit(f"the runs have different time limits {sorted(limits)}: not comparable")
+    limit = limits.pop()
+    ours = sorted({r["solver"] for r in rows if r["solver"].startswith("ours")})
+    peers = sorted({r["solver"] for r in rows if r["solver"].startswith("cupdlpx")})
+    tols = sorted({r["tol"] for r in rows}, reverse=True)
+    print(json.dumps([ratio_summary(rows, a, b, tol, limit) for tol in tols for a in ours
+                      for b in peers], indent=1))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -482,8 +500,12 @@ def main(argv=None) -> None:
     h.add_argument("--set", choices=tuple(SETS), default="default")
     h.add_argument("--instances", nargs="*")
     h.add_argument("--time-limit", type=float, default=60.0)
+    m = sub.add_parser("summarize", help="the ratio summary of several run outputs together")
+    m.add_argument("files", nargs="+", help="lp_suite.json files of run")
     args = ap.parse_args(argv)
-    if args.cmd == "convert":
+    if args.cmd == "summarize":
+        summarize(args)
+    elif args.cmd == "convert":
         convert(Path(args.shared), Path(args.data))
     elif args.cmd == "highs":
         highs(args)
