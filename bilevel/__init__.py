@@ -13,10 +13,11 @@ from . import (
 from .check import HypergradCheck, check_hypergrad
 from .hypergrad import HypergradInfo, InnerNotConvergedWarning
 from .inner import InnerSolveError, inner_solve
+from .multiblock import BlockData, MultiBlockProblem
 from .problem import BilevelProblem
 from .solve import BilevelResult, Status, solve
 
-__all__ = ["BilevelProblem", "BilevelResult", "HypergradCheck", "HypergradInfo",
-           "InnerNotConvergedWarning", "InnerSolveError", "Status", "check_hypergrad",
-           "hypergrad", "inner_solve", "linalg", "solve"]
+__all__ = ["BilevelProblem", "BilevelResult", "BlockData", "HypergradCheck", "HypergradInfo",
+           "InnerNotConvergedWarning", "InnerSolveError", "MultiBlockProblem", "Status",
+           "check_hypergrad", "hypergrad", "inner_solve", "linalg", "solve"]
 __version__ = "0.1.0"

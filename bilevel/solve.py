@@ -7,7 +7,8 @@
 Methods: "aid-cg", "aid-minres", "aid-neumann" (implicit differentiation with warm starts;
 "aid" takes the linear solver as a value, ``solve=``),
 "itd" (unrolled differentiation), "borep" (BO-REP, Hao, Gong, Liu 2024), "penalty"
-(first-order penalty method, Kwon et al. 2023).  See :mod:`bilevel.algorithms`.
+(first-order penalty method, Kwon et al. 2023), "mbbo" (blockwise variance-reduced methods
+for a :class:`~bilevel.MultiBlockProblem`, Hu et al. 2023).  See :mod:`bilevel.algorithms`.
 
 Termination (``result.status``):
 
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, PenaltyAlgorithm
+from .algorithms import AIDAlgorithm, BOREPAlgorithm, ITDAlgorithm, MBBOAlgorithm, PenaltyAlgorithm
 from .algorithms.common import Algorithm, BatchStream, OuterOptimizer
 from .checkpoint import (
     check_fingerprint,
@@ -50,7 +51,7 @@ from .problem import BilevelProblem
 __all__ = ["METHODS", "BilevelResult", "Status", "solve"]
 
 _DEFAULT_OUTER_LR = 0.05
-METHODS = ("aid", "aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty")
+METHODS = ("aid", "aid-cg", "aid-minres", "aid-neumann", "itd", "borep", "penalty", "mbbo")
 
 
 class Status(enum.Enum):
@@ -99,7 +100,8 @@ def _make_algorithm(method: str, problem: BilevelProblem, streams, common: dict,
     if method.startswith("aid"):
         return AIDAlgorithm(problem, streams, solver=method[4:] or None, options=options,
                             **common)
-    cls = {"itd": ITDAlgorithm, "borep": BOREPAlgorithm, "penalty": PenaltyAlgorithm}[method]
+    cls = {"itd": ITDAlgorithm, "borep": BOREPAlgorithm, "penalty": PenaltyAlgorithm,
+           "mbbo": MBBOAlgorithm}[method]
     return cls(problem, streams, options=options, **common)
 
 
@@ -154,7 +156,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             alpha, check_every, cuda_graph, inner_tol, max_inner_steps, inner_method,
             ridge, fallback, hessian; "aid": also solve;
             "itd": truncate, inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
-            refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min).  The AID
+            refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min; "mbbo": variant,
+            blocks_per_step, samples_per_block, alpha, gamma, beta, v_lr, v_radius, min_eig).  The AID
             linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it
             apart from the stopping ``tol``.
 

@@ -5,6 +5,8 @@
 * :func:`data_cleaning`: per-example weights that learn to ignore corrupted labels in a
   multinomial logistic regression, or a 2-layer MLP (``hidden=``) (example data: MNIST
   with half the labels replaced, :func:`load_mnist`).
+* :func:`multiblock_tuning`: m logistic regressions on shards of the data sharing
+  per-feature L2 weights (a :class:`bilevel.MultiBlockProblem`; ijcnn1 in 256 shards).
 
 Each builder takes data arrays and returns a :class:`bilevel.BilevelProblem`; pass
 ``return_task=True`` to also get the task object (data, test-set metrics).
@@ -17,6 +19,7 @@ from __future__ import annotations
 from .data_cleaning import DataCleaningTask, MLPCleaningTask, data_cleaning, flag_scores
 from .datasets import Split, load_ijcnn1, load_mnist, read_svmlight
 from .hyperparameter_tuning import LogisticRegressionTask, hyperparameter_tuning
+from .multiblock import multiblock_tuning
 
 __all__ = [
            "DataCleaningTask",
@@ -28,5 +31,6 @@ __all__ = [
            "hyperparameter_tuning",
            "load_ijcnn1",
            "load_mnist",
+           "multiblock_tuning",
            "read_svmlight",
 ]
