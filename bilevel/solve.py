@@ -157,8 +157,8 @@ def solve(problem: BilevelProblem, method: str = "aid-cg", *, outer_steps: int =
             ridge, fallback, hessian; "aid": also solve;
             "itd": truncate, inner_optimizer; "borep": beta, nu, update_interval, refine_epochs,
             refine_steps, z_radius; "penalty": sigma0, sigma_power, sigma_min; "mbbo": variant,
-            blocks_per_step, samples_per_block, alpha, gamma, beta, v_lr, v_radius, min_eig).  The AID
-            linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it
+            blocks_per_step, samples_per_block, alpha, gamma, beta, v_lr, v_radius, min_eig).
+            The AID linear-solve tolerance is passed as ``solve_tol`` (default 1e-4), to keep it
             apart from the stopping ``tol``.
 
     Returns:

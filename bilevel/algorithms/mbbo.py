@@ -76,12 +76,12 @@ class MBBOAlgorithm(Algorithm):
     blocks), ``samples_per_block`` b (default None: full batches), ``alpha`` (MSVR weight,
     0.9), ``gamma`` (MSVR correction, 1.0; or "auto" = (m - I) / (I (1 - alpha)), the
     theory's value, large when I << m, which shrinks the default steps with it),
-    ``beta`` (STORM weight, 0.9; alpha, gamma and beta as in the authors' scripts), ``v_lr`` (tau_v, default the inner step tau),
-    ``v_radius`` (R, None: no projection), ``min_eig`` (eigenvalue floor of the tracked
-    Hessians, 1e-6).  ``inner_lr`` is tau (default 1 / ((1 + gamma) lambda_max), lambda_max
-    of the stacked inner Hessian, i.e. the largest over the blocks, re-estimated every
-    ``lr_every`` steps);
-    ``inner_steps`` is not used (one estimator step per visit of a block)."""
+    ``beta`` (STORM weight, 0.9; alpha, gamma and beta as in the authors' scripts),
+    ``v_lr`` (tau_v, default the inner step tau), ``v_radius`` (R, None: no projection),
+    ``min_eig`` (eigenvalue floor of the tracked Hessians, 1e-6).  ``inner_lr`` is tau
+    (default 1 / ((1 + gamma) lambda_max), lambda_max of the stacked inner Hessian, i.e. the
+    largest over the blocks, re-estimated every ``lr_every`` steps); ``inner_steps`` is
+    not used (one estimator step per visit of a block)."""
 
     name = "mbbo"
     defaults = {"variant": "hvp", "blocks_per_step": None, "samples_per_block": None,
@@ -129,8 +129,10 @@ class MBBOAlgorithm(Algorithm):
     # -- one block's quantities, mapped over blocks with vmap ------------------------------
     def _block(self, x: Tree, y: Tree, w: Tree | torch.Tensor, din, dout) -> dict:
         """Block terms at (x, y_i) on one batch pair.  ``w`` is v_i ("hvp") or the inverse of
-        the tracked H_i ("hessian"; inverted outside, batched: a solve under vmap is slow).  Returns grad_y g (gy), grad_y f (fy), f, the hypergradient term
-        G_i = grad_x f - (d^2 g/dx dy) w_i, and H_i v_i ("hvp") or d^2 g/dy^2 ("hessian")."""
+        the tracked H_i ("hessian"; inverted outside, batched: a solve under vmap is slow).
+        Returns grad_y g (gy), grad_y f (fy), f, the hypergradient term G_i = grad_x f -
+        (d^2 g/dx dy) w_i (w_i = v_i or H_i^{-1} grad_y f), and H_i v_i ("hvp") or
+        d^2 g/dy^2 ("hessian") as "curv"."""
         f, g = self.problem.block_outer, self.problem.block_inner
         (fx, fy), value = grad_and_value(f, argnums=(0, 1))(x, y, dout)
         # one linearization of (x, y) -> grad_y g gives grad_y g and, per cotangent w,
@@ -140,7 +142,7 @@ class MBBOAlgorithm(Algorithm):
             size = w.shape[-1]
             basis = torch.eye(size, dtype=w.dtype, device=w.device)
             curvature = vmap(lambda e: self._flat(pullback(self._unflat(e))[1]))(basis)
-            w = self._unflat(w @ self._flat(fy))             # H_i^{-1} grad_y f
+            w = self._unflat(w @ self._flat(fy))                     # H_i^{-1} grad_y f
             mixed = pullback(w)[0]
         else:
             mixed, curvature = pullback(w)                           # H_i v_i

@@ -1,0 +1,167 @@
+"""Multi-block bilevel on ijcnn1 shards: mbbo with I sampled blocks vs aid-cg on the stacked
+problem.
+
+The task (:func:`bilevel.tasks.multiblock_tuning`): m = 256 logistic regressions, one per
+shard of ijcnn1's training rows (136 rows each), sharing 22 per-feature log L2 weights x;
+the outer loss F(x) = 1/m sum_i f_i(x, y_i*(x)) is the mean validation loss (58 rows per
+block).  Reported per method:
+
+* time per outer step: the median of the per-step wall times in ``result.history`` (each
+  step ends with the driver's host synchronization, so GPU work is included);
+* the exact validation loss F(x_k) every ``--eval-every`` steps (y_i*(x_k) by per-block
+  Newton in float64, inside a callback, whose time the wall clock excludes), and the wall
+  time at which F(x_k) first came within 1% of F* (F(x_k) <= 1.01 F*), F* = F at
+  aid-cg's final x.
+
+Methods: aid-cg on the stacked problem (all blocks and rows every step), and mbbo
+("hvp" variant by default) with I = 1, 8, 64 blocks and b rows per block per step.
+
+    python benchmarks/mbbo.py --device cuda                     # H200: m = 256, I = 1, 8, 64
+    python benchmarks/mbbo.py --quick --device cpu              # check: m = 32, I = 1, 8
+
+Writes ``mbbo.json`` / ``mbbo.csv`` (one row per method) and the curves to --out
+(default ``benchmarks/out/mbbo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.func import grad, hessian, vmap
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out, write_rows  # noqa: E402
+
+import bilevel  # noqa: E402
+from bilevel.tasks import load_ijcnn1, multiblock_tuning  # noqa: E402
+
+
+class ExactLoss:
+    """F(x) = 1/m sum_i f_i(x, y_i*(x)) with y_i*(x) by Newton per block in float64 (dense
+    23 x 23 Hessians under vmap), warm-started from the previous call's solution."""
+
+    def __init__(self, problem: bilevel.MultiBlockProblem, tol: float = 1e-9) -> None:
+        to64 = lambda t: t.to(torch.float64)  # noqa: E731
+        self.inner = {k: to64(v) for k, v in problem.block_data.inner.items()}
+        self.outer = {k: to64(v) for k, v in problem.block_data.outer.items()}
+        self.g, self.f = problem.block_inner, problem.block_outer
+        self.y = to64(problem.y0)
+        self.tol = tol
+
+    def __call__(self, x: torch.Tensor) -> float:
+        x = x.detach().to(torch.float64)
+        g = lambda y, d: self.g(x, y, d)  # noqa: E731
+        y = self.y
+        for _ in range(50):
+            gy = vmap(grad(g))(y, self.inner)
+            if float(gy.norm(dim=1).max()) <= self.tol:
+                break
+            h = vmap(hessian(g))(y, self.inner)
+            y = y - torch.linalg.solve(h, gy.unsqueeze(-1)).squeeze(-1)
+        else:
+            raise RuntimeError(f"ExactLoss: Newton left max ||grad g_i|| = "
+                               f"{float(gy.norm(dim=1).max()):.2e} > {self.tol}")
+        self.y = y
+        return float(vmap(lambda yi, d: self.f(x, yi, d))(y, self.outer).mean())
+
+
+def run(problem, exact: ExactLoss, method: str, steps: int, eval_every: int, **kw) -> dict:
+    """One solve with F(x_k) every ``eval_every`` steps: (result, [(step, wall, F)])."""
+    curve = []
+
+    def callback(record: dict) -> None:
+        k = record["step"]
+        if k % eval_every == 0 or k == steps - 1:
+            curve.append((k, record["wall_time"], exact(record["x"])))
+
+    exact.y = exact.y.new_zeros(exact.y.shape)  # every run's Newton starts alike
+    started = time.perf_counter()
+    result = bilevel.solve(problem, method=method, outer_steps=steps, progress=False,
+                           seed=0, callback=callback, **kw)
+    walls = [r["wall_time"] for r in result.history]
+    per_step = statistics.median(b - a for a, b in zip(walls[1:], walls[2:]))
+    return {"result": result, "curve": curve, "ms_per_step": 1e3 * per_step,
+            "total_s": time.perf_counter() - started}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--blocks", type=int, default=256, help="m")
+    parser.add_argument("--sizes", default="1,8,64", help="blocks per step I for mbbo")
+    parser.add_argument("--samples", type=int, default=32, help="rows per block per step b")
+    parser.add_argument("--variant", default="hvp", choices=["hvp", "hessian"])
+    parser.add_argument("--steps", type=int, default=3000, help="mbbo outer steps")
+    parser.add_argument("--ref-steps", type=int, default=500, help="aid-cg outer steps")
+    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--lr-every", type=int, default=50,
+                        help="steps between inner step-size estimates (all methods)")
+    parser.add_argument("--quick", action="store_true",
+                        help="m = 32 blocks, I = 1, 8, 300 / 60 steps: a CPU check")
+    parser.add_argument("--out", default=str(default_out("mbbo")))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.blocks, args.sizes, args.steps, args.ref_steps = 32, "1,8", 300, 60
+    sizes = [int(s) for s in args.sizes.split(",")]
+    dtype = getattr(torch, args.dtype)
+    if args.device == "cpu":
+        # one thread: on a shared few-core machine, torch's intra-op threads contend and a
+        # step's time then depends on the machine's load more than on I
+        torch.set_num_threads(1)
+
+    split = load_ijcnn1()
+    # 256 shards of 136 training / 58 validation rows; --blocks m keeps the shard size
+    n_tr, n_va = len(split.y_train) // 256, len(split.y_val) // 256
+    m = args.blocks
+    problem = multiblock_tuning(split.X_train[:m * n_tr], split.y_train[:m * n_tr],
+                                split.X_val[:m * n_va], split.y_val[:m * n_va], n_blocks=m,
+                                device=args.device, dtype=dtype)
+    exact = ExactLoss(problem)
+    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+                   else "cpu")
+    print(f"{problem}\ndevice: {device_name}, dtype {args.dtype}")
+    common = {"lr_every": args.lr_every}
+    runs = {"aid-cg (stacked)": run(problem, exact, "aid-cg", args.ref_steps,
+                                    args.eval_every, **common)}
+    for size in sizes:
+        runs[f"mbbo I={size}"] = run(problem, exact, "mbbo", args.steps, args.eval_every,
+                                     variant=args.variant, blocks_per_step=size,
+                                     samples_per_block=args.samples, **common)
+    reference = runs["aid-cg (stacked)"]
+    target_ref = reference["curve"][-1][2]
+    lowest = min(F for out in runs.values() for _, _, F in out["curve"])
+    rows = []
+    print(f"F* = {target_ref:.6f} (aid-cg after {args.ref_steps} steps, hypergradient norm "
+          f"{reference['result'].history[-1]['hypergrad_norm']:.2e}); target F <= "
+          f"{1.01 * target_ref:.6f}; lowest F of any run {lowest:.6f}")
+    print(f"{'method':18s} {'ms/step':>9s} {'steps':>7s} {'to 1% (s)':>10s} "
+          f"{'at step':>8s} {'final F':>10s}")
+    for name, out in runs.items():
+        hit = next(((k, wall) for k, wall, F in out["curve"] if F <= 1.01 * target_ref), None)
+        row = {"method": name, "ms_per_step": round(out["ms_per_step"], 4),
+               "steps": out["result"].n_steps,
+               "time_to_1pct_s": None if hit is None else round(hit[1], 4),
+               "step_at_1pct": None if hit is None else hit[0],
+               "final_val_loss": round(out["curve"][-1][2], 6),
+               "status": out["result"].status.name}
+        rows.append(row)
+        to = "-" if hit is None else f"{hit[1]:.3f}"
+        at = "-" if hit is None else str(hit[0])
+        print(f"{name:18s} {row['ms_per_step']:9.3f} {row['steps']:7d} {to:>10s} {at:>8s} "
+              f"{row['final_val_loss']:10.6f}")
+    write_rows(args.out, "mbbo", rows, device=device_name, dtype=args.dtype, blocks=m,
+               samples_per_block=args.samples, variant=args.variant, target=1.01 * target_ref,
+               reference_val_loss=target_ref, lowest_val_loss=lowest,
+               curves={name: out["curve"] for name, out in runs.items()},
+               command=" ".join(sys.argv))
+    print(f"wrote {Path(args.out) / 'mbbo.json'}")
+
+
+if __name__ == "__main__":
+    main()
