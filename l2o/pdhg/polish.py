@@ -17,10 +17,11 @@ at y stops at a dual-feasible point near y.  Each phase checks only its own resi
 PDLP's ``TryPrimalPolishing`` / ``TryDualPolishing``); a phase whose residual already meets
 ``polish_tol`` is skipped.  The candidate is (x of the primal phase, y of the dual phase).
 
-The gap.  Moving to feasibility moves the objectives: the candidate's relative gap is typically
-2-500x the solve's (from 1e-4 points: adlittle 8e-5 -> 4e-3, osa-07 3e-6 -> 2e-3; and ken-11's
-y, with the reduced costs proj_K(c - A^T y) that make it dual feasible, has a gap of 3e-3 where
-the solver's recovered slack gave 3e-5).  So, as PDLP (which polishes only
+The gap.  Moving to feasibility moves the objectives: the candidate's relative gap is often
+far above the solve's (from 1e-4 points: adlittle 8e-5 -> 4e-3, osa-07 3e-6 -> 2e-3, scrs8
+9e-5 -> 0.13; and ken-11's y, with the reduced costs proj_K(c - A^T y) that make it dual
+feasible, has a gap of 3e-3 where the solver's recovered slack gave 3e-5: benchmarks/RESULTS.md,
+"Feasibility polishing").  So, as PDLP (which polishes only
 when the main iterate meets the gap, and otherwise keeps iterating and polishes again later), a
 candidate whose gap exceeds ``tol`` is not returned: the solve continues from its point to a
 tolerance smaller by the factor the gap grew (``tol * tol / (2 gap)`` relative to the last one,
@@ -29,8 +30,10 @@ warm-started) and polishes again, at most :data:`MAX_POLISH_ROUNDS` times.
 The guarantee is measured where it is claimed: the candidate's relative KKT errors are computed
 on the original LP in float64 (:func:`l2o.lp.kkt.kkt_error`, reduced costs proj_K(c - A^T y)),
 and it is returned only if both residuals are <= ``polish_tol`` and the gap is <= ``tol`` (so
-OPTIMAL stays true).  Otherwise the solve's OPTIMAL point and status stay, and ``LPResult.polish``
-and the message say how far polishing got.
+OPTIMAL stays true); its ``kkt`` are then those errors.  Otherwise the solve's OPTIMAL point,
+status and ``kkt`` (the solver's, with its recovered dual slack) stay, and ``LPResult.polish``
+(errors of that point by :func:`~l2o.lp.kkt.kkt_error`) and the message say how far polishing
+got.
 
 With presolve the point polished is the postsolved one, on the original LP: postsolve can
 amplify the reduced LP's residuals (kb2: 50x) and leaves the duals of removed rows only roughly
@@ -42,7 +45,8 @@ solves of later rounds run with presolve as asked.
 ``LPResult.polish`` (JSON key "polish") = {applied (the polished point is returned), reached
 (the returned point's residuals are <= polish_tol), reason, tol, time_s (everything after the
 first solve: phases, tightened solves, checks), primal_residual, dual_residual, gap (relative,
-of the returned point on the original LP), iterations (of the feasibility phases),
+of the returned point on the original LP by :func:`~l2o.lp.kkt.kkt_error`; the solver's own
+for a solve that did not end OPTIMAL), iterations (of the feasibility phases),
 primal_iterations, dual_iterations, rounds}; ``solve_time`` counts the polishing, and
 ``iterations`` the solve's own iterations, tightened solves included.
 
@@ -198,10 +202,13 @@ def polish_solution(lp: LinearProgram, solve: SolveFn, polish_tol: float, *, tol
     solve_tol = tol
     rounds = 0
 
-    def done(out: LPResult, applied: bool, reached: bool, reason: str) -> LPResult:
+    def done(out: LPResult, applied: bool, reached: bool, reason: str,
+             kkt: dict[str, float] | None = None) -> LPResult:
+        """``out`` with its polish report; ``kkt``: the returned point's errors on the original
+        LP (kkt_error; default ``out.kkt``)."""
         out.iterations = budget.solve_iterations
         out.solve_time = budget.elapsed()
-        kkt = out.kkt
+        kkt = out.kkt if kkt is None else kkt
         out.polish = {
             "applied": applied, "reached": reached, "reason": reason, "tol": polish_tol,
             "time_s": out.solve_time - polish_start,
@@ -221,9 +228,9 @@ def polish_solution(lp: LinearProgram, solve: SolveFn, polish_tol: float, *, tol
         before = kkt_error(lp, result.x, result.y)
         if max(before["rel_primal_residual"], before["rel_dual_residual"]) <= polish_tol \
                 and before["rel_gap"] <= tol:
-            result.kkt = before
             return done(result, False, True, f"the solve's point already has relative "
-                                             f"residuals <= {polish_tol:g} on the original LP")
+                                             f"residuals <= {polish_tol:g} on the original LP",
+                        before)
         if prepared is None:
             prepared = prepare_original()
         primal = _phase(before["rel_primal_residual"] > polish_tol, "primal", prepared, result,
@@ -256,10 +263,12 @@ def polish_solution(lp: LinearProgram, solve: SolveFn, polish_tol: float, *, tol
             break
         best = result
     why = _shortfall(primal, dual, after, tol, reached, result, rounds)
-    best.kkt = kkt_error(lp, best.x, best.y)
     best.message = (f"{best.message}; feasibility polishing to {polish_tol:g} fell short "
                     f"({why}): the point of the solve to {tol:g} is returned")
-    return done(best, False, False, f"not polished: {why}; last attempt: {summary}")
+    # best.kkt stays the solve's own (its OPTIMAL is about those: the recovered dual slack); the
+    # report gives the same point's errors with the reduced costs proj_K(c - A^T y)
+    return done(best, False, False, f"not polished: {why}; last attempt: {summary}",
+                kkt_error(lp, best.x, best.y))
 
 
 def _phase(needed: bool, which: str, prepared: PreparedLP, result: LPResult, polish_tol: float,

@@ -113,6 +113,7 @@ def test_polish_falls_short_honestly():
     assert "fell short" in res.message
     assert torch.equal(res.x, loose.x) and torch.equal(res.y, loose.y)
     assert res.iterations == loose.iterations
+    assert res.kkt == loose.kkt                  # the solver's own errors, as OPTIMAL means them
     assert res.polish["primal_residual"] == pytest.approx(
         kkt_error(lp, loose.x, loose.y)["rel_primal_residual"])
 
