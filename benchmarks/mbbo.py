@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=32, help="rows per block per step b")
     parser.add_argument("--variant", default="hvp", choices=["hvp", "hessian"])
     parser.add_argument("--steps", type=int, default=3000, help="mbbo outer steps")
-    parser.add_argument("--ref-steps", type=int, default=500, help="aid-cg outer steps")
+    parser.add_argument("--ref-steps", type=int, default=2000, help="aid-cg outer steps")
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--lr-every", type=int, default=50,
                         help="steps between inner step-size estimates (all methods)")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import bilevel
+from bilevel.checkpoint import load_checkpoint
 from bilevel.multiblock import BlockSampler
 
 DT = torch.float64
@@ -150,14 +151,27 @@ def test_sampler_is_a_pure_function_of_seed_and_step():
     assert len(set(epoch.tolist())) == 9
 
 
+class Killed(Exception):
+    pass
+
+
 @pytest.mark.parametrize("variant", ["hessian", "hvp"])
 def test_resume_from_checkpoint_gives_identical_iterates(tmp_path, variant):
+    """A run killed mid-way (here: by its callback, after the checkpoint of step 4) and
+    resumed from the file reproduces the uninterrupted run bit for bit."""
     r = MultiBlockRidge()
     kw = {"variant": variant, "blocks_per_step": 2, "samples_per_block": 5}
     straight = solve(r.problem(), outer_steps=8, **kw)
     path = tmp_path / "run.pt"
-    first = solve(r.problem(), outer_steps=5, checkpoint=path, checkpoint_every=2, **kw)
-    assert first.n_steps == 5
+
+    def kill(record: dict) -> None:
+        if record["step"] == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        solve(r.problem(), outer_steps=8, checkpoint=path, checkpoint_every=2, callback=kill,
+              **kw)
+    assert load_checkpoint(path)["step"] == 4  # the resumed run starts there
     resumed = solve(r.problem(), outer_steps=8, checkpoint=path, **kw)
     assert torch.equal(resumed.x, straight.x) and torch.equal(resumed.y, straight.y)
     assert [h["outer_loss"] for h in resumed.history] == \
