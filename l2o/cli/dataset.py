@@ -1,4 +1,4 @@
-"""``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out DIR``.
+"""``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out DIR [--batch N]``.
 
 Builds a labelled dataset with :func:`l2o.datasets.build_dataset` (see there for resuming,
 extending and the instances left out).
@@ -57,6 +57,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="where the labelling solves run (default: auto)")
     build.add_argument("--time-limit", type=float, metavar="S",
                        help="per-instance solve time limit; instances hitting it are excluded")
+    build.add_argument("--batch", type=int, metavar="N",
+                       help="label N instances at a time with l2o.solve_lp_batch (one stacked "
+                            "PDHG run per N instances, without presolve: on a GPU, many small "
+                            "LPs cost about as much as one); --time-limit is then per batch")
     build.add_argument("--keep-names", action="store_true", help="store row and column names")
     build.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sizes = build.add_argument_group("size options (each belongs to some families; "
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             report = build_dataset(args.family, args.count, args.out, seed=args.seed,
                                    tol=args.tol, progress=not args.quiet, device=args.device,
                                    time_limit=args.time_limit, keep_names=args.keep_names,
-                                   **options)
+                                   batch=args.batch, **options)
     except ValueError as error:  # bad settings, device or directory (a missing file: exit 3)
         raise CommandError(str(error), ExitCode.USAGE_ERROR) from None
     print(f"{report.out_dir}: {report.stored} of {report.count} instances stored "

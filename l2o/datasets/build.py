@@ -2,7 +2,9 @@
 
 Instance i of a build is ``l2o.datasets.generate(family, seed=seed + i, **size_options)``,
 labelled with ``l2o.solve_lp(lp, tol=tol)`` (x*, y*: the optimal primal and the row duals of the
-minimization form) and written to ``DIR/lp_{i:06d}.pt`` in the record format of
+minimization form), or with ``batch=N`` N instances at a time with ``l2o.solve_lp_batch`` (one
+stacked PDHG run per N instances: on a GPU many small LPs cost little more than one; the labels
+meet the same tolerance) and written to ``DIR/lp_{i:06d}.pt`` in the record format of
 :mod:`l2o.datasets.store`, atomically (temporary file + rename). ``DIR/manifest.json`` records
 how the dataset was made, so it can be rebuilt from the manifest alone.
 
@@ -16,7 +18,7 @@ in the manifest (index, seed, status, message), a warning names them, and
 :class:`~l2o.datasets.store.LPDataset` skips them.
 
 The command line is ``l2o dataset build --family F --count N [--SIZE-OPTION VALUE ...] --out
-DIR`` (:mod:`l2o.cli.dataset`).
+DIR [--batch N]`` (:mod:`l2o.cli.dataset`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,7 +169,8 @@ def _progress_bar(enabled: bool):
 def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: int = 0,
                   tol: float = 1e-8, progress: bool = True, device: Any = "auto",
                   time_limit: float | None = None, iteration_limit: int | None = None,
-                  keep_names: bool = False, **size_options: Any) -> BuildReport:
+                  keep_names: bool = False, batch: int | None = None,
+                  **size_options: Any) -> BuildReport:
     """Generate ``count`` instances of ``family``, label them with ``l2o.solve_lp``, store them.
 
     Args:
@@ -179,30 +183,35 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
         device: where the labelling solves run ("auto": CUDA when available; see
             :func:`l2o.device.resolve_device`).
         time_limit, iteration_limit: per-instance solve limits (None: no limit); an instance
-            that hits one is excluded, not stored.
+            that hits one is excluded, not stored.  With ``batch`` the time limit is that of
+            each batch's solve.
         keep_names: store row and column names in the records.
+        batch: None (one ``l2o.solve_lp`` per instance) or N: the instances are labelled N at
+            a time by ``l2o.solve_lp_batch`` (without presolve).
         **size_options: the family's size options (see ``l2o.datasets.family_options``).
 
     Returns:
         A :class:`BuildReport`.
 
     Raises:
-        ValueError: unknown family/option, bad count/seed/tol, a device this machine does not
+        ValueError: unknown family/option, bad count/seed/tol/batch, a device this machine does not
             have, or a directory that is not empty and not a dataset, or holds a dataset built
             with other settings.
     """
     from l2o.net.graph import lp_to_graph
-    from l2o.pdhg import solve_lp
 
     started = time.perf_counter()
     settings = _settings(family, count, seed, tol, size_options)
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"build_dataset: batch must be a positive integer or None, got {batch!r}")
     device = resolve_device(device)  # a clear error before any directory is touched
     root = Path(out_dir)
     excluded = _prepare_directory(root, settings)
     excluded_ids = {int(e["index"]) for e in excluded}
     manifest = dict(format=DATASET_FORMAT, version=VERSION, **settings,
                     seeds={"first": seed, "last": seed + count - 1, "rule": "instance i: seed + i"},
-                    labels={"solver": "l2o.solve_lp", "tol": float(tol), "dtype": "float64",
+                    labels={"solver": "l2o.solve_lp_batch" if batch else "l2o.solve_lp",
+                                "batch": batch, "tol": float(tol), "dtype": "float64",
                                 "time_limit": time_limit, "iteration_limit": iteration_limit,
                                 "y": "row duals of the minimization form"},
                     versions=_versions(), complete=False, stored=0, excluded=excluded)
@@ -213,8 +222,41 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     report = BuildReport(out_dir=root, count=count)
     limits = {k: v for k, v in (("time_limit", time_limit), ("iteration_limit", iteration_limit))
               if v is not None}
+    label = _labeller(tol, device, batch, limits)
+
+    def store(i: int, lp, result) -> None:
+        """Store instance i's record, or exclude it if its solve did not end OPTIMAL."""
+        finite = bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
+        if result.status.name != "OPTIMAL" or not finite:
+            entry = {"index": i, "seed": seed + i, "status": result.status.value,
+                     "iterations": int(result.iterations),
+                     "message": result.message if finite else "non-finite solution"}
+            excluded.append(entry)
+            excluded_ids.add(i)
+            write_manifest(root, manifest | {"excluded": excluded})
+            warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
+                          f"solve ended {result.status.value} ({entry['message']})",
+                          stacklevel=4)
+            return
+        record = lp_to_record(
+            lp, index=i, seed=seed + i, family=family, x_star=result.x, y_star=result.y,
+            status=result.status.value, iterations=result.iterations,
+            objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
+            a_norm=float(lp_to_graph(lp, reverse=False).a_norm), keep_names=keep_names)
+        record["a_norm_scaled"] = float(lp_to_graph(lp, reverse=False, scaling=True).a_norm)
+        save_record(record, path=record_path(root, i))
+
     with _progress_bar(progress) as bar:
         task = bar.add_task(f"{family} x{count}", total=count, note="")
+        pending: list[tuple[int, Any]] = []         # (index, LP) generated, not yet labelled
+
+        def label_pending() -> None:
+            for (i, lp), result in zip(pending, label([lp for _, lp in pending])):
+                store(i, lp, result)
+                report.built += 1
+                bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")
+            pending.clear()
+
         for i in range(count):
             path = record_path(root, i)
             if i in excluded_ids:
@@ -228,31 +270,10 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
             if state is False:
                 report.redone += 1
                 path.unlink()
-            lp = generate(family, seed=seed + i, **size_options)
-            result = solve_lp(lp, tol=tol, device=device, **limits)
-            finite = bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
-            if result.status.name != "OPTIMAL" or not finite:
-                entry = {"index": i, "seed": seed + i, "status": result.status.value,
-                             "iterations": int(result.iterations),
-                             "message": result.message if finite else "non-finite solution"}
-                excluded.append(entry)
-                excluded_ids.add(i)
-                write_manifest(root, manifest | {"excluded": excluded})
-                warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
-                              f"solve ended {result.status.value} ({entry['message']})",
-                              stacklevel=2)
-            else:
-                record = lp_to_record(
-                    lp, index=i, seed=seed + i, family=family, x_star=result.x, y_star=result.y,
-                    status=result.status.value, iterations=result.iterations,
-                    objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
-                    a_norm=float(lp_to_graph(lp, reverse=False).a_norm),
-                    keep_names=keep_names)
-                record["a_norm_scaled"] = float(lp_to_graph(lp, reverse=False,
-                                                            scaling=True).a_norm)
-                save_record(record, path)
-            report.built += 1
-            bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")
+            pending.append((i, generate(family, seed=seed + i, **size_options)))
+            if len(pending) == (batch or 1):
+                label_pending()
+        label_pending()
 
     report.excluded = sorted(excluded, key=lambda e: e["index"])
     report.stored = sum(record_path(root, i).is_file() for i in range(count)
@@ -261,3 +282,13 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     write_manifest(root, manifest | {"excluded": report.excluded, "stored": report.stored,
                                          "complete": report.stored + len(excluded) == count})
     return report
+
+
+def _labeller(tol: float, device: Any, batch: int | None,
+              limits: dict[str, Any]) -> Callable[[list], list]:
+    """The labelling solve of a list of LPs: one ``solve_lp`` each, or one ``solve_lp_batch``."""
+    from l2o.pdhg import solve_lp, solve_lp_batch
+
+    if batch is None:
+        return lambda lps: [solve_lp(lp, tol=tol, device=device, **limits) for lp in lps]
+    return lambda lps: solve_lp_batch(lps, tol=tol, device=device, **limits)

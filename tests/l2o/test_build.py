@@ -121,6 +121,25 @@ def test_unconverged_instances_are_excluded_not_labelled(tmp_path):
     assert report.built == 0 and len(report.excluded) == 2
 
 
+def test_batch_labels_equal_sequential_ones(dataset_dir, tmp_path):
+    """--batch 3 over 4 instances (a batch of 3, then of 1): the labels meet the tolerance and
+    equal the sequential build's (same optimum; x, y within the tolerance's reach)."""
+    root = tmp_path / "batched"
+    report = build_dataset(FAMILY, COUNT, root, seed=10, progress=False, device="cpu", batch=3,
+                           **SIZES)
+    assert (report.built, report.stored, report.excluded) == (COUNT, COUNT, [])
+    labels = read_manifest(root)["labels"]
+    assert labels["solver"] == "l2o.solve_lp_batch" and labels["batch"] == 3
+    for i in range(COUNT):
+        batched, sequential = (load_record(record_path(d, i)) for d in (root, dataset_dir))
+        assert batched["status"] == "optimal" and max(batched["kkt"].values()) <= 1e-8
+        assert batched["objective"] == pytest.approx(sequential["objective"], rel=1e-7)
+        torch.testing.assert_close(batched["x_star"], sequential["x_star"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(batched["y_star"], sequential["y_star"], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        build_dataset(FAMILY, 1, tmp_path / "zero", progress=False, batch=0, **SIZES)
+
+
 def test_lpdataset_reload(dataset_dir):
     data = LPDataset(dataset_dir, dtype=torch.float64)
     assert len(data) == COUNT and data.family == FAMILY
@@ -201,9 +220,10 @@ def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     args = _parse(["dataset", "build", "--family", "setcover", "--count", "1", "--rows", "8",
                    "--cols", "16", "--density", "0.3", "--out", str(out), "--seed", "3",
-                   "--device", "cpu", "--quiet"])
+                   "--device", "cpu", "--quiet", "--batch", "2"])
     assert args.handler(args) == 0
     assert "1 of 1 instances stored" in capsys.readouterr().out
+    assert read_manifest(out)["labels"]["batch"] == 2
     manifest = read_manifest(out)
     assert manifest["options"]["rows"] == 8 and manifest["options"]["density"] == 0.3
     assert manifest["seed"] == 3

@@ -1,0 +1,165 @@
+"""Many LPs at once: ``l2o.solve_lp_batch`` against a loop of ``l2o.solve_lp`` (issue 14).
+
+    python benchmarks/lp_batch.py --device cuda                  # the issue's sizes
+    python benchmarks/lp_batch.py --device cpu --quick           # a small check, any machine
+
+Families (generator defaults unless --quick):
+  * setcover: 256 set-cover LPs, seeds 0-255 (500 x 1000, density 0.05: 25,000 nonzeros each);
+  * pagerank: 64 PageRank LPs of 1e4 nodes, seeds 0-63.
+For each family and tolerance (--tols, default 1e-4 and 1e-8) it times, after one warm-up of
+each (the first LP alone, and a batch of the first two):
+
+  * loop:  [solve_lp(lp, tol, device, method="pdhg", presolve=False) for lp in lps]
+  * batch: solve_lp_batch(lps, tol, device)
+
+from the list of LPs to the list of results (setup, copies and results included; wall clock,
+the results are on the host when each call returns), and checks the two against each other:
+statuses, the largest relative objective difference and the largest KKT error of the batch.
+
+``--dataset-count N`` (default 1000; 0 skips it) also times ``l2o dataset build --family
+setcover --count N`` (default sizes and tol 1e-8) with and without ``--batch B``
+(--dataset-batch, default 256), each into a fresh directory.
+
+Writes OUT/lp_batch.json and OUT/lp_batch.csv (default benchmarks/out/lp_batch) and prints the
+table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _l2o_import import import_l2o
+from _paths import default_out, write_rows
+from _timing import device_name
+
+FAMILIES = {
+    # name: (count, generator options) at full size, then with --quick
+    "setcover": ((256, {}), (16, {"rows": 50, "cols": 100, "density": 0.1})),
+    "pagerank": ((64, {"nodes": 10_000}), (8, {"nodes": 300})),
+}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str):
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - start
+
+
+def compare(l2o, family: str, lps: list, tol: float, device: str) -> dict:
+    """Loop vs batch on ``lps`` at ``tol`` (module docstring): one row of the table."""
+    def loop():
+        return [l2o.solve_lp(lp, tol=tol, device=device, method="pdhg", presolve=False)
+                for lp in lps]
+
+    def batch():
+        return l2o.solve_lp_batch(lps, tol=tol, device=device)
+
+    # warm-up: CUDA context, kernels, cuSPARSE and graph pools of both paths
+    l2o.solve_lp(lps[0], tol=tol, device=device, method="pdhg", presolve=False)
+    l2o.solve_lp_batch(lps[:2], tol=tol, device=device)
+    singles, loop_s = _timed(loop, device)
+    batched, batch_s = _timed(batch, device)
+    same_status = sum(a.status == b.status for a, b in zip(singles, batched))
+    optimal = [(a, b) for a, b in zip(singles, batched)
+               if a.status.name == b.status.name == "OPTIMAL"]
+    objective_gap = max((abs(a.objective - b.objective) / (1 + abs(a.objective))
+                         for a, b in optimal), default=float("nan"))
+    iterations = [(a.iterations, b.iterations) for a, b in zip(singles, batched)]
+    return {
+        "family": family, "count": len(lps), "nnz_each": lps[0].nnz, "tol": tol,
+        "loop_s": round(loop_s, 4), "batch_s": round(batch_s, 4),
+        "speedup": round(loop_s / batch_s, 2),
+        "same_status": same_status, "optimal_batch": sum(b.status.name == "OPTIMAL"
+                                                         for b in batched),
+        "max_rel_objective_diff": objective_gap,
+        "max_batch_kkt": max(max(b.kkt.values()) for b in batched),
+        "iterations_loop": sum(a for a, _ in iterations),
+        "iterations_batch": sum(b for _, b in iterations),
+        "max_iterations_batch": max(b for _, b in iterations),
+    }
+
+
+def dataset_build(count: int, batch: int, device: str, quick: bool) -> list[dict]:
+    """Time ``l2o dataset build`` of ``count`` set-cover instances without and with --batch."""
+    from l2o.cli import main
+
+    sizes = [] if not quick else ["--rows", "50", "--cols", "100", "--density", "0.1"]
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="lp_batch_dataset_"))
+    try:
+        for label, extra in (("sequential", []), (f"batch {batch}", ["--batch", str(batch)])):
+            out = root / label.replace(" ", "_")
+            argv = ["dataset", "build", "--family", "setcover", "--count", str(count),
+                    "--out", str(out), "--device", device.split(":")[0], "--quiet", *sizes,
+                    *extra]
+            code, seconds = _timed(lambda argv=argv: main(argv), device)
+            rows.append({"family": "dataset build setcover", "count": count, "variant": label,
+                         "seconds": round(seconds, 2), "exit_code": code,
+                         "command": "l2o " + " ".join(argv)})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="small LPs and counts (a check that runs in a minute on a CPU)")
+    parser.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-8])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--count", type=int, help="LPs per family (default: the issue's)")
+    parser.add_argument("--dataset-count", type=int, default=None,
+                        help="instances of the dataset build (default 1000, --quick 32; 0: skip)")
+    parser.add_argument("--dataset-batch", type=int, default=256)
+    parser.add_argument("--out", default=str(default_out("lp_batch")))
+    args = parser.parse_args()
+    l2o = import_l2o()
+    from l2o.datasets import generate
+
+    rows = []
+    for family in args.families:
+        count, options = FAMILIES[family][1 if args.quick else 0]
+        count = args.count or count
+        lps = [generate(family, seed=seed, **options) for seed in range(count)]
+        for tol in args.tols:
+            row = compare(l2o, family, lps, tol, args.device)
+            rows.append(row)
+            print(f"{family:9s} x{row['count']:4d} tol {tol:g}: loop {row['loop_s']:8.3f} s  "
+                  f"batch {row['batch_s']:8.3f} s  speedup {row['speedup']:6.2f}x  "
+                  f"same status {row['same_status']}/{row['count']}  "
+                  f"max rel obj diff {row['max_rel_objective_diff']:.2e}  "
+                  f"iterations {row['iterations_loop']} / {row['iterations_batch']}", flush=True)
+    dataset_count = args.dataset_count if args.dataset_count is not None else (
+        32 if args.quick else 1000)
+    dataset_rows = []
+    if dataset_count > 0:
+        dataset_rows = dataset_build(dataset_count, min(args.dataset_batch, dataset_count),
+                                     args.device, args.quick)
+        for row in dataset_rows:
+            print(f"{row['family']} x{row['count']} {row['variant']:12s}: {row['seconds']:8.2f} s"
+                  f"  (exit {row['exit_code']})", flush=True)
+    write_rows(args.out, "lp_batch", rows, dataset=dataset_rows, device=device_name(args.device),
+               torch=torch.__version__, python=platform.python_version(),
+               date=time.strftime("%Y-%m-%d"), argv=sys.argv[1:])
+    print(f"wrote {Path(args.out) / 'lp_batch.json'}")
+
+
+if __name__ == "__main__":
+    main()
