@@ -56,11 +56,13 @@ def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(v), v, torch.zeros_like(v))
 
 
-def finite_bound_norm(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """||b||_2 with b the finite row bounds, an equality row (l = u) counted once (0-d)."""
+def finite_bound_norm(lower: torch.Tensor, upper: torch.Tensor,
+                      total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
+    """||b||_2 with b the finite row bounds, an equality row (l = u) counted once (0-d; one per
+    LP of a stack with a :class:`~l2o.lp.segments.Segments`' ``sum`` as ``total``)."""
     lo = finite_or_zero(lower)
     hi = torch.where(torch.isfinite(upper) & (upper != lower), upper, torch.zeros_like(upper))
-    return torch.sqrt(torch.sum(lo * lo) + torch.sum(hi * hi))
+    return torch.sqrt(total(lo * lo) + total(hi * hi))
 
 
 def sign_bounds(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,16 +1,17 @@
 """``solve_lp_batch``: many LPs in one PDHG run, each with its own steps, restarts and status.
 
-The B LPs are prepared one by one as :func:`l2o.solve_lp` prepares them (validation, scaling:
-:mod:`l2o.pdhg.prepare`), then stacked into one block-diagonal LP (:mod:`l2o.pdhg.stack`), so
-one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`, two SpMVs, on CUDA CUDA-graph
-replays) advances every LP, and one check (:mod:`l2o.pdhg.statistics`, per-LP sums by segment
-reductions) gives a (B, K) tensor read with one host copy.  On the host each LP then goes
-through the same pure functions as a single solve: :func:`~l2o.pdhg.termination.check_termination`,
+The B LPs are stacked into one block-diagonal LP and preconditioned together, each as
+:func:`l2o.solve_lp` preconditions it alone (:mod:`l2o.pdhg.stack`: D1, D2 are per row and
+column, theta_b, theta_c per LP), so one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`,
+two SpMVs, on CUDA CUDA-graph replays) advances every LP, and one check
+(:mod:`l2o.pdhg.statistics`, per-LP sums by segment reductions) gives a (B, K) tensor read with
+one host copy.  On the host each LP then goes through the same pure functions as a single
+solve: :func:`~l2o.pdhg.termination.check_termination`,
 :func:`~l2o.pdhg.restart.choose_restart`, its own :class:`~l2o.pdhg.restart.PrimalWeightPID`
 and :class:`~l2o.pdhg.restart.RestartMemory`; restarts and new steps go back to the device as
 (B,) masks and values (:mod:`l2o.pdhg.batch_state`).
 
-    prepare each LP, stack                    (prepare.py, stack.py)
+    check, stack, precondition                (stack.py: one set of kernels for all LPs)
     repeat:
         iterate a chunk, check                every LP of the stack at once
         per LP: termination, restart          on the host, from its row of the (B, K) copy
@@ -24,10 +25,12 @@ LP reads (A~ is block-diagonal, every reduction is per LP): nan or a diverging i
 LP spoils no other.
 
 Each LP's result is what ``solve_lp(lp, method="pdhg", presolve=False)`` would give, up to
-rounding: the same iteration, restart rule and checks every ``check_every`` iterations.  The
-differences: all LPs share the check schedule, so an LP's checks also fall where another LP's
-iteration limit ends a chunk early; and ``solve_time`` is the time from the call to the check at
-which that LP finished (setup included).
+rounding (the per-LP sums of a stack add in another order than a single LP's): the same
+iteration, restart rule and checks every ``check_every`` iterations.  The differences: all LPs
+share the check schedule, so an LP's checks also fall where another LP's iteration limit ends a
+chunk early; the step size always takes the Pock-Chambolle bound ||A~||_2 <= 1 (solve_lp's
+default); and ``solve_time`` is the time from the call to the check at which that LP finished
+(setup included).
 """
 
 from __future__ import annotations
@@ -42,20 +45,19 @@ import torch
 from l2o.device import resolve_device
 from l2o.lp.model import LinearProgram
 from l2o.lp.result import LPResult, LPStatus
-from l2o.lp.validate import check_structure
+from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
 from .batch_state import BatchState
 from .finish import Checked, make_result, ray_result
 from .iteration import ChunkRunner
 from .options import SolverOptions, check_dtype, default_check_every, parse_options
-from .prepare import PreparedLP, prepare_lp
 from .presolve import no_presolve_report
-from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
-from .stack import select_termination, stack_lps
-from .start import cold_start, is_warm, scaled_start, warm_start_vectors
+from .scaling import LPArrays
+from .stack import StackedLP, scale_stack, select_termination, stack_arrays
+from .start import is_warm, warm_start_vectors
 from .statistics import CheckStatistics, CheckVectors
-from .termination import Termination, TerminationCriteria, check_termination
+from .termination import Termination, TerminationCriteria, TerminationData, check_termination
 
 __all__ = ["COMPACT_FRACTION", "solve_lp_batch"]
 
@@ -125,16 +127,17 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
     if check_every is None:
         check_every = min(default_check_every(lp.nnz) for lp in lps)
     opts = parse_options("solve_lp_batch", check_every, {})
-    members = []
-    for i, lp in enumerate(lps):
-        with _naming(i):
-            prepared = _prepare(lp, dev, dtype, opts, start)
-        criteria = TerminationCriteria(tol=tol,
-                                       infeasibility_tolerance=opts.infeasibility_tolerance,
-                                       iteration_limit=limits[i], time_limit=time_limit)
-        members.append(_Member(index=i, prepared=prepared, criteria=criteria,
-                               start=vectors[i], warm=is_warm(starts[i])))
-    results = _Batch(members, dev, opts, start, progress).run()
+    arrays, c0 = stack_arrays(lps, dev)
+    _validate_values(lps, arrays)
+    stack, term = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
+                              [lp.num_cols for lp in lps], dtype, opts)
+    members = [_Member(index=i, lp=lp, eta=_step_size(lp, opts), warm=is_warm(starts[i]),
+                       criteria=TerminationCriteria(
+                           tol=tol, infeasibility_tolerance=opts.infeasibility_tolerance,
+                           iteration_limit=limits[i], time_limit=time_limit))
+               for i, lp in enumerate(lps)]
+    x0, y0 = (torch.cat([v[k].to(dev) for v in vectors]) for k in (0, 1))
+    results = _Batch(members, stack, term, x0, y0, opts, start, progress).run()
     for result in results:
         result.presolve = no_presolve_report("solve_lp_batch solves the LPs as given")
     return results
@@ -172,11 +175,21 @@ def _check_limit(limit: Any) -> None:
         raise ValueError(f"iteration_limit must be an int >= 1 (or None), got {limit!r}")
 
 
-def _prepare(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions,
-             start: float) -> PreparedLP:
-    """prepare_lp, left on the CPU for small LPs (their stack is copied to ``dev`` at once)."""
-    where = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
-    return prepare_lp(lp, where, dtype, opts, PhaseTimer(False), start)
+def _validate_values(lps: list, arrays: LPArrays) -> None:
+    """The value checks of every LP (nan/inf, bounds) on the stacked arrays with one sync; on a
+    failure the host check of each LP in turn names the first culprit."""
+    if bool(arrays.invalid()):
+        for i, lp in enumerate(lps):
+            with _naming(i):
+                validate_lp(lp)
+        raise InvalidLPError("solve_lp_batch: the LPs contain nan/inf or invalid bounds")
+
+
+def _step_size(lp, opts: SolverOptions) -> float:
+    """eta = step_safety / ||A~||_2 with the Pock-Chambolle bound ||A~||_2 <= 1 (see
+    :func:`~l2o.pdhg.prepare.operator_norm`; the batch always takes the bound), 1 for an LP
+    with an empty A."""
+    return opts.step_safety if lp.num_rows and lp.nnz else 1.0
 
 
 @dataclass
@@ -184,9 +197,9 @@ class _Member:
     """One LP of the batch and its host-side solver state (as solve_lp's loop keeps it)."""
 
     index: int                                   # position in the input list
-    prepared: PreparedLP
+    lp: LinearProgram
+    eta: float                                   # tau = eta / omega, sigma = eta omega
     criteria: TerminationCriteria
-    start: tuple[torch.Tensor, torch.Tensor]     # the unscaled start (x, y)
     warm: bool
     pid: PrimalWeightPID = field(default_factory=PrimalWeightPID)
     memory: RestartMemory = field(default_factory=RestartMemory)
@@ -199,32 +212,33 @@ class _Member:
         if self.warm:
             self.pid = PrimalWeightPID.after_warm_start()
 
-    @property
-    def eta(self) -> float:
-        """eta = step_safety / ||A~||_2 (tau = eta / omega, sigma = eta omega)."""
-        norm = self.prepared.operator_norm
-        return self.prepared.options.step_safety / norm if norm > 0 else 1.0
-
 
 class _Batch:
     """The loop of the module docstring over the stacked members."""
 
-    def __init__(self, members: list[_Member], dev: torch.device, opts: SolverOptions,
-                 start: float, progress: Callable[[dict], None] | None):
-        self.opts, self.start, self.progress, self.dev = opts, start, progress, dev
+    def __init__(self, members: list[_Member], stack: StackedLP, term: TerminationData,
+                 x: torch.Tensor, y: torch.Tensor, opts: SolverOptions, start: float,
+                 progress: Callable[[dict], None] | None):
+        self.opts, self.start, self.progress = opts, start, progress
+        self.dev = stack.c.device
         self.results: list[LPResult | None] = [None] * len(members)
         self.members = members                   # those in the stack, in stack order
-        self.stack, self.term = stack_lps([m.prepared.scaled for m in members],
-                                          [m.prepared.termination for m in members], dev)
-        x0, y0 = zip(*(scaled_start(m.prepared, *m.start) for m in members))
-        self.state = BatchState.init(self.stack, self._cat(x0), self._cat(y0))
+        self.stack, self.term = stack, term
+        self.state = BatchState.init(stack, *self._scaled_start(x, y))
         self.state.set_steps(self.stack, [m.eta for m in members],
                              [m.pid.weight for m in members])
         self.runner = self._runner()
         self.point: dict[str, torch.Tensor] | None = None    # the last finite checked points
 
-    def _cat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([v.to(self.dev) for v in parts])
+    def _scaled_start(self, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x~, y~) of the unscaled start (x, y), stacked: :func:`~l2o.pdhg.start.scaled_start`
+        on the stack (x projected onto the column bounds, y onto the dual signs)."""
+        p, t, dtype = self.stack, self.term, self.stack.c.dtype
+        x0 = torch.clamp(p.scale_primal(x.to(self.dev, dtype)), p.col_lower, p.col_upper)
+        y0 = torch.clamp(p.scale_dual(y.to(self.dev, dtype)), t.dual_rec_lower,
+                         t.dual_rec_upper)
+        return x0, y0
 
     def _runner(self) -> ChunkRunner:
         return ChunkRunner(self.stack, self.term, self.state, self.opts.check_every,
@@ -321,15 +335,14 @@ class _Batch:
             cols, rows = stack.col_slice(b), stack.row_slice(b)
             checked = Checked(m.checked, {"x": host["x"][cols], "y": host["y"][rows],
                                           "reduced_costs": host["reduced_costs"][cols]})
-        lp = m.prepared.lp
+        lp = m.lp
         if reason.ray is None:
             return make_result(lp, reason.status, checked, m.total, self.start, reason.message)
         if reason.status == LPStatus.PRIMAL_INFEASIBLE:
             ray = vectors.dual_rays[reason.ray][stack.row_slice(b)]
         else:
             ray = vectors.primal_rays[reason.ray][stack.col_slice(b)]
-        scaled = m.prepared.scaled
-        return ray_result(lp, reason.status, checked, ray.to(scaled.c.device), scaled, m.total,
+        return ray_result(lp, reason.status, checked, ray, stack.block_scales(b), m.total,
                           self.start, m.criteria.infeasibility_tolerance)
 
     def _probe_cold_starts(self, warm_values: list[list[float]]) -> None:
@@ -344,14 +357,10 @@ class _Batch:
         if not warm:
             return
         saved = self.state.save_iterate()
-        dtype = self.state.x.dtype
-        parts = [cold_start(m.prepared) if b in warm else
-                 (torch.zeros(n, dtype=dtype), torch.zeros(k, dtype=dtype),
-                  torch.zeros(n, dtype=dtype))
-                 for b, (m, n, k) in enumerate(zip(self.members, self.stack.cols,
-                                                   self.stack.rows))]
-        x, y, aty = (self._cat([part[i] for part in parts]) for i in range(3))
-        self.state.restart_lps(self.stack, x, y, aty, self._mask(warm))
+        # the cold start (proj(0), 0) and its A~^T y~ = 0 (start.cold_start), for all
+        x, y = self._scaled_start(torch.zeros(self.stack.shape[1], dtype=torch.float64),
+                                  torch.zeros(self.stack.shape[0], dtype=torch.float64))
+        self.state.restart_lps(self.stack, x, y, torch.zeros_like(x), self._mask(warm))
         stacked, vectors = self.runner.run_device(1)
         values = stacked.tolist()
         taken = [b for b in warm if CheckStatistics.from_values(values[b]).fixed_point_error

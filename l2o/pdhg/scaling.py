@@ -31,7 +31,7 @@ from l2o.lp.validate import invalid_bounds
 
 from .profile import PhaseTimer
 
-__all__ = ["LPArrays", "ScaledLP", "lp_arrays", "scale_lp"]
+__all__ = ["Equilibrated", "LPArrays", "ScaledLP", "equilibrate", "lp_arrays", "scale_lp"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -166,32 +166,43 @@ def _inv_sqrt(v: torch.Tensor) -> torch.Tensor:
                        torch.ones_like(v))
 
 
-def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: int = 10,
-             geometric_mean_passes: int = 0,
-             pock_chambolle: bool = True, bound_objective_rescaling: bool = True,
-             timer: PhaseTimer | None = None, arrays: LPArrays | None = None) -> ScaledLP:
-    """Precondition ``lp`` (an :class:`l2o.LinearProgram`) on ``device`` (see module docstring).
+@dataclass
+class Equilibrated:
+    """An LP after the diagonal scaling D1, D2 (before theta_b, theta_c), float64.
 
-    The factors are computed in float64 whatever ``dtype`` is; the scaled data are then cast.
-    Everything runs on ``device`` with one host sync (theta_b, theta_c).
-
-    Args:
-        arrays: ``lp_arrays(lp, device)`` when the caller already has them (else copied here).
-        timer: charged the phases "to_device", "scaling" and "operator" (l2o.pdhg.profile).
-
-    Returns:
-        A :class:`ScaledLP` (minimization form: a maximization LP is negated).
+    Attributes:
+        d1, d2: (m,), (n,) the row and column factors.
+        row: (nnz,) int64 row of every entry of A.
+        values: (nnz,) the entries of D1 A D2.
+        c, col_lower, col_upper: (n,) D2 c and D2^{-1} [l_c, u_c].
+        row_lower, row_upper: (m,) D1 [l_r, u_r].
     """
-    timer = timer if timer is not None else PhaseTimer(False)
+
+    d1: torch.Tensor
+    d2: torch.Tensor
+    row: torch.Tensor
+    values: torch.Tensor
+    c: torch.Tensor
+    col_lower: torch.Tensor
+    col_upper: torch.Tensor
+    row_lower: torch.Tensor
+    row_upper: torch.Tensor
+
+
+def equilibrate(a: LPArrays, ruiz_iterations: int = 10, geometric_mean_passes: int = 0,
+                pock_chambolle: bool = True) -> Equilibrated:
+    """D1, D2 of the module docstring (geometric-mean, Ruiz and Pock-Chambolle passes) and the
+    LP they scale, on the arrays' device, with no host sync.
+
+    Every factor is a maximum or a sum over one row or one column of A, so for B LPs stacked
+    block-diagonally (:mod:`l2o.pdhg.stack`) they are each LP's own.
+    """
     if ruiz_iterations < 0 or geometric_mean_passes < 0:
         raise ValueError("scale_lp: numbers of scaling passes must be >= 0")
     f64 = torch.float64
-    a = arrays if arrays is not None else lp_arrays(lp, device)
-    c, lr, ur, lc, uc = a.c, a.row_lower, a.row_upper, a.col_lower, a.col_upper
-    timer.mark("to_device")
+    device = a.values.device
     m, n = a.shape
-    crow = a.crow
-    row = csr_row_indices(crow, a.values.numel())
+    row = csr_row_indices(a.crow, a.values.numel())
     col = a.col.long()
     vals = a.values.abs()
     d1 = torch.ones(m, dtype=f64, device=device)
@@ -223,24 +234,46 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         r = _inv_sqrt(reduce(row, m, vals, "sum"))
         s = _inv_sqrt(reduce(col, n, vals, "sum"))
         d1, d2 = d1 * r, d2 * s
+    return Equilibrated(d1=d1, d2=d2, row=row, values=a.values * d1[row] * d2[col],
+                        c=d2 * a.c, col_lower=a.col_lower / d2, col_upper=a.col_upper / d2,
+                        row_lower=d1 * a.row_lower, row_upper=d1 * a.row_upper)
 
-    c_s = d2 * c
-    lr_s, ur_s = d1 * lr, d1 * ur
-    lc_s, uc_s = lc / d2, uc / d2
+
+def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: int = 10,
+             geometric_mean_passes: int = 0,
+             pock_chambolle: bool = True, bound_objective_rescaling: bool = True,
+             timer: PhaseTimer | None = None, arrays: LPArrays | None = None) -> ScaledLP:
+    """Precondition ``lp`` (an :class:`l2o.LinearProgram`) on ``device`` (see module docstring).
+
+    The factors are computed in float64 whatever ``dtype`` is; the scaled data are then cast.
+    Everything runs on ``device`` with one host sync (theta_b, theta_c).
+
+    Args:
+        arrays: ``lp_arrays(lp, device)`` when the caller already has them (else copied here).
+        timer: charged the phases "to_device", "scaling" and "operator" (l2o.pdhg.profile).
+
+    Returns:
+        A :class:`ScaledLP` (minimization form: a maximization LP is negated).
+    """
+    timer = timer if timer is not None else PhaseTimer(False)
+    a = arrays if arrays is not None else lp_arrays(lp, device)
+    timer.mark("to_device")
+    e = equilibrate(a, ruiz_iterations, geometric_mean_passes, pock_chambolle)
     theta_b = theta_c = 1.0
     if bound_objective_rescaling:
-        norms = torch.stack([finite_bound_norm(lr_s, ur_s), torch.linalg.vector_norm(c_s)])
+        norms = torch.stack([finite_bound_norm(e.row_lower, e.row_upper),
+                             torch.linalg.vector_norm(e.c)])
         norm_b, norm_c = norms.tolist()                     # the setup's one host sync
         theta_b, theta_c = 1.0 / (1.0 + norm_b), 1.0 / (1.0 + norm_c)
-    scaled_values = a.values * d1[row] * d2[col]
     timer.mark("scaling")
-    op = LinearOperator.from_csr(csr_tensor(crow, a.col, scaled_values.to(dtype), (m, n)),
-                                 row=row)
+    op = LinearOperator.from_csr(csr_tensor(a.crow, a.col, e.values.to(dtype), a.shape),
+                                 row=e.row)
     timer.mark("operator")
     cast = lambda t: t.to(dtype)
-    return ScaledLP(op=op, c=cast(theta_c * c_s), col_lower=cast(theta_b * lc_s),
-                    col_upper=cast(theta_b * uc_s), row_lower=cast(theta_b * lr_s),
-                    row_upper=cast(theta_b * ur_s), row_scale=cast(d1), col_scale=cast(d2),
-                    bound_scale=theta_b, objective_scale=theta_c, orig_c=cast(c),
-                    orig_col_lower=cast(lc), orig_col_upper=cast(uc), orig_row_lower=cast(lr),
-                    orig_row_upper=cast(ur), c0=a.c0)
+    return ScaledLP(op=op, c=cast(theta_c * e.c), col_lower=cast(theta_b * e.col_lower),
+                    col_upper=cast(theta_b * e.col_upper), row_lower=cast(theta_b * e.row_lower),
+                    row_upper=cast(theta_b * e.row_upper), row_scale=cast(e.d1),
+                    col_scale=cast(e.d2), bound_scale=theta_b, objective_scale=theta_c,
+                    orig_c=cast(a.c), orig_col_lower=cast(a.col_lower),
+                    orig_col_upper=cast(a.col_upper), orig_row_lower=cast(a.row_lower),
+                    orig_row_upper=cast(a.row_upper), c0=a.c0)

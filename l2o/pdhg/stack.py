@@ -1,6 +1,9 @@
-"""B prepared LPs as one block-diagonal LP: what :func:`l2o.solve_lp_batch` iterates on.
+"""B LPs as one block-diagonal LP: what :func:`l2o.solve_lp_batch` iterates on.
 
-With LP b scaled as A~_b = D1_b A_b D2_b (:mod:`l2o.pdhg.scaling`), the stack is
+The LPs' arrays are stacked (:func:`stack_arrays`) and preconditioned together
+(:func:`scale_stack`): D1, D2 are per row and per column, so each LP gets its own, and
+theta_b, theta_c come from per-LP segment norms.  With LP b scaled as A~_b = D1_b A_b D2_b
+(:mod:`l2o.pdhg.scaling`), the stack is
 
     A~ = diag(A~_1, ..., A~_B)    (m, n) = (sum m_b, sum n_b)
 
@@ -26,12 +29,15 @@ import torch
 
 from bilevel.linalg import LinearOperator
 from bilevel.linalg.operators import csr_row_indices, csr_tensor
+from l2o.lp.kkt import finite_bound_norm
 from l2o.lp.segments import Segments
 
-from .scaling import ScaledLP
+from .options import SolverOptions
+from .scaling import LPArrays, equilibrate, lp_arrays
 from .termination import TerminationData
 
-__all__ = ["StackIndex", "StackedLP", "select_termination", "stack_lps"]
+__all__ = ["BlockScales", "StackIndex", "StackedLP", "scale_stack", "select_termination",
+           "stack_arrays"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -122,6 +128,11 @@ class StackedLP:
     def unscale_col_product(self, aty: torch.Tensor) -> torch.Tensor:
         return aty / (self.col_scale * self.col_objective_scale)
 
+    def block_scales(self, b: int) -> BlockScales:
+        """D1, D2 of LP b (what :func:`~l2o.pdhg.finish.ray_result` reads of a ScaledLP)."""
+        return BlockScales(row_scale=self.row_scale[self.row_slice(b)],
+                           col_scale=self.col_scale[self.col_slice(b)])
+
     def index(self, keep: Sequence[int]) -> StackIndex:
         """The :class:`StackIndex` of the LPs at positions ``keep`` (increasing)."""
         return StackIndex.build(self, keep)
@@ -140,6 +151,14 @@ class StackedLP:
         return StackedLP(op=LinearOperator.from_csr(csr, csr_t), c0=self.c0[index.lps],
                          row_lp=_segment_ids(rows, device), col_lp=_segment_ids(cols, device),
                          rows=rows, cols=cols, **vectors)
+
+
+@dataclass(frozen=True)
+class BlockScales:
+    """The row and column factors D1 (m_b,), D2 (n_b,) of one LP of a stack."""
+
+    row_scale: torch.Tensor
+    col_scale: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -174,49 +193,72 @@ def select_termination(t: TerminationData, index: StackIndex,
                    cols=Segments(stack.col_lp, stack.count), **values)
 
 
-def stack_lps(scaled: Sequence[ScaledLP], terms: Sequence[TerminationData],
-              device: torch.device) -> tuple[StackedLP, TerminationData]:
-    """Stack the prepared LPs (their ScaledLP and TerminationData) block-diagonally on
-    ``device``.
+def stack_arrays(lps: Sequence, device: torch.device) -> tuple[LPArrays, list[float]]:
+    """The LPs' arrays (:func:`~l2o.pdhg.scaling.lp_arrays`, minimization form) as one
+    block-diagonal LP on ``device``, and the objective constants c0 per LP (the stacked
+    arrays' own ``c0`` is 0).  Concatenated on the host, then copied once per array."""
+    cpu = torch.device("cpu")
+    parts = [lp_arrays(lp, cpu) for lp in lps]
+    m = sum(a.shape[0] for a in parts)
+    n = sum(a.shape[1] for a in parts)
+    nnz = sum(a.values.numel() for a in parts)
+    crows, cols = [torch.zeros(1, dtype=torch.int64)], []
+    nnz_offset = col_offset = 0
+    for a in parts:
+        crows.append(a.crow[1:].long() + nnz_offset)
+        cols.append(a.col.long() + col_offset)
+        nnz_offset += a.values.numel()
+        col_offset += a.shape[1]
+    index = _index_dtype(m, n, nnz)
 
-    Parts that all lie on the CPU are concatenated there and copied to ``device`` once (a few
-    large copies instead of many small ones); otherwise each part is moved and concatenated on
-    ``device``.
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(a, name) for a in parts]).to(device)
+
+    arrays = LPArrays(crow=torch.cat(crows).to(index).to(device),
+                      col=torch.cat(cols).to(index).to(device), values=cat("values"),
+                      c=cat("c"), col_lower=cat("col_lower"), col_upper=cat("col_upper"),
+                      row_lower=cat("row_lower"), row_upper=cat("row_upper"), c0=0.0,
+                      shape=(m, n))
+    return arrays, [a.c0 for a in parts]
+
+
+def scale_stack(arrays: LPArrays, c0: Sequence[float], rows: list[int], cols: list[int],
+                dtype: torch.dtype, opts: SolverOptions) -> tuple[StackedLP, TerminationData]:
+    """Precondition the stacked LPs as :func:`~l2o.pdhg.scaling.scale_lp` does each one.
+
+    D1, D2 are each LP's own (:func:`~l2o.pdhg.scaling.equilibrate` works row by row and column
+    by column); theta_b, theta_c are computed per LP from segment norms, with no host sync.
+
+    Args:
+        arrays, c0: from :func:`stack_arrays`.  rows, cols: the LPs' numbers of rows, columns.
+        dtype: the iteration's dtype.  opts: the preparation options (PREPARE_OPTIONS).
     """
-    on_cpu = all(p.c.device.type == "cpu" for p in scaled)
-    where = torch.device("cpu") if on_cpu else device
-
-    def cat(parts) -> torch.Tensor:
-        return torch.cat([v.to(where) for v in parts]).to(device)
-
-    rows = [p.shape[0] for p in scaled]
-    cols = [p.shape[1] for p in scaled]
-    dtype = scaled[0].c.dtype
-
-    def spread(values: list[float], sizes: list[int]) -> torch.Tensor:
-        return torch.repeat_interleave(torch.tensor(values, dtype=dtype),
-                                       torch.tensor(sizes)).to(device)
-
-    vectors = {name: cat([getattr(p, name) for p in scaled]) for name in _ROW_VECTORS}
-    vectors |= {name: cat([getattr(p, name) for p in scaled]) for name in _COL_VECTORS}
-    bound = [p.bound_scale for p in scaled]
-    objective = [p.objective_scale for p in scaled]
-    csr = _stack_csr([p.op.csr for p in scaled], where, device)
-    csr_t = _stack_csr([p.op.csr_t for p in scaled], where, device)
+    device = arrays.values.device
+    e = equilibrate(arrays, opts.ruiz_iterations, opts.geometric_mean_passes,
+                    opts.pock_chambolle)
+    row_lp, col_lp = _segment_ids(rows, device), _segment_ids(cols, device)
+    by_row, by_col = Segments(row_lp, len(rows)), Segments(col_lp, len(cols))
+    if opts.bound_objective_rescaling:
+        theta_b = 1.0 / (1.0 + finite_bound_norm(e.row_lower, e.row_upper, by_row.sum))
+        theta_c = 1.0 / (1.0 + by_col.norm(e.c))
+    else:
+        theta_b = theta_c = torch.ones(len(rows), dtype=torch.float64, device=device)
+    bound_col, bound_row = theta_b[col_lp], theta_b[row_lp]
+    objective_col, objective_row = theta_c[col_lp], theta_c[row_lp]
+    csr = csr_tensor(arrays.crow, arrays.col, e.values.to(dtype), arrays.shape)
+    cast = lambda t: t.to(dtype)
     stack = StackedLP(
-        op=LinearOperator.from_csr(csr, csr_t),
-        col_bound_scale=spread(bound, cols), col_objective_scale=spread(objective, cols),
-        row_bound_scale=spread(bound, rows), row_objective_scale=spread(objective, rows),
-        c0=torch.tensor([p.c0 for p in scaled], dtype=dtype, device=device),
-        row_lp=_segment_ids(rows, device), col_lp=_segment_ids(cols, device),
-        rows=rows, cols=cols, **vectors)
-    values = {name: cat([getattr(t, name) for t in terms])
-              for name in (*_TERMINATION_ROWS, *_TERMINATION_COLS)}
-    values |= {name: cat([getattr(t, name).reshape(1) for t in terms])
-               for name in _TERMINATION_LPS}
-    term = TerminationData(rows=Segments(stack.row_lp, stack.count),
-                           cols=Segments(stack.col_lp, stack.count), **values)
-    return stack, term
+        op=LinearOperator.from_csr(csr, row=e.row), c=cast(objective_col * e.c),
+        col_lower=cast(bound_col * e.col_lower), col_upper=cast(bound_col * e.col_upper),
+        row_lower=cast(bound_row * e.row_lower), row_upper=cast(bound_row * e.row_upper),
+        row_scale=cast(e.d1), col_scale=cast(e.d2), orig_c=cast(arrays.c),
+        orig_col_lower=cast(arrays.col_lower), orig_col_upper=cast(arrays.col_upper),
+        orig_row_lower=cast(arrays.row_lower), orig_row_upper=cast(arrays.row_upper),
+        col_bound_scale=cast(bound_col), col_objective_scale=cast(objective_col),
+        row_bound_scale=cast(bound_row), row_objective_scale=cast(objective_row),
+        c0=torch.tensor(list(c0), dtype=dtype, device=device), row_lp=row_lp, col_lp=col_lp,
+        rows=list(rows), cols=list(cols))
+    return stack, TerminationData.build(stack, by_row, by_col)
 
 
 def _segment_ids(sizes: list[int], device: torch.device) -> torch.Tensor:
@@ -228,25 +270,6 @@ def _segment_ids(sizes: list[int], device: torch.device) -> torch.Tensor:
 
 def _index_dtype(m: int, n: int, nnz: int) -> torch.dtype:
     return torch.int32 if max(m, n, nnz) < _INT32_MAX else torch.int64
-
-
-def _stack_csr(parts: Sequence[torch.Tensor], where: torch.device,
-               device: torch.device) -> torch.Tensor:
-    """diag(parts) as one CSR tensor on ``device`` (built on ``where``)."""
-    m = sum(int(a.shape[0]) for a in parts)
-    n = sum(int(a.shape[1]) for a in parts)
-    nnzs = [int(a.values().numel()) for a in parts]
-    index = _index_dtype(m, n, sum(nnzs))
-    crows, cols = [torch.zeros(1, dtype=torch.int64, device=where)], []
-    nnz_offset = col_offset = 0
-    for a, nnz in zip(parts, nnzs):
-        crows.append(a.crow_indices()[1:].to(where, torch.int64) + nnz_offset)
-        cols.append(a.col_indices().to(where, torch.int64) + col_offset)
-        nnz_offset += nnz
-        col_offset += int(a.shape[1])
-    values = torch.cat([a.values().to(where) for a in parts])
-    return csr_tensor(torch.cat(crows).to(index).to(device), torch.cat(cols).to(index).to(device),
-                      values.to(device), (m, n))
 
 
 def _select_csr(a: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -194,7 +194,8 @@ class TerminationData:
     cols: Reducer = WHOLE
 
     @classmethod
-    def build(cls, p: ScaledLP) -> TerminationData:
+    def build(cls, p: ScaledLP, rows: Reducer = WHOLE, cols: Reducer = WHOLE) -> TerminationData:
+        """The data of ``p``'s checks; ``rows``, ``cols``: per-LP reductions of a stack."""
         lc_fin, uc_fin = torch.isfinite(p.orig_col_lower), torch.isfinite(p.orig_col_upper)
         lr_fin, ur_fin = torch.isfinite(p.orig_row_lower), torch.isfinite(p.orig_row_upper)
         c, lr = p.orig_c, p.orig_row_lower
@@ -207,8 +208,8 @@ class TerminationData:
             rec_row_lower=_inf_or_zero(lr_fin, -1.0, lr),
             rec_row_upper=_inf_or_zero(ur_fin, 1.0, lr),
             dual_rec_lower=dual_lower, dual_rec_upper=dual_upper,
-            rhs_norm=finite_bound_norm(p.orig_row_lower, p.orig_row_upper),
-            c_norm=torch.linalg.vector_norm(c),
+            rhs_norm=finite_bound_norm(p.orig_row_lower, p.orig_row_upper, rows.sum),
+            c_norm=cols.norm(c), rows=rows, cols=cols,
         )
 
 
