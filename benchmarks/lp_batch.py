@@ -1,7 +1,8 @@
 """Many LPs at once: ``l2o.solve_lp_batch`` against a loop of ``l2o.solve_lp`` (issue 14).
 
-    python benchmarks/lp_batch.py --device cuda                  # the issue's sizes
-    python benchmarks/lp_batch.py --device cpu --quick           # a small check, any machine
+    python benchmarks/lp_batch.py --device cuda --dataset-count 0      # the solves (issue 14)
+    python benchmarks/lp_batch.py --device cuda --families             # the dataset build only
+    python benchmarks/lp_batch.py --device cpu --quick                 # a small check, any machine
 
 Families (generator defaults unless --quick):
   * setcover: 256 set-cover LPs, seeds 0-255 (500 x 1000, density 0.05: 25,000 nonzeros each);
@@ -18,7 +19,9 @@ statuses, the largest relative objective difference and the largest KKT error of
 
 ``--dataset-count N`` (default 1000; 0 skips it) also times ``l2o dataset build --family
 setcover --count N`` (default sizes and tol 1e-8) with and without ``--batch B``
-(--dataset-batch, default 256), each into a fresh directory.
+(--dataset-batch, default 256), each into a fresh directory.  Besides the solves, a build
+generates each instance and computes its ||A||_2 twice (``lp_to_graph``) on the CPU, the same
+in both.
 
 Writes OUT/lp_batch.json and OUT/lp_batch.csv (default benchmarks/out/lp_batch) and prints the
 table.
@@ -123,7 +126,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small LPs and counts (a check that runs in a minute on a CPU)")
     parser.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-8])
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES),
+                        help="families of the loop-vs-batch comparison (none: only the build)")
     parser.add_argument("--count", type=int, help="LPs per family (default: the issue's)")
     parser.add_argument("--dataset-count", type=int, default=None,
                         help="instances of the dataset build (default 1000, --quick 32; 0: skip)")

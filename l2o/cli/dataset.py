@@ -59,8 +59,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="per-instance solve time limit; instances hitting it are excluded")
     build.add_argument("--batch", type=int, metavar="N",
                        help="label N instances at a time with l2o.solve_lp_batch (one stacked "
-                            "PDHG run per N instances, without presolve: on a GPU, many small "
-                            "LPs cost about as much as one); --time-limit is then per batch")
+                            "PDHG run per N instances, without presolve); --time-limit is then "
+                            "per batch")
     build.add_argument("--keep-names", action="store_true", help="store row and column names")
     build.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sizes = build.add_argument_group("size options (each belongs to some families; "

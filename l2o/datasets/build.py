@@ -3,8 +3,8 @@
 Instance i of a build is ``l2o.datasets.generate(family, seed=seed + i, **size_options)``,
 labelled with ``l2o.solve_lp(lp, tol=tol)`` (x*, y*: the optimal primal and the row duals of the
 minimization form), or with ``batch=N`` N instances at a time with ``l2o.solve_lp_batch`` (one
-stacked PDHG run per N instances: on a GPU many small LPs cost little more than one; the labels
-meet the same tolerance) and written to ``DIR/lp_{i:06d}.pt`` in the record format of
+stacked PDHG run per N instances, without presolve; the labels meet the same tolerance) and
+written to ``DIR/lp_{i:06d}.pt`` in the record format of
 :mod:`l2o.datasets.store`, atomically (temporary file + rename). ``DIR/manifest.json`` records
 how the dataset was made, so it can be rebuilt from the manifest alone.
 

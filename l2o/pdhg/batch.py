@@ -35,6 +35,7 @@ default); and ``solve_time`` is the time from the call to the check at which tha
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             check_structure(lp)
             vectors.append(warm_start_vectors(lp, starts[i]))
             _check_limit(limits[i])
+    limits = [None if limit is None else int(limit) for limit in limits]
     if not tol > 0:
         raise ValueError(f"solve_lp_batch: tol must be positive, got {tol}")
     if count == 0:
@@ -161,7 +163,7 @@ class _naming:
 
 def _per_lp(name: str, value: Any, count: int) -> list[Any]:
     """``value`` as one entry per LP: None and (for iteration_limit) an int stand for all."""
-    if value is None or (name == "iteration_limit" and isinstance(value, int)):
+    if value is None or (name == "iteration_limit" and isinstance(value, numbers.Integral)):
         return [value] * count
     values = list(value)
     if len(values) != count:
@@ -170,7 +172,7 @@ def _per_lp(name: str, value: Any, count: int) -> list[Any]:
 
 
 def _check_limit(limit: Any) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)
                               or limit < 1):
         raise ValueError(f"iteration_limit must be an int >= 1 (or None), got {limit!r}")
 

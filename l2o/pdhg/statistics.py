@@ -113,7 +113,7 @@ class CheckStatistics:
 
     def is_finite(self) -> bool:
         """False when any statistic is nan/inf (the iteration broke down)."""
-        return all(math.isfinite(v) for v in self.values())
+        return all(map(math.isfinite, self.values()))
 
     def progress(self, iteration: int, elapsed: float) -> dict[str, float]:
         """The dict handed to ``solve_lp(progress=...)``."""
