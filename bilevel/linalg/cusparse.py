@@ -1,10 +1,13 @@
-"""y <- alpha A x + beta y for a fixed CSR matrix and fixed vectors, by cuSPARSE's CSR_ALG2.
+"""y <- alpha A x + beta y for a fixed CSR matrix and fixed vectors, by cuSPARSE analysed once.
 
-torch's sparse CSR ``mv`` calls cuSPARSE's default SpMV algorithm and rebuilds its descriptors on
-every call.  An iterative solver multiplies the same matrix into the same buffers thousands of
-times, which is what cuSPARSE's ``CUSPARSE_SPMV_CSR_ALG2`` with ``cusparseSpMV_preprocess`` is
-for: a load-balanced (merge-based), deterministic SpMV whose analysis of the matrix is done once.
-cuPDLPx multiplies A and A^T this way.
+torch's sparse CSR ``mv`` calls cuSPARSE's default SpMV (CSR_ALG1) and rebuilds its descriptors
+on every call, and ALG1 then partitions the matrix's rows again on every call (a kernel of 3-4 us
+on the H200 next to a product of 4-8 us on LPs of 0.25-1.1M nonzeros).  An iterative solver
+multiplies the same matrix into the same buffers thousands of times: ``cusparseSpMV_preprocess``
+does that analysis once.  ``algorithm="alg1"`` (default) keeps torch's algorithm without the
+partition kernel; "alg2" (``CUSPARSE_SPMV_CSR_ALG2``, merge-based and deterministic, what cuPDLPx
+calls where cuSPARSE has no SpMVOp) adds a fix-up kernel and was slower on every LP measured
+(benchmarks/lp_profile.py).
 
 The binding is a few C calls through ``ctypes`` into the ``libcusparse`` that torch itself
 loaded, so nothing is compiled and no package is added.  A :class:`CsrSpMV` holds the
@@ -33,7 +36,8 @@ _OPERATION_NON_TRANSPOSE = 0
 _INDEX_32I, _INDEX_64I = 2, 3
 _INDEX_BASE_ZERO = 0
 _CUDA_R_32F, _CUDA_R_64F = 0, 1
-_SPMV_CSR_ALG2 = 3
+_SPMV_CSR_ALG1, _SPMV_CSR_ALG2 = 2, 3
+_ALGORITHMS = {"alg1": _SPMV_CSR_ALG1, "alg2": _SPMV_CSR_ALG2}
 _STATUS_SUCCESS = 0
 
 _lock = threading.RLock()      # _handle() holds it while it calls _lib()
@@ -75,7 +79,7 @@ def _declare(lib: Any) -> None:
     for name, args in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, ctypes.c_int
-    try:  # cuSPARSE >= 12.4; without it ALG2 analyses the matrix on every call
+    try:  # cuSPARSE >= 12.4; without it the matrix is analysed on every call
         lib.cusparseSpMV_preprocess.argtypes = signatures["cusparseSpMV"]
         lib.cusparseSpMV_preprocess.restype = ctypes.c_int
     except AttributeError:
@@ -112,21 +116,28 @@ def _handle(device: torch.device) -> ctypes.c_void_p:
 
 
 class CsrSpMV:
-    """``y <- alpha A x + beta y`` on fixed tensors, one cuSPARSE CSR_ALG2 launch per call.
+    """``y <- alpha A x + beta y`` on fixed tensors, one cuSPARSE SpMV per call.
 
     Args:
         A: (m, n) sparse CSR tensor on a CUDA device.
         x: (n,) input; y: (m,) output (contiguous, A's dtype and device).  The tensors are bound
             by address: write new values into them, never rebind.
         alpha, beta: host scalars fixed at construction.
+        algorithm: "alg1" (CUSPARSE_SPMV_CSR_ALG1, torch.mv's) or "alg2"
+            (CUSPARSE_SPMV_CSR_ALG2), analysed once by ``cusparseSpMV_preprocess`` where the
+            library has it (cuSPARSE >= 12.4).
 
     Raises:
         RuntimeError: cuSPARSE refused the matrix or the vectors.
     """
 
     def __init__(self, A: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0,
-                 beta: float = 0.0) -> None:
+                 beta: float = 0.0, algorithm: str = "alg1") -> None:
         lib = _lib()
+        if algorithm not in _ALGORITHMS:
+            raise ValueError(f"CsrSpMV: algorithm must be one of {sorted(_ALGORITHMS)}, "
+                             f"got {algorithm!r}")
+        self._algorithm = _ALGORITHMS[algorithm]
         m, n = A.shape
         if x.shape != (n,) or y.shape != (m,) or not (x.is_contiguous() and y.is_contiguous()):
             raise ValueError(f"CsrSpMV: A is {m}x{n}, x {tuple(x.shape)}, y {tuple(y.shape)}")
@@ -162,7 +173,7 @@ class CsrSpMV:
 
     def _args(self) -> tuple:
         return (self._handle, _OPERATION_NON_TRANSPOSE, ctypes.byref(self._alpha), self._mat,
-                self._x, ctypes.byref(self._beta), self._y, self._dtype, _SPMV_CSR_ALG2)
+                self._x, ctypes.byref(self._beta), self._y, self._dtype, self._algorithm)
 
     def _set_stream(self) -> None:
         stream = torch.cuda.current_stream(self._buffer.device).cuda_stream
@@ -185,7 +196,7 @@ class CsrSpMV:
 
 
 def csr_spmv(A: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0,
-             beta: float = 0.0) -> CsrSpMV | None:
+             beta: float = 0.0, algorithm: str = "alg1") -> CsrSpMV | None:
     """A :class:`CsrSpMV` for ``y <- alpha A x + beta y``, or None where cuSPARSE is unavailable
     (CPU tensors, no libcusparse), refuses this matrix, or disagrees with ``torch.mv`` on a
     random probe vector (checked once here, on scratch vectors; then use ``torch.mv``)."""
@@ -195,14 +206,14 @@ def csr_spmv(A: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alpha: float = 1
     try:
         probe_x = torch.randn(A.shape[1], dtype=A.dtype, device=A.device)
         probe_y = torch.zeros(A.shape[0], dtype=A.dtype, device=A.device)
-        CsrSpMV(A, probe_x, probe_y)()
+        CsrSpMV(A, probe_x, probe_y, algorithm=algorithm)()
         expected = torch.mv(A, probe_x)
         tol = 1e-10 if A.dtype == torch.float64 else 1e-4
         if not bool(torch.linalg.vector_norm(probe_y - expected)
                     <= tol * torch.linalg.vector_norm(expected) + 1e-300):
-            warnings.warn("cuSPARSE CSR_ALG2 disagrees with torch.mv on this matrix; using "
+            warnings.warn(f"cuSPARSE {algorithm} disagrees with torch.mv on this matrix; using "
                           "torch.mv", RuntimeWarning, stacklevel=2)
             return None
-        return CsrSpMV(A, x, y, alpha, beta)
+        return CsrSpMV(A, x, y, alpha, beta, algorithm)
     except (RuntimeError, ValueError, AttributeError):
         return None

@@ -119,7 +119,7 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
         mode: "auto" (Triton when available; the "spmv" plan when every row is short), True
             (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise" or
             "spmv" (that plan; error when unavailable).
-        sparse_products: "torch" or "cusparse" (``SolverOptions.sparse_products``).
+        sparse_products: ``SolverOptions.sparse_products``.
 
     Raises:
         ValueError: an unknown mode, or Triton forced where it cannot run.
@@ -143,17 +143,17 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
                      tile_at=tile_at)
     if not spmv:
         plan.aty = torch.empty_like(s.x)
-        cusparse = sparse_products == "cusparse"
-        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, cusparse)
-        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, cusparse)
+        algorithm = {"cusparse": "alg1", "cusparse-alg2": "alg2"}.get(sparse_products)
+        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, algorithm)
+        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, algorithm)
     return plan
 
 
 def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
-             cusparse: bool) -> Callable[[], None]:
-    """out <- A x on fixed buffers: cuSPARSE CSR_ALG2 (analysed once) if asked and possible,
-    else torch.mv."""
-    spmv = csr_spmv(A, x, out) if cusparse else None
+             algorithm: str | None) -> Callable[[], None]:
+    """out <- A x on fixed buffers: cuSPARSE's ``algorithm`` (analysed once) if one is asked
+    and possible, else torch.mv."""
+    spmv = csr_spmv(A, x, out, algorithm=algorithm) if algorithm else None
     return spmv if spmv is not None else (lambda: torch.mv(A, x, out=out))
 
 

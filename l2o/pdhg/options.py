@@ -39,9 +39,11 @@ def default_check_every(nnz: int) -> int:
 POLISH_TOL = 1e-8
 
 
-# Not measured on a GPU yet (no H200 was lent when it was written): opt-in until
-# benchmarks/lp_periter.py shows its per-iteration time next to torch.mv's.
-SPARSE_PRODUCTS_DEFAULT = "torch"
+# torch.mv runs cuSPARSE's CSR_ALG1 with a partition kernel of the matrix on every call (3-4 us
+# of 10-15); analysed once, the iteration took 0.75-0.88x the time on the large LPs measured on
+# the H200 (benchmarks/lp_profile.py, RESULTS.md "Sparse products analysed once").
+SPARSE_PRODUCTS_DEFAULT = "cusparse"
+SPARSE_PRODUCTS = ("torch", "cusparse", "cusparse-alg2")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,11 @@ class SolverOptions:
             imports, else the torch ops), True / False (force on / off), or "elementwise" /
             "spmv" (that plan of the kernels).
         sparse_products: how the "elementwise" plan multiplies by A~ and A~^T on CUDA:
-            "torch" (``torch.mv``) or "cusparse" (cuSPARSE's CSR_ALG2, analysed once per solve:
-            :mod:`bilevel.linalg.cusparse`; falls back to ``torch.mv`` where it cannot run).
+            "cusparse" (default: cuSPARSE's CSR_ALG1, the algorithm of ``torch.mv``, analysed
+            once per solve by ``cusparseSpMV_preprocess``: :mod:`bilevel.linalg.cusparse`),
+            "cusparse-alg2" (its CSR_ALG2, as cuPDLPx without SpMVOp; slower here) or "torch"
+            (``torch.mv``).  The cuSPARSE products fall back to ``torch.mv`` where they cannot
+            run.
         profile: fill ``LPResult.timings`` with seconds per setup and solve phase
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """
@@ -112,8 +117,8 @@ def parse_options(where: str, check_every: int | None,
     if opts.norm_estimate not in ("auto", "power"):
         raise ValueError(f"{where}: norm_estimate must be 'auto' or 'power', "
                          f"got {opts.norm_estimate!r}")
-    if opts.sparse_products not in ("torch", "cusparse"):
-        raise ValueError(f"{where}: sparse_products must be 'torch' or 'cusparse', "
+    if opts.sparse_products not in SPARSE_PRODUCTS:
+        raise ValueError(f"{where}: sparse_products must be one of {SPARSE_PRODUCTS}, "
                          f"got {opts.sparse_products!r}")
     if opts.check_every is not None and opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")

@@ -1,4 +1,4 @@
-"""bilevel.linalg.cusparse: cuSPARSE CSR_ALG2 SpMV on fixed buffers (CUDA only, except the
+"""bilevel.linalg.cusparse: cuSPARSE SpMV (CSR_ALG1 / ALG2, analysed once) on fixed buffers (CUDA only, except the
 CPU fallback check)."""
 
 import pytest
@@ -20,6 +20,15 @@ def random_csr(m, n, seed, dtype, index_dtype, device):
     return torch.sparse_csr_tensor(crow, col, val, size=A.shape)
 
 
+def test_unknown_algorithm_is_refused():
+    from bilevel.linalg.cusparse import CsrSpMV
+
+    A = random_csr(5, 4, 0, torch.float64, torch.int64, "cpu")
+    with pytest.raises(ValueError, match="algorithm"):
+        CsrSpMV(A, torch.zeros(4, dtype=torch.float64), torch.zeros(5, dtype=torch.float64),
+                algorithm="alg9")
+
+
 def test_cpu_tensors_fall_back_to_torch():
     A = random_csr(5, 4, 0, torch.float64, torch.int64, "cpu")
     assert csr_spmv(A, torch.zeros(4, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)) \
@@ -27,13 +36,14 @@ def test_cpu_tensors_fall_back_to_torch():
 
 
 @needs_cusparse
+@pytest.mark.parametrize("algorithm", ["alg1", "alg2"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
-def test_matches_torch_mv_and_replays_in_a_graph(dtype, index_dtype):
+def test_matches_torch_mv_and_replays_in_a_graph(algorithm, dtype, index_dtype):
     A = random_csr(700, 1100, 1, dtype, index_dtype, "cuda")
     x = torch.randn(1100, dtype=dtype, device="cuda")
     y = torch.full((700,), float("nan"), dtype=dtype, device="cuda")
-    spmv = csr_spmv(A, x, y)
+    spmv = csr_spmv(A, x, y, algorithm=algorithm)
     assert spmv is not None
     spmv()
     tol = 1e-12 if dtype == torch.float64 else 1e-5
