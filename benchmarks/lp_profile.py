@@ -8,7 +8,8 @@ For each LP (scaled as ``solve_lp`` scales it, the iteration plan ``fused="auto"
   * ``kernels_us``: the sum of the kernel durations of one such iteration, from the CUDA
     profiler (CUPTI) over eager iterations, and each kernel's mean duration;
     ``iter_us - kernels_us`` is what the graph spends between kernels;
-  * ``check_us``: one replay of the graph of the check (``device_statistics``);
+  * ``check_us``, ``fused_check_us``: one replay of the graph of the check, torch
+    (``device_statistics``) and Triton (``l2o.pdhg.fused_check``);
   * ``spmv_us``: A~ x and A~^T y alone (torch.mv, graph of 20 products).
 
 Prints one JSON line per LP and writes OUT/profile.json.
@@ -34,6 +35,7 @@ CHUNK = 64
 def profile_lp(lp, name: str, spmv_variants: bool = False) -> dict:
     from l2o.pdhg import fused
     from l2o.pdhg import iteration as S
+    from l2o.pdhg.fused_check import make_fused_check
     from l2o.pdhg.scaling import scale_lp
     from l2o.pdhg.statistics import device_statistics
     from l2o.pdhg.termination import TerminationData
@@ -53,6 +55,9 @@ def profile_lp(lp, name: str, spmv_variants: bool = False) -> dict:
 
     t = TerminationData.build(p)
     check_us = graph_time_us(lambda: device_statistics(p, t, s), reps=1, replays=20)
+    fused = make_fused_check(p, t, s)
+    fused_check_us = (graph_time_us(lambda: fused.statistics(p, t, s), reps=1, replays=20)
+                      if fused is not None else float("nan"))
 
     xs, ys = torch.rand(n, dtype=torch.float64, device="cuda"), z(m) + 1.0
     spmv_a = graph_time_us(lambda: torch.mv(p.op.csr, xs))
@@ -65,7 +70,7 @@ def profile_lp(lp, name: str, spmv_variants: bool = False) -> dict:
            "plan": "spmv" if s.fused_plan.spmv else "elementwise",
            "iter_us": round(iter_us, 2),
            "kernels_us": round(sum(us for us, _ in kernels.values()), 2),
-           "check_us": round(check_us, 1),
+           "check_us": round(check_us, 1), "fused_check_us": round(fused_check_us, 1),
            "spmv_a_us": round(spmv_a, 2), "spmv_at_us": round(spmv_at, 2),
            "kernels": kernels}
     if spmv_variants:

@@ -9,8 +9,9 @@ epoch's anchor z0 = (x0, y0) and the epoch's iteration index k:
     z+ = (k+1)/(k+2) (2 z^ - z) + 1/(k+2) z0                   (reflected Halpern)
 
 :class:`ChunkRunner` runs a chunk of iterations followed by the check's device computations
-(:func:`l2o.pdhg.statistics.device_statistics`), on CUDA as CUDA graph replays: no host sync
-until the check's one copy of its scalars.
+(:func:`l2o.pdhg.statistics.device_statistics`, or its Triton form :mod:`l2o.pdhg.fused_check`
+with the fused iteration), on CUDA as CUDA graph replays: no host sync until the check's one
+copy of its scalars.
 
 References: Lu & Yang, "Restarted Halpern PDHG for linear programming", 2024; Lu, Peng & Yang,
 "cuPDLPx", 2025.
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from .fused import halpern_iteration_fused
+from .fused_check import make_fused_check
 from .profile import PhaseTimer
 from .scaling import ScaledLP
 from .statistics import CheckStatistics, CheckVectors, device_statistics
@@ -49,7 +51,7 @@ class IterationState:
         tau, neg_sigma: 0-d step tensors; dual_lower = -sigma u_r,
             dual_upper = -sigma l_r (m,).
         metric_primal, metric_dual: omega / eta and 1 / (eta omega), the diagonal of the PDHG
-            metric P (0-d).
+            metric P (0-d); ``metrics``: the same two numbers on the host.
         fused_grad: whether sparse addmv (A^T y - c in one product) works on this device.
         fused_plan: the Triton kernels' plan (l2o.pdhg.fused), or None for the torch ops.
     """
@@ -74,6 +76,7 @@ class IterationState:
     metric_dual: torch.Tensor
     fused_grad: bool = True
     fused_plan: Any = None
+    metrics: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> IterationState:
@@ -100,8 +103,9 @@ class IterationState:
     def set_steps(self, p: ScaledLP, eta: float, omega: float) -> None:
         """tau = eta / omega, sigma = eta omega, and what depends on them."""
         tau, sigma = eta / omega, eta * omega
-        self.metric_primal.fill_(omega / eta)
-        self.metric_dual.fill_(1.0 / (eta * omega))
+        self.metrics = (omega / eta, 1.0 / (eta * omega))
+        self.metric_primal.fill_(self.metrics[0])
+        self.metric_dual.fill_(self.metrics[1])
         self.tau.fill_(tau)
         self.neg_sigma.fill_(-sigma)
         torch.mul(p.row_upper, -sigma, out=self.dual_lower)
@@ -193,17 +197,29 @@ class ChunkRunner:
         self.piece = (GRAPH_ITERATIONS if chunk % GRAPH_ITERATIONS == 0 else chunk)
         self.graph_out: tuple[torch.Tensor, CheckVectors] | None = None
         self.graph_error: str | None = None
+        self.fused_check = make_fused_check(p, t, s)
 
     def _eager(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
         for i in range(iterations):
             halpern_iteration(self.p, self.s, last=i == iterations - 1)
+        return self._statistics()
+
+    def _statistics(self) -> tuple[torch.Tensor, CheckVectors]:
+        """The check's device work: the fused kernels with the fused iteration, else torch."""
+        if self.fused_check is not None:
+            return self.fused_check.statistics(self.p, self.t, self.s)
         return device_statistics(self.p, self.t, self.s)
+
+    def _record(self, values: list[float]) -> CheckStatistics:
+        if self.fused_check is not None:
+            return self.fused_check.record(values, *self.s.metrics)
+        return CheckStatistics.from_values(values)
 
     def run(self, iterations: int) -> tuple[CheckStatistics, CheckVectors]:
         """Iterate a chunk of ``iterations`` and compute the check statistics: (the record,
         read with the check's one host sync; the device vectors)."""
         stacked, dev = self.run_device(iterations)
-        return CheckStatistics.from_values(stacked.tolist()), dev
+        return self._record(stacked.tolist()), dev
 
     def run_device(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
         """:meth:`run` without the host copy: (the stacked scalars on the device, the vectors)."""
@@ -225,7 +241,7 @@ class ChunkRunner:
                 for i in range(self.piece):
                     halpern_iteration(self.p, self.s, last=i == self.piece - 1)
             with torch.cuda.graph(check):     # own pool: its outputs outlive the replays
-                out = device_statistics(self.p, self.t, self.s)
+                out = self._statistics()
             self.graph, self.check_graph, self.graph_out = graph, check, out
         except Exception as exc:  # noqa: BLE001 - any capture failure: fall back to eager
             self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"

@@ -112,6 +112,40 @@ def test_solve_lp_fused_matches_torch(size, mode):
 
 
 @needs_triton
+@pytest.mark.parametrize("bounds", ["free", "box", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_check_matches_torch_check(bounds, dtype):
+    """l2o.pdhg.fused_check: the same record and vectors as device_statistics."""
+    from l2o.pdhg.fused_check import make_fused_check
+    from l2o.pdhg.statistics import CheckStatistics, device_statistics
+    from l2o.pdhg.termination import TerminationData
+
+    lp = random_lp(300, 500, 5, bounds)
+    p = scale_lp(lp, device="cuda", dtype=dtype)
+    s = S.IterationState.init(p, torch.zeros(lp.num_cols, dtype=dtype, device="cuda"),
+                              torch.zeros(lp.num_rows, dtype=dtype, device="cuda"))
+    s.set_steps(p, 0.9, 1.7)
+    s.fused_plan = fused.make_plan(p, s, "elementwise")
+    for _ in range(40):
+        S.halpern_iteration(p, s)
+    t = TerminationData.build(p)
+    stacked, ref_vectors = device_statistics(p, t, s)
+    ref = CheckStatistics.from_values(stacked.tolist())
+    check = make_fused_check(p, t, s)
+    values, vectors = check.statistics(p, t, s)
+    got = check.record(values.tolist(), *s.metrics)
+    tol = 1e-10 if dtype == torch.float64 else 1e-3
+    for a, b in zip(ref.values(), got.values()):
+        assert abs(a - b) <= tol * max(1.0, abs(a)), (ref, got)
+    for name in ("x", "y", "reduced_costs", "aty_hat"):
+        a, b = getattr(ref_vectors, name), getattr(vectors, name)
+        assert torch.allclose(a, b, rtol=tol, atol=tol), name
+    for name in ref_vectors.primal_rays:
+        assert torch.equal(ref_vectors.primal_rays[name], vectors.primal_rays[name])
+        assert torch.equal(ref_vectors.dual_rays[name], vectors.dual_rays[name])
+
+
+@needs_triton
 def test_solve_lp_fused_statuses():
     infeasible = LinearProgram.from_linprog(c=[1.0, 1.0], A_ub=[[1.0, 1.0]], b_ub=[-1.0],
                                             bounds=[(0, None), (0, None)])
