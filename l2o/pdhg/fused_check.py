@@ -193,6 +193,7 @@ if triton is not None:
     def _clamp(v, lo, hi):
         return tl.minimum(tl.maximum(v, lo), hi)
 
+    # lengths and strides are not specialized on: one compilation per dtype serves every LP
     @triton.jit(do_not_specialize=["k"])
     def _ray_prologue(hat_ptr, bar_ptr, anchor_ptr, lo_ptr, hi_ptr, out_ptr, k,
                       BLOCK: tl.constexpr):
@@ -213,7 +214,7 @@ if triton is not None:
         """l v^+ - u v^- of finite parts l, u (l2o.lp.kkt.bound_products)."""
         return lo * tl.maximum(v, 0.0) + hi * tl.minimum(v, 0.0)
 
-    @triton.jit(do_not_specialize=["n"])
+    @triton.jit(do_not_specialize=["aty_s0", "aty_s1", "n"])
     def _column_pass(x_hat_ptr, x_pre_ptr, x_bar_ptr, x0_ptr, tau_ptr, aty_ptr, aty_s0, aty_s1,
                      xr_ptr, c_ptr, d2_ptr, rc_lo_ptr, rc_hi_ptr, lc_ptr, uc_ptr,
                      x_out_ptr, r_out_ptr, partial_ptr, n, theta_ptr,
@@ -260,7 +261,7 @@ if triton is not None:
                                          axis=0))
             tl.store(out + 14 + k, tl.max(tl.where(mask, tl.abs(g - r), 0.0), axis=0))
 
-    @triton.jit(do_not_specialize=["m"])
+    @triton.jit(do_not_specialize=["ax_s0", "ax_s1", "m"])
     def _row_pass(y_hat_ptr, y_bar_ptr, y0_ptr, ax_bar_ptr, ax_ptr, ax_s0, ax_s1, yr_ptr,
                   d1_ptr, row_lo_ptr, row_hi_ptr, lr_ptr, ur_ptr, rec_lo_ptr, rec_hi_ptr,
                   y_out_ptr, partial_ptr, m, theta_ptr,
