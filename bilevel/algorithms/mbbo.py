@@ -44,7 +44,15 @@ gamma="auto" is the paper's theoretical choice gamma = (m - I) / (I (1 - alpha))
 I = m or alpha = 1).  Only the sampled blocks' y_i and v_i move (the paper's analysis
 moves every block with its stored estimate; the authors' v2 code moves a sampled block by
 tau times the number of steps it missed): a step of tau = 1/lambda_max per visit is then
-stable whatever I / m.  At step 0 there is no previous iterate: the corrections vanish,
+stable whatever I / m.  The default steps are per block, tau_i = 1 / ((1 + gamma)
+lambda_i), lambda_i the largest eigenvalue of block i's Hessian on this visit's batch
+(a power iteration that advances one product per visit, warm-started from the previous
+visit's vector: "hvp"; the dense batch Hessian's eigenvalues: "hessian"): the correction
+gamma (h(t) - h(t-1)) feeds each step's change back into the estimator, and along an
+eigenvalue lambda the (estimator, variable) recursion contracts for tau lambda <=
+1 / (1 + gamma) (for any alpha in (0, 1]; checked numerically for gamma <= 100), not for
+tau lambda = 1.  A step estimated once for all blocks goes stale as x moves (with
+exp-parametrized weights lambda_max grows with e^x) and diverges.  At step 0 there is no previous iterate: the corrections vanish,
 and the estimators start from one full-batch pass over all m blocks at (x_0, y_0)
 (s_i = grad_y g_i, H_i = d^2 g_i / dy^2, u_i = -grad_y f_i with v_i = 0).
 
@@ -78,15 +86,15 @@ class MBBOAlgorithm(Algorithm):
     theory's value, large when I << m, which shrinks the default steps with it),
     ``beta`` (STORM weight, 0.9; alpha, gamma and beta as in the authors' scripts),
     ``v_lr`` (tau_v, default the inner step tau), ``v_radius`` (R, None: no projection),
-    ``min_eig`` (eigenvalue floor of the tracked Hessians, 1e-6).  ``inner_lr`` is tau
-    (default 1 / ((1 + gamma) lambda_max), lambda_max of the stacked inner Hessian, i.e. the
-    largest over the blocks, re-estimated every ``lr_every`` steps); ``inner_steps`` is
-    not used (one estimator step per visit of a block)."""
+    ``min_eig`` (eigenvalue floor of the tracked Hessians, 1e-6), ``power_iters``
+    (power iterations per block at the start, "hvp", 20).  ``inner_lr`` fixes tau for
+    every block (default: per block and visit, see the module docstring); ``inner_steps``
+    and ``lr_every`` are not used (one estimator step per visit of a block)."""
 
     name = "mbbo"
     defaults = {"variant": "hvp", "blocks_per_step": None, "samples_per_block": None,
                 "alpha": 0.9, "gamma": 1.0, "beta": 0.9, "v_lr": None, "v_radius": None,
-                "min_eig": 1e-6}
+                "min_eig": 1e-6, "power_iters": 20}
 
     def __init__(self, problem, streams, **kw) -> None:
         super().__init__(problem, streams, **kw)
@@ -127,12 +135,14 @@ class MBBOAlgorithm(Algorithm):
         return T.tree_map(lambda _: next(pieces), self.problem.y0)
 
     # -- one block's quantities, mapped over blocks with vmap ------------------------------
-    def _block(self, x: Tree, y: Tree, w: Tree | torch.Tensor, din, dout) -> dict:
+    def _block(self, x: Tree, y: Tree, w: Tree | torch.Tensor, q: Tree | None, din,
+               dout) -> dict:
         """Block terms at (x, y_i) on one batch pair.  ``w`` is v_i ("hvp") or the inverse of
         the tracked H_i ("hessian"; inverted outside, batched: a solve under vmap is slow).
         Returns grad_y g (gy), grad_y f (fy), f, the hypergradient term G_i = grad_x f -
         (d^2 g/dx dy) w_i (w_i = v_i or H_i^{-1} grad_y f), and H_i v_i ("hvp") or
-        d^2 g/dy^2 ("hessian") as "curv"."""
+        d^2 g/dy^2 ("hessian") as "curv"; with a unit vector q ("hvp"), also "hq" = H_i q
+        (the power iteration's product) and its norm "lam"."""
         f, g = self.problem.block_outer, self.problem.block_inner
         (fx, fy), value = grad_and_value(f, argnums=(0, 1))(x, y, dout)
         # one linearization of (x, y) -> grad_y g gives grad_y g and, per cotangent w,
@@ -146,12 +156,16 @@ class MBBOAlgorithm(Algorithm):
             mixed = pullback(w)[0]
         else:
             mixed, curvature = pullback(w)                           # H_i v_i
-        term = T.axpy(-1.0, mixed, fx)
-        return {"gy": gy, "fy": fy, "f": value, "G": term, "curv": curvature}
+        out = {"gy": gy, "fy": fy, "f": value, "G": T.axpy(-1.0, mixed, fx), "curv": curvature}
+        if q is not None:
+            hq = pullback(q)[1]
+            out.update(hq=hq, lam=T.norm(hq))
+        return out
 
-    def _terms(self, x, y, w, din, dout) -> dict:
+    def _terms(self, x, y, w, din, dout, q=None) -> dict:
         """:meth:`_block` for every block of the leading dimension (vmap)."""
-        return vmap(lambda yi, wi, di, do: self._block(x, yi, wi, di, do))(y, w, din, dout)
+        return vmap(lambda yi, wi, qi, di, do: self._block(x, yi, wi, qi, di, do),
+                    in_dims=(0, 0, None if q is None else 0, 0, 0))(y, w, q, din, dout)
 
     # -- state --------------------------------------------------------------------------
     def init_state(self) -> dict:
@@ -167,13 +181,31 @@ class MBBOAlgorithm(Algorithm):
             w = T.zeros_like(y)
         terms = self._terms(x, y, w, data.inner, data.outer)
         state = {"x": x, "x_prev": x, "y": y, "y_prev": y, "s": terms["gy"],
-                 "z": T.zeros_like(x), "opt": self.outer_optimizer.init(x), "inner_lr": None}
+                 "z": T.zeros_like(x), "opt": self.outer_optimizer.init(x)}
         if self.hessian:
             hess = self._project(terms["curv"])
             state.update(H=hess, H_prev=hess)
         else:
-            state.update(v=w, v_prev=w, u=T.axpy(-1.0, terms["fy"], terms["curv"]))
+            state.update(v=w, v_prev=w, u=T.axpy(-1.0, terms["fy"], terms["curv"]),
+                         q=self._top_vectors(x, y, data.inner))
         return state
+
+    def _top_vectors(self, x: Tree, y: Tree, din) -> Tree:
+        """Unit vectors near each block's top Hessian eigenvector (full batch, at (x, y)):
+        ``power_iters`` power iterations from a seeded Gaussian start, all blocks at once."""
+        g = self.problem.block_inner
+        gen = torch.Generator().manual_seed(self.sampler.seed % 2**62)
+        q = _unit_rows(T.randn_like(y, generator=gen))
+
+        def iterate(yi: Tree, qi: Tree, di) -> Tree:
+            _, pullback = vjp(lambda yy: grad(g, argnums=1)(x, yy, di), yi)
+            for _ in range(self.options["power_iters"]):
+                hq = pullback(qi)[0]
+                size = T.norm(hq).clamp_min(1e-30)
+                qi = T.tree_map(lambda t, size=size: t / size, hq)
+            return qi
+
+        return vmap(iterate)(y, q, din)
 
     def _project(self, hess: torch.Tensor) -> torch.Tensor:
         """Symmetrize and clip eigenvalues below ``min_eig``: (..., p, p)."""
@@ -187,13 +219,6 @@ class MBBOAlgorithm(Algorithm):
         opts, p = self.options, self.problem
         alpha, beta, gamma = opts["alpha"], opts["beta"], self.gamma
         x, x_prev, y, y_prev = state["x"], state["x_prev"], state["y"], state["y_prev"]
-        tau, power_products = self.inner_lr(state, k, x, y)
-        if self.fixed_inner_lr is None:
-            # The correction gamma (h(t) - h(t-1)) feeds each step's change back into the
-            # estimator; along an eigenvalue lambda of H_i the (estimator, variable)
-            # recursion contracts for tau lambda <= 1 / (1 + gamma) (for any alpha in
-            # (0, 1], checked numerically for gamma <= 100), not for tau lambda = 1.
-            tau = tau / (1.0 + gamma)
         blocks, rows_in, rows_out = self.sampler.draw(k, p.device)
         din = p.block_data.select("inner", blocks, rows_in)
         dout = p.block_data.select("outer", blocks, rows_out)
@@ -202,7 +227,14 @@ class MBBOAlgorithm(Algorithm):
         w, w_prev = take(state[key]), take(state[f"{key}_prev"])
         # "hessian": the tracked H_i enter as H_i^{-1} (SPD by the projection)
         pair = (torch.linalg.inv(w), torch.linalg.inv(w_prev)) if self.hessian else (w, w_prev)
-        now = self._terms(x, take(y), pair[0], din, dout)
+        now = self._terms(x, take(y), pair[0], din, dout,
+                          None if self.hessian else take(state["q"]))
+        if self.fixed_inner_lr is not None:
+            tau = torch.full((len(blocks),), self.fixed_inner_lr, dtype=now["f"].dtype,
+                             device=p.device)
+        else:  # per block: 1 / ((1 + gamma) lambda_max of this batch's Hessian)
+            lam = (torch.linalg.eigvalsh(now["curv"])[:, -1] if self.hessian else now["lam"])
+            tau = 1.0 / ((1.0 + gamma) * lam.clamp_min(1e-30))
         before = self._terms(x_prev, take(y_prev), pair[1], din, dout)
 
         def msvr(old: Tree, fresh: Tree, stale: Tree) -> Tree:
@@ -211,7 +243,7 @@ class MBBOAlgorithm(Algorithm):
 
         s = msvr(take(state["s"]), now["gy"], before["gy"])
         new = {"s": _put(state["s"], blocks, s),
-               "y": _put(y, blocks, T.axpy(-tau, s, take(y)))}
+               "y": _put(y, blocks, T.axpy(-1.0, _rows_times(tau, s), take(y)))}
         if self.hessian:
             new["H"] = _put(state["H"], blocks,
                             self._project(msvr(w, now["curv"], before["curv"])))
@@ -222,12 +254,13 @@ class MBBOAlgorithm(Algorithm):
             u = msvr(take(state["u"]), grad_gamma,
                      T.axpy(-1.0, before["fy"], before["curv"]))
             tau_v = opts["v_lr"] if opts["v_lr"] is not None else tau
-            v = T.axpy(-tau_v, u, w)
+            v = T.axpy(-1.0, _rows_times(tau_v, u) if torch.is_tensor(tau_v) else
+                       T.tree_map(lambda t: tau_v * t, u), w)
             if opts["v_radius"] is not None:
                 scale = (opts["v_radius"] / _block_norms(v).clamp_min(1e-30)).clamp(max=1.0)
-                v = T.tree_map(lambda t: t * scale.reshape(-1, *[1] * (t.ndim - 1)), v)
+                v = _rows_times(scale, v)
             new.update(u=_put(state["u"], blocks, u), v=_put(state["v"], blocks, v),
-                       v_prev=state["v"])
+                       v_prev=state["v"], q=_put(state["q"], blocks, _unit_rows(now["hq"])))
             residual = T.norm(grad_gamma) / T.norm(now["fy"]).clamp_min(1e-30)
         estimate = T.tree_map(lambda t: t.mean(0), now["G"])
         if k == 0:
@@ -237,21 +270,32 @@ class MBBOAlgorithm(Algorithm):
             z = T.tree_map(lambda zi, g1, g0: (1 - beta) * (zi - g0) + g1,
                            state["z"], estimate, previous)
         x_new, opt = self.outer_optimizer.step(x, z, state["opt"], k)
-        new.update(x=x_new, x_prev=x, y_prev=y, z=z, opt=opt, inner_lr=state["inner_lr"])
+        new.update(x=x_new, x_prev=x, y_prev=y, z=z, opt=opt)
         size, m = int(blocks.numel()), p.n_blocks
-        products = 2 * size * (T.numel(p.y0) // m if self.hessian else 2)
+        products = 2 * size * (T.numel(p.y0) // m if self.hessian else 2) + \
+            (0 if self.hessian else size)
         stats = {"outer_loss": now["f"].mean(), "hypergrad": z, "hypergrad_norm": T.norm(z),
                  # sqrt(m / I sum_{i in I_t} ||grad_y g_i||^2): an unbiased estimate of
                  # ||grad_Y g_stack||^2 under the square root
                  "inner_grad_norm": T.norm(now["gy"]) * math.sqrt(m / size),
                  "solve_residual": None if residual is None else float(residual),
-                 "hvp_count": products + power_products, "grad_count": 4 * size}
+                 "hvp_count": products, "grad_count": 4 * size}
         return new, stats
 
 
 def _put(stacked: Tree, blocks: torch.Tensor, rows: Tree) -> Tree:
     """A copy of ``stacked`` (leading dimension m) with the rows ``blocks`` replaced."""
     return T.tree_map(lambda t, r: t.index_copy(0, blocks, r), stacked, rows)
+
+
+def _rows_times(scale: torch.Tensor, tree: Tree) -> Tree:
+    """Each block's slice of a stacked tree times its own scale[i]."""
+    return T.tree_map(lambda t: t * scale.reshape(-1, *[1] * (t.ndim - 1)), tree)
+
+
+def _unit_rows(tree: Tree) -> Tree:
+    """Each block's slice of a stacked tree scaled to unit norm (zero slices stay zero)."""
+    return _rows_times(1.0 / _block_norms(tree).clamp_min(1e-30), tree)
 
 
 def _block_norms(tree: Tree) -> torch.Tensor:
