@@ -21,7 +21,7 @@ i in I_t only (the others keep theirs), of a block quantity h_i:
   * s_i tracks grad_y g_i(x, y_i)                            (both variants);
   * "hessian" (BSVRB^v1, low-dimensional y_i): H_i tracks d^2 g_i / dy^2, projected onto
     {H = H^T, lambda_min(H) >= min_eig} (eigenvalues clipped), and w_i = H_i^{-1} grad_y f_i
-    by a dense solve of the p x p system;
+    with the inverse of the tracked p x p matrix;
   * "hvp" (BSVRB^v2, high-dimensional y_i): w_i = v_i, a per-block variable that minimizes
     Gamma_i(v) = 1/2 v^T H_i v - v^T grad_y f_i by stochastic gradient steps, with u_i
     tracking grad Gamma_i(v_i) = H_i v_i - grad_y f_i (one Hessian-vector product: no
@@ -43,8 +43,8 @@ H_i / v_i held *before* this step's update; y_i and v_i move with the updated es
 gamma="auto" is the paper's theoretical choice gamma = (m - I) / (I (1 - alpha)) (0 when
 I = m or alpha = 1).  Only the sampled blocks' y_i and v_i move (the paper's analysis
 moves every block with its stored estimate; the authors' v2 code moves a sampled block by
-tau times the number of steps it missed): a step of tau = 1/lambda_max per visit is then
-stable whatever I / m.  The default steps are per block, tau_i = 1 / ((1 + gamma)
+tau times the number of steps it missed): a step sized to the block's own curvature is
+then stable whatever I / m.  The default steps are per block, tau_i = 1 / ((1 + gamma)
 lambda_i), lambda_i the largest eigenvalue of block i's Hessian on this visit's batch
 (a power iteration that advances one product per visit, warm-started from the previous
 visit's vector: "hvp"; the dense batch Hessian's eigenvalues: "hessian"): the correction
@@ -52,9 +52,12 @@ gamma (h(t) - h(t-1)) feeds each step's change back into the estimator, and alon
 eigenvalue lambda the (estimator, variable) recursion contracts for tau lambda <=
 1 / (1 + gamma) (for any alpha in (0, 1]; checked numerically for gamma <= 100), not for
 tau lambda = 1.  A step estimated once for all blocks goes stale as x moves (with
-exp-parametrized weights lambda_max grows with e^x) and diverges.  At step 0 there is no previous iterate: the corrections vanish,
-and the estimators start from one full-batch pass over all m blocks at (x_0, y_0)
-(s_i = grad_y g_i, H_i = d^2 g_i / dy^2, u_i = -grad_y f_i with v_i = 0).
+exp-parametrized weights lambda_max grows with e^x) and diverges.
+
+At step 0 there is no previous iterate: the corrections vanish, and the estimators start
+from one full-batch pass over all m blocks at (x_0, y_0) (s_i = grad_y g_i, H_i =
+d^2 g_i / dy^2, u_i = -grad_y f_i with v_i = 0; the power-iteration vectors after
+``power_iters`` products); the authors' code starts them at random.
 
 Every quantity of a block is computed by one function of that block's y_i, w_i and
 batch, mapped over the sampled blocks with ``vmap``: I blocks cost about one batched

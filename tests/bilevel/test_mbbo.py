@@ -137,6 +137,20 @@ def test_sampled_blocks_and_rows_approach_the_optimum(variant, stacked_optimum):
     assert float(r.F(res.x) - r.F(stacked_optimum)) < 0.1 * gap0
 
 
+@pytest.mark.parametrize("variant", ["hessian", "hvp"])
+def test_default_per_block_steps_are_stable_where_one_over_lambda_max_is_not(variant):
+    """gamma = 1, alpha = 0.9, x fixed: the y recursion with the MSVR correction contracts
+    for tau lambda <= 1/(1 + gamma) (the default per block) and diverges at tau lambda = 1."""
+    r = MultiBlockRidge()
+    lam_max = float(torch.linalg.eigvalsh(r.hessians(r.x0))[:, -1].max())
+    kw = {"variant": variant, "outer_steps": 80, "outer_lr": 0.0, "outer_optimizer": "sgd"}
+    default = solve(r.problem(), **kw)
+    start = default.history[0]["inner_grad_norm"]
+    assert default.history[-1]["inner_grad_norm"] < 1e-3 * start
+    too_long = solve(r.problem(), inner_lr=1.0 / lam_max, **kw)
+    assert too_long.history[-1]["inner_grad_norm"] > 10 * start
+
+
 def test_sampler_is_a_pure_function_of_seed_and_step():
     sampler = BlockSampler(10, 7, 5, blocks_per_step=3, samples_per_block=4, seed=1)
     blocks, rows_in, rows_out = sampler.draw(4)
