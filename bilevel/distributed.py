@@ -299,8 +299,9 @@ class DataParallel:
         dist.broadcast(reference, src=0)
         for label, here, there in zip(("f(x0, y0)", "g(x0, y0)"), values.tolist(),
                                       reference.tolist()):
-            if not math.isclose(here, there, rel_tol=1e-9, abs_tol=1e-300):
-                differs.append(f"{label} on the first batch (other data)")
+            # with the same x0 and y0, other values mean other data (or objectives)
+            if not differs and not math.isclose(here, there, rel_tol=1e-9, abs_tol=1e-300):
+                differs.append(f"{label} on the first batch: other data")
         flags = torch.zeros(self.world_size, dtype=torch.float64, device=self.device)
         flags[self.rank] = float(bool(differs))
         dist.all_reduce(flags)

@@ -3,7 +3,9 @@
     python -m torch.distributed.run --nproc_per_node 2 ... _distributed_worker.py MODE OUT [...]
 
 MODE "compare": aid-cg, itd and penalty, 20 outer steps each, on the minibatch ridge
-problem of :func:`ridge_problem`; rank 0 saves {method: (x, y, history)} to OUT.
+problem of :func:`ridge_problem`, then solves whose y0 or data differ between the processes;
+rank 0 saves {method: (x, y, history), "refusals y0" / "refusals data": each process's
+error message} to OUT.
 MODE "run": one aid-cg solve with ``--checkpoint``; ``--hang-after K`` makes every process
 write its pid to OUT.pid<rank> and then sleep in the callback after outer step K (the test
 kills them with SIGKILL there); without it rank 0 saves (x, y, history, n_steps) of the
@@ -60,6 +62,24 @@ def _main() -> None:
         for method in COMPARED:
             res = bilevel.solve(problem, method=method, **SOLVE)
             results[method] = (res.x, res.y, res.history)
+        # a y0, or data, that differs between the processes is refused on every one of them
+        own_y0 = bilevel.BilevelProblem(problem.outer, problem.inner, x0=problem.x0,
+                                        y0=torch.full_like(problem.y0, float(rank)),
+                                        outer_data=problem.outer_data,
+                                        inner_data=problem.inner_data)
+        shard = [b for i, b in enumerate(problem.outer_data) if i % 2 == rank]  # DDP habit
+        own_data = bilevel.BilevelProblem(problem.outer, problem.inner, x0=problem.x0,
+                                          y0=problem.y0, outer_data=shard,
+                                          inner_data=problem.inner_data)
+        for name, other in (("y0", own_y0), ("data", own_data)):
+            try:
+                bilevel.solve(other, **SOLVE)
+                refusal = "ran"
+            except ValueError as err:
+                refusal = str(err)
+            refusals = [None] * dist.get_world_size()
+            dist.all_gather_object(refusals, refusal)
+            results[f"refusals {name}"] = refusals
         if rank == 0:
             torch.save(results, args.out)
     else:

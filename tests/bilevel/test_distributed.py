@@ -121,7 +121,8 @@ def _single(method: str, **kw):
 
 def test_two_processes_match_one_process(tmp_path):
     """Each of 2 gloo processes computes on its slice (8 + 7 rows of 15-row batches); after
-    20 outer steps x agrees with one process on the whole batches to 1e-10 (float64)."""
+    20 outer steps x agrees with one process on the whole batches to 1e-10 (float64).  A
+    problem that differs between the processes is refused on both."""
     out = tmp_path / "compare.pt"
     _run("compare", str(out))
     results = torch.load(out, weights_only=True)
@@ -135,6 +136,12 @@ def test_two_processes_match_one_process(tmp_path):
         assert [r["step"] for r in history] == list(range(SOLVE["outer_steps"]))
         for a, b in zip(history, reference.history):
             assert abs(a["outer_loss"] - b["outer_loss"]) <= 1e-10 * abs(b["outer_loss"])
+    # every process raised an error for a y0 or data that differ between them (no hang)
+    data_differs = "(here: f(x0, y0) on the first batch: other data)"
+    for name, here in (("y0", "(here: y0)"), ("data", data_differs)):
+        first, second = results[f"refusals {name}"]
+        assert "process(es) [1] were given another problem than process 0" in first
+        assert here in second and "torch.manual_seed" in second
 
 
 def test_kill_9_and_resume_under_torchrun(tmp_path):
