@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)  # NCCL's device for this process
     store = Path(tempfile.mkdtemp()) / "store"
     dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
     try:

@@ -82,6 +82,40 @@ def test_world_size_one_matches_plain_solve(process_group_of_one, tmp_path, meth
     assert [r["step"] for r in parallel.history] == list(range(SOLVE["outer_steps"]))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (NCCL)")
+def test_nccl_world_size_one_on_gpu_matches_plain_solve(tmp_path):
+    """The NCCL path on one GPU (the README's launch with one process): the same x as the
+    plain path, for every compared method, from a checkpointed run."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1, timeout=datetime.timedelta(seconds=60))
+    try:
+        for method in COMPARED:
+            torch.manual_seed(0)
+            plain_problem = _on(ridge_problem(), device)
+            plain = bilevel.solve(plain_problem, method=method, **SOLVE)
+            torch.manual_seed(0)
+            parallel = bilevel.solve(_on(ridge_problem(), device), method=method,
+                                     distributed=True, checkpoint=tmp_path / f"{method}.pt",
+                                     **SOLVE)
+            assert parallel.x.device.type == "cuda"
+            scale = max(1.0, float(plain.x.abs().max()))
+            assert float((parallel.x - plain.x).abs().max()) <= 1e-10 * scale, method
+    finally:
+        dist.destroy_process_group()
+
+
+def _on(problem: bilevel.BilevelProblem, device: torch.device) -> bilevel.BilevelProblem:
+    """The problem with its variables and data (one epoch's batches, as a list) on ``device``."""
+    def move(batches):
+        return [tuple(t.to(device) for t in batch) for batch in batches]
+
+    return bilevel.BilevelProblem(problem.outer, problem.inner, x0=problem.x0.to(device),
+                                  y0=problem.y0.to(device), outer_data=move(problem.outer_data),
+                                  inner_data=move(problem.inner_data))
+
+
 def test_full_batch_problem_runs_whole_on_each_process(process_group_of_one):
     prob = Ridge().problem()
     kw = {"method": "aid-cg", "outer_steps": 5, "inner_steps": 5, "progress": False, "seed": 0}
