@@ -23,7 +23,9 @@ f(x, y; batch).  A batch is split along the first dimension of its tensors: a te
 a (nested) tuple / list / dict of them; every tensor with at least one dimension must
 have the same first size B (the samples), B >= N; 0-dim tensors and other values go to
 every process unchanged.  Objectives that couple the samples of a batch (batch norm, a
-median) are not means and are not split exactly.
+median) are not means and are not split exactly.  Every process draws the whole global
+batch and keeps its slice: free for tensors already in memory (the slices are views), but a
+``DataLoader`` that reads or decodes samples does so for the whole batch on every process.
 
 Full-batch data (``outer_data=None`` / ``inner_data=None``, the objective holding its
 data) cannot be split from outside: every process then evaluates the whole objective,
