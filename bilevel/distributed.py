@@ -29,7 +29,8 @@ batch and keeps its slice: free for tensors already in memory (the slices are vi
 
 Full-batch data (``outer_data=None`` / ``inner_data=None``, the objective holding its
 data) cannot be split from outside: every process then evaluates the whole objective,
-with the same result on each and no communication (and no speed-up).  To split a
+with the same result on each and no communication (and no speed-up); so does
+``method="mbbo"`` on a :class:`~bilevel.MultiBlockProblem`.  To split a
 full-batch objective, pass its data as a one-batch list, ``inner_data=[(X, t)]``, and
 read it from ``batch``.
 
@@ -251,10 +252,14 @@ class DataParallel:
         """Rank 0: the process that writes checkpoints and shows progress."""
         return self.rank == 0
 
-    def problem(self, problem: BilevelProblem) -> DistributedProblem:
+    def problem(self, problem: BilevelProblem) -> BilevelProblem:
         """``problem`` with globally averaged objectives (after checking that every process
-        was given the same x0, y0 and data, see :meth:`check_same_problem`)."""
+        was given the same x0, y0 and data, see :meth:`check_same_problem`); a problem
+        without data (both objectives full batch, e.g. a ``MultiBlockProblem``) has nothing
+        to split and is returned as it is (each process computes it whole)."""
         self.check_same_problem(problem)
+        if not problem.stochastic:
+            return problem
         return DistributedProblem(problem, self)
 
     def on_main(self, fn: Callable[[], Any]) -> Any:

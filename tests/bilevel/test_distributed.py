@@ -122,6 +122,26 @@ def test_full_batch_problem_runs_whole_on_each_process(process_group_of_one):
     assert torch.equal(bilevel.solve(prob, distributed=True, **kw).x, bilevel.solve(prob, **kw).x)
 
 
+def test_multiblock_problem_runs_whole_under_a_process_group(process_group_of_one, tmp_path):
+    """mbbo's MultiBlockProblem has no data to split: it stays what it is (mbbo needs it)."""
+    gen = torch.Generator().manual_seed(0)
+    data = {"inner": (torch.randn(4, 12, 3, generator=gen, dtype=torch.float64),
+                      torch.randn(4, 12, generator=gen, dtype=torch.float64)),
+            "outer": (torch.randn(4, 10, 3, generator=gen, dtype=torch.float64),
+                      torch.randn(4, 10, generator=gen, dtype=torch.float64))}
+
+    def loss(x, y, batch):
+        X, t = batch
+        return ((X @ y - t) ** 2).mean() / 2 + (x.exp() * y * y).sum() / 2
+
+    prob = bilevel.MultiBlockProblem(loss, loss, x0=torch.zeros(3, dtype=torch.float64),
+                                     y0=torch.zeros(4, 3, dtype=torch.float64), block_data=data)
+    kw = {"method": "mbbo", "outer_steps": 4, "blocks_per_step": 2, "progress": False, "seed": 0}
+    plain = bilevel.solve(prob, **kw)
+    parallel = bilevel.solve(prob, distributed=True, checkpoint=tmp_path / "mb.pt", **kw)
+    assert torch.equal(parallel.x, plain.x) and parallel.n_steps == 4
+
+
 # ---------------------------------------------------------------------------------------
 # two processes under torchrun
 
