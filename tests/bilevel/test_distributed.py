@@ -208,16 +208,17 @@ def test_kill_9_and_resume_under_torchrun(tmp_path):
     group = subprocess.Popen(_torchrun("run", str(out), "--checkpoint", str(checkpoint),
                                        "--hang-after", "9"),
                              env=_env(), stdout=log, stderr=subprocess.STDOUT)
-    workers = []
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT_S
         while not all(p.exists() and p.read_text() for p in pid_files):
             assert group.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the workers did not reach step 9"
             time.sleep(0.1)
-        workers = [int(p.read_text()) for p in pid_files]
     finally:
-        for pid in [group.pid, *workers]:  # the launcher first: it must not react
+        # the launcher first (it must not react), then every worker that wrote its pid (the
+        # workers run in sessions of their own: killing the launcher does not end them)
+        workers = [int(p.read_text()) for p in pid_files if p.exists() and p.read_text()]
+        for pid in [group.pid, *workers]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
