@@ -2,7 +2,7 @@
 
 Public names are re-exported from the subpackages (each keeps its own ``__all__``):
 ``LinearProgram, read_lp, write_lp`` (:mod:`l2o.lp`), ``solve_lp, LPResult, LPStatus``
-(:mod:`l2o.pdhg`). Subpackages and names load on first use (``import l2o`` does not import
+(:mod:`l2o.pdhg`), ``LPLayer, fenchel_young_loss`` (:mod:`l2o.diff`). Subpackages and names load on first use (``import l2o`` does not import
 torch; ``l2o.datasets.generate(...)`` after it works).
 """
 
@@ -16,8 +16,8 @@ from ._lazy import make_lazy
 __version__ = "0.1.0"
 
 # The subpackages whose ``__all__`` is re-exported here, in this order.
-_REEXPORTED = ("lp", "pdhg")
-_SUBMODULES = ("cli", "datasets", "device", "lp", "models", "net", "pdhg", "training")
+_REEXPORTED = ("lp", "pdhg", "diff")
+_SUBMODULES = ("cli", "datasets", "device", "diff", "lp", "models", "net", "pdhg", "training")
 
 
 def _reexported(name: str) -> Any:
