@@ -26,6 +26,7 @@ def _load(name: str):
     ("hyperparameter_tuning", ["--steps", "3"]),
     ("data_cleaning", ["--steps", "3"]),
     ("train_pagerank_model", ["--epochs", "3"]),
+    ("shortest_path_dfl", ["--epochs", "7"]),
 ])
 def test_quick_sets_the_small_defaults_and_explicit_options_win(name, explicit):
     example = _load(name)
@@ -58,3 +59,11 @@ def test_pagerank_example_writes_under_the_current_directory():
 def test_plots_go_to_the_current_directory(name):
     plot = Path(_load(name).parse_args([]).plot)
     assert not plot.is_absolute() and plot.parent == Path(".")
+
+
+def test_shortest_path_plot_goes_under_runs_in_the_current_directory():
+    example = _load("shortest_path_dfl")
+    for argv, plot in [([], Path("runs/shortest_path_dfl/regret.png")),
+                       (["--quick"], Path("runs/shortest_path_dfl_quick/regret.png")),
+                       (["--plot", "p.png"], Path("p.png"))]:
+        assert example.parse_args(argv).plot == plot
