@@ -85,13 +85,15 @@ def test_import_l2o_is_light_and_subpackages_load_on_use():
 
 def test_star_import_and_unknown_names():
     import l2o
+    import l2o.diff
     import l2o.lp
     import l2o.pdhg
 
-    assert l2o.__all__ == [*l2o.lp.__all__, *l2o.pdhg.__all__]
+    subpackages = (l2o.lp, l2o.pdhg, l2o.diff)
+    assert l2o.__all__ == [name for sub in subpackages for name in sub.__all__]
     # what ``from l2o import *`` binds: every name of __all__, from its subpackage
     for name in l2o.__all__:
-        owner = l2o.lp if name in l2o.lp.__all__ else l2o.pdhg
+        owner = next(sub for sub in subpackages if name in sub.__all__)
         assert getattr(l2o, name) is getattr(owner, name)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         l2o.no_such_name  # noqa: B018
