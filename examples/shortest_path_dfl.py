@@ -148,6 +148,7 @@ def make_split(lp: l2o.LinearProgram, args) -> dict:
 
 def plot(runs: list[dict], path: Path, title: str) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -155,6 +156,7 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for run in runs:
         ax.plot(range(len(run["regret"])), run["regret"], marker="o", label=run["method"])
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("normalized test regret")
     ax.set_title(title, fontsize=9)

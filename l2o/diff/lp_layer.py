@@ -64,10 +64,11 @@ class LPNotOptimalError(RuntimeError):
 
 
 def _solve_batch(lps: Sequence[LinearProgram], **options: Any) -> list[LPResult]:
-    """The one batched solve of the layer: every LP of ``lps`` by the PDHG solver."""
-    from l2o.pdhg import solve_lp  # here: the layer's module stays light to import
+    """The one batched solve of the layer: all of ``lps`` in one block-diagonal PDHG run
+    (:func:`l2o.solve_lp_batch`)."""
+    from l2o.pdhg import solve_lp_batch  # here: the layer's module stays light to import
 
-    return [solve_lp(lp, method="pdhg", presolve=False, **options) for lp in lps]
+    return solve_lp_batch(lps, **options)
 
 
 class LPLayer(nn.Module):

@@ -195,7 +195,7 @@ def two_way_choice(sense: str = "maximize") -> LinearProgram:
 
 
 def test_perturbed_mean_and_jacobian_match_the_closed_form():
-    lp, eps, samples = two_way_choice(), 1.0, 400
+    lp, eps, samples = two_way_choice(), 1.0, 2000
     layer = LPLayer.from_lp(lp, device="cpu", mode="perturbed", eps=eps, samples=samples,
                             seed=0, tol=1e-6)
     c, *data = LPLayer.lp_inputs(lp)
