@@ -74,3 +74,25 @@ def test_rng_state_round_trip(tmp_path):
     set_rng_state(safe_load(tmp_path / "rng.pt", "rng"))
     again = (torch.rand(3), random.random(), np.random.rand())
     assert torch.equal(first[0], again[0]) and first[1:] == again[1:]
+
+
+def test_rng_state_restores_from_tensors_off_the_cpu():
+    """A state loaded onto a GPU (map_location) holds device tensors, which .numpy() refuses:
+    set_rng_state moves them to the CPU first (here a stand-in that refuses like a CUDA tensor)."""
+
+    class DeviceTensor:
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+        def cpu(self):
+            return self.tensor
+
+        def numpy(self):
+            raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    state = rng_state()
+    state["numpy"]["keys"] = DeviceTensor(state["numpy"]["keys"])
+    expected = np.random.rand()
+    np.random.rand(5)                      # move on, then come back
+    set_rng_state(state)
+    assert np.random.rand() == expected
