@@ -36,6 +36,7 @@ def profile_lp(lp, name: str, spmv_variants: bool = False) -> dict:
     from l2o.pdhg import fused
     from l2o.pdhg import iteration as S
     from l2o.pdhg.fused_check import make_fused_check
+    from l2o.pdhg.options import SPARSE_PRODUCTS
     from l2o.pdhg.scaling import scale_lp
     from l2o.pdhg.statistics import device_statistics
     from l2o.pdhg.termination import TerminationData
@@ -75,7 +76,7 @@ def profile_lp(lp, name: str, spmv_variants: bool = False) -> dict:
            "kernels": kernels}
     if spmv_variants:
         row["spmv"] = spmv_variants_table(p)
-        for products in ("torch", "cusparse", "cusparse-alg2"):
+        for products in SPARSE_PRODUCTS:
             s.fused_plan = fused.make_plan(p, s, "elementwise", products)
             row[f"iter_us_elementwise_{products}"] = round(
                 graph_time_us(chunk, reps=1, replays=20) / CHUNK, 2)

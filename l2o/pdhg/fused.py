@@ -46,6 +46,8 @@ import torch
 
 from bilevel.linalg.cusparse import csr_spmv
 
+from .options import SPARSE_PRODUCTS, SPARSE_PRODUCTS_DEFAULT
+
 try:  # Triton ships with CUDA builds of torch; CPU-only installs and CI have none
     import triton
     import triton.language as tl
@@ -110,7 +112,7 @@ def _tile_for(mean_len: float, max_len: int) -> tuple[int, int]:
 
 
 def make_plan(p: Any, s: Any, mode: Any = "auto",
-              sparse_products: str = "torch") -> FusedPlan | None:
+              sparse_products: str = SPARSE_PRODUCTS_DEFAULT) -> FusedPlan | None:
     """The plan for ``SolverOptions.fused = mode`` on this LP and state, or None (torch path).
 
     Args:
@@ -143,7 +145,7 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
                      tile_at=tile_at)
     if not spmv:
         plan.aty = torch.empty_like(s.x)
-        algorithm = {"cusparse": "alg1", "cusparse-alg2": "alg2"}.get(sparse_products)
+        algorithm = SPARSE_PRODUCTS[sparse_products]
         plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, algorithm)
         plan.product_at = _product(p.op.csr_t, s.y, plan.aty, algorithm)
     return plan

@@ -43,7 +43,8 @@ POLISH_TOL = 1e-8
 # of 10-15); analysed once, the iteration took 0.75-0.88x the time on the large LPs measured on
 # the H200 (benchmarks/lp_profile.py, RESULTS.md "Sparse products analysed once").
 SPARSE_PRODUCTS_DEFAULT = "cusparse"
-SPARSE_PRODUCTS = ("torch", "cusparse", "cusparse-alg2")
+# sparse_products -> the cuSPARSE algorithm (bilevel.linalg.cusparse), None for torch.mv
+SPARSE_PRODUCTS = {"torch": None, "cusparse": "alg1", "cusparse-alg2": "alg2"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def parse_options(where: str, check_every: int | None,
         raise ValueError(f"{where}: norm_estimate must be 'auto' or 'power', "
                          f"got {opts.norm_estimate!r}")
     if opts.sparse_products not in SPARSE_PRODUCTS:
-        raise ValueError(f"{where}: sparse_products must be one of {SPARSE_PRODUCTS}, "
+        raise ValueError(f"{where}: sparse_products must be one of {tuple(SPARSE_PRODUCTS)}, "
                          f"got {opts.sparse_products!r}")
     if opts.check_every is not None and opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")
