@@ -27,6 +27,7 @@ import json
 import time
 
 import torch
+from _quick import parse_with_quick  # examples/_quick.py
 
 import bilevel
 from bilevel.tasks import data_cleaning, flag_scores, load_mnist
@@ -138,10 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
                                                          for k, v in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = parse_with_quick(parser, argv, QUICK)
     return args
 
 
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if len(seeds) > 1:
         for method in args.methods.split(","):
             mine = [r for r in rows if r["method"] == method]
-            mean = lambda key: sum(r[key] for r in mine) / len(mine)  # noqa: E731
+            mean = lambda key: sum(r[key] for r in mine) / len(mine)
             gap = sum(r["test_acc"] - r["oracle"] for r in mine) / len(mine)
             print(f"{method:12s} mean of {len(mine)} seeds: test acc {100 * mean('test_acc'):.2f}%"
                   f", oracle {100 * mean('oracle'):.2f}%, vs oracle {100 * gap:+.2f} points, "

@@ -32,6 +32,7 @@ import json
 import time
 
 import torch
+from _quick import parse_with_quick  # examples/_quick.py
 
 import bilevel
 from bilevel.tasks import hyperparameter_tuning, load_ijcnn1
@@ -192,10 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
                                                          for k, v in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = parse_with_quick(parser, argv, QUICK)
     return args
 
 

@@ -12,6 +12,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _quick import parse_with_quick  # examples/_quick.py
 
 from bilevel.linalg import LinearOperator, cg, minres, neumann, power_iteration
 
@@ -27,10 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--features", type=int, default=300)
     parser.add_argument("--quick", action="store_true",
                         help="a small problem: " + ", ".join(f"--{k} {v}" for k, v in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = parse_with_quick(parser, argv, QUICK)
     return args
 
 

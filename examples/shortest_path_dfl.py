@@ -41,6 +41,7 @@ from pathlib import Path
 
 import networkx as nx
 import torch
+from _quick import parse_with_quick  # examples/_quick.py
 
 import l2o
 
@@ -193,10 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
                                                          for k, v in QUICK.items()))
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = parse_with_quick(parser, argv, QUICK)
     if args.plot is None:
         args.plot = Path("runs") / f"shortest_path_dfl{'_quick' if args.quick else ''}" / \
             "regret.png"

@@ -80,6 +80,7 @@ import time
 from pathlib import Path
 
 import torch
+from _quick import parse_with_quick  # examples/_quick.py
 from torch.utils.data import ConcatDataset
 
 import l2o
@@ -232,10 +233,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="only evaluate the model at --out")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of every stage at a toy size, in ./" + str(QUICK_WORK))
-    args = parser.parse_args(argv)
-    if args.quick:
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
+    args = parse_with_quick(parser, argv, QUICK)
     args.train_sets = _sets(parser, args.train_sets, "--train-sets") if args.train_sets \
         else TRAIN_SETS
     args.val_set = _sets(parser, [args.val_set], "--val-set")[0]

@@ -5,6 +5,7 @@ task examples in tests/bilevel/test_examples.py; run times in the README.)"""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 import l2o
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))      # the examples import their shared examples/_quick.py
 
 
 def _load(name: str):
