@@ -262,8 +262,7 @@ def ours_variants(case: Case, opts: dict, library=bilevel, prefix: str = "ours"
             kw = dict(method=method, tol=tol, **case.options, **opts)
             if warm:
                 kw["v0"] = case.v0_warm
-            if graph is not False or library is not bilevel:
-                kw["cuda_graph"] = graph
+            kw["cuda_graph"] = graph  # (False for -eager: the default would be "auto")
 
             def run(kw=kw):
                 return library.hypergrad(problem, case.x, case.y, **kw)

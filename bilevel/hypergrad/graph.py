@@ -150,8 +150,14 @@ class _FirstCall:
 
 
 def _options_key(options: dict) -> tuple:
+    """What, besides the problem's identity (:func:`_source`) and the shapes, a recorded
+    call depends on.  The split (z, l) enters only as present or not: its closures are
+    made anew by every call (``problem.inner_split_at``), so their identity would make
+    every call a new key, capturing every time; what they compute is fixed by
+    ``problem.inner_output`` / ``inner_loss`` (in the source) and the batch, which is None
+    for every recorded call."""
     solver = options["solve"]
-    rest = tuple((k, v if k != "split" else tuple(map(id, v or ()))) for k, v in
+    rest = tuple((k, v if k != "split" else v is not None) for k, v in
                  sorted(options.items()) if k != "solve")
     return (solver.name, solver.function, repr(sorted(solver.options.items()))) + rest
 

@@ -374,10 +374,36 @@ def test_gauss_newton_ridge_and_dict_parameters_captured_equal_eager(mode):
     y = problem.y0
     opts = dict(tol=1e-11, hessian="gauss-newton", ridge=1e-3, maxiter=400)
     eager = bilevel.hypergrad(problem, x, y, cuda_graph=False, **opts)
-    for _ in range(2):
+    for note in ("captured", "replayed"):
         captured = bilevel.hypergrad(problem, x, y, cuda_graph=True, **opts)
-        assert captured[1].cuda_graph.startswith(("captured", "replayed"))
+        assert captured[1].cuda_graph.startswith(note)
         assert captured[1].hessian == "gauss-newton" and captured[1].ridge == 1e-3
         assert rel(captured[0], eager[0]) <= 1e-9
         assert captured[1].iterations == eager[1].iterations and captured[1].converged
         assert captured[1].inner_grad_norm == pytest.approx(eager[1].inner_grad_norm, rel=1e-9)
+
+
+def test_problem_with_a_split_is_captured_once(mode):
+    """A problem given as inner_loss(inner_output) (every data_cleaning problem): each call
+    builds new closures of the split, which must not make each call a new cache key (it
+    did: cuda_graph=True captured on every call, "auto" never replayed)."""
+    from bilevel.tasks import data_cleaning
+
+    device = _device(mode)
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(40, 5, generator=gen, dtype=DT)
+    labels = torch.randint(0, 3, (40,), generator=gen)
+    problem = data_cleaning(X, labels, X[:10], labels[:10], n_classes=3, reg=1e-2, dtype=DT,
+                            device=device)
+    assert problem.inner_output is not None
+    x = 0.3 * torch.randn(40, generator=gen, dtype=DT).to(device)
+    y = inner_opt(problem, x)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=False)
+    outputs = [bilevel.hypergrad(problem, x, y, tol=1e-12) for _ in range(4)]
+    notes = [info.cuda_graph for _, info in outputs]
+    assert notes[0].startswith("eager: first call") and notes[1].startswith("captured")
+    assert all(note.startswith("replayed") for note in notes[2:])
+    assert bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)[1].cuda_graph \
+        .startswith("replayed")
+    for out in outputs:
+        _same(out, eager)
