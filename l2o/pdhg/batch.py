@@ -35,12 +35,14 @@ default); and ``solve_time`` is the time from the call to the check at which tha
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from l2o.device import resolve_device
@@ -57,7 +59,7 @@ from .restart import PrimalWeightPID, RestartMemory, choose_restart
 from .scaling import LPArrays
 from .stack import StackedLP, scale_stack, select_termination, stack_arrays
 from .start import is_warm, warm_start_vectors
-from .statistics import CheckStatistics, CheckVectors
+from .statistics import RAY_CANDIDATES, CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, TerminationData, check_termination
 
 __all__ = ["COMPACT_FRACTION", "solve_lp_batch"]
@@ -138,7 +140,7 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
                            tol=tol, infeasibility_tolerance=opts.infeasibility_tolerance,
                            iteration_limit=limits[i], time_limit=time_limit))
                for i, lp in enumerate(lps)]
-    x0, y0 = (torch.cat([v[k].to(dev) for v in vectors]) for k in (0, 1))
+    x0, y0 = (torch.cat([v[k] for v in vectors]).to(dev) for k in (0, 1))
     results = _Batch(members, stack, term, x0, y0, opts, start, progress).run()
     for result in results:
         result.presolve = no_presolve_report("solve_lp_batch solves the LPs as given")
@@ -194,6 +196,59 @@ def _step_size(lp, opts: SolverOptions) -> float:
     return opts.step_safety if lp.num_rows and lp.nnz else 1.0
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the check's scalars lie in a row of its (B, K) values: the flat layout of
+    :meth:`CheckStatistics.from_values`, read off the record of the indices themselves."""
+
+    fixed_point_error: int
+    optimality: list[int]          # rel primal residual, rel dual residual, rel gap
+    pid_inputs: list[int]          # PrimalWeightPID.update's arguments, in its order
+    primal_ray_objective: list[int]
+    primal_ray_residual: list[int]
+    dual_ray_objective: list[int]
+    dual_ray_residual: list[int]
+
+    @classmethod
+    def of_check(cls) -> _Layout:
+        at = CheckStatistics.from_values(range(CheckStatistics.size()))   # field = its index
+        index = lambda *values: [int(v) for v in values]
+        primal = [at.primal_rays[name] for name in RAY_CANDIDATES]
+        dual = [at.dual_rays[name] for name in RAY_CANDIDATES]
+        return cls(fixed_point_error=int(at.fixed_point_error),
+                   optimality=index(at.rel_primal_residual, at.rel_dual_residual, at.rel_gap),
+                   pid_inputs=index(at.primal_move, at.dual_move, at.rel_primal_residual,
+                                    at.rel_dual_residual),
+                   primal_ray_objective=index(*(r.objective for r in primal)),
+                   primal_ray_residual=index(*(r.residual for r in primal)),
+                   dual_ray_objective=index(*(r.objective for r in dual)),
+                   dual_ray_residual=index(*(r.residual for r in dual)))
+
+
+_AT = _Layout.of_check()
+
+
+def _may_stop(rows: np.ndarray, finite: np.ndarray, criteria: TerminationCriteria,
+              totals: np.ndarray, limits: np.ndarray, elapsed: float) -> np.ndarray:
+    """(P,) bool: whether :func:`check_termination` gives row p (of ``rows`` (P, K)) any
+    reason to stop, its conditions evaluated for all rows at once with the same float64
+    comparisons: nan/inf (``finite`` (P,) False), the three optimality errors within their
+    tolerances, a ray passing its test, the iteration limit (``totals`` >= ``limits``, inf for
+    none; (P,)) or the time limit reached.  ``criteria``: the tolerances and time limit."""
+    eps = criteria.infeasibility_tolerance
+    optimal = (rows[:, _AT.optimality] <= np.array(criteria.tolerances())).all(axis=1)
+    dual, dual_residual = rows[:, _AT.dual_ray_objective], rows[:, _AT.dual_ray_residual]
+    primal, primal_residual = rows[:, _AT.primal_ray_objective], rows[:, _AT.primal_ray_residual]
+    ray = (((dual > 0) & (dual_residual <= eps * dual)).any(axis=1)
+           | ((primal < 0) & (primal_residual <= eps * -primal)).any(axis=1))
+    timed_out = criteria.time_limit is not None and elapsed >= criteria.time_limit
+    return ~finite | optimal | ray | (totals >= limits) | timed_out
+
+
+def _limit_or_inf(criteria: TerminationCriteria) -> float:
+    return math.inf if criteria.iteration_limit is None else float(criteria.iteration_limit)
+
+
 @dataclass
 class _Member:
     """One LP of the batch and its host-side solver state (as solve_lp's loop keeps it)."""
@@ -207,7 +262,7 @@ class _Member:
     memory: RestartMemory = field(default_factory=RestartMemory)
     total: int = 0                               # iterations, the probe's included
     outside: int = 0                             # the start not taken (see solver.py)
-    checked: CheckStatistics | None = None       # the last finite check
+    checked: np.ndarray | None = None            # the last finite check's row (K,)
     done: bool = False
 
     def __post_init__(self) -> None:
@@ -224,6 +279,8 @@ class _Batch:
         self.opts, self.start, self.progress = opts, start, progress
         self.dev = stack.c.device
         self.results: list[LPResult | None] = [None] * len(members)
+        # the tolerances and time limit every member shares (only iteration limits differ)
+        self.criteria = members[0].criteria
         self.members = members                   # those in the stack, in stack order
         self.stack, self.term = stack, term
         self.state = BatchState.init(stack, *self._scaled_start(x, y))
@@ -251,7 +308,7 @@ class _Batch:
         while self.members:
             chunk = 1 if first else self._chunk()
             stacked, vectors = self.runner.run_device(chunk)
-            values = stacked.tolist()              # the check's one host copy
+            values = stacked.cpu().numpy()         # the check's one host copy, (B, K)
             for m in self.members:
                 if not m.done:
                     m.total += chunk
@@ -276,34 +333,43 @@ class _Batch:
                 if not m.done and m.criteria.iteration_limit is not None]
         return min([self.opts.check_every, *left])
 
-    def _check(self, positions: list[int], values: list[list[float]],
+    def _check(self, positions: list[int], values: np.ndarray,
                vectors: CheckVectors) -> list[int]:
         """Termination and the restart rule of the members at ``positions`` (stack order),
-        from their rows of the check; returns the positions that restart."""
+        from their rows of the check ``values`` (B, K); returns the positions that restart.
+
+        Only the members :func:`_may_stop` flags go through :func:`check_termination` (it
+        returns no reason for the others: the flags are its conditions, evaluated for all rows
+        at once with the same float64 arithmetic), so a check costs the host a few
+        microseconds per LP: the restart rule's, on its row's scalars."""
         elapsed = time.perf_counter() - self.start
-        stats = {b: CheckStatistics.from_values(values[b]) for b in positions}
-        finite = [b for b in positions if stats[b].is_finite()]
-        self._keep_points(finite, vectors)
-        for b in finite:
-            self.members[b].checked = stats[b]
-        host: dict[str, torch.Tensor] | None = None
+        rows = values[positions]
+        finite = np.isfinite(rows).all(axis=1)
+        finite_positions = [b for b, ok in zip(positions, finite.tolist()) if ok]
+        self._keep_points(finite_positions, vectors)
+        for b in finite_positions:
+            self.members[b].checked = values[b]
+        totals = np.array([self.members[b].total for b in positions], dtype=np.float64)
+        limits = np.array([_limit_or_inf(self.members[b].criteria) for b in positions])
+        flagged = _may_stop(rows, finite, self.criteria, totals, limits, elapsed)
         restarts = []
-        for b in positions:
+        for b, flag in zip(positions, flagged.tolist()):
             m = self.members[b]
-            for reason in check_termination(stats[b], m.criteria, m.total, elapsed):
-                if host is None and self.point is not None:   # one copy for this check
-                    host = {k: v.cpu() for k, v in self.point.items()}
-                result = self._finish(b, reason, host, vectors)
-                if result is not None:
-                    self.results[m.index], m.done = result, True
-                    break
-            if m.done:
-                continue
+            if flag:
+                stats = CheckStatistics.from_values(values[b])
+                for reason in check_termination(stats, m.criteria, m.total, elapsed):
+                    result = self._finish(b, reason, vectors)
+                    if result is not None:
+                        self.results[m.index], m.done = result, True
+                        break
+                if m.done:
+                    continue
+            row = values[b]
             restart, m.memory = choose_restart(self.opts.restart, m.memory,
-                                               stats[b].fixed_point_error, m.total - m.outside)
+                                               float(row[_AT.fixed_point_error]),
+                                               m.total - m.outside)
             if restart is not None:
-                m.pid.update(stats[b].primal_move, stats[b].dual_move,
-                             stats[b].rel_primal_residual, stats[b].rel_dual_residual)
+                m.pid.update(*(float(row[c]) for c in _AT.pid_inputs))
                 restarts.append(b)
         return restarts
 
@@ -327,16 +393,17 @@ class _Batch:
         mask[positions] = True
         return mask.to(self.dev)
 
-    def _finish(self, b: int, reason: Termination, host: dict[str, torch.Tensor] | None,
-                vectors: CheckVectors) -> LPResult | None:
+    def _finish(self, b: int, reason: Termination, vectors: CheckVectors) -> LPResult | None:
         """The result of member b for ``reason`` (None when its ray fails the float64
-        re-check), from the last finite point (``host``, the stack's, on the CPU)."""
+        re-check), from its last finite point (its slices of the stack's, copied to the host
+        by :func:`~l2o.pdhg.finish.make_result`)."""
         m, stack = self.members[b], self.stack
         checked = None
-        if m.checked is not None and host is not None:
+        if m.checked is not None and self.point is not None:
             cols, rows = stack.col_slice(b), stack.row_slice(b)
-            checked = Checked(m.checked, {"x": host["x"][cols], "y": host["y"][rows],
-                                          "reduced_costs": host["reduced_costs"][cols]})
+            checked = Checked(CheckStatistics.from_values(m.checked),
+                              {"x": self.point["x"][cols], "y": self.point["y"][rows],
+                               "reduced_costs": self.point["reduced_costs"][cols]})
         lp = m.lp
         if reason.ray is None:
             return make_result(lp, reason.status, checked, m.total, self.start, reason.message)
@@ -347,7 +414,7 @@ class _Batch:
         return ray_result(lp, reason.status, checked, ray, stack.block_scales(b), m.total,
                           self.start, m.criteria.infeasibility_tolerance)
 
-    def _probe_cold_starts(self, warm_values: list[list[float]]) -> None:
+    def _probe_cold_starts(self, warm_values: np.ndarray) -> None:
         """After the first check, each warm-started LP is weighed against its cold start
         (:func:`l2o.pdhg.start.probe_cold_start`): one iteration of the whole stack from the
         cold start of the warm LPs; the others and the warm LPs that keep their start go back
@@ -364,9 +431,9 @@ class _Batch:
                                   torch.zeros(self.stack.shape[0], dtype=torch.float64))
         self.state.restart_lps(self.stack, x, y, torch.zeros_like(x), self._mask(warm))
         stacked, vectors = self.runner.run_device(1)
-        values = stacked.tolist()
-        taken = [b for b in warm if CheckStatistics.from_values(values[b]).fixed_point_error
-                 <= CheckStatistics.from_values(warm_values[b]).fixed_point_error]
+        values = stacked.cpu().numpy()
+        error = _AT.fixed_point_error
+        taken = [b for b in warm if values[b, error] <= warm_values[b, error]]
         back = [b for b in range(len(self.members)) if b not in taken]
         self.state.load_iterate(saved, self._mask(back), self.stack)
         for b in warm:

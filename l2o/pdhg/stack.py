@@ -196,27 +196,34 @@ def select_termination(t: TerminationData, index: StackIndex,
 def stack_arrays(lps: Sequence, device: torch.device) -> tuple[LPArrays, list[float]]:
     """The LPs' arrays (:func:`~l2o.pdhg.scaling.lp_arrays`, minimization form) as one
     block-diagonal LP on ``device``, and the objective constants c0 per LP (the stacked
-    arrays' own ``c0`` is 0).  Concatenated on the host, then copied once per array."""
+    arrays' own ``c0`` is 0).
+
+    Each array is concatenated on the host as it is and copied once; the block offsets (LP
+    b's column indices shift by the columns before it, its row pointers by the nonzeros
+    before it) are added on the device, one kernel per index array."""
     cpu = torch.device("cpu")
     parts = [lp_arrays(lp, cpu) for lp in lps]
-    m = sum(a.shape[0] for a in parts)
-    n = sum(a.shape[1] for a in parts)
-    nnz = sum(a.values.numel() for a in parts)
-    crows, cols = [torch.zeros(1, dtype=torch.int64)], []
-    nnz_offset = col_offset = 0
-    for a in parts:
-        crows.append(a.crow[1:].long() + nnz_offset)
-        cols.append(a.col.long() + col_offset)
-        nnz_offset += a.values.numel()
-        col_offset += a.shape[1]
-    index = _index_dtype(m, n, nnz)
+    rows = [a.shape[0] for a in parts]
+    cols = [a.shape[1] for a in parts]
+    nnz = [a.values.numel() for a in parts]
+    m, n, total = sum(rows), sum(cols), sum(nnz)
+    index = _index_dtype(m, n, total)
 
     def cat(name: str) -> torch.Tensor:
         return torch.cat([getattr(a, name) for a in parts]).to(device)
 
-    arrays = LPArrays(crow=torch.cat(crows).to(index).to(device),
-                      col=torch.cat(cols).to(index).to(device), values=cat("values"),
-                      c=cat("c"), col_lower=cat("col_lower"), col_upper=cat("col_upper"),
+    def offsets(sizes: list[int], counts: list[int], length: int) -> torch.Tensor:
+        """(length,): the sum of sizes[:b], repeated counts[b] times for every b."""
+        starts = torch.tensor([0, *sizes[:-1]], dtype=torch.int64).cumsum(0).to(index)
+        return torch.repeat_interleave(starts.to(device), torch.tensor(counts, device=device),
+                                       output_size=length)
+
+    crow = torch.cat([torch.zeros(1, dtype=index)] + [a.crow[1:].to(index) for a in parts])
+    crow = crow.to(device)
+    crow[1:] += offsets(nnz, rows, m)
+    col = torch.cat([a.col.to(index) for a in parts]).to(device) + offsets(cols, nnz, total)
+    arrays = LPArrays(crow=crow, col=col, values=cat("values"), c=cat("c"),
+                      col_lower=cat("col_lower"), col_upper=cat("col_upper"),
                       row_lower=cat("row_lower"), row_upper=cat("row_upper"), c0=0.0,
                       shape=(m, n))
     return arrays, [a.c0 for a in parts]
@@ -262,10 +269,10 @@ def scale_stack(arrays: LPArrays, c0: Sequence[float], rows: list[int], cols: li
 
 
 def _segment_ids(sizes: list[int], device: torch.device) -> torch.Tensor:
-    """(sum sizes,) int64: b repeated sizes[b] times."""
-    return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes,
-                                                                          dtype=torch.int64)
-                                   ).to(device)
+    """(sum sizes,) int64 on ``device``: b repeated sizes[b] times."""
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device),
+                                   torch.tensor(sizes, dtype=torch.int64, device=device),
+                                   output_size=sum(sizes))
 
 
 def _index_dtype(m: int, n: int, nnz: int) -> torch.dtype:

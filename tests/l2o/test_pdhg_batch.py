@@ -207,3 +207,31 @@ def test_cuda_matches_cpu():
         ref = _single(lp)
         assert r.status == ref.status
         assert abs(r.objective - ref.objective) <= 10 * TOL * (1 + abs(ref.objective))
+
+
+def test_may_stop_flags_exactly_what_check_termination_stops():
+    """The batch's vectorized pre-check (l2o.pdhg.batch._may_stop) against check_termination,
+    row by row, on random check rows around every threshold (nan, optimal errors at the
+    tolerance, rays passing and failing, limits)."""
+    from l2o.pdhg.batch import _may_stop
+    from l2o.pdhg.statistics import CheckStatistics
+    from l2o.pdhg.termination import TerminationCriteria, check_termination
+
+    gen = np.random.default_rng(0)
+    size, tol, eps = CheckStatistics.size(), 1e-4, 1e-8
+    rows = gen.choice([0.0, 1e-12, 5e-5, 1e-4, 2e-4, 1.0, -1.0, -1e-12], size=(4000, size))
+    rows[gen.random(rows.shape) < 0.002] = np.nan
+    rows[gen.random(rows.shape) < 0.002] = np.inf
+    criteria = TerminationCriteria(tol=tol, infeasibility_tolerance=eps, time_limit=None)
+    totals = gen.integers(1, 200, size=len(rows)).astype(np.float64)
+    limits = np.where(gen.random(len(rows)) < 0.5, np.inf, 150.0)
+    finite = np.isfinite(rows).all(axis=1)
+    flagged = _may_stop(rows, finite, criteria, totals, limits, elapsed=1.0)
+    expected = [bool(check_termination(CheckStatistics.from_values(row), TerminationCriteria(
+        tol=tol, infeasibility_tolerance=eps,
+        iteration_limit=None if math.isinf(limit) else int(limit)), int(total), 1.0))
+        for row, total, limit in zip(rows, totals, limits)]
+    assert flagged.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    timed = TerminationCriteria(tol=tol, infeasibility_tolerance=eps, time_limit=0.5)
+    assert _may_stop(rows, finite, timed, totals, limits, elapsed=1.0).all()
