@@ -15,14 +15,14 @@ and :class:`~l2o.pdhg.restart.RestartMemory`; restarts and new steps go back to 
     repeat:
         iterate a chunk, check                every LP of the stack at once
         per LP: termination, restart          on the host, from its row of the (B, K) copy
-        compact                               when >= 1/4 of the stack has finished
+        compact                               when the finished hold enough of the work
 
-Finished LPs are compacted out: once at least a quarter of the stacked LPs have their result,
-the stack, the iteration state and the termination data are rebuilt on the device with the
-others only (index selection, :meth:`~l2o.pdhg.stack.StackedLP.select`), and the CUDA graphs
-are captured again.  Until then a finished LP keeps iterating in its own block, which no other
-LP reads (A~ is block-diagonal, every reduction is per LP): nan or a diverging iterate in one
-LP spoils no other.
+Finished LPs are compacted out (:class:`Compaction`): once the finished LPs hold enough of the
+stack's work (nonzeros + rows + columns), the stack, the iteration state and the termination
+data are rebuilt on the device with the others only (index selection,
+:meth:`~l2o.pdhg.stack.StackedLP.select`), and the CUDA graphs are captured again.  Until then
+a finished LP keeps iterating in its own block, which no other LP reads (A~ is block-diagonal,
+every reduction is per LP): nan or a diverging iterate in one LP spoils no other.
 
 Each LP's result is what ``solve_lp(lp, method="pdhg", presolve=False)`` would give, up to
 rounding (the per-LP sums of a stack add in another order than a single LP's): the same
@@ -62,10 +62,38 @@ from .start import is_warm, warm_start_vectors
 from .statistics import RAY_CANDIDATES, CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, TerminationData, check_termination
 
-__all__ = ["COMPACT_FRACTION", "solve_lp_batch"]
+__all__ = ["BATCH_OPTIONS", "EAGER_COMPACTION", "GRAPH_COMPACTION", "Compaction",
+           "solve_lp_batch"]
 
-# The stack is rebuilt without its finished LPs once they are at least this fraction of it.
-COMPACT_FRACTION = 0.25
+# The SolverOptions solve_lp_batch takes as keyword arguments (the others are solve_lp's own).
+BATCH_OPTIONS = ("cuda_graph",)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """When the stack is rebuilt without its finished LPs: once they hold at least ``fraction``
+    of its work (nonzeros + rows + columns, what an iteration reads) and the stack holds at
+    least ``min_work``.
+
+    A rebuild pays by the iterations it makes cheaper.  Eagerly (the CPU) an iteration's time
+    is proportional to the work, and a rebuild is a few index selections.  With CUDA graphs a
+    rebuild also records and instantiates the two graphs again (the chunk's ~15 kernels per
+    iteration and the check's ~375), while an iteration of a small stack costs its kernels'
+    launch latency, whatever its size: on the H200 solve_lp's iteration took 10-20 us from
+    0.1M to 0.7M nonzeros and 118 us at 8M (benchmarks/RESULTS.md, per-iteration protocol).
+    So graphs rebuild less often (half the work), and not below ~2M entries.
+    """
+
+    fraction: float
+    min_work: int
+
+    def due(self, finished_work: int, stack_work: int) -> bool:
+        return (0 < finished_work and stack_work >= self.min_work
+                and finished_work >= self.fraction * stack_work)
+
+
+EAGER_COMPACTION = Compaction(fraction=0.25, min_work=0)
+GRAPH_COMPACTION = Compaction(fraction=0.5, min_work=2**21)
 
 
 def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
@@ -73,7 +101,8 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
                    time_limit: float | None = None,
                    iteration_limit: int | Sequence[int | None] | None = None,
                    check_every: int | None = None,
-                   progress: Callable[[dict], None] | None = None) -> list[LPResult]:
+                   progress: Callable[[dict], None] | None = None,
+                   **advanced: Any) -> list[LPResult]:
     """Solve several LPs at once with restarted reflected-Halpern PDHG (module docstring).
 
     Each LP is solved as ``solve_lp(lp, tol, device, dtype, method="pdhg", presolve=False)``
@@ -96,6 +125,9 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             nonzeros: the smallest of the LPs' :func:`~l2o.pdhg.options.default_check_every`).
         progress: called at every check with {"iteration" (of the stack's most advanced LP),
             "active" (LPs still iterating), "finished", "elapsed"}.
+        **advanced: the fields of :class:`~l2o.pdhg.options.SolverOptions` the batch honours,
+            :data:`BATCH_OPTIONS`: ``cuda_graph`` (on CUDA, run each chunk of iterations and
+            its check as CUDA graph replays; default True, False: eagerly).
 
     Returns:
         One :class:`LPResult` per LP, in the order of ``lps`` (CPU float64 vectors).  An LP's
@@ -105,9 +137,14 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         ValueError: invalid data in an LP (nan/inf, lower > upper bound, wrong shapes), a bad
             warm start or limit, named by its index ("lps[3]: ..."), before any iteration;
             bad tol, dtype, device or options.
-        TypeError: an entry of ``lps`` that is not a LinearProgram.
+        TypeError: an entry of ``lps`` that is not a LinearProgram, or an option the batch
+            does not take.
     """
     start = time.perf_counter()
+    unknown = sorted(set(advanced) - set(BATCH_OPTIONS))
+    if unknown:
+        raise TypeError(f"solve_lp_batch: unknown option(s) {unknown}; it takes "
+                        f"{', '.join(BATCH_OPTIONS)}")
     lps = list(lps)
     count = len(lps)
     dtype = torch.float64 if dtype is None else dtype
@@ -130,12 +167,13 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         return []
     if check_every is None:
         check_every = min(default_check_every(lp.nnz) for lp in lps)
-    opts = parse_options("solve_lp_batch", check_every, {})
+    opts = parse_options("solve_lp_batch", check_every, advanced)
     arrays, c0 = stack_arrays(lps, dev)
     _validate_values(lps, arrays)
     stack, term = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
                               [lp.num_cols for lp in lps], dtype, opts)
     members = [_Member(index=i, lp=lp, eta=_step_size(lp, opts), warm=is_warm(starts[i]),
+                       work=lp.nnz + lp.num_rows + lp.num_cols,
                        criteria=TerminationCriteria(
                            tol=tol, infeasibility_tolerance=opts.infeasibility_tolerance,
                            iteration_limit=limits[i], time_limit=time_limit))
@@ -258,6 +296,7 @@ class _Member:
     eta: float                                   # tau = eta / omega, sigma = eta omega
     criteria: TerminationCriteria
     warm: bool
+    work: int = 0                                # nnz + rows + columns (Compaction)
     pid: PrimalWeightPID = field(default_factory=PrimalWeightPID)
     memory: RestartMemory = field(default_factory=RestartMemory)
     total: int = 0                               # iterations, the probe's included
@@ -286,6 +325,8 @@ class _Batch:
         self.state = BatchState.init(stack, *self._scaled_start(x, y))
         self.state.set_steps(self.stack, [m.eta for m in members],
                              [m.pid.weight for m in members])
+        self.graphs = opts.cuda_graph and self.dev.type == "cuda"
+        self.compaction = GRAPH_COMPACTION if self.graphs else EAGER_COMPACTION
         self.runner = self._runner()
         self.point: dict[str, torch.Tensor] | None = None    # the last finite checked points
 
@@ -301,7 +342,7 @@ class _Batch:
 
     def _runner(self) -> ChunkRunner:
         return ChunkRunner(self.stack, self.term, self.state, self.opts.check_every,
-                           self.opts.cuda_graph and self.dev.type == "cuda")
+                           self.graphs)
 
     def run(self) -> list[LPResult]:
         first = True
@@ -456,13 +497,13 @@ class _Batch:
                     [m.pid.weight for m in self.members])
 
     def _compact(self) -> None:
-        """Rebuild the stack without its finished members once they are
-        >= COMPACT_FRACTION of it (all finished: the loop ends)."""
-        finished = sum(m.done for m in self.members)
-        if finished == len(self.members):
+        """Rebuild the stack without its finished members when :attr:`compaction` says so
+        (all finished: the loop ends)."""
+        if all(m.done for m in self.members):
             self.members = []
             return
-        if finished == 0 or finished < COMPACT_FRACTION * len(self.members):
+        finished = sum(m.work for m in self.members if m.done)
+        if not self.compaction.due(finished, sum(m.work for m in self.members)):
             return
         keep = [b for b, m in enumerate(self.members) if not m.done]
         index = self.stack.index(keep)

@@ -146,6 +146,8 @@ def test_bad_arguments_are_named():
         solve_lp_batch([lp, lp], device="cpu", iteration_limit=[5, 0])
     with pytest.raises(TypeError, match=r"lps\[0\]: expected a LinearProgram"):
         solve_lp_batch(["afiro.mps"], device="cpu")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['presolve'\]"):
+        solve_lp_batch([lp], device="cpu", presolve=False)
     assert solve_lp_batch([], device="cpu") == []
 
 
@@ -235,3 +237,28 @@ def test_may_stop_flags_exactly_what_check_termination_stops():
     assert 0 < sum(expected) < len(expected)
     timed = TerminationCriteria(tol=tol, infeasibility_tolerance=eps, time_limit=0.5)
     assert _may_stop(rows, finite, timed, totals, limits, elapsed=1.0).all()
+
+
+def test_compaction_rule():
+    from l2o.pdhg.batch import EAGER_COMPACTION, GRAPH_COMPACTION
+
+    assert not EAGER_COMPACTION.due(0, 100)
+    assert EAGER_COMPACTION.due(25, 100) and not EAGER_COMPACTION.due(24, 100)
+    big = 2**22
+    assert GRAPH_COMPACTION.due(big // 2, big) and not GRAPH_COMPACTION.due(big // 2 - 1, big)
+    assert not GRAPH_COMPACTION.due(900, 1000)        # a small stack: launch-bound, kept
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("tol", [1e-4, 1e-8])
+def test_cuda_graphs_match_eager(tol):
+    """The CUDA-graph run (default) against the eager run on the GPU, float64: statuses,
+    iteration counts, and the points to 1e-10."""
+    lps = _mixed()
+    graph = solve_lp_batch(lps, tol=tol, device="cuda")
+    eager = solve_lp_batch(lps, tol=tol, device="cuda", cuda_graph=False)
+    for lp, g, e in zip(lps, graph, eager):
+        assert g.status == e.status, lp.name
+        assert g.iterations == e.iterations, lp.name
+        torch.testing.assert_close(g.x, e.x, rtol=1e-10, atol=1e-10, equal_nan=True)
+        torch.testing.assert_close(g.y, e.y, rtol=1e-10, atol=1e-10, equal_nan=True)
