@@ -12,6 +12,8 @@ each (the first LP alone, and a batch of the first two):
 
   * loop:  [solve_lp(lp, tol, device, method="pdhg", presolve=False) for lp in lps]
   * batch: solve_lp_batch(lps, tol, device)
+  * batch_fused (CUDA only): solve_lp_batch(lps, tol, device, fused=True), the batched
+    iteration's Triton kernels (l2o.pdhg.batch_fused; off by default)
 
 from the list of LPs to the list of results (setup, copies and results included; wall clock,
 the results are on the host when each call returns), and checks the two against each other:
@@ -70,31 +72,40 @@ def compare(l2o, family: str, lps: list, tol: float, device: str) -> dict:
         return [l2o.solve_lp(lp, tol=tol, device=device, method="pdhg", presolve=False)
                 for lp in lps]
 
-    def batch():
-        return l2o.solve_lp_batch(lps, tol=tol, device=device)
-
-    # warm-up: CUDA context, kernels, cuSPARSE and graph pools of both paths
+    variants = {"batch": {}}
+    if device.startswith("cuda"):
+        variants["batch_fused"] = {"fused": True}
+    # warm-up: CUDA context, kernels, cuSPARSE and graph pools of every path
     l2o.solve_lp(lps[0], tol=tol, device=device, method="pdhg", presolve=False)
-    l2o.solve_lp_batch(lps[:2], tol=tol, device=device)
+    for options in variants.values():
+        l2o.solve_lp_batch(lps[:2], tol=tol, device=device, **options)
     singles, loop_s = _timed(loop, device)
-    batched, batch_s = _timed(batch, device)
-    same_status = sum(a.status == b.status for a, b in zip(singles, batched))
+    row = {"family": family, "count": len(lps), "nnz_each": lps[0].nnz, "tol": tol,
+           "loop_s": round(loop_s, 4), "iterations_loop": sum(a.iterations for a in singles)}
+    for name, options in variants.items():
+        batched, batch_s = _timed(lambda options=options: l2o.solve_lp_batch(
+            lps, tol=tol, device=device, **options), device)
+        row |= _against_loop(name, singles, batched, loop_s, batch_s)
+    return row
+
+
+def _against_loop(name: str, singles: list, batched: list, loop_s: float,
+                  batch_s: float) -> dict:
+    """The columns of one batch variant: its time, speedup and agreement with the loop."""
     optimal = [(a, b) for a, b in zip(singles, batched)
                if a.status.name == b.status.name == "OPTIMAL"]
     objective_gap = max((abs(a.objective - b.objective) / (1 + abs(a.objective))
                          for a, b in optimal), default=float("nan"))
-    iterations = [(a.iterations, b.iterations) for a, b in zip(singles, batched)]
     return {
-        "family": family, "count": len(lps), "nnz_each": lps[0].nnz, "tol": tol,
-        "loop_s": round(loop_s, 4), "batch_s": round(batch_s, 4),
-        "speedup": round(loop_s / batch_s, 2),
-        "same_status": same_status, "optimal_batch": sum(b.status.name == "OPTIMAL"
-                                                         for b in batched),
-        "max_rel_objective_diff": objective_gap,
-        "max_batch_kkt": max(max(b.kkt.values()) for b in batched),
-        "iterations_loop": sum(a for a, _ in iterations),
-        "iterations_batch": sum(b for _, b in iterations),
-        "max_iterations_batch": max(b for _, b in iterations),
+        f"{name}_s": round(batch_s, 4), f"{name}_speedup": round(loop_s / batch_s, 2),
+        f"{name}_same_status": sum(a.status == b.status for a, b in zip(singles, batched)),
+        f"{name}_optimal": sum(b.status.name == "OPTIMAL" for b in batched),
+        f"{name}_max_rel_objective_diff": objective_gap,
+        f"{name}_max_kkt": max(max(b.kkt.values()) for b in batched),
+        f"{name}_iterations": sum(b.iterations for b in batched),
+        f"{name}_max_iterations": max(b.iterations for b in batched),
+        f"{name}_same_iterations": sum(a.iterations == b.iterations
+                                       for a, b in zip(singles, batched)),
     }
 
 
@@ -145,11 +156,15 @@ def main() -> None:
         for tol in args.tols:
             row = compare(l2o, family, lps, tol, args.device)
             rows.append(row)
-            print(f"{family:9s} x{row['count']:4d} tol {tol:g}: loop {row['loop_s']:8.3f} s  "
-                  f"batch {row['batch_s']:8.3f} s  speedup {row['speedup']:6.2f}x  "
-                  f"same status {row['same_status']}/{row['count']}  "
-                  f"max rel obj diff {row['max_rel_objective_diff']:.2e}  "
-                  f"iterations {row['iterations_loop']} / {row['iterations_batch']}", flush=True)
+            line = f"{family:9s} x{row['count']:4d} tol {tol:g}: loop {row['loop_s']:8.3f} s"
+            for name in ("batch", "batch_fused"):
+                if f"{name}_s" in row:
+                    line += (f" | {name} {row[name + '_s']:7.3f} s {row[name + '_speedup']:6.2f}x"
+                             f" status {row[name + '_same_status']}/{row['count']}"
+                             f" iterations {row[name + '_iterations']}"
+                             f" (max {row[name + '_max_iterations']})"
+                             f" obj diff {row[name + '_max_rel_objective_diff']:.1e}")
+            print(line + f" | loop iterations {row['iterations_loop']}", flush=True)
     dataset_count = args.dataset_count if args.dataset_count is not None else (
         32 if args.quick else 1000)
     dataset_rows = []

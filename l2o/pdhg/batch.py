@@ -3,7 +3,8 @@
 The B LPs are stacked into one block-diagonal LP and preconditioned together, each as
 :func:`l2o.solve_lp` preconditions it alone (:mod:`l2o.pdhg.stack`: D1, D2 are per row and
 column, theta_b, theta_c per LP), so one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`,
-two SpMVs, on CUDA CUDA-graph replays) advances every LP, and one check
+two SpMVs, on CUDA CUDA-graph replays; with ``fused=True`` two Triton kernels,
+:mod:`l2o.pdhg.batch_fused`) advances every LP, and one check
 (:mod:`l2o.pdhg.statistics`, per-LP sums by segment reductions) gives a (B, K) tensor read with
 one host copy.  On the host each LP then goes through the same pure functions as a single
 solve: :func:`~l2o.pdhg.termination.check_termination`,
@@ -50,6 +51,7 @@ from l2o.lp.model import LinearProgram
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
+from .batch_fused import make_batch_plan
 from .batch_state import BatchState
 from .finish import Checked, make_result, ray_result
 from .iteration import ChunkRunner
@@ -66,7 +68,7 @@ __all__ = ["BATCH_OPTIONS", "EAGER_COMPACTION", "GRAPH_COMPACTION", "Compaction"
            "solve_lp_batch"]
 
 # The SolverOptions solve_lp_batch takes as keyword arguments (the others are solve_lp's own).
-BATCH_OPTIONS = ("cuda_graph",)
+BATCH_OPTIONS = ("cuda_graph", "fused", "sparse_products")
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,10 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             "active" (LPs still iterating), "finished", "elapsed"}.
         **advanced: the fields of :class:`~l2o.pdhg.options.SolverOptions` the batch honours,
             :data:`BATCH_OPTIONS`: ``cuda_graph`` (on CUDA, run each chunk of iterations and
-            its check as CUDA graph replays; default True, False: eagerly).
+            its check as CUDA graph replays; default True, False: eagerly); ``fused`` (the
+            iteration's Triton kernels, :mod:`l2o.pdhg.batch_fused`: False, the default, for
+            the torch ops, True (CUDA and Triton needed) or "auto" (where they run));
+            ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's).
 
     Returns:
         One :class:`LPResult` per LP, in the order of ``lps`` (CPU float64 vectors).  An LP's
@@ -167,7 +172,10 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         return []
     if check_every is None:
         check_every = min(default_check_every(lp.nnz) for lp in lps)
-    opts = parse_options("solve_lp_batch", check_every, advanced)
+    opts = parse_options("solve_lp_batch", check_every, {"fused": False, **advanced})
+    if opts.fused not in (True, False, "auto"):
+        raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', "
+                         f"got {opts.fused!r}")
     arrays, c0 = stack_arrays(lps, dev)
     _validate_values(lps, arrays)
     stack, term = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
@@ -325,6 +333,8 @@ class _Batch:
         self.state = BatchState.init(stack, *self._scaled_start(x, y))
         self.state.set_steps(self.stack, [m.eta for m in members],
                              [m.pid.weight for m in members])
+        self.state.batch_plan = make_batch_plan(stack, self.state, opts.fused,
+                                                opts.sparse_products)
         self.graphs = opts.cuda_graph and self.dev.type == "cuda"
         self.compaction = GRAPH_COMPACTION if self.graphs else EAGER_COMPACTION
         self.runner = self._runner()
@@ -510,6 +520,8 @@ class _Batch:
         stack = self.stack.select(index)
         self.term = select_termination(self.term, index, stack)
         self.state = self.state.select(index)
+        self.state.batch_plan = make_batch_plan(stack, self.state, self.opts.fused,
+                                                self.opts.sparse_products)
         if self.point is not None:
             self.point = {"x": self.point["x"][index.cols], "y": self.point["y"][index.rows],
                           "reduced_costs": self.point["reduced_costs"][index.cols]}

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .iteration import IterationState, sparse_addmv_works
+from .batch_fused import batch_iteration_fused
+from .iteration import IterationState, halpern_iteration, sparse_addmv_works
 from .stack import StackedLP, StackIndex
 
 __all__ = ["BatchState"]
@@ -36,7 +38,11 @@ class BatchState(IterationState):
         weight: (n + m,) the Halpern weight of each column, then of each row.
         tau, neg_sigma, dual_lower, dual_upper: (n,), (m,), (m,), (m,) per entry.
         metric_primal, metric_dual: (B,) omega_b / eta_b and 1 / (eta_b omega_b).
+        batch_plan: the products of the Triton iteration (:mod:`l2o.pdhg.batch_fused`), or
+            None for the torch ops.  (``fused_plan``, the single-LP kernels', stays None.)
     """
+
+    batch_plan: Any = None
 
     @property
     def weight_x(self) -> torch.Tensor:
@@ -58,6 +64,14 @@ class BatchState(IterationState):
         s.restart_epoch(p, x, y, p.op.rmatvec(y))
         s.fused_grad = sparse_addmv_works(p, s)
         return s
+
+    def iterate(self, p: StackedLP, last: bool = True) -> None:
+        """One iteration of every LP of the stack, in place: the Triton kernels of
+        ``batch_plan``, or the torch ops of :func:`~l2o.pdhg.iteration.halpern_iteration`."""
+        if self.batch_plan is None:
+            halpern_iteration(p, self, last)
+        else:
+            batch_iteration_fused(p, self, self.batch_plan, last)
 
     def set_steps(self, p: StackedLP, eta: Sequence[float], omega: Sequence[float]) -> None:
         """tau_b = eta_b / omega_b, sigma_b = eta_b omega_b for every LP b, and what depends on
@@ -96,7 +110,8 @@ class BatchState(IterationState):
             buffer.copy_(torch.where(where, value, buffer))
 
     def select(self, index: StackIndex) -> BatchState:
-        """A new state holding the LPs of ``index`` only (new buffers: a new CUDA graph)."""
+        """A new state holding the LPs of ``index`` only (new buffers: a new CUDA graph and
+        a new ``batch_plan``, None here)."""
         values = {name: getattr(self, name)[index.cols] for name in _COLS}
         values |= {name: getattr(self, name)[index.rows] for name in _ROWS}
         values |= {name: getattr(self, name)[index.lps] for name in _LPS}

@@ -118,6 +118,11 @@ class IterationState:
         torch.sub(aty, p.c, out=self.grad)
         self.weight.fill_(0.5)
 
+    def iterate(self, p: ScaledLP, last: bool = True) -> None:
+        """One iteration in place: :func:`halpern_iteration` (a stack of LPs has its own
+        kernels: l2o.pdhg.batch_state)."""
+        halpern_iteration(p, self, last)
+
     def save_iterate(self) -> tuple[torch.Tensor, ...]:
         """Copies of what the next iteration reads besides the steps: x, y, x0, y0, grad, weight."""
         return tuple(t.clone() for t in self._iterate())
@@ -201,7 +206,7 @@ class ChunkRunner:
 
     def _eager(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
         for i in range(iterations):
-            halpern_iteration(self.p, self.s, last=i == iterations - 1)
+            self.s.iterate(self.p, last=i == iterations - 1)
         return self._statistics()
 
     def _statistics(self) -> tuple[torch.Tensor, CheckVectors]:
@@ -239,7 +244,7 @@ class ChunkRunner:
             graph, check = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 for i in range(self.piece):
-                    halpern_iteration(self.p, self.s, last=i == self.piece - 1)
+                    self.s.iterate(self.p, last=i == self.piece - 1)
             with torch.cuda.graph(check):     # own pool: its outputs outlive the replays
                 out = self._statistics()
             self.graph, self.check_graph, self.graph_out = graph, check, out

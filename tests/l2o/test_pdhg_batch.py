@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +264,68 @@ def test_cuda_graphs_match_eager(tol):
         assert g.iterations == e.iterations, lp.name
         torch.testing.assert_close(g.x, e.x, rtol=1e-10, atol=1e-10, equal_nan=True)
         torch.testing.assert_close(g.y, e.y, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1"
+                    or importlib.util.find_spec("triton") is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+def test_fused_batch_kernels_match_the_torch_iteration():
+    """l2o.pdhg.batch_fused's kernels against halpern_iteration on a stack of the mixed LPs,
+    from a random point with random per-LP steps, both STORE variants, float64."""
+    from l2o.pdhg.batch_fused import batch_iteration_fused
+    from l2o.pdhg.batch_state import BatchState
+    from l2o.pdhg.fused import FusedPlan
+    from l2o.pdhg.iteration import halpern_iteration
+    from l2o.pdhg.options import SolverOptions
+    from l2o.pdhg.stack import scale_stack, stack_arrays
+
+    lps = _mixed()
+    cpu = torch.device("cpu")
+    arrays, c0 = stack_arrays(lps, cpu)
+    stack, _ = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
+                           [lp.num_cols for lp in lps], torch.float64, SolverOptions())
+    gen = torch.Generator().manual_seed(0)
+    m, n = stack.shape
+    x = torch.clamp(torch.randn(n, generator=gen, dtype=torch.float64), stack.col_lower,
+                    stack.col_upper)
+    y = torch.randn(m, generator=gen, dtype=torch.float64)
+    eta = (0.5 + torch.rand(len(lps), generator=gen, dtype=torch.float64)).tolist()
+    omega = (0.1 + 3 * torch.rand(len(lps), generator=gen, dtype=torch.float64)).tolist()
+    states = []
+    for _ in range(2):
+        s = BatchState.init(stack, x, y)
+        s.set_steps(stack, eta, omega)
+        states.append(s)
+    torch_state, fused_state = states
+    aty = torch.empty(n, dtype=torch.float64)
+    plan = FusedPlan(False, torch.empty((), dtype=torch.float64), aty=aty,
+                     product_a=lambda: torch.mv(stack.op.csr, fused_state.x_bar,
+                                                out=fused_state.ax_bar),
+                     product_at=lambda: torch.mv(stack.op.csr_t, fused_state.y, out=aty))
+    for last in (False, True, False, True):
+        halpern_iteration(stack, torch_state, last)
+        batch_iteration_fused(stack, fused_state, plan, last)
+        names = ("x", "y", "x_bar", "ax_bar", "weight") + (
+            ("x_pre", "x_hat", "y_hat", "y_bar") if last else ())
+        for name in names:
+            torch.testing.assert_close(getattr(fused_state, name), getattr(torch_state, name),
+                                       rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fused_batch_matches_torch_ops():
+    """fused=True (Triton iteration) against the torch ops on the GPU: same statuses,
+    iterations within one check, objectives within the tolerance; graphs vs eager with the
+    fused kernels: identical iteration counts."""
+    lps = _mixed()
+    plain = solve_lp_batch(lps, tol=TOL, device="cuda")
+    fused = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True)
+    eager = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True, cuda_graph=False)
+    for lp, p, f, e in zip(lps, plain, fused, eager):
+        assert f.status == p.status == e.status, lp.name
+        assert abs(f.iterations - p.iterations) <= 64, lp.name
+        assert f.iterations == e.iterations, lp.name
+        if p.status == LPStatus.OPTIMAL:
+            assert abs(f.objective - p.objective) <= 10 * TOL * (1 + abs(p.objective)), lp.name
+            assert max(f.kkt.values()) <= TOL, lp.name

@@ -1,0 +1,159 @@
+"""Triton kernels for the iteration of a stack of LPs (``solve_lp_batch(..., fused=True)``).
+
+The iteration of :func:`l2o.pdhg.iteration.halpern_iteration` on a
+:class:`~l2o.pdhg.batch_state.BatchState` launches ~15 kernels: a stack of B LPs has its step
+sizes and Halpern weight per LP, spread over the LP's entries (``tau`` (n,), ``neg_sigma`` (m,),
+``weight`` (n + m,)).  Here the elementwise updates are fused as :mod:`l2o.pdhg.fused` fuses
+them for one LP, with the same math and buffers, the scalars read per entry:
+
+    aty = A~^T y                           (the fused plan's cuSPARSE product)
+    primal kernel, per column j:
+        x_pre = x + tau_j (aty - c)        x^ = clamp(x_pre, l_c, u_c)
+        x_bar = 2 x^ - x                   x  <- x_bar - (1 - w_j) (x_bar - x0)
+        w_j <- 1 / (2 - w_j)
+    ax_bar = A~ x_bar                      (cuSPARSE)
+    dual kernel, per row i:
+        v = y + (-sigma_i) ax_bar          y^ = v - clamp(v, -sigma_i u_r, -sigma_i l_r)
+        y_bar = 2 y^ - y                   y  <- y_bar - (1 - w_i) (y_bar - y0)
+        w_i <- 1 / (2 - w_i)
+
+Every entry has its own weight (the columns' are read by the primal kernel only, the rows' by
+the dual kernel only), so each program advances the weights of its own entries, with no
+scratch copy.  x_pre, x^, y^ and y_bar are stored only in the iteration before a check
+(``last``), as in the single-LP kernels.  ``s.grad`` is not used (A~^T y is computed at the
+start of each iteration).  The Halpern update is written as torch.lerp evaluates it for
+w >= 1/2, so both paths round alike up to the products' order of summation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .fused import BLOCK, FusedPlan, available, make_plan
+
+try:  # Triton ships with CUDA builds of torch; CPU-only installs and CI have none
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+    tl = None
+
+__all__ = ["batch_iteration_fused", "make_batch_plan"]
+
+
+def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPlan | None:
+    """The products of the fused batch iteration (the single-LP "elementwise" plan of
+    :func:`l2o.pdhg.fused.make_plan`, on the stack's buffers), or None for the torch ops.
+
+    Args:
+        p, s: the :class:`~l2o.pdhg.stack.StackedLP` and its BatchState.
+        mode: False (the torch ops), True (the Triton kernels; ValueError where they cannot
+            run) or "auto" (where they can).
+        sparse_products: ``SolverOptions.sparse_products``.
+    """
+    if mode is False:
+        return None
+    if mode not in (True, "auto"):
+        raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', got {mode!r}")
+    if not available(s.x.device):
+        if mode == "auto":
+            return None
+        raise ValueError("solve_lp_batch: fused=True needs CUDA and Triton")
+    plan = make_plan(p, s, "elementwise", sparse_products)
+    _compile_once(s.x.dtype, s.x.device)
+    return plan
+
+
+_COMPILED: set[tuple[torch.dtype, torch.device]] = set()
+
+
+def _compile_once(dtype: torch.dtype, device: torch.device) -> None:
+    """Compile every variant of the two kernels for this dtype once per process, on scratch
+    buffers, so that none is compiled inside a CUDA graph capture: STORE on and off, and the
+    weights at an address aligned to 16 bytes or not (Triton specializes pointers on it; the
+    rows' weights are a view at offset n of ``s.weight``)."""
+    key = (dtype, torch.device(device))
+    if key in _COMPILED:
+        return
+    from types import SimpleNamespace
+
+    f = lambda: torch.zeros(4, dtype=dtype, device=device)
+    p = SimpleNamespace(c=f(), col_lower=f(), col_upper=f())
+    weight = torch.full((6,), 0.5, dtype=dtype, device=device)
+    for start in (0, 1):
+        w = weight[start:start + 4]
+        s = SimpleNamespace(x=f(), y=f(), x0=f(), y0=f(), x_pre=f(), x_hat=f(), y_hat=f(),
+                            x_bar=f(), y_bar=f(), ax_bar=f(), tau=f(), neg_sigma=f(),
+                            dual_lower=f(), dual_upper=f(), weight_x=w, weight_y=w)
+        plan = FusedPlan(False, f(), aty=f(), product_a=lambda: None, product_at=lambda: None)
+        for last in (True, False):
+            batch_iteration_fused(p, s, plan, last)
+    torch.cuda.synchronize(device)
+    _COMPILED.add(key)
+
+
+def batch_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) -> None:
+    """One reflected-Halpern iteration of every LP of the stack, in place (module docstring):
+    the two products of ``plan`` and two Triton kernels; no host sync."""
+    n, m = s.x.numel(), s.y.numel()
+    plan.product_at()
+    _batch_primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
+        plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
+        s.tau, s.weight_x, n, BLOCK=BLOCK, STORE=last, num_warps=4)
+    plan.product_a()
+    _batch_dual_kernel[(max(1, triton.cdiv(m, BLOCK)),)](
+        s.ax_bar, s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar, s.neg_sigma,
+        s.weight_y, m, BLOCK=BLOCK, STORE=last, num_warps=4)
+
+
+if triton is not None:
+    # propagate_nan=ALL: clamp(nan) = nan, as torch.clamp, so nan reaches the check
+    @triton.jit(do_not_specialize=["n"])
+    def _batch_primal_kernel(aty_ptr, c_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
+                             x_hat_ptr, x_bar_ptr, tau_ptr, weight_ptr, n,
+                             BLOCK: tl.constexpr, STORE: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        g = tl.load(aty_ptr + offs, mask=mask, other=0.0) - tl.load(c_ptr + offs, mask=mask,
+                                                                     other=0.0)
+        tau = tl.load(tau_ptr + offs, mask=mask, other=0.0)
+        w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
+        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
+        x0 = tl.load(x0_ptr + offs, mask=mask, other=0.0)
+        v = x + tau * g
+        x_hat = tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi,
+                           propagate_nan=tl.PropagateNan.ALL)
+        x_bar = x_hat + (x_hat - x)
+        if STORE:
+            tl.store(x_pre_ptr + offs, v, mask=mask)
+            tl.store(x_hat_ptr + offs, x_hat, mask=mask)
+        tl.store(x_bar_ptr + offs, x_bar, mask=mask)
+        tl.store(x_ptr + offs, x_bar - (x_bar - x0) * (1.0 - w), mask=mask)
+        tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
+
+    @triton.jit(do_not_specialize=["m"])
+    def _batch_dual_kernel(ax_ptr, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
+                           neg_sigma_ptr, weight_ptr, m,
+                           BLOCK: tl.constexpr, STORE: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < m
+        ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
+        neg_sigma = tl.load(neg_sigma_ptr + offs, mask=mask, other=0.0)
+        w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
+        y = tl.load(y_ptr + offs, mask=mask, other=0.0)
+        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
+        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
+        y0 = tl.load(y0_ptr + offs, mask=mask, other=0.0)
+        v = y + neg_sigma * ax
+        y_hat = v - tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi,
+                               propagate_nan=tl.PropagateNan.ALL)
+        y_bar = y_hat + (y_hat - y)
+        if STORE:
+            tl.store(y_hat_ptr + offs, y_hat, mask=mask)
+            tl.store(y_bar_ptr + offs, y_bar, mask=mask)
+        tl.store(y_ptr + offs, y_bar - (y_bar - y0) * (1.0 - w), mask=mask)
+        tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
