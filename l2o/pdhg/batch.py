@@ -186,7 +186,7 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
                            tol=tol, infeasibility_tolerance=opts.infeasibility_tolerance,
                            iteration_limit=limits[i], time_limit=time_limit))
                for i, lp in enumerate(lps)]
-    x0, y0 = (torch.cat([v[k] for v in vectors]).to(dev) for k in (0, 1))
+    x0, y0 = (_concatenated([v[k] for v in vectors], dev) for k in (0, 1))
     results = _Batch(members, stack, term, x0, y0, opts, start, progress).run()
     for result in results:
         result.presolve = no_presolve_report("solve_lp_batch solves the LPs as given")
@@ -217,6 +217,14 @@ def _per_lp(name: str, value: Any, count: int) -> list[Any]:
     if len(values) != count:
         raise ValueError(f"solve_lp_batch: {name} has {len(values)} entries for {count} LPs")
     return values
+
+
+def _concatenated(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The parts joined on ``device``: concatenated on the host and copied once when all are
+    there (cold starts: B zero vectors), else each moved first (warm starts on the device)."""
+    if all(part.device.type == "cpu" for part in parts):
+        return torch.cat(parts).to(device)
+    return torch.cat([part.to(device) for part in parts])
 
 
 def _check_limit(limit: Any) -> None:
