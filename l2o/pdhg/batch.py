@@ -80,10 +80,12 @@ class Compaction:
     A rebuild pays by the iterations it makes cheaper.  Eagerly (the CPU) an iteration's time
     is proportional to the work, and a rebuild is a few index selections.  With CUDA graphs a
     rebuild also records and instantiates the two graphs again (the chunk's ~15 kernels per
-    iteration and the check's ~375), while an iteration of a small stack costs its kernels'
-    launch latency, whatever its size: on the H200 solve_lp's iteration took 10-20 us from
-    0.1M to 0.7M nonzeros and 118 us at 8M (benchmarks/RESULTS.md, per-iteration protocol).
-    So graphs rebuild less often (half the work), and not below ~2M entries.
+    iteration and the check's ~375 torch operations, counted with torch.profiler), while an
+    iteration of a small stack costs its kernels' launch latency whatever its size: on the
+    H200 solve_lp's iteration took 10.7-22.2 us from 0.11M to 0.68M nonzeros, 27.5 us at 1.1M
+    and 118 us at 8M (benchmarks/RESULTS.md, per-iteration protocol).  So with graphs the
+    stack is rebuilt at half its work and not below 2^21 entries (an estimate from those
+    timings, not a measurement of the batch).
     """
 
     fraction: float
