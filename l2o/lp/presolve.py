@@ -111,6 +111,9 @@ class Presolved:
     timings: dict[str, float] = field(default_factory=dict)
     _highs: Any = field(default=None, repr=False)
 
+    by = "highs"   # LPResult.presolve["by"]
+    ray = None     # HiGHS proves infeasibility / unboundedness without a certificate
+
     @property
     def rows_removed(self) -> int:
         return self.original.num_rows - len(self.row_index) if self.reduced_or_empty else 0
@@ -153,6 +156,23 @@ class Presolved:
 
         return (restrict(x, self.col_index, self.original.num_cols, "x"),
                 restrict(y, self.row_index, self.original.num_rows, "y"))
+
+    def carry_dual_ray(self, y: torch.Tensor) -> torch.Tensor:
+        """A Farkas ray y (m_red,) of the reduced LP placed at its rows of the original LP (0 at
+        removed rows; (m,) float64 CPU): HiGHS has no postsolve of rays, so the caller verifies
+        it on the original LP."""
+        out = torch.zeros(self.original.num_rows, dtype=torch.float64)
+        out[torch.from_numpy(self.row_index)] = torch.as_tensor(y).detach().to("cpu",
+                                                                                torch.float64)
+        return out
+
+    def carry_primal_ray(self, x: torch.Tensor) -> torch.Tensor:
+        """A primal ray x (n_red,) of the reduced LP placed at its columns of the original LP
+        (0 at removed columns; (n,) float64 CPU; the caller verifies it)."""
+        out = torch.zeros(self.original.num_cols, dtype=torch.float64)
+        out[torch.from_numpy(self.col_index)] = torch.as_tensor(x).detach().to("cpu",
+                                                                                torch.float64)
+        return out
 
     def postsolve(self, x: torch.Tensor | None = None,
                   y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:

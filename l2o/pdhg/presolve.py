@@ -1,6 +1,12 @@
-"""``solve_lp(..., presolve=)``: HiGHS presolve before PDHG, postsolve after, and "auto".
+"""``solve_lp(..., presolve=)``: presolve before PDHG, postsolve after, and "auto".
 
-    original LP --presolve (HiGHS, CPU)--> reduced LP --PDHG--> (x~, y~) --postsolve--> (x, y)
+    original LP --presolve--> reduced LP --PDHG--> (x~, y~) --postsolve--> (x, y)
+
+Two presolvers, a :class:`PresolveBy` value: HiGHS's (``"highs"``, :mod:`l2o.lp.presolve`, on
+the CPU: every reduction HiGHS knows, 1-28 us per nonzero) and the cheap reductions in torch on
+the solve's device (``"gpu"``, :mod:`l2o.lp.gpu_presolve`: fixed columns, free / empty /
+singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS, ``"auto"`` picks
+one by :func:`decide_presolve` from measured costs and says why.
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
 loop without presolve); this module decides whether to presolve, maps a warm start of the
@@ -14,17 +20,20 @@ off (ken-11's postsolved duals leave a gap of 0.33 whatever the reduced LP's acc
 the original LP finishes from the postsolved point (its ``kkt`` then is the solver's).
 
 Statuses. Presolve may decide the LP by itself: "infeasible" -> PRIMAL_INFEASIBLE, "unbounded"
--> DUAL_INFEASIBLE (x, y nan: presolve gives no certificate; the message says who decided),
-"unbounded or infeasible" -> the original LP is solved without presolve, which tells which. An
-infeasibility certificate of the reduced LP is carried to the original LP by position and
-reported only if it verifies there (float64); else x, y are nan and the message says so.
+-> DUAL_INFEASIBLE (with the certificate the presolver found, if it verifies on the original
+LP; HiGHS gives none: x, y nan, the message says who decided), "unbounded or infeasible" -> the
+original LP is solved without presolve, which tells which. An infeasibility certificate of the
+reduced LP is carried to the original LP by the presolver (``carry_dual_ray`` /
+``carry_primal_ray``) and reported only if it verifies there (float64); else x, y are nan and
+the message says so.
 
-``LPResult.presolve`` (JSON key "presolve") = {applied, by ("highs" or None), reason,
+``LPResult.presolve`` (JSON key "presolve") = {applied, by ("highs", "gpu" or None), reason,
 rows_removed, cols_removed, nnz_removed, time_s}; ``solve_time`` counts presolve and postsolve.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import math
 import time
@@ -46,11 +55,14 @@ from ..lp.model import LinearProgram
 from ..lp.result import LPResult, LPStatus
 from ..lp.validate import validate_lp
 
-if TYPE_CHECKING:   # l2o.lp.presolve (highspy, scipy) is imported when a presolve runs
+if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
+    from ..lp.gpu_presolve import GpuPresolved
     from ..lp.presolve import Presolved
 
+    Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
+
 __all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ",
-           "PRESOLVE_TIME_BUDGET", "PresolveDecision", "decide_presolve", "evaluate_point",
+           "PRESOLVE_TIME_BUDGET", "PresolveBy", "PresolveDecision", "decide_presolve", "evaluate_point",
            "no_presolve_report", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
@@ -77,13 +89,25 @@ MAX_AMPLIFICATION = 100.0
 SolveFn = Callable[[LinearProgram, Any, "float | None", "int | None", float], LPResult]
 
 
+class PresolveBy(enum.Enum):
+    """Who presolves: HiGHS on the CPU, or the torch reductions on the solve's device."""
+
+    HIGHS = "highs"
+    GPU = "gpu"
+
+
 @dataclass(frozen=True)
 class PresolveDecision:
-    """Whether to presolve, with what HiGHS time limit, and why (the report's ``reason``)."""
+    """Who presolves (None: nobody), with what HiGHS time limit, and why (the report's
+    ``reason``)."""
 
-    run: bool
+    by: PresolveBy | None
     time_limit: float | None
     reason: str
+
+    @property
+    def run(self) -> bool:
+        return self.by is not None
 
 
 def _highspy_installed() -> bool:
@@ -95,46 +119,64 @@ def _highspy_installed() -> bool:
         return False
 
 
+# presolve= value -> who presolves, for the values that name one
+_NAMED = {True: PresolveBy.HIGHS, "highs": PresolveBy.HIGHS, "gpu": PresolveBy.GPU}
+
+
 def decide_presolve(lp: LinearProgram, presolve: Any,
                     time_limit: float | None = None) -> PresolveDecision:
     """The decision for ``solve_lp(lp, presolve=...)``.
 
     Args:
-        presolve: True (always; HiGHS may use all of ``time_limit``), False (never) or "auto":
-            skip LPs below :data:`PRESOLVE_MIN_NNZ` nonzeros, else presolve with at most
-            :data:`PRESOLVE_TIME_BUDGET` seconds (and at most a quarter of ``time_limit``);
-            skip where highspy is not installed.
+        presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
+            "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
+            nonzeros; else HiGHS with at most :data:`PRESOLVE_TIME_BUDGET` seconds (and at most
+            a quarter of ``time_limit``) where it is installed, the torch reductions where not.
 
     Raises:
         ValueError: any other value.
-        ImportError: presolve=True without highspy.
+        ImportError: HiGHS asked for without highspy.
     """
     if presolve is False:
-        return PresolveDecision(False, None, "presolve=False")
-    if presolve is True:
-        if not _highspy_installed():
-            raise ImportError("solve_lp: presolve=True needs highspy (HiGHS presolve): pip "
-                              "install highspy, or use presolve='auto' / False")
-        return PresolveDecision(True, time_limit, "presolve=True")
+        return PresolveDecision(None, None, "presolve=False")
+    if isinstance(presolve, (bool, str)) and presolve in _NAMED:
+        by = _NAMED[presolve]
+        if by is PresolveBy.HIGHS and not _highspy_installed():
+            raise ImportError(f"solve_lp: presolve={presolve!r} needs highspy (HiGHS presolve): "
+                              f"pip install highspy, or use presolve='gpu' / 'auto' / False")
+        return PresolveDecision(by, time_limit, f"presolve={presolve!r}")
     if presolve != "auto":
-        raise ValueError(f"solve_lp: presolve must be 'auto', True or False, got {presolve!r}")
+        raise ValueError(f"solve_lp: presolve must be 'auto', True, False, 'highs' or 'gpu', "
+                         f"got {presolve!r}")
     if lp.nnz < PRESOLVE_MIN_NNZ:
-        return PresolveDecision(False, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
-                                             f"PDHG alone is faster than the presolve round trip")
+        return PresolveDecision(None, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
+                                            f"PDHG alone is faster than the presolve round trip")
     if not _highspy_installed():   # a GPU box without HiGHS
-        return PresolveDecision(False, None, "auto: highspy is not installed (pip install "
-                                             "highspy for HiGHS presolve)")
+        return PresolveDecision(PresolveBy.GPU, None, "auto: highspy is not installed, the GPU "
+                                                      "reductions instead of HiGHS presolve")
     budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
                                                                  0.25 * time_limit)
-    return PresolveDecision(True, budget, f"auto: {lp.nnz} nonzeros >= {PRESOLVE_MIN_NNZ}, "
-                                          f"HiGHS presolve for at most {budget:g} s")
+    return PresolveDecision(PresolveBy.HIGHS, budget,
+                            f"auto: {lp.nnz} nonzeros >= {PRESOLVE_MIN_NNZ}, HiGHS presolve for "
+                            f"at most {budget:g} s")
 
 
-def _report(applied: bool, reason: str, pre: Presolved | None = None) -> dict[str, Any]:
+def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:
+    """Run the presolver the decision names (imported here: HiGHS's needs highspy, scipy)."""
+    if decision.by is PresolveBy.HIGHS:
+        from ..lp.presolve import presolve_lp
+
+        return presolve_lp(lp, time_limit=decision.time_limit)
+    from ..lp.gpu_presolve import gpu_presolve_lp
+
+    return gpu_presolve_lp(lp, device=device)
+
+
+def _report(applied: bool, reason: str, pre: Presolver | None = None) -> dict[str, Any]:
     counts = pre.report() if pre is not None and applied else {
         "rows_removed": 0, "cols_removed": 0, "nnz_removed": 0,
         "time_s": pre.time_s if pre is not None else 0.0}
-    return {"applied": applied, "by": "highs" if applied else None, "reason": reason, **counts}
+    return {"applied": applied, "by": pre.by if applied else None, "reason": reason, **counts}
 
 
 def no_presolve_report(reason: str = "presolve=False") -> dict[str, Any]:
@@ -183,29 +225,37 @@ def evaluate_point(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor, status: 
                     iterations=0, solve_time=0.0, kkt=kkt_error(lp, x, y))
 
 
-def _carry_certificate(pre: Presolved, res: LPResult, eps: float) -> LPResult:
-    """The reduced LP's infeasibility certificate placed at its rows/columns of the original LP,
+def _with_ray(lp: LinearProgram, status: LPStatus, ray: torch.Tensor | None, message: str,
+              eps: float) -> tuple[LPResult, bool]:
+    """The result of an infeasibility status with ``ray`` (y for PRIMAL_INFEASIBLE, x for
+    DUAL_INFEASIBLE, of ``lp``) as its certificate if it verifies on ``lp`` in float64, else
+    x, y nan; and whether it did."""
+    out = _decided(lp, status, message)
+    if ray is None:
+        return out, False
+    if status == LPStatus.PRIMAL_INFEASIBLE:
+        objective, residual = verify_dual_ray(lp, ray)
+        verified = objective > 0 and residual <= eps * objective
+        if verified:
+            out.y, out.reduced_costs = ray, dual_ray_reduced_costs(lp, ray)
+    else:
+        cx, violation = verify_primal_ray(lp, ray)
+        verified = cx < 0 and violation <= eps * -cx
+        if verified:
+            out.x = ray
+    return out, verified
+
+
+def _carry_certificate(pre: Presolver, res: LPResult, eps: float) -> LPResult:
+    """The reduced LP's infeasibility certificate carried to the original LP by the presolver,
     reported only if it verifies there in float64 (else x, y nan: the status itself still holds,
     as presolve keeps feasibility and boundedness)."""
-    lp = pre.original
-    out = _decided(lp, res.status, "")
-    out.iterations = res.iterations
     if res.status == LPStatus.PRIMAL_INFEASIBLE:
-        y = torch.zeros(lp.num_rows, dtype=torch.float64)
-        y[torch.from_numpy(pre.row_index)] = res.y.double().cpu()
-        objective, residual = verify_dual_ray(lp, y)
-        carried = objective > 0 and residual <= eps * objective
-        if carried:
-            out.y, out.reduced_costs = y, dual_ray_reduced_costs(lp, y)
-        proves = "infeasible"
+        ray, proves = pre.carry_dual_ray(res.y), "infeasible"
     else:
-        x = torch.zeros(lp.num_cols, dtype=torch.float64)
-        x[torch.from_numpy(pre.col_index)] = res.x.double().cpu()
-        cx, violation = verify_primal_ray(lp, x)
-        carried = cx < 0 and violation <= eps * -cx
-        if carried:
-            out.x = x
-        proves = "dual infeasible (unbounded, if feasible)"
+        ray, proves = pre.carry_primal_ray(res.x), "dual infeasible (unbounded, if feasible)"
+    out, carried = _with_ray(pre.original, res.status, ray, "", eps)
+    out.iterations = res.iterations
     if carried:
         out.message = f"{res.message} (found on the presolved LP; the ray carries over)"
     else:
@@ -217,18 +267,19 @@ def _carry_certificate(pre: Presolved, res: LPResult, eps: float) -> LPResult:
 def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol: float,
                         warm_start: Any = None, time_limit: float | None = None,
                         iteration_limit: int | None = None,
-                        infeasibility_tolerance: float = 1e-8) -> LPResult:
-    """``solve`` on the HiGHS-presolved LP, the answer postsolved (module docstring).
+                        infeasibility_tolerance: float = 1e-8, device: Any = None) -> LPResult:
+    """``solve`` on the presolved LP, the answer postsolved (module docstring).
 
     Args:
         lp: the original LP.
-        presolve: "auto", True or False (:func:`decide_presolve`).
+        presolve: "auto", True, False, "highs" or "gpu" (:func:`decide_presolve`).
         solve: ``solve(lp, warm_start, time_limit, iteration_limit, tol) -> LPResult``, the
             solver without presolve.
         tol: the relative tolerance, met by the postsolved point on the ORIGINAL LP.
         warm_start: (x, y) or an LPResult of the ORIGINAL LP (mapped into the reduced one).
         time_limit, iteration_limit: for everything (presolve and every solve included).
         infeasibility_tolerance: eps of the certificates carried over (as the solver's).
+        device: where the GPU reductions run (the solve's device; None: the LP's).
 
     Returns:
         An LPResult of the original LP with ``presolve`` filled in.
@@ -255,20 +306,21 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
 
     if not decision.run:
         return finish(run(lp, warm_start, tol), _report(False, decision.reason))
-    from ..lp.presolve import PresolveOutcome, presolve_lp
+    from ..lp.presolve import PresolveOutcome  # no highspy needed
 
-    validate_lp(lp)   # HiGHS must not see nan/inf or crossed bounds: the same error as without
-    pre = presolve_lp(lp, time_limit=decision.time_limit)
+    validate_lp(lp)   # presolve must not see nan/inf or crossed bounds: the same error as without
+    pre = _presolve(lp, decision, device)
     outcome = pre.outcome
+    who = "HiGHS" if pre.by == PresolveBy.HIGHS.value else "GPU"
     why = f"{decision.reason}; {pre.message}"
-    if outcome == PresolveOutcome.INFEASIBLE:
-        return finish(_decided(lp, LPStatus.PRIMAL_INFEASIBLE,
-                               "HiGHS presolve proved the LP infeasible (no certificate)"),
-                      _report(True, why, pre))
-    if outcome == PresolveOutcome.UNBOUNDED:
-        return finish(_decided(lp, LPStatus.DUAL_INFEASIBLE,
-                               "HiGHS presolve proved the LP unbounded (no certificate)"),
-                      _report(True, why, pre))
+    if outcome in (PresolveOutcome.INFEASIBLE, PresolveOutcome.UNBOUNDED):
+        status, word = ((LPStatus.PRIMAL_INFEASIBLE, "infeasible")
+                        if outcome == PresolveOutcome.INFEASIBLE
+                        else (LPStatus.DUAL_INFEASIBLE, "unbounded"))
+        result, verified = _with_ray(lp, status, pre.ray, "", infeasibility_tolerance)
+        result.message = (f"{who} presolve proved the LP {word} "
+                          + ("(the certificate verifies)" if verified else "(no certificate)"))
+        return finish(result, _report(True, why, pre))
     if not pre.reduced_or_empty:
         if outcome == PresolveOutcome.UNBOUNDED_OR_INFEASIBLE:
             why += "; solved without presolve to tell which"
@@ -276,7 +328,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     report = _report(True, why, pre)
     if pre.reduced is None:    # EMPTY: presolve solved it
         x, y, _ = pre.postsolve()
-        return finish(evaluate_point(lp, x, y, LPStatus.OPTIMAL, "HiGHS presolve solved the LP"),
+        return finish(evaluate_point(lp, x, y, LPStatus.OPTIMAL, f"{who} presolve solved the LP"),
                       report)
 
     start_point = pre.reduce_warm_start(*_warm_vectors(warm_start))

@@ -107,10 +107,12 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             ``time_limit`` and ``iteration_limit`` apply, the PDHG settings do not) or "auto"
             (HiGHS below :data:`l2o.pdhg.method.AUTO_HIGHS_MAX_NNZ` nonzeros without a warm
             start, else PDHG).  Both return the same LPResult fields.
-        presolve: "auto" (default), True or False: reduce the LP with HiGHS's presolve before
-            PDHG and map x, y back (:mod:`l2o.pdhg.presolve`; "auto" skips small LPs and bounds
-            HiGHS's time). ``LPResult.presolve`` says what was done and why; a PreparedLP is
-            solved as prepared, without presolve; method "highs" presolves by itself.
+        presolve: "auto" (default), True / "highs" (HiGHS's presolve), "gpu" (the cheap
+            reductions in torch on ``device``, :mod:`l2o.lp.gpu_presolve`) or False: reduce the
+            LP before PDHG and map x, y back (:mod:`l2o.pdhg.presolve`; "auto" skips small LPs
+            and picks the presolver). ``LPResult.presolve`` says what was done and why; a
+            PreparedLP is solved as prepared, without presolve; method "highs" presolves by
+            itself.
         polish: after an OPTIMAL solve, drive the relative primal and dual residuals to
             ``polish_tol`` on the original LP by PDHG on its primal and dual feasibility
             problems (:mod:`l2o.pdhg.polish`, as PDLP and cuPDLPx); the polished point is
@@ -190,7 +192,7 @@ def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, war
                      time_limit: float | None, iteration_limit: int | None,
                      progress: Callable[[dict], None] | None, check_every: int | None,
                      opts: SolverOptions, advanced: dict[str, Any]) -> LPResult:
-    """solve_lp with ``presolve`` ("auto" / True): the loop runs on HiGHS's reduced LP."""
+    """solve_lp with ``presolve`` (not False): the loop runs on the reduced LP."""
     def solve(problem, start, limit: float | None, iterations: int | None,
               tolerance: float) -> LPResult:
         return solve_lp(problem, tolerance, device, dtype, start, limit, iterations, progress,
@@ -198,7 +200,8 @@ def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, war
 
     return solve_with_presolve(lp, presolve, solve, tol=tol, warm_start=warm_start,
                                time_limit=time_limit, iteration_limit=iteration_limit,
-                               infeasibility_tolerance=opts.infeasibility_tolerance)
+                               infeasibility_tolerance=opts.infeasibility_tolerance,
+                               device=resolve_device(device))
 
 
 def _polish(lp, solve: Callable[..., LPResult], polish_tol: float, tol: float, warm_start: Any,

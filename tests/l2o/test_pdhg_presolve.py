@@ -17,7 +17,7 @@ from l2o import LPStatus, solve_lp
 from l2o.lp import solve_highs
 from l2o.lp.kkt import kkt_error
 from l2o.lp.solution import solution_dict
-from l2o.pdhg.presolve import PRESOLVE_MIN_NNZ, decide_presolve
+from l2o.pdhg.presolve import PRESOLVE_MIN_NNZ, PresolveBy, decide_presolve
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
 REPORT_KEYS = {"applied", "by", "reason", "rows_removed", "cols_removed", "nnz_removed", "time_s"}
@@ -99,7 +99,7 @@ def test_auto_time_budget():
 
 
 def test_without_highspy(monkeypatch):
-    """A GPU machine without highspy: "auto" solves without presolve and says why; True is an
+    """A GPU machine without highspy: "auto" takes the GPU reductions and says why; True is an
     ImportError naming the package."""
     import importlib.util
 
@@ -108,9 +108,10 @@ def test_without_highspy(monkeypatch):
                         lambda name, *a: None if name == "highspy" else real(name, *a))
     lp = _read("large", "ken-11")
     decision = decide_presolve(lp, "auto")
-    assert not decision.run and "highspy is not installed" in decision.reason
-    with pytest.raises(ImportError, match="highspy"):
-        decide_presolve(lp, True)
+    assert decision.by is PresolveBy.GPU and "highspy is not installed" in decision.reason
+    for value in (True, "highs"):
+        with pytest.raises(ImportError, match="highspy"):
+            decide_presolve(lp, value)
 
 
 def test_maximization_with_presolve():
