@@ -128,7 +128,7 @@ def load(l2o, path: Path):
 # cuPDLPx's rows that are wrong answers, not solves (it misreads these files): out of the ratios
 MISREAD = ("blend", "dfl001")
 # --presolve value -> solve_lp's presolve= (as ``l2o solve --presolve``)
-PRESOLVE = {"auto": "auto", "on": True, "off": False}
+PRESOLVE = {"auto": "auto", "on": True, "off": False, "gpu": "gpu"}
 
 
 def find_lp(name: str, folders: list[Path]) -> Path | None:
@@ -356,6 +356,7 @@ def run(args) -> None:
                        "objective": res.objective, "optimum": optimum, "rel_obj_error": rel,
                        **res.kkt, "method_used": res.method,
                        "presolve_applied": pre_report.get("applied"),
+                       "presolve_by": pre_report.get("by"),
                        "presolve_time_s": pre_report.get("time_s"),
                        "presolve_reason": pre_report.get("reason"),
                        "polish_applied": pol.get("applied"), "polish_reached": pol.get("reached"),
@@ -392,9 +393,10 @@ def run(args) -> None:
 ROW_FIELDS = ["name", "rows", "cols", "nnz", "tol", "solver", "method", "presolve", "polish",
               "status", "iterations", "time_s", "wall_s", "objective", "optimum", "rel_obj_error",
               "rel_primal_residual", "rel_dual_residual", "rel_gap", "method_used",
-              "presolve_applied", "presolve_time_s", "presolve_reason", "polish_applied",
-              "polish_reached", "polish_time_s", "polish_gap", "polish_iterations", "ratio_vs",
-              "ratio", "anchor_status", "anchor_iters", "anchor_time_s"]
+              "presolve_applied", "presolve_by", "presolve_time_s", "presolve_reason",
+              "polish_applied", "polish_reached", "polish_time_s", "polish_gap",
+              "polish_iterations", "ratio_vs", "ratio", "anchor_status", "anchor_iters",
+              "anchor_time_s"]
 
 
 def highs(args) -> None:

@@ -42,7 +42,7 @@ STATUS_EXIT = {
 
 
 # --presolve value -> solve_lp's presolve=
-PRESOLVE_CHOICES = {"auto": "auto", "on": True, "off": False}
+PRESOLVE_CHOICES = {"auto": "auto", "on": True, "off": False, "gpu": "gpu"}
 
 
 def _bundled_names() -> str:
@@ -75,10 +75,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
     solve.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                        help="float32 is faster on GPUs; tolerances below ~1e-6 need float64")
     solve.add_argument("--presolve", choices=tuple(PRESOLVE_CHOICES), default="auto",
-                       help="reduce the LP with HiGHS's presolve before PDHG and map the "
-                            "solution back: on, off, or auto (the default: LPs large enough for "
-                            "it to pay, with a bounded presolve time); --json reports what was "
-                            "done under \"presolve\"")
+                       help="reduce the LP before PDHG and map the solution back: on (HiGHS's "
+                            "presolve), gpu (the cheap reductions in torch on the solve's "
+                            "device: fixed columns, empty and singleton rows, empty columns), "
+                            "off, or auto (the default: LPs large enough for it to pay, HiGHS "
+                            "with a bounded presolve time, the GPU reductions without highspy); "
+                            "--json reports what was done under \"presolve\"")
     solve.add_argument("--polish", action="store_true",
                        help="after an optimal solve, drive the relative primal and dual "
                             "residuals to --polish-tol on the original LP by feasibility "
@@ -199,7 +201,8 @@ def _print_summary(lp, path: Path, data: dict, ran_on: str, known: float | None)
     table.add_row("iterations", str(data["iterations"]))
     pre = data.get("presolve")
     if pre:
-        table.add_row("presolve", (f"HiGHS removed {pre['rows_removed']} rows, "
+        who = {"highs": "HiGHS", "gpu": "the GPU reductions"}.get(pre["by"], pre["by"])
+        table.add_row("presolve", (f"{who} removed {pre['rows_removed']} rows, "
                                    f"{pre['cols_removed']} columns, {pre['nnz_removed']} "
                                    f"nonzeros in {pre['time_s']:.3f} s" if pre["applied"]
                                    else "not applied") + f"  ({pre['reason']})")
@@ -305,9 +308,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and args.method != "pdhg":
         raise CommandError("--model warm-starts the PDHG solver: it needs --method pdhg",
                            ExitCode.USAGE_ERROR)
-    if args.model is not None and args.presolve == "on":
-        raise CommandError("--presolve on does not combine with --model (the model's warm start "
-                           "is predicted for the LP as given, which is solved as prepared)",
+    if args.model is not None and args.presolve in ("on", "gpu"):
+        raise CommandError(f"--presolve {args.presolve} does not combine with --model (the "
+                           f"model's warm start is predicted for the LP as given, which is "
+                           f"solved as prepared)",
                            ExitCode.USAGE_ERROR)
     if args.polish_tol is not None and not args.polish:
         raise CommandError("--polish-tol needs --polish", ExitCode.USAGE_ERROR)
