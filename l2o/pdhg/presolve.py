@@ -5,8 +5,8 @@
 Two presolvers, a :class:`PresolveBy` value: HiGHS's (``"highs"``, :mod:`l2o.lp.presolve`, on
 the CPU: every reduction HiGHS knows, 1-28 us per nonzero) and the cheap reductions in torch on
 the solve's device (``"gpu"``, :mod:`l2o.lp.gpu_presolve`: fixed columns, free / empty /
-singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS, ``"auto"`` picks
-one by :func:`decide_presolve` from measured costs and says why.
+singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS; ``"auto"`` decides
+from measured costs (:func:`decide_presolve`: HiGHS with a time budget, or nothing) and says why.
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
 loop without presolve); this module decides whether to presolve, maps a warm start of the
@@ -130,8 +130,12 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
     Args:
         presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
             "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
-            nonzeros; else HiGHS with at most :data:`PRESOLVE_TIME_BUDGET` seconds (and at most
-            a quarter of ``time_limit``) where it is installed, the torch reductions where not.
+            nonzeros or without highspy; else HiGHS with at most :data:`PRESOLVE_TIME_BUDGET`
+            seconds (and at most a quarter of ``time_limit``). "auto" does not pick the torch
+            reductions: measured on the CPU (benchmarks/RESULTS.md, "HiGHS presolve on the
+            CPU"), they cost 3-900 ms against HiGHS's 0.3-18 s, but PDHG needs more iterations
+            after them (ken-11 3073 -> 4227, pds-10 2881 -> 4609 to 1e-4; HiGHS's: 2307,
+            1793).
 
     Raises:
         ValueError: any other value.
@@ -152,8 +156,10 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
         return PresolveDecision(None, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
                                             f"PDHG alone is faster than the presolve round trip")
     if not _highspy_installed():   # a GPU box without HiGHS
-        return PresolveDecision(PresolveBy.GPU, None, "auto: highspy is not installed, the GPU "
-                                                      "reductions instead of HiGHS presolve")
+        return PresolveDecision(None, None, "auto: highspy is not installed (pip install "
+                                            "highspy for HiGHS presolve; the GPU reductions, "
+                                            "presolve='gpu', did not save PDHG iterations where "
+                                            "measured)")
     budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
                                                                  0.25 * time_limit)
     return PresolveDecision(PresolveBy.HIGHS, budget,

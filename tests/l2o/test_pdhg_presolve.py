@@ -99,8 +99,8 @@ def test_auto_time_budget():
 
 
 def test_without_highspy(monkeypatch):
-    """A GPU machine without highspy: "auto" takes the GPU reductions and says why; True is an
-    ImportError naming the package."""
+    """A GPU machine without highspy: "auto" solves without presolve and says why; True and
+    "highs" are an ImportError naming the package; "gpu" needs no highspy."""
     import importlib.util
 
     real = importlib.util.find_spec
@@ -108,7 +108,8 @@ def test_without_highspy(monkeypatch):
                         lambda name, *a: None if name == "highspy" else real(name, *a))
     lp = _read("large", "ken-11")
     decision = decide_presolve(lp, "auto")
-    assert decision.by is PresolveBy.GPU and "highspy is not installed" in decision.reason
+    assert not decision.run and "highspy is not installed" in decision.reason
+    assert decide_presolve(lp, "gpu").by is PresolveBy.GPU
     for value in (True, "highs"):
         with pytest.raises(ImportError, match="highspy"):
             decide_presolve(lp, value)
