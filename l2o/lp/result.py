@@ -77,6 +77,9 @@ class LPResult:
         polish: {applied, reached, reason, tol, time_s, primal_residual, dual_residual, gap,
             iterations, primal_iterations, dual_iterations} of ``solve_lp(..., polish=True)``
             (l2o.pdhg.polish); empty without polishing.
+        distributed: {processes, bytes_per_iteration (received by each process), row_bounds,
+            col_bounds} of ``solve_lp(..., distributed=True)`` (l2o.pdhg.distributed); empty
+            for a single-process solve.
     """
 
     x: torch.Tensor
@@ -93,6 +96,7 @@ class LPResult:
     method: str = "pdhg"
     presolve: dict[str, Any] = field(default_factory=dict)
     polish: dict[str, Any] = field(default_factory=dict)
+    distributed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:

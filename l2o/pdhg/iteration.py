@@ -19,7 +19,9 @@ References: Lu & Yang, "Restarted Halpern PDHG for linear programming", 2024; Lu
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +34,49 @@ from .scaling import ScaledLP
 from .statistics import CheckStatistics, CheckVectors, device_statistics
 from .termination import TerminationData
 
-__all__ = ["GRAPH_ITERATIONS", "ChunkRunner", "IterationState", "halpern_iteration",
-           "sparse_addmv_works"]
+__all__ = ["GRAPH_ITERATIONS", "SINGLE_PROCESS", "ChunkRunner", "IterationState",
+           "SingleProcess", "halpern_iteration", "sparse_addmv_works"]
+
+
+class SingleProcess:
+    """Where the iteration's products and the check's reductions run: on this process, with the
+    LP's own CSR matrices (the default).  An LP sharded over a process group has
+    :class:`l2o.pdhg.distributed.Sharded` instead: the same three methods around collectives.
+    """
+
+    def ax_bar(self, p: ScaledLP, s: IterationState) -> None:
+        """s.ax_bar = A~ s.x_bar."""
+        torch.mv(p.op.csr, s.x_bar, out=s.ax_bar)
+
+    def grad(self, p: ScaledLP, s: IterationState) -> None:
+        """s.grad = A~^T s.y - c~ (one addmv with beta = -1 where the torch build has it)."""
+        if s.fused_grad:
+            torch.addmv(p.c, p.op.csr_t, s.y, beta=-1.0, out=s.grad)
+        else:
+            torch.mv(p.op.csr_t, s.y, out=s.grad).sub_(p.c)
+
+    def check(self, scalars: Callable[[], tuple[list[torch.Tensor], Any]]
+              ) -> tuple[torch.Tensor, Any]:
+        """(the check's 0-d scalars of ``scalars()`` stacked as float64 (..., K), its other
+        output): ``scalars`` reduces with the termination data's ``rows`` / ``cols``."""
+        values, other = scalars()
+        return torch.stack([v.to(torch.float64) for v in values], dim=-1), other
+
+    def elapsed(self, start: float) -> float:
+        """Seconds since ``start`` (``time.perf_counter``): the time limit's clock."""
+        return time.perf_counter() - start
+
+    def whole_checked(self, checked: Any) -> Any:
+        """The last check's point as the result reports it (here: as it is)."""
+        return checked
+
+    def whole_ray(self, scaled: ScaledLP, ray: torch.Tensor,
+                  primal: bool) -> tuple[ScaledLP, torch.Tensor]:
+        """(the scaled LP, a scaled ray of it) as the certificate's re-check reads them."""
+        return scaled, ray
+
+
+SINGLE_PROCESS = SingleProcess()
 
 
 @dataclass
@@ -54,6 +97,8 @@ class IterationState:
             metric P (0-d); ``metrics``: the same two numbers on the host.
         fused_grad: whether sparse addmv (A^T y - c in one product) works on this device.
         fused_plan: the Triton kernels' plan (l2o.pdhg.fused), or None for the torch ops.
+        parallel: where the torch iteration's products and the check's reductions run
+            (:data:`SINGLE_PROCESS`, or a sharded LP's :class:`l2o.pdhg.distributed.Sharded`).
     """
 
     x: torch.Tensor
@@ -77,6 +122,7 @@ class IterationState:
     fused_grad: bool = True
     fused_plan: Any = None
     metrics: tuple[float, float] = (0.0, 0.0)
+    parallel: Any = SINGLE_PROCESS
 
     @classmethod
     def init(cls, p: ScaledLP, x: torch.Tensor, y: torch.Tensor) -> IterationState:
@@ -157,20 +203,16 @@ def halpern_iteration(p: ScaledLP, s: IterationState, last: bool = True) -> None
     if s.fused_plan is not None:
         halpern_iteration_fused(p, s, s.fused_plan, last)
         return
-    A, At = p.op.csr, p.op.csr_t
     torch.addcmul(s.x, s.tau, s.grad, out=s.x_pre)           # v = x - tau (c - A^T y)
     torch.clamp(s.x_pre, p.col_lower, p.col_upper, out=s.x_hat)
     torch.lerp(s.x, s.x_hat, 2.0, out=s.x_bar)                # 2 x^ - x
-    torch.mv(A, s.x_bar, out=s.ax_bar)
+    s.parallel.ax_bar(p, s)                                   # A x_bar
     w = torch.addcmul(s.y, s.neg_sigma, s.ax_bar)             # y - sigma A x_bar
     torch.sub(w, torch.clamp(w, s.dual_lower, s.dual_upper), out=s.y_hat)
     torch.lerp(s.y, s.y_hat, 2.0, out=s.y_bar)                # 2 y^ - y
     torch.lerp(s.x0, s.x_bar, s.weight_x, out=s.x)            # Halpern: w z_bar + (1-w) z0
     torch.lerp(s.y0, s.y_bar, s.weight_y, out=s.y)
-    if s.fused_grad:
-        torch.addmv(p.c, At, s.y, beta=-1.0, out=s.grad)      # A^T y - c
-    else:
-        torch.mv(At, s.y, out=s.grad).sub_(p.c)
+    s.parallel.grad(p, s)                                     # A^T y - c
     torch.reciprocal(2.0 - s.weight, out=s.weight)
 
 

@@ -41,7 +41,7 @@ from l2o.lp.validate import check_structure
 
 from .finish import Checked, make_result, ray_result
 from .fused import make_plan
-from .iteration import ChunkRunner, IterationState
+from .iteration import SINGLE_PROCESS, ChunkRunner, IterationState
 from .method import Method, choose_method
 from .options import (
     POLISH_TOL,
@@ -69,7 +69,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
              iteration_limit: int | None = None,
              progress: Callable[[dict], None] | None = None, check_every: int | None = None,
              method: str = "pdhg", presolve: Any = "auto", polish: bool = False,
-             polish_tol: float = POLISH_TOL, **advanced: Any) -> LPResult:
+             polish_tol: float = POLISH_TOL, distributed: bool = False,
+             **advanced: Any) -> LPResult:
     """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
     Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point;
@@ -120,6 +121,11 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             point and status stay and ``LPResult.polish`` says why.
         polish_tol: the relative feasibility polishing reaches (default 1e-8; below ~1e-6 it
             needs float64: in float32 the phases stop at their iteration cap and say so).
+        distributed: solve one LP sharded over the processes of the torch.distributed group
+            this script initialized (``torchrun``; NCCL with a GPU per process, or gloo on
+            CPUs): every process passes the same LP and gets the same result, rank 0 alone
+            calls ``progress`` (:mod:`l2o.pdhg.distributed`; no presolve, polish, PreparedLP or
+            HiGHS there).
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
@@ -133,6 +139,14 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     start = time.perf_counter()
     opts = parse_options("solve_lp", check_every, advanced)
     criteria = _criteria(tol, iteration_limit, time_limit, opts)
+    if not isinstance(distributed, bool):
+        raise TypeError(f"solve_lp: distributed must be True or False, got {distributed!r}")
+    if distributed:     # here: torch.distributed's modules only when used
+        from .distributed import solve_sharded
+
+        return solve_sharded(lp, tol=tol, device=device, dtype=dtype, warm_start=warm_start,
+                             progress=progress, method=method, presolve=presolve, polish=polish,
+                             opts=opts, criteria=criteria, start=start, optimize=_optimize)
     if polish:      # solve, then polish the solve's point (l2o.pdhg.polish)
         check_polish_tol("solve_lp", polish_tol)
 
@@ -236,11 +250,18 @@ def _criteria(tol: float, iteration_limit: int | None, time_limit: float | None,
 
 def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor, warm: bool,
               opts: SolverOptions, criteria: TerminationCriteria, start: float,
-              progress: Callable[[dict], None] | None, timer: PhaseTimer) -> LPResult:
-    """The loop of the module docstring, from the prepared LP and the (unscaled) start."""
+              progress: Callable[[dict], None] | None, timer: PhaseTimer,
+              parallel: Any = SINGLE_PROCESS) -> LPResult:
+    """The loop of the module docstring, from the prepared LP and the (unscaled) start.
+
+    ``parallel``: where the products and reductions run (:class:`SingleProcess`, or for an LP
+    sharded over a process group, with ``prepared`` and the start this process's shard,
+    :class:`l2o.pdhg.distributed.Sharded`: it also agrees on the clock and gathers the result).
+    """
     p, t = prepared.scaled, prepared.termination
     eta = opts.step_safety / prepared.operator_norm if prepared.operator_norm > 0 else 1.0
     state = IterationState.init(p, *scaled_start(prepared, x_start, y_start))
+    state.parallel = parallel
     cold = cold_start(prepared) if warm else None      # to weigh the warm start against
     timer.mark("state")
     state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products)
@@ -268,7 +289,7 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
             stats, vectors = runner.run(chunk)
             timer.mark("first_check" if total == 0 else "iterations")
             total += chunk
-        elapsed = time.perf_counter() - start
+        elapsed = parallel.elapsed(start)
         if progress is not None:
             progress(stats.progress(total, elapsed))
         if stats.is_finite():
@@ -278,7 +299,8 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
 
         # check termination
         for reason in check_termination(stats, criteria, total, elapsed):
-            result = _finish(prepared, reason, checked, vectors, total, start, criteria)
+            result = _finish(prepared, reason, checked, vectors, total, start, criteria,
+                             parallel)
             if result is not None:
                 return result
 
@@ -301,11 +323,13 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
 
 def _finish(prepared: PreparedLP, reason: Termination, checked: Checked | None,
             vectors: CheckVectors, total: int, start: float,
-            criteria: TerminationCriteria) -> LPResult | None:
+            criteria: TerminationCriteria, parallel: Any) -> LPResult | None:
     """The result of ``reason``, or None when its ray fails the float64 re-check."""
+    checked = parallel.whole_checked(checked)
     if reason.ray is None:
         return make_result(prepared.lp, reason.status, checked, total, start, reason.message)
-    rays = (vectors.dual_rays if reason.status == LPStatus.PRIMAL_INFEASIBLE
-            else vectors.primal_rays)
-    return ray_result(prepared.lp, reason.status, checked, rays[reason.ray], prepared.scaled,
-                      total, start, criteria.infeasibility_tolerance)
+    primal = reason.status == LPStatus.DUAL_INFEASIBLE
+    rays = vectors.primal_rays if primal else vectors.dual_rays
+    scaled, ray = parallel.whole_ray(prepared.scaled, rays[reason.ray], primal)
+    return ray_result(prepared.lp, reason.status, checked, ray, scaled, total, start,
+                      criteria.infeasibility_tolerance)

@@ -158,28 +158,33 @@ def device_statistics(p: ScaledLP, t: TerminationData, s) -> tuple[torch.Tensor,
     r(z)^2 = omega/eta ||dx||^2 + 1/(eta omega) ||dy||^2 + 2 dy^T A~ dx needs no extra product.
     """
     op = p.op
+    # the products first (on a sharded LP each gathers a vector over the process group), then
+    # the scalars, whose reductions the state's ``parallel`` gathers once (l2o.pdhg.distributed)
     ax_hat, aty_hat = op.matvec(s.x_hat), op.rmatvec(s.y_hat)
-    kkt = kkt_terms(p, t, s.x_hat, s.y_hat, ax_hat, aty_hat, (s.x_hat - s.x_pre) / s.tau)
     dx, dy = s.x_bar - s.x_hat, s.y_bar - s.y_hat          # T(z) - z of the last iteration
-    a_dx = s.ax_bar - ax_hat
-    rows, cols = t.rows, t.cols
-    fp_sq = (s.metric_primal * cols.dot(dx, dx) + s.metric_dual * rows.dot(dy, dy)
-             + 2.0 * rows.dot(dy, a_dx))
     ex, ey = s.x_hat - s.x0, s.y_hat - s.y0                # the epoch's displacement
-    scalars = [kkt["rel_primal_residual"], kkt["rel_dual_residual"], kkt["rel_gap"],
-               kkt["primal_objective"], kkt["dual_objective"],
-               torch.sqrt(torch.clamp(fp_sq, min=0)),
-               cols.norm(ex), rows.norm(ey)]
-    primal_rays, dual_rays = {}, {}
-    for name, d in zip(RAY_CANDIDATES, (dx, ex, s.x_hat)):
-        xr = project_primal_ray(t, d)
-        scalars += primal_ray_terms(p, t, xr, op.matvec(xr))
-        primal_rays[name] = xr
+    primal_rays = {name: project_primal_ray(t, d)
+                   for name, d in zip(RAY_CANDIDATES, (dx, ex, s.x_hat))}
+    dual_rays = {name: project_dual_ray(t, d) for name, d in zip(RAY_CANDIDATES, (dy, ey, s.y_hat))}
+    a_primal_rays = {name: op.matvec(xr) for name, xr in primal_rays.items()}
     # y^ already has the signs of the dual's recession cone, so A~^T y^ serves as it is
-    for name, d in zip(RAY_CANDIDATES, (dy, ey, s.y_hat)):
-        yr = project_dual_ray(t, d)
-        scalars += dual_ray_terms(p, t, yr, aty_hat if name == "iterate" else op.rmatvec(yr))
-        dual_rays[name] = yr
-    stacked = torch.stack([v.to(torch.float64) for v in scalars], dim=-1)
+    at_dual_rays = {name: aty_hat if name == "iterate" else op.rmatvec(yr)
+                    for name, yr in dual_rays.items()}
+
+    def scalars() -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        kkt = kkt_terms(p, t, s.x_hat, s.y_hat, ax_hat, aty_hat, (s.x_hat - s.x_pre) / s.tau)
+        rows, cols = t.rows, t.cols
+        fp_sq = (s.metric_primal * cols.dot(dx, dx) + s.metric_dual * rows.dot(dy, dy)
+                 + 2.0 * rows.dot(dy, s.ax_bar - ax_hat))
+        values = [kkt["rel_primal_residual"], kkt["rel_dual_residual"], kkt["rel_gap"],
+                  kkt["primal_objective"], kkt["dual_objective"],
+                  torch.sqrt(torch.clamp(fp_sq, min=0)), cols.norm(ex), rows.norm(ey)]
+        for name in RAY_CANDIDATES:
+            values += primal_ray_terms(p, t, primal_rays[name], a_primal_rays[name])
+        for name in RAY_CANDIDATES:
+            values += dual_ray_terms(p, t, dual_rays[name], at_dual_rays[name])
+        return values, kkt
+
+    stacked, kkt = s.parallel.check(scalars)
     return stacked, CheckVectors(x=kkt["x"], y=kkt["y"], reduced_costs=kkt["reduced_costs"],
                                  primal_rays=primal_rays, dual_rays=dual_rays, aty_hat=aty_hat)

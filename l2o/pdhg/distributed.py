@@ -1,0 +1,387 @@
+"""``solve_lp(lp, ..., distributed=True)``: one PDHG solve sharded over a torch.distributed group.
+
+A script launched as ``torchrun --nproc_per_node N script.py`` that calls
+``torch.distributed.init_process_group`` (NCCL with one GPU per process, or gloo on CPUs) and
+then ``solve_lp(lp, distributed=True)`` on every process with the same LP runs one solve on N
+processes (``l2o solve`` under torchrun does both: :mod:`l2o.cli.solve`).  Every process returns
+the same status and the whole x, y; rank 0 alone calls ``progress``.
+
+The split (:mod:`l2o.pdhg.partition`).  Process r holds a contiguous block of rows of A~ (its
+slice of y and of every row vector: bounds, scaling D1, ...) and a contiguous block of rows of
+A~^T (its slice of x and of every column vector), both balanced by nonzeros.  Its two products
+
+    (A~ x)_r   = A~[rows_r, :] x          (A~^T y)_r = A~^T[cols_r, :] y
+
+read all of x and all of y, so each begins with an all-gather of the vector's slices
+(:class:`ShardGather`): per iteration a process receives the other W - 1 slices of x_bar and
+of y (``Partition.bytes_per_iteration``).  The block's column indices are renumbered once into
+the layout of the gathered buffer (slices padded to the longest), so a product reads the
+buffer as the collective left it.  The elementwise work runs on the slices.
+
+One collective per check.  The check's scalars (:func:`l2o.pdhg.statistics.device_statistics`)
+are sums, dot products, norms and maxima of row and column vectors, combined by formulas
+(ratios, square roots, clamps).  :class:`Sharded` is the termination data's ``rows`` and
+``cols`` reducer: it evaluates the formulas twice around one all-gather of a small packed
+vector.  The first pass records each reduction's partial value on this process (a sum, a sum of
+squares, a max); the W x K partials are all-gathered and reduced in rank order on every process
+(sums or maxima by kind), with the elapsed time appended (its maximum is the time limit's
+clock); the second pass returns the global values in the same order.  Every process thus holds
+bitwise the same statistics record and takes the same decisions (status, restart, primal
+weight, warm start or cold), and the products of the check (A~ x^, A~^T y^ and the rays'
+products) are computed once.  A result gathers the point, or the ray, at the end.
+
+What runs where.  The LP's setup (validation, Ruiz / Pock-Chambolle scaling, ||A~||_2) runs on
+every process on the CPU, the same deterministic float64 computation on the same LP, so all
+processes hold the same scaled LP with no communication; each then moves only its blocks to its
+device (the full LP is held in host memory by every process: sharding saves device memory and
+device bandwidth, not host memory).  The iteration is the torch one (no Triton plan, no CUDA
+graph: the collectives sit between the kernels).  Presolve is not done: ``presolve=True`` is
+refused, "auto" solves the LP as given (``LPResult.presolve`` says so); so are ``polish`` and
+``method="highs"``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import pairwise
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from bilevel.distributed import DataParallel, data_parallel
+from bilevel.linalg import LinearOperator
+from bilevel.linalg.operators import csr_tensor
+from l2o.device import resolve_device
+from l2o.lp.result import LPResult
+from l2o.lp.segments import WHOLE
+from l2o.lp.validate import check_structure
+
+from .finish import Checked
+from .options import SolverOptions, check_dtype, default_check_every
+from .partition import Partition, partition_lp
+from .prepare import PreparedLP, prepare_lp
+from .presolve import no_presolve_report
+from .profile import PhaseTimer
+from .scaling import ScaledLP
+from .start import is_warm, warm_start_vectors
+from .termination import TerminationCriteria, TerminationData
+
+__all__ = ["ShardGather", "Sharded", "ShardedOperator", "shard_prepared", "solve_sharded"]
+
+_INT32_MAX = 2**31 - 1
+_SUM, _MAX = 0.0, 1.0      # kinds of the check's reductions
+
+
+def padded_positions(bounds: list[int], width: int) -> torch.Tensor:
+    """(k,) int64: where entry i of a vector sharded by ``bounds`` lies in the gathered buffer
+    (process q's slice starts at q * width)."""
+    pieces = [torch.arange(a, b, dtype=torch.int64) - a + q * width
+              for q, (a, b) in enumerate(pairwise(bounds))]
+    return torch.cat(pieces)
+
+
+class ShardGather:
+    """The all-gather of a vector sharded in contiguous blocks, into one padded buffer.
+
+    Each process sends its slice padded to ``width`` (the longest slice); the buffer (W width,)
+    holds process q's slice at [q width, q width + len_q).  The buffer is reused: its contents
+    are valid until the next call.
+    """
+
+    def __init__(self, bounds: list[int], width: int, rank: int, dtype: torch.dtype,
+                 device: torch.device):
+        world = len(bounds) - 1
+        self.size = bounds[rank + 1] - bounds[rank]
+        self.buffer = torch.zeros(world * width, dtype=dtype, device=device)
+        self.send = torch.zeros(width, dtype=dtype, device=device)
+        self.positions = padded_positions(bounds, width).to(device)
+
+    def __call__(self, local: torch.Tensor) -> torch.Tensor:
+        """The padded whole vector of every process's ``local`` slice."""
+        self.send[: self.size].copy_(local)
+        dist.all_gather_single(self.buffer, self.send)
+        return self.buffer
+
+    def whole(self, local: torch.Tensor) -> torch.Tensor:
+        """The whole vector (unpadded, a new tensor on the device)."""
+        return self(local)[self.positions]
+
+
+def _row_block(csr: torch.Tensor, start: int, end: int, positions: torch.Tensor, width: int,
+               device: torch.device) -> torch.Tensor:
+    """Rows [start, end) of a CSR matrix, its column indices renumbered by ``positions`` into
+    the gathered buffer's layout of ``width`` entries, on ``device``."""
+    crow = csr.crow_indices().to(torch.int64)
+    first, last = int(crow[start]), int(crow[end])
+    cols = positions[csr.col_indices()[first:last].to(torch.int64)]
+    index = torch.int32 if max(width, last - first) < _INT32_MAX else torch.int64
+    return csr_tensor((crow[start:end + 1] - first).to(device, index), cols.to(device, index),
+                      csr.values()[first:last].to(device), (end - start, width))
+
+
+class ShardedOperator(LinearOperator):
+    """A~ on one process of a sharded solve: v -> (A~ v)_rows and u -> (A~^T u)_cols from this
+    process's slices of v (n_r,) and u (m_r,), each product after an all-gather.
+
+    Attributes:
+        csr: the block A~[rows_r, :] (m_r, W width_x), columns in the gathered x's layout.
+        csr_t: the block A~^T[cols_r, :] (n_r, W width_y), columns in the gathered y's layout.
+        gather_x, gather_y: the :class:`ShardGather` of x and of y.
+    """
+
+    def __init__(self, full: LinearOperator, partition: Partition, rank: int,
+                 dtype: torch.dtype, device: torch.device):
+        width_x, width_y = partition.padded_widths()
+        world = partition.world_size
+        self.gather_x = ShardGather(partition.col_bounds, width_x, rank, dtype, device)
+        self.gather_y = ShardGather(partition.row_bounds, width_y, rank, dtype, device)
+        (r0, r1), (c0, c1) = partition.rows(rank), partition.cols(rank)
+        self.csr = _row_block(full.csr, r0, r1, self.gather_x.positions.cpu(), world * width_x,
+                              device)
+        self.csr_t = _row_block(full.csr_t, c0, c1, self.gather_y.positions.cpu(),
+                                world * width_y, device)
+        super().__init__(lambda v: torch.mv(self.csr, self.gather_x(v)),
+                         lambda u: torch.mv(self.csr_t, self.gather_y(u)), (r1 - r0, c1 - c0))
+
+
+class Sharded:
+    """Where a sharded solve's products and reductions run (the ``parallel`` of
+    :class:`~l2o.pdhg.iteration.IterationState` and the ``rows`` / ``cols`` of its
+    :class:`~l2o.pdhg.termination.TerminationData`); module docstring.
+
+    As a reducer (:class:`l2o.lp.segments.Reducer`) it is only valid inside :meth:`check`: the
+    first pass returns this process's partial values, the second the global ones.
+    """
+
+    def __init__(self, op: ShardedOperator, group: DataParallel, dtype: torch.dtype,
+                 device: torch.device, full: ScaledLP, start: float):
+        self.op, self.group, self.dtype, self.device = op, group, dtype, device
+        self.full = full                  # the whole scaled LP (CPU), for a certificate's check
+        self.start = start
+        self._recorded: list[tuple[float, torch.Tensor]] | None = None
+        self._values: torch.Tensor | None = None
+        self._next = 0
+        self._kinds: dict[tuple[float, ...], torch.Tensor] = {}
+        self._elapsed: torch.Tensor | None = None
+        self.fused_grad = self._addmv_works()
+
+    def _addmv_works(self) -> bool:
+        """Whether sparse addmv with beta runs here (the single-process iteration's A^T y - c in
+        one product: the same choice keeps the two solves' roundings alike)."""
+        try:
+            torch.addmv(torch.zeros(self.op.csr_t.shape[0], dtype=self.dtype, device=self.device),
+                        self.op.csr_t, self.op.gather_y.buffer, beta=-1.0)
+        except (RuntimeError, NotImplementedError):
+            return False
+        return True
+
+    # -- the iteration's products ------------------------------------------------------------
+    def ax_bar(self, p: ScaledLP, s: Any) -> None:
+        """s.ax_bar = (A~ x_bar)_rows, after the all-gather of x_bar."""
+        torch.mv(self.op.csr, self.op.gather_x(s.x_bar), out=s.ax_bar)
+
+    def grad(self, p: ScaledLP, s: Any) -> None:
+        """s.grad = (A~^T y)_cols - c~, after the all-gather of y."""
+        y = self.op.gather_y(s.y)
+        if self.fused_grad:
+            torch.addmv(p.c, self.op.csr_t, y, beta=-1.0, out=s.grad)
+        else:
+            torch.mv(self.op.csr_t, y, out=s.grad).sub_(p.c)
+
+    # -- the check's reductions ---------------------------------------------------------------
+    def sum(self, v: torch.Tensor) -> torch.Tensor:
+        return self._reduce(_SUM, lambda: torch.sum(v))
+
+    def dot(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._reduce(_SUM, lambda: torch.dot(a, b))
+
+    def norm(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(self._reduce(_SUM, lambda: torch.dot(v, v)))
+
+    def max_abs(self, v: torch.Tensor) -> torch.Tensor:
+        return self._reduce(_MAX, lambda: WHOLE.max_abs(v))
+
+    def _reduce(self, kind: float, partial: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self._values is not None:          # second pass: the global value
+            value = self._values[self._next]
+            self._next += 1
+            return value
+        if self._recorded is None:
+            raise RuntimeError("Sharded: a reduction outside Sharded.check")
+        local = partial()
+        self._recorded.append((kind, local))
+        return local
+
+    def check(self, scalars: Callable[[], tuple[list[torch.Tensor], Any]]
+              ) -> tuple[torch.Tensor, Any]:
+        """The check's stacked scalars (float64) with one all-gather (module docstring)."""
+        self._recorded, self._values = [], None
+        try:
+            scalars()                                            # this process's partials
+            kinds = tuple(kind for kind, _ in self._recorded) + (_MAX,)
+            elapsed = torch.tensor([time.perf_counter() - self.start], dtype=torch.float64)
+            partials = torch.cat([torch.stack([v.to(torch.float64) for _, v in self._recorded]),
+                                  elapsed.to(self.device)])
+            gathered = partials.new_empty(self.group.world_size * partials.numel())
+            dist.all_gather_single(gathered, partials)
+            gathered = gathered.view(self.group.world_size, -1)
+            is_max = self._kinds.get(kinds)
+            if is_max is None:
+                is_max = self._kinds.setdefault(
+                    kinds, torch.tensor(kinds, device=self.device) == _MAX)
+            reduced = torch.where(is_max, gathered.amax(0), gathered.sum(0))
+            self._values, self._next, self._recorded = reduced.to(self.dtype), 0, None
+            self._elapsed = reduced[-1]
+            values, other = scalars()                            # the global statistics
+        finally:
+            self._recorded, self._values = None, None
+        return torch.stack([v.to(torch.float64) for v in values], dim=-1), other
+
+    def elapsed(self, start: float) -> float:
+        """The largest elapsed time of the processes at the last check (every process reads the
+        same number, so the time limit stops them together)."""
+        if self._elapsed is None:
+            return time.perf_counter() - start
+        return float(self._elapsed)
+
+    # -- the result ----------------------------------------------------------------------------
+    def whole_checked(self, checked: Checked | None) -> Checked | None:
+        """The checked point with the whole x, y, reduced costs (CPU)."""
+        if checked is None:
+            return None
+        point = checked.point
+        whole = {"x": self.op.gather_x.whole(point["x"]).cpu(),
+                 "y": self.op.gather_y.whole(point["y"]).cpu(),
+                 "reduced_costs": self.op.gather_x.whole(point["reduced_costs"]).cpu()}
+        return Checked(checked.stats, whole)
+
+    def whole_ray(self, scaled: ScaledLP, ray: torch.Tensor,
+                  primal: bool) -> tuple[ScaledLP, torch.Tensor]:
+        """(the whole scaled LP, the whole scaled ray), on the CPU."""
+        gather = self.op.gather_x if primal else self.op.gather_y
+        return self.full, gather.whole(ray).cpu()
+
+
+def shard_prepared(full: PreparedLP, partition: Partition, group: DataParallel,
+                   device: torch.device, start: float) -> tuple[PreparedLP, Sharded]:
+    """This process's shard of a prepared LP (on the CPU), on ``device``: the PreparedLP of its
+    blocks and slices, and the :class:`Sharded` that runs its products and reductions."""
+    p, t, rank = full.scaled, full.termination, group.rank
+    (r0, r1), (c0, c1) = partition.rows(rank), partition.cols(rank)
+    rows = lambda v: v[r0:r1].to(device)
+    cols = lambda v: v[c0:c1].to(device)
+    op = ShardedOperator(p.op, partition, rank, full.dtype, device)
+    sharded = Sharded(op, group, full.dtype, device, p, start)
+    scaled = ScaledLP(op=op, c=cols(p.c), col_lower=cols(p.col_lower),
+                      col_upper=cols(p.col_upper), row_lower=rows(p.row_lower),
+                      row_upper=rows(p.row_upper), row_scale=rows(p.row_scale),
+                      col_scale=cols(p.col_scale), bound_scale=p.bound_scale,
+                      objective_scale=p.objective_scale, orig_c=cols(p.orig_c),
+                      orig_col_lower=cols(p.orig_col_lower),
+                      orig_col_upper=cols(p.orig_col_upper),
+                      orig_row_lower=rows(p.orig_row_lower),
+                      orig_row_upper=rows(p.orig_row_upper), c0=p.c0)
+    termination = TerminationData(
+        rc_lower=cols(t.rc_lower), rc_upper=cols(t.rc_upper),
+        rec_col_lower=cols(t.rec_col_lower), rec_col_upper=cols(t.rec_col_upper),
+        rec_row_lower=rows(t.rec_row_lower), rec_row_upper=rows(t.rec_row_upper),
+        dual_rec_lower=rows(t.dual_rec_lower), dual_rec_upper=rows(t.dual_rec_upper),
+        rhs_norm=t.rhs_norm.to(device), c_norm=t.c_norm.to(device), rows=sharded, cols=sharded)
+    shard = replace(full, device=device, scaled=scaled, termination=termination)
+    return shard, sharded
+
+
+def _group_and_device(device: Any) -> tuple[DataParallel, torch.device]:
+    """This process's place in the group and its device: "auto" is cuda:LOCAL_RANK under NCCL,
+    the CPU under gloo."""
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("solve_lp(distributed=True): no torch.distributed process group is "
+                         "initialized; call torch.distributed.init_process_group first (under "
+                         "torchrun), or run `torchrun --nproc_per_node N -m l2o solve FILE`")
+    nccl = dist.get_backend() == "nccl"
+    if device in (None, "auto"):
+        device = "cuda" if nccl else "cpu"
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank() % torch.cuda.device_count()))
+        dev = torch.device("cuda", local)
+    if nccl != (dev.type == "cuda"):
+        raise ValueError(f"solve_lp(distributed=True): the process group's backend "
+                         f"{dist.get_backend()!r} does not serve a solve on {dev}: use NCCL "
+                         f"with CUDA devices and gloo with the CPU")
+    return data_parallel(True, dev), dev
+
+
+def _check_same_lp(lp, group: DataParallel) -> None:
+    """Raise the same ValueError on every process unless all hold rank 0's LP (by its sizes and
+    a few sums of its data): a process given another LP would otherwise solve a mixture."""
+    A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
+    finite = lambda v: torch.where(torch.isfinite(v), v, torch.zeros_like(v)).double()
+    values, cols = A.values().double(), A.col_indices().double()
+    c, c0 = lp.minimize_c
+    print_ = torch.tensor([lp.num_rows, lp.num_cols, lp.nnz, float(values.sum()),
+                           float((values * (cols + 1)).sum()), float(finite(c).sum()), c0,
+                           float(finite(lp.row_lower).sum() + finite(lp.row_upper).sum()),
+                           float(finite(lp.col_lower).sum() + finite(lp.col_upper).sum())],
+                          dtype=torch.float64, device=group.device)
+    everyone = print_.new_empty(group.world_size * print_.numel())
+    dist.all_gather_single(everyone, print_)
+    everyone = everyone.view(group.world_size, -1)
+    other = [r for r in range(group.world_size) if not torch.equal(everyone[r], everyone[0])]
+    if other:
+        raise ValueError(f"solve_lp(distributed=True): process(es) {other} were given another "
+                         "LP than process 0; every process must pass the same LP")
+
+
+def solve_sharded(lp, *, tol: float, device: Any, dtype: torch.dtype | None, warm_start: Any,
+                  progress: Callable[[dict], None] | None, method: str, presolve: Any,
+                  polish: bool, opts: SolverOptions, criteria: TerminationCriteria,
+                  start: float, optimize: Callable[..., LPResult]) -> LPResult:
+    """``solve_lp(lp, ..., distributed=True)`` on this process (module docstring).
+
+    ``optimize`` is the solver's loop (:func:`l2o.pdhg.solver._optimize`), run on this process's
+    shard with a :class:`Sharded`.
+
+    Raises:
+        ValueError: no process group, a device its backend does not serve, presolve=True,
+            polish, a method other than "pdhg", or processes given other LPs.
+        TypeError: a PreparedLP.
+    """
+    if isinstance(lp, PreparedLP):
+        raise TypeError("solve_lp(distributed=True) takes the LinearProgram (each process "
+                         "prepares its shard), not a PreparedLP")
+    refused = {"presolve=True (the sharded solve does not presolve yet; use presolve=False "
+               "or 'auto')": presolve is True, "polish=True": polish,
+               f"method={method!r}": method != "pdhg"}
+    for what, is_refused in refused.items():
+        if is_refused:
+            raise ValueError(f"solve_lp(distributed=True) does not take {what}")
+    dtype = torch.float64 if dtype is None else dtype
+    check_dtype("solve_lp", dtype)
+    check_structure(lp)
+    group, dev = _group_and_device(device)
+    _check_same_lp(lp, group)
+    # the torch iteration: the collectives sit between its kernels (no Triton plan, no graph)
+    opts = replace(opts, fused=False, cuda_graph=False,
+                   check_every=opts.check_every or default_check_every(lp.nnz))
+    x_start, y_start = warm_start_vectors(lp, warm_start)
+    timer = PhaseTimer(False)
+    full = prepare_lp(lp, torch.device("cpu"), dtype, replace(opts, profile=False), timer, start)
+    partition = partition_lp(full.scaled.op.csr.crow_indices(),
+                             full.scaled.op.csr_t.crow_indices(), group.world_size)
+    shard, sharded = shard_prepared(full, partition, group, dev, start)
+    (r0, r1), (c0, c1) = partition.rows(group.rank), partition.cols(group.rank)
+    result = optimize(shard, x_start[c0:c1], y_start[r0:r1], is_warm(warm_start), opts,
+                      criteria, start, progress if group.is_main else None, timer, sharded)
+    result.presolve = no_presolve_report("distributed=True: the sharded solve does not presolve"
+                                         if presolve == "auto" else "presolve=False")
+    result.distributed = {"processes": group.world_size,
+                          "bytes_per_iteration": partition.bytes_per_iteration(
+                              torch.finfo(dtype).bits // 8),
+                          "row_bounds": partition.row_bounds,
+                          "col_bounds": partition.col_bounds}
+    return result

@@ -1,0 +1,229 @@
+"""solve_lp(distributed=True): 2 and 3 gloo processes against one process (l2o.pdhg.distributed).
+
+The sharded solves run in one torchrun launch per group size (this file is its script: see the
+bottom); every process saves its results, and the tests compare them with the single-process
+solve of the same LP: the same status and iteration count, and x, y within 1e-12 (relative, in
+float64) after 1000 iterations (afiro, PageRank 1e4; 300 for sc50a and adlittle, for the test's
+time), and bitwise the same on every process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import l2o
+from l2o import LinearProgram, LPStatus, solve_lp
+from l2o.datasets import pagerank
+from l2o.pdhg.partition import balanced_bounds, partition_lp
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _warm_afiro() -> tuple[torch.Tensor, torch.Tensor]:
+    """A start near afiro's solution (its 400-iteration point, perturbed)."""
+    lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    res = solve_lp(lp, device="cpu", presolve=False, iteration_limit=400)
+    gen = torch.Generator().manual_seed(0)
+    return (res.x * (1 + 1e-3 * torch.randn(res.x.shape, generator=gen, dtype=torch.float64)),
+            res.y)
+
+
+def _tiny_infeasible() -> LinearProgram:
+    """x1 + x2 <= 1 and x1 + x2 >= 2, x >= 0 (2 columns: with 3 processes one holds none)."""
+    return LinearProgram.create([1, 1], np.array([[1.0, 1], [1, 1]]), row_lower=[-np.inf, 2],
+                                row_upper=[1, np.inf])
+
+
+def _tiny_unbounded() -> LinearProgram:
+    """min -x1 s.t. x1 - x2 <= 1, x >= 0: unbounded along x = (1, 1) (1 row, 2 columns)."""
+    return LinearProgram.create([-1, 0], np.array([[1.0, -1]]), row_upper=[1])
+
+
+# name -> (the LP, solve_lp's keyword arguments); the same on every process and in the parent.
+# gas11, the shared unbounded LP, needs ~20,000 iterations: too long for a gloo test on 2 cores
+# (each all-gather takes 1-3 ms there), so the tiny unbounded LP stands in for it.
+def _cases() -> dict[str, tuple[LinearProgram, dict]]:
+    netlib = lambda name: l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
+    limit = {"tol": 1e-12, "iteration_limit": 1000}
+    shorter = {"tol": 1e-12, "iteration_limit": 300}       # the test's time on 2 cores
+    return {
+        "afiro": (netlib("afiro"), limit),                  # optimal after 705 iterations
+        "sc50a": (netlib("sc50a"), shorter),
+        "adlittle": (netlib("adlittle"), shorter),
+        "pagerank": (pagerank(10_000, seed=0), limit),
+        "afiro_warm": (netlib("afiro"), {"tol": 1e-6, "warm_start": _warm_afiro()}),
+        "box1": (l2o.read_lp(DATA / "infeasible" / "box1.mps"), {"iteration_limit": 5000}),
+        "tiny_infeasible": (_tiny_infeasible(), {"iteration_limit": 5000}),
+        "tiny_unbounded": (_tiny_unbounded(), {"iteration_limit": 5000}),
+    }
+
+
+COMMON = {"device": "cpu", "presolve": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# the sharded runs (one torchrun launch per group size) and the single-process references
+
+@pytest.fixture(scope="module", params=[2, 3], ids=lambda w: f"{w}procs")
+def sharded(request, tmp_path_factory) -> dict[int, dict]:
+    """{rank: {case: result dict}} of the launch with ``request.param`` processes."""
+    world = request.param
+    out = tmp_path_factory.mktemp(f"sharded{world}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={world}", __file__, str(out)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {rank: torch.load(out / f"rank{rank}.pt") for rank in range(world)}
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, dict]:
+    return {name: _summary(solve_lp(lp, **COMMON, **kwargs))
+            for name, (lp, kwargs) in _cases().items()}
+
+
+def _summary(res) -> dict:
+    return {"status": res.status.value, "iterations": res.iterations, "x": res.x, "y": res.y,
+            "objective": res.objective, "distributed": res.distributed,
+            "message": res.message}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-300))
+
+
+@pytest.mark.parametrize("name", ["afiro", "sc50a", "adlittle", "pagerank", "afiro_warm"])
+def test_same_iterates_as_one_process(sharded, reference, name):
+    mine, ref = sharded[0][name], reference[name]
+    assert (mine["status"], mine["iterations"]) == (ref["status"], ref["iterations"])
+    assert _rel(mine["x"], ref["x"]) <= 1e-12
+    assert _rel(mine["y"], ref["y"]) <= 1e-12
+    if name.startswith("afiro"):
+        assert mine["status"] == "optimal"
+        assert mine["objective"] == pytest.approx(ref["objective"], rel=1e-12)
+
+
+@pytest.mark.parametrize("name,status", [("box1", LPStatus.PRIMAL_INFEASIBLE),
+                                         ("tiny_infeasible", LPStatus.PRIMAL_INFEASIBLE),
+                                         ("tiny_unbounded", LPStatus.DUAL_INFEASIBLE)])
+def test_same_certificates_as_one_process(sharded, reference, name, status):
+    mine, ref = sharded[0][name], reference[name]
+    assert ref["status"] == mine["status"] == status.value
+    assert mine["iterations"] == ref["iterations"]
+    ray = "y" if status == LPStatus.PRIMAL_INFEASIBLE else "x"
+    assert _rel(mine[ray], ref[ray]) <= 1e-9
+
+
+def test_every_process_ends_alike(sharded):
+    """Same status, iterations and (bitwise) x, y on every process; the report of the split."""
+    first = sharded[0]
+    world = len(sharded)
+    for rank in range(1, world):
+        for name, res in sharded[rank].items():
+            if name in ("errors", "time_limit"):
+                assert res == first[name]
+                continue
+            assert res["status"] == first[name]["status"]
+            assert res["iterations"] == first[name]["iterations"]
+            assert torch.equal(res["x"], first[name]["x"]) and torch.equal(res["y"],
+                                                                           first[name]["y"])
+    report = first["pagerank"]["distributed"]
+    assert report["processes"] == world
+    assert report["col_bounds"][0] == 0 and report["col_bounds"][-1] == 10_000
+    assert report["bytes_per_iteration"] > 0
+
+
+def test_time_limit_stops_every_process_together(sharded):
+    status, iterations = sharded[0]["time_limit"]
+    assert status == "time_limit" and 0 < iterations < 100_000
+
+
+def test_refusals_on_every_process(sharded):
+    for rank in sharded:
+        errors = sharded[rank]["errors"]
+        assert "presolve=True" in errors["presolve"]
+        assert "another LP" in errors["other_lp"]
+
+
+def test_no_process_group_is_a_clear_error():
+    lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    with pytest.raises(ValueError, match="init_process_group"):
+        solve_lp(lp, device="cpu", distributed=True)
+    with pytest.raises(TypeError, match="distributed"):
+        solve_lp(lp, device="cpu", distributed="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# the partition
+
+def test_balanced_bounds():
+    # weights nnz + 1: 2, 2, 2, 10, 2, 2 (total 20): the cut at 10 falls after row 2 (6) or
+    # row 3 (16); 6 is nearer
+    assert balanced_bounds(torch.tensor([1, 1, 1, 9, 1, 1]), 2) == [0, 3, 6]
+    # more blocks than rows: the cuts land on the nearer rows, one block is empty
+    assert balanced_bounds(torch.tensor([1, 1]), 3) == [0, 1, 1, 2]
+    assert balanced_bounds(torch.tensor([], dtype=torch.int64), 2) == [0, 0, 0]
+    with pytest.raises(ValueError, match="parts"):
+        balanced_bounds(torch.tensor([1]), 0)
+
+
+def test_partition_balances_nonzeros():
+    lp = pagerank(2000, seed=1)
+    A = lp.A.to_sparse_csr()
+    At = A.t().to_sparse_csr()
+    part = partition_lp(A.crow_indices(), At.crow_indices(), 4)
+    weights = [nnz + (b - a) for nnz, (a, b) in zip(part.row_nnz, zip(part.row_bounds,
+                                                                      part.row_bounds[1:]))]
+    total = A.values().numel() + lp.num_rows
+    # each cut lies within one row's weight of its target (the heaviest row: sum x = 1)
+    heaviest = int(A.crow_indices().diff().max()) + 1
+    assert max(weights) <= total / 4 + 2 * heaviest
+    assert sum(part.row_nnz) == sum(part.col_nnz) == lp.nnz
+    width_x, width_y = part.padded_widths()
+    assert part.bytes_per_iteration(8) == 3 * (width_x + width_y) * 8
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker: run by torchrun as a script (python -m torch.distributed.run ... this_file OUT)
+
+def _worker(out: Path) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    results: dict = {name: _summary(solve_lp(lp, **COMMON, distributed=True, **kwargs))
+                     for name, (lp, kwargs) in _cases().items()}
+    errors = {}
+    lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    try:
+        solve_lp(lp, device="cpu", presolve=True, distributed=True)
+    except ValueError as error:
+        errors["presolve"] = str(error)
+    other = lp if rank == 0 else l2o.read_lp(DATA / "netlib" / "sc50a.mps.gz")
+    try:
+        solve_lp(other, **COMMON, distributed=True)
+    except ValueError as error:
+        errors["other_lp"] = str(error)
+    results["errors"] = errors
+    # the processes' clocks differ: the time limit reads the largest, so all stop at one check
+    res = solve_lp(l2o.read_lp(DATA / "netlib" / "adlittle.mps.gz"), **COMMON, tol=1e-12,
+                   time_limit=0.3, iteration_limit=100_000, distributed=True)
+    results["time_limit"] = (res.status.value, res.iterations)
+    torch.save(results, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]))
