@@ -3,6 +3,12 @@
 A live progress display, a final summary, JSON output, warm starts from a solution file or from
 a PDHG-Net prediction (``--model NAME|PATH [--compare-cold]``, :mod:`l2o.net.warmstart`); the
 exit code says how the solve ended (:data:`STATUS_EXIT`).
+
+Under ``torchrun --nproc_per_node N -m l2o solve FILE ...`` (its ``WORLD_SIZE`` in the
+environment) the LP is solved sharded over the N processes (``solve_lp(distributed=True)``,
+:mod:`l2o.pdhg.distributed`): the process group is initialized here (NCCL on CUDA, gloo on the
+CPU), rank 0 alone shows progress, prints and writes, and every process exits with the code of
+the common status.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +264,29 @@ def _solve_options(args: argparse.Namespace, where) -> dict[str, Any]:
                if args.polish else {})}
 
 
+def _torchrun_group(args: argparse.Namespace, where) -> tuple[int, bool] | None:
+    """Under torchrun (``WORLD_SIZE`` set): the process group, initialized here if the caller
+    has not (NCCL on CUDA with this process's GPU, gloo on the CPU); (this process's rank,
+    whether it was initialized here).  None outside torchrun."""
+    if "WORLD_SIZE" not in os.environ:
+        return None
+    for flag, given in (("--model", args.model is not None), ("--compare-cold", args.compare_cold),
+                        ("--polish", args.polish), ("--presolve on", args.presolve == "on"),
+                        (f"--method {args.method}", args.method != "pdhg")):
+        if given:
+            raise CommandError(f"{flag} does not combine with torchrun (the sharded solve is "
+                               f"PDHG on the LP as given)", ExitCode.USAGE_ERROR)
+    import torch
+    import torch.distributed as dist
+
+    initialized_here = not dist.is_initialized()
+    if initialized_here:
+        if where.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
+    return dist.get_rank(), initialized_here
+
+
 def _run_solve(lp, options: dict[str, Any], warm_start, quiet: bool):
     from l2o import solve_lp
 
@@ -298,10 +328,6 @@ def _json_number(value: float) -> float | None:
 
 @command("l2o solve")
 def run(args: argparse.Namespace) -> int:
-    from l2o.lp import read_warm_start
-    from l2o.lp.examples import list_examples
-    from l2o.lp.solution import solution_dict, write_solution
-
     if args.model is not None and args.warm_start is not None:
         raise CommandError("--model and --warm-start exclude each other (the model predicts "
                            "the warm start)", ExitCode.USAGE_ERROR)
@@ -320,12 +346,34 @@ def run(args: argparse.Namespace) -> int:
                            "with a cold start)", ExitCode.USAGE_ERROR)
     check_output_path(args.output)
     where = device(args.device)
+    group = _torchrun_group(args, where)
+    if group is None:
+        return _run(args, where, None)
+    rank, initialized_here = group
+    try:
+        return _run(args, where, rank)
+    finally:
+        if initialized_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, where, rank: int | None) -> int:
+    """The solve, its output and exit code; ``rank``: this process's under torchrun (rank 0
+    alone prints and writes), None without."""
+    from l2o.lp import read_warm_start
+    from l2o.lp.examples import list_examples
+    from l2o.lp.solution import solution_dict, write_solution
+
     model = _load_model(args, where) if args.model is not None else None
     lp, path = load_lp(args)
-    quiet = args.quiet or args.json
+    quiet = args.quiet or args.json or bool(rank)
 
     warm = None
     options = _solve_options(args, where)
+    if rank is not None:
+        options["distributed"] = True
     if model is not None:
         result, prediction = _run_two_stage(model, lp, options, quiet)
         warm = _warm_start_data(args, prediction, lp)
@@ -348,6 +396,8 @@ def run(args: argparse.Namespace) -> int:
                                 for key, value in dict(cold.kkt).items()}}
         data["speedup"] = cold.solve_time / data["total_time"] if data["total_time"] > 0 \
             else None
+    if rank:            # under torchrun rank 0 writes and prints: the result is the same on all
+        return STATUS_EXIT.get(data["status"], ExitCode.INTERNAL_ERROR)
     if args.output:
         try:
             write_solution(lp, result, args.output, data)
@@ -363,6 +413,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         known = list_examples()[args.example].optimal_objective if args.example else None
         ran_on = f"{where}, {args.dtype}" if result.method == "pdhg" else "HiGHS, CPU"
+        if result.distributed:
+            ran_on += f", sharded over {result.distributed['processes']} processes"
         _print_summary(lp, path, data, ran_on, known)
         if args.output:
             print(f"solution written to {args.output}")

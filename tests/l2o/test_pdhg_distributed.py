@@ -9,6 +9,7 @@ time), and bitwise the same on every process.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,17 +73,20 @@ COMMON = {"device": "cpu", "presolve": False}
 # ---------------------------------------------------------------------------------------------
 # the sharded runs (one torchrun launch per group size) and the single-process references
 
+def _torchrun(world: int, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={world}", *command],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda w: f"{w}procs")
 def sharded(request, tmp_path_factory) -> dict[int, dict]:
     """{rank: {case: result dict}} of the launch with ``request.param`` processes."""
     world = request.param
     out = tmp_path_factory.mktemp(f"sharded{world}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
-        "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={world}", __file__, str(out)],
-        env=env, capture_output=True, text=True, timeout=300)
+    run = _torchrun(world, __file__, str(out))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {rank: torch.load(out / f"rank{rank}.pt") for rank in range(world)}
 
@@ -154,6 +158,21 @@ def test_refusals_on_every_process(sharded):
         errors = sharded[rank]["errors"]
         assert "presolve=True" in errors["presolve"]
         assert "another LP" in errors["other_lp"]
+
+
+def test_cli_under_torchrun(tmp_path):
+    """`torchrun --nproc_per_node 2 -m l2o solve FILE --json -o OUT`: one JSON object (rank 0's),
+    the file written, the single-process solve's iterations and objective."""
+    path = DATA / "netlib" / "afiro.mps.gz"
+    out = tmp_path / "afiro.json"
+    run = _torchrun(2, "-m", "l2o", "solve", str(path), "--device", "cpu", "--presolve", "off",
+                    "--json", "-o", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    printed = json.loads(run.stdout)
+    assert json.loads(out.read_text())["iterations"] == printed["iterations"]
+    single = solve_lp(l2o.read_lp(path), device="cpu", presolve=False)
+    assert printed["status"] == "optimal" and printed["iterations"] == single.iterations
+    assert printed["objective"] == pytest.approx(single.objective, rel=1e-12)
 
 
 def test_no_process_group_is_a_clear_error():
