@@ -31,11 +31,14 @@ weight, warm start or cold), and the products of the check (A~ x^, A~^T y^ and t
 products) are computed once.  A result gathers the point, or the ray, at the end.
 
 What runs where.  The LP's setup (validation, Ruiz / Pock-Chambolle scaling, ||A~||_2) runs on
-every process on the CPU, the same deterministic float64 computation on the same LP, so all
-processes hold the same scaled LP with no communication; each then moves only its blocks to its
-device (the full LP is held in host memory by every process: sharding saves device memory and
-device bandwidth, not host memory).  The iteration is the torch one (no Triton plan, no CUDA
-graph: the collectives sit between the kernels).  Presolve is not done: ``presolve=True`` is
+every process as one process's solve runs it (on its device; small LPs on the CPU), then rank
+0's scaled LP is broadcast over the others' (the scaling's reductions on a GPU use atomics, so
+two processes' roundings may differ, and the processes must agree to the bit); each process
+then keeps only its blocks and slices.  So the setup holds the whole LP on every device once:
+sharding saves device memory during the iterations, not during the setup (a setup sharded from
+the start, with the scaling's row and column norms reduced over the group, is not done).  The
+iteration is the torch one (no Triton plan, no CUDA graph: the collectives sit between the
+kernels).  Presolve is not done: ``presolve=True`` is
 refused, "auto" solves the LP as given (``LPResult.presolve`` says so); so are ``polish`` and
 ``method="highs"``.
 """
@@ -117,10 +120,11 @@ def _row_block(csr: torch.Tensor, start: int, end: int, positions: torch.Tensor,
     the gathered buffer's layout of ``width`` entries, on ``device``."""
     crow = csr.crow_indices().to(torch.int64)
     first, last = int(crow[start]), int(crow[end])
-    cols = positions[csr.col_indices()[first:last].to(torch.int64)]
+    cols = positions.to(crow.device)[csr.col_indices()[first:last].to(torch.int64)]
     index = torch.int32 if max(width, last - first) < _INT32_MAX else torch.int64
+    # copies: a view would keep the whole matrix alive on the device
     return csr_tensor((crow[start:end + 1] - first).to(device, index), cols.to(device, index),
-                      csr.values()[first:last].to(device), (end - start, width))
+                      csr.values()[first:last].to(device, copy=True), (end - start, width))
 
 
 class ShardedOperator(LinearOperator):
@@ -140,10 +144,10 @@ class ShardedOperator(LinearOperator):
         self.gather_x = ShardGather(partition.col_bounds, width_x, rank, dtype, device)
         self.gather_y = ShardGather(partition.row_bounds, width_y, rank, dtype, device)
         (r0, r1), (c0, c1) = partition.rows(rank), partition.cols(rank)
-        self.csr = _row_block(full.csr, r0, r1, self.gather_x.positions.cpu(), world * width_x,
+        self.csr = _row_block(full.csr, r0, r1, self.gather_x.positions, world * width_x,
                               device)
-        self.csr_t = _row_block(full.csr_t, c0, c1, self.gather_y.positions.cpu(),
-                                world * width_y, device)
+        self.csr_t = _row_block(full.csr_t, c0, c1, self.gather_y.positions, world * width_y,
+                                device)
         super().__init__(lambda v: torch.mv(self.csr, self.gather_x(v)),
                          lambda u: torch.mv(self.csr_t, self.gather_y(u)), (r1 - r0, c1 - c0))
 
@@ -160,7 +164,11 @@ class Sharded:
     def __init__(self, op: ShardedOperator, group: DataParallel, dtype: torch.dtype,
                  device: torch.device, full: ScaledLP, start: float):
         self.op, self.group, self.dtype, self.device = op, group, dtype, device
-        self.full = full                  # the whole scaled LP (CPU), for a certificate's check
+        # the whole LP's vectors and scaling on the CPU (the op is this process's block), for
+        # the float64 re-check of a certificate, which reads the whole ray
+        self.whole_scaled = ScaledLP(op=op, **{
+            name: value.cpu() if isinstance(value, torch.Tensor) else value
+            for name, value in vars(full).items() if name != "op"})
         self.start = start
         self._recorded: list[tuple[float, torch.Tensor]] | None = None
         self._values: torch.Tensor | None = None
@@ -263,7 +271,22 @@ class Sharded:
                   primal: bool) -> tuple[ScaledLP, torch.Tensor]:
         """(the whole scaled LP, the whole scaled ray), on the CPU."""
         gather = self.op.gather_x if primal else self.op.gather_y
-        return self.full, gather.whole(ray).cpu()
+        return self.whole_scaled, gather.whole(ray).cpu()
+
+
+def broadcast_prepared(prepared: PreparedLP, group: DataParallel) -> PreparedLP:
+    """``prepared`` with rank 0's values on every process: its scaled matrix and vectors, the
+    termination data's vectors and norms, the scalars (in place, then a new PreparedLP)."""
+    p, t = prepared.scaled, prepared.termination
+    tensors = [p.op.csr.values(), p.op.csr_t.values()]
+    tensors += [v for v in vars(p).values() if isinstance(v, torch.Tensor)]
+    tensors += [v for v in vars(t).values() if isinstance(v, torch.Tensor)]
+    for tensor in tensors:
+        dist.broadcast(tensor, src=0)
+    bound, objective, norm = (group.main_value(v) for v in (p.bound_scale, p.objective_scale,
+                                                            prepared.operator_norm))
+    return replace(prepared, scaled=replace(p, bound_scale=bound, objective_scale=objective),
+                   operator_norm=norm)
 
 
 def shard_prepared(full: PreparedLP, partition: Partition, group: DataParallel,
@@ -272,8 +295,9 @@ def shard_prepared(full: PreparedLP, partition: Partition, group: DataParallel,
     blocks and slices, and the :class:`Sharded` that runs its products and reductions."""
     p, t, rank = full.scaled, full.termination, group.rank
     (r0, r1), (c0, c1) = partition.rows(rank), partition.cols(rank)
-    rows = lambda v: v[r0:r1].to(device)
-    cols = lambda v: v[c0:c1].to(device)
+    # copies: a view would keep the whole vector alive
+    rows = lambda v: v[r0:r1].to(device, copy=True)
+    cols = lambda v: v[c0:c1].to(device, copy=True)
     op = ShardedOperator(p.op, partition, rank, full.dtype, device)
     sharded = Sharded(op, group, full.dtype, device, p, start)
     scaled = ScaledLP(op=op, c=cols(p.c), col_lower=cols(p.col_lower),
@@ -370,7 +394,8 @@ def solve_sharded(lp, *, tol: float, device: Any, dtype: torch.dtype | None, war
                    check_every=opts.check_every or default_check_every(lp.nnz))
     x_start, y_start = warm_start_vectors(lp, warm_start)
     timer = PhaseTimer(False)
-    full = prepare_lp(lp, torch.device("cpu"), dtype, replace(opts, profile=False), timer, start)
+    full = broadcast_prepared(prepare_lp(lp, dev, dtype, replace(opts, profile=False), timer,
+                                         start), group)
     partition = partition_lp(full.scaled.op.csr.crow_indices(),
                              full.scaled.op.csr_t.crow_indices(), group.world_size)
     shard, sharded = shard_prepared(full, partition, group, dev, start)

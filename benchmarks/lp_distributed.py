@@ -1,0 +1,174 @@
+"""The sharded PDHG solve (``solve_lp(distributed=True)``, issue 16): its overhead on one GPU,
+and its strong scaling over several.
+
+One process (the single-GPU overhead; target <= 5% per iteration):
+
+    python benchmarks/lp_distributed.py [--pagerank 1000000 ...] [FILE.mps.gz ...]
+
+initializes a one-process group itself (NCCL on CUDA, gloo on the CPU) and solves each LP
+with ``distributed=False`` (the default solve: Triton kernels and CUDA graphs where they run)
+and ``distributed=True`` (the sharded solve on one process: torch iteration, two all-gathers per
+iteration, one per check), presolve off, float64:
+
+  * ``iter_us``: microseconds per iteration of a solve capped at ``--iters`` iterations with a
+    tolerance it does not reach (1e-12), from its first check to its last (``progress``'s
+    elapsed: the setup and the first iteration left out; the checks' share kept);
+  * for each of ``--tols``: ``solve_time`` (setup included), iterations and status.
+
+Then one line per LP: ``overhead`` = iter_us(distributed) / iter_us(single) - 1.
+
+Several GPUs (strong scaling; a machine of several GPUs was not lent when this was written):
+
+    torchrun --nproc_per_node N benchmarks/lp_distributed.py --scaling [...]
+
+runs only ``distributed=True``, on the N processes of torchrun's group; run it with N = 1, 2,
+4, 8 and compare ``iter_us`` (efficiency at N = iter_us(1) / (N iter_us(N))).  Rank 0 prints
+one JSON line per solve and writes OUT/lp_distributed_{N}procs.json and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paths import default_out, write_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+# the large LPs the repository carries (so they travel to the GPU machine)
+DEFAULT_FILES = [ROOT / "tests" / "data" / "lp" / "large" / f"{name}.mps.gz"
+                 for name in ("ken-11", "osa-07", "pds-10")]
+
+
+def _init_group(device: torch.device) -> None:
+    """The process group: torchrun's, or one process of our own."""
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if "WORLD_SIZE" in os.environ:
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+        return
+    with socket.socket() as probe:          # a free port for the one-process group
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0,
+                            world_size=1)
+
+
+def _solve(lp, distributed: bool, device: torch.device, **kwargs):
+    """(LPResult, [(iteration, elapsed) of every check])."""
+    from l2o import solve_lp
+
+    checks: list[tuple[int, float]] = []
+    result = solve_lp(lp, device=device, presolve=False, distributed=distributed,
+                      progress=lambda info: checks.append((info["iteration"], info["elapsed"])),
+                      **kwargs)
+    return result, checks
+
+
+def _iter_us(checks: list[tuple[int, float]]) -> float:
+    """Microseconds per iteration from the first check to the last."""
+    (i0, t0), (i1, t1) = checks[0], checks[-1]
+    return (t1 - t0) / (i1 - i0) * 1e6 if i1 > i0 else float("nan")
+
+
+def measure(lp, name: str, distributed: bool, device: torch.device, iters: int,
+            tols: list[float], time_limit: float) -> list[dict]:
+    """The rows of one LP in one mode (module docstring)."""
+    processes = dist.get_world_size() if distributed else 1
+    base = {"lp": name, "rows": lp.num_rows, "cols": lp.num_cols, "nnz": lp.nnz,
+            "mode": "distributed" if distributed else "single", "processes": processes}
+    result, checks = _solve(lp, distributed, device, tol=1e-12, iteration_limit=iters)
+    rows = [{**base, "tol": None, "iter_us": _iter_us(checks), "iterations": result.iterations,
+             "status": result.status.value, "solve_time": result.solve_time,
+             "bytes_per_iteration": result.distributed.get("bytes_per_iteration", 0)}]
+    for tol in tols:
+        result, checks = _solve(lp, distributed, device, tol=tol, time_limit=time_limit)
+        rows.append({**base, "tol": tol, "iter_us": _iter_us(checks),
+                     "iterations": result.iterations, "status": result.status.value,
+                     "solve_time": result.solve_time,
+                     "bytes_per_iteration": result.distributed.get("bytes_per_iteration", 0)})
+    return rows
+
+
+def _lps(args: argparse.Namespace):
+    import l2o
+    from l2o.datasets import pagerank
+
+    for nodes in args.pagerank:
+        start = time.perf_counter()
+        lp = pagerank(int(nodes), seed=0)
+        _say(f"pagerank {int(nodes)}: generated in {time.perf_counter() - start:.1f} s")
+        yield f"pagerank_{int(nodes)}", lp
+    for path in args.files:
+        yield Path(path).name.split(".")[0], l2o.read_lp(path)
+
+
+def _say(text: str) -> None:
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="*", default=[str(f) for f in DEFAULT_FILES],
+                        help="MPS files (default: ken-11, osa-07, pds-10 of tests/data/lp/large)")
+    parser.add_argument("--pagerank", nargs="*", type=float, default=[1e6],
+                        help="PageRank LPs of these many nodes (default: 1e6)")
+    parser.add_argument("--iters", type=int, default=1000,
+                        help="iterations of the per-iteration solve (default 1000)")
+    parser.add_argument("--tols", nargs="*", type=float, default=[1e-4],
+                        help="tolerances of the solves to a tolerance (default 1e-4)")
+    parser.add_argument("--time-limit", type=float, default=60.0,
+                        help="seconds per solve to a tolerance (default 60)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="distributed=True only (under torchrun: strong scaling)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=str(default_out("lp_distributed")))
+    args = parser.parse_args(argv)
+
+    import l2o
+
+    device = torch.device(args.device)
+    _init_group(device)
+    world = dist.get_world_size()
+    if world > 1 and not args.scaling:
+        parser.error("under torchrun with several processes, pass --scaling (the single-process "
+                     "solve cannot run on several processes)")
+    modes = [True] if args.scaling else [False, True]
+    # warm-up: Triton's kernels, the CUDA graphs' first capture, NCCL's communicator
+    warm = l2o.read_lp(ROOT / "l2o" / "data" / "afiro.mps.gz")
+    for distributed in modes:
+        _solve(warm, distributed, device, tol=1e-4)
+    rows: list[dict] = []
+    for name, lp in _lps(args):
+        per_mode = {}
+        for distributed in modes:
+            new = measure(lp, name, distributed, device, args.iters, args.tols, args.time_limit)
+            per_mode[distributed] = new[0]["iter_us"]
+            for row in new:
+                _say(json.dumps(row))
+            rows += new
+        if len(per_mode) == 2:
+            _say(f"{name}: {per_mode[False]:.1f} us single, {per_mode[True]:.1f} us "
+                 f"distributed=True on one process: overhead "
+                 f"{per_mode[True] / per_mode[False] - 1:+.1%}")
+    if dist.get_rank() == 0:
+        name = (torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
+        write_rows(args.out, f"lp_distributed_{world}procs", rows, device=name,
+                   processes=world, command=" ".join(sys.argv))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
