@@ -271,7 +271,7 @@ def _torchrun_group(args: argparse.Namespace, where) -> tuple[int, bool] | None:
     if "WORLD_SIZE" not in os.environ:
         return None
     for flag, given in (("--model", args.model is not None), ("--compare-cold", args.compare_cold),
-                        ("--polish", args.polish), ("--presolve on", args.presolve == "on"),
+                        ("--polish", args.polish), (f"--presolve {args.presolve}", args.presolve in ("on", "gpu")),
                         (f"--method {args.method}", args.method != "pdhg")):
         if given:
             raise CommandError(f"{flag} does not combine with torchrun (the sharded solve is "

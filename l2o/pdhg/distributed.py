@@ -38,9 +38,8 @@ then keeps only its blocks and slices.  So the setup holds the whole LP on every
 sharding saves device memory during the iterations, not during the setup (a setup sharded from
 the start, with the scaling's row and column norms reduced over the group, is not done).  The
 iteration is the torch one (no Triton plan, no CUDA graph: the collectives sit between the
-kernels).  Presolve is not done: ``presolve=True`` is
-refused, "auto" solves the LP as given (``LPResult.presolve`` says so); so are ``polish`` and
-``method="highs"``.
+kernels).  Presolve is not done: ``presolve`` True, "highs" or "gpu" is refused, "auto" solves
+the LP as given (``LPResult.presolve`` says so); ``polish`` and ``method="highs"`` are refused.
 """
 
 from __future__ import annotations
@@ -371,15 +370,15 @@ def solve_sharded(lp, *, tol: float, device: Any, dtype: torch.dtype | None, war
     shard with a :class:`Sharded`.
 
     Raises:
-        ValueError: no process group, a device its backend does not serve, presolve=True,
+        ValueError: no process group, a device its backend does not serve, a presolve asked for,
             polish, a method other than "pdhg", or processes given other LPs.
         TypeError: a PreparedLP.
     """
     if isinstance(lp, PreparedLP):
         raise TypeError("solve_lp(distributed=True) takes the LinearProgram (each process "
                          "prepares its shard), not a PreparedLP")
-    refused = {"presolve=True (the sharded solve does not presolve yet; use presolve=False "
-               "or 'auto')": presolve is True, "polish=True": polish,
+    refused = {f"presolve={presolve!r} (the sharded solve does not presolve yet; use "
+               "presolve=False or 'auto')": presolve not in (False, "auto"), "polish=True": polish,
                f"method={method!r}": method != "pdhg"}
     for what, is_refused in refused.items():
         if is_refused:
