@@ -1,13 +1,16 @@
 """PDHG-Net warm starts vs cold starts of ``l2o.solve_lp`` on fresh LP instances (GPU).
 
-For every case (family, size) and fresh seed (>= ``BENCH_SEED``, never used in training), and for
-every tolerance, each start is timed end to end, its own prediction included:
+For every case (family, size) and fresh seed (``--seed-base`` + 0, 1, ...; at least
+``BENCH_SEED``: training never uses seeds >= 5,000,000), and for every tolerance, each start is
+timed end to end, its own prediction included:
 
     cold       x = 0 (projected on the bounds), y = 0                      (the baseline)
     model      PDHG-Net's prediction, then the warm-started solve, sharing one setup
                (l2o.net.solve_with_model)
-    power{k}   PageRank only: k = ``--power-iterations`` power iterations of the PageRank vector
-               from the uniform vector, y = 0 (the cheap heuristic the model must beat)
+    power{k}   PageRank only: for each k of ``--power-iterations`` (default 5), k power
+               iterations of the PageRank vector from the uniform vector, y = 0 (the cheap
+               heuristic the model must beat; the bundled model, PageRank's power iteration
+               with K = 12 learned steps, is fairly compared with k = 12 too)
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
 
@@ -35,8 +38,11 @@ set cover, combinatorial auction and facility location at their training size ("
 generator defaults) and 4x it ("x4"), with ``benchmarks/models/{family}.pt``
 (``benchmarks/train_family_models.py``).
 
+Every solve is PDHG without presolve (``method="pdhg", presolve=False``), as the targets ask.
+
     python benchmarks/pdhgnet.py --device cuda --out OUT [--families ...] [--sizes train x4]
-        [--pagerank-nodes 8000 80000 1000000] [--seeds 3] [--tols 1e-4 1e-8] [--reps 3]
+        [--pagerank-nodes 8000 80000 1000000] [--seeds 3] [--seed-base 9200000]
+        [--tols 1e-4 1e-8] [--reps 3] [--power-iterations 5 12]
 
 Outputs: ``pdhgnet.json`` (settings, rows, summary) and ``pdhgnet.csv`` (one row per
 case, seed, tolerance and start) in OUT (default ``benchmarks/out/pdhgnet``), and the table on
@@ -60,7 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o  # noqa: E402
 from _paths import default_out  # noqa: E402
 
-BENCH_SEED = 5_000_000            # fresh: training used 0-1015 (families), 10000-40015 (PageRank)
+BENCH_SEED = 5_000_000            # fresh: training never uses seeds >= 5,000,000
+SOLVE = {"method": "pdhg", "presolve": False}   # every solve of the benchmark: PDHG, no presolve
 MODELS = Path(__file__).resolve().parent / "models"
 RELAXATIONS = ("setcover", "auction", "facility")
 FAMILIES = ("pagerank", *RELAXATIONS)
@@ -108,9 +115,11 @@ def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
     starts = {"cold": lambda: None}
     if model is not None:
         starts["model"] = model                     # timed by time_shared (one setup)
-    if family == "pagerank" and args.power_iterations > 0:
-        starts[f"power{args.power_iterations}"] = lambda: power_start(
-            lp, args.power_iterations, device)
+    if family == "pagerank":
+        counts = args.power_iterations
+        for k in [counts] if isinstance(counts, int) else counts:
+            if k > 0:
+                starts[f"power{k}"] = lambda k=k: power_start(lp, k, device)
     return starts
 
 
@@ -136,7 +145,7 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
     _sync(device)
     t1 = time.perf_counter()
     res = l2o.solve_lp(lp, tol=tol, device=device, warm_start=start,
-                       time_limit=args.time_limit, check_every=args.check_every)
+                       time_limit=args.time_limit, check_every=args.check_every, **SOLVE)
     _sync(device)
     t2 = time.perf_counter()
     # a WarmStart's own split of its prediction time (graph build vs forward pass and copies)
@@ -157,7 +166,8 @@ def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
     _sync(device)
     t0 = time.perf_counter()
     res, start = solve_with_model(model, lp, tol=tol, device=device,
-                                  time_limit=args.time_limit, check_every=args.check_every)
+                                  time_limit=args.time_limit, check_every=args.check_every,
+                                  **SOLVE)
     _sync(device)
     total = time.perf_counter() - t0
     return {"start": start, "predict_s": start.prediction_time,
@@ -176,7 +186,7 @@ def solve_floor(l2o, lp, device: torch.device, args) -> float:
         _sync(device)
         t = time.perf_counter()
         l2o.solve_lp(lp, tol=1e-30, device=device, iteration_limit=1,
-                     check_every=args.check_every)
+                     check_every=args.check_every, **SOLVE)
         _sync(device)
         if rep > 0:
             times.append(time.perf_counter() - t)
@@ -224,7 +234,7 @@ def run(args) -> dict:
     for family, size, options in cases(args):
         model = models[family]
         for k in range(args.seeds):
-            seed = BENCH_SEED + k
+            seed = args.seed_base + k
             t = time.perf_counter()
             lp = generate(family, seed=seed, **options)
             gen_s = time.perf_counter() - t
@@ -272,7 +282,7 @@ def run(args) -> dict:
     summary = summarize(rows)
     result = {"settings": {"gpu": gpu, "torch": torch.__version__,
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                           "command": " ".join(sys.argv), "bench_seed": BENCH_SEED,
+                           "command": " ".join(sys.argv), "bench_seed": args.seed_base,
                            "args": vars(args)},
               "summary": summary, "rows": rows}
     print("\nsummary (geometric mean over seeds of cold total / start total):")
@@ -332,12 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sizes of the relaxation families (train: the training size)")
     ap.add_argument("--pagerank-nodes", type=int, nargs="+", default=list(PAGERANK_NODES))
     ap.add_argument("--seeds", type=int, default=1,
-                    help=f"fresh instances per case (seeds {BENCH_SEED}, {BENCH_SEED + 1}, ...)")
+                    help="fresh instances per case (seeds SEED_BASE, SEED_BASE + 1, ...)")
+    ap.add_argument("--seed-base", type=int, default=BENCH_SEED,
+                    help=f"first instance seed (default {BENCH_SEED}; at least {BENCH_SEED}: "
+                         f"training never uses seeds >= {BENCH_SEED})")
     ap.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up")
-    ap.add_argument("--power-iterations", type=int, default=5,
-                    help="PageRank heuristic start: power iterations (0: no heuristic)")
+    ap.add_argument("--power-iterations", type=int, nargs="+", default=[5],
+                    help="PageRank heuristic starts: power iterations, one start per count "
+                         "(default 5; 0: no heuristic)")
     ap.add_argument("--pagerank-model", default="pagerank",
                     help="bundled model name or checkpoint path for PageRank")
     ap.add_argument("--models", default=str(MODELS),
@@ -350,7 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.seed_base < BENCH_SEED:
+        parser.error(f"--seed-base {args.seed_base}: seeds below {BENCH_SEED} may be training "
+                     f"seeds")
     if args.threads:
         torch.set_num_threads(args.threads)
     return run(args)

@@ -300,10 +300,15 @@ def _run_two_stage(model, lp, options: dict[str, Any], quiet: bool):
     (:func:`l2o.net.solve_with_model`: the LP is copied and preconditioned once for both);
     (LPResult, WarmStart)."""
     from l2o.net import solve_with_model
+    from l2o.net.power import NotAPageRankLPError
 
     progress = None if quiet else _Progress()
-    with progress.running() if progress else contextlib.nullcontext():
-        return solve_with_model(model, lp, progress=progress, **options)
+    try:
+        with progress.running() if progress else contextlib.nullcontext():
+            return solve_with_model(model, lp, progress=progress, **options)
+    except NotAPageRankLPError as error:     # a model made for other LPs than this one
+        raise CommandError(f"the model does not fit this LP: {error}",
+                           ExitCode.BAD_INPUT) from None
 
 
 def _warm_start_data(args: argparse.Namespace, prediction, lp) -> dict:

@@ -1,4 +1,5 @@
-"""PDHG-Net: the LP's bipartite graph (PyG), unrolled channel-expanded PDHG layers, the model."""
+"""PDHG-Net: the LP's bipartite graph (PyG), unrolled channel-expanded PDHG layers, the model;
+PowerIterationNet, the learned PageRank start (unrolled power iteration with learned steps)."""
 
 from .graph import (
     CON,
@@ -12,6 +13,7 @@ from .graph import (
 )
 from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
+from .power import PowerIterationNet
 from .warmstart import (
     ModelNotFoundError,
     NonFiniteWeightsError,
@@ -25,7 +27,7 @@ from .warmstart import (
     solve_with_model,
 )
 
-__all__ = ["PDHGNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_operator",
+__all__ = ["PDHGNet", "PowerIterationNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_operator",
            "unscale_solution",
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",

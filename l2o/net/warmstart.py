@@ -56,8 +56,14 @@ from l2o.training.checkpoint import (
 
 from .graph import lp_to_graph, unscale_solution
 from .model import PDHGNet
+from .power import PowerIterationNet
 
-__all__ = ["MODELS_DIR", "CheckpointError", "ModelNotFoundError", "NonFiniteWeightsError",
+# The model classes a checkpoint may hold (its "model_class" key -> the class): each takes a
+# graph of an LP and returns (x, y), and has ``config``, ``scaling`` and ``needs_operator_norm``.
+MODEL_CLASSES = {f"{cls.__module__}.{cls.__qualname__}": cls
+                 for cls in (PDHGNet, PowerIterationNet)}
+
+__all__ = ["MODELS_DIR", "MODEL_CLASSES", "CheckpointError", "ModelNotFoundError", "NonFiniteWeightsError",
            "WarmStart", "bundled_models",
            "inference_graph", "kkt_error", "load_checkpoint_model", "load_model",
            "predict_warm_start", "project_dual_signs", "resolve_model", "save_model",
@@ -87,8 +93,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     raise ModelNotFoundError(f"model {str(name_or_path)!r} {what} (bundled models: {names})")
 
 
-def load_model(name_or_path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
-    """The trained :class:`PDHGNet` of a bundled name or a checkpoint path, in eval mode.
+def load_model(name_or_path: str | os.PathLike, device: Any = "cpu"):
+    """The trained model (a :class:`PDHGNet` or another of :data:`MODEL_CLASSES`, e.g. the
+    bundled ``pagerank``'s :class:`~l2o.net.power.PowerIterationNet`) of a bundled name or a
+    checkpoint path, in eval mode.
 
     A path that exists wins over a bundled model of the same name. The checkpoint is read with
     ``torch.load(weights_only=True)``: loading never runs code from the file.
@@ -110,43 +118,47 @@ def load_model(name_or_path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
     return load_checkpoint_model(resolve_model(name_or_path), device)
 
 
-def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu") -> PDHGNet:
-    """The ``PDHGNet`` stored in the training checkpoint ``path`` (no name lookup)."""
+def load_checkpoint_model(path: str | os.PathLike, device: Any = "cpu"):
+    """The model (of :data:`MODEL_CLASSES`) stored in the training checkpoint ``path`` (no name
+    lookup)."""
     device = resolve_device(device)
     checkpoint = load_checkpoint(path)
-    expected = f"{PDHGNet.__module__}.{PDHGNet.__qualname__}"
+    cls = MODEL_CLASSES.get(checkpoint.get("model_class"))
     config = checkpoint.get("model_config")
-    if checkpoint.get("model_class") != expected or not isinstance(config, dict):
+    if cls is None or not isinstance(config, dict):
         raise CheckpointError(f"{path}: holds a {checkpoint.get('model_class')!r}, not a "
-                              f"{expected} with its config")
+                              f"{' or a '.join(MODEL_CLASSES)} with its config")
     if isinstance(checkpoint["model"], dict):
         check_finite_weights(checkpoint["model"], path)
     try:
-        model = PDHGNet(**config)
+        model = cls(**config)
         state = checkpoint["model"]
         dtype = next(iter(state.values())).dtype
         model.to(dtype).load_state_dict(state)
     except (TypeError, ValueError, RuntimeError, StopIteration, AttributeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit PDHGNet({config}): "
+        raise CheckpointError(f"{path}: weights do not fit {cls.__name__}({config}): "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                               ) from exc
     return model.to(device).eval()
 
 
-def save_model(model: PDHGNet, path: str | os.PathLike, *, config: dict[str, Any] | None = None,
+def save_model(model, path: str | os.PathLike, *, config: dict[str, Any] | None = None,
                history: list[dict[str, Any]] | None = None,
                best: dict[str, Any] | None = None, epoch: int = 0) -> None:
-    """Write ``model`` as a weights-only checkpoint that :func:`load_model` reads (atomically).
+    """Write ``model`` (a :class:`PDHGNet` or another of :data:`MODEL_CLASSES`) as a
+    weights-only checkpoint that :func:`load_model` reads (atomically).
 
     The training checkpoint format without the optimizer and RNG states (empty): what a
     bundled model needs, at a third of the size of ``best.pt`` with Adam's moments. It cannot
     be resumed by ``l2o train --resume``. ``config``, ``history``, ``best`` and ``epoch``
     record how the model was trained (e.g. copied from the training checkpoint).
     """
-    if not isinstance(model, PDHGNet):
-        raise TypeError(f"save_model: expected a PDHGNet, got {type(model).__name__}")
+    name = f"{type(model).__module__}.{type(model).__qualname__}"
+    if MODEL_CLASSES.get(name) is not type(model):
+        raise TypeError(f"save_model: expected a PDHGNet or another of MODEL_CLASSES, got "
+                        f"{type(model).__name__}")
     save_checkpoint({"epoch": int(epoch), "model": model.state_dict(),
-                     "model_class": f"{PDHGNet.__module__}.{PDHGNet.__qualname__}",
+                     "model_class": name,
                      "model_config": dict(model.config), "optimizer": {}, "rng": {},
                      "config": dict(config or {}), "history": list(history or []),
                      "best": dict(best or {})}, path)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from l2o.datasets import barabasi_albert_edges, pagerank
-from l2o.net import PDHGNet, save_model
+from l2o.net import PDHGNet, PowerIterationNet, save_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,27 @@ def test_tiny_run_writes_rows_json_and_csv(tmp_path):
     assert cold["speedup_total"] == 1.0 and cold["kkt0_rel_gap"] == 0.0
     with open(out / "pdhgnet.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_seed_base_and_several_power_starts(tmp_path):
+    # the PageRank model is the unrolled power iteration (Chebyshev steps, untrained here):
+    # 12 steps start much closer than 5 power iterations; seeds count from --seed-base
+    save_model(PowerIterationNet(steps=12).double(), tmp_path / "pr.pt")
+    result = bench.main(["--device", "cpu", "--families", "pagerank", "--pagerank-nodes", "300",
+                         "--seeds", "2", "--seed-base", "9300000", "--tols", "1e-8",
+                         "--reps", "1", "--power-iterations", "5", "12",
+                         "--pagerank-model", str(tmp_path / "pr.pt"),
+                         "--out", str(tmp_path / "out")])
+    rows = result["rows"]
+    assert {r["start"] for r in rows} == {"cold", "model", "power5", "power12"}
+    assert {r["seed"] for r in rows} == {9_300_000, 9_300_001}
+    assert result["settings"]["bench_seed"] == 9_300_000
+    assert all(r["status"] == "OPTIMAL" for r in rows)
+    for seed in (9_300_000, 9_300_001):
+        kkt0 = {r["start"]: r["kkt0_rel_primal_residual"] for r in rows if r["seed"] == seed}
+        assert kkt0["model"] < 0.1 * kkt0["power12"] < 0.1 * kkt0["power5"]
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cpu", "--seed-base", "4999999", "--out", str(tmp_path / "o")])
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
