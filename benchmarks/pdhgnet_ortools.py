@@ -50,12 +50,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -161,17 +163,30 @@ def timed(function, *args, **kwargs) -> tuple[object, float]:
     return value, time.perf_counter() - t
 
 
-def predict_starts(lp, family: str, model, args) -> dict[str, tuple[object, float]]:
-    """name -> ((x, y) or None, prediction seconds) of every start of one instance."""
+@dataclass(frozen=True)
+class Prediction:
+    """A start of one instance: (x, y) or None (PDLP's cold start) and its wall seconds; for
+    the model also predict_warm_start's split into graph (preconditioning and ||A||_2
+    included) and inference seconds."""
+
+    start: tuple[torch.Tensor, torch.Tensor] | None
+    seconds: float
+    graph_s: float = math.nan
+    inference_s: float = math.nan
+
+
+def predict_starts(lp, family: str, model, args) -> dict[str, Prediction]:
+    """name -> :class:`Prediction` of every start of one instance."""
     from l2o.net import predict_warm_start
 
-    starts = {"cold": (None, 0.0)}
+    starts = {"cold": Prediction(None, 0.0)}
     if model is not None:
         warm, seconds = timed(predict_warm_start, model, lp, device=CPU)
-        starts["model"] = ((warm.x, warm.y), seconds)
+        starts["model"] = Prediction((warm.x, warm.y), seconds, warm.graph_time,
+                                     warm.inference_time)
     if family == "pagerank" and args.power_iterations > 0:
-        starts[f"power{args.power_iterations}"] = timed(
-            pdhgnet.power_start, lp, args.power_iterations, CPU)
+        starts[f"power{args.power_iterations}"] = Prediction(*timed(
+            pdhgnet.power_start, lp, args.power_iterations, CPU))
     return starts
 
 
@@ -212,21 +227,22 @@ def run(args) -> dict:
                     "cols": lp.num_cols, "nnz": lp.nnz}
             print(f"\n{family} {size} seed {seed}: {lp.num_rows} x {lp.num_cols}, nnz {lp.nnz}, "
                   f"generated in {gen_s:.2f} s; load average {load:.2f}; predictions "
-                  + ", ".join(f"{n} {s:.3f} s" for n, (_, s) in starts.items()), flush=True)
-            kkt0 = {name: max(pdhgnet.initial_kkt(lp, start).values())
-                    for name, (start, _) in starts.items()}
-            results = solve_pdlp(lp, {name: start for name, (start, _) in starts.items()}, tols,
+                  + ", ".join(f"{n} {p.seconds:.3f} s" for n, p in starts.items()), flush=True)
+            kkt0 = {name: max(pdhgnet.initial_kkt(lp, p.start).values())
+                    for name, p in starts.items()}
+            results = solve_pdlp(lp, {name: p.start for name, p in starts.items()}, tols,
                                  eps_absolute=args.eps_absolute, threads=args.threads,
                                  time_limit=args.time_limit, reps=args.reps,
                                  ortools_path=args.ortools_path)
             for r in results:
                 cold = next(c for c in results if c["tol"] == r["tol"] and c["start"] == "cold")
-                predict_s = starts[r["start"]][1]
-                total = predict_s + r["solve_s"]
+                prediction = starts[r["start"]]
+                total = prediction.seconds + r["solve_s"]
                 row = {**info, "tol": r["tol"], "start": r["start"],
-                       "iterations": r["iterations"], "predict_s": predict_s,
+                       "iterations": r["iterations"], "predict_s": prediction.seconds,
                        "solve_s": r["solve_s"], "total_s": total,
                        "speedup": cold["solve_s"] / total, "status": r["status"],
+                       "graph_s": prediction.graph_s, "inference_s": prediction.inference_s,
                        "pdlp_time_s": r["pdlp_time_s"], "objective": r["objective"],
                        "kkt0_max": kkt0[r["start"]], "load_avg": load}
                 rows.append(row)
