@@ -77,7 +77,10 @@ def _solve(lp, distributed: bool, device: torch.device, **kwargs):
 
 
 def _iter_us(checks: list[tuple[int, float]]) -> float:
-    """Microseconds per iteration from the first check to the last."""
+    """Microseconds per iteration from the first check to the last (nan on ranks > 0, which
+    get no progress calls)."""
+    if not checks:
+        return float("nan")
     (i0, t0), (i1, t1) = checks[0], checks[-1]
     return (t1 - t0) / (i1 - i0) * 1e6 if i1 > i0 else float("nan")
 
