@@ -3,7 +3,15 @@ and its strong scaling over several.
 
 One process (the single-GPU overhead; target <= 5% per iteration):
 
-    python benchmarks/lp_distributed.py [--pagerank 1000000 ...] [FILE.mps.gz ...]
+    python benchmarks/lp_distributed.py [--pagerank 1000000 ...] [FILE.pt | FILE.mps.gz ...]
+
+FILE.pt: an instance of ``lp_suite.py convert`` (the GPU machine has no highspy to read MPS
+files: convert here, carry ``.devdata``); PageRank LPs are built on the spot from the vectorized
+Barabasi-Albert edges (``lp_suite.pagerank_lp``).  On the GPU machine, e.g.
+
+    python benchmarks/lp_suite.py convert --shared ../shared/data/lp --data .devdata/pdhg   # here
+    python benchmarks/lp_distributed.py --pagerank 1000000 10000000 \
+        .devdata/pdhg/ken-11.pt .devdata/pdhg/osa-07.pt                                  # there
 
 initializes a one-process group itself (NCCL on CUDA, gloo on the CPU) and solves each LP
 with ``distributed=False`` (the default solve: Triton kernels and CUDA graphs where they run)
@@ -40,12 +48,11 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _l2o_import import import_l2o
 from _paths import default_out, write_rows
+from lp_suite import load_instance, pagerank_lp
 
 ROOT = Path(__file__).resolve().parents[1]
-# the large LPs the repository carries (so they travel to the GPU machine)
-DEFAULT_FILES = [ROOT / "tests" / "data" / "lp" / "large" / f"{name}.mps.gz"
-                 for name in ("ken-11", "osa-07", "pds-10")]
 
 
 def _init_group(device: torch.device) -> None:
@@ -105,16 +112,18 @@ def measure(lp, name: str, distributed: bool, device: torch.device, iters: int,
 
 
 def _lps(args: argparse.Namespace):
-    import l2o
-    from l2o.datasets import pagerank
+    l2o = import_l2o()
+    from l2o.datasets.pagerank import barabasi_albert_edges
 
-    for nodes in args.pagerank:
+    for nodes in map(int, args.pagerank):
         start = time.perf_counter()
-        lp = pagerank(int(nodes), seed=0)
-        _say(f"pagerank {int(nodes)}: generated in {time.perf_counter() - start:.1f} s")
-        yield f"pagerank_{int(nodes)}", lp
+        u, v = barabasi_albert_edges(nodes, 3, seed=0)
+        lp = pagerank_lp(l2o, {"name": f"pagerank_{nodes}", "nodes": nodes, "damping": 0.85,
+                               "u": torch.from_numpy(u), "v": torch.from_numpy(v)})
+        _say(f"pagerank {nodes}: generated in {time.perf_counter() - start:.1f} s")
+        yield f"pagerank_{nodes}", lp
     for path in args.files:
-        yield Path(path).name.split(".")[0], l2o.read_lp(path)
+        yield Path(path).name.split(".")[0], load_instance(l2o, Path(path), {})[0]
 
 
 def _say(text: str) -> None:
@@ -124,8 +133,8 @@ def _say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="*", default=[str(f) for f in DEFAULT_FILES],
-                        help="MPS files (default: ken-11, osa-07, pds-10 of tests/data/lp/large)")
+    parser.add_argument("files", nargs="*",
+                        help="instances: .pt of lp_suite.py convert, or MPS (needs highspy)")
     parser.add_argument("--pagerank", nargs="*", type=float, default=[1e6],
                         help="PageRank LPs of these many nodes (default: 1e6)")
     parser.add_argument("--iters", type=int, default=1000,
@@ -140,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(default_out("lp_distributed")))
     args = parser.parse_args(argv)
 
-    import l2o
-
+    l2o = import_l2o()
     device = torch.device(args.device)
     _init_group(device)
     world = dist.get_world_size()
@@ -150,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                      "solve cannot run on several processes)")
     modes = [True] if args.scaling else [False, True]
     # warm-up: Triton's kernels, the CUDA graphs' first capture, NCCL's communicator
-    warm = l2o.read_lp(ROOT / "l2o" / "data" / "afiro.mps.gz")
+    warm = l2o.datasets.pagerank(1000, seed=0)      # no MPS reading: no highspy there
     for distributed in modes:
         _solve(warm, distributed, device, tol=1e-4)
     rows: list[dict] = []
