@@ -15,6 +15,9 @@ each (the first LP alone, and a batch of the first two):
   * batch_fused (CUDA only): solve_lp_batch(lps, tol, device, fused=True), the batched
     iteration's Triton kernels (l2o.pdhg.batch_fused; off by default)
 
+``--profile`` runs each batch once more with ``profile=True`` (untimed) and prints its seconds
+per phase (l2o.pdhg.batch.PROFILE_PHASES).
+
 from the list of LPs to the list of results (setup, copies and results included; wall clock,
 the results are on the host when each call returns), and checks the two against each other:
 statuses, the largest relative objective difference and the largest KKT error of the batch.
@@ -66,7 +69,7 @@ def _timed(fn, device: str):
     return out, time.perf_counter() - start
 
 
-def compare(l2o, family: str, lps: list, tol: float, device: str) -> dict:
+def compare(l2o, family: str, lps: list, tol: float, device: str, profile: bool) -> dict:
     """Loop vs batch on ``lps`` at ``tol`` (module docstring): one row of the table."""
     def loop():
         return [l2o.solve_lp(lp, tol=tol, device=device, method="pdhg", presolve=False)
@@ -86,6 +89,10 @@ def compare(l2o, family: str, lps: list, tol: float, device: str) -> dict:
         batched, batch_s = _timed(lambda options=options: l2o.solve_lp_batch(
             lps, tol=tol, device=device, **options), device)
         row |= _against_loop(name, singles, batched, loop_s, batch_s)
+        if profile:     # once more, untimed: seconds per phase (the device synced at each)
+            timings = l2o.solve_lp_batch(lps, tol=tol, device=device, profile=True,
+                                         **options)[0].timings
+            row[f"{name}_phases"] = {k: round(v, 4) for k, v in timings.items()}
     return row
 
 
@@ -143,6 +150,8 @@ def main() -> None:
     parser.add_argument("--dataset-count", type=int, default=None,
                         help="instances of the dataset build (default 1000, --quick 32; 0: skip)")
     parser.add_argument("--dataset-batch", type=int, default=256)
+    parser.add_argument("--profile", action="store_true",
+                        help="also run each batch once with profile=True and print its phases")
     parser.add_argument("--out", default=str(default_out("lp_batch")))
     args = parser.parse_args()
     l2o = import_l2o()
@@ -154,7 +163,7 @@ def main() -> None:
         count = args.count or count
         lps = [generate(family, seed=seed, **options) for seed in range(count)]
         for tol in args.tols:
-            row = compare(l2o, family, lps, tol, args.device)
+            row = compare(l2o, family, lps, tol, args.device, args.profile)
             rows.append(row)
             line = f"{family:9s} x{row['count']:4d} tol {tol:g}: loop {row['loop_s']:8.3f} s"
             for name in ("batch", "batch_fused"):
@@ -165,6 +174,9 @@ def main() -> None:
                              f" (max {row[name + '_max_iterations']})"
                              f" obj diff {row[name + '_max_rel_objective_diff']:.1e}")
             print(line + f" | loop iterations {row['iterations_loop']}", flush=True)
+            for name in ("batch", "batch_fused"):
+                if f"{name}_phases" in row:
+                    print(f"    {name} phases (s): {row[name + '_phases']}", flush=True)
     dataset_count = args.dataset_count if args.dataset_count is not None else (
         32 if args.quick else 1000)
     dataset_rows = []

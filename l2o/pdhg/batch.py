@@ -57,6 +57,7 @@ from .finish import Checked, make_result, ray_result
 from .iteration import ChunkRunner
 from .options import SolverOptions, check_dtype, default_check_every, parse_options
 from .presolve import no_presolve_report
+from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
 from .scaling import LPArrays
 from .stack import StackedLP, scale_stack, select_termination, stack_arrays
@@ -64,11 +65,26 @@ from .start import is_warm, warm_start_vectors
 from .statistics import RAY_CANDIDATES, CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, TerminationData, check_termination
 
-__all__ = ["BATCH_OPTIONS", "EAGER_COMPACTION", "GRAPH_COMPACTION", "Compaction",
-           "solve_lp_batch"]
+__all__ = ["BATCH_OPTIONS", "EAGER_COMPACTION", "GRAPH_COMPACTION", "PROFILE_PHASES",
+           "Compaction", "solve_lp_batch"]
+
+# The phases of solve_lp_batch(profile=True), summed over the run, in each LP's ``timings``.
+PROFILE_PHASES = {
+    "validate": "input checks and warm starts on the host",
+    "to_device": "the LPs' arrays stacked and copied to the device",
+    "check_values": "nan/inf and bound checks of the stacked data (one sync)",
+    "scaling": "equilibration, theta_b, theta_c, A~^T, the termination vectors",
+    "state": "iteration buffers, steps, the fused plan",
+    "first_check": "the first iteration and its check",
+    "graph_capture": "recording the CUDA graphs (once per stack)",
+    "iterations": "every later chunk and its check, up to the check's host copy",
+    "host": "per-LP termination and restart rules, results of the finished",
+    "restart": "restarts and new steps sent to the device",
+    "compaction": "rebuilding the stack without its finished LPs",
+}
 
 # The SolverOptions solve_lp_batch takes as keyword arguments (the others are solve_lp's own).
-BATCH_OPTIONS = ("cuda_graph", "fused", "sparse_products")
+BATCH_OPTIONS = ("cuda_graph", "fused", "sparse_products", "profile")
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,9 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             its check as CUDA graph replays; default True, False: eagerly); ``fused`` (the
             iteration's Triton kernels, :mod:`l2o.pdhg.batch_fused`: False, the default, for
             the torch ops, True (CUDA and Triton needed) or "auto" (where they run));
-            ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's).
+            ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's);
+            ``profile`` (fill every result's ``timings`` with the batch's seconds per phase,
+            :data:`PROFILE_PHASES`, synchronizing the device at each phase boundary).
 
     Returns:
         One :class:`LPResult` per LP, in the order of ``lps`` (CPU float64 vectors).  An LP's
@@ -178,10 +196,15 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
     if opts.fused not in (True, False, "auto"):
         raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', "
                          f"got {opts.fused!r}")
+    timer = PhaseTimer(opts.profile, dev, start)
+    timer.mark("validate")
     arrays, c0 = stack_arrays(lps, dev)
+    timer.mark("to_device")
     _validate_values(lps, arrays)
+    timer.mark("check_values")
     stack, term = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
                               [lp.num_cols for lp in lps], dtype, opts)
+    timer.mark("scaling")
     members = [_Member(index=i, lp=lp, eta=_step_size(lp, opts), warm=is_warm(starts[i]),
                        work=lp.nnz + lp.num_rows + lp.num_cols,
                        criteria=TerminationCriteria(
@@ -189,9 +212,11 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
                            iteration_limit=limits[i], time_limit=time_limit))
                for i, lp in enumerate(lps)]
     x0, y0 = (_concatenated([v[k] for v in vectors], dev) for k in (0, 1))
-    results = _Batch(members, stack, term, x0, y0, opts, start, progress).run()
+    results = _Batch(members, stack, term, x0, y0, opts, start, progress, timer).run()
     for result in results:
         result.presolve = no_presolve_report("solve_lp_batch solves the LPs as given")
+        if opts.profile:
+            result.timings = {**timer.timings, "total": timer.last - start}
     return results
 
 
@@ -332,8 +357,8 @@ class _Batch:
 
     def __init__(self, members: list[_Member], stack: StackedLP, term: TerminationData,
                  x: torch.Tensor, y: torch.Tensor, opts: SolverOptions, start: float,
-                 progress: Callable[[dict], None] | None):
-        self.opts, self.start, self.progress = opts, start, progress
+                 progress: Callable[[dict], None] | None, timer: PhaseTimer):
+        self.opts, self.start, self.progress, self.timer = opts, start, progress, timer
         self.dev = stack.c.device
         self.results: list[LPResult | None] = [None] * len(members)
         # the tolerances and time limit every member shares (only iteration limits differ)
@@ -349,6 +374,7 @@ class _Batch:
         self.compaction = GRAPH_COMPACTION if self.graphs else EAGER_COMPACTION
         self.runner = self._runner()
         self.point: dict[str, torch.Tensor] | None = None    # the last finite checked points
+        timer.mark("state")
 
     def _scaled_start(self, x: torch.Tensor,
                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -362,7 +388,7 @@ class _Batch:
 
     def _runner(self) -> ChunkRunner:
         return ChunkRunner(self.stack, self.term, self.state, self.opts.check_every,
-                           self.graphs)
+                           self.graphs, self.timer)
 
     def run(self) -> list[LPResult]:
         first = True
@@ -370,6 +396,7 @@ class _Batch:
             chunk = 1 if first else self._chunk()
             stacked, vectors = self.runner.run_device(chunk)
             values = stacked.cpu().numpy()         # the check's one host copy, (B, K)
+            self.timer.mark("first_check" if first else "iterations")
             for m in self.members:
                 if not m.done:
                     m.total += chunk
@@ -378,7 +405,9 @@ class _Batch:
             if first:
                 self._probe_cold_starts(values)
                 first = False
+            self.timer.mark("host")
             self._restart(restarts, vectors)
+            self.timer.mark("restart")
             if self.progress is not None:
                 alive = [m for m in self.members if not m.done]
                 self.progress({"iteration": max((m.total for m in alive), default=0),
@@ -386,6 +415,8 @@ class _Batch:
                                "finished": sum(r is not None for r in self.results),
                                "elapsed": time.perf_counter() - self.start})
             self._compact()
+            self.timer.mark("compaction")
+        self.timer.mark("host")
         return self.results
 
     def _chunk(self) -> int:

@@ -241,6 +241,20 @@ def test_may_stop_flags_exactly_what_check_termination_stops():
     assert _may_stop(rows, finite, timed, totals, limits, elapsed=1.0).all()
 
 
+def test_profile_splits_the_run_into_phases():
+    from l2o.pdhg.batch import PROFILE_PHASES
+
+    lps = [_netlib("afiro"), _netlib("sc50a")]
+    res = solve_lp_batch(lps, tol=1e-6, device="cpu", profile=True)
+    timings = res[0].timings
+    assert timings == res[1].timings and set(timings) - {"total"} <= set(PROFILE_PHASES)
+    assert {"validate", "scaling", "first_check", "iterations", "host"} <= set(timings)
+    assert sum(v for k, v in timings.items() if k != "total") == pytest.approx(
+        timings["total"], rel=1e-9)
+    assert max(r.solve_time for r in res) <= timings["total"]
+    assert solve_lp_batch(lps, tol=1e-6, device="cpu")[0].timings == {}
+
+
 def test_compaction_rule():
     from l2o.pdhg.batch import EAGER_COMPACTION, GRAPH_COMPACTION
 
