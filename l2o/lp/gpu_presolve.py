@@ -225,25 +225,30 @@ class GpuPresolved:
 
     def _dual_postsolve(self, y_red: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """y of the original LP: y_red at the kept rows, the reduced costs of the columns
-        handed to their bounds' source rows, columns in reverse order of removal."""
+        handed to their bounds' source rows (:func:`_hand_to_sources`)."""
         rec = self._record
         device = rec.value.device
-        rows, cols, vals = rec.rows, rec.cols, rec.vals
-        c = c.to(device, torch.float64)
         y = torch.zeros(self.original.num_rows, dtype=torch.float64, device=device)
         y[self.row_index.to(device)] = y_red.to(device)
-        for step in [_KEPT, *range(rec.steps - 1, -1, -1)]:
-            here = rec.col_step == step
-            on_nnz = here[cols]
-            if not bool(here.any()):
-                continue
-            aty = torch.zeros_like(c).index_add_(0, cols[on_nnz],
-                                                 vals[on_nnz] * y[rows[on_nnz]])
-            rho = c - aty
-            for source, wants in ((rec.lower_source, rho > 0), (rec.upper_source, rho < 0)):
-                take = here & wants & (source >= 0)
-                y[source[take]] = rho[take] / rec.row_coef[source[take]]
-        return y.cpu()
+        return _hand_to_sources(rec, y, c.to(device, torch.float64)).cpu()
+
+
+def _hand_to_sources(rec: _Record, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """y (m,) with each column's reduced cost rho_j = c_j - (A^T y)_j handed to the source row
+    of the bound it pushes against (module docstring), columns in reverse order of removal
+    (kept ones first); y is updated in place and returned."""
+    rows, cols, vals = rec.rows, rec.cols, rec.vals
+    for step in [_KEPT, *range(rec.steps - 1, -1, -1)]:
+        here = rec.col_step == step
+        if not bool(here.any()):
+            continue
+        on_nnz = here[cols]
+        aty = torch.zeros_like(c).index_add_(0, cols[on_nnz], vals[on_nnz] * y[rows[on_nnz]])
+        rho = c - aty
+        for source, wants in ((rec.lower_source, rho > 0), (rec.upper_source, rho < 0)):
+            take = here & wants & (source >= 0)
+            y[source[take]] = rho[take] / rec.row_coef[source[take]]
+    return y
 
 
 def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -373,11 +378,23 @@ class _Reducer:
                 j = int((gap > tol).nonzero()[0, 0])
                 why = (f"column {j}'s bounds cross after its singleton rows: "
                        f"[{float(self.col_lower[j]):.6g}, {float(self.col_upper[j]):.6g}]")
-                self.proof = (PresolveOutcome.INFEASIBLE, why, None)
+                self.proof = (PresolveOutcome.INFEASIBLE, why, self._crossing_ray(j))
                 return 0
             # rounding: the lower bound wins (its source row keeps its dual)
             self.col_upper.copy_(torch.maximum(self.col_lower, self.col_upper))
         return self._remove_rows(single)
+
+    def _crossing_ray(self, j: int) -> torch.Tensor:
+        """A Farkas ray of column j's crossed bounds L > U: y_s = 1 / a_sj on the row s that
+        set L and y_t = -1 / a_tj on the row t that set U, so (A^T y)_j = 0 (a bound of x_j's
+        own takes the part r_j = -+1) and the ray's objective is L - U > 0; the columns removed
+        before hand their part to their sources as in postsolve, with c = 0."""
+        rec = self.record
+        y = torch.zeros_like(self.row_lower)
+        for source, sign in ((int(rec.lower_source[j]), 1.0), (int(rec.upper_source[j]), -1.0)):
+            if source >= 0:
+                y[source] = sign / rec.row_coef[source]
+        return _hand_to_sources(rec, y, torch.zeros_like(self.c))
 
     def empty_columns(self) -> int:
         empty = self.col_alive & (self._counts(self.cols, len(self.col_alive)) == 0)

@@ -126,10 +126,13 @@ def test_empty_row_outside_its_bounds_is_infeasible():
 
 
 def test_crossed_singleton_bounds_are_infeasible():
-    """x0 >= 2 and x0 <= 1 as two singleton rows: infeasible."""
+    """x0 >= 2 and x0 <= 1 as two singleton rows: infeasible, with the Farkas ray (1, -1, 0)
+    (objective 2 - 1 = 1)."""
     lp = _lp([1, 1], [[1, 0], [1, 0], [1, 1]], [2, -INF, 0], [INF, 1, INF], [0, 0], [INF, INF])
     pre = gpu_presolve_lp(lp)
     assert pre.outcome == PresolveOutcome.INFEASIBLE and "cross" in pre.message
+    torch.testing.assert_close(pre.ray, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64))
+    assert verify_dual_ray(lp, pre.ray) == (1.0, 0.0)
 
 
 def test_unbounded_empty_column_gives_a_ray():
@@ -195,12 +198,12 @@ def test_solve_lp_gpu_presolve(name):
 
 
 @pytest.mark.parametrize("folder, name, status, words", [
-    ("infeasible", "woodinfe", LPStatus.PRIMAL_INFEASIBLE, "GPU presolve proved"),
+    ("infeasible", "woodinfe", LPStatus.PRIMAL_INFEASIBLE, "the certificate verifies"),
     ("unbounded", "gas11", LPStatus.DUAL_INFEASIBLE, "the certificate verifies"),
     ("infeasible", "galenet", LPStatus.PRIMAL_INFEASIBLE, "the ray carries over"),
 ])
 def test_statuses_with_gpu_presolve(folder, name, status, words):
-    """woodinfe: crossed bounds found by the reductions (no certificate); gas11: an empty
+    """woodinfe: crossed bounds found by the reductions (their ray verifies); gas11: an empty
     column with an unbounded cost (its ray verifies); galenet: reduced, PDHG proves the reduced
     LP infeasible and the ray, postsolved with c = 0, verifies on the original LP."""
     lp = l2o.read_lp(DATA / folder / f"{name}.mps")
