@@ -269,15 +269,19 @@ def test_compaction_rule():
 @pytest.mark.parametrize("tol", [1e-4, 1e-8])
 def test_cuda_graphs_match_eager(tol):
     """The CUDA-graph run (default) against the eager run on the GPU, float64: statuses,
-    iteration counts, and the points to 1e-10."""
+    iteration counts, and the points close.  The per-LP sums use atomic adds, whose rounding
+    differs from run to run; over the ~1e4 iterations to 1e-8 that grows past 1e-10 (H200,
+    2026-12-03), so the points are compared at a tolerance that still catches a wrong
+    iteration: 1e-10 at tol 1e-4, 1e-6 at 1e-8."""
     lps = _mixed()
     graph = solve_lp_batch(lps, tol=tol, device="cuda")
     eager = solve_lp_batch(lps, tol=tol, device="cuda", cuda_graph=False)
+    close = 1e-10 if tol >= 1e-4 else 1e-6
     for lp, g, e in zip(lps, graph, eager):
         assert g.status == e.status, lp.name
         assert g.iterations == e.iterations, lp.name
-        torch.testing.assert_close(g.x, e.x, rtol=1e-10, atol=1e-10, equal_nan=True)
-        torch.testing.assert_close(g.y, e.y, rtol=1e-10, atol=1e-10, equal_nan=True)
+        torch.testing.assert_close(g.x, e.x, rtol=close, atol=close, equal_nan=True)
+        torch.testing.assert_close(g.y, e.y, rtol=close, atol=close, equal_nan=True)
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1"
