@@ -3,8 +3,8 @@
 The B LPs are stacked into one block-diagonal LP and preconditioned together, each as
 :func:`l2o.solve_lp` preconditions it alone (:mod:`l2o.pdhg.stack`: D1, D2 are per row and
 column, theta_b, theta_c per LP), so one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`,
-two SpMVs, on CUDA CUDA-graph replays; with ``fused=True`` two Triton kernels,
-:mod:`l2o.pdhg.batch_fused`) advances every LP, and one check
+two SpMVs, on CUDA CUDA-graph replays of two Triton kernels with cuSPARSE products,
+:mod:`l2o.pdhg.batch_fused`, where Triton runs) advances every LP, and one check
 (:mod:`l2o.pdhg.statistics`, per-LP sums by segment reductions) gives a (B, K) tensor read with
 one host copy.  On the host each LP then goes through the same pure functions as a single
 solve: :func:`~l2o.pdhg.termination.check_termination`,
@@ -148,8 +148,10 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         **advanced: the fields of :class:`~l2o.pdhg.options.SolverOptions` the batch honours,
             :data:`BATCH_OPTIONS`: ``cuda_graph`` (on CUDA, run each chunk of iterations and
             its check as CUDA graph replays; default True, False: eagerly); ``fused`` (the
-            iteration's Triton kernels, :mod:`l2o.pdhg.batch_fused`: False, the default, for
-            the torch ops, True (CUDA and Triton needed) or "auto" (where they run));
+            iteration's Triton kernels, :mod:`l2o.pdhg.batch_fused`: "auto", the default,
+            where they run (H200: 256 set-cover LPs 0.71 vs 0.82 s at 1e-4, 10.7 vs 14.3 s at
+            1e-8; PageRank equal; benchmarks/RESULTS.md), True (CUDA and Triton needed) or
+            False (the torch ops));
             ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's);
             ``profile`` (fill every result's ``timings`` with the batch's seconds per phase,
             :data:`PROFILE_PHASES`, synchronizing the device at each phase boundary).
@@ -192,7 +194,7 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         return []
     if check_every is None:
         check_every = min(default_check_every(lp.nnz) for lp in lps)
-    opts = parse_options("solve_lp_batch", check_every, {"fused": False, **advanced})
+    opts = parse_options("solve_lp_batch", check_every, {"fused": "auto", **advanced})
     if opts.fused not in (True, False, "auto"):
         raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', "
                          f"got {opts.fused!r}")

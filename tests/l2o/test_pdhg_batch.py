@@ -337,7 +337,7 @@ def test_cuda_fused_batch_matches_torch_ops():
     iterations within one check, objectives within the tolerance; graphs vs eager with the
     fused kernels: identical iteration counts."""
     lps = _mixed()
-    plain = solve_lp_batch(lps, tol=TOL, device="cuda")
+    plain = solve_lp_batch(lps, tol=TOL, device="cuda", fused=False)
     fused = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True)
     eager = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True, cuda_graph=False)
     for lp, p, f, e in zip(lps, plain, fused, eager):
