@@ -1,13 +1,13 @@
 """The preparation of a solve: everything :func:`l2o.solve_lp` does before its first iteration.
 
-    prepare = validate -> [presolve] -> scale -> norm estimate -> move -> termination data
+    prepare = validate -> scale -> norm estimate -> move -> termination data
+
+(Presolve happens before this, in :mod:`l2o.pdhg.presolve`: the solver prepares the reduced LP
+and the answer is postsolved there, so a :class:`PreparedLP` is always of the LP it solves.)
 
 * validate: the LP's structure on the host (:func:`l2o.lp.validate.check_structure`), its values
   on the setup device with one sync (``LPArrays.invalid``); a failure re-runs
   :func:`l2o.lp.validate_lp` on the host to name the culprit;
-* presolve: the place for a reduction of the LP before scaling (``l2o/lp/presolve.py``, HiGHS
-  presolve; not wired yet): it would replace ``lp`` by the reduced LP here and keep the
-  postsolve map in the :class:`PreparedLP`, so that the result maps back;
 * scale: diagonal preconditioning (:mod:`l2o.pdhg.scaling`);
 * norm estimate: ||A~||_2 for the step size (:func:`operator_norm`);
 * move: small LPs are set up on the CPU, then moved to the solve's device;
