@@ -127,6 +127,9 @@ def hypergrad(problem: BilevelProblem, x: Tree, y: Tree, method: str | None = No
 
 def _check_like(name: str, value: Tree, reference: Tree) -> None:
     """x / y must have the structure and shapes of the problem's x0 / y0."""
+    if isinstance(value, torch.Tensor) and isinstance(reference, torch.Tensor):
+        if value.shape == reference.shape:  # the common case, checked without tree walks
+            return
     try:
         T.tree_map(lambda a, b: None, value, reference)
     except (ValueError, TypeError, KeyError) as err:

@@ -188,6 +188,8 @@ def _source(problem: BilevelProblem) -> tuple:
 def _signature(tree: Tree | None) -> Any:
     if tree is None:
         return None
+    if isinstance(tree, torch.Tensor):  # every call looks this up: no tree walk for a tensor
+        return tuple(tree.shape), tree.dtype, tree.device
     leaves, spec = tree_flatten(tree)
     return str(spec), tuple((tuple(t.shape), t.dtype, t.device) for t in leaves)
 
