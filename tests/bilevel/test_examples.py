@@ -44,6 +44,30 @@ def test_data_cleaning_example_with_an_mlp_and_seeds(tmp_path):
         assert 0.0 <= row["f1"] <= 1.0 and 0.0 < row["test_acc"] <= 1.0
 
 
+def test_data_cleaning_retrained_model_with_the_true_mask_is_the_oracle():
+    """The retrained cleaned model is the oracle's training with learned weights: given
+    weights that are the clean mask (sigmoid(+-50)), it is the oracle's model."""
+    import torch
+
+    from bilevel.tasks.reference import oracle_cleaning
+
+    example = _load("data_cleaning")
+    split = example.load_mnist(n_train=120, n_val=40, corruption=0.5, seed=0)
+    task64 = example.float64_task(split, "cpu", hidden=3, seed=0)
+    corrupted = split.info["corrupted"]
+    x = torch.where(corrupted, -50.0, 50.0)  # sigmoid: 1 and 2e-22, the mask to rounding
+    # a few L-BFGS rounds keep it fast; both runs take the same ones
+    ours = example.retrained(task64, x, split, max_iter=3)
+    W = oracle_cleaning(task64, corrupted, normalization="clean", strict=False, max_iter=3)
+    assert ours["test_acc"] == pytest.approx(
+        float(task64.accuracy(W, split.X_test, split.y_test)), abs=1e-12)
+    assert ours["val_acc"] == pytest.approx(
+        float(task64.accuracy(W, split.X_val, split.y_val)), abs=1e-12)
+    # weights of the wrong examples give another model
+    flipped = example.retrained(task64, -x, split, max_iter=3)
+    assert flipped["val_acc"] < ours["val_acc"]
+
+
 def test_hyperparameter_tuning_example_runs_and_lowers_validation_loss(tmp_path):
     example = _load("hyperparameter_tuning")
     rows = example.main(["--steps", "8", "--eval-every", "1", "--quiet",
