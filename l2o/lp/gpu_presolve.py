@@ -52,7 +52,7 @@ import torch
 from bilevel.linalg.operators import csr_tensor
 
 from .model import LinearProgram
-from .presolve import PresolveOutcome
+from .presolve import PresolveOutcome, ReducedLPMap
 
 __all__ = ["FEASIBILITY_TOLERANCE", "MAX_ROUNDS", "GpuPresolved", "gpu_presolve_lp"]
 
@@ -93,7 +93,7 @@ _KEPT = 2 ** 62
 
 
 @dataclass
-class GpuPresolved:
+class GpuPresolved(ReducedLPMap):
     """An LP after the torch reductions, with what postsolve needs.
 
     The same interface as :class:`l2o.lp.presolve.Presolved` (HiGHS's), so the solver's
@@ -123,31 +123,8 @@ class GpuPresolved:
     ray: torch.Tensor | None = None
     rounds: int = 0
     _record: _Record | None = field(default=None, repr=False)
-    _nnz_kept: int = 0
 
     by = "gpu"
-
-    @property
-    def reduced_or_empty(self) -> bool:
-        """Whether postsolve applies (the LP was REDUCED or EMPTY)."""
-        return self.outcome in (PresolveOutcome.REDUCED, PresolveOutcome.EMPTY)
-
-    @property
-    def rows_removed(self) -> int:
-        return self.original.num_rows - len(self.row_index) if self.reduced_or_empty else 0
-
-    @property
-    def cols_removed(self) -> int:
-        return self.original.num_cols - len(self.col_index) if self.reduced_or_empty else 0
-
-    @property
-    def nnz_removed(self) -> int:
-        return self.original.nnz - self._nnz_kept if self.reduced_or_empty else 0
-
-    def report(self) -> dict[str, Any]:
-        """{rows_removed, cols_removed, nnz_removed, time_s} of this presolve."""
-        return {"rows_removed": self.rows_removed, "cols_removed": self.cols_removed,
-                "nnz_removed": self.nnz_removed, "time_s": self.time_s}
 
     def reduce_warm_start(self, x: torch.Tensor | None,
                           y: torch.Tensor | None) -> tuple[torch.Tensor | None,
@@ -156,20 +133,7 @@ class GpuPresolved:
         (x_red = x[col_index], y_red = y[row_index]; None stays None). The kept variables are
         the original ones, so x_red is the same point; PDHG projects it onto the tightened
         bounds."""
-        if self.reduced is None:
-            raise ValueError(f"presolve outcome {self.outcome.value}: no reduced LP to start")
-
-        def restrict(v: torch.Tensor | None, index: torch.Tensor, size: int, what: str):
-            if v is None:
-                return None
-            v = torch.as_tensor(v).detach()
-            if v.shape != (size,):
-                raise ValueError(f"warm start: {what} has shape {tuple(v.shape)}, the LP needs "
-                                 f"({size},)")
-            return v[index.to(v.device)]
-
-        return (restrict(x, self.col_index, self.original.num_cols, "x"),
-                restrict(y, self.row_index, self.original.num_rows, "y"))
+        return self._restrict_start(x, y)
 
     def postsolve(self, x: torch.Tensor | None = None,
                   y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -459,7 +423,8 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None,
                             None, rounds)
     col_index = work.col_alive.nonzero().reshape(-1)
     row_index = work.row_alive.nonzero().reshape(-1)
-    reduced, nnz_kept = _reduced_lp(lp, work, row_index, col_index)
+    reduced = _reduced_lp(lp, work, row_index, col_index)
+    nnz_kept = reduced.nnz
     outcome = PresolveOutcome.REDUCED
     if reduced.num_cols == 0 and reduced.num_rows == 0:
         outcome, reduced = PresolveOutcome.EMPTY, None
@@ -467,12 +432,12 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None,
                f"{lp.num_cols - len(col_index)} columns, {lp.nnz - nnz_kept} nonzeros "
                f"removed in {rounds} round(s)")
     return GpuPresolved(lp, outcome, reduced, col_index.cpu(), row_index.cpu(),
-                        time.perf_counter() - start, message, None, rounds, work.record, nnz_kept)
+                        time.perf_counter() - start, message, None, rounds, work.record)
 
 
 def _reduced_lp(lp: LinearProgram, work: _Reducer, row_index: torch.Tensor,
-                col_index: torch.Tensor) -> tuple[LinearProgram, int]:
-    """The LP of the kept rows and columns (CPU float64) and its number of nonzeros.
+                col_index: torch.Tensor) -> LinearProgram:
+    """The LP of the kept rows and columns (CPU float64).
 
     With every column removed, kept rows would be rows without entries: EMPTY, no LP.
     """
@@ -488,7 +453,7 @@ def _reduced_lp(lp: LinearProgram, work: _Reducer, row_index: torch.Tensor,
     cpu = lambda v: v.to("cpu", torch.float64)
     c = work.c[col_index]
     sign = -1.0 if lp.sense == "maximize" else 1.0   # back to the LP's own sense
-    names = lambda names, index: (None if names is None 
+    names = lambda names, index: (None if names is None
                                   else [names[i] for i in index.tolist()])
     reduced = LinearProgram(
         c=cpu(sign * c), A=A, row_lower=cpu(work.row_lower[row_index]),
@@ -498,4 +463,4 @@ def _reduced_lp(lp: LinearProgram, work: _Reducer, row_index: torch.Tensor,
         name=lp.name)
     if not math.isfinite(reduced.c0):
         raise RuntimeError("GPU presolve: the objective constant is not finite")
-    return reduced, int(vals.numel())
+    return reduced

@@ -38,7 +38,7 @@ import torch
 from ._highs import highspy, lp_from_highs, lp_to_highs, quiet_highs
 from .model import MAXIMIZE, LinearProgram
 
-__all__ = ["PresolveOutcome", "Presolved", "presolve_lp"]
+__all__ = ["PresolveOutcome", "Presolved", "ReducedLPMap", "presolve_lp"]
 
 
 class PresolveOutcome(enum.Enum):
@@ -85,8 +85,60 @@ def _outcome(presolve_status, model_status) -> PresolveOutcome:
     return PresolveOutcome.FAILED
 
 
+class ReducedLPMap:
+    """What a presolve record (HiGHS's :class:`Presolved`, the GPU reductions'
+    :class:`~l2o.lp.gpu_presolve.GpuPresolved`) shares: the counts of what was removed and the
+    restriction of a start to the kept columns and rows.  Needs the attributes ``original``,
+    ``outcome``, ``reduced``, ``col_index``, ``row_index`` (index arrays or tensors) and
+    ``time_s``.
+    """
+
+    @property
+    def reduced_or_empty(self) -> bool:
+        """Whether postsolve applies (the LP was REDUCED or EMPTY)."""
+        return self.outcome in (PresolveOutcome.REDUCED, PresolveOutcome.EMPTY)
+
+    @property
+    def rows_removed(self) -> int:
+        return self.original.num_rows - len(self.row_index) if self.reduced_or_empty else 0
+
+    @property
+    def cols_removed(self) -> int:
+        return self.original.num_cols - len(self.col_index) if self.reduced_or_empty else 0
+
+    @property
+    def nnz_removed(self) -> int:
+        if not self.reduced_or_empty:
+            return 0
+        return self.original.nnz - (self.reduced.nnz if self.reduced is not None else 0)
+
+    def report(self) -> dict[str, Any]:
+        """{rows_removed, cols_removed, nnz_removed, time_s} of this presolve."""
+        return {"rows_removed": self.rows_removed, "cols_removed": self.cols_removed,
+                "nnz_removed": self.nnz_removed, "time_s": self.time_s}
+
+    def _restrict_start(self, x: torch.Tensor | None,
+                        y: torch.Tensor | None) -> tuple[torch.Tensor | None,
+                                                         torch.Tensor | None]:
+        """(x[col_index], y[row_index]) of a start of the original LP; None stays None."""
+        if self.reduced is None:
+            raise ValueError(f"presolve outcome {self.outcome.value}: no reduced LP to start")
+
+        def restrict(v: torch.Tensor | None, index: Any, size: int, what: str):
+            if v is None:
+                return None
+            v = torch.as_tensor(v).detach()
+            if v.shape != (size,):
+                raise ValueError(f"warm start: {what} has shape {tuple(v.shape)}, the LP needs "
+                                 f"({size},)")
+            return v[torch.as_tensor(index).to(v.device)]
+
+        return (restrict(x, self.col_index, self.original.num_cols, "x"),
+                restrict(y, self.row_index, self.original.num_rows, "y"))
+
+
 @dataclass
-class Presolved:
+class Presolved(ReducedLPMap):
     """An LP after HiGHS presolve, with what it takes to map solutions back.
 
     Attributes:
@@ -114,24 +166,6 @@ class Presolved:
     by = "highs"   # LPResult.presolve["by"]
     ray = None     # HiGHS proves infeasibility / unboundedness without a certificate
 
-    @property
-    def rows_removed(self) -> int:
-        return self.original.num_rows - len(self.row_index) if self.reduced_or_empty else 0
-
-    @property
-    def cols_removed(self) -> int:
-        return self.original.num_cols - len(self.col_index) if self.reduced_or_empty else 0
-
-    @property
-    def nnz_removed(self) -> int:
-        if not self.reduced_or_empty:
-            return 0
-        return self.original.nnz - (self.reduced.nnz if self.reduced is not None else 0)
-
-    @property
-    def reduced_or_empty(self) -> bool:
-        """Whether postsolve applies (the LP was REDUCED or EMPTY)."""
-        return self.outcome in (PresolveOutcome.REDUCED, PresolveOutcome.EMPTY)
 
     def reduce_warm_start(self, x: torch.Tensor | None,
                           y: torch.Tensor | None) -> tuple[torch.Tensor | None,
@@ -143,19 +177,7 @@ class Presolved:
         columns, it does not transform the survivors), so x_red is the same point; a row that
         absorbed a substituted column keeps its dual, a good start though not always exact.
         """
-        if self.reduced is None:
-            raise ValueError(f"presolve outcome {self.outcome.value}: no reduced LP to start")
-        def restrict(v: torch.Tensor | None, index: np.ndarray, size: int, what: str):
-            if v is None:
-                return None
-            v = torch.as_tensor(v).detach()
-            if v.shape != (size,):
-                raise ValueError(f"warm start: {what} has shape {tuple(v.shape)}, the LP needs "
-                                 f"({size},)")
-            return v[torch.from_numpy(index).to(v.device)]
-
-        return (restrict(x, self.col_index, self.original.num_cols, "x"),
-                restrict(y, self.row_index, self.original.num_rows, "y"))
+        return self._restrict_start(x, y)
 
     def carry_dual_ray(self, y: torch.Tensor) -> torch.Tensor:
         """A Farkas ray y (m_red,) of the reduced LP placed at its rows of the original LP (0 at
@@ -225,10 +247,6 @@ class Presolved:
             y_out = -y_out
         return x_out, y_out, time.perf_counter() - start
 
-    def report(self) -> dict[str, Any]:
-        """{rows_removed, cols_removed, nnz_removed, time_s} of this presolve."""
-        return {"rows_removed": self.rows_removed, "cols_removed": self.cols_removed,
-                "nnz_removed": self.nnz_removed, "time_s": self.time_s}
 
 
 def _host(v: torch.Tensor | None, size: int, what: str) -> np.ndarray:
