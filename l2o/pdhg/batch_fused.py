@@ -109,7 +109,9 @@ def batch_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) ->
 
 
 if triton is not None:
-    # propagate_nan=ALL: clamp(nan) = nan, as torch.clamp, so nan reaches the check
+    # the single-LP kernels' update math, with per-entry steps and Halpern weights
+    from .fused import _dual_update, _primal_update
+
     @triton.jit(do_not_specialize=["n"])
     def _batch_primal_kernel(aty_ptr, c_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
                              x_hat_ptr, x_bar_ptr, tau_ptr, weight_ptr, n,
@@ -120,19 +122,8 @@ if triton is not None:
                                                                      other=0.0)
         tau = tl.load(tau_ptr + offs, mask=mask, other=0.0)
         w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
-        x = tl.load(x_ptr + offs, mask=mask, other=0.0)
-        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
-        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
-        x0 = tl.load(x0_ptr + offs, mask=mask, other=0.0)
-        v = x + tau * g
-        x_hat = tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi,
-                           propagate_nan=tl.PropagateNan.ALL)
-        x_bar = x_hat + (x_hat - x)
-        if STORE:
-            tl.store(x_pre_ptr + offs, v, mask=mask)
-            tl.store(x_hat_ptr + offs, x_hat, mask=mask)
-        tl.store(x_bar_ptr + offs, x_bar, mask=mask)
-        tl.store(x_ptr + offs, x_bar - (x_bar - x0) * (1.0 - w), mask=mask)
+        _primal_update(g, tau, w, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
+                       x_hat_ptr, x_bar_ptr, STORE)
         tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
 
     @triton.jit(do_not_specialize=["m"])
@@ -144,16 +135,6 @@ if triton is not None:
         ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
         neg_sigma = tl.load(neg_sigma_ptr + offs, mask=mask, other=0.0)
         w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
-        y = tl.load(y_ptr + offs, mask=mask, other=0.0)
-        lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
-        hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
-        y0 = tl.load(y0_ptr + offs, mask=mask, other=0.0)
-        v = y + neg_sigma * ax
-        y_hat = v - tl.minimum(tl.maximum(v, lo, propagate_nan=tl.PropagateNan.ALL), hi,
-                               propagate_nan=tl.PropagateNan.ALL)
-        y_bar = y_hat + (y_hat - y)
-        if STORE:
-            tl.store(y_hat_ptr + offs, y_hat, mask=mask)
-            tl.store(y_bar_ptr + offs, y_bar, mask=mask)
-        tl.store(y_ptr + offs, y_bar - (y_bar - y0) * (1.0 - w), mask=mask)
+        _dual_update(ax, neg_sigma, w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr,
+                     y_bar_ptr, STORE)
         tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)

@@ -232,12 +232,11 @@ def _compile_once(dtype: torch.dtype, device: torch.device) -> None:
 if triton is not None:
     # propagate_nan=ALL below: clamp(nan) = nan, as torch.clamp, so nan reaches the check
     @triton.jit
-    def _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr, STORE: tl.constexpr):
-        """Projected primal step and Halpern update of the entries ``offs`` (g = A^T y - c);
+    def _primal_update(g, tau, w, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
+                       x_hat_ptr, x_bar_ptr, STORE: tl.constexpr):
+        """Projected primal step and Halpern update of the entries ``offs`` (g = A^T y - c;
+        tau and the Halpern weight w are scalars for one LP, per-entry blocks for a batch);
         x_pre and x^ are stored only when ``STORE`` (the iteration before a check)."""
-        tau = tl.load(tau_ptr)
-        w = tl.load(weight_ptr)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0)
         lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
         hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
@@ -252,13 +251,11 @@ if triton is not None:
         tl.store(x_ptr + offs, x_bar - (x_bar - x0) * (1.0 - w), mask=mask)
 
     @triton.jit
-    def _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE: tl.constexpr):
-        """Dual step and Halpern update of the entries ``offs`` (ax = A x_bar); program 0 then
-        advances the Halpern weight from the copy the primal kernel made.  y^ and y_bar are
-        stored only when ``STORE``."""
-        neg_sigma = tl.load(neg_sigma_ptr)
-        w = tl.load(weight_old_ptr)
+    def _dual_update(ax, neg_sigma, w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr,
+                     y_bar_ptr, STORE: tl.constexpr):
+        """Dual step and Halpern update of the entries ``offs`` (ax = A x_bar; neg_sigma and the
+        Halpern weight w scalars or per-entry blocks, as in :func:`_primal_update`).  y^ and
+        y_bar are stored only when ``STORE``."""
         y = tl.load(y_ptr + offs, mask=mask, other=0.0)
         lo = tl.load(lo_ptr + offs, mask=mask, other=0.0)
         hi = tl.load(hi_ptr + offs, mask=mask, other=0.0)
@@ -270,6 +267,10 @@ if triton is not None:
             tl.store(y_hat_ptr + offs, y_hat, mask=mask)
             tl.store(y_bar_ptr + offs, y_bar, mask=mask)
         tl.store(y_ptr + offs, y_bar - (y_bar - y0) * (1.0 - w), mask=mask)
+
+    @triton.jit
+    def _advance_weight(w, weight_ptr):
+        """Program 0 advances the one LP's Halpern weight from the copy the primal kernel made."""
         if tl.program_id(0) == 0:
             tl.store(weight_ptr, 1.0 / (2.0 - w))
 
@@ -303,8 +304,8 @@ if triton is not None:
         mask = offs < n
         g = tl.load(aty_ptr + offs, mask=mask, other=0.0) - tl.load(c_ptr + offs, mask=mask,
                                                                      other=0.0)
-        _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr, STORE)
+        _primal_update(g, tl.load(tau_ptr), tl.load(weight_ptr), offs, mask, x_ptr, lo_ptr,
+                       hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr, STORE)
         _copy_weight(weight_ptr, weight_old_ptr)
 
     @triton.jit(do_not_specialize=["m"])
@@ -314,8 +315,10 @@ if triton is not None:
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < m
         ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
-        _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE)
+        w = tl.load(weight_old_ptr)
+        _dual_update(ax, tl.load(neg_sigma_ptr), w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr,
+                     y_hat_ptr, y_bar_ptr, STORE)
+        _advance_weight(w, weight_ptr)
 
     @triton.jit(do_not_specialize=["n"])
     def _primal_spmv_kernel(crow_ptr, col_ptr, val_ptr, y_ptr, c_ptr,
@@ -326,8 +329,8 @@ if triton is not None:
         mask = offs < n
         g = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, y_ptr, offs, mask, ROWS, K)
         g = g - tl.load(c_ptr + offs, mask=mask, other=0.0)
-        _primal_update(g, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr,
-                       x_bar_ptr, tau_ptr, weight_ptr, STORE)
+        _primal_update(g, tl.load(tau_ptr), tl.load(weight_ptr), offs, mask, x_ptr, lo_ptr,
+                       hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr, STORE)
         _copy_weight(weight_ptr, weight_old_ptr)
 
     @triton.jit(do_not_specialize=["m"])
@@ -340,5 +343,7 @@ if triton is not None:
         ax = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, x_bar_ptr, offs, mask, ROWS, K)
         if STORE:
             tl.store(ax_ptr + offs, ax, mask=mask)
-        _dual_update(ax, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr,
-                     neg_sigma_ptr, weight_old_ptr, weight_ptr, STORE)
+        w = tl.load(weight_old_ptr)
+        _dual_update(ax, tl.load(neg_sigma_ptr), w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr,
+                     y_hat_ptr, y_bar_ptr, STORE)
+        _advance_weight(w, weight_ptr)

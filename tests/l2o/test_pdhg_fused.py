@@ -1,5 +1,5 @@
 """The Triton iteration (l2o.pdhg.fused) against the torch iteration; CUDA + Triton only, except
-the option checks, which run everywhere."""
+the option checks, which run everywhere, and the kernels' math under TRITON_INTERPRET=1."""
 
 from __future__ import annotations
 
@@ -168,3 +168,43 @@ def test_check_every_default_follows_the_lp_size():
     assert (res.iterations - 1) % 64 == 0 or res.iterations == 1
     explicit = solve_lp(lp, tol=1e-10, device="cpu", check_every=64)
     assert explicit.iterations == res.iterations
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1"
+                    or fused.triton is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("spmv", [False, True])
+def test_fused_kernels_match_torch_in_the_interpreter(spmv):
+    """The single-LP kernels (both plans, both STORE variants) against halpern_iteration on
+    CPU tensors through Triton's interpreter, float64: a check of the kernels' math that runs
+    without a GPU (the plan is built by hand: make_plan asks for CUDA)."""
+    lp = random_lp(60, 90, 4, "mixed")
+    p = scale_lp(lp, device="cpu", dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.clamp(torch.randn(lp.num_cols, generator=gen, dtype=torch.float64),
+                    p.col_lower, p.col_upper)
+    y = torch.randn(lp.num_rows, generator=gen, dtype=torch.float64)
+    states = []
+    for _ in range(2):
+        s = S.IterationState.init(p, x, y)
+        s.set_steps(p, 0.9, 1.7)
+        states.append(s)
+    plain, kernels = states
+    if spmv:
+        tile = fused.SPMV_TILES[1]
+        plan = fused.FusedPlan(True, torch.empty_like(kernels.weight), tile, tile)
+    else:
+        aty = torch.empty_like(kernels.x)
+        plan = fused.FusedPlan(
+            False, torch.empty_like(kernels.weight), aty=aty,
+            product_a=lambda: torch.mv(p.op.csr, kernels.x_bar, out=kernels.ax_bar),
+            product_at=lambda: torch.mv(p.op.csr_t, kernels.y, out=aty))
+    for last in (False, True, False, True):
+        S.halpern_iteration(p, plain, last)
+        fused.halpern_iteration_fused(p, kernels, plan, last)
+        names = ("x", "y", "x_bar", "weight") + (
+            ("x_pre", "x_hat", "y_hat", "y_bar", "ax_bar") if last else ())
+        for name in names:
+            torch.testing.assert_close(getattr(kernels, name), getattr(plain, name),
+                                       rtol=1e-12, atol=1e-12, msg=name)
