@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CsrSpMV", "available", "csr_spmv", "fastest_algorithm"]
+__all__ = ["CsrSpMV", "available", "csr_spmv"]
 
 # cusparse.h / library_types.h (stable across CUDA 11.x-13.x)
 _OPERATION_NON_TRANSPOSE = 0
@@ -217,32 +217,3 @@ def csr_spmv(A: torch.Tensor, x: torch.Tensor, y: torch.Tensor, alpha: float = 1
         return CsrSpMV(A, x, y, alpha, beta, algorithm)
     except (RuntimeError, ValueError, AttributeError):
         return None
-
-
-def fastest_algorithm(A: torch.Tensor, algorithms: tuple[str, ...] = ("alg1", "alg2"),
-                      reps: int = 20) -> str | None:
-    """The algorithm of ``algorithms`` whose analysed product ``A x`` is fastest on this matrix,
-    timed with CUDA events on scratch vectors (``reps`` products each, after one warm-up), or
-    None where cuSPARSE cannot run any of them.  One of ALG1 (row partition) and ALG2 (merge
-    path) can win by 30% on the same LP depending on the row lengths, so a solver that runs
-    thousands of products times both once at setup (~0.1-1 ms)."""
-    if not available(A.device) or A.layout != torch.sparse_csr or min(A.shape) == 0:
-        return None
-    x = torch.randn(A.shape[1], dtype=A.dtype, device=A.device)
-    y = torch.empty(A.shape[0], dtype=A.dtype, device=A.device)
-    best, best_ms = None, float("inf")
-    for algorithm in algorithms:
-        product = csr_spmv(A, x, y, algorithm=algorithm)
-        if product is None:
-            continue
-        product()
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            product()
-        stop.record()
-        stop.synchronize()
-        ms = start.elapsed_time(stop)
-        if ms < best_ms:
-            best, best_ms = algorithm, ms
-    return best

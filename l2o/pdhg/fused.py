@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from bilevel.linalg.cusparse import csr_spmv, fastest_algorithm
+from bilevel.linalg.cusparse import csr_spmv
 
 from .options import SPARSE_PRODUCTS, SPARSE_PRODUCTS_DEFAULT
 
@@ -145,18 +145,16 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
                      tile_at=tile_at)
     if not spmv:
         plan.aty = torch.empty_like(s.x)
-        algorithms = SPARSE_PRODUCTS[sparse_products]
-        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, algorithms)
-        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, algorithms)
+        algorithm = SPARSE_PRODUCTS[sparse_products]
+        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, algorithm)
+        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, algorithm)
     return plan
 
 
 def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
-             algorithms: tuple[str, ...]) -> Callable[[], None]:
-    """out <- A x on fixed buffers: the fastest of cuSPARSE's ``algorithms`` on A (analysed
-    once) where one runs, else torch.mv."""
-    algorithm = (algorithms[0] if len(algorithms) == 1
-                 else fastest_algorithm(A, algorithms) if algorithms else None)
+             algorithm: str | None) -> Callable[[], None]:
+    """out <- A x on fixed buffers: cuSPARSE's ``algorithm`` (analysed once) if one is asked
+    and possible, else torch.mv."""
     spmv = csr_spmv(A, x, out, algorithm=algorithm) if algorithm else None
     return spmv if spmv is not None else (lambda: torch.mv(A, x, out=out))
 

@@ -41,14 +41,10 @@ POLISH_TOL = 1e-8
 
 # torch.mv runs cuSPARSE's CSR_ALG1 with a partition kernel of the matrix on every call (3-4 us
 # of 10-15); analysed once, the iteration took 0.75-0.88x the time on the large LPs measured on
-# the H200 (benchmarks/lp_profile.py, RESULTS.md "Sparse products analysed once").  ALG1 wins
-# on most LPs, ALG2 on a few with long rows (rail516: 516 rows of ~600 nonzeros), so by default
-# each of A~ and A~^T gets the faster of the two, timed once at setup.
+# the H200 (benchmarks/lp_profile.py, RESULTS.md "Sparse products analysed once").
 SPARSE_PRODUCTS_DEFAULT = "cusparse"
-# sparse_products -> the cuSPARSE algorithms to choose from (bilevel.linalg.cusparse; the
-# fastest on each matrix when there are several), () for torch.mv
-SPARSE_PRODUCTS = {"torch": (), "cusparse": ("alg1", "alg2"), "cusparse-alg1": ("alg1",),
-                   "cusparse-alg2": ("alg2",)}
+# sparse_products -> the cuSPARSE algorithm (bilevel.linalg.cusparse), None for torch.mv
+SPARSE_PRODUCTS = {"torch": None, "cusparse": "alg1", "cusparse-alg2": "alg2"}
 
 
 @dataclass(frozen=True)
@@ -74,12 +70,11 @@ class SolverOptions:
             imports, else the torch ops), True / False (force on / off), or "elementwise" /
             "spmv" (that plan of the kernels).
         sparse_products: how the "elementwise" plan multiplies by A~ and A~^T on CUDA:
-            "cusparse" (default: for each of A~ and A~^T the faster of cuSPARSE's CSR_ALG1, the
-            algorithm of ``torch.mv``, and CSR_ALG2, as cuPDLPx without SpMVOp, timed once;
-            each analysed once per solve by ``cusparseSpMV_preprocess``:
-            :mod:`bilevel.linalg.cusparse`), "cusparse-alg1" / "cusparse-alg2" (that one) or
-            "torch" (``torch.mv``).  The cuSPARSE products fall back to ``torch.mv`` where they
-            cannot run.
+            "cusparse" (default: cuSPARSE's CSR_ALG1, the algorithm of ``torch.mv``, analysed
+            once per solve by ``cusparseSpMV_preprocess``: :mod:`bilevel.linalg.cusparse`),
+            "cusparse-alg2" (its CSR_ALG2, as cuPDLPx without SpMVOp; slower here) or "torch"
+            (``torch.mv``).  The cuSPARSE products fall back to ``torch.mv`` where they cannot
+            run.
         profile: fill ``LPResult.timings`` with seconds per setup and solve phase
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from bilevel.linalg.cusparse import available, csr_spmv, fastest_algorithm
+from bilevel.linalg.cusparse import available, csr_spmv
 
 needs_cusparse = pytest.mark.skipif(not available("cuda"), reason="needs CUDA and libcusparse")
 
@@ -33,14 +33,6 @@ def test_cpu_tensors_fall_back_to_torch():
     A = random_csr(5, 4, 0, torch.float64, torch.int64, "cpu")
     assert csr_spmv(A, torch.zeros(4, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)) \
         is None
-    assert fastest_algorithm(A) is None
-
-
-@needs_cusparse
-def test_fastest_algorithm_is_one_of_those_asked():
-    A = random_csr(700, 1100, 3, torch.float64, torch.int32, "cuda")
-    assert fastest_algorithm(A) in ("alg1", "alg2")
-    assert fastest_algorithm(A, ("alg2",)) == "alg2"
 
 
 @needs_cusparse

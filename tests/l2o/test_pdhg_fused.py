@@ -50,7 +50,7 @@ def test_fused_option_is_checked():
 
 @needs_triton
 @pytest.mark.parametrize("mode", ["elementwise", "spmv", "elementwise-cusparse",
-                                  "elementwise-cusparse-alg1", "elementwise-cusparse-alg2"])
+                                  "elementwise-cusparse-alg2"])
 @pytest.mark.parametrize("bounds", ["free", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_iteration_matches_torch(mode, bounds, dtype):
