@@ -58,6 +58,10 @@ from bilevel.distributed import DataParallel, data_parallel
 from bilevel.linalg import LinearOperator
 from bilevel.linalg.operators import csr_tensor
 from l2o.device import resolve_device
+
+# Gather equal-size tensors from every rank into one (concatenated along dim 0): the name is
+# all_gather_single from torch 2.13 on, all_gather_into_tensor before (torch 2.11 on the GPUs).
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 from l2o.lp.result import LPResult
 from l2o.lp.segments import WHOLE
 from l2o.lp.validate import check_structure
@@ -105,7 +109,7 @@ class ShardGather:
     def __call__(self, local: torch.Tensor) -> torch.Tensor:
         """The padded whole vector of every process's ``local`` slice."""
         self.send[: self.size].copy_(local)
-        dist.all_gather_single(self.buffer, self.send)
+        _all_gather(self.buffer, self.send)
         return self.buffer
 
     def whole(self, local: torch.Tensor) -> torch.Tensor:
@@ -234,7 +238,7 @@ class Sharded:
             partials = torch.cat([torch.stack([v.to(torch.float64) for _, v in self._recorded]),
                                   elapsed.to(self.device)])
             gathered = partials.new_empty(self.group.world_size * partials.numel())
-            dist.all_gather_single(gathered, partials)
+            _all_gather(gathered, partials)
             gathered = gathered.view(self.group.world_size, -1)
             is_max = self._kinds.get(kinds)
             if is_max is None:
@@ -352,7 +356,7 @@ def _check_same_lp(lp, group: DataParallel) -> None:
                            float(finite(lp.col_lower).sum() + finite(lp.col_upper).sum())],
                           dtype=torch.float64, device=group.device)
     everyone = print_.new_empty(group.world_size * print_.numel())
-    dist.all_gather_single(everyone, print_)
+    _all_gather(everyone, print_)
     everyone = everyone.view(group.world_size, -1)
     other = [r for r in range(group.world_size) if not torch.equal(everyone[r], everyone[0])]
     if other:
