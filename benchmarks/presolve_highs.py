@@ -67,16 +67,16 @@ def measure(path: Path, solve: bool, optimum: float | None, pdhg_tol: float | No
             x0 = torch.clamp(torch.zeros(red.num_cols, dtype=torch.float64), red.col_lower,
                              red.col_upper)
             y0 = torch.zeros(red.num_rows, dtype=torch.float64)
-            _, _, row["postsolve_s"] = pre.postsolve(x0, y0)
+            _, _, _, row["postsolve_s"] = pre.postsolve(x0, y0)
         if solve:
             pre = presolve_lp(lp)     # a fresh record: postsolve consumes HiGHS's solution
             start = time.perf_counter()
             if pre.reduced is not None:
                 ref = l2o.lp.reference.solve_highs(pre.reduced, method="ipm")
                 row["reduced_status"] = ref.status.value
-                x, y, _ = pre.postsolve(ref.x, ref.y)
+                x, y, _, _ = pre.postsolve(ref.x, ref.y)
             else:
-                x, y, _ = pre.postsolve()
+                x, y, _, _ = pre.postsolve()
             row["solve_s"] = time.perf_counter() - start
             row["objective"] = lp.objective(x)
             row["optimum"] = optimum

@@ -30,7 +30,9 @@ first), with rho_j = c_j - sum_i a_ij y_i over the rows whose dual is known,
     rho_j < 0 and the upper bound came from row s:         y_s = rho_j / a_sj   (r_j = 0)
 
 (y_s > 0 pairs with l_r,s for a_sj > 0, as the minimization-form convention asks; a_sj < 0
-flips both). Otherwise r_j = rho_j stays with the column's own bound. This keeps
+flips both). Otherwise r_j = rho_j stays with the column's own bound. For a kept column rho_j
+is the reduced LP's own multiplier of its bound when the caller has one (the solver's dual
+slack), so every absolute residual of the reduced LP's point is kept. This keeps
 c - A^T y - r = 0 for every column and the dual objective of the reduced LP: rho_j l_c,j with
 l_c,j = l_r,s / a_sj is y_s l_r,s. A row removed before a column's step can hold that column
 only as its singleton source, so the order is well defined. A Farkas ray of the reduced LP maps
@@ -135,30 +137,39 @@ class GpuPresolved(ReducedLPMap):
         bounds."""
         return self._restrict_start(x, y)
 
-    def postsolve(self, x: torch.Tensor | None = None,
-                  y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def postsolve(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                  reduced_costs: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """The original LP's primal-dual point of a reduced LP's point (module docstring).
 
         Args:
             x: (n_red,) primal point of ``reduced`` (None for the EMPTY outcome).
             y: (m_red,) its row duals, minimization-form convention (None for EMPTY).
+            reduced_costs: (n_red,) the multipliers of the reduced LP's column bounds that go
+                with (x, y) (the solver's dual slack); None: c - A^T y. A kept column's
+                multiplier of a bound a singleton row set is handed to that row.
 
         Returns:
-            (x, y, time_s): (n,), (m,) float64 CPU tensors of the original LP (y in the
-            minimization-form convention) and the seconds postsolve took.
+            (x, y, r, time_s): (n,), (m,), (n,) float64 CPU tensors of the original LP (y and
+            the reduced costs r in the minimization-form convention) and the seconds
+            postsolve took.
         """
         start = time.perf_counter()
         x_red, y_red = self._reduced_point(x, "x"), self._reduced_point(y, "y")
         c = self.original.minimize_c[0]
         x_out = self._place_columns(x_red, self._record.value)
-        y_out = self._dual_postsolve(y_red, c)
-        return x_out, y_out, time.perf_counter() - start
+        kept = None
+        if reduced_costs is not None:
+            kept = self._place_columns(self._reduced_point(reduced_costs, "x"),
+                                       torch.zeros(self.original.num_cols, dtype=torch.float64))
+        y_out, r_out = self._dual_postsolve(y_red, c, kept)
+        return x_out, y_out, r_out, time.perf_counter() - start
 
     def carry_dual_ray(self, y: torch.Tensor) -> torch.Tensor:
         """A Farkas ray y (m_red,) of the reduced LP as one of the original LP ((m,) float64
         CPU): the dual postsolve with c = 0 (the caller verifies it)."""
         return self._dual_postsolve(self._reduced_point(y, "y"),
-                                    torch.zeros(self.original.num_cols, dtype=torch.float64))
+                                    torch.zeros(self.original.num_cols, dtype=torch.float64))[0]
 
     def carry_primal_ray(self, x: torch.Tensor) -> torch.Tensor:
         """A primal ray x (n_red,) of the reduced LP placed in the original LP's columns (0 at
@@ -187,32 +198,48 @@ class GpuPresolved(ReducedLPMap):
         out[self.col_index.to(device)] = x_red.to(device)
         return out.cpu()
 
-    def _dual_postsolve(self, y_red: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """y of the original LP: y_red at the kept rows, the reduced costs of the columns
+    def _dual_postsolve(self, y_red: torch.Tensor, c: torch.Tensor,
+                        kept_costs: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, r) of the original LP: y_red at the kept rows, the reduced costs of the columns
         handed to their bounds' source rows (:func:`_hand_to_sources`)."""
         rec = self._record
         device = rec.value.device
         y = torch.zeros(self.original.num_rows, dtype=torch.float64, device=device)
         y[self.row_index.to(device)] = y_red.to(device)
-        return _hand_to_sources(rec, y, c.to(device, torch.float64)).cpu()
+        if kept_costs is not None:
+            kept_costs = kept_costs.to(device)
+        y, r = _hand_to_sources(rec, y, c.to(device, torch.float64), kept_costs)
+        return y.cpu(), r.cpu()
 
 
-def _hand_to_sources(rec: _Record, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """y (m,) with each column's reduced cost rho_j = c_j - (A^T y)_j handed to the source row
-    of the bound it pushes against (module docstring), columns in reverse order of removal
-    (kept ones first); y is updated in place and returned."""
+def _hand_to_sources(rec: _Record, y: torch.Tensor, c: torch.Tensor,
+                     kept_costs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, r): y (m,) with each column's reduced cost rho_j = c_j - (A^T y)_j handed to the
+    source row of the bound it pushes against (module docstring), columns in reverse order of
+    removal (kept ones first; their rho is ``kept_costs`` where given: the reduced LP's own
+    multipliers of their bounds); y is updated in place. r (n,): rho_j where it stays with the
+    column's own bound, 0 where a row took it."""
     rows, cols, vals = rec.rows, rec.cols, rec.vals
+    r = torch.zeros_like(c)
     for step in [_KEPT, *range(rec.steps - 1, -1, -1)]:
         here = rec.col_step == step
         if not bool(here.any()):
             continue
-        on_nnz = here[cols]
-        aty = torch.zeros_like(c).index_add_(0, cols[on_nnz], vals[on_nnz] * y[rows[on_nnz]])
-        rho = c - aty
+        if step == _KEPT and kept_costs is not None:
+            rho = kept_costs
+        else:
+            on_nnz = here[cols]
+            aty = torch.zeros_like(c).index_add_(0, cols[on_nnz],
+                                                 vals[on_nnz] * y[rows[on_nnz]])
+            rho = c - aty
+        handed = torch.zeros_like(here)
         for source, wants in ((rec.lower_source, rho > 0), (rec.upper_source, rho < 0)):
             take = here & wants & (source >= 0)
             y[source[take]] = rho[take] / rec.row_coef[source[take]]
-    return y
+            handed |= take
+        r = torch.where(here & ~handed, rho, r)
+    return y, r
 
 
 def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -358,7 +385,7 @@ class _Reducer:
         for source, sign in ((int(rec.lower_source[j]), 1.0), (int(rec.upper_source[j]), -1.0)):
             if source >= 0:
                 y[source] = sign / rec.row_coef[source]
-        return _hand_to_sources(rec, y, torch.zeros_like(self.c))
+        return _hand_to_sources(rec, y, torch.zeros_like(self.c))[0]
 
     def empty_columns(self) -> int:
         empty = self.col_alive & (self._counts(self.cols, len(self.col_alive)) == 0)

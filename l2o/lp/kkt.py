@@ -19,9 +19,13 @@ relative KKT errors (cuPDLPx's, l2 norms) of a point (x, y) with reduced costs r
     rel gap               |pobj - dobj| / (1 + |pobj| + |dobj|),   pobj = c^T x + c0, dobj = d(y, r)
 
 with b the finite row bounds, an equality row counted once (:func:`finite_bound_norm`).
-Inside the PDHG solver r is the dual slack recovered from the primal step; for a given point
-(a warm start, HiGHS's solution) it is r = proj_K(c - A^T y) onto the signs K the column bounds
-allow (:func:`kkt_error`).
+Inside the PDHG solver r is the dual slack recovered from the primal step, which the solver
+returns as ``LPResult.reduced_costs``: :func:`point_kkt` / :func:`kkt_error` of (x, y, r) on
+the LP give the numbers the solver stopped on, and the presolve path judges a postsolved point
+(with its postsolved r) by exactly that. For a point without r (a warm start) it is
+r = proj_K(c - A^T y) onto the signs K the column bounds allow, stricter in the gap: every
+finite bound a column's cost pushes against counts in d(y, r), at x or not (ken-11's 1e-4
+point: gap 3.4e-3 so, 1e-4 with the slack).
 
 Users: the solver's termination checks (:mod:`l2o.pdhg.termination`, on the device, any
 dtype), the warm start's :func:`l2o.net.kkt_error`, the training loss
@@ -37,6 +41,7 @@ certificate it reports with them, and so does the HiGHS path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -46,9 +51,10 @@ from .segments import WHOLE, Reducer
 if TYPE_CHECKING:
     from .model import LinearProgram
 
-__all__ = ["bound_products", "bound_term", "dual_objective", "dual_ray_reduced_costs",
-           "finite_bound_norm", "finite_or_zero", "inf_norm", "kkt_error", "kkt_residuals",
-           "sign_bounds", "verify_dual_ray", "verify_primal_ray"]
+__all__ = ["PointKKT", "bound_products", "bound_term", "dual_objective",
+           "dual_ray_reduced_costs", "finite_bound_norm", "finite_or_zero", "inf_norm",
+           "kkt_error", "kkt_residuals", "point_kkt", "sign_bounds", "verify_dual_ray",
+           "verify_primal_ray"]
 
 
 def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
@@ -134,28 +140,73 @@ def _host(t) -> torch.Tensor:
     return torch.as_tensor(t).detach().to("cpu", torch.float64)
 
 
-def kkt_error(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Relative KKT errors of a point (x, y) of ``lp`` (the solver's criteria; float64, CPU).
+@dataclass(frozen=True)
+class PointKKT:
+    """The KKT check of one point (x, y, r) of an LP (:func:`point_kkt`).
 
-    The reduced costs are r = proj_K(c - A^T y) with the signs the column bounds allow (there is
-    no primal step to recover the slack from, unlike inside the solver).  x should lie in its
-    bounds and y have the signs its rows allow (y in the minimization-form convention).
+    Attributes:
+        errors: {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
+        objective, dual_objective: c^T x + c0 and d(y, r), in the LP's own sense.
+        reduced_costs: r (n,), float64 CPU, in K (the signs the column bounds allow).
+    """
+
+    errors: dict[str, float]
+    objective: float
+    dual_objective: float
+    reduced_costs: torch.Tensor
+
+
+def point_kkt(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor,
+              reduced_costs: torch.Tensor | None = None, device=None) -> PointKKT:
+    """The relative KKT errors and both objectives of (x, y, r) on ``lp``, in float64: the
+    solver's criteria (:func:`kkt_residuals`), computed once (two products with A).
+
+    r are the reduced costs that go with the point. The solver's are the dual slack of its
+    last primal step (:mod:`l2o.pdhg.termination`), which it returns as
+    ``LPResult.reduced_costs``: with them this check gives the numbers the solver stopped
+    on. A given r is projected onto K first (a multiplier of the wrong sign is none: that part
+    moves into the dual residual), so any r gives an honest measure. Without r (a warm start,
+    a postsolved point without one) r = proj_K(c - A^T y): the dual residual is then only the
+    sign violation, and every bound a column could push against enters the dual objective,
+    whether x is at it or not (stricter in the gap than the solver's r).
+
+    Args:
+        lp: the LP; x: (n,) in its column bounds; y: (m,) with the signs its rows allow
+            (minimization-form convention); reduced_costs: (n,) or None.
+        device: where the products run (None: the CPU); the data are copied there once.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    f64 = lambda v: torch.as_tensor(v).detach().to(device, torch.float64)
+    x, y = f64(x).reshape(-1), f64(y).reshape(-1)
+    A = lp.A.detach().to(device, torch.float64)
+    c, c0 = lp.minimize_c
+    c = f64(c)
+    row_lower, row_upper = f64(lp.row_lower), f64(lp.row_upper)
+    col_lower, col_upper = f64(lp.col_lower), f64(lp.col_upper)
+    ax = A @ x if x.numel() else torch.zeros_like(row_lower)
+    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
+    r = c - aty if reduced_costs is None else f64(reduced_costs).reshape(-1)
+    r = torch.clamp(r, *sign_bounds(col_lower, col_upper))
+    terms = kkt_residuals(c, float(c0), row_lower, row_upper, col_lower, col_upper, x, y, ax, aty,
+                          r, finite_bound_norm(row_lower, row_upper), torch.linalg.vector_norm(c))
+    keys = ("rel_primal_residual", "rel_dual_residual", "rel_gap", "primal_objective",
+            "dual_objective")
+    values = torch.stack([terms[k] for k in keys]).tolist()   # one copy to the host
+    sign = -1.0 if lp.sense == "maximize" else 1.0
+    return PointKKT(errors=dict(zip(keys[:3], values[:3])), objective=sign * values[3],
+                    dual_objective=sign * values[4], reduced_costs=r.cpu())
+
+
+def kkt_error(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor,
+              reduced_costs: torch.Tensor | None = None, device=None) -> dict[str, float]:
+    """Relative KKT errors of a point (x, y) of ``lp`` (the solver's criteria; float64):
+    :func:`point_kkt`'s ``errors``. With a solve's ``reduced_costs`` they are the numbers the
+    solver checked; without, r = proj_K(c - A^T y) (stricter in the gap).
 
     Returns:
         {"rel_primal_residual", "rel_dual_residual", "rel_gap"} as floats.
     """
-    x, y = _host(x).reshape(-1), _host(y).reshape(-1)
-    A = lp.A.detach().to("cpu", torch.float64)
-    c, c0 = lp.minimize_c
-    c = _host(c)
-    row_lower, row_upper = _host(lp.row_lower), _host(lp.row_upper)
-    col_lower, col_upper = _host(lp.col_lower), _host(lp.col_upper)
-    ax = A @ x
-    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
-    r = torch.clamp(c - aty, *sign_bounds(col_lower, col_upper))
-    terms = kkt_residuals(c, float(c0), row_lower, row_upper, col_lower, col_upper, x, y, ax, aty,
-                          r, finite_bound_norm(row_lower, row_upper), torch.linalg.vector_norm(c))
-    return {k: float(terms[k]) for k in ("rel_primal_residual", "rel_dual_residual", "rel_gap")}
+    return point_kkt(lp, x, y, reduced_costs, device).errors
 
 
 def dual_objective(lp: LinearProgram, y: torch.Tensor, reduced_costs: torch.Tensor) -> float:

@@ -196,19 +196,21 @@ class Presolved(ReducedLPMap):
                                                                                 torch.float64)
         return out
 
-    def postsolve(self, x: torch.Tensor | None = None,
-                  y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def postsolve(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                  reduced_costs: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """The original LP's primal-dual point of a reduced LP's point, by HiGHS postsolve.
 
         Args:
             x: (n_red,) primal point of ``reduced`` (None or empty for the EMPTY outcome).
-            y: (m_red,) row duals of ``reduced`` in the minimization-form convention. The
-                column duals handed to HiGHS are c_red - A_red^T y (exact stationarity, so the
-                postsolved reduced costs are consistent with y).
+            y: (m_red,) row duals of ``reduced`` in the minimization-form convention.
+            reduced_costs: (n_red,) the column duals that go with (x, y) (the solver's dual
+                slack), minimization form; None: c_red - A_red^T y (exact stationarity).
 
         Returns:
-            (x, y, time_s): (n,) and (m,) float64 CPU tensors of the original LP (y in the
-            minimization-form convention) and the seconds postsolve took.
+            (x, y, r, time_s): (n,), (m,), (n,) float64 CPU tensors of the original LP (y and
+            the column duals r in the minimization-form convention) and the seconds
+            postsolve took.
 
         Raises:
             ValueError: postsolve does not apply (outcome not REDUCED/EMPTY), wrong shapes.
@@ -225,8 +227,11 @@ class Presolved(ReducedLPMap):
             x_red = _host(x, red.num_cols, "x")
             y_red = _host(y, red.num_rows, "y")
             A = red.scipy_matrix()
-            c_min = red.minimize_c[0].detach().cpu().double().numpy()
-            col_dual = c_min - A.T @ y_red
+            if reduced_costs is None:
+                c_min = red.minimize_c[0].detach().cpu().double().numpy()
+                col_dual = c_min - A.T @ y_red
+            else:
+                col_dual = _host(reduced_costs, red.num_cols, "reduced_costs")
             row_value = A @ x_red
             if red.sense == MAXIMIZE:   # HiGHS's duals are in the LP's own sense
                 y_red, col_dual = -y_red, -col_dual
@@ -243,10 +248,10 @@ class Presolved(ReducedLPMap):
         n, m = self.original.num_cols, self.original.num_rows
         x_out = torch.tensor(np.asarray(out.col_value, dtype=np.float64).reshape(n))
         y_out = torch.tensor(np.asarray(out.row_dual, dtype=np.float64).reshape(m))
+        r_out = torch.tensor(np.asarray(out.col_dual, dtype=np.float64).reshape(n))
         if self.original.sense == MAXIMIZE:
-            y_out = -y_out
-        return x_out, y_out, time.perf_counter() - start
-
+            y_out, r_out = -y_out, -r_out
+        return x_out, y_out, r_out, time.perf_counter() - start
 
 
 def _host(v: torch.Tensor | None, size: int, what: str) -> np.ndarray:

@@ -6,12 +6,13 @@ conventions.  ``kkt`` holds the relative KKT errors of :mod:`l2o.lp.kkt` in both
 
 Meaning of ``x`` and ``y`` by status (y are the duals of the rows, with the sign
 convention of the minimization form: y_i >= 0 on an active lower row bound,
-y_i <= 0 on an active upper row bound; reduced costs r = c - A^T y projected on the
-signs the column bounds allow, likewise in the minimization form):
+y_i <= 0 on an active upper row bound; reduced costs r with the signs the column bounds
+allow, likewise in the minimization form: from PDHG the dual slack of the last primal step
+(as cuPDLPx), from HiGHS c - A^T y):
 
-* OPTIMAL: an approximately optimal primal-dual pair meeting the tolerances (``kkt``;
-  the termination test uses the dual slack recovered from the last primal step, as
-  cuPDLPx does, so recomputing the dual residual from ``reduced_costs`` can differ).
+* OPTIMAL: an approximately optimal primal-dual pair meeting the tolerances (``kkt``:
+  :func:`l2o.lp.kkt.kkt_error` of (x, y, reduced_costs) on the LP as given, which is what
+  the solver checked; after presolve, of the postsolved point on the original LP).
 * PRIMAL_INFEASIBLE: y (and reduced_costs) is a dual ray certifying infeasibility,
   scaled to ||y||_inf = 1; x is the last checked primal point.
 * DUAL_INFEASIBLE (unbounded primal, if feasible): x is a primal ray certifying it
@@ -59,7 +60,7 @@ class LPResult:
     Attributes:
         x: (n,) primal values (CPU float64).
         y: (m,) row duals.
-        reduced_costs: (n,) c - A^T y (minimization form).
+        reduced_costs: (n,) column duals r (minimization form; module docstring).
         objective: c^T x + c0 in the LP's own sense (nan if infeasible or unbounded).
         dual_objective: the dual objective in the LP's own sense (likewise).
         status: LPStatus.

@@ -73,7 +73,7 @@ class FusedCheck:
 
     Attributes:
         xr, yr: (4, n) and (4, m) ray buffers (row 0: x^ / y^, rows 1-3: the projected rays).
-        x, y, reduced_costs: the unscaled point and proj_K(c - A^T y^) (outputs).
+        x, y, reduced_costs: the unscaled point and its dual slack (outputs).
         col_partials, row_partials: per-block partial sums and maxima.
         lc, uc, lr, ur: the finite parts of the column and row bounds (0 where infinite: an
             infinite bound contributes nothing to a dual objective, l2o.lp.kkt).
@@ -239,7 +239,7 @@ if triton is not None:
         x = x_hat * d2 / theta_b
         slack = (x_hat - x_pre) / tau / (d2 * theta_c)
         tl.store(x_out_ptr + offs, x, mask=mask)
-        tl.store(r_out_ptr + offs, _clamp(c - aty, rc_lo, rc_hi), mask=mask)
+        tl.store(r_out_ptr + offs, slack, mask=mask)   # the reduced costs: the slack checked
         dual = c - aty - slack
         out = partial_ptr + pid * WIDTH
         tl.store(out + 0, tl.sum(tl.where(mask, dual * dual, 0.0), axis=0))

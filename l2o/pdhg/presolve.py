@@ -10,14 +10,22 @@ from measured costs (:func:`decide_presolve`: HiGHS with a time budget, or nothi
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
 loop without presolve); this module decides whether to presolve, maps a warm start of the
-original LP into the reduced one, maps the answer back and checks it on the original LP in
-float64 (:func:`l2o.lp.kkt.kkt_error`): ``LPResult.kkt`` is that check, so the tolerance holds on
-the LP the user gave. A postsolved point may miss the tolerance there (the reduced LP's criteria
-are normalized by its own ||b||, ||c||, and postsolve can amplify residuals: kb2's primal
-residual grows 50x): the reduced LP is then solved further to a tolerance tightened by the
-amplification seen (warm-started where it stopped); if that is not enough, or the point is far
-off (ken-11's postsolved duals leave a gap of 0.33 whatever the reduced LP's accuracy), PDHG on
-the original LP finishes from the postsolved point (its ``kkt`` then is the solver's).
+original LP into the reduced one, maps the answer back and checks it on the original LP.
+
+One criterion. The check is the solver's own: the relative KKT errors of
+:func:`l2o.lp.kkt.point_kkt` (float64, once, on the solve's device) of the postsolved
+(x, y, r), where r is the solver's reduced costs (the dual slack of its last primal step, which
+it checked and returns) carried through postsolve with x and y. The GPU reductions keep every
+absolute residual of the reduced LP (a kept column's multiplier of a bound a singleton row set
+goes to that row), so the errors differ from the reduced LP's only by the norms they are
+relative to; ``LPResult.kkt`` is that check, so the tolerance holds on the LP the user gave.
+(proj_K(c - A^T y) as r, as before, counts every finite bound a column's cost pushes against in
+the dual objective, whether x is at it or not: ken-11's postsolved 1e-4 point had a gap of 1.6e-3
+by it, its point without presolve 3.4e-3, which the solver accepts.) Only if the check fails
+is the reduced LP solved again, from where it stopped, on its prepared setup, to a tolerance
+tightened by the excess seen (HiGHS's postsolve can amplify residuals: kb2's primal residual
+grows 50x); if that is not enough, or the point is far off, PDHG on the original LP finishes
+from the postsolved point (its ``kkt`` then is the solver's).
 
 Statuses. Presolve may decide the LP by itself: "infeasible" -> PRIMAL_INFEASIBLE, "unbounded"
 -> DUAL_INFEASIBLE (with the certificate the presolver found, if it verifies on the original
@@ -43,17 +51,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..lp.kkt import (
-    dual_objective,
-    dual_ray_reduced_costs,
-    kkt_error,
-    sign_bounds,
-    verify_dual_ray,
-    verify_primal_ray,
-)
+from ..lp.kkt import dual_ray_reduced_costs, point_kkt, verify_dual_ray, verify_primal_ray
 from ..lp.model import LinearProgram
 from ..lp.result import LPResult, LPStatus
 from ..lp.validate import validate_lp
+from .profile import PhaseTimer
 
 if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
     from ..lp.gpu_presolve import GpuPresolved
@@ -80,10 +82,8 @@ PRESOLVE_TIME_BUDGET = 2.0
 # MIN_REDUCED_TOL; after that PDHG on the original LP finishes from the postsolved point.
 MAX_TIGHTENINGS = 3
 MIN_REDUCED_TOL = 1e-13
-# A postsolved point this many times off the tolerance goes straight to the original LP: on
-# ken-11 (1e-4) the postsolved duals of removed rows leave a gap of 0.33 however far the reduced
-# LP is solved (9475 iterations there in vain), while PDHG on the original LP from the
-# postsolved point needs 385 iterations.
+# A postsolved point this many times off the tolerance goes straight to the original LP (a
+# postsolve that loses the dual: solving the reduced LP further would not help).
 MAX_AMPLIFICATION = 100.0
 
 SolveFn = Callable[[LinearProgram, Any, "float | None", "int | None", float], LPResult]
@@ -212,23 +212,17 @@ def _decided(lp: LinearProgram, status: LPStatus, message: str) -> LPResult:
                                                "rel_gap")})
 
 
-def _reduced_costs(lp: LinearProgram, y: torch.Tensor) -> torch.Tensor:
-    """proj_K(c - A^T y): the reduced costs with the signs the column bounds allow."""
-    c = lp.minimize_c[0].detach().to("cpu", torch.float64)
-    A = lp.A.detach().to("cpu", torch.float64)
-    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
-    return torch.clamp(c - aty, *sign_bounds(lp.col_lower.cpu().double(),
-                                             lp.col_upper.cpu().double()))
-
-
 def evaluate_point(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor, status: LPStatus,
-                   message: str) -> LPResult:
-    """An LPResult of ``lp`` at the point (x, y) (CPU float64; the postsolved or the polished
-    one), its reduced costs proj_K(c - A^T y) and KKT errors computed here on ``lp``."""
-    r = _reduced_costs(lp, y)
-    return LPResult(x=x, y=y, reduced_costs=r, objective=lp.objective(x),
-                    dual_objective=dual_objective(lp, y, r), status=status, message=message,
-                    iterations=0, solve_time=0.0, kkt=kkt_error(lp, x, y))
+                   message: str, reduced_costs: torch.Tensor | None = None,
+                   device: Any = None) -> LPResult:
+    """An LPResult of ``lp`` at the point (x, y, r) (the postsolved or the polished one): its
+    objectives and KKT errors by the solver's criteria (:func:`l2o.lp.kkt.point_kkt`, float64,
+    once, on ``device``; r projected on the signs the bounds allow, proj_K(c - A^T y) when
+    None)."""
+    check = point_kkt(lp, x, y, reduced_costs, device)
+    return LPResult(x=x, y=y, reduced_costs=check.reduced_costs, objective=check.objective,
+                    dual_objective=check.dual_objective, status=status, message=message,
+                    iterations=0, solve_time=0.0, kkt=check.errors)
 
 
 def _with_ray(lp: LinearProgram, status: LPStatus, ray: torch.Tensor | None, message: str,
@@ -273,41 +267,64 @@ def _carry_certificate(pre: Presolver, res: LPResult, eps: float) -> LPResult:
 def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol: float,
                         warm_start: Any = None, time_limit: float | None = None,
                         iteration_limit: int | None = None,
-                        infeasibility_tolerance: float = 1e-8, device: Any = None) -> LPResult:
+                        infeasibility_tolerance: float = 1e-8, device: Any = None,
+                        profile: bool = False) -> LPResult:
     """``solve`` on the presolved LP, the answer postsolved (module docstring).
 
     Args:
         lp: the original LP.
         presolve: "auto", True, False, "highs" or "gpu" (:func:`decide_presolve`).
         solve: ``solve(lp, warm_start, time_limit, iteration_limit, tol) -> LPResult``, the
-            solver without presolve.
+            solver without presolve (a second call on the same LP may reuse its setup).
         tol: the relative tolerance, met by the postsolved point on the ORIGINAL LP.
         warm_start: (x, y) or an LPResult of the ORIGINAL LP (mapped into the reduced one).
         time_limit, iteration_limit: for everything (presolve and every solve included).
         infeasibility_tolerance: eps of the certificates carried over (as the solver's).
-        device: where the GPU reductions run (the solve's device; None: the LP's).
+        device: where the GPU reductions and the check on the original LP run (the solve's
+            device; None: the CPU).
+        profile: fill ``LPResult.timings`` with the path's phases (decide, validate,
+            presolve, the reduced solve's own phases prefixed "solve." with "solve.other" the
+            rest of that call, postsolve, evaluate, and "resolve." for any later solve),
+            device synchronized at each mark; they sum to "total".
 
     Returns:
         An LPResult of the original LP with ``presolve`` filled in.
     """
     start = time.perf_counter()
+    timer = PhaseTimer(profile, None if device is None else torch.device(device), start)
     decision = decide_presolve(lp, presolve, time_limit)
+    timer.mark("decide")
     iterations = 0
+    solves = 0
 
     def run(problem: LinearProgram, start_point: Any, tolerance: float) -> LPResult:
-        nonlocal iterations
+        nonlocal iterations, solves
         left_time = None if time_limit is None else max(
             time_limit - (time.perf_counter() - start), 0.0)
         left_iterations = None if iteration_limit is None else max(
             iteration_limit - iterations, 1)
         result = solve(problem, start_point, left_time, left_iterations, tolerance)
         iterations += result.iterations
+        solves += 1
+        if profile and decision.run:   # the solve's phases in the path's, the clock past them
+            prefix = "solve." if solves == 1 else "resolve."
+            phases = {k: v for k, v in (result.timings or {}).items() if k != "total"}
+            now = time.perf_counter()
+            phases["other"] = (now - timer.last) - sum(phases.values())   # outside its phases
+            for phase, seconds in phases.items():
+                timer.timings[prefix + phase] = timer.timings.get(prefix + phase, 0.0) + seconds
+            timer.last = now
         return result
 
     def finish(result: LPResult, report: dict[str, Any]) -> LPResult:
         result.iterations = iterations
-        result.solve_time = time.perf_counter() - start
         result.presolve = report
+        if profile and decision.run:   # else the solve's own phases stay as they are
+            timer.mark("finish")
+            result.solve_time = timer.last - start
+            result.timings = {**timer.timings, "total": result.solve_time}
+        else:
+            result.solve_time = time.perf_counter() - start
         return result
 
     if not decision.run:
@@ -315,7 +332,9 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     from ..lp.presolve import PresolveOutcome  # no highspy needed
 
     validate_lp(lp)   # presolve must not see nan/inf or crossed bounds: the same error as without
+    timer.mark("validate")
     pre = _presolve(lp, decision, device)
+    timer.mark("presolve")
     outcome = pre.outcome
     who = "HiGHS" if pre.by == PresolveBy.HIGHS.value else "GPU"
     why = f"{decision.reason}; {pre.message}"
@@ -333,9 +352,9 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
         return finish(run(lp, warm_start, tol), _report(False, why, pre))
     report = _report(True, why, pre)
     if pre.reduced is None:    # EMPTY: presolve solved it
-        x, y, _ = pre.postsolve()
-        return finish(evaluate_point(lp, x, y, LPStatus.OPTIMAL, f"{who} presolve solved the LP"),
-                      report)
+        x, y, r, _ = pre.postsolve()
+        return finish(evaluate_point(lp, x, y, LPStatus.OPTIMAL, f"{who} presolve solved the LP",
+                                     r, device), report)
 
     start_point = pre.reduce_warm_start(*_warm_vectors(warm_start))
     reduced_tol = tol
@@ -345,13 +364,19 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
             return finish(_carry_certificate(pre, reduced, infeasibility_tolerance), report)
         if not (bool(torch.isfinite(reduced.x).all()) and bool(torch.isfinite(reduced.y).all())):
             return finish(_decided(lp, reduced.status, reduced.message), report)
-        x, y, _ = pre.postsolve(reduced.x, reduced.y)
-        result = evaluate_point(lp, x, y, reduced.status, f"{reduced.message} (presolved LP)")
+        # the solver's reduced costs (its dual slack) travel with the point: the check below
+        # is then the solver's own criterion, evaluated on the original LP
+        x, y, r, _ = pre.postsolve(reduced.x, reduced.y, reduced.reduced_costs)
+        timer.mark("postsolve")
+        result = evaluate_point(lp, x, y, reduced.status, f"{reduced.message} (presolved LP)",
+                                r, device)
+        timer.mark("evaluate")
         error = max(result.kkt.values())
         if reduced.status != LPStatus.OPTIMAL or error <= tol or error > MAX_AMPLIFICATION * tol:
             break
-        # Postsolve can amplify the reduced LP's residuals (kb2: 50x, in the primal residual,
-        # of rows presolve removed): ask the reduced LP for that much more, from where it is.
+        # the original LP's norms differ from the reduced LP's (and HiGHS's postsolve may
+        # amplify residuals: kb2's primal residual 50x): ask the reduced LP for that much
+        # more, from where it stopped, on its prepared setup
         reduced_tol *= 0.5 * tol / error
         start_point = (reduced.x, reduced.y)
         if reduced_tol < MIN_REDUCED_TOL:

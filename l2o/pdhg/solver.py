@@ -82,8 +82,8 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     primal step (r = (x - v) / tau with x = proj(v), v = x_prev - tau (c - A^T y_prev): the Moreau
     identity, as cuPDLPx; r lies in the normal cone of the column bounds at x),
     pobj = c^T x + c0 and dobj = c0 + sum(l_r y^+ - u_r y^-) + sum(l_c r^+ - u_c r^-)
-    (minimization form).  ``LPResult.reduced_costs`` are proj(c - A^T y) onto the signs the
-    column bounds allow.
+    (minimization form).  ``LPResult.reduced_costs`` are that r, so
+    ``l2o.lp.kkt.kkt_error(lp, x, y, reduced_costs)`` gives back ``LPResult.kkt``.
 
     Args:
         lp: an :class:`l2o.LinearProgram`, or a :class:`PreparedLP` (:func:`prepare`): its setup
@@ -206,16 +206,25 @@ def _solve_presolved(lp, presolve: Any, tol: float, device: Any, dtype: Any, war
                      time_limit: float | None, iteration_limit: int | None,
                      progress: Callable[[dict], None] | None, check_every: int | None,
                      opts: SolverOptions, advanced: dict[str, Any]) -> LPResult:
-    """solve_lp with ``presolve`` (not False): the loop runs on the reduced LP."""
+    """solve_lp with ``presolve`` (not False): the loop runs on the reduced LP, prepared once
+    (a re-solve to a tighter tolerance starts iterating at once)."""
+    dev = resolve_device(device)
+    dtype = torch.float64 if dtype is None else dtype
+    preparation = {key: advanced[key] for key in (*PREPARE_OPTIONS, "profile") if key in advanced}
+    solve_options = {key: value for key, value in advanced.items() if key not in PREPARE_OPTIONS}
+    prepared: dict[int, tuple[Any, PreparedLP]] = {}   # id -> (the LP, kept alive; its setup)
+
     def solve(problem, start, limit: float | None, iterations: int | None,
               tolerance: float) -> LPResult:
-        return solve_lp(problem, tolerance, device, dtype, start, limit, iterations, progress,
-                        check_every, presolve=False, **advanced)
+        if id(problem) not in prepared:
+            prepared[id(problem)] = (problem, prepare(problem, dev, dtype, **preparation))
+        return solve_lp(prepared[id(problem)][1], tolerance, dev, dtype, start, limit,
+                        iterations, progress, check_every, presolve=False, **solve_options)
 
     return solve_with_presolve(lp, presolve, solve, tol=tol, warm_start=warm_start,
                                time_limit=time_limit, iteration_limit=iteration_limit,
                                infeasibility_tolerance=opts.infeasibility_tolerance,
-                               device=resolve_device(device))
+                               device=dev, profile=opts.profile)
 
 
 def _polish(lp, solve: Callable[..., LPResult], polish_tol: float, tol: float, warm_start: Any,

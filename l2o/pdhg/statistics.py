@@ -128,7 +128,8 @@ class CheckVectors:
     next replay overwrites: :meth:`point` copies what a result needs).
 
     Attributes:
-        x, y, reduced_costs: the unscaled point z^ and proj_K(c - A^T y) (n,), (m,), (n,).
+        x, y, reduced_costs: the unscaled point z^ and the dual slack of its primal step
+            (n,), (m,), (n,).
         primal_rays, dual_rays: the projected scaled ray of each candidate, (n,) / (m,).
         aty_hat: A~^T y^ (n,), reused by a restart.
     """

@@ -18,8 +18,9 @@ and, as in cuPDLPx (l2 norms):
 
 where b holds the finite row bounds (an equality row counted once).  x is kept inside its
 bounds by the primal projection, and y has the right signs by the dual projection.  The
-reduced costs *returned* to the user are proj_K(c - A^T y), with K_j = [0 or -inf, 0 or +inf]
-(r_j may be > 0 only if l_c,j is finite, < 0 only if u_c,j is finite): the signs the bounds allow.
+reduced costs *returned* to the user are that slack r (in K_j = [0 or -inf, 0 or +inf], the
+signs the bounds allow, by construction), so :func:`l2o.lp.kkt.point_kkt` of the returned
+(x, y, r) reproduces the check (one criterion, one owner).
 
 Infeasibility (PDLP, Applegate et al. 2021 Sec. 3.4; certificates of the unscaled LP):
   * a dual ray y_r (projected on the recession cone of the dual: y_r,i > 0 only if l_r,i is
@@ -225,7 +226,8 @@ def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Ten
 
     Returns:
         dict of 0-d tensors: rel_primal_residual, rel_dual_residual, rel_gap, primal_objective,
-        dual_objective (minimization form, with c0), and "x", "y", "reduced_costs" (unscaled).
+        dual_objective (minimization form, with c0), and "x", "y", "reduced_costs" (unscaled;
+        the reduced costs are the dual slack the residual and gap use).
     """
     x, y = p.unscale_primal(x_s), p.unscale_dual(y_s)
     ax, aty = p.unscale_row_product(ax_s), p.unscale_col_product(aty_s)
@@ -233,8 +235,9 @@ def kkt_terms(p: ScaledLP, t: TerminationData, x_s: torch.Tensor, y_s: torch.Ten
     terms = kkt_residuals(p.orig_c, p.c0, p.orig_row_lower, p.orig_row_upper, p.orig_col_lower,
                           p.orig_col_upper, x, y, ax, aty, slack, t.rhs_norm, t.c_norm,
                           rows=t.rows, cols=t.cols)
-    r = torch.clamp(p.orig_c - aty, t.rc_lower, t.rc_upper)
-    return {**terms, "x": x, "y": y, "reduced_costs": r}
+    # the reduced costs reported are the slack checked here (l2o.lp.kkt.point_kkt of the
+    # returned x, y, r then gives these numbers); it is in K by construction
+    return {**terms, "x": x, "y": y, "reduced_costs": slack}
 
 
 def project_primal_ray(t: TerminationData, dx_s: torch.Tensor) -> torch.Tensor:

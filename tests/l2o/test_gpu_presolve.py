@@ -98,7 +98,7 @@ def test_empty_columns_take_the_bound_their_cost_prefers():
     lp = _lp([2, -1, 0, 1], [[0, 0, 0, 1]], [1], [INF], [-1, -5, 2, 0], [4, 3, 7, 10], c0=0.5)
     pre = gpu_presolve_lp(lp)
     assert pre.outcome == PresolveOutcome.EMPTY and pre.reduced is None
-    x, y, _ = pre.postsolve()
+    x, y, _, _ = pre.postsolve()
     torch.testing.assert_close(x, torch.tensor([-1.0, 3.0, 2.0, 1.0], dtype=torch.float64))
     torch.testing.assert_close(y, torch.tensor([1.0], dtype=torch.float64))
     assert (pre.rows_removed, pre.cols_removed, pre.nnz_removed) == (1, 4, 1)
@@ -193,7 +193,7 @@ def test_solve_lp_gpu_presolve(name):
     assert res.presolve["rows_removed"] > 0
     expected = solve_highs(lp).objective
     assert abs(res.objective - expected) <= 1e-6 * max(1.0, abs(expected))
-    assert kkt_error(lp, res.x, res.y) == pytest.approx(res.kkt)
+    assert kkt_error(lp, res.x, res.y, res.reduced_costs) == pytest.approx(res.kkt)
     assert max(res.kkt.values()) <= 1e-8
 
 
@@ -268,5 +268,5 @@ def test_cuda_reductions_match_cpu():
     assert torch.equal(cuda.col_index, cpu.col_index)
     ref = solve_highs(cpu.reduced)
     for pre in (cpu, cuda):
-        x, y, _ = pre.postsolve(ref.x, ref.y)
+        x, y, _, _ = pre.postsolve(ref.x, ref.y)
         _assert_optimal(lp, x, y, kkt_tol=1e-7)

@@ -32,7 +32,7 @@ def _presolve_solve_postsolve(lp):
     assert pre.outcome == PresolveOutcome.REDUCED, pre.message
     ref = solve_highs(pre.reduced)
     assert ref.status == l2o.LPStatus.OPTIMAL
-    x, y, _ = pre.postsolve(ref.x, ref.y)
+    x, y, _, _ = pre.postsolve(ref.x, ref.y)
     return pre, x, y
 
 
@@ -112,7 +112,7 @@ def test_reduced_to_empty():
     pre = presolve_lp(lp)
     assert pre.outcome == PresolveOutcome.EMPTY and pre.reduced is None
     assert (pre.rows_removed, pre.cols_removed, pre.nnz_removed) == (1, 2, 2)
-    x, y, _ = pre.postsolve()
+    x, y, _, _ = pre.postsolve()
     torch.testing.assert_close(x, torch.tensor([1.0, 0.0], dtype=torch.float64))
     torch.testing.assert_close(y, torch.tensor([1.0], dtype=torch.float64))
     assert lp.objective(x) == pytest.approx(2.5)
@@ -151,6 +151,6 @@ def test_time_limit_keeps_a_valid_reduction():
     assert pre.outcome == PresolveOutcome.REDUCED, pre.message
     assert pre.reduced.num_rows >= full.reduced.num_rows
     ref = solve_highs(pre.reduced)
-    x, y, _ = pre.postsolve(ref.x, ref.y)
+    x, y, _, _ = pre.postsolve(ref.x, ref.y)
     _assert_optimal_on_original(lp, x, y)
     assert presolve_lp(lp, time_limit=1e-9).outcome == PresolveOutcome.TIMEOUT
