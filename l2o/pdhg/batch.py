@@ -51,6 +51,7 @@ from l2o.lp.model import LinearProgram
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
+from .batch_check import make_batch_check
 from .batch_fused import make_batch_plan
 from .batch_state import BatchState
 from .finish import Checked, make_result, ray_result
@@ -95,13 +96,16 @@ class Compaction:
 
     A rebuild pays by the iterations it makes cheaper.  Eagerly (the CPU) an iteration's time
     is proportional to the work, and a rebuild is a few index selections.  With CUDA graphs a
-    rebuild also records and instantiates the two graphs again (the chunk's ~15 kernels per
-    iteration and the check's ~375 torch operations, counted with torch.profiler), while an
-    iteration of a small stack costs its kernels' launch latency whatever its size: on the
-    H200 solve_lp's iteration took 10.7-22.2 us from 0.11M to 0.68M nonzeros, 27.5 us at 1.1M
-    and 118 us at 8M (benchmarks/RESULTS.md, per-iteration protocol).  So with graphs the
-    stack is rebuilt at half its work and not below 2^21 entries (an estimate from those
-    timings, not a measurement of the batch).
+    rebuild also records and instantiates the two graphs again: with the fused iteration and
+    check (:mod:`l2o.pdhg.batch_fused`, :mod:`l2o.pdhg.batch_check`) 2-4 kernels per
+    iteration and 7 for the check, a few milliseconds in all (an estimate).  An iteration of a
+    small stack costs its kernels' launch latency whatever its size: on the H200 solve_lp's
+    iteration took 10.7-22.2 us from 0.11M to 0.68M nonzeros, 27.5 us at 1.1M and 118 us at
+    8M (benchmarks/RESULTS.md, per-iteration protocol).  So with graphs the stack is rebuilt
+    as eagerly, down to 2^17 entries, where an iteration is launch-bound: the few LPs left at
+    the end of a batch then iterate about as fast as one LP alone.  (Until 2026-12-03 the
+    rule stopped at 2^21 entries, for the torch check's ~375 operations to record: the last
+    LPs of 256 set-cover LPs at 1e-8 iterated at ~84 us in a stack of ~40-80 LPs.)
     """
 
     fraction: float
@@ -113,7 +117,7 @@ class Compaction:
 
 
 EAGER_COMPACTION = Compaction(fraction=0.25, min_work=0)
-GRAPH_COMPACTION = Compaction(fraction=0.5, min_work=2**21)
+GRAPH_COMPACTION = Compaction(fraction=0.25, min_work=2**17)
 
 
 def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
@@ -332,6 +336,23 @@ def _limit_or_inf(criteria: TerminationCriteria) -> float:
     return math.inf if criteria.iteration_limit is None else float(criteria.iteration_limit)
 
 
+class _BatchRunner(ChunkRunner):
+    """The :class:`~l2o.pdhg.iteration.ChunkRunner` of a stack: its check is the fused one of
+    :mod:`l2o.pdhg.batch_check` where the fused iteration runs (else the torch check, as the
+    runner's own; its single-LP fused check never runs on a stack), and :meth:`read` gives
+    the (B, K) statistics of either."""
+
+    def __init__(self, p: StackedLP, t: TerminationData, s: BatchState, chunk: int,
+                 use_graph: bool, timer: PhaseTimer):
+        super().__init__(p, t, s, chunk, use_graph, timer)
+        self.fused_check = make_batch_check(p, t, s)
+
+    def read(self, stacked: torch.Tensor) -> np.ndarray:
+        """(B, K) float64 on the host: the check's one device-to-host copy."""
+        values = stacked.cpu().numpy()
+        return values if self.fused_check is None else self.fused_check.rows(values)
+
+
 @dataclass
 class _Member:
     """One LP of the batch and its host-side solver state (as solve_lp's loop keeps it)."""
@@ -388,16 +409,16 @@ class _Batch:
                          t.dual_rec_upper)
         return x0, y0
 
-    def _runner(self) -> ChunkRunner:
-        return ChunkRunner(self.stack, self.term, self.state, self.opts.check_every,
-                           self.graphs, self.timer)
+    def _runner(self) -> _BatchRunner:
+        return _BatchRunner(self.stack, self.term, self.state, self.opts.check_every,
+                            self.graphs, self.timer)
 
     def run(self) -> list[LPResult]:
         first = True
         while self.members:
             chunk = 1 if first else self._chunk()
             stacked, vectors = self.runner.run_device(chunk)
-            values = stacked.cpu().numpy()         # the check's one host copy, (B, K)
+            values = self.runner.read(stacked)     # the check's one host copy, (B, K)
             self.timer.mark("first_check" if first else "iterations")
             for m in self.members:
                 if not m.done:
@@ -525,7 +546,7 @@ class _Batch:
                                   torch.zeros(self.stack.shape[0], dtype=torch.float64))
         self.state.restart_lps(self.stack, x, y, torch.zeros_like(x), self._mask(warm))
         stacked, vectors = self.runner.run_device(1)
-        values = stacked.cpu().numpy()
+        values = self.runner.read(stacked)
         error = _AT.fixed_point_error
         taken = [b for b in warm if values[b, error] <= warm_values[b, error]]
         back = [b for b in range(len(self.members)) if b not in taken]

@@ -23,6 +23,13 @@ scratch copy.  x_pre, x^, y^ and y_bar are stored only in the iteration before a
 (``last``), as in the single-LP kernels.  ``s.grad`` is not used (A~^T y is computed at the
 start of each iteration).  The Halpern update is written as torch.lerp evaluates it for
 w >= 1/2, so both paths round alike up to the products' order of summation.
+
+The plans are the single LP's (:func:`l2o.pdhg.fused.make_plan`, "auto"): "elementwise" (the
+two kernels above and cuSPARSE's products, 4 launches) or, when every row of A~ and of A~^T is
+short, "spmv" (the products computed inside the two kernels, CSR tiles of rows, as the single
+LP's "spmv" kernels: 2 launches).  A stack's rows are its LPs' rows, so a stack of LPs whose
+rows are short is as short-rowed as one of them, and an iteration of a small stack (the few
+LPs left at the end of a batch) launches as many kernels as solve_lp's iteration of one.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import torch
 
-from .fused import BLOCK, FusedPlan, available, make_plan
+from .fused import BLOCK, SPMV_TILES, FusedPlan, available, make_plan
 
 try:  # Triton ships with CUDA builds of torch; CPU-only installs and CI have none
     import triton
@@ -44,8 +51,9 @@ __all__ = ["batch_iteration_fused", "make_batch_plan"]
 
 
 def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPlan | None:
-    """The products of the fused batch iteration (the single-LP "elementwise" plan of
-    :func:`l2o.pdhg.fused.make_plan`, on the stack's buffers), or None for the torch ops.
+    """The plan of the fused batch iteration (the single-LP plan "auto" of
+    :func:`l2o.pdhg.fused.make_plan` on the stack's buffers: "spmv" when every row is short,
+    else "elementwise"), or None for the torch ops.
 
     Args:
         p, s: the :class:`~l2o.pdhg.stack.StackedLP` and its BatchState.
@@ -61,7 +69,7 @@ def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPla
         if mode == "auto":
             return None
         raise ValueError("solve_lp_batch: fused=True needs CUDA and Triton")
-    plan = make_plan(p, s, "elementwise", sparse_products)
+    plan = make_plan(p, s, "auto", sparse_products)
     _compile_once(s.x.dtype, s.x.device)
     return plan
 
@@ -70,34 +78,56 @@ _COMPILED: set[tuple[torch.dtype, torch.device]] = set()
 
 
 def _compile_once(dtype: torch.dtype, device: torch.device) -> None:
-    """Compile every variant of the two kernels for this dtype once per process, on scratch
-    buffers, so that none is compiled inside a CUDA graph capture: STORE on and off, and the
-    weights at an address aligned to 16 bytes or not (Triton specializes pointers on it; the
-    rows' weights are a view at offset n of ``s.weight``)."""
+    """Compile every variant of the kernels for this dtype once per process, on scratch
+    buffers, so that none is compiled inside a CUDA graph capture: both plans (the "spmv" one
+    with each CSR tile), STORE on and off, and the weights at an address aligned to 16 bytes
+    or not (Triton specializes pointers on it; the rows' weights are a view at offset n of
+    ``s.weight``)."""
     key = (dtype, torch.device(device))
     if key in _COMPILED:
         return
     from types import SimpleNamespace
 
+    from bilevel.linalg.operators import csr_tensor
+
     f = lambda: torch.zeros(4, dtype=dtype, device=device)
-    p = SimpleNamespace(c=f(), col_lower=f(), col_upper=f())
+    eye = csr_tensor(torch.arange(5, dtype=torch.int32, device=device),
+                     torch.arange(4, dtype=torch.int32, device=device),
+                     torch.ones(4, dtype=dtype, device=device), (4, 4))
+    p = SimpleNamespace(c=f(), col_lower=f(), col_upper=f(),
+                        op=SimpleNamespace(csr=eye, csr_t=eye))
     weight = torch.full((6,), 0.5, dtype=dtype, device=device)
+    plans = [FusedPlan(False, f(), aty=f(), product_a=lambda: None, product_at=lambda: None)]
+    plans += [FusedPlan(True, f(), tile, tile) for tile in SPMV_TILES]
     for start in (0, 1):
         w = weight[start:start + 4]
         s = SimpleNamespace(x=f(), y=f(), x0=f(), y0=f(), x_pre=f(), x_hat=f(), y_hat=f(),
                             x_bar=f(), y_bar=f(), ax_bar=f(), tau=f(), neg_sigma=f(),
                             dual_lower=f(), dual_upper=f(), weight_x=w, weight_y=w)
-        plan = FusedPlan(False, f(), aty=f(), product_a=lambda: None, product_at=lambda: None)
-        for last in (True, False):
-            batch_iteration_fused(p, s, plan, last)
+        for plan in plans:
+            for last in (True, False):
+                batch_iteration_fused(p, s, plan, last)
     torch.cuda.synchronize(device)
     _COMPILED.add(key)
 
 
 def batch_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) -> None:
     """One reflected-Halpern iteration of every LP of the stack, in place (module docstring):
-    the two products of ``plan`` and two Triton kernels; no host sync."""
+    the two kernels of ``plan`` (and its two products in the "elementwise" plan); no host
+    sync."""
     n, m = s.x.numel(), s.y.numel()
+    if plan.spmv:
+        at, (rows, k) = p.op.csr_t, plan.tile_at
+        _batch_primal_spmv_kernel[(max(1, triton.cdiv(n, rows)),)](
+            at.crow_indices(), at.col_indices(), at.values(), s.y, p.c, s.x, p.col_lower,
+            p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar, s.tau, s.weight_x, n,
+            ROWS=rows, K=k, STORE=last, num_warps=4)
+        a, (rows, k) = p.op.csr, plan.tile_a
+        _batch_dual_spmv_kernel[(max(1, triton.cdiv(m, rows)),)](
+            a.crow_indices(), a.col_indices(), a.values(), s.x_bar, s.ax_bar, s.y,
+            s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar, s.neg_sigma, s.weight_y, m,
+            ROWS=rows, K=k, STORE=last, num_warps=4)
+        return
     plan.product_at()
     _batch_primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
         plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
@@ -110,7 +140,7 @@ def batch_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) ->
 
 if triton is not None:
     # the single-LP kernels' update math, with per-entry steps and Halpern weights
-    from .fused import _dual_update, _primal_update
+    from .fused import _csr_rows_dot, _dual_update, _primal_update
 
     @triton.jit(do_not_specialize=["n"])
     def _batch_primal_kernel(aty_ptr, c_ptr, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
@@ -133,6 +163,37 @@ if triton is not None:
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < m
         ax = tl.load(ax_ptr + offs, mask=mask, other=0.0)
+        neg_sigma = tl.load(neg_sigma_ptr + offs, mask=mask, other=0.0)
+        w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
+        _dual_update(ax, neg_sigma, w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr,
+                     y_bar_ptr, STORE)
+        tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
+
+    @triton.jit(do_not_specialize=["n"])
+    def _batch_primal_spmv_kernel(crow_ptr, col_ptr, val_ptr, y_ptr, c_ptr, x_ptr, lo_ptr,
+                                  hi_ptr, x0_ptr, x_pre_ptr, x_hat_ptr, x_bar_ptr, tau_ptr,
+                                  weight_ptr, n, ROWS: tl.constexpr, K: tl.constexpr,
+                                  STORE: tl.constexpr):
+        offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        mask = offs < n
+        g = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, y_ptr, offs, mask, ROWS, K)
+        g = g - tl.load(c_ptr + offs, mask=mask, other=0.0)
+        tau = tl.load(tau_ptr + offs, mask=mask, other=0.0)
+        w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
+        _primal_update(g, tau, w, offs, mask, x_ptr, lo_ptr, hi_ptr, x0_ptr, x_pre_ptr,
+                       x_hat_ptr, x_bar_ptr, STORE)
+        tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
+
+    @triton.jit(do_not_specialize=["m"])
+    def _batch_dual_spmv_kernel(crow_ptr, col_ptr, val_ptr, x_bar_ptr, ax_ptr, y_ptr, lo_ptr,
+                                hi_ptr, y0_ptr, y_hat_ptr, y_bar_ptr, neg_sigma_ptr,
+                                weight_ptr, m, ROWS: tl.constexpr, K: tl.constexpr,
+                                STORE: tl.constexpr):
+        offs = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        mask = offs < m
+        ax = _csr_rows_dot(crow_ptr, col_ptr, val_ptr, x_bar_ptr, offs, mask, ROWS, K)
+        if STORE:       # A~ x_bar: the check reads it (as the single LP's "spmv" kernel)
+            tl.store(ax_ptr + offs, ax, mask=mask)
         neg_sigma = tl.load(neg_sigma_ptr + offs, mask=mask, other=0.0)
         w = tl.load(weight_ptr + offs, mask=mask, other=0.5)
         _dual_update(ax, neg_sigma, w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr,

@@ -42,10 +42,10 @@ the dual's signs).  Results equal the torch check's up to the order of floating-
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from l2o.lp.kkt import finite_or_zero
@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
     tl = None
 
-__all__ = ["FusedCheck", "make_fused_check"]
+__all__ = ["FusedCheck", "check_rows", "make_fused_check"]
 
 BLOCK = 1024
 COL_SUMS, COL_MAXES = 11, 6
@@ -149,34 +149,47 @@ class FusedCheck:
     def record(self, values: list[float], metric_primal: float,
                metric_dual: float) -> CheckStatistics:
         """The :class:`CheckStatistics` of the reduced numbers (host arithmetic)."""
-        col_sums, rest = values[:COL_SUMS], values[COL_SUMS:]
-        col_max, rest = rest[:COL_MAXES], rest[COL_MAXES:]
-        row_sums, row_max = rest[:ROW_SUMS], rest[ROW_SUMS:]
-        dual_sq, cx, slack_bound, dx_sq, ex_sq = col_sums[:5]
-        primal_ray_cx, dual_ray_col_bound = col_sums[5:8], col_sums[8:11]
-        primal_ray_norm, dual_ray_residual = col_max[:3], col_max[3:6]
-        primal_sq, y_bound, dy_sq, dy_adx, ey_sq = row_sums[:5]
-        dual_ray_row_bound = row_sums[5:8]
-        dual_ray_norm, primal_ray_violation = row_max[:3], row_max[3:6]
+        row = check_rows(np.array([[*values, metric_primal, metric_dual]]), self.c0,
+                         self.rhs_norm, self.c_norm, self.tiny)
+        return CheckStatistics.from_values(row[0].tolist())
 
-        pobj = cx + self.c0
-        dobj = y_bound + slack_bound + self.c0
+
+def check_rows(reduced: np.ndarray, c0: Any, rhs_norm: Any, c_norm: Any,
+               tiny: float) -> np.ndarray:
+    """The check statistics in the flat layout of :meth:`CheckStatistics.from_values`, (P, K),
+    of P rows of reduced numbers (the passes' sums and maxima, then the metric's
+    omega / eta and 1 / (eta omega)), (P, 31 + 2) float64: float64 host arithmetic, one row
+    per LP (:mod:`l2o.pdhg.batch_check` gives one per LP of a stack).  c0, rhs_norm, c_norm:
+    floats or (P,) arrays; tiny: the smallest normal number of the iteration's dtype.  nan
+    stays nan (the sqrt of a negative sum too)."""
+    def take(width: int) -> np.ndarray:
+        nonlocal reduced
+        part, reduced = reduced[:, :width], reduced[:, width:]
+        return part.T
+
+    dual_sq, cx, slack_bound, dx_sq, ex_sq, *col_rays = take(COL_SUMS)
+    primal_ray_cx, dual_ray_col_bound = col_rays[:3], col_rays[3:]
+    col_max = take(COL_MAXES)
+    primal_ray_norm, dual_ray_residual = col_max[:3], col_max[3:]
+    primal_sq, y_bound, dy_sq, dy_adx, ey_sq, *dual_ray_row_bound = take(ROW_SUMS)
+    row_max = take(ROW_MAXES)
+    dual_ray_norm, primal_ray_violation = row_max[:3], row_max[3:]
+    metric_primal, metric_dual = take(2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pobj = cx + c0
+        dobj = y_bound + slack_bound + c0
         fp_sq = metric_primal * dx_sq + metric_dual * dy_sq + 2.0 * dy_adx
-        values = [_sqrt(primal_sq) / (1 + self.rhs_norm), _sqrt(dual_sq) / (1 + self.c_norm),
-                  abs(pobj - dobj) / (1 + abs(pobj) + abs(dobj)), pobj, dobj,
-                  _sqrt(max(fp_sq, 0.0)), _sqrt(ex_sq), _sqrt(ey_sq)]
+        columns = [np.sqrt(primal_sq) / (1 + rhs_norm), np.sqrt(dual_sq) / (1 + c_norm),
+                   np.abs(pobj - dobj) / (1 + np.abs(pobj) + np.abs(dobj)), pobj, dobj,
+                   np.sqrt(np.maximum(fp_sq, 0.0)), np.sqrt(ex_sq), np.sqrt(ey_sq)]
         for k in range(len(RAY_CANDIDATES)):
-            scale = max(primal_ray_norm[k], self.tiny)
-            values += [primal_ray_cx[k] / scale, primal_ray_violation[k] / scale]
+            scale = np.maximum(primal_ray_norm[k], tiny)
+            columns += [primal_ray_cx[k] / scale, primal_ray_violation[k] / scale]
         for k in range(len(RAY_CANDIDATES)):
-            scale = max(dual_ray_norm[k], self.tiny)
-            values += [(dual_ray_row_bound[k] + dual_ray_col_bound[k]) / scale,
-                       dual_ray_residual[k] / scale]
-        return CheckStatistics.from_values(values)
-
-
-def _sqrt(v: float) -> float:
-    return math.sqrt(v) if v >= 0 else math.nan        # nan stays nan (sqrt would raise)
+            scale = np.maximum(dual_ray_norm[k], tiny)
+            columns += [(dual_ray_row_bound[k] + dual_ray_col_bound[k]) / scale,
+                        dual_ray_residual[k] / scale]
+    return np.stack(columns, axis=1)
 
 
 def make_fused_check(p: Any, t: Any, s: Any) -> FusedCheck | None:
@@ -214,15 +227,13 @@ if triton is not None:
         """l v^+ - u v^- of finite parts l, u (l2o.lp.kkt.bound_products)."""
         return lo * tl.maximum(v, 0.0) + hi * tl.minimum(v, 0.0)
 
-    @triton.jit(do_not_specialize=["aty_s0", "aty_s1", "n"])
-    def _column_pass(x_hat_ptr, x_pre_ptr, x_bar_ptr, x0_ptr, tau_ptr, aty_ptr, aty_s0, aty_s1,
-                     xr_ptr, c_ptr, d2_ptr, rc_lo_ptr, rc_hi_ptr, lc_ptr, uc_ptr,
-                     x_out_ptr, r_out_ptr, partial_ptr, n, theta_ptr,
-                     BLOCK: tl.constexpr, WIDTH: tl.constexpr):
-        theta_b, theta_c = tl.load(theta_ptr), tl.load(theta_ptr + 1)
-        pid = tl.program_id(0)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
+    @triton.jit
+    def _column_terms(offs, mask, tau, theta_b, theta_c, x_hat_ptr, x_pre_ptr, x_bar_ptr,
+                      x0_ptr, aty_ptr, aty_s0, aty_s1, xr_ptr, c_ptr, d2_ptr, rc_lo_ptr,
+                      rc_hi_ptr, lc_ptr, uc_ptr, x_out_ptr, r_out_ptr, out, n):
+        """The column pass of the entries ``offs`` (module docstring): stores x and the reduced
+        costs there, and at ``out`` their 11 sums and 6 maxima.  tau, theta_b, theta_c: scalars
+        for one LP, per-entry blocks for a stack of LPs (l2o.pdhg.batch_check)."""
         x_hat = tl.load(x_hat_ptr + offs, mask=mask, other=0.0)
         x_pre = tl.load(x_pre_ptr + offs, mask=mask, other=0.0)
         x_bar = tl.load(x_bar_ptr + offs, mask=mask, other=0.0)
@@ -233,7 +244,6 @@ if triton is not None:
         rc_hi = tl.load(rc_hi_ptr + offs, mask=mask, other=0.0)
         lc = tl.load(lc_ptr + offs, mask=mask, other=0.0)
         uc = tl.load(uc_ptr + offs, mask=mask, other=0.0)
-        tau = tl.load(tau_ptr)
         aty_row = aty_ptr + offs * aty_s0
         aty = tl.load(aty_row, mask=mask, other=0.0) / (d2 * theta_c)
         x = x_hat * d2 / theta_b
@@ -241,7 +251,6 @@ if triton is not None:
         tl.store(x_out_ptr + offs, x, mask=mask)
         tl.store(r_out_ptr + offs, slack, mask=mask)   # the reduced costs: the slack checked
         dual = c - aty - slack
-        out = partial_ptr + pid * WIDTH
         tl.store(out + 0, tl.sum(tl.where(mask, dual * dual, 0.0), axis=0))
         tl.store(out + 1, tl.sum(tl.where(mask, c * x, 0.0), axis=0))
         tl.store(out + 2, tl.sum(tl.where(mask, _bound_products(slack, lc, uc), 0.0), axis=0))
@@ -261,15 +270,24 @@ if triton is not None:
                                          axis=0))
             tl.store(out + 14 + k, tl.max(tl.where(mask, tl.abs(g - r), 0.0), axis=0))
 
-    @triton.jit(do_not_specialize=["ax_s0", "ax_s1", "m"])
-    def _row_pass(y_hat_ptr, y_bar_ptr, y0_ptr, ax_bar_ptr, ax_ptr, ax_s0, ax_s1, yr_ptr,
-                  d1_ptr, row_lo_ptr, row_hi_ptr, lr_ptr, ur_ptr, rec_lo_ptr, rec_hi_ptr,
-                  y_out_ptr, partial_ptr, m, theta_ptr,
-                  BLOCK: tl.constexpr, WIDTH: tl.constexpr):
-        theta_b, theta_c = tl.load(theta_ptr), tl.load(theta_ptr + 1)
+    @triton.jit(do_not_specialize=["aty_s0", "aty_s1", "n"])
+    def _column_pass(x_hat_ptr, x_pre_ptr, x_bar_ptr, x0_ptr, tau_ptr, aty_ptr, aty_s0, aty_s1,
+                     xr_ptr, c_ptr, d2_ptr, rc_lo_ptr, rc_hi_ptr, lc_ptr, uc_ptr,
+                     x_out_ptr, r_out_ptr, partial_ptr, n, theta_ptr,
+                     BLOCK: tl.constexpr, WIDTH: tl.constexpr):
         pid = tl.program_id(0)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < m
+        _column_terms(offs, offs < n, tl.load(tau_ptr), tl.load(theta_ptr),
+                      tl.load(theta_ptr + 1), x_hat_ptr, x_pre_ptr, x_bar_ptr, x0_ptr, aty_ptr,
+                      aty_s0, aty_s1, xr_ptr, c_ptr, d2_ptr, rc_lo_ptr, rc_hi_ptr, lc_ptr, uc_ptr,
+                      x_out_ptr, r_out_ptr, partial_ptr + pid * WIDTH, n)
+
+    @triton.jit
+    def _row_terms(offs, mask, theta_b, theta_c, y_hat_ptr, y_bar_ptr, y0_ptr, ax_bar_ptr,
+                   ax_ptr, ax_s0, ax_s1, yr_ptr, d1_ptr, row_lo_ptr, row_hi_ptr, lr_ptr, ur_ptr,
+                   rec_lo_ptr, rec_hi_ptr, y_out_ptr, out, m):
+        """The row pass of the entries ``offs``: stores y there, and at ``out`` its 8 sums and
+        6 maxima (theta_b, theta_c as in :func:`_column_terms`)."""
         y_hat = tl.load(y_hat_ptr + offs, mask=mask, other=0.0)
         y_bar = tl.load(y_bar_ptr + offs, mask=mask, other=0.0)
         y0 = tl.load(y0_ptr + offs, mask=mask, other=0.0)
@@ -287,7 +305,6 @@ if triton is not None:
         ax = ax_hat / (d1 * theta_b)
         tl.store(y_out_ptr + offs, y, mask=mask)
         primal = ax - _clamp(ax, row_lo, row_hi)
-        out = partial_ptr + pid * WIDTH
         tl.store(out + 0, tl.sum(tl.where(mask, primal * primal, 0.0), axis=0))
         tl.store(out + 1, tl.sum(tl.where(mask, _bound_products(y, lr, ur), 0.0), axis=0))
         dy = y_bar - y_hat
@@ -303,3 +320,15 @@ if triton is not None:
             axr = tl.load(ax_row + (k + 1) * ax_s1, mask=mask, other=0.0) / d1
             violation = axr - _clamp(axr, rec_lo, rec_hi)
             tl.store(out + 11 + k, tl.max(tl.where(mask, tl.abs(violation), 0.0), axis=0))
+
+    @triton.jit(do_not_specialize=["ax_s0", "ax_s1", "m"])
+    def _row_pass(y_hat_ptr, y_bar_ptr, y0_ptr, ax_bar_ptr, ax_ptr, ax_s0, ax_s1, yr_ptr,
+                  d1_ptr, row_lo_ptr, row_hi_ptr, lr_ptr, ur_ptr, rec_lo_ptr, rec_hi_ptr,
+                  y_out_ptr, partial_ptr, m, theta_ptr,
+                  BLOCK: tl.constexpr, WIDTH: tl.constexpr):
+        pid = tl.program_id(0)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        _row_terms(offs, offs < m, tl.load(theta_ptr), tl.load(theta_ptr + 1), y_hat_ptr,
+                   y_bar_ptr, y0_ptr, ax_bar_ptr, ax_ptr, ax_s0, ax_s1, yr_ptr, d1_ptr,
+                   row_lo_ptr, row_hi_ptr, lr_ptr, ur_ptr, rec_lo_ptr, rec_hi_ptr, y_out_ptr,
+                   partial_ptr + pid * WIDTH, m)

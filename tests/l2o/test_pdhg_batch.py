@@ -260,8 +260,8 @@ def test_compaction_rule():
 
     assert not EAGER_COMPACTION.due(0, 100)
     assert EAGER_COMPACTION.due(25, 100) and not EAGER_COMPACTION.due(24, 100)
-    big = 2**22
-    assert GRAPH_COMPACTION.due(big // 2, big) and not GRAPH_COMPACTION.due(big // 2 - 1, big)
+    big = 2**18
+    assert GRAPH_COMPACTION.due(big // 4, big) and not GRAPH_COMPACTION.due(big // 4 - 1, big)
     assert not GRAPH_COMPACTION.due(900, 1000)        # a small stack: launch-bound, kept
 
 
@@ -288,12 +288,13 @@ def test_cuda_graphs_match_eager(tol):
                     or importlib.util.find_spec("triton") is None,
                     reason="the Triton kernels on the CPU need Triton's interpreter "
                            "(TRITON_INTERPRET=1)")
-def test_fused_batch_kernels_match_the_torch_iteration():
-    """l2o.pdhg.batch_fused's kernels against halpern_iteration on a stack of the mixed LPs,
-    from a random point with random per-LP steps, both STORE variants, float64."""
+@pytest.mark.parametrize("spmv", [False, True])
+def test_fused_batch_kernels_match_the_torch_iteration(spmv):
+    """l2o.pdhg.batch_fused's kernels (both plans) against halpern_iteration on a stack of the
+    mixed LPs, from a random point with random per-LP steps, both STORE variants, float64."""
     from l2o.pdhg.batch_fused import batch_iteration_fused
     from l2o.pdhg.batch_state import BatchState
-    from l2o.pdhg.fused import FusedPlan
+    from l2o.pdhg.fused import SPMV_TILES, FusedPlan
     from l2o.pdhg.iteration import halpern_iteration
     from l2o.pdhg.options import SolverOptions
     from l2o.pdhg.stack import scale_stack, stack_arrays
@@ -321,10 +322,14 @@ def test_fused_batch_kernels_match_the_torch_iteration():
                      product_a=lambda: torch.mv(stack.op.csr, fused_state.x_bar,
                                                 out=fused_state.ax_bar),
                      product_at=lambda: torch.mv(stack.op.csr_t, fused_state.y, out=aty))
+    if spmv:    # the wide tile: the PageRank LP's long row takes several trips
+        plan = FusedPlan(True, torch.empty((), dtype=torch.float64), SPMV_TILES[1],
+                         SPMV_TILES[1])
     for last in (False, True, False, True):
         halpern_iteration(stack, torch_state, last)
         batch_iteration_fused(stack, fused_state, plan, last)
-        names = ("x", "y", "x_bar", "ax_bar", "weight") + (
+        # the "spmv" plan stores A~ x_bar only for the check (last), as the single LP's
+        names = ("x", "y", "x_bar", "weight") + (("ax_bar",) if last or not spmv else ()) + (
             ("x_pre", "x_hat", "y_hat", "y_bar") if last else ())
         for name in names:
             torch.testing.assert_close(getattr(fused_state, name), getattr(torch_state, name),
@@ -347,3 +352,121 @@ def test_cuda_fused_batch_matches_torch_ops():
         if p.status == LPStatus.OPTIMAL:
             assert abs(f.objective - p.objective) <= 10 * TOL * (1 + abs(p.objective)), lp.name
             assert max(f.kkt.values()) <= TOL, lp.name
+
+
+def _stacked_state(lps, dtype, seed=0):
+    """A stack of ``lps`` and a BatchState at a random point with random per-LP steps, after
+    a few torch iterations (the check reads the last one's buffers)."""
+    from l2o.pdhg.batch_state import BatchState
+    from l2o.pdhg.iteration import halpern_iteration
+    from l2o.pdhg.options import SolverOptions
+    from l2o.pdhg.stack import scale_stack, stack_arrays
+
+    arrays, c0 = stack_arrays(lps, torch.device("cpu"))
+    stack, term = scale_stack(arrays, c0, [lp.num_rows for lp in lps],
+                              [lp.num_cols for lp in lps], dtype, SolverOptions())
+    gen = torch.Generator().manual_seed(seed)
+    m, n = stack.shape
+    x = torch.clamp(torch.randn(n, generator=gen, dtype=dtype), stack.col_lower, stack.col_upper)
+    s = BatchState.init(stack, x, torch.randn(m, generator=gen, dtype=dtype))
+    eta = (0.5 + torch.rand(len(lps), generator=gen)).tolist()
+    omega = (0.1 + 3 * torch.rand(len(lps), generator=gen)).tolist()
+    s.set_steps(stack, eta, omega)
+    for _ in range(5):
+        halpern_iteration(stack, s)
+    return stack, term, s
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1"
+                    or importlib.util.find_spec("triton") is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_batch_check_matches_the_torch_check(dtype):
+    """l2o.pdhg.batch_check against device_statistics with segment reductions on a stack of
+    the mixed LPs (one with no rows, one LP larger than a tile), every LP's row of the (B, K)
+    statistics and the check's vectors; nan in one LP's iterate leaves the others' rows
+    as they were."""
+    from l2o.pdhg.batch_check import BatchCheck
+    from l2o.pdhg.statistics import device_statistics
+
+    no_rows = LinearProgram.create([1.0, -2.0], np.zeros((0, 2)), col_lower=[0, -1],
+                                   col_upper=[3, 1], name="no rows")
+    lps = [*_mixed(), no_rows, generate("setcover", rows=300, cols=1500, density=0.01, seed=9)]
+    stack, term, s = _stacked_state(lps, dtype)
+    tol = 1e-10 if dtype == torch.float64 else 2e-3
+    for poison in (False, True):
+        if poison:      # nan in LP 2's columns
+            s.x_hat[stack.col_slice(2)] = float("nan")
+        ref, ref_vectors = device_statistics(stack, term, s)
+        ref = ref.numpy()
+        check = BatchCheck.build(stack, term, s)
+        reduced, vectors = check.statistics(stack, term, s)
+        got = check.rows(reduced.numpy())
+        assert got.shape == ref.shape == (len(lps), ref.shape[1])
+        finite = np.isfinite(ref).all(axis=1)
+        assert (np.isfinite(got).all(axis=1) == finite).all()
+        assert finite.sum() == len(lps) - poison
+        scale = np.maximum(1.0, np.abs(ref[finite]))
+        assert (np.abs(got[finite] - ref[finite]) <= tol * scale).all(), (
+            np.abs(got[finite] - ref[finite]) / scale).max()
+        for name in ("x", "y", "reduced_costs", "aty_hat"):
+            torch.testing.assert_close(getattr(vectors, name), getattr(ref_vectors, name),
+                                       rtol=tol, atol=tol, equal_nan=True, msg=name)
+        # the rays of the finite LPs (a nan entry may be projected to a bound by Triton's
+        # clamp, where torch's keeps it: that LP's statistics are nan either way)
+        cols = torch.tensor([finite[b] for b in stack.col_lp.tolist()])
+        rows = torch.tensor([finite[b] for b in stack.row_lp.tolist()])
+        for name in ref_vectors.primal_rays:
+            assert torch.equal(vectors.primal_rays[name][cols],
+                               ref_vectors.primal_rays[name][cols]), name
+            assert torch.equal(vectors.dual_rays[name][rows], ref_vectors.dual_rays[name][rows])
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1"
+                    or importlib.util.find_spec("triton") is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("spmv", [False, True])
+def test_fused_batch_solve_matches_the_torch_ops(monkeypatch, spmv):
+    """The whole batch with the fused iteration (either plan) and the fused check, on CPU
+    tensors through Triton's interpreter (the factories ask for CUDA, so they are replaced by
+    ones that build the same plan and check on the CPU), against the torch ops: statuses,
+    iteration counts, objectives; the stack is compacted (and the check rebuilt) as LPs
+    finish, and the infeasible and unbounded members keep their certificates."""
+    from l2o.pdhg import batch
+    from l2o.pdhg.batch_check import BatchCheck
+    from l2o.pdhg.fused import SPMV_TILES, FusedPlan
+
+    def cpu_plan(p, s, mode, sparse_products):
+        if mode is False:
+            return None
+        if spmv:
+            return FusedPlan(True, torch.empty(()), SPMV_TILES[1], SPMV_TILES[1])
+        aty = torch.empty_like(s.x)
+        return FusedPlan(False, torch.empty(()), aty=aty,
+                         product_a=lambda: torch.mv(p.op.csr, s.x_bar, out=s.ax_bar),
+                         product_at=lambda: torch.mv(p.op.csr_t, s.y, out=aty))
+
+    checks = []
+
+    def cpu_check(p, t, s):
+        checks.append(p.count)
+        return None if s.batch_plan is None else BatchCheck.build(p, t, s)
+
+    monkeypatch.setattr(batch, "make_batch_plan", cpu_plan)
+    monkeypatch.setattr(batch, "make_batch_check", cpu_check)
+    # afiro ends at 257 iterations, sc50a at 449: the stack is compacted in between
+    lps = [_netlib("afiro"), _netlib("sc50a"), _unbounded(),
+           LinearProgram.create([1.0, -2.0], np.zeros((0, 2)), col_lower=[0, -1],
+                                col_upper=[3, 1], name="no rows")]
+    plain = solve_lp_batch(lps, tol=TOL, device="cpu", fused=False)
+    fused = solve_lp_batch(lps, tol=TOL, device="cpu")
+    assert len([c for c in checks if c]) >= 2        # built again after a compaction
+    for lp, p, f in zip(lps, plain, fused):
+        assert f.status == p.status, (lp.name, f.message, p.message)
+        assert abs(f.iterations - p.iterations) <= 64, lp.name
+        if p.status == LPStatus.OPTIMAL:
+            assert abs(f.objective - p.objective) <= 10 * TOL * (1 + abs(p.objective)), lp.name
+            assert max(f.kkt.values()) <= TOL, lp.name
+    assert fused[2].status == LPStatus.DUAL_INFEASIBLE
