@@ -24,7 +24,8 @@ statuses, the largest relative objective difference and the largest KKT error of
 
 ``--dataset-count N`` (default 1000; 0 skips it) also times ``l2o dataset build --family
 setcover --count N`` (default sizes and tol 1e-8) with and without ``--batch B``
-(--dataset-batch, default 256), each into a fresh directory.  Besides the solves, a build
+(--dataset-batch, default 256), each into a fresh directory (``--dataset-variants batch``
+or ``sequential``: one of the two, for calls with a time limit).  Besides the solves, a build
 generates each instance and computes its ||A||_2 twice (``lp_to_graph``) on the CPU, the same
 in both.
 
@@ -116,15 +117,18 @@ def _against_loop(name: str, singles: list, batched: list, loop_s: float,
     }
 
 
-def dataset_build(count: int, batch: int, device: str, quick: bool) -> list[dict]:
-    """Time ``l2o dataset build`` of ``count`` set-cover instances without and with --batch."""
+def dataset_build(count: int, batch: int, device: str, quick: bool,
+                  variants: list[str]) -> list[dict]:
+    """Time ``l2o dataset build`` of ``count`` set-cover instances without ("sequential") and
+    with --batch ("batch"), those of ``variants``."""
     from l2o.cli import main
 
     sizes = [] if not quick else ["--rows", "50", "--cols", "100", "--density", "0.1"]
     rows = []
     root = Path(tempfile.mkdtemp(prefix="lp_batch_dataset_"))
+    runs = {"sequential": ("sequential", []), "batch": (f"batch {batch}", ["--batch", str(batch)])}
     try:
-        for label, extra in (("sequential", []), (f"batch {batch}", ["--batch", str(batch)])):
+        for label, extra in (runs[v] for v in variants):
             out = root / label.replace(" ", "_")
             argv = ["dataset", "build", "--family", "setcover", "--count", str(count),
                     "--out", str(out), "--device", device.split(":")[0], "--quiet", *sizes,
@@ -150,6 +154,9 @@ def main() -> None:
     parser.add_argument("--dataset-count", type=int, default=None,
                         help="instances of the dataset build (default 1000, --quick 32; 0: skip)")
     parser.add_argument("--dataset-batch", type=int, default=256)
+    parser.add_argument("--dataset-variants", nargs="+", default=["sequential", "batch"],
+                        choices=["sequential", "batch"],
+                        help="which builds to time (each alone fits a shorter call)")
     parser.add_argument("--profile", action="store_true",
                         help="also run each batch once with profile=True and print its phases")
     parser.add_argument("--out", default=str(default_out("lp_batch")))
@@ -182,7 +189,7 @@ def main() -> None:
     dataset_rows = []
     if dataset_count > 0:
         dataset_rows = dataset_build(dataset_count, min(args.dataset_batch, dataset_count),
-                                     args.device, args.quick)
+                                     args.device, args.quick, args.dataset_variants)
         for row in dataset_rows:
             print(f"{row['family']} x{row['count']} {row['variant']:12s}: {row['seconds']:8.2f} s"
                   f"  (exit {row['exit_code']})", flush=True)

@@ -208,3 +208,36 @@ def test_fused_kernels_match_torch_in_the_interpreter(spmv):
         for name in names:
             torch.testing.assert_close(getattr(kernels, name), getattr(plain, name),
                                        rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1"
+                    or fused.triton is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("bounds", ["free", "mixed"])
+def test_fused_check_matches_torch_check_in_the_interpreter(bounds):
+    """l2o.pdhg.fused_check (its kernels and the host formulas, check_rows) against
+    device_statistics on CPU tensors through Triton's interpreter, float64 (make_fused_check
+    asks for CUDA, so the check is built by hand)."""
+    from l2o.pdhg.fused_check import FusedCheck
+    from l2o.pdhg.statistics import CheckStatistics, device_statistics
+    from l2o.pdhg.termination import TerminationData
+
+    lp = random_lp(300, 500, 5, bounds)
+    p = scale_lp(lp, device="cpu", dtype=torch.float64)
+    s = S.IterationState.init(p, torch.zeros(lp.num_cols, dtype=torch.float64),
+                              torch.zeros(lp.num_rows, dtype=torch.float64))
+    s.set_steps(p, 0.9, 1.7)
+    for _ in range(40):
+        S.halpern_iteration(p, s)
+    t = TerminationData.build(p)
+    stacked, ref_vectors = device_statistics(p, t, s)
+    ref = CheckStatistics.from_values(stacked.tolist())
+    check = FusedCheck.build(p, t, s)
+    values, vectors = check.statistics(p, t, s)
+    got = check.record(values.tolist(), *s.metrics)
+    for a, b in zip(ref.values(), got.values()):
+        assert abs(a - b) <= 1e-10 * max(1.0, abs(a)), (ref, got)
+    for name in ("x", "y", "reduced_costs", "aty_hat"):
+        torch.testing.assert_close(getattr(vectors, name), getattr(ref_vectors, name),
+                                   rtol=1e-10, atol=1e-10, msg=name)
