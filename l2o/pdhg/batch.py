@@ -3,10 +3,11 @@
 The B LPs are stacked into one block-diagonal LP and preconditioned together, each as
 :func:`l2o.solve_lp` preconditions it alone (:mod:`l2o.pdhg.stack`: D1, D2 are per row and
 column, theta_b, theta_c per LP), so one reflected-Halpern iteration (:mod:`l2o.pdhg.iteration`,
-two SpMVs, on CUDA CUDA-graph replays of two Triton kernels with cuSPARSE products,
-:mod:`l2o.pdhg.batch_fused`, where Triton runs) advances every LP, and one check
-(:mod:`l2o.pdhg.statistics`, per-LP sums by segment reductions) gives a (B, K) tensor read with
-one host copy.  On the host each LP then goes through the same pure functions as a single
+two SpMVs; on CUDA, CUDA-graph replays of two Triton kernels with or without cuSPARSE
+products, :mod:`l2o.pdhg.batch_fused`, where Triton runs) advances every LP, and one check
+(:mod:`l2o.pdhg.batch_check`: 7 launches, the single-LP check's kernels on tiles of one LP each
+and an ordered per-LP reduction; else :mod:`l2o.pdhg.statistics` with segment reductions)
+gives a (B, K) tensor read with one host copy.  On the host each LP then goes through the same pure functions as a single
 solve: :func:`~l2o.pdhg.termination.check_termination`,
 :func:`~l2o.pdhg.restart.choose_restart`, its own :class:`~l2o.pdhg.restart.PrimalWeightPID`
 and :class:`~l2o.pdhg.restart.RestartMemory`; restarts and new steps go back to the device as
@@ -152,8 +153,9 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         **advanced: the fields of :class:`~l2o.pdhg.options.SolverOptions` the batch honours,
             :data:`BATCH_OPTIONS`: ``cuda_graph`` (on CUDA, run each chunk of iterations and
             its check as CUDA graph replays; default True, False: eagerly); ``fused`` (the
-            iteration's Triton kernels, :mod:`l2o.pdhg.batch_fused`: "auto", the default,
-            where they run (H200: 256 set-cover LPs 0.71 vs 0.82 s at 1e-4, 10.7 vs 14.3 s at
+            Triton kernels of the iteration, :mod:`l2o.pdhg.batch_fused`, and of the check,
+            :mod:`l2o.pdhg.batch_check`: "auto", the default, where they run (H200, the
+            iteration alone: 256 set-cover LPs 0.71 vs 0.82 s at 1e-4, 10.7 vs 14.3 s at
             1e-8; PageRank equal; benchmarks/RESULTS.md), True (CUDA and Triton needed) or
             False (the torch ops));
             ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's);
