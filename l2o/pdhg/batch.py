@@ -567,10 +567,12 @@ class _Batch:
         steps of its controller's weight."""
         if not positions:
             return
-        s = self.state
-        s.restart_lps(self.stack, s.x_hat, s.y_hat, vectors.aty_hat, self._mask(positions))
-        s.set_steps(self.stack, [m.eta for m in self.members],
-                    [m.pid.weight for m in self.members])
+        s, restart = self.state, [False] * len(self.members)
+        for b in positions:
+            restart[b] = True
+        s.restart_with_steps(self.stack, restart, [m.eta for m in self.members],
+                             [m.pid.weight for m in self.members], s.x_hat, s.y_hat,
+                             vectors.aty_hat)
 
     def _compact(self) -> None:
         """Rebuild the stack without its finished members when :attr:`compaction` says so

@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
     tl = None
 
-__all__ = ["batch_iteration_fused", "make_batch_plan"]
+__all__ = ["batch_iteration_fused", "batch_restart_fused", "make_batch_plan"]
 
 
 def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPlan | None:
@@ -138,6 +138,24 @@ def batch_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) ->
         s.weight_y, m, BLOCK=BLOCK, STORE=last, num_warps=4)
 
 
+def batch_restart_fused(p: Any, s: Any, per_lp: torch.Tensor, x: torch.Tensor,
+                        y: torch.Tensor, aty: torch.Tensor) -> None:
+    """:meth:`~l2o.pdhg.batch_state.BatchState.restart_lps` and ``set_steps`` in two kernels
+    (one per index), in place: ``per_lp`` (B, 3) holds per LP (1 if it restarts else 0,
+    tau_b, -sigma_b) in the state's dtype.  Entry j of LP b gets tau_j = tau_b (a column) or
+    -sigma_b and the dual bounds -sigma_b u_r, -sigma_b l_r (a row); where b restarts, the
+    anchor and iterate become x (y), A~^T y - c is aty - c and the Halpern weight 1/2.  The
+    same arithmetic as the torch ops, so the state is the same to the bit.  ``aty`` may be
+    strided (a column of the fused check's products)."""
+    n, m = s.x.numel(), s.y.numel()
+    _batch_restart_columns[(max(1, triton.cdiv(n, BLOCK)),)](
+        p.col_lp, per_lp, x, aty, aty.stride(0), p.c, s.x0, s.x, s.grad, s.tau, s.weight_x, n,
+        BLOCK=BLOCK, num_warps=4)
+    _batch_restart_rows[(max(1, triton.cdiv(m, BLOCK)),)](
+        p.row_lp, per_lp, y, p.row_lower, p.row_upper, s.y0, s.y, s.neg_sigma, s.dual_lower,
+        s.dual_upper, s.weight_y, m, BLOCK=BLOCK, num_warps=4)
+
+
 if triton is not None:
     # the single-LP kernels' update math, with per-entry steps and Halpern weights
     from .fused import _csr_rows_dot, _dual_update, _primal_update
@@ -199,3 +217,39 @@ if triton is not None:
         _dual_update(ax, neg_sigma, w, offs, mask, y_ptr, lo_ptr, hi_ptr, y0_ptr, y_hat_ptr,
                      y_bar_ptr, STORE)
         tl.store(weight_ptr + offs, 1.0 / (2.0 - w), mask=mask)
+
+    @triton.jit(do_not_specialize=["aty_stride", "n"])
+    def _batch_restart_columns(lp_ptr, per_lp_ptr, x_ptr, aty_ptr, aty_stride, c_ptr, x0_ptr,
+                               xs_ptr, grad_ptr, tau_ptr, weight_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        lp = tl.load(lp_ptr + offs, mask=mask, other=0)
+        tl.store(tau_ptr + offs, tl.load(per_lp_ptr + 3 * lp + 1, mask=mask), mask=mask)
+        restart = mask & (tl.load(per_lp_ptr + 3 * lp, mask=mask, other=0.0) != 0.0)
+        x = tl.load(x_ptr + offs, mask=restart)
+        tl.store(x0_ptr + offs, x, mask=restart)
+        tl.store(xs_ptr + offs, x, mask=restart)
+        aty = tl.load(aty_ptr + offs * aty_stride, mask=restart)
+        tl.store(grad_ptr + offs, aty - tl.load(c_ptr + offs, mask=restart), mask=restart)
+        tl.store(weight_ptr + offs, tl.full([BLOCK], 0.5, weight_ptr.dtype.element_ty),
+                 mask=restart)
+
+    @triton.jit(do_not_specialize=["m"])
+    def _batch_restart_rows(lp_ptr, per_lp_ptr, y_ptr, lower_ptr, upper_ptr, y0_ptr, ys_ptr,
+                            neg_sigma_ptr, dual_lower_ptr, dual_upper_ptr, weight_ptr, m,
+                            BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < m
+        lp = tl.load(lp_ptr + offs, mask=mask, other=0)
+        neg_sigma = tl.load(per_lp_ptr + 3 * lp + 2, mask=mask)
+        tl.store(neg_sigma_ptr + offs, neg_sigma, mask=mask)
+        tl.store(dual_lower_ptr + offs, tl.load(upper_ptr + offs, mask=mask) * neg_sigma,
+                 mask=mask)
+        tl.store(dual_upper_ptr + offs, tl.load(lower_ptr + offs, mask=mask) * neg_sigma,
+                 mask=mask)
+        restart = mask & (tl.load(per_lp_ptr + 3 * lp, mask=mask, other=0.0) != 0.0)
+        y = tl.load(y_ptr + offs, mask=restart)
+        tl.store(y0_ptr + offs, y, mask=restart)
+        tl.store(ys_ptr + offs, y, mask=restart)
+        tl.store(weight_ptr + offs, tl.full([BLOCK], 0.5, weight_ptr.dtype.element_ty),
+                 mask=restart)

@@ -470,3 +470,29 @@ def test_fused_batch_solve_matches_the_torch_ops(monkeypatch, spmv):
             assert abs(f.objective - p.objective) <= 10 * TOL * (1 + abs(p.objective)), lp.name
             assert max(f.kkt.values()) <= TOL, lp.name
     assert fused[2].status == LPStatus.DUAL_INFEASIBLE
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1"
+                    or importlib.util.find_spec("triton") is None,
+                    reason="the Triton kernels on the CPU need Triton's interpreter "
+                           "(TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_restart_equals_the_torch_restart(dtype):
+    """BatchState.restart_with_steps with the Triton kernels (l2o.pdhg.batch_fused) against
+    its torch ops (restart_lps, set_steps): every buffer equal to the bit, for some LPs
+    restarting at the checked point (A~^T y^ a strided column, as the fused check gives it)
+    and new steps for all."""
+    lps = _mixed()
+    states = [_stacked_state(lps, dtype, seed=3) for _ in range(2)]
+    (stack, _, plain), (_, _, fused) = states
+    fused.batch_plan = object()          # any plan: the state then takes the Triton path
+    gen = torch.Generator().manual_seed(4)
+    products = torch.randn(stack.shape[1], 3, generator=gen, dtype=dtype)
+    restart = [b % 3 == 1 for b in range(len(lps))]
+    eta = (0.5 + torch.rand(len(lps), generator=gen)).tolist()
+    omega = (0.1 + 3 * torch.rand(len(lps), generator=gen)).tolist()
+    for s in (plain, fused):
+        s.restart_with_steps(stack, restart, eta, omega, s.x_hat, s.y_hat, products[:, 0])
+    for name in ("x", "y", "x0", "y0", "grad", "weight", "tau", "neg_sigma", "dual_lower",
+                 "dual_upper", "metric_primal", "metric_dual"):
+        assert torch.equal(getattr(fused, name), getattr(plain, name)), name
