@@ -41,7 +41,8 @@ from .info import HypergradInfo
 from .stepsize import lambda_max
 from .system import inner_check, inner_operator
 
-__all__ = ["AID_SOLVERS", "FALLBACKS", "MAX_DAMPING", "aid_hypergrad", "check_fallback"]
+__all__ = ["AID_SOLVERS", "FALLBACKS", "MAX_DAMPING", "aid_hypergrad", "check_fallback",
+           "mixed_product"]
 
 AID_SOLVERS = ("cg", "minres", "neumann")
 FALLBACKS = ("ridge", "minres", None)
@@ -128,7 +129,7 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
             solve_info.reason += (f"; still not positive definite with ridge {lam:.3e} after "
                                   f"{damping_steps} doublings: try hessian='gauss-newton' or "
                                   "fallback='minres'")
-    g_x_v = mixed_vjp(g, x, y, v)
+    g_x_v = mixed_product(base, g, x, y)(v)
     grad_x = T.axpy(-1.0, g_x_v, f_x)
     inner_norm, rhs_norm = torch.stack([T.norm(base.gradient()), T.norm(f_y)]).tolist()
     info = HypergradInfo(method=solver.name, v=v, solve=solve_info,
@@ -140,6 +141,14 @@ def aid_hypergrad(f: Callable[[Tree, Tree], torch.Tensor], g: Callable[[Tree, Tr
                          inner_converged=inner_check(inner_norm, rhs_norm, tol,
                                                      T.like_info(y)[0], warn=warn_inner))
     return grad_x, info
+
+
+def mixed_product(base, g: Callable, x: Tree, y: Tree) -> Callable[[Tree], Tree]:
+    """u -> (d^2 g / dx dy)^T u: a backward pass through the operator's own record of
+    grad_y g where it has one (the exact Hessian), else :func:`mixed_vjp` (Gauss-Newton:
+    its record is of the split's pieces, and the mixed product stays exact)."""
+    base.hessian_products.linearize()
+    return base.hessian_products.extras.get("mixed") or (lambda u: mixed_vjp(g, x, y, u))
 
 
 def _products(solve: SolveInfo, v0: Tree | None) -> int:

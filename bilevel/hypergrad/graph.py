@@ -1,28 +1,29 @@
 """Whole-call CUDA graphs of AID hypergradients: automatic, or ``cuda_graph=True``.
 
 A hypergradient of a small or medium problem is bound by kernel launches, not by
-arithmetic: one CG iteration through ``torch.func`` is ~45 small kernels, and the
-fixed part (grad f, the linearization of grad_y g, the final residual, the mixed
-product) another ~110, each paying the host's launch cost.  Here the first call for a
-given (problem, shapes, dtypes, device, method, options) records the whole computation
-into three CUDA graphs, and every later call copies (x, y, v0) into the graphs' input
-buffers and replays them:
+arithmetic: one CG iteration is the Hessian product plus 14 small kernels, and the fixed
+part (grad f, the linearization of grad_y g, the final residual, the mixed product) some
+60 more, each paying the host's launch cost.  Here the first call for a given (problem,
+shapes, dtypes, device, method, options) records the whole computation into three CUDA
+graphs, and every later call copies (x, y, v0) into the graphs' input buffers and
+replays them:
 
     prologue   grad_x f, grad_y f and f at (x, y); grad_y g at (x, y) linearized once
                (its saved forward pass serves every product H_yy u, a backward pass);
-               b = grad_y f, the solver's initial state and its first K iterations
-    chunk      K more iterations, written back into the state's buffers
+               b = grad_y f and the solver's initial state
+    step       one iteration of the solver, on the state's buffers
     epilogue   v = the solver's solution, its true residual ||b - H_yy v|| / ||b||
                (one more product), grad_x f - (d^2 g / dx dy)^T v, and the scalars the
                info needs, packed in one tensor
 
-A host cannot branch inside a graph, so iterations run masked: one after convergence, a
-breakdown or ``maxiter`` changes nothing (the solvers' own ``torch.where`` freezing, see
+A host cannot branch inside a graph, so iterations run masked: one after convergence or
+a breakdown changes nothing (the solvers' own ``torch.where`` freezing, see
 :class:`bilevel.linalg.solvers.Iteration`), and the answer equals the eager,
-early-stopping one.  A call replays the prologue, as many chunks as the previous call
-needed, and the epilogue, then reads the packed scalars: one host synchronization.  A
-solve that needs more iterations than predicted replays further chunks (one look each)
-and the epilogue again.  K is ``check_every`` (default 8).
+early-stopping one.  A call replays the prologue, the step as many times as the previous
+call needed (the eager first call's count, for the first replay; never more than
+``maxiter``), and the epilogue, then reads the packed scalars: one host synchronization.
+Only a solve that needs more iterations than predicted looks again: ``check_every``
+(default 8) more steps per look, then the epilogue again.
 
 With ``cuda_graph="auto"`` (the default of :func:`bilevel.hypergrad` and of
 :func:`bilevel.solve`'s AID methods) the first call for a key runs eagerly and the
@@ -51,7 +52,6 @@ data through some other reference you rebind (not modify in place), call
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 import weakref
@@ -63,10 +63,10 @@ import torch
 from torch.func import grad_and_value
 from torch.utils._pytree import tree_flatten
 
-from ..linalg import LinearOperator, LinearSolver, as_solver, mixed_vjp
+from ..linalg import LinearSolver, as_solver, mixed_vjp
 from ..linalg import tree as T
 from ..linalg._loop import cuda_graphs_off
-from ..linalg.solvers import Iteration, curvature_breakdown, explain_divergence, report
+from ..linalg.solvers import curvature_breakdown, explain_divergence, report
 from ..linalg.tree import Tree
 from ..problem import BilevelProblem
 from .aid import aid_hypergrad, check_fallback
@@ -75,7 +75,8 @@ from .system import inner_check, inner_operator
 
 __all__ = ["captured_hypergrad", "clear_cuda_graphs"]
 
-DEFAULT_CHUNK = 8
+# steps replayed between host looks when a solve needs more than the predicted count
+DEFAULT_LOOK = 8
 # Graphs kept per problem, the least recently used dropped first: options that change
 # every call (a Neumann alpha re-estimated each outer step, say) must not pile them up.
 MAX_ENTRIES = 4
@@ -129,13 +130,18 @@ def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tre
     if entry is None and automatic:
         entry = _FirstCall(source)  # capture when the same call comes again
     elif entry is None or isinstance(entry, _FirstCall):
-        entry = CapturedAID(f, g, x, y, v0, source=source, quiet=automatic, **options)
+        predicted = entry.iterations if isinstance(entry, _FirstCall) else None
+        entry = CapturedAID(f, g, x, y, v0, source=source, quiet=automatic,
+                            predicted=predicted, **options)
     entries[key] = entry  # (re)inserted last: the dict's order is the recency order
     while len(entries) > MAX_ENTRIES:
         del entries[next(iter(entries))]
     if isinstance(entry, _FirstCall):
-        return _eager(f, g, x, y, v0, options,
-                      "eager: first call (captured if the same call comes again)")
+        grad_x, info = _eager(f, g, x, y, v0, options,
+                              "eager: first call (captured if the same call comes again)")
+        if info.fallback is None:  # the replays' first guess of the iterations needed
+            entry.iterations = info.iterations
+        return grad_x, info
     if entry.failure is not None:
         return _eager(f, g, x, y, v0, options,
                       f"eager: the CUDA graph capture failed ({entry.failure})")
@@ -143,10 +149,12 @@ def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tre
 
 
 class _FirstCall:
-    """A key seen once (``cuda_graph="auto"``): the next call captures."""
+    """A key seen once (``cuda_graph="auto"``): the next call captures; ``iterations``:
+    what this eager call's solve took (None after a fallback)."""
 
     def __init__(self, source: tuple) -> None:
         self.source = source
+        self.iterations: int | None = None
 
 
 def _options_key(options: dict) -> tuple:
@@ -207,13 +215,14 @@ def _detached_clone(tree: Tree | None) -> Tree | None:
 
 class CapturedAID:
     """The three graphs of one (problem, shapes, options), their buffers, and the
-    replay logic (module docstring).  ``failure`` is None or why capturing failed."""
+    replay logic (module docstring).  ``failure`` is None or why capturing failed;
+    ``predicted``: the steps the next call replays before its first look."""
 
     def __init__(self, f: Callable, g: Callable, x: Tree, y: Tree, v0: Tree | None, *,
                  source: tuple, quiet: bool, solve: LinearSolver, tol: float,
                  maxiter: int | None, check_every: int | None, ridge: float,
                  fallback: str | None, hessian: str, split: tuple | None,
-                 warn_inner: bool) -> None:
+                 warn_inner: bool, predicted: int | None = None) -> None:
         self.f, self.g, self.source = f, g, source
         self.options = dict(solve=solve, tol=tol, maxiter=maxiter, check_every=check_every,
                             ridge=ridge, fallback=fallback, hessian=hessian, split=split,
@@ -224,8 +233,8 @@ class CapturedAID:
         if maxiter is None:
             maxiter = solve.default_maxiter(T.numel(y))
         self.maxiter = maxiter
-        self.chunk = max(1, min(check_every or DEFAULT_CHUNK, maxiter))
-        self.extra = 0  # chunk replays after the prologue's: what the last call needed
+        self.look_every = max(1, check_every or DEFAULT_LOOK)
+        self.predicted = min(maxiter, self.look_every if predicted is None else predicted)
         self.calls = 0
         self.inputs = {"x": _detached_clone(x), "y": _detached_clone(y),
                        "v0": _detached_clone(v0)}
@@ -249,32 +258,41 @@ class CapturedAID:
         op.hessian_products.linearize()
         bnorm = T.norm(b)
         it = self.solver.record(op, b, v0, self.tol, bnorm)
-        state = self._steps(it, op, it.state)
-        # The chunk graph overwrites the state's buffers in place, so none may be a tensor
-        # used elsewhere (MINRES's r1 after one step is b itself, for instance).
-        shared = {id(t) for t in tree_flatten([it.state, b, x, y, v0])[0]}
-        state = {k: T.tree_map(lambda t: t.clone() if id(t) in shared else t, leaf)
-                 for k, leaf in state.items()}
-        return {"f_x": f_x, "b": b, "bnorm": bnorm, "loss": loss, "op": op, "iteration": it,
-                "state": state, "inner_norm": T.norm(op.gradient())}
+        # The step graph overwrites the state's buffers, so each must be its own tensor,
+        # used nowhere else (MINRES starts with r1 = r2 = b and several entries = 0).
+        seen = {id(t) for t in tree_flatten([b, x, y, v0])[0]}
 
-    def _steps(self, it: Iteration, op: LinearOperator, state: dict) -> dict:
-        """K iterations; an iteration runs only while active and done < maxiter."""
-        for _ in range(self.chunk):
-            running = state["active"] & (state["done"] < self.maxiter)
-            state = it.body(op, {**state, "active": running})
-        return state
+        def own(t: torch.Tensor) -> torch.Tensor:
+            if id(t) in seen:
+                t = t.clone()
+            seen.add(id(t))
+            return t
+        state = {k: T.tree_map(own, leaf) for k, leaf in it.state.items()}
+        return {"f_x": f_x, "b": b, "bnorm": bnorm, "loss": loss, "base": base, "op": op,
+                "iteration": it, "state": state, "inner_norm": T.norm(op.gradient())}
+
+    def _step(self, state: dict) -> dict:
+        """One iteration of the solver on ``state`` (frozen once inactive)."""
+        return self.pro["iteration"].body(self.pro["op"], state)
 
     def _epilogue(self, pro: dict, state: dict) -> dict:
         it, op, b, bnorm = pro["iteration"], pro["op"], pro["b"], pro["bnorm"]
         x, y = self.inputs["x"], self.inputs["y"]
         v = it.solution(state)
-        residual = T.norm(T.axpy(-1.0, op(v), b)) / bnorm
-        grad_x = T.axpy(-1.0, mixed_vjp(self.g, x, y, v), pro["f_x"])
-        failed = state.get("curvature_failed", torch.zeros_like(state["active"]))
-        scalars = [state["active"], state["done"], failed, residual,
-                   torch.isfinite(state[it.monitor]), bnorm > 0, pro["inner_norm"], bnorm]
-        flags = torch.stack([s.to(torch.float64) for s in scalars])
+        joint = pro["base"].hessian_products.extras.get("joint")
+        if joint is not None:  # H v and the mixed product in one backward pass
+            hv, mixed = joint(v)
+            av = T.axpy(self.ridge, v, hv) if self.ridge else hv
+        else:
+            av, mixed = op(v), mixed_vjp(self.g, x, y, v)
+        residual = T.norm(T.axpy(-1.0, av, b)) / bnorm
+        grad_x = T.axpy(-1.0, mixed, pro["f_x"])
+        failed = (it.breakdown(state) if it.breakdown is not None
+                  else torch.zeros_like(state["active"]))
+        # one tensor (torch.stack promotes bool / int64 / float), one read by the host
+        flags = torch.stack([state["active"], state["done"], failed, residual,
+                             torch.isfinite(state[it.monitor]), bnorm > 0, pro["inner_norm"],
+                             bnorm])
         return {"grad_x": grad_x, "v": v, "flags": flags}
 
     def _capture(self) -> None:
@@ -283,18 +301,17 @@ class CapturedAID:
             # thread, lazy initialization), with host synchronization made an error so
             # that f or g calling .item() & co. is named here rather than inside a capture.
             with _forbid_host_sync():
-                pro = self._prologue()
-                self._epilogue(pro, self._steps(pro["iteration"], pro["op"], pro["state"]))
-            del pro
+                self.pro = self._prologue()
+                self._epilogue(self.pro, self._step(self.pro["state"]))
+            del self.pro
             self.graphs = [_record(piece, stream)
-                           for piece in (self._run_prologue, self._run_chunk, self._run_epilogue)]
+                           for piece in (self._run_prologue, self._run_step, self._run_epilogue)]
 
     def _run_prologue(self) -> None:
         self.pro = self._prologue()
 
-    def _run_chunk(self) -> None:
-        _copy_into(self.pro["state"], self._steps(self.pro["iteration"], self.pro["op"],
-                                                  self.pro["state"]))
+    def _run_step(self) -> None:
+        _copy_into(self.pro["state"], self._step(self.pro["state"]))
 
     def _run_epilogue(self) -> None:
         self.out = self._epilogue(self.pro, self.pro["state"])
@@ -305,26 +322,34 @@ class CapturedAID:
             if value is not None:
                 for dst, src in zip(T.leaves(self.inputs[name]), T.leaves(value)):
                     dst.copy_(src.detach())
-        prologue, chunk, epilogue = self.graphs
+        prologue, step, epilogue = self.graphs
         prologue.replay()
-        for _ in range(self.extra):
-            chunk.replay()
+        run = self.predicted
+        for _ in range(run):
+            step.replay()
         epilogue.replay()
+        # the caller's copies, queued before the host waits (the graphs' buffers are
+        # overwritten by the next call); cheap to throw away in the rare case below
+        grad_x, v = _detached_clone(self.out["grad_x"]), _detached_clone(self.out["v"])
+        loss = self.pro["loss"].detach().clone()
         active, done, failed, residual, finite, b_nonzero, inner, rhs = \
             self.out["flags"].tolist()
-        run = self.chunk * (1 + self.extra)
-        if active and done < self.maxiter:  # the prediction fell short: chunk by chunk
+        if active and run < self.maxiter:  # the prediction fell short: look every few steps
             state = self.pro["state"]
-            while active and done < self.maxiter:
-                chunk.replay()
-                run += self.chunk
-                active, done = torch.stack([state["active"].to(torch.int64),
-                                            state["done"]]).tolist()
+            while active and run < self.maxiter and finite:
+                more = min(self.look_every, self.maxiter - run)
+                for _ in range(more):
+                    step.replay()
+                run += more
+                active, finite = torch.stack([state["active"],
+                                              torch.isfinite(state[self.pro["iteration"]
+                                                                   .monitor])]).tolist()
             epilogue.replay()
+            grad_x, v = _detached_clone(self.out["grad_x"]), _detached_clone(self.out["v"])
             active, done, failed, residual, finite, b_nonzero, inner, rhs = \
                 self.out["flags"].tolist()
         done = int(done)
-        self.extra = max(0, math.ceil(done / self.chunk) - 1)
+        self.predicted = min(done, self.maxiter)
         self.calls += 1
         how = (f"captured in {self.capture_s:.3f} s, replayed" if self.calls == 1
                else "replayed")
@@ -346,20 +371,18 @@ class CapturedAID:
         if alpha is not None:  # a series with a step: say so when it diverged
             solve = explain_divergence(solve, float(alpha))
         warm = 1 if v0 is not None else 0
-        info = HypergradInfo(method=self.solver.name, v=_detached_clone(self.out["v"]),
-                             solve=solve,
+        info = HypergradInfo(method=self.solver.name, v=v, solve=solve,
                              residual=solve.residual, iterations=done,
                              # as the eager engine counts: iterations, the initial residual
                              # of a warm start, the final residual, the mixed product
                              hvp_count=done + warm + 2, grad_count=1, fallback=None,
-                             converged=solve.converged,
-                             outer_loss=self.pro["loss"].detach().clone(),
+                             converged=solve.converged, outer_loss=loss,
                              step_size=alpha, cuda_graph=how, hessian=self.hessian,
                              ridge=self.ridge, inner_grad_norm=inner,
                              inner_converged=inner_check(
                                  inner, rhs, self.tol, T.like_info(y)[0],
                                  warn=self.warn_inner))
-        return _detached_clone(self.out["grad_x"]), info
+        return grad_x, info
 
 
 # -- CUDA specifics, kept apart (the CPU tests replace them with emulations) --------------
@@ -406,11 +429,13 @@ def _record(piece: Callable[[], None], stream: torch.cuda.Stream) -> torch.cuda.
 
 
 def _copy_into(static: dict, new: dict) -> None:
-    """Write the state ``new`` into the buffers of ``static`` (same structure).  A new
-    leaf that *is* one of the static buffers (state passed through unchanged, e.g.
-    MINRES's r1 <- r2) is cloned first, so no copy reads a buffer already overwritten."""
+    """Write the state ``new`` into the buffers of ``static`` (same structure).  A leaf
+    updated in place (the same tensor: CG's whole state) needs no copy; a new leaf that
+    is *another* of the static buffers (state passed through, e.g. MINRES's r1 <- r2) is
+    cloned first, so no copy reads a buffer already overwritten."""
     dst_leaves, src_leaves = tree_flatten(static)[0], tree_flatten(new)[0]
     ids = {id(t) for t in dst_leaves}
-    src_leaves = [s.clone() if id(s) in ids else s for s in src_leaves]
-    for dst, src in zip(dst_leaves, src_leaves):
-        dst.copy_(src)
+    for dst, src in zip(dst_leaves, [s.clone() if id(s) in ids and s is not d else s
+                                     for s, d in zip(src_leaves, dst_leaves)]):
+        if dst is not src:
+            dst.copy_(src)

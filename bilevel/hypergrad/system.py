@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..linalg import LinearOperator, gauss_newton_closure
+from ..linalg import LinearOperator, gauss_newton_closure, inner_linearization
 from ..linalg.tree import Tree
 
 __all__ = ["HESSIANS", "InnerNotConvergedWarning", "inner_check", "inner_operator"]
@@ -38,7 +38,10 @@ class InnerNotConvergedWarning(UserWarning):
 def inner_operator(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree, *,
                    hessian: str = "exact",
                    split: tuple[Callable, Callable] | None = None) -> LinearOperator:
-    """The operator H of g(x, .) at y, linearized once; ``op.gradient()`` is grad_y g.
+    """The operator H of g(x, .) at y, linearized once; ``op.gradient()`` is grad_y g;
+    for the exact Hessian ``op.hessian_products.extras`` has the mixed product
+    (d^2 g / dx dy)^T u ("mixed") and (H u, mixed) in one pass ("joint") from the same
+    record (:func:`bilevel.linalg.hvp.inner_linearization`).
 
     Args:
         g: the inner objective g(x, y) (batch bound).
@@ -47,7 +50,9 @@ def inner_operator(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree, *,
         split: (z, l) with g(x, y) = l(x, z(x, y)), batch bound.
     """
     if hessian == "exact":
-        return LinearOperator.from_hvp(lambda yy: g(x, yy), y)
+        # one record serves the products, the mixed product and both at once
+        # (``op.hessian_products.extras``: "mixed", "joint")
+        return LinearOperator.from_linearization(lambda: inner_linearization(g, x, y), y)
     if hessian != "gauss-newton":
         raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
     if split is None:

@@ -5,7 +5,7 @@ Used by :mod:`bilevel` (inner Hessians, implicit hypergradients) and by
 """
 
 from . import tree
-from .hvp import gauss_newton_closure, hvp, hvp_closure, mixed_vjp
+from .hvp import gauss_newton_closure, hvp, hvp_closure, inner_linearization, mixed_vjp
 from .operators import LinearOperator, as_operator, to_torch_csr
 from .solvers import SOLVERS, LinearSolver, SolveInfo, as_solver, cg, gmres, minres, neumann
 from .spectral import power_iteration
@@ -24,6 +24,7 @@ __all__ = [
            "gmres",
            "hvp",
            "hvp_closure",
+           "inner_linearization",
            "minres",
            "mixed_vjp",
            "neumann",

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch.func import grad, jvp, vjp
 
+from . import tree as T
 from .tree import Tree
 
-__all__ = ["gauss_newton_closure", "hvp", "hvp_closure", "mixed_vjp"]
+__all__ = ["gauss_newton_closure", "hvp", "hvp_closure", "inner_linearization", "mixed_vjp"]
 
 
 def hvp(f: Callable[..., torch.Tensor], x: Tree, v: Tree, *args) -> Tree:
@@ -87,6 +88,58 @@ def gauss_newton_closure(output: Callable[[Tree], Any], loss: Callable[[Any], to
         return pullback(loss_pullback(jacobian_vector(v)[0])[0])[0]
 
     return product, pullback(loss_grad)[0]
+
+
+def inner_linearization(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree
+                        ) -> tuple[Callable[[Tree], Tree], Tree, dict[str, Callable]]:
+    """grad_y g(x, y) recorded once (autograd, both x and y tracked), and the backward
+    passes of implicit differentiation through that one record:
+
+        product(v) = H_yy v                                  (y-shaped)
+        mixed(u)   = (d^2 g / dx dy)^T u                     (x-shaped)
+        joint(v)   = (H_yy v, (d^2 g / dx dy)^T v)           one pass for both
+
+    A backward pass runs only the part of the record that leads to what it asks for, so
+    a product costs what :func:`hvp_closure`'s does, and the mixed product needs no
+    forward pass of its own (:func:`mixed_vjp` records grad_y g again).  An AID
+    hypergradient's last steps, the true residual b - H_yy v and the mixed product at
+    the same v, are then one backward pass.
+
+    Returns:
+        (product, gradient, {"mixed": mixed, "joint": joint}), gradient = grad_y g(x, y).
+    """
+    xs = T.tree_map(lambda t: t.detach().requires_grad_(), x)
+    ys = T.tree_map(lambda t: t.detach().requires_grad_(), y)
+    x_leaves, y_leaves = T.leaves(xs), T.leaves(ys)
+    with torch.enable_grad():
+        recorded = torch.autograd.grad(g(xs, ys), y_leaves, create_graph=True,
+                                       allow_unused=True, materialize_grads=True)
+    # a leaf g is linear in has a constant gradient: nothing to differentiate through
+    tracked = [i for i, t in enumerate(recorded) if t.requires_grad]
+
+    def backward(v: Tree, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        cotangents = T.leaves(T.tree_map(lambda _, vi: vi, y, v))  # in y's key order
+        if not tracked:
+            return [torch.zeros_like(t) for t in inputs]
+        return list(torch.autograd.grad([recorded[i] for i in tracked], inputs,
+                                        [cotangents[i] for i in tracked], retain_graph=True,
+                                        allow_unused=True, materialize_grads=True))
+
+    def as_tree(like: Tree, parts: list[torch.Tensor]) -> Tree:
+        pieces = iter(parts)
+        return T.tree_map(lambda _: next(pieces), like)
+
+    def product(v: Tree) -> Tree:
+        return as_tree(y, backward(v, y_leaves))
+
+    def mixed(u: Tree) -> Tree:
+        return as_tree(x, backward(u, x_leaves))
+
+    def joint(v: Tree) -> tuple[Tree, Tree]:
+        parts = backward(v, y_leaves + x_leaves)
+        return as_tree(y, parts[:len(y_leaves)]), as_tree(x, parts[len(y_leaves):])
+
+    return product, as_tree(y, [t.detach() for t in recorded]), {"mixed": mixed, "joint": joint}
 
 
 def mixed_vjp(g: Callable[..., torch.Tensor], x: Tree, y: Tree, u: Tree, *args) -> Tree:

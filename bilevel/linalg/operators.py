@@ -138,7 +138,10 @@ class LinearOperator:
         """A symmetric operator whose product is a recorded linearization.
 
         ``linearize() -> (product, gradient)`` records the computation that every product
-        replays (e.g. ``vjp`` of grad f at x) and the gradient it produced on the way.  It
+        replays (e.g. ``vjp`` of grad f at x) and the gradient it produced on the way; it
+        may return a third item, named further backward passes through the same record
+        (e.g. the mixed product of :func:`bilevel.linalg.hvp.inner_linearization`), found
+        as ``op.hessian_products.extras`` once linearized.  It
         runs on the first product (or ``op.linearize()``), on the current CUDA stream,
         and again for a solver that records CUDA graphs on another stream (autograd
         replays a backward pass on the stream of its forward; see
@@ -183,6 +186,7 @@ class _LazyProducts:
         self._linearize, self.like = linearize, like
         self.product: Callable[[Tree], Tree] | None = None
         self._gradient: Tree | None = None
+        self.extras: dict[str, Callable] = {}
         self.stream: torch.cuda.Stream | None = None
 
     def __call__(self, v: Tree) -> Tree:
@@ -197,7 +201,8 @@ class _LazyProducts:
     def linearize(self) -> None:
         """Record the linearization now (on the current stream), if not done yet."""
         if self.product is None:
-            self.product, self._gradient = self._linearize()
+            self.product, self._gradient, *extras = self._linearize()
+            self.extras = extras[0] if extras else {}
             if tree.like_info(self.like)[1].type == "cuda":
                 self.stream = torch.cuda.current_stream()
 

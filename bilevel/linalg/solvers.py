@@ -124,8 +124,11 @@ def curvature_breakdown(iterations: int) -> str:
 class Iteration:
     """A solver as data, with no host synchronization: the initial ``state`` (a dict of
     tensors with a 0-dim bool "active" and an int64 "done" = iterations that did work),
-    one iteration ``body(op, state) -> state`` that freezes once inactive, the key of a
-    scalar that turns nan/inf on breakdown (``monitor``) and ``solution(state) -> x``.
+    one iteration ``body(op, state) -> state`` that freezes once inactive (it may update
+    the state's tensors in place and return the same dict: the initial state owns its
+    buffers), the key of a scalar that turns nan/inf on breakdown (``monitor``),
+    ``solution(state) -> x`` and, for solvers that can stop at a breakdown,
+    ``breakdown(state)``: a 0-dim bool (CG: non-positive curvature met).
     The public solvers drive it with :func:`bilevel.linalg._loop.iterate`; the captured
     hypergradients (:mod:`bilevel.hypergrad.graph`) record it into a CUDA graph."""
 
@@ -133,6 +136,7 @@ class Iteration:
     body: Callable[[LinearOperator, dict], dict]
     monitor: str
     solution: Callable[[dict], Tree]
+    breakdown: Callable[[dict], torch.Tensor] | None = None
 
 
 def _trivial(b: Tree) -> tuple[Tree, SolveInfo]:
@@ -173,7 +177,7 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
                     cuda_graph=cuda_graph, monitor=it.monitor)
     # one host transfer for both flags
     iterations, failed = torch.stack([state["done"],
-                                      state["curvature_failed"].to(torch.int64)]).tolist()
+                                      it.breakdown(state).to(torch.int64)]).tolist()
     breakdown = curvature_breakdown(iterations) if failed else None
     x, info = _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
     info.negative_curvature = bool(failed)
@@ -182,34 +186,49 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
 
 def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
                  bnorm: torch.Tensor) -> Iteration:
-    """CG as an :class:`Iteration` (``bnorm`` = ||b||, a device scalar).  Its state also
-    holds "curvature_failed" (p^T A p <= 0 met: stopped there)."""
-    x, r = _start(op, b, x0)
+    """CG as an :class:`Iteration` (``bnorm`` = ||b||, a device scalar), updating its
+    state in place; ``breakdown`` says whether p^T A p <= 0 stopped it.
+
+    Small solves are bound by kernel launches, so one iteration is the product A p and 14
+    small kernels: two dot products, the fused updates x += alpha p, r -= alpha A p,
+    p = r + beta p (one kernel each per leaf, in place: no copies back into the state),
+    and the scalar bookkeeping.  Once inactive (converged, or p^T A p <= 0) alpha = beta
+    = 0 freeze x and r, so extra iterations change nothing.  The curvature breakdown is
+    not tracked per iteration: the iteration stopped while the residual was still above
+    the threshold exactly when it met p^T A p <= 0 (``breakdown``).
+    """
+    if x0 is None:
+        x, r = T.zeros_like(b), T.clone(b)
+    else:  # the state owns its buffers: the caller's x0 is not updated in place
+        x, r = T.clone(x0), T.axpy(-1.0, op(x0), b)
     rs = T.dot(r, r)
     threshold = (tol * bnorm) ** 2
-    active = rs > threshold
     zero = torch.zeros_like(rs)  # one device zero for every torch.where below
-    state = {"x": x, "r": r, "p": r, "rs": rs, "active": active,
-             "curvature_failed": torch.zeros_like(active),
+    state = {"x": x, "r": r, "p": T.clone(r), "rs": rs, "active": rs > threshold,
              "done": torch.zeros((), dtype=torch.int64, device=rs.device)}
 
-    # Small solves are bound by kernel launches, so the bookkeeping is kept to few ops.
     def body(op: LinearOperator, s: dict) -> dict:
-        Ap = op(s["p"])
-        pAp = T.dot(s["p"], Ap)
-        bad = s["active"] & (pAp <= 0)
-        active = s["active"] ^ bad  # bad implies active
-        alpha = torch.where(active, s["rs"] / pAp, zero)
-        r = T.axpy(-alpha, Ap, s["r"])
-        rs_new = T.dot(r, r)
-        beta = torch.where(active, rs_new / s["rs"], zero)
-        rs = torch.where(active, rs_new, s["rs"])
-        return {"x": T.axpy(alpha, s["p"], s["x"]), "r": r, "p": T.axpy(beta, s["p"], r),
-                "rs": rs, "active": active & (rs > threshold),
-                "curvature_failed": s["curvature_failed"] | bad,
-                "done": s["done"] + active}
+        p, rs = s["p"], s["rs"]
+        Ap = op(p)
+        pAp = T.dot(p, Ap)
+        # active and not (pAp <= 0), on bools; a nan pAp keeps it active, so the nan
+        # reaches rs (the monitor) and is reported as such, not as a curvature breakdown
+        active = s["active"] > (pAp <= 0)
+        alpha = torch.where(active, rs / pAp, zero)
+        T.axpy_(alpha, p, s["x"])
+        T.axpy_(alpha, Ap, s["r"], negate=True)
+        rs_new = T.dot(s["r"], s["r"])
+        beta = torch.where(active, rs_new / rs, zero)
+        T.xpby_(s["r"], beta, p)  # p = r + beta p (inactive: p = r, finite)
+        rs.copy_(rs_new)
+        torch.logical_and(active, rs_new > threshold, out=s["active"])
+        s["done"].add_(active)
+        return s
 
-    return Iteration(state, body, "rs", lambda s: s["x"])
+    def breakdown(s: dict) -> torch.Tensor:
+        return ~s["active"] & (s["rs"] > threshold)
+
+    return Iteration(state, body, "rs", lambda s: s["x"], breakdown)
 
 
 def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,

@@ -19,8 +19,8 @@ import torch
 
 Tree = Union[torch.Tensor, Mapping[str, "Tree"]]
 
-__all__ = ["Tree", "tree_map", "leaves", "dot", "norm", "axpy", "zeros_like",
-           "randn_like", "numel", "like_info", "is_finite", "where", "flatten"]
+__all__ = ["Tree", "tree_map", "leaves", "dot", "norm", "axpy", "axpy_", "xpby_", "clone",
+           "zeros_like", "randn_like", "numel", "like_info", "is_finite", "where", "flatten"]
 
 
 def tree_map(fn: Callable[..., torch.Tensor], tree: Tree, *rest: Tree) -> Tree:
@@ -61,9 +61,39 @@ def norm(a: Tree) -> torch.Tensor:
     return dot(a, a).clamp_min(0).sqrt()
 
 
-def axpy(alpha: torch.Tensor | float, x: Tree, y: Tree) -> Tree:
-    """alpha * x + y, leaf-wise."""
-    return tree_map(lambda xi, yi: yi + alpha * xi, x, y)
+def axpy(alpha: torch.Tensor | float, x: Tree, y: Tree, *, negate: bool = False) -> Tree:
+    """alpha * x + y leaf-wise (y - alpha * x with ``negate``), one fused kernel per leaf.
+
+    ``alpha`` is a number or a 0-dim tensor (a solver's step, kept on the device).  Small
+    solves are bound by kernel launches, so this is ``torch.add(y, x, alpha=a)`` for a
+    number and ``torch.addcmul(y, alpha, x)`` for a tensor, not a multiply and an add (and
+    a negation for ``negate``).
+    """
+    sign = -1.0 if negate else 1.0
+    if isinstance(alpha, torch.Tensor):
+        return tree_map(lambda xi, yi: torch.addcmul(yi, alpha, xi, value=sign), x, y)
+    return tree_map(lambda xi, yi: torch.add(yi, xi, alpha=sign * alpha), x, y)
+
+
+def axpy_(alpha: torch.Tensor | float, x: Tree, y: Tree, *, negate: bool = False) -> Tree:
+    """y += alpha * x (y -= alpha * x with ``negate``) in place, one kernel per leaf;
+    returns y.  For solver iterations that own their state (no copies back into it)."""
+    sign = -1.0 if negate else 1.0
+    if isinstance(alpha, torch.Tensor):
+        tree_map(lambda xi, yi: yi.addcmul_(alpha, xi, value=sign), x, y)
+    else:
+        tree_map(lambda xi, yi: yi.add_(xi, alpha=sign * alpha), x, y)
+    return y
+
+
+def xpby_(x: Tree, beta: torch.Tensor, y: Tree) -> Tree:
+    """y = x + beta * y in place (beta a 0-dim tensor), one kernel per leaf; returns y."""
+    tree_map(lambda xi, yi: torch.addcmul(xi, beta, yi, out=yi), x, y)
+    return y
+
+
+def clone(a: Tree) -> Tree:
+    return tree_map(torch.clone, a)
 
 
 def zeros_like(a: Tree) -> Tree:

@@ -1,10 +1,11 @@
-"""hvp, hvp_closure and mixed_vjp against explicit second derivatives (float64)."""
+"""hvp, hvp_closure, mixed_vjp and inner_linearization against explicit second derivatives
+(float64)."""
 
 import pytest
 import torch
 from torch.autograd.functional import hessian, jacobian
 
-from bilevel.linalg import LinearOperator, hvp, hvp_closure, mixed_vjp
+from bilevel.linalg import LinearOperator, hvp, hvp_closure, inner_linearization, mixed_vjp
 
 torch.manual_seed(0)
 D = torch.float64
@@ -89,6 +90,36 @@ def test_mixed_vjp_with_dicts_and_extra_args():
     XtXw = 2 * X.T @ X @ y["w"]
     torch.testing.assert_close(out["s"], (XtXw @ u["w"]) * x["s"].exp(), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out["t"], u["w"], rtol=1e-10, atol=1e-12)
+
+
+def test_inner_linearization_products_from_one_record():
+    """H_yy v, the mixed product and both at once from one record of grad_y g, with dict
+    x and y (keys of v in another order), against the dense Hessian / mixed_vjp; a leaf
+    g is linear in (constant gradient) gets zero products, not an error."""
+    X = torch.randn(12, 3, dtype=D)
+
+    def g(x, y):
+        return ((X @ y["w"]) ** 2).sum() * x["s"].exp().sum() + (x["t"] * y["w"]).sum() \
+            + (x["t"][:2] * y["c"]).sum() + torch.cos(y["w"]).sum()
+
+    x = {"s": torch.randn(2, dtype=D), "t": torch.randn(3, dtype=D)}
+    y = {"w": torch.randn(3, dtype=D), "c": torch.randn(2, dtype=D)}
+    v = {"c": torch.randn(2, dtype=D), "w": torch.randn(3, dtype=D)}
+    product, gradient, extras = inner_linearization(g, x, y)
+    flat = lambda t: torch.cat([t["w"], t["c"]])
+    H = hessian(lambda z: g(x, {"w": z[:3], "c": z[3:]}), flat(y))
+    torch.testing.assert_close(flat(product(v)), H @ flat(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flat(gradient), flat(torch.func.grad(g, argnums=1)(x, y)))
+    expected_mixed = mixed_vjp(g, x, y, {"w": v["w"], "c": v["c"]})  # (needs y's key order)
+    hv, mixed = extras["joint"](v)
+    for got in (extras["mixed"](v), mixed):
+        for k in x:
+            torch.testing.assert_close(got[k], expected_mixed[k], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(flat(hv), H @ flat(v), rtol=1e-10, atol=1e-12)
+    # g linear in y: grad_y g = x, no second-order record at all
+    product, _, extras = inner_linearization(lambda a, b: (a * b).sum(), torch.ones(3, dtype=D),
+                                             torch.ones(3, dtype=D))
+    assert torch.equal(product(torch.ones(3, dtype=D)), torch.zeros(3, dtype=D))
 
 
 def test_csr_row_indices_with_empty_rows():
