@@ -13,6 +13,8 @@ each (the first LP alone, and a batch of the first two):
   * loop:  [solve_lp(lp, tol, device, method="pdhg", presolve=False) for lp in lps]
   * batch: solve_lp_batch(lps, tol, device) (on CUDA with Triton: the fused iteration,
     l2o.pdhg.batch_fused, the default)
+  * batch_elementwise (CUDA only): the same with fused="elementwise" (the iteration's
+    cuSPARSE products even where the default takes the "spmv" plan, rows all short)
   * batch_torch (CUDA only): solve_lp_batch(lps, tol, device, fused=False), the torch ops
 
 ``--profile`` runs each batch once more with ``profile=True`` (untimed) and prints its seconds
@@ -57,6 +59,10 @@ FAMILIES = {
 }
 
 
+# the batch variants of compare(), in the order printed
+VARIANTS = ("batch", "batch_elementwise", "batch_torch")
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -78,6 +84,7 @@ def compare(l2o, family: str, lps: list, tol: float, device: str, profile: bool)
 
     variants = {"batch": {}}
     if device.startswith("cuda"):
+        variants["batch_elementwise"] = {"fused": "elementwise"}
         variants["batch_torch"] = {"fused": False}
     # warm-up: CUDA context, kernels, cuSPARSE and graph pools of every path
     l2o.solve_lp(lps[0], tol=tol, device=device, method="pdhg", presolve=False)
@@ -173,7 +180,7 @@ def main() -> None:
             row = compare(l2o, family, lps, tol, args.device, args.profile)
             rows.append(row)
             line = f"{family:9s} x{row['count']:4d} tol {tol:g}: loop {row['loop_s']:8.3f} s"
-            for name in ("batch", "batch_torch"):
+            for name in VARIANTS:
                 if f"{name}_s" in row:
                     line += (f" | {name} {row[name + '_s']:7.3f} s {row[name + '_speedup']:6.2f}x"
                              f" status {row[name + '_same_status']}/{row['count']}"
@@ -181,7 +188,7 @@ def main() -> None:
                              f" (max {row[name + '_max_iterations']})"
                              f" obj diff {row[name + '_max_rel_objective_diff']:.1e}")
             print(line + f" | loop iterations {row['iterations_loop']}", flush=True)
-            for name in ("batch", "batch_torch"):
+            for name in VARIANTS:
                 if f"{name}_phases" in row:
                     print(f"    {name} phases (s): {row[name + '_phases']}", flush=True)
     dataset_count = args.dataset_count if args.dataset_count is not None else (

@@ -53,7 +53,7 @@ from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
 from .batch_check import make_batch_check
-from .batch_fused import make_batch_plan
+from .batch_fused import FUSED_MODES, make_batch_plan
 from .batch_state import BatchState
 from .finish import Checked, make_result, ray_result
 from .iteration import ChunkRunner
@@ -156,8 +156,9 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             Triton kernels of the iteration, :mod:`l2o.pdhg.batch_fused`, and of the check,
             :mod:`l2o.pdhg.batch_check`: "auto", the default, where they run (H200, the
             iteration alone: 256 set-cover LPs 0.71 vs 0.82 s at 1e-4, 10.7 vs 14.3 s at
-            1e-8; PageRank equal; benchmarks/RESULTS.md), True (CUDA and Triton needed) or
-            False (the torch ops));
+            1e-8; PageRank equal; benchmarks/RESULTS.md), True (CUDA and Triton needed),
+            "elementwise" or "spmv" (that plan of :mod:`l2o.pdhg.batch_fused`; "auto" and True
+            take "spmv" when every row is short) or False (the torch ops));
             ``sparse_products`` (the fused iteration's cuSPARSE products, as solve_lp's);
             ``profile`` (fill every result's ``timings`` with the batch's seconds per phase,
             :data:`PROFILE_PHASES`, synchronizing the device at each phase boundary).
@@ -201,8 +202,8 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
     if check_every is None:
         check_every = min(default_check_every(lp.nnz) for lp in lps)
     opts = parse_options("solve_lp_batch", check_every, {"fused": "auto", **advanced})
-    if opts.fused not in (True, False, "auto"):
-        raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', "
+    if opts.fused not in FUSED_MODES:
+        raise ValueError(f"solve_lp_batch: fused must be one of {FUSED_MODES}, "
                          f"got {opts.fused!r}")
     timer = PhaseTimer(opts.profile, dev, start)
     timer.mark("validate")

@@ -47,7 +47,10 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
     tl = None
 
-__all__ = ["batch_iteration_fused", "batch_restart_fused", "make_batch_plan"]
+__all__ = ["FUSED_MODES", "batch_iteration_fused", "batch_restart_fused", "make_batch_plan"]
+
+# solve_lp_batch's values of ``fused``
+FUSED_MODES = (True, False, "auto", "elementwise", "spmv")
 
 
 def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPlan | None:
@@ -57,19 +60,20 @@ def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPla
 
     Args:
         p, s: the :class:`~l2o.pdhg.stack.StackedLP` and its BatchState.
-        mode: False (the torch ops), True (the Triton kernels; ValueError where they cannot
-            run) or "auto" (where they can).
+        mode: False (the torch ops), True (the Triton kernels, plan as "auto"; ValueError
+            where they cannot run), "auto" (where they can), or "elementwise" / "spmv" (that
+            plan; ValueError where it cannot run).
         sparse_products: ``SolverOptions.sparse_products``.
     """
     if mode is False:
         return None
-    if mode not in (True, "auto"):
-        raise ValueError(f"solve_lp_batch: fused must be True, False or 'auto', got {mode!r}")
+    if mode not in FUSED_MODES:
+        raise ValueError(f"solve_lp_batch: fused must be one of {FUSED_MODES}, got {mode!r}")
     if not available(s.x.device):
         if mode == "auto":
             return None
-        raise ValueError("solve_lp_batch: fused=True needs CUDA and Triton")
-    plan = make_plan(p, s, "auto", sparse_products)
+        raise ValueError(f"solve_lp_batch: fused={mode!r} needs CUDA and Triton")
+    plan = make_plan(p, s, "auto" if mode is True else mode, sparse_products)
     _compile_once(s.x.dtype, s.x.device)
     return plan
 

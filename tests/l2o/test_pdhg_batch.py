@@ -150,6 +150,11 @@ def test_bad_arguments_are_named():
         solve_lp_batch(["afiro.mps"], device="cpu")
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['presolve'\]"):
         solve_lp_batch([lp], device="cpu", presolve=False)
+    with pytest.raises(ValueError, match="fused must be one of"):
+        solve_lp_batch([lp], device="cpu", fused="yes")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fused='spmv' needs CUDA and Triton"):
+            solve_lp_batch([lp], device="cpu", fused="spmv")
     assert solve_lp_batch([], device="cpu") == []
 
 
@@ -337,14 +342,15 @@ def test_fused_batch_kernels_match_the_torch_iteration(spmv):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_fused_batch_matches_torch_ops():
-    """fused=True (Triton iteration) against the torch ops on the GPU: same statuses,
-    iterations within one check, objectives within the tolerance; graphs vs eager with the
-    fused kernels: identical iteration counts."""
+@pytest.mark.parametrize("mode", [True, "elementwise", "spmv"])
+def test_cuda_fused_batch_matches_torch_ops(mode):
+    """The Triton iteration (each plan) and check against the torch ops on the GPU: same
+    statuses, iterations within one check, objectives within the tolerance; graphs vs eager
+    with the fused kernels: identical iteration counts."""
     lps = _mixed()
     plain = solve_lp_batch(lps, tol=TOL, device="cuda", fused=False)
-    fused = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True)
-    eager = solve_lp_batch(lps, tol=TOL, device="cuda", fused=True, cuda_graph=False)
+    fused = solve_lp_batch(lps, tol=TOL, device="cuda", fused=mode)
+    eager = solve_lp_batch(lps, tol=TOL, device="cuda", fused=mode, cuda_graph=False)
     for lp, p, f, e in zip(lps, plain, fused, eager):
         assert f.status == p.status == e.status, lp.name
         assert abs(f.iterations - p.iterations) <= 64, lp.name
