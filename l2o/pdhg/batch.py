@@ -103,10 +103,12 @@ class Compaction:
     small stack costs its kernels' launch latency whatever its size: on the H200 solve_lp's
     iteration took 10.7-22.2 us from 0.11M to 0.68M nonzeros, 27.5 us at 1.1M and 118 us at
     8M (benchmarks/RESULTS.md, per-iteration protocol).  So with graphs the stack is rebuilt
-    as eagerly, down to 2^17 entries, where an iteration is launch-bound: the few LPs left at
-    the end of a batch then iterate about as fast as one LP alone.  (Until 2026-12-03 the
-    rule stopped at 2^21 entries, for the torch check's ~375 operations to record: the last
-    LPs of 256 set-cover LPs at 1e-8 iterated at ~84 us in a stack of ~40-80 LPs.)
+    at half its work (a quarter rebuilds 2.4 times as often, which a short run such as 64
+    PageRank LPs' ~20 checks would not repay), down to 2^17 entries, where an iteration is
+    launch-bound: the few LPs left at the end of a batch then iterate about as fast as one LP
+    alone.  (Until 2026-12-03 the rule stopped at 2^21 entries, for the torch check's ~375
+    operations to record: the last LPs of 256 set-cover LPs at 1e-8 iterated at ~84 us in a
+    stack of ~40-80 LPs.)
     """
 
     fraction: float
@@ -118,7 +120,7 @@ class Compaction:
 
 
 EAGER_COMPACTION = Compaction(fraction=0.25, min_work=0)
-GRAPH_COMPACTION = Compaction(fraction=0.25, min_work=2**17)
+GRAPH_COMPACTION = Compaction(fraction=0.5, min_work=2**17)
 
 
 def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",

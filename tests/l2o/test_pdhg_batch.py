@@ -266,7 +266,7 @@ def test_compaction_rule():
     assert not EAGER_COMPACTION.due(0, 100)
     assert EAGER_COMPACTION.due(25, 100) and not EAGER_COMPACTION.due(24, 100)
     big = 2**18
-    assert GRAPH_COMPACTION.due(big // 4, big) and not GRAPH_COMPACTION.due(big // 4 - 1, big)
+    assert GRAPH_COMPACTION.due(big // 2, big) and not GRAPH_COMPACTION.due(big // 2 - 1, big)
     assert not GRAPH_COMPACTION.due(900, 1000)        # a small stack: launch-bound, kept
 
 
