@@ -8,7 +8,10 @@ the median of the differences of the history's wall times (each step ends with t
 host synchronization of ``bilevel.solve``'s record), after ``--warmup`` steps; the two paths
 alternate over ``--reps`` repetitions and the median over them is reported, with the
 ratio distributed / plain and the largest difference of the final x (the same arithmetic
-up to rounding).
+up to rounding).  On the CPU the solves run on one thread, and the CPU time of the process
+per outer step (``time.process_time`` over the whole solve, start-up included) is reported
+next to the wall time: on a shared machine the wall time of a step, and a gloo all-reduce's
+wait for its worker thread, measure the machine's load more than the code.
 
 Problems: "ijcnn1" (bundled; 22 per-feature L2 weights of a logistic regression, float64,
 minibatches of ``--batch`` rows: launch-bound, the worst case for per-call collectives)
@@ -28,6 +31,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--steps must exceed --warmup by at least 3")
     device = torch.device(args.device)
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # intra-op threads would contend with the machine's load
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
@@ -102,23 +108,36 @@ def main(argv: list[str] | None = None) -> None:
             for method in args.methods.split(","):
                 kw = {"method": method, "outer_steps": args.steps,
                       "inner_steps": args.inner_steps, "seed": 0, "progress": False}
-                times: dict[str, list[float]] = {"plain": [], "distributed": []}
+                paths = ("plain", "distributed")
+                times: dict[str, list[float]] = {p: [] for p in paths}
+                cpu: dict[str, list[float]] = {p: [] for p in paths}
                 finals = {}
                 for _ in range(args.reps):
-                    for path, runs in times.items():
-                        result = bilevel.solve(make(), distributed=path == "distributed",
+                    for path in paths:
+                        problem = make()
+                        started = time.process_time()
+                        result = bilevel.solve(problem, distributed=path == "distributed",
                                                **kw)
-                        runs.append(step_ms(result, args.warmup))
+                        cpu[path].append(1e3 * (time.process_time() - started) / args.steps)
+                        times[path].append(step_ms(result, args.warmup))
                         finals[path] = result.x
-                plain, parallel = (statistics.median(times[p]) for p in times)
+                plain, parallel = (statistics.median(times[p]) for p in paths)
                 difference = float((finals["distributed"] - finals["plain"]).abs().max())
                 row = {"problem": name, "method": method, "plain_ms": round(plain, 3),
                        "distributed_ms": round(parallel, 3),
                        "ratio": round(parallel / plain, 3), "max_abs_dx": difference}
+                shown = ""
+                if device.type == "cpu":
+                    plain_cpu, parallel_cpu = (statistics.median(cpu[p]) for p in paths)
+                    row.update(plain_cpu_ms=round(plain_cpu, 3),
+                               distributed_cpu_ms=round(parallel_cpu, 3),
+                               cpu_ratio=round(parallel_cpu / plain_cpu, 3))
+                    shown = (f"   CPU time {plain_cpu:8.2f} vs {parallel_cpu:8.2f} ms/step, "
+                             f"ratio {parallel_cpu / plain_cpu:5.2f}")
                 rows.append(row)
                 print(f"{name:10s} {method:8s} plain {plain:9.3f} ms/step   distributed "
                       f"{parallel:9.3f} ms/step   ratio {parallel / plain:5.2f}   "
-                      f"max|dx| {difference:.1e}", flush=True)
+                      f"max|dx| {difference:.1e}{shown}", flush=True)
         write_rows(args.out, "bilevel_distributed", rows, device=device_name(str(device)),
                    backend=backend, torch=torch.__version__, args=vars(args))
         print(f"wrote {Path(args.out) / 'bilevel_distributed.json'}")

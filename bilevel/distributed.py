@@ -36,35 +36,40 @@ read it from ``batch``.
 
 Where the all-reduce sits
 -------------------------
-Not on losses inside autograd: the algorithms take gradients, Hessian-vector products,
-mixed products and unrolled (ITD) derivatives of f and g with ``torch.func`` (grad, vjp,
-jvp, nested) and ``torch.autograd.grad(create_graph=True)``, and a loss all-reduced with
-``torch.distributed.nn.functional.all_reduce`` would give each process only its own
-slice's share of a gradient with respect to the replicated x and y (its backward sums
-the *cotangents*, not the contributions of the other processes).  So the reduction sits
-where the two kinds of values meet, in two autograd functions wrapped around the user's
-objective (Megatron-LM's "copy to / reduce from the parallel region" pair):
+On the derivatives, once per product, and on the values, outside autograd.  The
+algorithms take gradients, Hessian-vector products, mixed products and unrolled (ITD)
+derivatives of f and g with ``torch.func`` (grad, vjp, jvp, nested) and
+``torch.autograd.grad(create_graph=True)``; every such derivative with respect to the
+replicated x and y is a backward pass through the objective, and the sum over processes
+of each slice's contribution to it is the global derivative.  So the one reduction
+point is an autograd function around the inputs (Megatron-LM's "copy to the parallel
+region"), applied once to all the leaves of x and y together:
 
-    F(x, y) = Reduce( w_r f( Copy(x), Copy(y); slice_r ) )
+    F(x, y) = w_r f( Copy(x, y); slice_r )   + the value correction below
 
 * ``Copy`` (replicated -> per-process): identity forward; backward all-reduces the
-  cotangent (sum over processes of each slice's contribution -> the global gradient).
-* ``Reduce`` (per-process -> replicated): all-reduce forward (the global value);
-  backward the identity.
+  cotangents of the inputs being differentiated, concatenated into one flat buffer (one
+  collective per backward pass, whatever the number of leaves).  Its backward is
+  ``Reduce`` (all-reduce forward, ``Copy`` backward) as an autograd function, so
+  derivatives of any order compose: grad F = sum_r w_r grad f_r (one all-reduce), a
+  Hessian-vector product H v (vjp of grad or jvp of grad) = sum_r w_r H_r v (one
+  all-reduce per product), a mixed product (d^2 F / dx dy)^T u (one), an unrolled ITD
+  step and its backward pass likewise.
+* The value F = sum_r w_r f_r is all-reduced as a plain number, outside autograd (the
+  tensor under ``torch.func``'s wrappers), and returned as total + (local - local): the
+  all-reduced total bitwise (the same on every process), carrying the derivatives of the
+  local term (zero in value).  No autograd node, and no collective in a backward pass,
+  belongs to the value.  The one thing this leaves per-process is a forward-mode
+  derivative of the value itself (``jvp`` of F, not of grad F: no algorithm takes one).
 
-Each one's backward is the other one *as an autograd function*, and each has a forward-
-mode rule (Copy: identity, Reduce: all-reduce), so derivatives of any order compose:
-grad F = sum_r w_r grad f_r (one all-reduce), a Hessian-vector product H v (vjp of grad
-or jvp of grad) = sum_r w_r H_r v (one all-reduce per product), a mixed product
-(d^2 F / dx dy)^T u (one all-reduce), an unrolled ITD step and its backward pass
-likewise.  Every method (aid-*, itd, borep, penalty, newton inner steps, power
-iterations) then runs unchanged on the global F and G: the wrapper is the one place that
-knows about processes.  Decisions taken on values (CG convergence, line searches, the
-stale-step guard) see the same all-reduced numbers on every process, so all processes
-take the same branches and issue the same collectives in the same order.  The all-
-reduce's result is bitwise the same on every process (gloo and NCCL), so x and y stay
-bitwise identical.  CUDA graphs are off in a data-parallel solve (a captured or skipped
-collective would desynchronize the processes).
+Every method (aid-*, itd, borep, penalty, newton inner steps, power iterations) then
+runs unchanged on the global F and G: the wrapper is the one place that knows about
+processes.  Decisions taken on values (CG convergence, line searches, the stale-step
+guard) see the same all-reduced numbers on every process, so all processes take the same
+branches and issue the same collectives in the same order.  The all-reduce's result is
+bitwise the same on every process (gloo and NCCL), so x and y stay bitwise identical.
+CUDA graphs are off in a data-parallel solve (a captured or skipped collective would
+desynchronize the processes).
 
 Weighting and rounding: F sums the slices' weighted means, a single process sums the
 samples in one reduction; the two agree to rounding (2e-16 relative in float64 after 20
@@ -117,7 +122,8 @@ def _all_reduce_sum(tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ..
 
 
 class _Copy(torch.autograd.Function):
-    """Replicated -> per-process: identity forward, all-reduced (summed) cotangents."""
+    """Replicated -> per-process: identity forward; backward sums over the processes the
+    cotangents of the inputs that need them, in one all-reduce (``_Reduce``)."""
 
     @staticmethod
     def forward(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -129,7 +135,11 @@ class _Copy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *cotangents: torch.Tensor) -> tuple:
-        return _Reduce.apply(*cotangents)
+        # only the inputs being differentiated (y alone for grad_y g: x's zeros would
+        # travel for nothing)
+        wanted = [i for i, needed in enumerate(ctx.needs_input_grad) if needed]
+        summed = iter(_Reduce.apply(*(cotangents[i] for i in wanted)) if wanted else ())
+        return tuple(next(summed) if needed else None for needed in ctx.needs_input_grad)
 
     @staticmethod
     def jvp(ctx: Any, *tangents: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -137,7 +147,8 @@ class _Copy(torch.autograd.Function):
 
 
 class _Reduce(torch.autograd.Function):
-    """Per-process -> replicated: summed over the processes forward, identity backward."""
+    """Per-process -> replicated: summed over the processes forward (one all-reduce),
+    ``_Copy`` backward."""
 
     @staticmethod
     def forward(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -156,14 +167,27 @@ class _Reduce(torch.autograd.Function):
         return _Reduce.apply(*tangents)
 
 
-def _copy_tree(tree: Tree) -> Tree:
-    """``_Copy`` of every tensor of a tree, in one node (one all-reduce per backward)."""
-    leaves, spec = tree_flatten(tree)
+def _copy_trees(*trees: Tree) -> list[Tree]:
+    """``_Copy`` of every tensor of the trees, in one node (one all-reduce per backward)."""
+    leaves, spec = tree_flatten(list(trees))
     return tree_unflatten(list(_Copy.apply(*leaves)), spec)
 
 
-def _reduce_value(value: torch.Tensor) -> torch.Tensor:
-    return _Reduce.apply(value)[0]
+def _underlying(t: torch.Tensor) -> torch.Tensor:
+    """The plain tensor under ``torch.func``'s wrappers (grad / jvp levels), detached."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t.detach()
+
+
+def _global_value(local: torch.Tensor) -> torch.Tensor:
+    """sum over the processes of ``local`` (a value), all-reduced outside autograd and
+    returned as total + (local - local): bitwise the total on every process, with the
+    derivatives of ``local`` (which ``_Copy`` sums over the processes)."""
+    here = _underlying(local)
+    total = here.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total + (local - here)
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,8 +406,7 @@ class DistributedProblem(BilevelProblem):
         part, weight = self._slice(batch)
 
         def objective(x: Tree, y: Tree) -> torch.Tensor:
-            value = fn(_copy_tree(x), _copy_tree(y), part)
-            return _reduce_value(weight * value)
+            return _global_value(weight * fn(*_copy_trees(x, y), part))
         return objective
 
     def outer_at(self, batch: Any) -> Callable[[Tree, Tree], torch.Tensor]:
@@ -394,14 +417,15 @@ class DistributedProblem(BilevelProblem):
 
     def inner_split_at(self, batch: Any) -> tuple[Callable, Callable] | None:
         """(z, l) of the global G = l(x, z(x, y)): z is this process's outputs on its slice
-        (per-process values, not reduced); l reduces the weighted loss, so the Gauss-Newton
-        product J^T H_l J v = sum_r w_r J_r^T H_l,r J_r v takes one all-reduce."""
+        (per-process values, not reduced); l sums the weighted loss over the processes, so
+        the Gauss-Newton product J^T H_l J v = sum_r w_r J_r^T H_l,r J_r v takes one
+        all-reduce (the backward of z's ``_Copy``)."""
         if self.inner_output is None or batch is None:
             return super().inner_split_at(batch)
         part, weight = self._slice(batch)
         z, loss = self.inner_output, self.inner_loss
-        return ((lambda x, y: z(_copy_tree(x), _copy_tree(y), part)),
-                (lambda x, out: _reduce_value(weight * loss(_copy_tree(x), out, part))))
+        return ((lambda x, y: z(*_copy_trees(x, y), part)),
+                (lambda x, out: _global_value(weight * loss(*_copy_trees(x), out, part))))
 
     def __repr__(self) -> str:
         return (f"DistributedProblem({self.local!r}, process {self.parallel.rank} of "

@@ -17,9 +17,10 @@ import torch
 import torch.distributed as dist
 from _bilevel_refs import Ridge
 from _distributed_worker import COMPARED, RUN, SOLVE, ridge_problem
+from torch.func import grad, jvp, vjp
 
 import bilevel
-from bilevel.distributed import split_batch
+from bilevel.distributed import DataParallel, DistributedProblem, split_batch
 
 WORKER = Path(__file__).resolve().parent / "_distributed_worker.py"
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +81,48 @@ def test_world_size_one_matches_plain_solve(process_group_of_one, tmp_path, meth
     assert torch.equal(detected.x, plain.x)
     assert float((parallel.x - plain.x).abs().max()) <= 1e-12 * max(1.0, float(plain.x.abs().max()))
     assert [r["step"] for r in parallel.history] == list(range(SOLVE["outer_steps"]))
+
+
+def test_objective_derivatives_take_one_all_reduce_per_product(process_group_of_one,
+                                                               monkeypatch):
+    """Through the process group (one process): the value, grad, Hessian-vector products
+    (vjp and jvp of grad), the mixed product and an unrolled step's double backward equal
+    the plain ones, and each costs the collectives of the module docstring: one per value
+    (outside autograd) and one per derivative product, none per leaf or per node."""
+    torch.manual_seed(0)
+    plain = ridge_problem()
+    batch = plain.first_inner_batch
+    parallel = DistributedProblem(plain, DataParallel(0, 1, torch.device("cpu")))
+    calls = []
+    all_reduce = dist.all_reduce
+    monkeypatch.setattr(dist, "all_reduce", lambda t, *a, **k: (calls.append(t.numel()),
+                                                              all_reduce(t, *a, **k))[1])
+    x, y = plain.x0, torch.linspace(-1, 1, plain.y0.numel(), dtype=plain.y0.dtype)
+    v = torch.ones_like(y)
+    ops = {
+        "value": (lambda g: g(x, y), 1),
+        "grad_y": (lambda g: grad(g, argnums=1)(x, y), 2),          # value + gradient
+        "hvp (vjp of grad)": (lambda g: vjp(lambda z: grad(g, argnums=1)(x, z), y)[1](v)[0],
+                              3),                                     # + the product
+        "hvp (jvp of grad)": (lambda g: jvp(lambda z: grad(g, argnums=1)(x, z), (y,),
+                                            (v,))[1], 3),
+        "mixed": (lambda g: vjp(lambda w: grad(g, argnums=1)(w, y), x)[1](v)[0], 3),
+    }
+    for name, (op, collectives) in ops.items():
+        calls.clear()
+        expected, got = op(plain.inner_at(batch)), op(parallel.inner_at(batch))
+        assert torch.allclose(got, expected, rtol=1e-13, atol=0), name
+        assert len(calls) == collectives, (name, calls)
+    # an unrolled inner step (ITD): torch.autograd.grad with create_graph, then backward
+    results = []
+    for problem in (plain, parallel):
+        xx, yy = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        g = problem.inner_at(batch)
+        step, = torch.autograd.grad(g(xx, yy), yy, create_graph=True)
+        results.append(torch.autograd.grad(problem.outer_at(batch)(xx, yy - 0.1 * step),
+                                           (xx, yy)))
+    for expected, got in zip(*results):
+        assert torch.allclose(got, expected, rtol=1e-13, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (NCCL)")
