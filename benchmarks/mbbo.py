@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=32,
                         help="rows per block per step b (0: all of the block's rows)")
     parser.add_argument("--variant", default="hvp", choices=["hvp", "hessian"])
-    parser.add_argument("--steps", type=int, default=3000, help="mbbo outer steps (at most)")
+    parser.add_argument("--steps", type=int, default=20000,
+                        help="mbbo outer steps at most (--budget usually ends a run first)")
     parser.add_argument("--ref-steps", type=int, default=400, help="aid-cg outer steps")
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds of optimization per mbbo run (the run stops there)")

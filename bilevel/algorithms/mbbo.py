@@ -253,7 +253,9 @@ class MBBOAlgorithm(Algorithm):
         rows = take(y)
         now = self._terms(x, rows, pair[0], din, dout,
                           None if self.hessian else take(state["q"]))
-        if self.fixed_inner_lr is not None:
+        if opts["precondition"]:
+            tau = None  # y_i steps with the tracked Hessian's inverse instead
+        elif self.fixed_inner_lr is not None:
             tau = torch.full((len(blocks),), self.fixed_inner_lr, dtype=now["f"].dtype,
                              device=p.device)
         else:  # per block: 1 / ((1 + gamma) lambda_max of this batch's Hessian)
