@@ -63,7 +63,7 @@ from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
 from .scaling import LPArrays
 from .stack import StackedLP, scale_stack, select_termination, stack_arrays
-from .start import is_warm, warm_start_vectors
+from .start import is_warm, keeps_warm_start, warm_start_vectors
 from .statistics import RAY_CANDIDATES, CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, TerminationData, check_termination
 
@@ -553,7 +553,8 @@ class _Batch:
         stacked, vectors = self.runner.run_device(1)
         values = self.runner.read(stacked)
         error = _AT.fixed_point_error
-        taken = [b for b in warm if values[b, error] <= warm_values[b, error]]
+        taken = [b for b in warm if not keeps_warm_start(
+            warm_values[b, error], values[b, error], self.opts.restart.sufficient)]
         back = [b for b in range(len(self.members)) if b not in taken]
         self.state.load_iterate(saved, self._mask(back), self.stack)
         for b in warm:

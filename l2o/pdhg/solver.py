@@ -16,9 +16,9 @@ graph replays, and the check's scalars come to the host in one copy.  The first 
 after the first iteration, so a warm start at an optimum stops there.  At a restart the anchor
 and the iterate become the check's point z^ = T(z), the epoch's index k restarts at 0 and the
 PID controller updates the primal weight omega (tau = eta / omega, sigma = eta omega).  A warm
-start is weighed against the cold start at its first check and dropped when it is farther from
-a fixed point (start.py); a warm start kept updates omega with PDLP's smoothing
-(``PrimalWeightPID.after_warm_start``).
+start is weighed against the cold start at its first check and kept only when its fixed-point
+error passes the restart rule's sufficient-decrease test against the cold start's (start.py);
+a warm start kept updates omega with PDLP's smoothing (``PrimalWeightPID.after_warm_start``).
 
 References: Applegate et al., "Practical large-scale linear programming using primal-dual hybrid
 gradient", NeurIPS 2021 (PDLP); Lu & Yang, "Restarted Halpern PDHG for linear programming", 2024;
@@ -317,7 +317,8 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
         restart, memory = choose_restart(opts.restart, memory, stats.fixed_point_error,
                                          total - outside)
         if cold is not None:            # the warm start's first check: weigh it against cold
-            probe = probe_cold_start(state, runner, cold, stats.fixed_point_error)
+            probe = probe_cold_start(state, runner, cold, stats.fixed_point_error,
+                                     opts.restart.sufficient)
             timer.mark("cold_probe")
             cold, outside, total = None, 1, total + 1
             if probe is not None:       # the cold solve from here on, its controller too
