@@ -15,12 +15,13 @@ Barabasi-Albert edges (``lp_suite.pagerank_lp``).  On the GPU machine, e.g.
 
 initializes a one-process group itself (NCCL on CUDA, gloo on the CPU) and solves each LP
 with ``distributed=False`` (the default solve: Triton kernels and CUDA graphs where they run)
-and ``distributed=True`` (the sharded solve on one process: torch iteration, two all-gathers per
-iteration, one per check), presolve off, float64:
+and ``distributed=True`` (the sharded solve on one process: the same kernels and CUDA graphs,
+two in-place all-gathers per iteration, 3 per check), presolve off, float64:
 
   * ``iter_us``: microseconds per iteration of a solve capped at ``--iters`` iterations with a
-    tolerance it does not reach (1e-12), from its first check to its last (``progress``'s
-    elapsed: the setup and the first iteration left out; the checks' share kept);
+    tolerance it does not reach (1e-12), from its first check to its last (the host's clock
+    when ``progress`` is called, after each check's copy to the host: the same moment in both
+    solves; the setup and the first iteration left out, the checks' share kept);
   * for each of ``--tols``: ``solve_time`` (setup included), iterations and status.
 
 Then one line per LP: ``overhead`` = iter_us(distributed) / iter_us(single) - 1.
@@ -73,12 +74,13 @@ def _init_group(device: torch.device) -> None:
 
 
 def _solve(lp, distributed: bool, device: torch.device, **kwargs):
-    """(LPResult, [(iteration, elapsed) of every check])."""
+    """(LPResult, [(iteration, host clock) of every check])."""
     from l2o import solve_lp
 
     checks: list[tuple[int, float]] = []
     result = solve_lp(lp, device=device, presolve=False, distributed=distributed,
-                      progress=lambda info: checks.append((info["iteration"], info["elapsed"])),
+                      progress=lambda info: checks.append((info["iteration"],
+                                                           time.perf_counter())),
                       **kwargs)
     return result, checks
 

@@ -18,17 +18,29 @@ of y (``Partition.bytes_per_iteration``).  The block's column indices are renumb
 the layout of the gathered buffer (slices padded to the longest), so a product reads the
 buffer as the collective left it.  The elementwise work runs on the slices.
 
-One collective per check.  The check's scalars (:func:`l2o.pdhg.statistics.device_statistics`)
-are sums, dot products, norms and maxima of row and column vectors, combined by formulas
-(ratios, square roots, clamps).  :class:`Sharded` is the termination data's ``rows`` and
-``cols`` reducer: it evaluates the formulas twice around one all-gather of a small packed
-vector.  The first pass records each reduction's partial value on this process (a sum, a sum of
-squares, a max); the W x K partials are all-gathered and reduced in rank order on every process
-(sums or maxima by kind), with the elapsed time appended (its maximum is the time limit's
-clock); the second pass returns the global values in the same order.  Every process thus holds
-bitwise the same statistics record and takes the same decisions (status, restart, primal
-weight, warm start or cold), and the products of the check (A~ x^, A~^T y^ and the rays'
-products) are computed once.  A result gathers the point, or the ray, at the end.
+The iteration is the one-process iteration on the slices: the same torch ops
+(:func:`l2o.pdhg.iteration.halpern_iteration`, its products through :class:`Sharded`) or the
+same Triton kernels (:mod:`l2o.pdhg.fused`, its products through :class:`IterationExchange`),
+and on CUDA the chunk of iterations between two checks and the check are replayed as CUDA
+graphs with their NCCL collectives inside (gloo's cannot be captured: CPU runs are eager).
+The iteration's x_bar and y live in this process's slots of the gathered buffers, so an
+iteration adds two in-place all-gathers to the one-process iteration and nothing else: no copy,
+no host sync (with one process, an in-place all-gather has nothing to move).
+
+One reduction per check.  The check's scalars are sums, dot products, norms and maxima of row
+and column vectors, combined by formulas (ratios, square roots, clamps); each process reduces
+its slices to a small vector of partial values, the W vectors are all-gathered once and
+reduced in rank order (sums or maxima by kind) on every process, with the elapsed time appended
+(its maximum is the time limit's clock: :class:`Sharded`).  The fused check
+(:mod:`l2o.pdhg.fused_check`) computes the partials in its kernels and gathers its two
+multi-vector products' inputs (:meth:`Sharded.a_mm`, :meth:`Sharded.at_mm`): 3 collectives.
+The torch check (:func:`l2o.pdhg.statistics.device_statistics`) has :class:`Sharded` as its
+termination data's ``rows`` and ``cols`` reducer, which evaluates the formulas twice around
+the one all-gather: the first pass records each reduction's partial value on this process, the
+second returns the global values in the same order; with its 7 products' gathers, 8
+collectives.  Every process thus holds bitwise the same statistics record and takes the same
+decisions (status, restart, primal weight, warm start or cold).  A result gathers the point,
+or the ray, at the end.
 
 What runs where.  The LP's setup (validation, Ruiz / Pock-Chambolle scaling, ||A~||_2) runs on
 every process as one process's solve runs it (on its device; small LPs on the CPU), then rank
@@ -36,9 +48,8 @@ every process as one process's solve runs it (on its device; small LPs on the CP
 two processes' roundings may differ, and the processes must agree to the bit); each process
 then keeps only its blocks and slices.  So the setup holds the whole LP on every device once:
 sharding saves device memory during the iterations, not during the setup (a setup sharded from
-the start, with the scaling's row and column norms reduced over the group, is not done).  The
-iteration is the torch one (no Triton plan, no CUDA graph: the collectives sit between the
-kernels).  Presolve is not done: ``presolve`` True, "highs" or "gpu" is refused, "auto" solves
+the start, with the scaling's row and column norms reduced over the group, is not done).
+Presolve is not done: ``presolve`` True, "highs" or "gpu" is refused, "auto" solves
 the LP as given (``LPResult.presolve`` says so); ``polish`` and ``method="highs"`` are refused.
 """
 
@@ -76,7 +87,8 @@ from .scaling import ScaledLP
 from .start import is_warm, warm_start_vectors
 from .termination import TerminationCriteria, TerminationData
 
-__all__ = ["ShardGather", "Sharded", "ShardedOperator", "shard_prepared", "solve_sharded"]
+__all__ = ["IterationExchange", "ShardGather", "Sharded", "ShardedOperator", "shard_prepared",
+           "solve_sharded"]
 
 _INT32_MAX = 2**31 - 1
 _SUM, _MAX = 0.0, 1.0      # kinds of the check's reductions
@@ -91,26 +103,37 @@ def padded_positions(bounds: list[int], width: int) -> torch.Tensor:
 
 
 class ShardGather:
-    """The all-gather of a vector sharded in contiguous blocks, into one padded buffer.
+    """The all-gather of a vector (or of ``columns`` vectors side by side) sharded in contiguous
+    blocks, in place, into one padded buffer.
 
-    Each process sends its slice padded to ``width`` (the longest slice); the buffer (W width,)
-    holds process q's slice at [q width, q width + len_q).  The buffer is reused: its contents
-    are valid until the next call.
+    The buffer (W width,) or (W width, columns) holds process q's slice at rows
+    [q width, q width + len_q); the rows after it, up to (q + 1) width, stay zero.  A process's
+    part of the buffer is what it sends: NCCL and gloo gather in place when the send buffer is
+    the receive buffer at rank x width, so an all-gather copies nothing on this process.
+    ``local`` is this process's slice in the buffer: a vector kept there (the iteration's x_bar
+    and y, :class:`IterationExchange`) is gathered with no copy at all.
     """
 
     def __init__(self, bounds: list[int], width: int, rank: int, dtype: torch.dtype,
-                 device: torch.device):
+                 device: torch.device, columns: int | None = None):
         world = len(bounds) - 1
-        self.size = bounds[rank + 1] - bounds[rank]
-        self.buffer = torch.zeros(world * width, dtype=dtype, device=device)
-        self.send = torch.zeros(width, dtype=dtype, device=device)
+        size = bounds[rank + 1] - bounds[rank]
+        shape = (world * width,) if columns is None else (world * width, columns)
+        self.buffer = torch.zeros(shape, dtype=dtype, device=device)
+        self.send = self.buffer[rank * width:(rank + 1) * width]
+        self.local = self.buffer[rank * width:rank * width + size]
         self.positions = padded_positions(bounds, width).to(device)
 
-    def __call__(self, local: torch.Tensor) -> torch.Tensor:
-        """The padded whole vector of every process's ``local`` slice."""
-        self.send[: self.size].copy_(local)
+    def gather(self) -> torch.Tensor:
+        """The padded whole vector of every process's ``local`` slice (one collective)."""
         _all_gather(self.buffer, self.send)
         return self.buffer
+
+    def __call__(self, local: torch.Tensor) -> torch.Tensor:
+        """The padded whole vector of every process's ``local`` (a copy into the buffer and
+        one collective).  The buffer is reused: valid until the next call."""
+        self.local.copy_(local)
+        return self.gather()
 
     def whole(self, local: torch.Tensor) -> torch.Tensor:
         """The whole vector (unpadded, a new tensor on the device)."""
@@ -137,22 +160,54 @@ class ShardedOperator(LinearOperator):
     Attributes:
         csr: the block A~[rows_r, :] (m_r, W width_x), columns in the gathered x's layout.
         csr_t: the block A~^T[cols_r, :] (n_r, W width_y), columns in the gathered y's layout.
-        gather_x, gather_y: the :class:`ShardGather` of x and of y.
+        gather_x, gather_y: the :class:`ShardGather` of x and of y (copies in: for vectors
+            other than the iteration's, e.g. the check's).
     """
 
     def __init__(self, full: LinearOperator, partition: Partition, rank: int,
                  dtype: torch.dtype, device: torch.device):
-        width_x, width_y = partition.padded_widths()
-        world = partition.world_size
-        self.gather_x = ShardGather(partition.col_bounds, width_x, rank, dtype, device)
-        self.gather_y = ShardGather(partition.row_bounds, width_y, rank, dtype, device)
+        self.partition, self.rank, self.dtype, self.device = partition, rank, dtype, device
+        self.gather_x, self.gather_y = self.new_gather(primal=True), self.new_gather(primal=False)
         (r0, r1), (c0, c1) = partition.rows(rank), partition.cols(rank)
-        self.csr = _row_block(full.csr, r0, r1, self.gather_x.positions, world * width_x,
-                              device)
-        self.csr_t = _row_block(full.csr_t, c0, c1, self.gather_y.positions, world * width_y,
-                                device)
+        self.csr = _row_block(full.csr, r0, r1, self.gather_x.positions,
+                              self.gather_x.buffer.shape[0], device)
+        self.csr_t = _row_block(full.csr_t, c0, c1, self.gather_y.positions,
+                                self.gather_y.buffer.shape[0], device)
         super().__init__(lambda v: torch.mv(self.csr, self.gather_x(v)),
                          lambda u: torch.mv(self.csr_t, self.gather_y(u)), (r1 - r0, c1 - c0))
+
+    def new_gather(self, primal: bool, columns: int | None = None) -> ShardGather:
+        """A :class:`ShardGather` with its own buffer, of x's slices (``primal``; what ``csr``
+        multiplies) or of y's (what ``csr_t`` multiplies)."""
+        width_x, width_y = self.partition.padded_widths()
+        bounds = self.partition.col_bounds if primal else self.partition.row_bounds
+        return ShardGather(bounds, width_x if primal else width_y, self.rank, self.dtype,
+                           self.device, columns)
+
+
+class IterationExchange:
+    """The iteration's two all-gathers, in place (:attr:`l2o.pdhg.fused.FusedPlan.exchange`).
+
+    The iteration state's x_bar and y live in this process's slots of the buffers ``x_bar`` and
+    ``y`` (:meth:`Sharded.attach`), so an iteration communicates with two collectives and
+    copies nothing: ``gather_x_bar()`` before A~ x_bar, ``gather_y()`` before A~^T y.  With one
+    process the buffers are x_bar and y themselves.
+    """
+
+    def __init__(self, op: ShardedOperator):
+        self._x_bar, self._y = op.new_gather(primal=True), op.new_gather(primal=False)
+        self.x_bar, self.y = self._x_bar.buffer, self._y.buffer
+
+    def gather_x_bar(self) -> None:
+        self._x_bar.gather()
+
+    def gather_y(self) -> None:
+        self._y.gather()
+
+    def attach(self, s: Any) -> None:
+        """Move ``s.x_bar`` (scratch) and ``s.y`` (with its value) into their slots."""
+        s.x_bar = self._x_bar.local
+        s.y = self._y.local.copy_(s.y)
 
 
 class Sharded:
@@ -162,6 +217,13 @@ class Sharded:
 
     As a reducer (:class:`l2o.lp.segments.Reducer`) it is only valid inside :meth:`check`: the
     first pass returns this process's partial values, the second the global ones.
+
+    The clock.  Each check's gathered vector carries this process's elapsed time (``clock``, a
+    device scalar written on the host after the previous check: a value written at capture
+    would be replayed forever); its maximum over the processes comes to the host last, with the
+    check's numbers, and :meth:`received` takes it off.  So the processes agree on the time
+    without a collective or a host sync of their own, and the clock a check reports is the time
+    its chunk was launched: a time limit is seen up to one chunk late.
     """
 
     def __init__(self, op: ShardedOperator, group: DataParallel, dtype: torch.dtype,
@@ -173,11 +235,15 @@ class Sharded:
             name: value.cpu() if isinstance(value, torch.Tensor) else value
             for name, value in vars(full).items() if name != "op"})
         self.start = start
+        self.exchange = IterationExchange(op)
+        self.clock = torch.zeros(1, dtype=torch.float64, device=device)
+        self._clock: float | None = None           # the agreed clock of the last check
         self._recorded: list[tuple[float, torch.Tensor]] | None = None
         self._values: torch.Tensor | None = None
         self._next = 0
         self._kinds: dict[tuple[float, ...], torch.Tensor] = {}
-        self._elapsed: torch.Tensor | None = None
+        self._gathered: dict[int, torch.Tensor] = {}
+        self._multi: dict[tuple[bool, int], ShardGather] = {}
         self.fused_grad = self._addmv_works()
 
     def _addmv_works(self) -> bool:
@@ -190,20 +256,70 @@ class Sharded:
             return False
         return True
 
-    # -- the iteration's products ------------------------------------------------------------
+    def attach(self, s: Any) -> None:
+        """Make ``s`` iterate here: its x_bar and y in the exchange's buffers, the clock set."""
+        s.parallel = self
+        self.exchange.attach(s)
+        self.clock.fill_(time.perf_counter() - self.start)
+
+    # -- the iteration's products (the torch iteration; the fused one calls the exchange) -----
     def ax_bar(self, p: ScaledLP, s: Any) -> None:
         """s.ax_bar = (A~ x_bar)_rows, after the all-gather of x_bar."""
-        torch.mv(self.op.csr, self.op.gather_x(s.x_bar), out=s.ax_bar)
+        self.exchange.gather_x_bar()
+        torch.mv(self.op.csr, self.exchange.x_bar, out=s.ax_bar)
 
     def grad(self, p: ScaledLP, s: Any) -> None:
         """s.grad = (A~^T y)_cols - c~, after the all-gather of y."""
-        y = self.op.gather_y(s.y)
+        self.exchange.gather_y()
+        y = self.exchange.y
         if self.fused_grad:
             torch.addmv(p.c, self.op.csr_t, y, beta=-1.0, out=s.grad)
         else:
             torch.mv(self.op.csr_t, y, out=s.grad).sub_(p.c)
 
-    # -- the check's reductions ---------------------------------------------------------------
+    # -- the fused check's products and reduction ---------------------------------------------
+    def a_mm(self, p: ScaledLP, xr: torch.Tensor) -> torch.Tensor:
+        """(A~ xr^T)_rows (m_r, k) of k sliced column vectors xr (k, n_r): one all-gather."""
+        return torch.mm(self.op.csr, self._gather_columns(True, xr))
+
+    def at_mm(self, p: ScaledLP, yr: torch.Tensor) -> torch.Tensor:
+        """(A~^T yr^T)_cols (n_r, k) of k sliced row vectors yr (k, m_r): one all-gather."""
+        return torch.mm(self.op.csr_t, self._gather_columns(False, yr))
+
+    def _gather_columns(self, primal: bool, vectors: torch.Tensor) -> torch.Tensor:
+        key = (primal, vectors.shape[0])
+        gather = self._multi.get(key)
+        if gather is None:      # at the first (eager) check: no allocation in a graph capture
+            gather = self._multi[key] = self.op.new_gather(primal, columns=vectors.shape[0])
+        return gather(vectors.t())
+
+    def combine(self, values: torch.Tensor, maxima: torch.Tensor) -> torch.Tensor:
+        """The global values (K + 1,) float64 of this process's partial sums and maxima
+        (``values`` (K,), ``maxima`` (K,) bool), then the agreed clock: one all-gather of the
+        W x (K + 1) partials, reduced in rank order (the same bits on every process)."""
+        partials = torch.cat([values, self.clock])
+        gathered = self._gathered.get(partials.numel())
+        if gathered is None:
+            gathered = self._gathered.setdefault(partials.numel(), partials.new_empty(
+                self.group.world_size * partials.numel()))
+        _all_gather(gathered, partials)
+        gathered = gathered.view(self.group.world_size, -1)
+        is_max = torch.cat([maxima, maxima.new_ones(1)])
+        return torch.where(is_max, gathered.amax(0), gathered.sum(0))
+
+    def received(self, values: list[float]) -> list[float]:
+        """The check's numbers without the agreed clock (kept for :meth:`elapsed`); this
+        process's clock set for the next check."""
+        self._clock = values[-1]
+        self.clock.fill_(time.perf_counter() - self.start)
+        return values[:-1]
+
+    def elapsed(self, start: float) -> float:
+        """The largest elapsed time of the processes at the last check (every process reads the
+        same number, so the time limit stops them together)."""
+        return time.perf_counter() - start if self._clock is None else self._clock
+
+    # -- the torch check's reductions ---------------------------------------------------------
     def sum(self, v: torch.Tensor) -> torch.Tensor:
         return self._reduce(_SUM, lambda: torch.sum(v))
 
@@ -229,35 +345,24 @@ class Sharded:
 
     def check(self, scalars: Callable[[], tuple[list[torch.Tensor], Any]]
               ) -> tuple[torch.Tensor, Any]:
-        """The check's stacked scalars (float64) with one all-gather (module docstring)."""
+        """The check's stacked scalars (float64), then the agreed clock, with one all-gather
+        (module docstring)."""
         self._recorded, self._values = [], None
         try:
             scalars()                                            # this process's partials
-            kinds = tuple(kind for kind, _ in self._recorded) + (_MAX,)
-            elapsed = torch.tensor([time.perf_counter() - self.start], dtype=torch.float64)
-            partials = torch.cat([torch.stack([v.to(torch.float64) for _, v in self._recorded]),
-                                  elapsed.to(self.device)])
-            gathered = partials.new_empty(self.group.world_size * partials.numel())
-            _all_gather(gathered, partials)
-            gathered = gathered.view(self.group.world_size, -1)
+            kinds = tuple(kind for kind, _ in self._recorded)
             is_max = self._kinds.get(kinds)
-            if is_max is None:
+            if is_max is None:      # at the first (eager) check: no copy in a graph capture
                 is_max = self._kinds.setdefault(
                     kinds, torch.tensor(kinds, device=self.device) == _MAX)
-            reduced = torch.where(is_max, gathered.amax(0), gathered.sum(0))
-            self._values, self._next, self._recorded = reduced.to(self.dtype), 0, None
-            self._elapsed = reduced[-1]
+            partials = torch.stack([v.to(torch.float64) for _, v in self._recorded])
+            reduced = self.combine(partials, is_max)
+            self._values, self._next, self._recorded = reduced[:-1].to(self.dtype), 0, None
             values, other = scalars()                            # the global statistics
         finally:
             self._recorded, self._values = None, None
-        return torch.stack([v.to(torch.float64) for v in values], dim=-1), other
-
-    def elapsed(self, start: float) -> float:
-        """The largest elapsed time of the processes at the last check (every process reads the
-        same number, so the time limit stops them together)."""
-        if self._elapsed is None:
-            return time.perf_counter() - start
-        return float(self._elapsed)
+        stacked = torch.stack([v.to(torch.float64) for v in values], dim=-1)
+        return torch.cat([stacked, reduced[-1:]]), other
 
     # -- the result ----------------------------------------------------------------------------
     def whole_checked(self, checked: Checked | None) -> Checked | None:
@@ -392,9 +497,7 @@ def solve_sharded(lp, *, tol: float, device: Any, dtype: torch.dtype | None, war
     check_structure(lp)
     group, dev = _group_and_device(device)
     _check_same_lp(lp, group)
-    # the torch iteration: the collectives sit between its kernels (no Triton plan, no graph)
-    opts = replace(opts, fused=False, cuda_graph=False,
-                   check_every=opts.check_every or default_check_every(lp.nnz))
+    opts = replace(opts, check_every=opts.check_every or default_check_every(lp.nnz))
     x_start, y_start = warm_start_vectors(lp, warm_start)
     timer = PhaseTimer(False)
     full = broadcast_prepared(prepare_lp(lp, dev, dtype, replace(opts, profile=False), timer,

@@ -86,6 +86,10 @@ class FusedPlan:
         product_a, product_at: ax_bar <- A~ x_bar and aty <- A~^T y on the state's buffers
             ("elementwise" only): cuSPARSE's CSR_ALG2 (:mod:`bilevel.linalg.cusparse`) where
             it can be called, else ``torch.mv``.
+        exchange: None, or a sharded solve's all-gathers of x_bar and y
+            (:class:`l2o.pdhg.distributed.IterationExchange`): the products read its whole
+            ``x_bar`` and ``y`` (this process's slices live in them), which its
+            ``gather_x_bar()`` and ``gather_y()`` fill before each product.
     """
 
     spmv: bool
@@ -95,6 +99,7 @@ class FusedPlan:
     aty: torch.Tensor | None = None
     product_a: Callable[[], None] | None = None
     product_at: Callable[[], None] | None = None
+    exchange: Any = None
 
 
 def _row_stats(csr: torch.Tensor) -> tuple[float, int]:
@@ -112,7 +117,8 @@ def _tile_for(mean_len: float, max_len: int) -> tuple[int, int]:
 
 
 def make_plan(p: Any, s: Any, mode: Any = "auto",
-              sparse_products: str = SPARSE_PRODUCTS_DEFAULT) -> FusedPlan | None:
+              sparse_products: str = SPARSE_PRODUCTS_DEFAULT,
+              exchange: Any = None) -> FusedPlan | None:
     """The plan for ``SolverOptions.fused = mode`` on this LP and state, or None (torch path).
 
     Args:
@@ -122,6 +128,7 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
             (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise" or
             "spmv" (that plan; error when unavailable).
         sparse_products: ``SolverOptions.sparse_products``.
+        exchange: :attr:`FusedPlan.exchange` (None: one process).
 
     Raises:
         ValueError: an unknown mode, or Triton forced where it cannot run.
@@ -142,12 +149,13 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
     spmv = mode == "spmv" or (mode in ("auto", True) and short)
     _compile_once(s.x.dtype, s.x.device)
     plan = FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
-                     tile_at=tile_at)
+                     tile_at=tile_at, exchange=exchange)
     if not spmv:
         plan.aty = torch.empty_like(s.x)
         algorithm = SPARSE_PRODUCTS[sparse_products]
-        plan.product_a = _product(p.op.csr, s.x_bar, s.ax_bar, algorithm)
-        plan.product_at = _product(p.op.csr_t, s.y, plan.aty, algorithm)
+        x_bar, y = _product_inputs(s, plan)
+        plan.product_a = _product(p.op.csr, x_bar, s.ax_bar, algorithm)
+        plan.product_at = _product(p.op.csr_t, y, plan.aty, algorithm)
     return plan
 
 
@@ -157,6 +165,13 @@ def _product(A: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
     and possible, else torch.mv."""
     spmv = csr_spmv(A, x, out, algorithm=algorithm) if algorithm else None
     return spmv if spmv is not None else (lambda: torch.mv(A, x, out=out))
+
+
+def _product_inputs(s: Any, plan: FusedPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors A~ x_bar and A~^T y read: x_bar and y, or a sharded solve's whole ones."""
+    if plan.exchange is None:
+        return s.x_bar, s.y
+    return plan.exchange.x_bar, plan.exchange.y
 
 
 def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) -> None:
@@ -169,17 +184,23 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
     passes of an iteration.  The check must follow an iteration run with ``last=True``.
     """
     n, m = s.x.numel(), s.y.numel()
+    x_bar, y = _product_inputs(s, plan)
+    exchange = plan.exchange        # a sharded solve: an all-gather before each product
+    if exchange is not None:
+        exchange.gather_y()
     if plan.spmv:
         at = p.op.csr_t
         rows, k = plan.tile_at
         _primal_spmv_kernel[(max(1, triton.cdiv(n, rows)),)](
-            at.crow_indices(), at.col_indices(), at.values(), s.y, p.c,
+            at.crow_indices(), at.col_indices(), at.values(), y, p.c,
             s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
             s.tau, s.weight, plan.weight_old, n, ROWS=rows, K=k, STORE=last, num_warps=4)
+        if exchange is not None:
+            exchange.gather_x_bar()
         a = p.op.csr
         rows, k = plan.tile_a
         _dual_spmv_kernel[(max(1, triton.cdiv(m, rows)),)](
-            a.crow_indices(), a.col_indices(), a.values(), s.x_bar, s.ax_bar,
+            a.crow_indices(), a.col_indices(), a.values(), x_bar, s.ax_bar,
             s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
             s.neg_sigma, plan.weight_old, s.weight, m, ROWS=rows, K=k, STORE=last, num_warps=4)
         return
@@ -187,6 +208,8 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
     _primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
         plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
         s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, STORE=last, num_warps=4)
+    if exchange is not None:
+        exchange.gather_x_bar()
     plan.product_a()
     _dual_kernel[(max(1, triton.cdiv(m, BLOCK)),)](
         s.ax_bar, s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,

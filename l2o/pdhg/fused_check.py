@@ -80,6 +80,7 @@ class FusedCheck:
         thetas: (theta_b, theta_c) as a device tensor (a Python float would reach Triton as
             float32).
         c0, rhs_norm, c_norm, tiny: host constants of the record.
+        maxima: (31,) bool, which of the reduced numbers are maxima (the others are sums).
     """
 
     xr: torch.Tensor
@@ -98,6 +99,7 @@ class FusedCheck:
     rhs_norm: float
     c_norm: float
     tiny: float
+    maxima: torch.Tensor
 
     @classmethod
     def build(cls, p: Any, t: Any, s: Any) -> FusedCheck:
@@ -114,7 +116,9 @@ class FusedCheck:
             lr=finite_or_zero(p.orig_row_lower), ur=finite_or_zero(p.orig_row_upper),
             thetas=torch.tensor([float(p.bound_scale), float(p.objective_scale)], **like),
             c0=float(p.c0), rhs_norm=float(t.rhs_norm), c_norm=float(t.c_norm),
-            tiny=torch.finfo(s.x.dtype).tiny)
+            tiny=torch.finfo(s.x.dtype).tiny,
+            maxima=torch.tensor([False] * COL_SUMS + [True] * COL_MAXES + [False] * ROW_SUMS
+                                + [True] * ROW_MAXES, device=s.x.device))
 
     def statistics(self, p: Any, t: Any, s: Any) -> tuple[torch.Tensor, CheckVectors]:
         """The check's device work for state ``s``: (the 31 reduced numbers, float64; the
@@ -125,8 +129,9 @@ class FusedCheck:
                               self.xr, n, BLOCK=BLOCK, num_warps=4)
         _ray_prologue[grid_m](s.y_hat, s.y_bar, s.y0, t.dual_rec_lower, t.dual_rec_upper,
                               self.yr, m, BLOCK=BLOCK, num_warps=4)
-        ax = torch.mm(p.op.csr, self.xr.t())           # (m, 4): A~ x^ and the primal rays
-        aty = torch.mm(p.op.csr_t, self.yr[:3].t())    # (n, 3): A~^T y^ and two dual rays
+        # (the products and the reduction through s.parallel: on a sharded LP they gather)
+        ax = s.parallel.a_mm(p, self.xr)               # (m, 4): A~ x^ and the primal rays
+        aty = s.parallel.at_mm(p, self.yr[:3])         # (n, 3): A~^T y^ and two dual rays
         _column_pass[grid_n](
             s.x_hat, s.x_pre, s.x_bar, s.x0, s.tau, aty, aty.stride(0), aty.stride(1), self.xr,
             p.orig_c, p.col_scale, t.rc_lower, t.rc_upper, self.lc, self.uc,
@@ -144,7 +149,7 @@ class FusedCheck:
             x=self.x, y=self.y, reduced_costs=self.reduced_costs,
             primal_rays=dict(zip(RAY_CANDIDATES, self.xr[1:])),
             dual_rays=dict(zip(RAY_CANDIDATES, self.yr[1:])), aty_hat=aty[:, 0])
-        return reduced.to(torch.float64), vectors
+        return s.parallel.combine(reduced.to(torch.float64), self.maxima), vectors
 
     def record(self, values: list[float], metric_primal: float,
                metric_dual: float) -> CheckStatistics:

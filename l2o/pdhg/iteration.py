@@ -41,8 +41,15 @@ __all__ = ["GRAPH_ITERATIONS", "SINGLE_PROCESS", "ChunkRunner", "IterationState"
 class SingleProcess:
     """Where the iteration's products and the check's reductions run: on this process, with the
     LP's own CSR matrices (the default).  An LP sharded over a process group has
-    :class:`l2o.pdhg.distributed.Sharded` instead: the same three methods around collectives.
+    :class:`l2o.pdhg.distributed.Sharded` instead: the same methods around collectives.
     """
+
+    # the fused iteration's exchange of x_bar and y between processes (l2o.pdhg.fused): none
+    exchange = None
+
+    def attach(self, s: IterationState) -> None:
+        """Make ``s`` run its products and reductions here."""
+        s.parallel = self
 
     def ax_bar(self, p: ScaledLP, s: IterationState) -> None:
         """s.ax_bar = A~ s.x_bar."""
@@ -61,6 +68,23 @@ class SingleProcess:
         output): ``scalars`` reduces with the termination data's ``rows`` / ``cols``."""
         values, other = scalars()
         return torch.stack([v.to(torch.float64) for v in values], dim=-1), other
+
+    def a_mm(self, p: ScaledLP, xr: torch.Tensor) -> torch.Tensor:
+        """A~ xr^T (m, k) of k column vectors xr (k, n) (the fused check's products)."""
+        return torch.mm(p.op.csr, xr.t())
+
+    def at_mm(self, p: ScaledLP, yr: torch.Tensor) -> torch.Tensor:
+        """A~^T yr^T (n, k) of k row vectors yr (k, m)."""
+        return torch.mm(p.op.csr_t, yr.t())
+
+    def combine(self, values: torch.Tensor, maxima: torch.Tensor) -> torch.Tensor:
+        """The fused check's reduced numbers (K,) float64, sums or maxima where ``maxima``
+        (bool (K,)): here they are already the LP's."""
+        return values
+
+    def received(self, values: list[float]) -> list[float]:
+        """The check's numbers as the host received them, as the record reads them."""
+        return values
 
     def elapsed(self, start: float) -> float:
         """Seconds since ``start`` (``time.perf_counter``): the time limit's clock."""
@@ -266,7 +290,7 @@ class ChunkRunner:
         """Iterate a chunk of ``iterations`` and compute the check statistics: (the record,
         read with the check's one host sync; the device vectors)."""
         stacked, dev = self.run_device(iterations)
-        return self._record(stacked.tolist()), dev
+        return self._record(self.s.parallel.received(stacked.tolist())), dev
 
     def run_device(self, iterations: int) -> tuple[torch.Tensor, CheckVectors]:
         """:meth:`run` without the host copy: (the stacked scalars on the device, the vectors)."""

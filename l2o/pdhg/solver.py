@@ -270,10 +270,10 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
     p, t = prepared.scaled, prepared.termination
     eta = opts.step_safety / prepared.operator_norm if prepared.operator_norm > 0 else 1.0
     state = IterationState.init(p, *scaled_start(prepared, x_start, y_start))
-    state.parallel = parallel
+    parallel.attach(state)
     cold = cold_start(prepared) if warm else None      # to weigh the warm start against
     timer.mark("state")
-    state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products)
+    state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products, parallel.exchange)
     timer.mark("fused_plan")
     pid = PrimalWeightPID.after_warm_start() if warm else PrimalWeightPID()
     state.set_steps(p, eta, pid.weight)

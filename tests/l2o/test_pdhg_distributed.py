@@ -9,15 +9,20 @@ time), and bitwise the same on every process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import l2o
 from l2o import LinearProgram, LPStatus, solve_lp
@@ -186,6 +191,121 @@ def test_no_process_group_is_a_clear_error():
         solve_lp(lp, device="cpu", distributed=True)
     with pytest.raises(TypeError, match="distributed"):
         solve_lp(lp, device="cpu", distributed="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# what a chunk of iterations costs: collectives and host syncs (one process, in this process)
+
+@contextlib.contextmanager
+def _one_process_group(backend: str):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0,
+                            world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+class _Calls(TorchDispatchMode):
+    """Counts the collectives (c10d ops) and the host reads of a tensor's value (item, float,
+    bool: ``_local_scalar_dense``) dispatched while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {"collectives": 0, "scalar_reads": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "c10d":
+            self.counts["collectives"] += 1
+        elif func is torch.ops.aten._local_scalar_dense.default:
+            self.counts["scalar_reads"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _per_chunk(count, chunk: int) -> dict[str, float]:
+    """What one more chunk of ``chunk`` iterations and its check add: ``count(limit)`` of
+    solves stopped at 1 + chunk and 1 + 3 chunk iterations (the setup cancels out)."""
+    short, long = count(1 + chunk), count(1 + 3 * chunk)
+    return {key: (long[key] - short[key]) / 2 for key in short}
+
+
+def test_collectives_and_host_reads_per_chunk():
+    """gloo, one process: between two checks the sharded solve runs two all-gathers per
+    iteration (x_bar, y) and the torch check's 8 collectives (7 products and the statistics'
+    one), and reads no tensor's value on the host (the check's one copy, its ``tolist``, is
+    not dispatched on the CPU), as the single solve reads none."""
+    lp, chunk = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz"), 16
+
+    def count(distributed: bool):
+        def solve(limit: int) -> dict[str, int]:
+            with _Calls() as calls:
+                res = solve_lp(lp, **COMMON, tol=1e-12, iteration_limit=limit,
+                               check_every=chunk, distributed=distributed)
+            assert res.iterations == limit
+            return calls.counts
+        return solve
+
+    assert _per_chunk(count(False), chunk) == {"collectives": 0, "scalar_reads": 0}
+    with _one_process_group("gloo"):
+        sharded = _per_chunk(count(True), chunk)
+    assert sharded == {"collectives": 2 * chunk + 8, "scalar_reads": 0}
+
+
+needs_nccl = pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
+                                reason="needs CUDA and NCCL")
+CUDA_CASES = {"afiro": lambda: l2o.read_lp(DATA / "netlib" / "afiro.mps.gz"),   # "spmv" plan
+              "pagerank": lambda: pagerank(10_000, seed=0)}              # "elementwise" plan
+
+
+@needs_nccl
+@pytest.mark.parametrize("name", list(CUDA_CASES))
+def test_cuda_one_process_captures_and_matches_single(name):
+    """NCCL, one process: the sharded solve's chunks are captured as CUDA graphs with their
+    collectives (no fallback warning) and its iterates are the single solve's."""
+    lp = CUDA_CASES[name]()
+    kwargs = {"device": "cuda", "presolve": False, "tol": 1e-12, "iteration_limit": 1000}
+    single = solve_lp(lp, **kwargs)
+    with _one_process_group("nccl"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sharded = solve_lp(lp, **kwargs, distributed=True)
+    assert not [w for w in caught if "graph capture failed" in str(w.message)]
+    assert (sharded.status, sharded.iterations) == (single.status, single.iterations)
+    assert _rel(sharded.x, single.x) <= 1e-9 and _rel(sharded.y, single.y) <= 1e-9
+
+
+@needs_nccl
+def test_cuda_collectives_and_host_syncs_per_chunk():
+    """NCCL, one process, the fused iteration: two all-gathers per iteration and 3 per check
+    (eager, counted as dispatched); in CUDA graphs, one host sync per check (the statistics'
+    copy), as the single solve."""
+    lp, chunk = pagerank(10_000, seed=0), 16
+    kwargs = {"device": "cuda", "presolve": False, "tol": 1e-12, "check_every": chunk}
+
+    def collectives(limit: int) -> dict[str, int]:
+        with _Calls() as calls:
+            solve_lp(lp, **kwargs, iteration_limit=limit, cuda_graph=False, distributed=True)
+        return calls.counts
+
+    def syncs(distributed: bool):
+        def count(limit: int) -> dict[str, int]:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    solve_lp(lp, **kwargs, iteration_limit=limit, distributed=distributed)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            return {"syncs": sum("synchroniz" in str(w.message) for w in caught)}
+        return count
+
+    assert _per_chunk(syncs(False), chunk) == {"syncs": 1}
+    with _one_process_group("nccl"):
+        assert _per_chunk(collectives, chunk) == {"collectives": 2 * chunk + 3,
+                                                  "scalar_reads": 0}
+        assert _per_chunk(syncs(True), chunk) == {"syncs": 1}
 
 
 # ---------------------------------------------------------------------------------------------
