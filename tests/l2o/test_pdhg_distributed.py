@@ -145,6 +145,8 @@ def test_every_process_ends_alike(sharded):
     world = len(sharded)
     for rank in range(1, world):
         for name, res in sharded[rank].items():
+            if name == "collectives":        # each process's own errors
+                continue
             if name in ("errors", "time_limit"):
                 assert res == first[name]
                 continue
@@ -156,6 +158,15 @@ def test_every_process_ends_alike(sharded):
     assert report["processes"] == world
     assert report["col_bounds"][0] == 0 and report["col_bounds"][-1] == 10_000
     assert report["bytes_per_iteration"] > 0
+
+
+def test_fused_path_collectives(sharded):
+    """The collectives of the CUDA path (fused iteration and check) on 2 and 3 CPU processes:
+    products, reductions and gathers as the whole LP's (:func:`_fused_path_collectives`)."""
+    for rank in sharded:
+        errors = sharded[rank]["collectives"]
+        assert set(errors) == {"a_mm", "at_mm", "combine", "gather_x_bar", "gather_y"}
+        assert max(errors.values()) <= 1e-12, errors
 
 
 def test_time_limit_stops_every_process_together(sharded):
@@ -341,6 +352,51 @@ def test_partition_balances_nonzeros():
 # ---------------------------------------------------------------------------------------------
 # the worker: run by torchrun as a script (python -m torch.distributed.run ... this_file OUT)
 
+def _fused_path_collectives() -> dict[str, float]:
+    """Errors of the collectives the CUDA path runs (fused iteration and check), here on the
+    CPU's slices: :meth:`Sharded.a_mm` / ``at_mm`` against the whole LP's products,
+    ``combine`` against the sums and maxima over the processes (and the clock), the exchange's
+    in-place gathers of x_bar and y against the whole vectors."""
+    from types import SimpleNamespace
+
+    from l2o.pdhg.distributed import _group_and_device, broadcast_prepared, shard_prepared
+    from l2o.pdhg.options import SolverOptions
+    from l2o.pdhg.prepare import prepare_lp
+    from l2o.pdhg.profile import PhaseTimer
+
+    group, dev = _group_and_device("cpu")
+    rank, world = group.rank, group.world_size
+    full = broadcast_prepared(prepare_lp(pagerank(2000, seed=1), dev, torch.float64,
+                                         SolverOptions(), PhaseTimer(False), 0.0), group)
+    A, At = full.scaled.op.csr, full.scaled.op.csr_t
+    part = partition_lp(A.crow_indices(), At.crow_indices(), world)
+    shard, sharded = shard_prepared(full, part, group, dev, 0.0)
+    (r0, r1), (c0, c1) = part.rows(rank), part.cols(rank)
+    gen = torch.Generator().manual_seed(0)             # the same vectors on every process
+    xr = torch.randn(4, A.shape[1], generator=gen, dtype=torch.float64)
+    yr = torch.randn(3, A.shape[0], generator=gen, dtype=torch.float64)
+    errors = {
+        "a_mm": (sharded.a_mm(shard.scaled, xr[:, c0:c1]) - (A @ xr.t())[r0:r1]).abs().max(),
+        "at_mm": (sharded.at_mm(shard.scaled, yr[:, r0:r1]) - (At @ yr.t())[c0:c1]).abs().max(),
+    }
+    partials = torch.tensor([1.0, -2.0, 0.5]) * (rank + 1)
+    sharded.clock.fill_(10.0 + rank)
+    combined = sharded.combine(partials, torch.tensor([False, True, True]))
+    expected = torch.tensor([sum(range(1, world + 1)), -2.0, 0.5 * world, 10.0 + world - 1])
+    errors["combine"] = (combined - expected).abs().max()
+    state = SimpleNamespace(x_bar=torch.zeros(c1 - c0, dtype=torch.float64),
+                            y=yr[0, r0:r1].clone())
+    sharded.attach(state)
+    state.x_bar.copy_(xr[0, c0:c1])
+    sharded.exchange.gather_x_bar()
+    sharded.exchange.gather_y()
+    errors["gather_x_bar"] = (sharded.exchange.x_bar[shard.scaled.op.gather_x.positions]
+                              - xr[0]).abs().max()
+    errors["gather_y"] = (sharded.exchange.y[shard.scaled.op.gather_y.positions]
+                          - yr[0]).abs().max()
+    return {name: float(error) for name, error in errors.items()}
+
+
 def _worker(out: Path) -> None:
     import torch.distributed as dist
 
@@ -365,6 +421,7 @@ def _worker(out: Path) -> None:
     res = solve_lp(l2o.read_lp(DATA / "netlib" / "adlittle.mps.gz"), **COMMON, tol=1e-12,
                    time_limit=0.3, iteration_limit=100_000, distributed=True)
     results["time_limit"] = (res.status.value, res.iterations)
+    results["collectives"] = _fused_path_collectives()
     torch.save(results, out / f"rank{rank}.pt")
     dist.destroy_process_group()
 
