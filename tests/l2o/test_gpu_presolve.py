@@ -17,8 +17,8 @@ import torch
 import l2o
 from l2o import LPStatus, solve_lp
 from l2o.lp import solve_highs
-from l2o.lp.gpu_presolve import gpu_presolve_lp
-from l2o.lp.kkt import kkt_error, verify_dual_ray, verify_primal_ray
+from l2o.lp.gpu_presolve import DEFAULT_RULES, RULES, gpu_presolve_lp
+from l2o.lp.kkt import finite_bound_norm, kkt_error, verify_dual_ray, verify_primal_ray
 from l2o.lp.presolve import PresolveOutcome
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
@@ -35,20 +35,46 @@ def _lp(c, A, row_lower, row_upper, col_lower, col_upper, **kw):
                                     col_upper, **kw)
 
 
-def _postsolved_optimum(lp, pre):
-    """HiGHS's optimum of the reduced LP (or nothing, if presolve emptied it), postsolved."""
+def _absolute_errors(lp, x, y):
+    """kkt_error's residuals without their normalization (1 + ||b||, 1 + ||c||): postsolve
+    keeps these, while the norms of the reduced LP's b and c differ from the original's."""
+    errors = kkt_error(lp, x, y)
+    c = lp.minimize_c[0]
+    return {"rel_primal_residual": errors["rel_primal_residual"]
+            * (1 + float(finite_bound_norm(lp.row_lower, lp.row_upper))),
+            "rel_dual_residual": errors["rel_dual_residual"] * (1 + float(c.norm())),
+            "rel_gap": errors["rel_gap"]}
+
+
+def _postsolved_optimum(lp, pre, with_errors=False):
+    """HiGHS's optimum of the reduced LP (or nothing, if presolve emptied it), postsolved; with
+    ``with_errors`` also its absolute errors on the reduced LP (None for EMPTY)."""
     if pre.reduced is None:
-        return pre.postsolve()[:2]
+        x, y, _, _ = pre.postsolve()
+        return (x, y, None) if with_errors else (x, y)
     ref = solve_highs(pre.reduced)
     assert ref.status == LPStatus.OPTIMAL, ref.message
-    return pre.postsolve(ref.x, ref.y)[:2]
+    x, y, _, _ = pre.postsolve(ref.x, ref.y)
+    if not with_errors:
+        return x, y
+    return x, y, _absolute_errors(pre.reduced, ref.x, ref.y)
 
 
-def _assert_optimal(lp, x, y, kkt_tol=1e-9):
+def _assert_optimal(lp, x, y, kkt_tol=1e-9, reduced_errors=None):
+    """HiGHS's objective to 1e-9 relative, and each KKT error <= kkt_tol, or (given the
+    reduced point's absolute errors) no more than the reduced point had: postsolve is exact,
+    HiGHS's optimum of the reduced LP is not (its feasibility tolerance is 1e-7), and the
+    original LP's norms may be smaller (grow7: ||b|| = 0 against 3e6 after substitutions)."""
     expected = solve_highs(lp).objective
     assert abs(lp.objective(x) - expected) <= 1e-9 * max(1.0, abs(expected))
     errors = kkt_error(lp, x, y)
-    assert max(errors.values()) <= kkt_tol, errors
+    if reduced_errors is None:
+        assert max(errors.values()) <= kkt_tol, errors
+        return
+    absolute = _absolute_errors(lp, x, y)
+    for key, value in errors.items():
+        assert value <= kkt_tol or absolute[key] <= 1.001 * reduced_errors[key] + 1e-12, (
+            key, errors, absolute, reduced_errors)
 
 
 def test_fixed_column_moves_into_row_bounds():
@@ -144,6 +170,159 @@ def test_unbounded_empty_column_gives_a_ray():
     assert cx < 0 and violation == 0
 
 
+def _only(rule):
+    """The base rules plus ``rule`` (to see one rule at work)."""
+    base = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "empty_columns")
+    return tuple(r for r in RULES if r in base or r == rule)
+
+
+def test_rules_by_name():
+    """The default rules leave column singletons out (measured not to pay); a wrong name is an
+    error naming the rules."""
+    assert "singleton_columns" in RULES and "singleton_columns" not in DEFAULT_RULES
+    lp = _lp([1, 2, 0], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, 0], [INF, INF, 1])
+    assert gpu_presolve_lp(lp).outcome == PresolveOutcome.NOT_REDUCED
+    with pytest.raises(ValueError, match="parallel_rows"):
+        gpu_presolve_lp(lp, rules=("parallel_row",))
+
+
+def test_forcing_row_fixes_its_columns():
+    """min -x0 - x1 + x2 s.t. x0 + x1 - x2 <= 0 and x0 + 2 x1 + x2 >= -5, x0, x1 in [0, 3],
+    x2 in [-2, 0]. Row 0 is forcing: its least activity, 0 + 0 - 0, is its upper bound, so
+    x = 0 and the row goes (row 1, then empty, too); its dual gives every reduced cost the
+    right sign: y0 = min(0, -1 / 1, -1 / 1, 1 / -1) = -1."""
+    lp = _lp([-1, -1, 1], [[1, 1, -1], [1, 2, 1]], [-INF, -5], [0, INF], [0, 0, -2], [3, 3, 0])
+    pre = gpu_presolve_lp(lp, rules=_only("activity_rows"))
+    assert pre.outcome == PresolveOutcome.EMPTY and pre.rules["activity_rows"]["cols"] == 3
+    x, y = _postsolved_optimum(lp, pre)
+    torch.testing.assert_close(x, torch.zeros(3, dtype=torch.float64))
+    assert float(y[0]) == -1.0 and float(y[1]) == 0.0
+    _assert_optimal(lp, x, y)
+
+
+def test_redundant_row_and_side_dropped():
+    """x0 + x1 <= 10 with x in [0, 2]^2 can never bind: removed. 1 <= x0 - x1 <= 5: its upper
+    side can never bind (x0 - x1 <= 2), dropped; the lower side stays. Not forcing: nothing
+    fixed."""
+    lp = _lp([1, 1], [[1, 1], [1, -1]], [-INF, 1], [10, 5], [0, 0], [2, 2])
+    pre = gpu_presolve_lp(lp, rules=_only("activity_rows"), max_rounds=1)
+    assert pre.row_index.tolist() == [1] and pre.col_index.tolist() == [0, 1]
+    assert pre.rules["activity_rows"]["sides"] == 1
+    assert float(pre.reduced.row_lower[0]) == 1.0 and math.isinf(pre.reduced.row_upper[0])
+    x, y = _postsolved_optimum(lp, pre)
+    _assert_optimal(lp, x, y)
+
+
+def test_activity_rule_leaves_binding_rows():
+    """Must not fire: 1 <= x0 + x1 <= 3 and 1 <= x1 + x2 <= 3 over x in [0, 2]^3 (activities
+    in [0, 4]) can bind on both sides."""
+    lp = _lp([1, -1, 0], [[1, 1, 0], [0, 1, 1]], [1, 1], [3, 3], [0, 0, 0], [2, 2, 2])
+    pre = gpu_presolve_lp(lp, rules=_only("activity_rows"))
+    assert pre.outcome == PresolveOutcome.NOT_REDUCED
+
+
+def test_activity_proves_infeasibility():
+    """x0 + x1 >= 5 with x in [0, 2]^2: at most 4. Farkas ray e_0 (objective 5 - 4 = 1)."""
+    lp = _lp([1, 1], [[1, 1], [1, -1]], [5, -1], [INF, 1], [0, 0], [2, 2])
+    pre = gpu_presolve_lp(lp)
+    assert pre.outcome == PresolveOutcome.INFEASIBLE and "activity" in pre.message
+    objective, residual = verify_dual_ray(lp, pre.ray)
+    assert objective == pytest.approx(1.0) and residual == 0.0
+
+
+def test_singleton_column_substituted():
+    """min x0 + 2 x1 s.t. x0 + x1 + s = 4 (s in [0, 1], cost 0, only in this row), x0 - x1
+    >= -2, x >= 0: s = 4 - x0 - x1 leaves and the row becomes 3 <= x0 + x1 <= 4 (costs and
+    c0 unchanged); postsolve gives s back from the row."""
+    lp = _lp([1, 2, 0], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, 0], [INF, INF, 1])
+    pre = gpu_presolve_lp(lp, rules=_only("singleton_columns"), max_rounds=1)
+    red = pre.reduced
+    assert pre.col_index.tolist() == [0, 1] and pre.row_index.tolist() == [0, 1]
+    torch.testing.assert_close(red.c, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert red.c0 == 0.0
+    assert (float(red.row_lower[0]), float(red.row_upper[0])) == (3.0, 4.0)
+    x, y, errors = _postsolved_optimum(lp, pre, with_errors=True)
+    _assert_optimal(lp, x, y, reduced_errors=errors)
+    assert float(x[2]) == 4.0 - float(x[0]) - float(x[1])
+
+
+def test_free_singleton_column_takes_its_row():
+    """min x0 + 2 x1 + 3 f s.t. x0 + x1 + f = 4 (f free, only in this row), x0 - x1 >= -2,
+    0 <= x <= 5: f = 4 - x0 - x1 leaves, its cost moves onto the row, c - 3 (1, 1) = (-2, -1),
+    c0 = 12, and the row, free now, goes; its dual is c_f / 1 = 3."""
+    lp = _lp([1, 2, 3], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, -INF], [5, 5, INF])
+    pre = gpu_presolve_lp(lp, rules=_only("singleton_columns"))
+    red = pre.reduced
+    assert pre.col_index.tolist() == [0, 1] and pre.row_index.tolist() == [1]
+    torch.testing.assert_close(red.c, torch.tensor([-2.0, -1.0], dtype=torch.float64))
+    assert red.c0 == 12.0
+    x, y, errors = _postsolved_optimum(lp, pre, with_errors=True)
+    _assert_optimal(lp, x, y, reduced_errors=errors)
+    assert float(y[0]) == 3.0 and float(x[2]) == -6.0
+
+
+def test_singleton_column_left_in_inequality_rows():
+    """Must not fire: s in x0 + x1 + s <= 4 is a singleton column of an inequality row, and
+    t (cost 1, bounded) one whose cost would move onto its row."""
+    lp = _lp([1, 2, 0, 1], [[1, 1, 1, 0], [1, -1, 0, 1]], [-INF, -2], [4, -2], [0, 0, 0, 0],
+             [INF, INF, 1, 3])
+    pre = gpu_presolve_lp(lp, rules=_only("singleton_columns"))
+    assert pre.outcome == PresolveOutcome.NOT_REDUCED
+
+
+def test_parallel_rows_merged():
+    """x0 + 2 x1 >= 2, -2 x0 - 4 x1 >= -10 (x0 + 2 x1 <= 5) and 3 x0 + 6 x1 <= 12 (<= 4) are
+    one row 2 <= x0 + 2 x1 <= 4. Maximizing x0 + x1 (with -1 <= x0 - x1 <= 1) pushes against
+    the upper bound, which came from the third row: its dual takes the merged row's, y2 = y / 3
+    < 0, and the others keep 0."""
+    lp = _lp([-1, -1], [[1, 2], [-2, -4], [3, 6], [1, -1]], [2, -10, -INF, -1],
+             [INF, INF, 12, 1], [0, 0], [INF, INF])
+    pre = gpu_presolve_lp(lp, rules=_only("parallel_rows"), max_rounds=1)
+    assert pre.row_index.tolist() == [0, 3]
+    assert (float(pre.reduced.row_lower[0]), float(pre.reduced.row_upper[0])) == (2.0, 4.0)
+    x, y = _postsolved_optimum(lp, pre)
+    _assert_optimal(lp, x, y)
+    assert float(y[0]) == 0.0 and float(y[1]) == 0.0 and float(y[2]) < 0
+
+
+def test_parallel_rows_not_merged():
+    """Must not fire: x0 + 2 x1 and x0 + 2.000001 x1 are not parallel; nor x0 + 2 x1 and
+    x0 + 2 x2 (other columns)."""
+    lp = _lp([1, 1, 1], [[1, 2, 0], [1, 2.000001, 0], [1, 0, 2]], [1, 1, 1], [4, 4, 4],
+             [0, 0, 0], [3, 3, 3])
+    pre = gpu_presolve_lp(lp, rules=_only("parallel_rows"))
+    assert pre.outcome == PresolveOutcome.NOT_REDUCED
+
+
+def test_parallel_rows_cross_infeasible():
+    """x0 + x1 >= 3 and 2 x0 + 2 x1 <= 4: infeasible, the Farkas ray (1, -1/2) verifies."""
+    lp = _lp([1, 1], [[1, 1], [2, 2], [1, -1]], [3, -INF, -5], [INF, 4, 5], [-INF, -INF],
+             [INF, INF])
+    pre = gpu_presolve_lp(lp, rules=_only("parallel_rows"))
+    assert pre.outcome == PresolveOutcome.INFEASIBLE
+    objective, residual = verify_dual_ray(lp, pre.ray)
+    assert objective > 0 and residual == 0.0
+
+
+def test_warm_start_maps_duals_through_the_rules():
+    """The original LP's optimal duals, mapped into the reduced LP (shifts off, merged rows
+    joined), are the reduced LP's optimal duals: postsolve of the mapped point gives them back
+    (and the reduced LP's KKT holds there)."""
+    lp = _lp([-1, -1], [[1, 2], [-2, -4], [3, 6], [1, -1]], [2, -10, -INF, -1],
+             [INF, INF, 12, 1], [0, 0], [INF, INF])
+    pre = gpu_presolve_lp(lp)
+    ref = solve_highs(lp)
+    x_red, y_red = pre.reduce_warm_start(ref.x, ref.y)
+    errors = kkt_error(pre.reduced, x_red, y_red)
+    assert max(errors.values()) <= 1e-12, errors
+    lp = _lp([1, 2, 3], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, -INF], [5, 5, INF])
+    pre = gpu_presolve_lp(lp, rules=RULES)
+    assert pre.outcome == PresolveOutcome.REDUCED
+    ref = solve_highs(lp)
+    x_red, y_red = pre.reduce_warm_start(ref.x, ref.y)
+    assert max(kkt_error(pre.reduced, x_red, y_red).values()) <= 1e-12
+
+
 def test_nothing_to_remove():
     lp = _lp([1, 1], [[1, 1], [1, -1]], [1, 0], [INF, INF], [0, 0], [INF, INF])
     pre = gpu_presolve_lp(lp)
@@ -152,14 +331,15 @@ def test_nothing_to_remove():
 
 @pytest.mark.parametrize("name", _names("netlib"))
 def test_netlib_postsolve_matches_highs(name):
-    """Every shared NETLIB LP: HiGHS's optimum of the GPU-reduced LP, postsolved, is optimal on
-    the original LP (HiGHS's objective to 1e-9, KKT errors <= 1e-9 in float64)."""
+    """Every shared NETLIB LP, every rule (column singletons too): HiGHS's optimum of the
+    GPU-reduced LP, postsolved, is optimal on the original LP (HiGHS's objective to 1e-9, KKT
+    errors <= 1e-9 in float64 or no larger than the reduced point's, unnormalized)."""
     lp = l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
-    pre = gpu_presolve_lp(lp)
+    pre = gpu_presolve_lp(lp, rules=RULES)
     if pre.outcome == PresolveOutcome.NOT_REDUCED:
         pytest.skip(f"{name}: nothing for the cheap reductions")
-    x, y = _postsolved_optimum(lp, pre)
-    _assert_optimal(lp, x, y)
+    x, y, reduced_errors = _postsolved_optimum(lp, pre, with_errors=True)
+    _assert_optimal(lp, x, y, reduced_errors=reduced_errors)
 
 
 @pytest.mark.parametrize("name", ["ken-11", "pds-10"])
@@ -200,12 +380,12 @@ def test_solve_lp_gpu_presolve(name):
 @pytest.mark.parametrize("folder, name, status, words", [
     ("infeasible", "woodinfe", LPStatus.PRIMAL_INFEASIBLE, "the certificate verifies"),
     ("unbounded", "gas11", LPStatus.DUAL_INFEASIBLE, "the certificate verifies"),
-    ("infeasible", "galenet", LPStatus.PRIMAL_INFEASIBLE, "the ray carries over"),
+    ("infeasible", "galenet", LPStatus.PRIMAL_INFEASIBLE, "the certificate verifies"),
 ])
 def test_statuses_with_gpu_presolve(folder, name, status, words):
     """woodinfe: crossed bounds found by the reductions (their ray verifies); gas11: an empty
-    column with an unbounded cost (its ray verifies); galenet: reduced, PDHG proves the reduced
-    LP infeasible and the ray, postsolved with c = 0, verifies on the original LP."""
+    column with an unbounded cost (its ray verifies); galenet: a row whose activity cannot
+    reach its bound (its ray verifies)."""
     lp = l2o.read_lp(DATA / folder / f"{name}.mps")
     res = solve_lp(lp, device="cpu", presolve="gpu", iteration_limit=50_000)
     assert res.status == status and words in res.message, res.message
@@ -216,6 +396,19 @@ def test_statuses_with_gpu_presolve(folder, name, status, words):
     elif not bool(torch.isnan(res.y).any()):
         objective, residual = verify_dual_ray(lp, res.y)
         assert objective > 0 and residual <= 1e-8 * objective
+
+
+def test_reduced_lp_ray_carries_over():
+    """galenet without the activity rule: reduced by the others, PDHG proves the reduced LP
+    infeasible and its Farkas ray, postsolved with c = 0, verifies on the original LP."""
+    lp = l2o.read_lp(DATA / "infeasible" / "galenet.mps")
+    rules = tuple(rule for rule in RULES if rule != "activity_rows")
+    pre = gpu_presolve_lp(lp, rules=rules)
+    assert pre.outcome == PresolveOutcome.REDUCED
+    res = solve_lp(pre.reduced, device="cpu", presolve=False, iteration_limit=50_000)
+    assert res.status == LPStatus.PRIMAL_INFEASIBLE, res.message
+    objective, residual = verify_dual_ray(lp, pre.carry_dual_ray(res.y))
+    assert objective > 0 and residual <= 1e-8 * objective
 
 
 def test_warm_start_through_gpu_presolve():
