@@ -37,7 +37,8 @@ import torch
 from .model import LinearProgram
 from .presolve import PresolveOutcome
 
-__all__ = ["FEASIBILITY_TOLERANCE", "KEPT", "Record", "Reductions", "hand_to_sources"]
+__all__ = ["FEASIBILITY_TOLERANCE", "KEPT", "Record", "Reductions", "forward_duals",
+           "hand_to_sources"]
 
 # Relative tolerance of the infeasibility and forcing tests: a bound off by less than this
 # times (1 + the magnitudes involved) is rounding, not infeasibility.
@@ -424,8 +425,9 @@ class Reductions:
             side = (f"at least {float(lo[i]):.6g} > its upper bound {float(ru[i]):.6g}"
                     if bool(over[i]) else
                     f"at most {float(hi[i]):.6g} < its lower bound {float(rl[i]):.6g}")
-            self._infeasible(f"row {i}'s activity within the column bounds is {side}",
-                             self._forcing_ray(ray))
+            # r_j = -a_ij y_i pairs with the bounds that give lo_i (hi_i): the ray's
+            # objective is lo_i - u_r,i > 0 (l_r,i - hi_i)
+            self._infeasible(f"row {i}'s activity within the column bounds is {side}", ray)
             return 0
         at_upper = alive & torch.isfinite(lo) & (lo >= ru - tol)
         at_lower = alive & ~at_upper & torch.isfinite(hi) & (hi <= rl + tol)
@@ -480,13 +482,6 @@ class Reductions:
             self.row_upper.masked_fill_(upper_ok, torch.inf)
             changes += sides
         return changes
-
-    def _forcing_ray(self, ray: torch.Tensor) -> torch.Tensor:
-        """A row whose activity cannot reach its bound: y = -e_i (lo_i > u_r,i) or +e_i
-        (hi_i < l_r,i). Its reduced costs r_j = -a_ij y_i pair with the bounds that give
-        lo_i (hi_i), so the ray's objective is lo_i - u_r,i > 0 (l_r,i - hi_i); the live
-        columns' bounds from singleton rows hand their part to their sources (the walk)."""
-        return ray
 
     def parallel_rows(self) -> int:
         """Rows with proportional coefficients, a_i = lambda_i a_r (the same columns): row i's

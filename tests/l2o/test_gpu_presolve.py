@@ -454,11 +454,16 @@ def test_cli_presolve_gpu(capsys):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_reductions_match_cpu():
-    lp = l2o.read_lp(DATA / "large" / "ken-11.mps.gz")
-    cpu, cuda = gpu_presolve_lp(lp), gpu_presolve_lp(lp, device="cuda")
+@pytest.mark.parametrize("name", ["ken-11", "pds-10"])
+def test_cuda_reductions_match_cpu(name):
+    """Every rule on the GPU removes what it removes on the CPU, and both records postsolve
+    HiGHS's optimum of the reduced LP to an optimum of the original."""
+    lp = l2o.read_lp(DATA / "large" / f"{name}.mps.gz")
+    cpu = gpu_presolve_lp(lp, rules=RULES)
+    cuda = gpu_presolve_lp(lp, device="cuda", rules=RULES)
     assert cuda.report()["rows_removed"] == cpu.report()["rows_removed"]
     assert torch.equal(cuda.col_index, cpu.col_index)
+    assert torch.equal(cuda.row_index, cpu.row_index)
     ref = solve_highs(cpu.reduced)
     for pre in (cpu, cuda):
         x, y, _, _ = pre.postsolve(ref.x, ref.y)
