@@ -16,6 +16,15 @@ Restart rules (:class:`RestartRule`, as OR-Tools PDLP's ``RestartStrategy``):
 * ``EVERY_CHECK``: restart at every check (after the first).
 * ``NEVER``: one epoch; the Halpern anchor stays the starting point.
 
+r(z^{n,0}) of a new anchor is taken one of two ways (:class:`AnchorError`):
+
+* ``RESTART_CHECK`` (the default): r at the check that restarted.  The new anchor is that
+  check's point z^ = T(z), so r(z^{n,0}) = ||T(z^) - z^||_P <= ||T(z) - z||_P (T is nonexpansive
+  in the P metric): an upper bound, read with no extra work;
+* ``NEW_ANCHOR`` (cuPDLPx): r(z^{n,0}) itself, from a check one iteration into the new epoch
+  (the first Halpern iteration from z^{n,0}, with weight 1/2, gives T(z^{n,0})).  That check
+  costs a check's work once per restart.
+
 The rule needs a little memory across checks, :class:`RestartMemory` (r of the anchor, r at
 the previous check, where the epoch began); :func:`choose_restart` is a pure function of it.
 
@@ -36,8 +45,8 @@ import enum
 import math
 from dataclasses import dataclass, field, replace
 
-__all__ = ["PrimalWeightPID", "RestartMemory", "RestartParams", "RestartRule", "choose_restart",
-           "restart_reason"]
+__all__ = ["AnchorError", "PrimalWeightPID", "RestartMemory", "RestartParams", "RestartRule",
+           "choose_restart", "restart_reason"]
 
 
 class RestartRule(enum.Enum):
@@ -46,6 +55,13 @@ class RestartRule(enum.Enum):
     ADAPTIVE = "adaptive"
     EVERY_CHECK = "every_check"
     NEVER = "never"
+
+
+class AnchorError(enum.Enum):
+    """How r of a new epoch's anchor is measured (module docstring)."""
+
+    RESTART_CHECK = "restart_check"
+    NEW_ANCHOR = "new_anchor"
 
 
 @dataclass(frozen=True)
@@ -60,11 +76,16 @@ class RestartParams:
     necessary: float = 0.8
     artificial: float = 0.36
     rule: RestartRule = RestartRule.ADAPTIVE
+    anchor_error: AnchorError = AnchorError.RESTART_CHECK
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, RestartRule):
             raise TypeError(f"RestartParams: rule must be a RestartRule "
                              f"({', '.join(r.name for r in RestartRule)}), got {self.rule!r}")
+        if not isinstance(self.anchor_error, AnchorError):
+            raise TypeError(f"RestartParams: anchor_error must be an AnchorError "
+                             f"({', '.join(a.name for a in AnchorError)}), "
+                             f"got {self.anchor_error!r}")
 
 
 @dataclass(frozen=True)
@@ -75,13 +96,20 @@ class RestartMemory:
         anchor_error: r(z) at the current epoch's anchor (inf before the first check).
         previous_error: r(z) at the previous check.
         epoch_start: the iteration at which the current epoch began.
-        checks: number of checks seen so far.
+        checks: number of checks seen so far (of the current epoch with
+            ``AnchorError.NEW_ANCHOR``); 0: the next check measures the anchor's error.
     """
 
     anchor_error: float = math.inf
     previous_error: float = math.inf
     epoch_start: int = 0
     checks: int = 0
+
+    @property
+    def measures_anchor(self) -> bool:
+        """Whether the next check records the anchor's error (and restarts nothing): the
+        solver runs one iteration before it, so that it measures r of the anchor."""
+        return self.checks == 0
 
 
 def restart_reason(params: RestartParams, error: float, anchor_error: float, previous_error: float,
@@ -112,16 +140,21 @@ def choose_restart(params: RestartParams, memory: RestartMemory, error: float,
         iterations: total iterations so far.
 
     The first check (after the first iteration, of T(z0)) restarts nothing: it records r(z0) as
-    the anchor's error.  After a restart the new anchor is this check's point z^, whose error is
-    at most r(z) (T is nonexpansive in the P metric), so r(z) becomes the anchor's error.
+    the anchor's error.  After a restart the new anchor is this check's point z^: with
+    ``AnchorError.RESTART_CHECK`` r(z), at least r(z^) (T is nonexpansive in the P metric),
+    becomes the anchor's error; with ``NEW_ANCHOR`` the memory starts afresh
+    (:attr:`RestartMemory.measures_anchor`), and the next check, one iteration into the epoch,
+    records r(z^) as the first check does.
     """
-    if memory.checks == 0:
+    if memory.measures_anchor:
         return None, RestartMemory(anchor_error=error, previous_error=error,
                                    epoch_start=memory.epoch_start, checks=1)
     reason = restart_reason(params, error, memory.anchor_error, memory.previous_error,
                             iterations - memory.epoch_start, iterations)
     if reason is None:
         return None, replace(memory, previous_error=error, checks=memory.checks + 1)
+    if params.anchor_error is AnchorError.NEW_ANCHOR:
+        return reason, RestartMemory(epoch_start=iterations)
     return reason, RestartMemory(anchor_error=error, previous_error=error, epoch_start=iterations,
                                  checks=memory.checks + 1)
 

@@ -292,7 +292,9 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
         if probe is not None:           # the cold start taken: its probe is its first check
             (stats, vectors), probe = probe, None
         else:
-            chunk = 1 if total == 0 else opts.check_every
+            # one iteration before a check that measures r of the anchor (the first one, and
+            # each epoch's with AnchorError.NEW_ANCHOR), else a chunk
+            chunk = 1 if memory.measures_anchor else opts.check_every
             if criteria.iteration_limit is not None:
                 chunk = min(chunk, criteria.iteration_limit - total)
             stats, vectors = runner.run(chunk)

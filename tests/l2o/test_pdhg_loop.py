@@ -11,6 +11,7 @@ import pytest
 import l2o
 from l2o.lp.result import LPStatus
 from l2o.pdhg.restart import (
+    AnchorError,
     RestartMemory,
     RestartParams,
     RestartRule,
@@ -187,3 +188,33 @@ def test_restart_rule_reaches_the_solver():
         if rule is not RestartRule.NEVER:
             assert res.status == LPStatus.OPTIMAL, (rule, res.message)
     assert len(set(counts.values())) == 3, counts
+
+
+def test_new_anchor_measures_the_anchor_error_one_iteration_in():
+    """AnchorError.NEW_ANCHOR (cuPDLPx): a restart forgets r, and the next check (the solver runs
+    it one iteration into the epoch) records r of the new anchor as the first check does."""
+    new_anchor = RestartParams(anchor_error=AnchorError.NEW_ANCHOR)
+    memory = RestartMemory(anchor_error=1.0, previous_error=0.4, epoch_start=900, checks=3)
+    reason, after = choose_restart(new_anchor, memory, 0.2, 1000)
+    assert reason == "sufficient" and after == RestartMemory(epoch_start=1000)
+    assert after.measures_anchor and not memory.measures_anchor
+    reason, measured = choose_restart(new_anchor, after, 0.15, 1001)
+    assert reason is None
+    assert measured == RestartMemory(anchor_error=0.15, previous_error=0.15, epoch_start=1000,
+                                     checks=1)
+    # the artificial criterion counts the epoch from the restart, the measuring iteration in it
+    assert choose_restart(new_anchor, measured, 0.14, 1600)[0] == "artificial"   # 600 >= 576
+    with pytest.raises(TypeError, match="AnchorError"):
+        RestartParams(anchor_error="new_anchor")
+
+
+def test_anchor_error_reaches_the_solver():
+    """With NEW_ANCHOR every restart is followed by a one-iteration chunk: the iteration count
+    is no longer 1 + a multiple of check_every, and the solve still reaches its tolerance."""
+    lp = l2o.load_example("sc50a")
+    plain = l2o.solve_lp(lp, tol=1e-6, device="cpu", check_every=64)
+    new = l2o.solve_lp(lp, tol=1e-6, device="cpu", check_every=64,
+                       restart=RestartParams(anchor_error=AnchorError.NEW_ANCHOR))
+    assert plain.status == new.status == LPStatus.OPTIMAL
+    assert (plain.iterations - 1) % 64 == 0
+    assert (new.iterations - 1) % 64 != 0
