@@ -68,8 +68,10 @@ class AnchorError(enum.Enum):
 class RestartParams:
     """The restart rule and beta_sufficient, beta_necessary, beta_artificial of ``ADAPTIVE``.
 
-    beta_necessary = 0.8 is PDLP's value (cuPDLPx's documentation gives 0.5; on ken-11 both
-    need the same number of iterations).
+    beta_necessary = 0.8 is PDLP's value.  cuPDLPx 0.3.0 uses 0.5, which took 4% more iterations
+    to 1e-8 over 25 LPs here (and did not solve agg in 400k); its anchor error
+    (``anchor_error=AnchorError.NEW_ANCHOR``) took 12% more (benchmarks/RESULTS.md, "Our PDHG
+    and cuPDLPx 0.3.0, difference by difference").
     """
 
     sufficient: float = 0.2
