@@ -293,6 +293,10 @@ def run(args) -> None:
     warm, _ = load_instance(l2o, warm_path, optima)
     fused = {"true": True, "false": False}.get(args.fused, args.fused)
     l2o.solve_lp(warm, tol=1e-4, device=device, fused=fused, presolve=False)
+    if {"gpu", "auto"} & set(args.presolve):
+        # the GPU reductions' kernels too ("auto" runs them on a GPU; afiro is below auto's
+        # size, "gpu" reduces it all the same)
+        l2o.solve_lp(warm, tol=1e-4, device=device, fused=fused, presolve="gpu")
     per_iter = {}
     for name in args.per_iteration:
         path = find_lp(name, folders)

@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from bilevel.linalg.operators import csr_row_indices
+
 from .segments import WHOLE, Reducer
 
 if TYPE_CHECKING:
@@ -53,8 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PointKKT", "bound_products", "bound_term", "dual_objective",
            "dual_ray_reduced_costs", "finite_bound_norm", "finite_or_zero", "inf_norm",
-           "kkt_error", "kkt_residuals", "point_kkt", "sign_bounds", "verify_dual_ray",
-           "verify_primal_ray"]
+           "kkt_error", "kkt_residuals", "point_kkt", "sign_bounds", "transpose_product",
+           "verify_dual_ray", "verify_primal_ray"]
 
 
 def finite_or_zero(v: torch.Tensor) -> torch.Tensor:
@@ -140,6 +142,15 @@ def _host(t) -> torch.Tensor:
     return torch.as_tensor(t).detach().to("cpu", torch.float64)
 
 
+def transpose_product(A: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A^T y (n,) of a CSR matrix A (m, n), one pass over its entries (no transpose built:
+    torch's ``A.t() @ y`` on the CPU builds one, ~1 s for dbir2's 1.1M nonzeros)."""
+    values = A.values()
+    rows = csr_row_indices(A.crow_indices(), values.numel())
+    out = torch.zeros(A.shape[1], dtype=torch.result_type(values, y), device=values.device)
+    return out.index_add_(0, A.col_indices(), values * y[rows])
+
+
 @dataclass(frozen=True)
 class PointKKT:
     """The KKT check of one point (x, y, r) of an LP (:func:`point_kkt`).
@@ -184,7 +195,7 @@ def point_kkt(lp: LinearProgram, x: torch.Tensor, y: torch.Tensor,
     row_lower, row_upper = f64(lp.row_lower), f64(lp.row_upper)
     col_lower, col_upper = f64(lp.col_lower), f64(lp.col_upper)
     ax = A @ x if x.numel() else torch.zeros_like(row_lower)
-    aty = A.t() @ y if y.numel() else torch.zeros_like(c)
+    aty = transpose_product(A, y)
     r = c - aty if reduced_costs is None else f64(reduced_costs).reshape(-1)
     r = torch.clamp(r, *sign_bounds(col_lower, col_upper))
     terms = kkt_residuals(c, float(c0), row_lower, row_upper, col_lower, col_upper, x, y, ax, aty,
@@ -263,7 +274,7 @@ def verify_dual_ray(lp, y: torch.Tensor) -> tuple[float, float]:
     y = _unit_ray(y)
     if y is None:
         return 0.0, 0.0
-    g = -(A.t() @ y.unsqueeze(1)).squeeze(1)
+    g = -transpose_product(A, y)
     r = torch.clamp(g, *sign_bounds(lc.to(g), uc.to(g)))
     objective = bound_term(y, lr, ur) + bound_term(r, lc, uc)
     residual = torch.maximum(inf_norm(g - r),
@@ -305,5 +316,5 @@ def dual_ray_reduced_costs(lp: LinearProgram, y: torch.Tensor) -> torch.Tensor:
     """r = proj_K(-A^T y) (n,) float64 CPU: the reduced costs that go with a dual ray y (as
     :func:`verify_dual_ray` pairs them), with the signs the column bounds allow."""
     y = _host(y).reshape(-1)
-    g = -(lp.A.detach().to("cpu", torch.float64).t() @ y.unsqueeze(1)).squeeze(1)
+    g = -transpose_product(lp.A.detach().to("cpu", torch.float64), y)
     return torch.clamp(g, *sign_bounds(_host(lp.col_lower), _host(lp.col_upper)))

@@ -6,7 +6,9 @@ Two presolvers, a :class:`PresolveBy` value: HiGHS's (``"highs"``, :mod:`l2o.lp.
 the CPU: every reduction HiGHS knows, 1-28 us per nonzero) and the cheap reductions in torch on
 the solve's device (``"gpu"``, :mod:`l2o.lp.gpu_presolve`: fixed columns, free / empty /
 singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS; ``"auto"`` decides
-from measured costs (:func:`decide_presolve`: HiGHS with a time budget, or nothing) and says why.
+from measured costs and says why (:func:`decide_presolve`: nothing for small LPs; HiGHS with a
+time budget where its cost is below the PDHG time it may save, i.e. on the CPU; else the GPU
+reductions, their reduced LP solved only if they removed enough rows).
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
 loop without presolve); this module decides whether to presolve, maps a warm start of the
@@ -63,8 +65,9 @@ if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
 
     Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
 
-__all__ = ["MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ",
-           "PRESOLVE_TIME_BUDGET", "PresolveBy", "PresolveDecision", "decide_presolve", "evaluate_point",
+__all__ = ["AUTO_MIN_ROWS_REMOVED", "HIGHS_PRESOLVE_S_PER_NNZ", "MAX_AMPLIFICATION",
+           "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
+           "PresolveBy", "PresolveDecision", "decide_presolve", "evaluate_point", "highs_pays",
            "no_presolve_report", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
@@ -76,6 +79,25 @@ PRESOLVE_MIN_NNZ = 10_000
 # returns them): on the large set it takes 0.1-4.4 s, but 10-18 s on pds-30 / pds-50 (loaded
 # 2-core CPU), which PDHG solves in 0.2-0.5 s without presolve on an H200.
 PRESOLVE_TIME_BUDGET = 2.0
+
+# "auto"'s cost model (benchmarks/RESULTS.md, "The presolve path, phase by phase"): HiGHS's
+# presolve is chosen where its expected cost (the median rate on the large set, 3 us per
+# nonzero of 1.8-31 on a loaded 2-core CPU; PRESOLVE_TIME_BUDGET caps the slow ones) is below
+# what it may save: the share of PDHG iterations it saved where it did (ken-11 25%, pds-10 38%,
+# to 1e-4) of a short solve (the fewest iterations of the large set to 1e-4, ~2000) at the
+# device's cost per iteration. On an H200 an iteration costs 10-28 us (a floor, then ~15 ps
+# per nonzero), so HiGHS (>= 30 ms for 10^4 nonzeros) never pays there and the GPU reductions
+# run instead; on the CPU an iteration costs ~50 ns per nonzero (ken-11: 2.3 ms), a short
+# solve ~100 us per nonzero, and HiGHS pays.
+HIGHS_PRESOLVE_S_PER_NNZ = 3e-6
+PDHG_ITERATION_S = {"cuda": (10e-6, 15e-12), "cpu": (0.0, 50e-9)}   # (floor, per nonzero)
+HIGHS_SAVED_SHARE = 0.25
+SHORT_SOLVE_ITERATIONS = 2000
+# The GPU reductions (milliseconds) are kept under "auto" only if they remove at least this
+# share of the rows: singleton rows turned into column bounds are what made dbir2 and nsct2
+# solvable (61% and 65% of their rows; 13x faster), ken-11 (31%) needs 25% fewer iterations,
+# while a few percent made PDHG slower (pds-10: 3.5% of the rows, 2881 -> 4609 iterations).
+AUTO_MIN_ROWS_REMOVED = 0.2
 
 # When the postsolved point misses the tolerance on the original LP, the reduced LP is solved
 # further, to a tolerance smaller by the amplification seen, at most this many times, down to
@@ -99,15 +121,28 @@ class PresolveBy(enum.Enum):
 @dataclass(frozen=True)
 class PresolveDecision:
     """Who presolves (None: nobody), with what HiGHS time limit, and why (the report's
-    ``reason``)."""
+    ``reason``); ``min_rows_removed``: the share of rows the GPU reductions must remove for
+    their reduced LP to be solved ("auto"; 0: any reduction is kept)."""
 
     by: PresolveBy | None
     time_limit: float | None
     reason: str
+    min_rows_removed: float = 0.0
 
     @property
     def run(self) -> bool:
         return self.by is not None
+
+
+def highs_pays(nnz: int, device: Any) -> tuple[bool, str]:
+    """Whether HiGHS's presolve is worth its cost before PDHG on ``device`` (the cost model of
+    :data:`HIGHS_PRESOLVE_S_PER_NNZ` and the constants after it), and the numbers in words."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    floor, per_nnz = PDHG_ITERATION_S.get(kind, PDHG_ITERATION_S["cuda"])
+    cost = HIGHS_PRESOLVE_S_PER_NNZ * nnz
+    saving = HIGHS_SAVED_SHARE * SHORT_SOLVE_ITERATIONS * (floor + per_nnz * nnz)
+    return cost < saving, (f"HiGHS presolve ~{cost:.2g} s vs ~{saving:.2g} s of PDHG it may "
+                           f"save on {kind}")
 
 
 def _highspy_installed() -> bool:
@@ -123,19 +158,17 @@ def _highspy_installed() -> bool:
 _NAMED = {True: PresolveBy.HIGHS, "highs": PresolveBy.HIGHS, "gpu": PresolveBy.GPU}
 
 
-def decide_presolve(lp: LinearProgram, presolve: Any,
-                    time_limit: float | None = None) -> PresolveDecision:
-    """The decision for ``solve_lp(lp, presolve=...)``.
+def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None = None,
+                    device: Any = None) -> PresolveDecision:
+    """The decision for ``solve_lp(lp, presolve=...)`` on ``device`` (None: the CPU).
 
     Args:
         presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
             "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
-            nonzeros or without highspy; else HiGHS with at most :data:`PRESOLVE_TIME_BUDGET`
-            seconds (and at most a quarter of ``time_limit``). "auto" does not pick the torch
-            reductions: measured on the CPU (benchmarks/RESULTS.md, "HiGHS presolve on the
-            CPU"), they cost 3-900 ms against HiGHS's 0.3-18 s, but PDHG needs more iterations
-            after them (ken-11 3073 -> 4227, pds-10 2881 -> 4609 to 1e-4; HiGHS's: 2307,
-            1793).
+            nonzeros; HiGHS where its cost model says it pays (:func:`highs_pays`: on the CPU,
+            not on a GPU) and highspy is installed, with at most :data:`PRESOLVE_TIME_BUDGET`
+            seconds (and at most a quarter of ``time_limit``); else the GPU reductions, kept
+            if they remove :data:`AUTO_MIN_ROWS_REMOVED` of the rows.
 
     Raises:
         ValueError: any other value.
@@ -155,16 +188,16 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
     if lp.nnz < PRESOLVE_MIN_NNZ:
         return PresolveDecision(None, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
                                             f"PDHG alone is faster than the presolve round trip")
-    if not _highspy_installed():   # a GPU box without HiGHS
-        return PresolveDecision(None, None, "auto: highspy is not installed (pip install "
-                                            "highspy for HiGHS presolve; the GPU reductions, "
-                                            "presolve='gpu', did not save PDHG iterations where "
-                                            "measured)")
-    budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
-                                                                 0.25 * time_limit)
-    return PresolveDecision(PresolveBy.HIGHS, budget,
-                            f"auto: {lp.nnz} nonzeros >= {PRESOLVE_MIN_NNZ}, HiGHS presolve for "
-                            f"at most {budget:g} s")
+    pays, numbers = highs_pays(lp.nnz, device)
+    if pays and _highspy_installed():
+        budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
+                                                                     0.25 * time_limit)
+        return PresolveDecision(PresolveBy.HIGHS, budget,
+                                f"auto: {numbers}: HiGHS presolve for at most {budget:g} s")
+    why = numbers if not pays else "highspy is not installed (pip install highspy for HiGHS)"
+    return PresolveDecision(PresolveBy.GPU, None,
+                            f"auto: {why}: the GPU reductions, kept if they remove >= "
+                            f"{AUTO_MIN_ROWS_REMOVED:.0%} of the rows", AUTO_MIN_ROWS_REMOVED)
 
 
 def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:
@@ -292,7 +325,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     """
     start = time.perf_counter()
     timer = PhaseTimer(profile, None if device is None else torch.device(device), start)
-    decision = decide_presolve(lp, presolve, time_limit)
+    decision = decide_presolve(lp, presolve, time_limit, device)
     timer.mark("decide")
     iterations = 0
     solves = 0
@@ -349,6 +382,10 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     if not pre.reduced_or_empty:
         if outcome == PresolveOutcome.UNBOUNDED_OR_INFEASIBLE:
             why += "; solved without presolve to tell which"
+        return finish(run(lp, warm_start, tol), _report(False, why, pre))
+    share = pre.rows_removed / max(lp.num_rows, 1)
+    if pre.reduced is not None and share < decision.min_rows_removed:
+        why += f"; {share:.1%} of the rows < {decision.min_rows_removed:.0%}: not worth it"
         return finish(run(lp, warm_start, tol), _report(False, why, pre))
     report = _report(True, why, pre)
     if pre.reduced is None:    # EMPTY: presolve solved it

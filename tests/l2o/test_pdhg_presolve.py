@@ -91,6 +91,33 @@ def test_bad_presolve_value():
     assert not res.presolve["applied"] and "PreparedLP" in res.presolve["reason"]
 
 
+def test_auto_cost_model():
+    """"auto" on ken-11: HiGHS on the CPU (its cost is below the iterations it may save there),
+    the GPU reductions on a GPU (an H200 iteration costs ~20 us: HiGHS never pays)."""
+    lp = _read("large", "ken-11")
+    assert decide_presolve(lp, "auto", device="cpu").by is PresolveBy.HIGHS
+    on_gpu = decide_presolve(lp, "auto", device="cuda")   # a decision: no GPU needed for it
+    assert on_gpu.by is PresolveBy.GPU and on_gpu.min_rows_removed > 0
+    assert decide_presolve(lp, "gpu", device="cuda").min_rows_removed == 0
+
+
+def test_auto_keeps_gpu_reductions_only_if_they_remove_enough(monkeypatch):
+    """Under "auto" the GPU reductions' LP is solved only if they removed enough rows (ken-11:
+    31%); else the original LP is, and the report says why."""
+    import l2o.pdhg.presolve as path
+
+    lp = _read("large", "ken-11")
+    monkeypatch.setattr(path, "highs_pays", lambda nnz, device: (False, "test"))
+    kept = decide_presolve(lp, "auto")
+    assert kept.by is PresolveBy.GPU
+    res = solve_lp(lp, tol=1e-2, device="cpu")
+    assert res.presolve["applied"] and res.presolve["by"] == "gpu", res.presolve
+    monkeypatch.setattr(path, "AUTO_MIN_ROWS_REMOVED", 0.5)
+    res = solve_lp(lp, tol=1e-2, device="cpu")
+    assert not res.presolve["applied"] and "not worth it" in res.presolve["reason"]
+    assert res.status == LPStatus.OPTIMAL
+
+
 def test_auto_time_budget():
     lp = _read("large", "ken-11")
     assert decide_presolve(lp, "auto", time_limit=0.4).time_limit == pytest.approx(0.1)
@@ -99,7 +126,7 @@ def test_auto_time_budget():
 
 
 def test_without_highspy(monkeypatch):
-    """A GPU machine without highspy: "auto" solves without presolve and says why; True and
+    """A machine without highspy: "auto" takes the GPU reductions and says why; True and
     "highs" are an ImportError naming the package; "gpu" needs no highspy."""
     import importlib.util
 
@@ -108,7 +135,7 @@ def test_without_highspy(monkeypatch):
                         lambda name, *a: None if name == "highspy" else real(name, *a))
     lp = _read("large", "ken-11")
     decision = decide_presolve(lp, "auto")
-    assert not decision.run and "highspy is not installed" in decision.reason
+    assert decision.by is PresolveBy.GPU and "highspy is not installed" in decision.reason
     assert decide_presolve(lp, "gpu").by is PresolveBy.GPU
     for value in (True, "highs"):
         with pytest.raises(ImportError, match="highspy"):
