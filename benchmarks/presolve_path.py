@@ -9,7 +9,7 @@ CUDA: kernels loaded, Triton compiled) and prints the phases of ``LPResult.timin
     presolve          the reductions (HiGHS or torch on the device), reduced LP built
     setup             the reduced LP's preparation (copy, checks, scaling, operator, step)
     first+capture     the first chunk and its check, the CUDA graph capture
-    iterations        every later chunk and check
+    loop              every later chunk of iterations and its check
     postsolve         x, y and the reduced costs mapped back
     evaluate          the check of the postsolved point on the original LP
     resolve           any later solve (a tightened re-solve or the original LP)
@@ -39,7 +39,7 @@ PRESOLVE = {"off": False, "gpu": "gpu", "highs": True, "auto": "auto"}
 SETUP = {"to_device", "validate", "scaling", "operator", "norm", "move", "termination", "state",
          "fused_plan"}
 FIRST = {"first_check", "cold_probe", "graph_capture"}
-COLUMNS = ("decide+validate", "presolve", "setup", "first+capture", "iterations", "postsolve",
+COLUMNS = ("decide+validate", "presolve", "setup", "first+capture", "loop", "postsolve",
            "evaluate", "resolve", "other")
 
 
@@ -55,7 +55,7 @@ def group(timings: dict[str, float], presolved: bool) -> dict[str, float]:
             inner = phase.split(".", 1)[1] if phase.startswith("solve.") else phase
             if not presolved or phase.startswith("solve."):
                 column = ("setup" if inner in SETUP else "first+capture" if inner in FIRST
-                          else "iterations" if inner == "iterations" else "other")
+                          else "loop" if inner == "iterations" else "other")
             else:
                 column = {"decide": "decide+validate", "validate": "decide+validate",
                           "presolve": "presolve", "postsolve": "postsolve",

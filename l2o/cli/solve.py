@@ -85,8 +85,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="reduce the LP before PDHG and map the solution back: on (HiGHS's "
                             "presolve), gpu (the cheap reductions in torch on the solve's "
                             "device: fixed columns, empty and singleton rows, empty columns), "
-                            "off, or auto (the default: HiGHS with a bounded presolve time on "
-                            "LPs large enough for it to pay, where highspy is installed); "
+                            "off, or auto (the default: on LPs large enough for it to pay, "
+                            "the gpu reductions where they remove >= 20%% of the rows); "
                             "--json reports what was done under \"presolve\"")
     solve.add_argument("--polish", action="store_true",
                        help="after an optimal solve, drive the relative primal and dual "

@@ -6,8 +6,7 @@ Two presolvers, a :class:`PresolveBy` value: HiGHS's (``"highs"``, :mod:`l2o.lp.
 the CPU: every reduction HiGHS knows, 1-28 us per nonzero) and the cheap reductions in torch on
 the solve's device (``"gpu"``, :mod:`l2o.lp.gpu_presolve`: fixed columns, free / empty /
 singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS; ``"auto"`` decides
-from measured costs and says why (:func:`decide_presolve`: nothing for small LPs; HiGHS with a
-time budget where its cost is below the PDHG time it may save, i.e. on the CPU; else the GPU
+from measured costs and says why (:func:`decide_presolve`: nothing for small LPs, else the GPU
 reductions, their reduced LP solved only if they removed enough rows).
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
@@ -65,38 +64,25 @@ if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
 
     Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
 
-__all__ = ["AUTO_MIN_ROWS_REMOVED", "HIGHS_PRESOLVE_S_PER_NNZ", "MAX_AMPLIFICATION",
-           "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PRESOLVE_TIME_BUDGET",
-           "PresolveBy", "PresolveDecision", "decide_presolve", "evaluate_point", "highs_pays",
-           "no_presolve_report", "solve_with_presolve"]
+__all__ = ["AUTO_MIN_ROWS_REMOVED", "MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL",
+           "PRESOLVE_MIN_NNZ", "PresolveBy", "PresolveDecision", "decide_presolve",
+           "evaluate_point", "no_presolve_report", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
 # presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
 # as much as a whole GPU solve (30-100 ms), and does not reliably save iterations (to 1e-4:
 # bandm 6657 -> 1473, but adlittle 1089 -> 3585 and agg 17409 -> 28033).
 PRESOLVE_MIN_NNZ = 10_000
-# "auto" stops HiGHS presolve after this many seconds, keeping the reductions made so far (HiGHS
-# returns them): on the large set it takes 0.1-4.4 s, but 10-18 s on pds-30 / pds-50 (loaded
-# 2-core CPU), which PDHG solves in 0.2-0.5 s without presolve on an H200.
-PRESOLVE_TIME_BUDGET = 2.0
-
-# "auto"'s cost model (benchmarks/RESULTS.md, "The presolve path, phase by phase"): HiGHS's
-# presolve is chosen where its expected cost (the median rate on the large set, 3 us per
-# nonzero of 1.8-31 on a loaded 2-core CPU; PRESOLVE_TIME_BUDGET caps the slow ones) is below
-# what it may save: the share of PDHG iterations it saved where it did (ken-11 25%, pds-10 38%,
-# to 1e-4) of a short solve (the fewest iterations of the large set to 1e-4, ~2000) at the
-# device's cost per iteration. On an H200 an iteration costs 10-28 us (a floor, then ~15 ps
-# per nonzero), so HiGHS (>= 30 ms for 10^4 nonzeros) never pays there and the GPU reductions
-# run instead; on the CPU an iteration costs ~50 ns per nonzero (ken-11: 2.3 ms), a short
-# solve ~100 us per nonzero, and HiGHS pays.
-HIGHS_PRESOLVE_S_PER_NNZ = 3e-6
-PDHG_ITERATION_S = {"cuda": (10e-6, 15e-12), "cpu": (0.0, 50e-9)}   # (floor, per nonzero)
-HIGHS_SAVED_SHARE = 0.25
-SHORT_SOLVE_ITERATIONS = 2000
-# The GPU reductions (milliseconds) are kept under "auto" only if they remove at least this
-# share of the rows: singleton rows turned into column bounds are what made dbir2 and nsct2
-# solvable (61% and 65% of their rows; 13x faster), ken-11 (31%) needs 25% fewer iterations,
-# while a few percent made PDHG slower (pds-10: 3.5% of the rows, 2881 -> 4609 iterations).
+# "auto" runs the GPU reductions (milliseconds on a GPU) and solves their reduced LP only if
+# they removed at least this share of the rows: singleton rows turned into column bounds are
+# what made dbir2 and nsct2 solvable (61% and 65% of their rows; 13x faster on an H200) and
+# ken-11 (31%) faster (3073 -> 2305 iterations to 1e-4), while a few percent made PDHG slower
+# (pds-10: 3.5% of the rows, 2881 -> 4609 iterations). HiGHS's presolve is not taken by "auto":
+# measured with the postsolved point checked on the original LP (benchmarks/RESULTS.md, "The
+# presolve path, phase by phase"), HiGHS's postsolve of PDHG's approximate duals misses the
+# tolerance there (ken-11: dual residual 0.057, gap 0.33), so the path solves again, and the
+# whole costs as much as no presolve or more on the CPU (fit2p 30 s vs 20 s) and 1-20x more than
+# the GPU solve on an H200 (0.1-2.7 s of HiGHS alone).
 AUTO_MIN_ROWS_REMOVED = 0.2
 
 # When the postsolved point misses the tolerance on the original LP, the reduced LP is solved
@@ -134,17 +120,6 @@ class PresolveDecision:
         return self.by is not None
 
 
-def highs_pays(nnz: int, device: Any) -> tuple[bool, str]:
-    """Whether HiGHS's presolve is worth its cost before PDHG on ``device`` (the cost model of
-    :data:`HIGHS_PRESOLVE_S_PER_NNZ` and the constants after it), and the numbers in words."""
-    kind = torch.device(device).type if device is not None else "cpu"
-    floor, per_nnz = PDHG_ITERATION_S.get(kind, PDHG_ITERATION_S["cuda"])
-    cost = HIGHS_PRESOLVE_S_PER_NNZ * nnz
-    saving = HIGHS_SAVED_SHARE * SHORT_SOLVE_ITERATIONS * (floor + per_nnz * nnz)
-    return cost < saving, (f"HiGHS presolve ~{cost:.2g} s vs ~{saving:.2g} s of PDHG it may "
-                           f"save on {kind}")
-
-
 def _highspy_installed() -> bool:
     """Whether highspy can be imported (a stand-in module without a spec, as the benchmarks put
     in sys.modules on a machine without it, counts as not installed)."""
@@ -158,17 +133,15 @@ def _highspy_installed() -> bool:
 _NAMED = {True: PresolveBy.HIGHS, "highs": PresolveBy.HIGHS, "gpu": PresolveBy.GPU}
 
 
-def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None = None,
-                    device: Any = None) -> PresolveDecision:
-    """The decision for ``solve_lp(lp, presolve=...)`` on ``device`` (None: the CPU).
+def decide_presolve(lp: LinearProgram, presolve: Any,
+                    time_limit: float | None = None) -> PresolveDecision:
+    """The decision for ``solve_lp(lp, presolve=...)``.
 
     Args:
         presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
             "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
-            nonzeros; HiGHS where its cost model says it pays (:func:`highs_pays`: on the CPU,
-            not on a GPU) and highspy is installed, with at most :data:`PRESOLVE_TIME_BUDGET`
-            seconds (and at most a quarter of ``time_limit``); else the GPU reductions, kept
-            if they remove :data:`AUTO_MIN_ROWS_REMOVED` of the rows.
+            nonzeros, else the GPU reductions, their reduced LP solved only if they removed
+            :data:`AUTO_MIN_ROWS_REMOVED` of the rows (why not HiGHS: that constant's note).
 
     Raises:
         ValueError: any other value.
@@ -188,15 +161,8 @@ def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None =
     if lp.nnz < PRESOLVE_MIN_NNZ:
         return PresolveDecision(None, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
                                             f"PDHG alone is faster than the presolve round trip")
-    pays, numbers = highs_pays(lp.nnz, device)
-    if pays and _highspy_installed():
-        budget = PRESOLVE_TIME_BUDGET if time_limit is None else min(PRESOLVE_TIME_BUDGET,
-                                                                     0.25 * time_limit)
-        return PresolveDecision(PresolveBy.HIGHS, budget,
-                                f"auto: {numbers}: HiGHS presolve for at most {budget:g} s")
-    why = numbers if not pays else "highspy is not installed (pip install highspy for HiGHS)"
     return PresolveDecision(PresolveBy.GPU, None,
-                            f"auto: {why}: the GPU reductions, kept if they remove >= "
+                            f"auto: the GPU reductions, kept if they remove >= "
                             f"{AUTO_MIN_ROWS_REMOVED:.0%} of the rows", AUTO_MIN_ROWS_REMOVED)
 
 
@@ -325,7 +291,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     """
     start = time.perf_counter()
     timer = PhaseTimer(profile, None if device is None else torch.device(device), start)
-    decision = decide_presolve(lp, presolve, time_limit, device)
+    decision = decide_presolve(lp, presolve, time_limit)
     timer.mark("decide")
     iterations = 0
     solves = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import l2o
 from l2o import LPStatus, solve_lp
@@ -82,3 +83,18 @@ def test_profile_times_the_presolve_path():
     parts = sum(v for k, v in res.timings.items() if k != "total")
     assert parts == pytest.approx(res.timings["total"], rel=1e-6, abs=1e-6)
     assert res.timings["total"] == res.solve_time
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("presolve", [False, "gpu", "auto"])
+def test_the_check_on_cuda_is_the_solvers(presolve):
+    """On CUDA (the Triton check where Triton runs): the returned reduced costs reproduce
+    ``kkt``, without presolve and after the GPU reductions (one solve of the reduced LP)."""
+    lp = _read("large", "ken-11")
+    res = solve_lp(lp, tol=1e-4, device="cuda", presolve=presolve)
+    assert res.status == LPStatus.OPTIMAL, res.message
+    check = kkt_error(lp, res.x, res.y, res.reduced_costs)
+    for key, value in res.kkt.items():
+        assert check[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
+    if presolve:
+        assert res.presolve["by"] == "gpu" and "after postsolve" in res.message, res.message
