@@ -90,7 +90,7 @@ class BatchCheck:
 
     Attributes:
         xr, yr: (4, n), (4, m) the point and the projected rays.
-        x, y, reduced_costs: the unscaled point and proj_K(c - A^T y^) (outputs).
+        x, y, reduced_costs: the unscaled point and its dual slack (outputs).
         col_tiles, row_tiles: the :class:`Tiles`.
         col_partials, row_partials: (T_cols, 17), (T_rows, 14) per-tile sums and maxima.
         reduced: (B, WIDTH) float64 per-LP numbers (the check's output).
