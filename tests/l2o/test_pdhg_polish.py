@@ -70,10 +70,11 @@ def test_netlib_polish_reaches_tolerance(name):
 
 @pytest.mark.parametrize("name", ["ken-11", "osa-07"])
 def test_large_polish_with_presolve(name):
-    """ken-11 and osa-07 (presolved under "auto"): the postsolved point polished on the
-    original LP to 1e-8 (a few seconds each on the CPU)."""
+    """ken-11 and osa-07 (presolved by HiGHS: "auto"'s GPU reductions find nothing to remove
+    in osa-07): the postsolved point polished on the original LP to 1e-8 (a few seconds each
+    on the CPU)."""
     lp = _read("large", name)
-    res = solve_lp(lp, tol=1e-4, device="cpu", polish=True)
+    res = solve_lp(lp, tol=1e-4, device="cpu", presolve=True, polish=True)
     assert res.presolve["applied"]
     _check_polished(lp, res)
 
