@@ -498,7 +498,7 @@ def main(argv=None) -> None:
                         "(default)")
     r.add_argument("--per-iteration", nargs="*", default=["pagerank_1e6", "afiro"])
     r.add_argument("--fused", default="auto",
-                   choices=["auto", "true", "false", "elementwise", "spmv"],
+                   choices=["auto", "true", "false", "elementwise", "spmv", "mixed"],
                    help="SolverOptions.fused (the Triton iteration kernels)")
     h = sub.add_parser("highs", help="HiGHS on the CPU, same instances (needs highspy)")
     h.add_argument("--data", default=".devdata/pdhg")

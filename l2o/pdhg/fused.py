@@ -27,13 +27,16 @@ a scratch scalar ``weight_old`` (which the primal kernel never reads), and the d
 0-d device tensors loaded in the kernels: no host sync, and the kernels can be captured in the
 solver's CUDA graph.
 
-Two plans:
+Three plans:
   * "elementwise": 2 Triton kernels + the two cuSPARSE products;
   * "spmv": the products are computed in the kernels themselves (CSR rows, a tile of
     ``rows x nnz`` per program, looping over the longest row of the tile), 2 kernels in all.
     One long row makes its tile loop long, so this plan is picked only when every row of A~ and
     of A~^T is short (:data:`SPMV_MAX_ROW_TRIPS`): small and medium LPs, where launch latency
     dominates.  Long rows (PageRank's sum x = 1 row) keep cuSPARSE's balanced products.
+  * "mixed" (opt-in): A~^T y in the primal kernel (short columns), A~ x_bar by cuSPARSE (a few
+    long rows, as rail516's 516 rows of ~610 nonzeros), then the elementwise dual kernel:
+    2 kernels + 1 product, and no A~^T y vector written and read back.
 """
 
 from __future__ import annotations
@@ -80,12 +83,15 @@ class FusedPlan:
 
     Attributes:
         spmv: the products A~ x_bar and A~^T y are computed in the Triton kernels.
+        mixed: (with ``spmv`` False) A~^T y is computed in the primal kernel and A~ x_bar by
+            ``product_a`` (the "mixed" plan).
         weight_old: 0-d scratch holding the Halpern weight the current iteration reads.
-        tile_a, tile_at: (rows per program, nonzeros per trip) of A~ and A~^T ("spmv" only).
+        tile_a, tile_at: (rows per program, nonzeros per trip) of A~ and A~^T (where the
+            kernels compute that product).
         aty: (n,) A~^T y of the iteration's y ("elementwise" only).
         product_a, product_at: ax_bar <- A~ x_bar and aty <- A~^T y on the state's buffers
-            ("elementwise" only): cuSPARSE's CSR_ALG2 (:mod:`bilevel.linalg.cusparse`) where
-            it can be called, else ``torch.mv``.
+            (where the kernels do not compute that product): cuSPARSE
+            (:mod:`bilevel.linalg.cusparse`) where it can be called, else ``torch.mv``.
         exchange: None, or a sharded solve's all-gathers of x_bar and y
             (:class:`l2o.pdhg.distributed.IterationExchange`): the products read its whole
             ``x_bar`` and ``y`` (this process's slices live in them), which its
@@ -100,6 +106,7 @@ class FusedPlan:
     product_a: Callable[[], None] | None = None
     product_at: Callable[[], None] | None = None
     exchange: Any = None
+    mixed: bool = False
 
 
 def _row_stats(csr: torch.Tensor) -> tuple[float, int]:
@@ -125,8 +132,8 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
         p: the ScaledLP (its ``op.csr`` / ``op.csr_t`` on the solve's device).
         s: the IterationState.
         mode: "auto" (Triton when available; the "spmv" plan when every row is short), True
-            (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise" or
-            "spmv" (that plan; error when unavailable).
+            (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise",
+            "spmv" or "mixed" (that plan; error when unavailable).
         sparse_products: ``SolverOptions.sparse_products``.
         exchange: :attr:`FusedPlan.exchange` (None: one process).
 
@@ -135,9 +142,9 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
     """
     if mode is False or mode == "off":
         return None
-    if mode not in ("auto", True, "elementwise", "spmv"):
-        raise ValueError(f"solve_lp: fused must be 'auto', True, False, 'elementwise' or 'spmv', "
-                         f"got {mode!r}")
+    if mode not in ("auto", True, "elementwise", "spmv", "mixed"):
+        raise ValueError(f"solve_lp: fused must be 'auto', True, False, 'elementwise', 'spmv' "
+                         f"or 'mixed', got {mode!r}")
     if not available(s.x.device):
         if mode == "auto":
             return None
@@ -149,12 +156,13 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
     spmv = mode == "spmv" or (mode in ("auto", True) and short)
     _compile_once(s.x.dtype, s.x.device)
     plan = FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
-                     tile_at=tile_at, exchange=exchange)
+                     tile_at=tile_at, exchange=exchange, mixed=mode == "mixed")
+    algorithm = SPARSE_PRODUCTS[sparse_products]
+    x_bar, y = _product_inputs(s, plan)
     if not spmv:
-        plan.aty = torch.empty_like(s.x)
-        algorithm = SPARSE_PRODUCTS[sparse_products]
-        x_bar, y = _product_inputs(s, plan)
         plan.product_a = _product(p.op.csr, x_bar, s.ax_bar, algorithm)
+    if not (spmv or plan.mixed):
+        plan.aty = torch.empty_like(s.x)
         plan.product_at = _product(p.op.csr_t, y, plan.aty, algorithm)
     return plan
 
@@ -179,7 +187,7 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
 
     Same math and buffers as :func:`l2o.pdhg.iteration.halpern_iteration`; no host sync.  A~^T y
     is computed at the start of the iteration (into ``plan.aty``, or inside the primal kernel
-    in the "spmv" plan), so ``s.grad`` is not used.  ``last=False`` skips the stores that only
+    in the "spmv" and "mixed" plans), so ``s.grad`` is not used.  ``last=False`` skips the stores that only
     the check reads (x_pre, x^, y^, y_bar; ax_bar in the "spmv" plan): 4 of the ~17 vector
     passes of an iteration.  The check must follow an iteration run with ``last=True``.
     """
@@ -188,15 +196,21 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
     exchange = plan.exchange        # a sharded solve: an all-gather before each product
     if exchange is not None:
         exchange.gather_y()
-    if plan.spmv:
+    if plan.spmv or plan.mixed:
         at = p.op.csr_t
         rows, k = plan.tile_at
         _primal_spmv_kernel[(max(1, triton.cdiv(n, rows)),)](
             at.crow_indices(), at.col_indices(), at.values(), y, p.c,
             s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
             s.tau, s.weight, plan.weight_old, n, ROWS=rows, K=k, STORE=last, num_warps=4)
-        if exchange is not None:
-            exchange.gather_x_bar()
+    else:
+        plan.product_at()
+        _primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
+            plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
+            s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, STORE=last, num_warps=4)
+    if exchange is not None:
+        exchange.gather_x_bar()
+    if plan.spmv:
         a = p.op.csr
         rows, k = plan.tile_a
         _dual_spmv_kernel[(max(1, triton.cdiv(m, rows)),)](
@@ -204,12 +218,6 @@ def halpern_iteration_fused(p: Any, s: Any, plan: FusedPlan, last: bool = True) 
             s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,
             s.neg_sigma, plan.weight_old, s.weight, m, ROWS=rows, K=k, STORE=last, num_warps=4)
         return
-    plan.product_at()
-    _primal_kernel[(max(1, triton.cdiv(n, BLOCK)),)](
-        plan.aty, p.c, s.x, p.col_lower, p.col_upper, s.x0, s.x_pre, s.x_hat, s.x_bar,
-        s.tau, s.weight, plan.weight_old, n, BLOCK=BLOCK, STORE=last, num_warps=4)
-    if exchange is not None:
-        exchange.gather_x_bar()
     plan.product_a()
     _dual_kernel[(max(1, triton.cdiv(m, BLOCK)),)](
         s.ax_bar, s.y, s.dual_lower, s.dual_upper, s.y0, s.y_hat, s.y_bar,

@@ -49,8 +49,8 @@ def test_fused_option_is_checked():
 
 
 @needs_triton
-@pytest.mark.parametrize("mode", ["elementwise", "spmv", "elementwise-cusparse",
-                                  "elementwise-cusparse-alg2"])
+@pytest.mark.parametrize("mode", ["elementwise", "spmv", "mixed", "elementwise-cusparse",
+                                  "elementwise-cusparse-alg2", "mixed-cusparse"])
 @pytest.mark.parametrize("bounds", ["free", "mixed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_iteration_matches_torch(mode, bounds, dtype):
@@ -88,7 +88,7 @@ def test_fused_iteration_matches_torch(mode, bounds, dtype):
 def test_fused_iteration_propagates_nan():
     lp = random_lp(20, 30, 3, "mixed")
     p = scale_lp(lp, device="cuda", dtype=torch.float64)
-    for mode in ("elementwise", "spmv"):
+    for mode in ("elementwise", "spmv", "mixed"):
         x = torch.zeros(lp.num_cols, dtype=torch.float64, device="cuda")
         s = S.IterationState.init(p, x, torch.zeros(lp.num_rows, dtype=torch.float64,
                                                     device="cuda"))
@@ -100,7 +100,7 @@ def test_fused_iteration_propagates_nan():
 
 
 @needs_triton
-@pytest.mark.parametrize("mode", ["elementwise", "spmv"])
+@pytest.mark.parametrize("mode", ["elementwise", "spmv", "mixed"])
 @pytest.mark.parametrize("size", [(30, 40), (400, 700)])
 def test_solve_lp_fused_matches_torch(size, mode):
     lp = random_lp(*size, seed=4, bounds="box")
@@ -174,9 +174,9 @@ def test_check_every_default_follows_the_lp_size():
                     or fused.triton is None,
                     reason="the Triton kernels on the CPU need Triton's interpreter "
                            "(TRITON_INTERPRET=1)")
-@pytest.mark.parametrize("spmv", [False, True])
-def test_fused_kernels_match_torch_in_the_interpreter(spmv):
-    """The single-LP kernels (both plans, both STORE variants) against halpern_iteration on
+@pytest.mark.parametrize("mode", ["elementwise", "spmv", "mixed"])
+def test_fused_kernels_match_torch_in_the_interpreter(mode):
+    """The single-LP kernels (each plan, both STORE variants) against halpern_iteration on
     CPU tensors through Triton's interpreter, float64: a check of the kernels' math that runs
     without a GPU (the plan is built by hand: make_plan asks for CUDA)."""
     lp = random_lp(60, 90, 4, "mixed")
@@ -191,9 +191,14 @@ def test_fused_kernels_match_torch_in_the_interpreter(spmv):
         s.set_steps(p, 0.9, 1.7)
         states.append(s)
     plain, kernels = states
-    if spmv:
+    if mode == "spmv":
         tile = fused.SPMV_TILES[1]
         plan = fused.FusedPlan(True, torch.empty_like(kernels.weight), tile, tile)
+    elif mode == "mixed":      # A~^T y in the primal kernel, A~ x_bar as a product
+        tile = fused.SPMV_TILES[0]
+        plan = fused.FusedPlan(
+            False, torch.empty_like(kernels.weight), tile_at=tile, mixed=True,
+            product_a=lambda: torch.mv(p.op.csr, kernels.x_bar, out=kernels.ax_bar))
     else:
         aty = torch.empty_like(kernels.x)
         plan = fused.FusedPlan(
