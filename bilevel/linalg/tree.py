@@ -57,7 +57,9 @@ def dot(a: Tree, b: Tree) -> torch.Tensor:
 
 
 def norm(a: Tree) -> torch.Tensor:
-    """Euclidean norm over all leaves, as a 0-dim tensor."""
+    """Euclidean norm over all leaves, as a 0-dim tensor (one kernel for a tensor)."""
+    if isinstance(a, torch.Tensor):
+        return torch.linalg.vector_norm(a)
     return dot(a, a).clamp_min(0).sqrt()
 
 
