@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _paths import default_out
 from _timing import copy_bandwidth_tbs, device_name
+from lp_variants import parse_variant  # NAME:key=value,... -> solve_lp keywords
 
 LIMITS = (1000, 6000)
 
@@ -130,21 +131,6 @@ def cupdlpx(binary: str, path: str, limit: int) -> tuple[float, int]:
         text = summary.read_text()
         get = lambda k: (re.search(re.escape(k) + r":\s*(\S+)", text) or [None, "nan"])[1]
         return float(get("Runtime (sec)")), int(float(get("Iterations Count")))
-
-
-def parse_variant(text: str) -> tuple[str, dict]:
-    name, _, rest = text.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        options[key] = {"True": True, "False": False}.get(value, value)
-    return name, options
 
 
 def main() -> None:
