@@ -50,7 +50,8 @@ from .iteration import ChunkRunner, IterationState
 from .prepare import PreparedLP
 from .statistics import CheckStatistics, CheckVectors
 
-__all__ = ["cold_start", "is_warm", "keeps_warm_start", "probe_cold_start", "scaled_start", "warm_start_vectors"]
+__all__ = ["cold_start", "is_warm", "keeps_warm_start", "probe_cold_start", "scaled_start",
+           "warm_start_vectors"]
 
 
 def is_warm(warm_start: Any) -> bool:
