@@ -24,7 +24,7 @@ scratch copy.  x_pre, x^, y^ and y_bar are stored only in the iteration before a
 start of each iteration).  The Halpern update is written as torch.lerp evaluates it for
 w >= 1/2, so both paths round alike up to the products' order of summation.
 
-The plans are the single LP's (:func:`l2o.pdhg.fused.make_plan`, "auto"): "elementwise" (the
+The plans are the single LP's (:func:`l2o.pdhg.fused.make_plan`, "auto", without "mixed"): "elementwise" (the
 two kernels above and cuSPARSE's products, 4 launches) or, when every row of A~ and of A~^T is
 short, "spmv" (the products computed inside the two kernels, CSR tiles of rows, as the single
 LP's "spmv" kernels: 2 launches).  A stack's rows are its LPs' rows, so a stack of LPs whose
@@ -73,7 +73,8 @@ def make_batch_plan(p: Any, s: Any, mode: Any, sparse_products: str) -> FusedPla
         if mode == "auto":
             return None
         raise ValueError(f"solve_lp_batch: fused={mode!r} needs CUDA and Triton")
-    plan = make_plan(p, s, "auto" if mode is True else mode, sparse_products)
+    plan = make_plan(p, s, "auto" if mode is True else mode, sparse_products,
+                     plans=("spmv", "elementwise"))
     _compile_once(s.x.dtype, s.x.device)
     return plan
 

@@ -34,9 +34,10 @@ Three plans:
     One long row makes its tile loop long, so this plan is picked only when every row of A~ and
     of A~^T is short (:data:`SPMV_MAX_ROW_TRIPS`): small and medium LPs, where launch latency
     dominates.  Long rows (PageRank's sum x = 1 row) keep cuSPARSE's balanced products.
-  * "mixed" (opt-in): A~^T y in the primal kernel (short columns), A~ x_bar by cuSPARSE (a few
-    long rows, as rail516's 516 rows of ~610 nonzeros), then the elementwise dual kernel:
-    2 kernels + 1 product, and no A~^T y vector written and read back.
+  * "mixed": A~^T y in the primal kernel (short columns), A~ x_bar by cuSPARSE (long rows, as
+    rail516's 516 rows of ~610 nonzeros), then the elementwise dual kernel: 2 kernels + 1
+    product, and no A~^T y vector written and read back.  Picked when the columns are short
+    and the LP is of medium size (:func:`auto_plan`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
     tl = None
 
-__all__ = ["FusedPlan", "available", "halpern_iteration_fused", "make_plan"]
+__all__ = ["FusedPlan", "auto_plan", "available", "halpern_iteration_fused", "make_plan"]
 
 # Elements per program of the elementwise kernels.
 BLOCK = 1024
@@ -70,6 +71,15 @@ BLOCK = 1024
 SPMV_MAX_ROW_TRIPS = 16
 # (rows per program, nonzeros per row per trip) of the CSR tiles; one is chosen per matrix.
 SPMV_TILES = ((128, 8), (32, 32))
+# The "mixed" plan is used ("auto") when some row of A~ is long but every column fits the narrow
+# tile, on LPs of at most this many nonzeros.  Measured on the H200 (benchmarks/lp_periter.py,
+# RESULTS.md, 2026-12-04 00:00 UTC), us per iteration elementwise -> mixed: osa-07 19.7 -> 13.6,
+# cre-d 22.5 -> 15.3, cre-b 21.5 -> 16.1, t0331-4l 18.1 -> 16.1, rail516 15.7 -> 14.6, nemswrld
+# 19.8 -> 18.2, nemsemm2 17.0 -> 17.0 (0.14-0.43M nonzeros); dbir2 (1.1M, wide column tile)
+# 27.9 -> 28.8; PageRank 1e6 (8M) 121 -> 176: on large LPs cuSPARSE's balanced A~^T y wins.
+MIXED_MAX_NNZ = 1 << 21
+# The plans in the order "auto" considers them.
+PLANS = ("spmv", "mixed", "elementwise")
 
 
 def available(device: torch.device | str) -> bool:
@@ -123,19 +133,44 @@ def _tile_for(mean_len: float, max_len: int) -> tuple[int, int]:
     return SPMV_TILES[0] if mean_len <= 12 and max_len <= 64 else SPMV_TILES[1]
 
 
+def auto_plan(stats_a: tuple[float, int], stats_at: tuple[float, int], nnz: int,
+              plans: tuple[str, ...] = PLANS) -> str:
+    """The plan "auto" picks from the row lengths of A~ and A~^T.
+
+    "spmv" when every row of both needs at most :data:`SPMV_MAX_ROW_TRIPS` trips of its tile
+    (launch latency dominates); else "mixed" when only A~'s rows are long, every row of A~^T
+    (column of A~) fits the narrow tile, and nnz <= :data:`MIXED_MAX_NNZ`; else "elementwise"
+    (cuSPARSE's balanced products).  A plan not in ``plans`` is skipped.
+
+    Args:
+        stats_a, stats_at: (mean, max) nonzeros per row of A~ and of A~^T.
+        nnz: nonzeros of A~.
+        plans: the plans the caller's kernels implement.
+    """
+    tile_a, tile_at = _tile_for(*stats_a), _tile_for(*stats_at)
+    short_a = stats_a[1] <= SPMV_MAX_ROW_TRIPS * tile_a[1]
+    short_at = stats_at[1] <= SPMV_MAX_ROW_TRIPS * tile_at[1]
+    if "spmv" in plans and short_a and short_at:
+        return "spmv"
+    if "mixed" in plans and tile_at == SPMV_TILES[0] and nnz <= MIXED_MAX_NNZ:
+        return "mixed"
+    return "elementwise"
+
+
 def make_plan(p: Any, s: Any, mode: Any = "auto",
               sparse_products: str = SPARSE_PRODUCTS_DEFAULT,
-              exchange: Any = None) -> FusedPlan | None:
+              exchange: Any = None, plans: tuple[str, ...] = PLANS) -> FusedPlan | None:
     """The plan for ``SolverOptions.fused = mode`` on this LP and state, or None (torch path).
 
     Args:
         p: the ScaledLP (its ``op.csr`` / ``op.csr_t`` on the solve's device).
         s: the IterationState.
-        mode: "auto" (Triton when available; the "spmv" plan when every row is short), True
-            (Triton, plan as "auto"; error when unavailable), False (torch), "elementwise",
-            "spmv" or "mixed" (that plan; error when unavailable).
+        mode: "auto" (Triton when available, the plan of :func:`auto_plan`), True (Triton,
+            plan as "auto"; error when unavailable), False (torch), "elementwise", "spmv" or
+            "mixed" (that plan; error when unavailable).
         sparse_products: ``SolverOptions.sparse_products``.
         exchange: :attr:`FusedPlan.exchange` (None: one process).
+        plans: the plans "auto" may pick (the batch's kernels have no "mixed").
 
     Raises:
         ValueError: an unknown mode, or Triton forced where it cannot run.
@@ -150,10 +185,11 @@ def make_plan(p: Any, s: Any, mode: Any = "auto",
             return None
         why = "Triton is not installed" if triton is None else "the solve is not on CUDA"
         raise ValueError(f"solve_lp: fused={mode!r} needs CUDA and Triton ({why})")
-    (mean_a, max_a), (mean_at, max_at) = _row_stats(p.op.csr), _row_stats(p.op.csr_t)
-    tile_a, tile_at = _tile_for(mean_a, max_a), _tile_for(mean_at, max_at)
-    short = (max_a <= SPMV_MAX_ROW_TRIPS * tile_a[1] and max_at <= SPMV_MAX_ROW_TRIPS * tile_at[1])
-    spmv = mode == "spmv" or (mode in ("auto", True) and short)
+    stats_a, stats_at = _row_stats(p.op.csr), _row_stats(p.op.csr_t)
+    tile_a, tile_at = _tile_for(*stats_a), _tile_for(*stats_at)
+    if mode in ("auto", True):
+        mode = auto_plan(stats_a, stats_at, p.op.csr.values().numel(), plans)
+    spmv = mode == "spmv"
     _compile_once(s.x.dtype, s.x.device)
     plan = FusedPlan(spmv=spmv, weight_old=torch.empty_like(s.weight), tile_a=tile_a,
                      tile_at=tile_at, exchange=exchange, mixed=mode == "mixed")

@@ -67,9 +67,10 @@ class SolverOptions:
         cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
             CPU (cheaper than hundreds of tiny kernel launches and syncs), then moved.
         fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
-            imports, else the torch ops), True / False (force on / off), or "elementwise" /
+            imports, else the torch ops; the plan from the row lengths:
+            :func:`l2o.pdhg.fused.auto_plan`), True / False (force on / off), or "elementwise" /
             "spmv" / "mixed" (that plan of the kernels; "mixed": A~^T y in the primal kernel,
-            A~ x_bar by cuSPARSE, for a few long rows and short columns).
+            A~ x_bar by cuSPARSE, for long rows and short columns).
         sparse_products: how the "elementwise" plan multiplies by A~ and A~^T on CUDA:
             "cusparse" (default: cuSPARSE's CSR_ALG1, the algorithm of ``torch.mv``, analysed
             once per solve by ``cusparseSpMV_preprocess``: :mod:`bilevel.linalg.cusparse`),

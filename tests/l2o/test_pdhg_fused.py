@@ -84,6 +84,20 @@ def test_fused_iteration_matches_torch(mode, bounds, dtype):
     assert float(states[1].weight) == pytest.approx(51 / 52, rel=1e-6)
 
 
+@pytest.mark.parametrize("stats_a, stats_at, nnz, plans, expected", [
+    ((6.4, 96), (2.2, 3), 337_144, fused.PLANS, "spmv"),            # pds-30: every row short
+    ((610.3, 7805), (6.7, 12), 314_896, fused.PLANS, "mixed"),      # rail516: long rows
+    ((128.5, 17612), (6.0, 6), 143_694, fused.PLANS, "mixed"),      # osa-07
+    ((610.3, 7805), (6.7, 12), 314_896, ("spmv", "elementwise"), "elementwise"),  # the batch
+    ((60.3, 4949), (41.7, 233), 1_139_637, fused.PLANS, "elementwise"),  # dbir2: wide columns
+    ((8.0, 1_000_000), (9.0, 30), 7_999_982, fused.PLANS, "elementwise"),  # PageRank 1e6: large
+    ((101.4, 103), (3.1, 769), 233_921, fused.PLANS, "elementwise"),  # bpmpd: long columns
+])
+def test_auto_plan_follows_the_row_lengths(stats_a, stats_at, nnz, plans, expected):
+    """The plan "auto" picks, on the row statistics of LPs of the large set (A~, A~^T)."""
+    assert fused.auto_plan(stats_a, stats_at, nnz, plans) == expected
+
+
 @needs_triton
 def test_fused_iteration_propagates_nan():
     lp = random_lp(20, 30, 3, "mixed")
