@@ -16,7 +16,8 @@ Barabasi-Albert edges (``lp_suite.pagerank_lp``).  On the GPU machine, e.g.
 initializes a one-process group itself (NCCL on CUDA, gloo on the CPU) and solves each LP
 with ``distributed=False`` (the default solve: Triton kernels and CUDA graphs where they run)
 and ``distributed=True`` (the sharded solve on one process: the same kernels and CUDA graphs,
-two in-place all-gathers per iteration, 3 per check), presolve off, float64:
+no collective in the iterations, as no block reads another process's slice, 1 per check),
+presolve off, float64:
 
   * ``iter_us``: microseconds per iteration of a solve capped at ``--iters`` iterations with a
     tolerance it does not reach (1e-12), from its first check to its last (the host's clock
@@ -25,6 +26,17 @@ two in-place all-gathers per iteration, 3 per check), presolve off, float64:
   * for each of ``--tols``: ``solve_time`` (setup included), iterations and status.
 
 Then one line per LP: ``overhead`` = iter_us(distributed) / iter_us(single) - 1.
+
+Ops per iteration (CPU, gloo, one process; what a GPU iteration would launch is not counted
+here, but the torch iteration's ops are its kernels one to one):
+
+    python benchmarks/lp_distributed.py --count-ops --device cpu --pagerank 1000 FILE ...
+
+counts the torch ops (``TorchDispatchMode``) the single and the sharded solve dispatch inside
+their iterations (per iteration) and outside them (per check: one more chunk of
+``--check-every`` iterations, setup cancelled), collectives among them, and prints one JSON
+line per LP (:func:`count_ops`; ``tests/l2o/test_pdhg_distributed.py`` pins the extra ops
+per iteration at 0).
 
 Several GPUs (strong scaling; a machine of several GPUs was not lent when this was written):
 
@@ -43,10 +55,12 @@ import os
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o
@@ -113,6 +127,86 @@ def measure(lp, name: str, distributed: bool, device: torch.device, iters: int,
     return rows
 
 
+class _Ops(TorchDispatchMode):
+    """Counts the ops dispatched while it is active, by name: those inside
+    ``IterationState.iterate`` apart (``iteration``) from the rest (``other``: the checks, the
+    setup, the result)."""
+
+    def __init__(self):
+        super().__init__()
+        self.iterations = 0
+        self.ops = {"iteration": Counter(), "other": Counter()}
+        self.where = "other"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[self.where][str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_solve_ops(lp, distributed: bool, iterations: int,
+                    check_every: int) -> tuple[Counter, int, Counter]:
+    """(the ops of every iteration together, the iterations, the ops outside them) of a CPU
+    solve of ``lp`` stopped at ``iterations`` (``distributed``: in the process group this
+    process initialized)."""
+    from l2o import solve_lp
+    from l2o.pdhg.iteration import IterationState
+
+    mode, iterate = _Ops(), IterationState.iterate
+
+    def counted(state, p, last=True):
+        mode.where, mode.iterations = "iteration", mode.iterations + 1
+        try:
+            iterate(state, p, last)
+        finally:
+            mode.where = "other"
+
+    IterationState.iterate = counted
+    try:
+        with mode:
+            result = solve_lp(lp, device="cpu", presolve=False, tol=1e-12,
+                              iteration_limit=iterations, check_every=check_every,
+                              distributed=distributed)
+    finally:
+        IterationState.iterate = iterate
+    if result.iterations != iterations:
+        raise RuntimeError(f"count_solve_ops: the solve stopped after {result.iterations} "
+                           f"iterations ({result.status.value}), not {iterations}")
+    return mode.ops["iteration"], mode.iterations, mode.ops["other"]
+
+
+def ops_per_iteration(lp, distributed: bool, check_every: int = 16) -> Counter:
+    """The ops of one iteration by name (every iteration dispatches the same ones)."""
+    ops, iterations, _ = count_solve_ops(lp, distributed, 1 + 2 * check_every, check_every)
+    if any(count % iterations for count in ops.values()):
+        raise RuntimeError(f"ops_per_iteration: iterations dispatched different ops: {ops}")
+    return Counter({op: count // iterations for op, count in ops.items()})
+
+
+def count_ops(lp, name: str, check_every: int) -> dict:
+    """One row: ops (and collectives) per iteration and per check of the single and the sharded
+    solve of ``lp`` on the CPU (module docstring)."""
+    row: dict = {"lp": name, "nnz": lp.nnz, "check_every": check_every, "device": "cpu"}
+    for mode, distributed in (("single", False), ("sharded", True)):
+        iteration = ops_per_iteration(lp, distributed, check_every)
+        # the ops outside the iterations of one more chunk: its check (and restart, if any)
+        short = count_solve_ops(lp, distributed, 1 + check_every, check_every)[2]
+        long = count_solve_ops(lp, distributed, 1 + 3 * check_every, check_every)[2]
+        check = {op: (long[op] - short[op]) / 2 for op in long}
+        row[f"{mode}_ops_per_iteration"] = sum(iteration.values())
+        row[f"{mode}_collectives_per_iteration"] = sum(
+            n for op, n in iteration.items() if op.startswith("c10d."))
+        row[f"{mode}_ops_per_check"] = sum(check.values())
+        row[f"{mode}_collectives_per_check"] = sum(
+            n for op, n in check.items() if op.startswith("c10d."))
+        row[f"{mode}_iteration_ops"] = iteration
+    extra = row["sharded_iteration_ops"] - row["single_iteration_ops"]
+    missing = row["single_iteration_ops"] - row["sharded_iteration_ops"]
+    row["extra_ops_per_iteration"] = sum(extra.values()) - sum(missing.values())
+    row["extra_iteration_ops"] = dict(extra)
+    del row["single_iteration_ops"], row["sharded_iteration_ops"]
+    return row
+
+
 def _lps(args: argparse.Namespace):
     l2o = import_l2o()
     from l2o.datasets.pagerank import barabasi_albert_edges
@@ -147,6 +241,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds per solve to a tolerance (default 60)")
     parser.add_argument("--scaling", action="store_true",
                         help="distributed=True only (under torchrun: strong scaling)")
+    parser.add_argument("--count-ops", action="store_true",
+                        help="count the ops per iteration and per check, single vs sharded, on "
+                             "the CPU (one gloo process; module docstring)")
+    parser.add_argument("--check-every", type=int, default=16,
+                        help="iterations per check of --count-ops (default 16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(default_out("lp_distributed")))
     args = parser.parse_args(argv)
@@ -158,6 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     if world > 1 and not args.scaling:
         parser.error("under torchrun with several processes, pass --scaling (the single-process "
                      "solve cannot run on several processes)")
+    if args.count_ops:
+        if device.type != "cpu" or world > 1:
+            parser.error("--count-ops counts the CPU solve's ops: --device cpu, one process")
+        for name, lp in _lps(args):
+            _say(json.dumps(count_ops(lp, name, args.check_every)))
+        dist.destroy_process_group()
+        return
     modes = [True] if args.scaling else [False, True]
     # warm-up: Triton's kernels, the CUDA graphs' first capture, NCCL's communicator
     warm = l2o.datasets.pagerank(1000, seed=0)      # no MPS reading: no highspy there

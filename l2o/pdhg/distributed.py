@@ -16,7 +16,10 @@ read all of x and all of y, so each begins with an all-gather of the vector's sl
 (:class:`ShardGather`): per iteration a process receives the other W - 1 slices of x_bar and
 of y (``Partition.bytes_per_iteration``).  The block's column indices are renumbered once into
 the layout of the gathered buffer (slices padded to the longest), so a product reads the
-buffer as the collective left it.  The elementwise work runs on the slices.
+buffer as the collective left it.  The elementwise work runs on the slices.  Where no block
+reads another process's slice (A~ block diagonal along the split: always with one process,
+``Partition.coupled`` False) the products skip the all-gathers: a collective whose result is
+the local slice costs a launch and moves nothing.
 
 The iteration is the one-process iteration on the slices: the same torch ops
 (:func:`l2o.pdhg.iteration.halpern_iteration`, its products through :class:`Sharded`) or the
@@ -25,7 +28,8 @@ and on CUDA the chunk of iterations between two checks and the check are replaye
 graphs with their NCCL collectives inside (gloo's cannot be captured: CPU runs are eager).
 The iteration's x_bar and y live in this process's slots of the gathered buffers, so an
 iteration adds two in-place all-gathers to the one-process iteration and nothing else: no copy,
-no host sync (with one process, an in-place all-gather has nothing to move).
+no host sync; and where the blocks are not coupled (one process), not even those: the same
+kernels as the one-process iteration (``tests/l2o/test_pdhg_distributed.py`` counts the ops).
 
 One reduction per check.  The check's scalars are sums, dot products, norms and maxima of row
 and column vectors, combined by formulas (ratios, square roots, clamps); each process reduces
@@ -33,12 +37,13 @@ its slices to a small vector of partial values, the W vectors are all-gathered o
 reduced in rank order (sums or maxima by kind) on every process, with the elapsed time appended
 (its maximum is the time limit's clock: :class:`Sharded`).  The fused check
 (:mod:`l2o.pdhg.fused_check`) computes the partials in its kernels and gathers its two
-multi-vector products' inputs (:meth:`Sharded.a_mm`, :meth:`Sharded.at_mm`): 3 collectives.
+multi-vector products' inputs (:meth:`Sharded.a_mm`, :meth:`Sharded.at_mm`): 3 collectives
+(1 where the blocks are not coupled).
 The torch check (:func:`l2o.pdhg.statistics.device_statistics`) has :class:`Sharded` as its
 termination data's ``rows`` and ``cols`` reducer, which evaluates the formulas twice around
 the one all-gather: the first pass records each reduction's partial value on this process, the
 second returns the global values in the same order; with its 7 products' gathers, 8
-collectives.  Every process thus holds bitwise the same statistics record and takes the same
+collectives (1 where the blocks are not coupled).  Every process thus holds bitwise the same statistics record and takes the same
 decisions (status, restart, primal weight, warm start or cold).  A result gathers the point,
 or the ray, at the end.
 
@@ -112,10 +117,14 @@ class ShardGather:
     the receive buffer at rank x width, so an all-gather copies nothing on this process.
     ``local`` is this process's slice in the buffer: a vector kept there (the iteration's x_bar
     and y, :class:`IterationExchange`) is gathered with no copy at all.
+
+    ``coupled`` False (no process's block reads another's slice, :class:`Partition`):
+    :meth:`gather` leaves the other slots as they are and launches nothing (the products read
+    only this process's slot); :meth:`whole` still gathers.
     """
 
     def __init__(self, bounds: list[int], width: int, rank: int, dtype: torch.dtype,
-                 device: torch.device, columns: int | None = None):
+                 device: torch.device, columns: int | None = None, coupled: bool = True):
         world = len(bounds) - 1
         size = bounds[rank + 1] - bounds[rank]
         shape = (world * width,) if columns is None else (world * width, columns)
@@ -123,21 +132,28 @@ class ShardGather:
         self.send = self.buffer[rank * width:(rank + 1) * width]
         self.local = self.buffer[rank * width:rank * width + size]
         self.positions = padded_positions(bounds, width).to(device)
+        self.coupled = coupled
 
     def gather(self) -> torch.Tensor:
-        """The padded whole vector of every process's ``local`` slice (one collective)."""
-        _all_gather(self.buffer, self.send)
+        """The buffer as this process's block reads it: every process's ``local`` slice (one
+        collective), or where the blocks are not coupled, this process's alone (nothing to
+        do)."""
+        if self.coupled:
+            _all_gather(self.buffer, self.send)
         return self.buffer
 
     def __call__(self, local: torch.Tensor) -> torch.Tensor:
-        """The padded whole vector of every process's ``local`` (a copy into the buffer and
-        one collective).  The buffer is reused: valid until the next call."""
+        """:meth:`gather` of every process's ``local`` (a copy into the buffer first).  The
+        buffer is reused: valid until the next call."""
         self.local.copy_(local)
         return self.gather()
 
     def whole(self, local: torch.Tensor) -> torch.Tensor:
-        """The whole vector (unpadded, a new tensor on the device)."""
-        return self(local)[self.positions]
+        """The whole vector of every process's ``local`` (unpadded, a new tensor on the device;
+        one collective, coupled or not)."""
+        self.local.copy_(local)
+        _all_gather(self.buffer, self.send)
+        return self.buffer[self.positions]
 
 
 def _row_block(csr: torch.Tensor, start: int, end: int, positions: torch.Tensor, width: int,
@@ -182,7 +198,7 @@ class ShardedOperator(LinearOperator):
         width_x, width_y = self.partition.padded_widths()
         bounds = self.partition.col_bounds if primal else self.partition.row_bounds
         return ShardGather(bounds, width_x if primal else width_y, self.rank, self.dtype,
-                           self.device, columns)
+                           self.device, columns, self.partition.coupled)
 
 
 class IterationExchange:
@@ -190,8 +206,9 @@ class IterationExchange:
 
     The iteration state's x_bar and y live in this process's slots of the buffers ``x_bar`` and
     ``y`` (:meth:`Sharded.attach`), so an iteration communicates with two collectives and
-    copies nothing: ``gather_x_bar()`` before A~ x_bar, ``gather_y()`` before A~^T y.  With one
-    process the buffers are x_bar and y themselves.
+    copies nothing: ``gather_x_bar()`` before A~ x_bar, ``gather_y()`` before A~^T y (none
+    where the blocks are not coupled).  With one process the buffers are x_bar and y
+    themselves, and the gathers do nothing.
     """
 
     def __init__(self, op: ShardedOperator):
@@ -502,8 +519,7 @@ def solve_sharded(lp, *, tol: float, device: Any, dtype: torch.dtype | None, war
     timer = PhaseTimer(False)
     full = broadcast_prepared(prepare_lp(lp, dev, dtype, replace(opts, profile=False), timer,
                                          start), group)
-    partition = partition_lp(full.scaled.op.csr.crow_indices(),
-                             full.scaled.op.csr_t.crow_indices(), group.world_size)
+    partition = partition_lp(full.scaled.op.csr, full.scaled.op.csr_t, group.world_size)
     shard, sharded = shard_prepared(full, partition, group, dev, start)
     (r0, r1), (c0, c1) = partition.rows(group.rank), partition.cols(group.rank)
     result = optimize(shard, x_start[c0:c1], y_start[r0:r1], is_warm(warm_start), opts,

@@ -12,6 +12,12 @@ each cut at the nearer of the two rows around the crossing.  Contiguous blocks k
 vector slices contiguous, so a product's all-gather is one collective with no reordering.  No
 graph partitioner reorders the rows first (KaMinPar, METIS): with the all-gather of whole
 vectors, which every product here does, the bytes moved do not depend on the order.
+
+A product needs the other processes' slices only when a block reads them: when every nonzero
+A~_ij has row i and column j on the same process (A~ block diagonal along the split, e.g.
+always on one process), each block reads only its own slices of x and y, and the products
+need no collective at all (``Partition.coupled`` False: :class:`l2o.pdhg.distributed.ShardGather`
+then skips its all-gather).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from itertools import pairwise
 
 import torch
 
-__all__ = ["Partition", "balanced_bounds", "partition_lp"]
+__all__ = ["Partition", "balanced_bounds", "crosses_blocks", "partition_lp"]
 
 
 def balanced_bounds(nnz_per_row: torch.Tensor, parts: int) -> list[int]:
@@ -64,12 +70,16 @@ class Partition:
         col_bounds: W + 1 bounds of the blocks of columns of A~, i.e. rows of A~^T (slices of x).
         row_nnz, col_nnz: nonzeros of A~ in each process's block of rows / of A~^T in its block
             of columns (what its two products read).
+        coupled: whether some process's block reads another process's slice of x or y (a
+            nonzero A~_ij with row i and column j on two processes): then each product begins
+            with an all-gather; when False no product needs one.
     """
 
     row_bounds: list[int]
     col_bounds: list[int]
     row_nnz: list[int]
     col_nnz: list[int]
+    coupled: bool
 
     @property
     def world_size(self) -> int:
@@ -92,7 +102,10 @@ class Partition:
 
     def bytes_per_iteration(self, itemsize: int) -> int:
         """Bytes one process receives per iteration: the two all-gathers (x_bar for A~ x_bar,
-        y for A~^T y) bring the W - 1 other padded slices of x and of y."""
+        y for A~^T y) bring the W - 1 other padded slices of x and of y (none when the blocks
+        are not ``coupled``)."""
+        if not self.coupled:
+            return 0
         width_x, width_y = self.padded_widths()
         return (self.world_size - 1) * (width_x + width_y) * itemsize
 
@@ -104,15 +117,30 @@ class Partition:
                 f"per process per iteration")
 
 
-def partition_lp(crow: torch.Tensor, crow_t: torch.Tensor, parts: int) -> Partition:
-    """The :class:`Partition` of an LP from the CSR row pointers of A~ (m + 1,) and of A~^T
-    (n + 1,)."""
+def crosses_blocks(csr: torch.Tensor, row_bounds: list[int], col_bounds: list[int]) -> bool:
+    """Whether some block of rows of ``csr`` (by ``row_bounds``) has a nonzero outside the
+    same process's block of columns (by ``col_bounds``): a product of that block reads
+    entries of the vector that another process holds.  O(nnz), at setup."""
+    crow, cols = csr.crow_indices(), csr.col_indices()
+    for (r0, r1), (c0, c1) in zip(pairwise(row_bounds), pairwise(col_bounds)):
+        block = cols[int(crow[r0]):int(crow[r1])]
+        if block.numel() and (int(block.min()) < c0 or int(block.max()) >= c1):
+            return True
+    return False
+
+
+def partition_lp(csr: torch.Tensor, csr_t: torch.Tensor, parts: int) -> Partition:
+    """The :class:`Partition` of an LP into ``parts`` blocks, from its scaled matrix A~ (m, n)
+    and A~^T (n, m) in CSR."""
+    crow, crow_t = csr.crow_indices(), csr_t.crow_indices()
     row_nnz, col_nnz = crow.diff().to(torch.int64), crow_t.diff().to(torch.int64)
     row_bounds, col_bounds = balanced_bounds(row_nnz, parts), balanced_bounds(col_nnz, parts)
 
     def block_nnz(nnz: torch.Tensor, bounds: list[int]) -> list[int]:
         return [int(nnz[a:b].sum()) for a, b in pairwise(bounds)]
 
+    # A~ crosses the blocks exactly where A~^T does (the same nonzeros, transposed)
     return Partition(row_bounds=row_bounds, col_bounds=col_bounds,
                      row_nnz=block_nnz(row_nnz, row_bounds),
-                     col_nnz=block_nnz(col_nnz, col_bounds))
+                     col_nnz=block_nnz(col_nnz, col_bounds),
+                     coupled=crosses_blocks(csr, row_bounds, col_bounds))

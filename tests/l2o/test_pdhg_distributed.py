@@ -48,6 +48,19 @@ def _tiny_infeasible() -> LinearProgram:
                                 row_upper=[1, np.inf])
 
 
+def _afiro_twice() -> LinearProgram:
+    """Two copies of afiro side by side (A block diagonal): 2 processes hold one copy each,
+    so no block reads the other process's slices (``Partition.coupled`` False); 3 do."""
+    import scipy.sparse as sp
+
+    lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    block = sp.csr_matrix(lp.A.to_dense().numpy())
+    twice = lambda v: torch.cat([v, v])
+    return LinearProgram.create(twice(lp.c), sp.block_diag([block, block], format="csr"),
+                                twice(lp.row_lower), twice(lp.row_upper), twice(lp.col_lower),
+                                twice(lp.col_upper))
+
+
 def _tiny_unbounded() -> LinearProgram:
     """min -x1 s.t. x1 - x2 <= 1, x >= 0: unbounded along x = (1, 1) (1 row, 2 columns)."""
     return LinearProgram.create([-1, 0], np.array([[1.0, -1]]), row_upper=[1])
@@ -64,6 +77,7 @@ def _cases() -> dict[str, tuple[LinearProgram, dict]]:
     shorter = {"tol": 1e-12, "iteration_limit": 300}       # the test's time on 2 cores
     return {
         "afiro": (netlib("afiro"), limit),                  # optimal after 705 iterations
+        "afiro_twice": (_afiro_twice(), limit),             # 2 processes: blocks not coupled
         "sc50a": (netlib("sc50a"), shorter),
         "adlittle": (netlib("adlittle"), shorter),
         "pagerank": (pagerank(10_000, seed=0), limit),
@@ -115,13 +129,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-300))
 
 
-@pytest.mark.parametrize("name", ["afiro", "sc50a", "adlittle", "pagerank", "afiro_warm"])
+@pytest.mark.parametrize("name", ["afiro", "afiro_twice", "sc50a", "adlittle", "pagerank",
+                                  "afiro_warm"])
 def test_same_iterates_as_one_process(sharded, reference, name):
     mine, ref = sharded[0][name], reference[name]
     assert (mine["status"], mine["iterations"]) == (ref["status"], ref["iterations"])
     assert _rel(mine["x"], ref["x"]) <= 1e-12
     assert _rel(mine["y"], ref["y"]) <= 1e-12
-    if name.startswith("afiro"):
+    if name in ("afiro", "afiro_warm"):
         assert mine["status"] == "optimal"
         assert mine["objective"] == pytest.approx(ref["objective"], rel=1e-12)
 
@@ -145,7 +160,7 @@ def test_every_process_ends_alike(sharded):
     world = len(sharded)
     for rank in range(1, world):
         for name, res in sharded[rank].items():
-            if name == "collectives":        # each process's own errors
+            if name in ("collectives", "per_chunk"):        # each process's own counts
                 continue
             if name in ("errors", "time_limit"):
                 assert res == first[name]
@@ -158,6 +173,19 @@ def test_every_process_ends_alike(sharded):
     assert report["processes"] == world
     assert report["col_bounds"][0] == 0 and report["col_bounds"][-1] == 10_000
     assert report["bytes_per_iteration"] > 0
+
+
+def test_collectives_per_chunk_on_several_processes(sharded):
+    """Coupled blocks (afiro): two all-gathers per iteration and the torch check's 8; afiro
+    twice on 2 processes (each holds one copy): none per iteration, the check's statistics 1."""
+    world, chunk = len(sharded), 16
+    for rank in sharded:
+        counts = sharded[rank]["per_chunk"]
+        assert counts["afiro"] == {"collectives": 2 * chunk + 8, "scalar_reads": 0}
+        coupled = {"collectives": 2 * chunk + 8 if world > 2 else 1, "scalar_reads": 0}
+        assert counts["afiro_twice"] == coupled
+    report = sharded[0]["afiro_twice"]["distributed"]
+    assert (report["bytes_per_iteration"] == 0) == (world == 2)
 
 
 def test_fused_path_collectives(sharded):
@@ -243,26 +271,54 @@ def _per_chunk(count, chunk: int) -> dict[str, float]:
     return {key: (long[key] - short[key]) / 2 for key in short}
 
 
+def _count_per_chunk(lp, chunk: int, distributed: bool) -> dict[str, float]:
+    """Collectives and host reads of one more chunk of a solve of ``lp`` (:func:`_per_chunk`)."""
+    def solve(limit: int) -> dict[str, int]:
+        with _Calls() as calls:
+            res = solve_lp(lp, **COMMON, tol=1e-12, iteration_limit=limit, check_every=chunk,
+                           distributed=distributed)
+        assert res.iterations == limit
+        return calls.counts
+    return _per_chunk(solve, chunk)
+
+
 def test_collectives_and_host_reads_per_chunk():
-    """gloo, one process: between two checks the sharded solve runs two all-gathers per
-    iteration (x_bar, y) and the torch check's 8 collectives (7 products and the statistics'
-    one), and reads no tensor's value on the host (the check's one copy, its ``tolist``, is
-    not dispatched on the CPU), as the single solve reads none."""
+    """gloo, one process: between two checks the sharded solve runs no collective in its
+    iterations (no block reads another process's slice) and one in the check (the statistics'
+    partials and the clock), and reads no tensor's value on the host (the check's one copy, its
+    ``tolist``, is not dispatched on the CPU), as the single solve reads none."""
     lp, chunk = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz"), 16
-
-    def count(distributed: bool):
-        def solve(limit: int) -> dict[str, int]:
-            with _Calls() as calls:
-                res = solve_lp(lp, **COMMON, tol=1e-12, iteration_limit=limit,
-                               check_every=chunk, distributed=distributed)
-            assert res.iterations == limit
-            return calls.counts
-        return solve
-
-    assert _per_chunk(count(False), chunk) == {"collectives": 0, "scalar_reads": 0}
+    assert _count_per_chunk(lp, chunk, False) == {"collectives": 0, "scalar_reads": 0}
     with _one_process_group("gloo"):
-        sharded = _per_chunk(count(True), chunk)
-    assert sharded == {"collectives": 2 * chunk + 8, "scalar_reads": 0}
+        assert _count_per_chunk(lp, chunk, True) == {"collectives": 1, "scalar_reads": 0}
+
+
+def _benchmark():
+    """benchmarks/lp_distributed.py as a module (its op counter)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lp_distributed_bench",
+                                                  ROOT / "benchmarks" / "lp_distributed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["afiro", "pagerank"])
+def test_sharded_iteration_runs_the_single_ops(name):
+    """gloo, one process, the torch iteration: the sharded iteration dispatches exactly the
+    single iteration's ops (no collective, no copy in or out of a buffer: 0 extra ops per
+    iteration); the extra ops are the check's (its reduction's second pass and one
+    all-gather)."""
+    lp = (l2o.read_lp(DATA / "netlib" / "afiro.mps.gz") if name == "afiro"
+          else pagerank(1000, seed=0))
+    ops_per_iteration = _benchmark().ops_per_iteration
+    single = ops_per_iteration(lp, False)
+    with _one_process_group("gloo"):
+        sharded = ops_per_iteration(lp, True)
+    assert sum(single.values()) >= 10       # the counter sees the iteration's ops
+    assert sharded == single, {op: (single[op], sharded[op])
+                               for op in set(single) | set(sharded) if single[op] != sharded[op]}
 
 
 needs_nccl = pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
@@ -289,7 +345,7 @@ def test_cuda_one_process_captures_and_matches_single(name):
 
 @needs_nccl
 def test_cuda_collectives_and_host_syncs_per_chunk():
-    """NCCL, one process, the fused iteration: two all-gathers per iteration and 3 per check
+    """NCCL, one process, the fused iteration: no all-gather in the iterations and 1 per check
     (eager, counted as dispatched); in CUDA graphs, one host sync per check (the statistics'
     copy) at most, as the single solve."""
     lp, chunk = pagerank(10_000, seed=0), 16
@@ -314,8 +370,7 @@ def test_cuda_collectives_and_host_syncs_per_chunk():
 
     assert _per_chunk(syncs(False), chunk) == {"syncs": 1}
     with _one_process_group("nccl"):
-        assert _per_chunk(collectives, chunk) == {"collectives": 2 * chunk + 3,
-                                                  "scalar_reads": 0}
+        assert _per_chunk(collectives, chunk) == {"collectives": 1, "scalar_reads": 0}
         # no more than the single solve's one per check (on the H200 the sync debug mode, a
         # prototype that does not see every synchronizing call, counted 0.5 per chunk here)
         assert _per_chunk(syncs(True), chunk)["syncs"] <= 1
@@ -339,7 +394,7 @@ def test_partition_balances_nonzeros():
     lp = pagerank(2000, seed=1)
     A = lp.A.to_sparse_csr()
     At = A.t().to_sparse_csr()
-    part = partition_lp(A.crow_indices(), At.crow_indices(), 4)
+    part = partition_lp(A, At, 4)
     weights = [nnz + (b - a) for nnz, (a, b) in zip(part.row_nnz, zip(part.row_bounds,
                                                                       part.row_bounds[1:]))]
     total = A.values().numel() + lp.num_rows
@@ -371,7 +426,7 @@ def _fused_path_collectives() -> dict[str, float]:
     full = broadcast_prepared(prepare_lp(pagerank(2000, seed=1), dev, torch.float64,
                                          SolverOptions(), PhaseTimer(False), 0.0), group)
     A, At = full.scaled.op.csr, full.scaled.op.csr_t
-    part = partition_lp(A.crow_indices(), At.crow_indices(), world)
+    part = partition_lp(A, At, world)
     shard, sharded = shard_prepared(full, part, group, dev, 0.0)
     (r0, r1), (c0, c1) = part.rows(rank), part.cols(rank)
     gen = torch.Generator().manual_seed(0)             # the same vectors on every process
@@ -405,8 +460,9 @@ def _worker(out: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
+    cases = _cases()
     results: dict = {name: _summary(solve_lp(lp, **COMMON, distributed=True, **kwargs))
-                     for name, (lp, kwargs) in _cases().items()}
+                     for name, (lp, kwargs) in cases.items()}
     errors = {}
     lp = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
     try:
@@ -424,6 +480,8 @@ def _worker(out: Path) -> None:
                    time_limit=0.3, iteration_limit=100_000, distributed=True)
     results["time_limit"] = (res.status.value, res.iterations)
     results["collectives"] = _fused_path_collectives()
+    results["per_chunk"] = {name: _count_per_chunk(cases[name][0], 16, True)
+                            for name in ("afiro", "afiro_twice")}
     torch.save(results, out / f"rank{rank}.pt")
     dist.destroy_process_group()
 
