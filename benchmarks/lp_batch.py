@@ -25,11 +25,15 @@ the results are on the host when each call returns), and checks the two against 
 statuses, the largest relative objective difference and the largest KKT error of the batch.
 
 ``--dataset-count N`` (default 1000; 0 skips it) also times ``l2o dataset build --family
-setcover --count N`` (default sizes and tol 1e-8) with and without ``--batch B``
-(--dataset-batch, default 256), each into a fresh directory (``--dataset-variants batch``
-or ``sequential``: one of the two, for calls with a time limit).  Besides the solves, a build
-generates each instance and computes its ||A||_2 twice (``lp_to_graph``) on the CPU, the same
-in both.
+setcover --count N`` (default sizes, tol --dataset-tol, default 1e-8) with and without
+``--batch B`` (--dataset-batch, default 256), each into a fresh directory
+(``--dataset-variants batch`` or ``sequential``: one of the two, for calls with a time limit),
+through ``build_dataset`` (what the command calls), and with ``--batch`` its floor: the same
+instances generated, and solved in the same batches by ``solve_lp_batch``, alone; the build
+beyond those solves, per instance, is what it spends besides them.  Besides the solves, a build
+generates each instance and computes its ||A||_2 twice (``lp_to_graph``), in worker processes
+ahead of the solves (--dataset-workers, default the build's: every core but two with CUDA),
+and writes the records on a background thread.
 
 Writes OUT/lp_batch.json and OUT/lp_batch.csv (default benchmarks/out/lp_batch) and prints the
 table.
@@ -124,26 +128,46 @@ def _against_loop(name: str, singles: list, batched: list, loop_s: float,
     }
 
 
-def dataset_build(count: int, batch: int, device: str, quick: bool,
-                  variants: list[str]) -> list[dict]:
+def dataset_build(l2o, count: int, batch: int, device: str, quick: bool, variants: list[str],
+                  tol: float, workers: int | None) -> list[dict]:
     """Time ``l2o dataset build`` of ``count`` set-cover instances without ("sequential") and
-    with --batch ("batch"), those of ``variants``."""
-    from l2o.cli import main
+    with --batch ("batch"), those of ``variants``, through ``build_dataset`` (what the command
+    calls), next to its floor: the same instances generated, and solved by ``solve_lp_batch``
+    in the build's batches, alone (after the builds, so warm)."""
+    from l2o.datasets import generate
+    from l2o.datasets.build import build_dataset
 
-    sizes = [] if not quick else ["--rows", "50", "--cols", "100", "--density", "0.1"]
+    sizes = {} if not quick else {"rows": 50, "cols": 100, "density": 0.1}
     rows = []
     root = Path(tempfile.mkdtemp(prefix="lp_batch_dataset_"))
-    runs = {"sequential": ("sequential", []), "batch": (f"batch {batch}", ["--batch", str(batch)])}
+    runs = {"sequential": ("sequential", None), "batch": (f"batch {batch}", batch)}
     try:
-        for label, extra in (runs[v] for v in variants):
+        for label, batch_size in (runs[v] for v in variants):
+            options = {"tol": tol, "device": device.split(":")[0], "batch": batch_size,
+                       "workers": workers, **sizes}
+            options = {k: v for k, v in options.items() if v is not None}
             out = root / label.replace(" ", "_")
-            argv = ["dataset", "build", "--family", "setcover", "--count", str(count),
-                    "--out", str(out), "--device", device.split(":")[0], "--quiet", *sizes,
-                    *extra]
-            code, seconds = _timed(lambda argv=argv: main(argv), device)
+            report, seconds = _timed(lambda out=out, options=options: build_dataset(
+                "setcover", count, out, progress=False, **options), device)
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
             rows.append({"family": "dataset build setcover", "count": count, "variant": label,
-                         "seconds": round(seconds, 2), "exit_code": code,
-                         "command": "l2o " + " ".join(argv)})
+                         "seconds": round(seconds, 2), "build_s": round(report.elapsed, 2),
+                         "stored": report.stored,
+                         # the build's own count of its solves' seconds, where it keeps one
+                         "solving_s": round(getattr(report, "solving", float("nan")), 2),
+                         "command": f"l2o dataset build --family setcover --count {count} "
+                                    f"--out DIR {flags}"})
+        if "batch" in variants:
+            lps, generate_s = _timed(lambda: [generate("setcover", seed=seed, **sizes)
+                                              for seed in range(count)], "cpu")
+            _, solves_s = _timed(lambda: [
+                l2o.solve_lp_batch(lps[start:start + batch], tol=tol, device=device)
+                for start in range(0, count, batch)], device)
+            for row in (r for r in rows if r["variant"].startswith("batch")):
+                row |= {"alone_generate_s": round(generate_s, 2),
+                        "alone_batched_solves_s": round(solves_s, 2),
+                        "beyond_batched_solves_ms_per_instance": round(
+                            1e3 * (row["build_s"] - solves_s) / count, 2)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return rows
@@ -164,6 +188,10 @@ def main() -> None:
     parser.add_argument("--dataset-variants", nargs="+", default=["sequential", "batch"],
                         choices=["sequential", "batch"],
                         help="which builds to time (each alone fits a shorter call)")
+    parser.add_argument("--dataset-tol", type=float, default=1e-8,
+                        help="tolerance of the build's labels (default 1e-8, the command's)")
+    parser.add_argument("--dataset-workers", type=int, default=None,
+                        help="the build's worker processes (default: the build's own)")
     parser.add_argument("--profile", action="store_true",
                         help="also run each batch once with profile=True and print its phases")
     parser.add_argument("--out", default=str(default_out("lp_batch")))
@@ -195,11 +223,18 @@ def main() -> None:
         32 if args.quick else 1000)
     dataset_rows = []
     if dataset_count > 0:
-        dataset_rows = dataset_build(dataset_count, min(args.dataset_batch, dataset_count),
-                                     args.device, args.quick, args.dataset_variants)
+        dataset_rows = dataset_build(l2o, dataset_count, min(args.dataset_batch, dataset_count),
+                                     args.device, args.quick, args.dataset_variants,
+                                     args.dataset_tol, args.dataset_workers)
         for row in dataset_rows:
-            print(f"{row['family']} x{row['count']} {row['variant']:12s}: {row['seconds']:8.2f} s"
-                  f"  (exit {row['exit_code']})", flush=True)
+            line = (f"{row['family']} x{row['count']} {row['variant']:12s}: "
+                    f"{row['seconds']:8.2f} s (build {row['build_s']:.2f} s, its solves "
+                    f"{row['solving_s']:.2f} s; {row['stored']} stored)")
+            if "alone_batched_solves_s" in row:
+                line += (f" | alone: generation {row['alone_generate_s']:.2f} s, batched "
+                         f"solves {row['alone_batched_solves_s']:.2f} s; build beyond them "
+                         f"{row['beyond_batched_solves_ms_per_instance']:.1f} ms an instance")
+            print(line, flush=True)
     write_rows(args.out, "lp_batch", rows, dataset=dataset_rows, device=device_name(args.device),
                torch=torch.__version__, python=platform.python_version(),
                date=time.strftime("%Y-%m-%d"), argv=sys.argv[1:])

@@ -8,6 +8,12 @@ written to ``DIR/lp_{i:06d}.pt`` in the record format of
 :mod:`l2o.datasets.store`, atomically (temporary file + rename). ``DIR/manifest.json`` records
 how the dataset was made, so it can be rebuilt from the manifest alone.
 
+Around the solves (:mod:`l2o.datasets.pipeline`): ``workers`` processes generate the instances
+and estimate their norms ahead of them (by default, with CUDA solves), and one background
+thread writes the labelled records while the next ones are solved; the records are the same
+either way, and the LP each label comes from is the stored one (:func:`~l2o.datasets.store.
+record_to_lp` of its record).
+
 Resuming: building again into the same directory with the same settings skips every instance
 whose record loads and validates, redoes the missing or corrupted ones, and keeps the instances
 already left out. A larger ``count`` extends a dataset.
@@ -28,8 +34,10 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +46,17 @@ import torch
 from l2o.device import resolve_device
 
 from .generators import family_options, generate
+from .pipeline import InstancePool, RecordWriter, default_workers
 from .store import (
     DATASET_FORMAT,
     MANIFEST,
     VERSION,
+    add_labels,
     load_record,
-    lp_to_record,
     read_manifest,
     record_path,
-    save_record,
+    record_to_lp,
+    unlabelled_record,
     write_manifest,
 )
 
@@ -69,6 +79,8 @@ class BuildReport:
         redone: records found corrupted or foreign and rebuilt.
         excluded: every instance left out (dicts with index, seed, status, message).
         elapsed: seconds.
+        solving: seconds in the labelling solves (elapsed - solving: what the build spends
+            beside them, the generation ahead of them in workers excepted).
     """
 
     out_dir: Path
@@ -79,6 +91,7 @@ class BuildReport:
     redone: int = 0
     excluded: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
+    solving: float = 0.0
 
 
 def _versions() -> dict[str, str]:
@@ -170,7 +183,7 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
                   tol: float = 1e-8, progress: bool = True, device: Any = "auto",
                   time_limit: float | None = None, iteration_limit: int | None = None,
                   keep_names: bool = False, batch: int | None = None,
-                  **size_options: Any) -> BuildReport:
+                  workers: int | None = None, **size_options: Any) -> BuildReport:
     """Generate ``count`` instances of ``family``, label them with ``l2o.solve_lp``, store them.
 
     Args:
@@ -188,23 +201,32 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
         keep_names: store row and column names in the records.
         batch: None (one ``l2o.solve_lp`` per instance) or N: the instances are labelled N at
             a time by ``l2o.solve_lp_batch`` (without presolve).
+        workers: processes that generate the instances and estimate their norms ahead of the
+            solves (0: none, all on this thread; None: :func:`l2o.datasets.pipeline.
+            default_workers`, every core but two with CUDA solves, none with CPU solves).
+            The records do not depend on it.
         **size_options: the family's size options (see ``l2o.datasets.family_options``).
 
     Returns:
         A :class:`BuildReport`.
 
     Raises:
-        ValueError: unknown family/option, bad count/seed/tol/batch, a device this machine does not
-            have, or a directory that is not empty and not a dataset, or holds a dataset built
-            with other settings.
+        ValueError: unknown family/option, bad count/seed/tol/batch/workers, a device this
+            machine does not have, or a directory that is not empty and not a dataset, or holds
+            a dataset built with other settings.
     """
-    from l2o.net.graph import lp_to_graph
+    from l2o.net.graph import lp_to_graph  # noqa: F401  (here, so that forked workers have it)
 
     started = time.perf_counter()
     settings = _settings(family, count, seed, tol, size_options)
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ValueError(f"build_dataset: batch must be a positive integer or None, got {batch!r}")
+    for name, value, least in (("batch", batch, 1), ("workers", workers, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < least):
+            what = "a positive" if least else "a non-negative"
+            raise ValueError(f"build_dataset: {name} must be {what} integer or None, "
+                             f"got {value!r}")
     device = resolve_device(device)  # a clear error before any directory is touched
+    workers = default_workers(device) if workers is None else workers
     root = Path(out_dir)
     excluded = _prepare_directory(root, settings)
     excluded_ids = {int(e["index"]) for e in excluded}
@@ -223,57 +245,52 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     limits = {k: v for k, v in (("time_limit", time_limit), ("iteration_limit", iteration_limit))
               if v is not None}
     label = _labeller(tol, device, batch, limits)
+    prepare = partial(_prepare, family, seed, keep_names, settings["options"])
 
-    def store(i: int, lp, result) -> None:
-        """Store instance i's record, or exclude it if its solve did not end OPTIMAL."""
-        finite = bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
-        if result.status.name != "OPTIMAL" or not finite:
-            entry = {"index": i, "seed": seed + i, "status": result.status.value,
-                     "iterations": int(result.iterations),
-                     "message": result.message if finite else "non-finite solution"}
-            excluded.append(entry)
-            excluded_ids.add(i)
-            write_manifest(root, manifest | {"excluded": excluded})
-            warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
-                          f"solve ended {result.status.value} ({entry['message']})",
-                          stacklevel=4)
-            return
-        record = lp_to_record(
-            lp, index=i, seed=seed + i, family=family, x_star=result.x, y_star=result.y,
-            status=result.status.value, iterations=result.iterations,
-            objective=result.objective, solve_time=result.solve_time, kkt=result.kkt,
-            a_norm=float(lp_to_graph(lp, reverse=False).a_norm), keep_names=keep_names)
-        record["a_norm_scaled"] = float(lp_to_graph(lp, reverse=False, scaling=True).a_norm)
-        save_record(record, path=record_path(root, i))
+    def exclude(record: dict[str, Any], result) -> None:
+        """Leave out instance ``record["index"]``, whose solve did not end OPTIMAL."""
+        i = record["index"]
+        entry = {"index": i, "seed": seed + i, "status": result.status.value,
+                 "iterations": int(result.iterations),
+                 "message": result.message if _finite(result) else "non-finite solution"}
+        excluded.append(entry)
+        excluded_ids.add(i)
+        write_manifest(root, manifest | {"excluded": excluded})
+        warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
+                      f"solve ended {result.status.value} ({entry['message']})", stacklevel=3)
 
-    with _progress_bar(progress) as bar:
+    # forks the workers first, before the progress bar's and the writer's threads exist
+    with InstancePool(prepare, workers) as pool, _progress_bar(progress) as bar, \
+            RecordWriter() as writer:
         task = bar.add_task(f"{family} x{count}", total=count, note="")
-        pending: list[tuple[int, Any]] = []         # (index, LP) generated, not yet labelled
-
-        def label_pending() -> None:
-            for (i, lp), result in zip(pending, label([lp for _, lp in pending])):
-                store(i, lp, result)
-                report.built += 1
-                bar.update(task, advance=1, note=f"excluded {len(excluded)}" if excluded else "")
-            pending.clear()
-
+        todo = []
         for i in range(count):
             path = record_path(root, i)
-            if i in excluded_ids:
-                bar.advance(task)
-                continue
-            state = _valid_record(path, i, seed + i, family)
-            if state:
-                report.kept += 1
+            state = None if i in excluded_ids else _valid_record(path, i, seed + i, family)
+            if i in excluded_ids or state:
+                report.kept += bool(state)
                 bar.advance(task)
                 continue
             if state is False:
                 report.redone += 1
                 path.unlink()
-            pending.append((i, generate(family, seed=seed + i, **size_options)))
-            if len(pending) == (batch or 1):
-                label_pending()
-        label_pending()
+            todo.append(i)
+        for records in _chunks(pool.in_order(todo, ahead=2 * (batch or 1)), batch or 1):
+            solving = time.perf_counter()
+            results = label([record_to_lp(record) for record in records])
+            report.solving += time.perf_counter() - solving
+            for record, result in zip(records, results):
+                if result.status.name == "OPTIMAL" and _finite(result):
+                    writer.write(add_labels(
+                        record, x_star=result.x, y_star=result.y, status=result.status.value,
+                        iterations=result.iterations, objective=result.objective,
+                        solve_time=result.solve_time, kkt=result.kkt),
+                        record_path(root, record["index"]))
+                else:  # never stored with its unconverged iterate as a label
+                    exclude(record, result)
+                report.built += 1
+            bar.update(task, advance=len(records),
+                       note=f"excluded {len(excluded)}" if excluded else "")
 
     report.excluded = sorted(excluded, key=lambda e: e["index"])
     report.stored = sum(record_path(root, i).is_file() for i in range(count)
@@ -282,6 +299,31 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     write_manifest(root, manifest | {"excluded": report.excluded, "stored": report.stored,
                                          "complete": report.stored + len(excluded) == count})
     return report
+
+
+def _prepare(family: str, seed: int, keep_names: bool, options: dict[str, Any],
+             index: int) -> dict[str, Any]:
+    """Instance ``index``'s record without its labels: generated, with the ||A||_2 estimates
+    of its graph and of its preconditioned graph (what LPDataset would compute on load).
+    The CPU work of a build; runs in a worker process (:class:`InstancePool`)."""
+    from l2o.net.graph import lp_to_graph
+
+    lp = generate(family, seed=seed + index, **options)
+    return unlabelled_record(
+        lp, index=index, seed=seed + index, family=family, keep_names=keep_names,
+        a_norm=float(lp_to_graph(lp, reverse=False).a_norm),
+        a_norm_scaled=float(lp_to_graph(lp, reverse=False, scaling=True).a_norm))
+
+
+def _finite(result) -> bool:
+    return bool(torch.isfinite(result.x).all() and torch.isfinite(result.y).all())
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    items = iter(items)
+    while chunk := list(islice(items, size)):
+        yield chunk
 
 
 def _labeller(tol: float, device: Any, batch: int | None,

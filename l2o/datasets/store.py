@@ -56,12 +56,14 @@ __all__ = [
     "MANIFEST",
     "RECORD_FORMAT",
     "LPDataset",
+    "add_labels",
     "load_record",
     "lp_to_record",
     "read_manifest",
     "record_path",
     "record_to_lp",
     "save_record",
+    "unlabelled_record",
 ]
 
 RECORD_FORMAT = "l2o.lp-record"
@@ -83,37 +85,63 @@ def record_path(root: str | os.PathLike, index: int) -> Path:
 def lp_to_record(lp, *, index: int, seed: int, family: str, x_star: torch.Tensor,
                  y_star: torch.Tensor, status: str, iterations: int, objective: float,
                  solve_time: float = float("nan"), kkt: dict[str, float] | None = None,
-                 a_norm: float = float("nan"), keep_names: bool = False) -> dict[str, Any]:
-    """The plain-dict record of one labelled LP (see the module docstring for every key).
+                 a_norm: float = float("nan"), a_norm_scaled: float = float("nan"),
+                 keep_names: bool = False) -> dict[str, Any]:
+    """The plain-dict record of one labelled LP (see the module docstring for every key):
+    :func:`unlabelled_record` with :func:`add_labels`.
 
     Args:
         lp: the :class:`l2o.LinearProgram`.
         index, seed, family: where it comes from (instance ``index`` of ``family``, ``seed``).
         x_star, y_star: labels, shapes (n,), (m,).
         status, iterations, objective, solve_time, kkt: of the labelling solve.
-        a_norm: ||A||_2 estimate to store (nan: :class:`LPDataset` computes it on load).
+        a_norm, a_norm_scaled: ||A||_2 estimates to store (nan: :class:`LPDataset` computes
+            them on load).
         keep_names: store the row and column names (off by default: generated names cost space).
     """
-    A = lp.A.to_sparse_csr().cpu()
-    def f64(t) -> torch.Tensor:
-        return torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1).clone()
+    record = unlabelled_record(lp, index=index, seed=seed, family=family, a_norm=a_norm,
+                               a_norm_scaled=a_norm_scaled, keep_names=keep_names)
+    return add_labels(record, x_star=x_star, y_star=y_star, status=status, iterations=iterations,
+                      objective=objective, solve_time=solve_time, kkt=kkt)
 
+
+def _f64(value) -> torch.Tensor:
+    return torch.as_tensor(value).detach().to("cpu", torch.float64).reshape(-1).clone()
+
+
+def unlabelled_record(lp, *, index: int, seed: int, family: str, a_norm: float = float("nan"),
+                      a_norm_scaled: float = float("nan"),
+                      keep_names: bool = False) -> dict[str, Any]:
+    """The LP part of a record (every key but the labels and their solve's; those come with
+    :func:`add_labels`).  :func:`record_to_lp` gives the LP back exactly, so a build solves
+    the LP it stores.  Arguments as for :func:`lp_to_record`."""
+    A = lp.A.to_sparse_csr().cpu()
     return {
         "format": RECORD_FORMAT, "version": VERSION,
         "index": int(index), "seed": int(seed), "family": str(family), "name": str(lp.name),
-        "sense": str(lp.sense), "c0": float(lp.c0), "c": f64(lp.c),
+        "sense": str(lp.sense), "c0": float(lp.c0), "c": _f64(lp.c),
         "A_crow": A.crow_indices().to(torch.int64).clone(),
         "A_col": A.col_indices().to(torch.int64).clone(),
-        "A_values": f64(A.values()), "shape": [int(A.shape[0]), int(A.shape[1])],
-        "row_lower": f64(lp.row_lower), "row_upper": f64(lp.row_upper),
-        "col_lower": f64(lp.col_lower), "col_upper": f64(lp.col_upper),
+        "A_values": _f64(A.values()), "shape": [int(A.shape[0]), int(A.shape[1])],
+        "row_lower": _f64(lp.row_lower), "row_upper": _f64(lp.row_upper),
+        "col_lower": _f64(lp.col_lower), "col_upper": _f64(lp.col_upper),
         "row_names": list(lp.row_names) if keep_names and lp.row_names is not None else None,
         "col_names": list(lp.col_names) if keep_names and lp.col_names is not None else None,
-        "x_star": f64(x_star), "y_star": f64(y_star),
+        "a_norm": float(a_norm), "a_norm_scaled": float(a_norm_scaled),
+    }
+
+
+def add_labels(record: dict[str, Any], *, x_star: torch.Tensor, y_star: torch.Tensor,
+               status: str, iterations: int, objective: float,
+               solve_time: float = float("nan"),
+               kkt: dict[str, float] | None = None) -> dict[str, Any]:
+    """``record`` (from :func:`unlabelled_record`) with the labels x* (n,), y* (m,) and their
+    solve's status, iterations, objective, seconds and KKT errors (a new dict)."""
+    return record | {
+        "x_star": _f64(x_star), "y_star": _f64(y_star),
         "status": str(status), "iterations": int(iterations), "objective": float(objective),
         "solve_time": float(solve_time),
         "kkt": {str(k): float(v) for k, v in (kkt or {}).items()},
-        "a_norm": float(a_norm),
     }
 
 

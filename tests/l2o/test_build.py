@@ -251,3 +251,91 @@ def test_l2o_command_line_runs_dataset_build(tmp_path):
     ax = lp.A @ x_star
     assert bool((ax >= lp.row_lower - 1e-7).all() and (ax <= lp.row_upper + 1e-7).all())
     assert bool((x_star >= -1e-9).all())
+
+
+def _same_records(root, other, count):
+    for i in range(count):
+        a, b = load_record(record_path(root, i)), load_record(record_path(other, i))
+        assert a.keys() == b.keys()
+        for key in a.keys() - {"solve_time"}:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="the check below reaches the workers by fork")
+def test_workers_generate_off_the_main_process_and_change_no_record(tmp_path, monkeypatch):
+    """With workers the instances are generated (and their norms estimated) in worker
+    processes, and the records are those of a build without them, bit for bit."""
+    import os
+
+    from l2o.datasets import build
+
+    plain = tmp_path / "plain"
+    build_dataset(FAMILY, 5, plain, seed=10, progress=False, device="cpu", batch=2, workers=0,
+                  **SIZES)
+    main_pid, generate_here = os.getpid(), build.generate
+
+    def generate_off_main(*args, **kwargs):  # forked workers inherit this patch
+        assert os.getpid() != main_pid, "an instance was generated on the main process"
+        return generate_here(*args, **kwargs)
+
+    monkeypatch.setattr(build, "generate", generate_off_main)
+    pooled = tmp_path / "pooled"
+    report = build_dataset(FAMILY, 5, pooled, seed=10, progress=False, device="cpu", batch=2,
+                           workers=2, **SIZES)
+    assert (report.built, report.stored) == (5, 5) and report.solving > 0
+    _same_records(plain, pooled, 5)
+    with pytest.raises(ValueError, match="workers must be a non-negative integer"):
+        build_dataset(FAMILY, 1, tmp_path / "bad", progress=False, workers=-1, **SIZES)
+    # a generator's error comes back from the worker, naming what is wrong
+    with pytest.raises(ValueError, match="set_cover: density"):
+        build_dataset(FAMILY, 1, tmp_path / "dense", progress=False, device="cpu", workers=1,
+                      rows=12, cols=24, density=1.5)
+
+
+def test_stopped_build_keeps_its_records_and_resumes_to_the_same_labels(tmp_path, monkeypatch):
+    """A build stopped by an error in its second batch keeps the first batch's records (the
+    background writes finish); the same command then builds the rest, and every record equals
+    an uninterrupted build's."""
+    from l2o.datasets import build
+
+    whole = tmp_path / "whole"
+    build_dataset(FAMILY, 5, whole, seed=10, progress=False, device="cpu", batch=2, **SIZES)
+    labeller = build._labeller
+
+    def failing_labeller(*args):
+        label, batches = labeller(*args), []
+
+        def run(lps):
+            batches.append(len(lps))
+            if len(batches) == 2:
+                raise RuntimeError("stopped in the second batch")
+            return label(lps)
+        return run
+
+    monkeypatch.setattr(build, "_labeller", failing_labeller)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(RuntimeError, match="second batch"):
+        build_dataset(FAMILY, 5, stopped, seed=10, progress=False, device="cpu", batch=2,
+                      workers=1, **SIZES)
+    assert sorted(p.name for p in stopped.glob("lp_*.pt")) == ["lp_000000.pt", "lp_000001.pt"]
+    assert not read_manifest(stopped)["complete"]
+    monkeypatch.setattr(build, "_labeller", labeller)
+    report = build_dataset(FAMILY, 5, stopped, seed=10, progress=False, device="cpu", batch=2,
+                           **SIZES)
+    assert (report.kept, report.built, report.stored) == (2, 3, 5)
+    _same_records(whole, stopped, 5)
+
+
+def test_record_writer_writes_in_order_and_raises_a_failed_write(tmp_path):
+    from l2o.datasets.pipeline import RecordWriter
+
+    with RecordWriter() as writer:
+        for i in range(3):
+            writer.write({"i": torch.tensor([i])}, tmp_path / f"r{i}.pt")
+    assert [int(torch.load(tmp_path / f"r{i}.pt")["i"]) for i in range(3)] == [0, 1, 2]
+    with pytest.raises(FileNotFoundError), RecordWriter() as writer:
+        writer.write({"i": torch.tensor([0])}, tmp_path / "missing" / "r.pt")
