@@ -18,8 +18,9 @@ of y (``Partition.bytes_per_iteration``).  The block's column indices are renumb
 the layout of the gathered buffer (slices padded to the longest), so a product reads the
 buffer as the collective left it.  The elementwise work runs on the slices.  Where no block
 reads another process's slice (A~ block diagonal along the split: always with one process,
-``Partition.coupled`` False) the products skip the all-gathers: a collective whose result is
-the local slice costs a launch and moves nothing.
+``Partition.coupled`` False) the products read the slices themselves (:class:`LocalSlice`,
+the block's columns renumbered from the slice's start): no buffer and no collective, whose
+result would be the local slice (a launch that moves nothing).
 
 The iteration is the one-process iteration on the slices: the same torch ops
 (:func:`l2o.pdhg.iteration.halpern_iteration`, its products through :class:`Sharded`) or the
@@ -43,9 +44,9 @@ The torch check (:func:`l2o.pdhg.statistics.device_statistics`) has :class:`Shar
 termination data's ``rows`` and ``cols`` reducer, which evaluates the formulas twice around
 the one all-gather: the first pass records each reduction's partial value on this process, the
 second returns the global values in the same order; with its 7 products' gathers, 8
-collectives (1 where the blocks are not coupled).  Every process thus holds bitwise the same statistics record and takes the same
-decisions (status, restart, primal weight, warm start or cold).  A result gathers the point,
-or the ray, at the end.
+collectives (1 where the blocks are not coupled).  Every process thus holds bitwise the same
+statistics record and takes the same decisions (status, restart, primal weight, warm start or
+cold).  A result gathers the point, or the ray, at the end (:meth:`ShardedOperator.whole`).
 
 What runs where.  The LP's setup (validation, Ruiz / Pock-Chambolle scaling, ||A~||_2) runs on
 every process as one process's solve runs it (on its device; small LPs on the CPU), then rank
@@ -92,8 +93,8 @@ from .scaling import ScaledLP
 from .start import is_warm, warm_start_vectors
 from .termination import TerminationCriteria, TerminationData
 
-__all__ = ["IterationExchange", "ShardGather", "Sharded", "ShardedOperator", "shard_prepared",
-           "solve_sharded"]
+__all__ = ["IterationExchange", "LocalSlice", "ShardGather", "Sharded", "ShardedOperator",
+           "shard_prepared", "solve_sharded"]
 
 _INT32_MAX = 2**31 - 1
 _SUM, _MAX = 0.0, 1.0      # kinds of the check's reductions
@@ -116,15 +117,12 @@ class ShardGather:
     part of the buffer is what it sends: NCCL and gloo gather in place when the send buffer is
     the receive buffer at rank x width, so an all-gather copies nothing on this process.
     ``local`` is this process's slice in the buffer: a vector kept there (the iteration's x_bar
-    and y, :class:`IterationExchange`) is gathered with no copy at all.
-
-    ``coupled`` False (no process's block reads another's slice, :class:`Partition`):
-    :meth:`gather` leaves the other slots as they are and launches nothing (the products read
-    only this process's slot); :meth:`whole` still gathers.
+    and y, :class:`IterationExchange`) is gathered with no copy at all.  ``positions`` (k,):
+    where entry i of the whole vector lies in the buffer.
     """
 
     def __init__(self, bounds: list[int], width: int, rank: int, dtype: torch.dtype,
-                 device: torch.device, columns: int | None = None, coupled: bool = True):
+                 device: torch.device, columns: int | None = None):
         world = len(bounds) - 1
         size = bounds[rank + 1] - bounds[rank]
         shape = (world * width,) if columns is None else (world * width, columns)
@@ -132,28 +130,45 @@ class ShardGather:
         self.send = self.buffer[rank * width:(rank + 1) * width]
         self.local = self.buffer[rank * width:rank * width + size]
         self.positions = padded_positions(bounds, width).to(device)
-        self.coupled = coupled
 
     def gather(self) -> torch.Tensor:
-        """The buffer as this process's block reads it: every process's ``local`` slice (one
-        collective), or where the blocks are not coupled, this process's alone (nothing to
-        do)."""
-        if self.coupled:
-            _all_gather(self.buffer, self.send)
+        """The padded whole vector of every process's ``local`` slice (one collective)."""
+        _all_gather(self.buffer, self.send)
         return self.buffer
 
     def __call__(self, local: torch.Tensor) -> torch.Tensor:
-        """:meth:`gather` of every process's ``local`` (a copy into the buffer first).  The
-        buffer is reused: valid until the next call."""
+        """The padded whole vector of every process's ``local`` (a copy into the buffer and
+        one collective).  The buffer is reused: valid until the next call."""
         self.local.copy_(local)
         return self.gather()
 
     def whole(self, local: torch.Tensor) -> torch.Tensor:
-        """The whole vector of every process's ``local`` (unpadded, a new tensor on the device;
-        one collective, coupled or not)."""
-        self.local.copy_(local)
-        _all_gather(self.buffer, self.send)
-        return self.buffer[self.positions]
+        """The whole vector (unpadded, a new tensor on the device)."""
+        return self(local)[self.positions]
+
+
+class LocalSlice:
+    """What a product reads where no process's block reads another's slice
+    (``Partition.coupled`` False; always with one process): this process's slice itself.
+
+    The interface of :class:`ShardGather` without the collective: ``buffer`` = ``local`` is a
+    slice-long vector (or ``columns`` of them side by side), :meth:`gather` does nothing and a
+    call returns the vector it is given (no copy).  ``positions`` (k,): entry i of the whole
+    vector lies at i - start in the slice (the block reads no entry outside it).
+    """
+
+    def __init__(self, bounds: list[int], rank: int, dtype: torch.dtype, device: torch.device,
+                 columns: int | None = None):
+        start, end = bounds[rank], bounds[rank + 1]
+        shape = (end - start,) if columns is None else (end - start, columns)
+        self.buffer = self.local = torch.zeros(shape, dtype=dtype, device=device)
+        self.positions = torch.arange(bounds[-1], dtype=torch.int64, device=device) - start
+
+    def gather(self) -> torch.Tensor:
+        return self.buffer
+
+    def __call__(self, local: torch.Tensor) -> torch.Tensor:
+        return local
 
 
 def _row_block(csr: torch.Tensor, start: int, end: int, positions: torch.Tensor, width: int,
@@ -176,8 +191,9 @@ class ShardedOperator(LinearOperator):
     Attributes:
         csr: the block A~[rows_r, :] (m_r, W width_x), columns in the gathered x's layout.
         csr_t: the block A~^T[cols_r, :] (n_r, W width_y), columns in the gathered y's layout.
-        gather_x, gather_y: the :class:`ShardGather` of x and of y (copies in: for vectors
-            other than the iteration's, e.g. the check's).
+        gather_x, gather_y: what the products read of x and of y: a :class:`ShardGather`
+            (copies in: for vectors other than the iteration's, e.g. the check's), or where
+            the blocks are not coupled a :class:`LocalSlice`.
     """
 
     def __init__(self, full: LinearOperator, partition: Partition, rank: int,
@@ -192,13 +208,26 @@ class ShardedOperator(LinearOperator):
         super().__init__(lambda v: torch.mv(self.csr, self.gather_x(v)),
                          lambda u: torch.mv(self.csr_t, self.gather_y(u)), (r1 - r0, c1 - c0))
 
-    def new_gather(self, primal: bool, columns: int | None = None) -> ShardGather:
-        """A :class:`ShardGather` with its own buffer, of x's slices (``primal``; what ``csr``
-        multiplies) or of y's (what ``csr_t`` multiplies)."""
+    def new_gather(self, primal: bool, columns: int | None = None) -> ShardGather | LocalSlice:
+        """What a product reads, with its own buffer, of x's slices (``primal``; what ``csr``
+        multiplies) or of y's (what ``csr_t`` multiplies): a :class:`ShardGather`, or a
+        :class:`LocalSlice` where the blocks are not coupled."""
+        bounds = self.partition.col_bounds if primal else self.partition.row_bounds
+        if not self.partition.coupled:
+            return LocalSlice(bounds, self.rank, self.dtype, self.device, columns)
+        return self.padded_gather(primal, columns)
+
+    def padded_gather(self, primal: bool, columns: int | None = None) -> ShardGather:
+        """A :class:`ShardGather` of x's slices (``primal``) or of y's, with its own buffer."""
         width_x, width_y = self.partition.padded_widths()
         bounds = self.partition.col_bounds if primal else self.partition.row_bounds
         return ShardGather(bounds, width_x if primal else width_y, self.rank, self.dtype,
-                           self.device, columns, self.partition.coupled)
+                           self.device, columns)
+
+    def whole(self, local: torch.Tensor, primal: bool) -> torch.Tensor:
+        """The whole x (``primal``) or y of every process's slice ``local`` (one all-gather,
+        into a buffer of its own: for the results, coupled blocks or not)."""
+        return self.padded_gather(primal).whole(local)
 
 
 class IterationExchange:
@@ -206,9 +235,9 @@ class IterationExchange:
 
     The iteration state's x_bar and y live in this process's slots of the buffers ``x_bar`` and
     ``y`` (:meth:`Sharded.attach`), so an iteration communicates with two collectives and
-    copies nothing: ``gather_x_bar()`` before A~ x_bar, ``gather_y()`` before A~^T y (none
-    where the blocks are not coupled).  With one process the buffers are x_bar and y
-    themselves, and the gathers do nothing.
+    copies nothing: ``gather_x_bar()`` before A~ x_bar, ``gather_y()`` before A~^T y.  Where
+    the blocks are not coupled (one process) the buffers are x_bar and y themselves
+    (:class:`LocalSlice`) and the gathers do nothing.
     """
 
     def __init__(self, op: ShardedOperator):
@@ -296,11 +325,13 @@ class Sharded:
 
     # -- the fused check's products and reduction ---------------------------------------------
     def a_mm(self, p: ScaledLP, xr: torch.Tensor) -> torch.Tensor:
-        """(A~ xr^T)_rows (m_r, k) of k sliced column vectors xr (k, n_r): one all-gather."""
+        """(A~ xr^T)_rows (m_r, k) of k sliced column vectors xr (k, n_r): one all-gather
+        (none where the blocks are not coupled)."""
         return torch.mm(self.op.csr, self._gather_columns(True, xr))
 
     def at_mm(self, p: ScaledLP, yr: torch.Tensor) -> torch.Tensor:
-        """(A~^T yr^T)_cols (n_r, k) of k sliced row vectors yr (k, m_r): one all-gather."""
+        """(A~^T yr^T)_cols (n_r, k) of k sliced row vectors yr (k, m_r): one all-gather
+        (none where the blocks are not coupled)."""
         return torch.mm(self.op.csr_t, self._gather_columns(False, yr))
 
     def _gather_columns(self, primal: bool, vectors: torch.Tensor) -> torch.Tensor:
@@ -387,16 +418,15 @@ class Sharded:
         if checked is None:
             return None
         point = checked.point
-        whole = {"x": self.op.gather_x.whole(point["x"]).cpu(),
-                 "y": self.op.gather_y.whole(point["y"]).cpu(),
-                 "reduced_costs": self.op.gather_x.whole(point["reduced_costs"]).cpu()}
+        whole = {"x": self.op.whole(point["x"], primal=True).cpu(),
+                 "y": self.op.whole(point["y"], primal=False).cpu(),
+                 "reduced_costs": self.op.whole(point["reduced_costs"], primal=True).cpu()}
         return Checked(checked.stats, whole)
 
     def whole_ray(self, scaled: ScaledLP, ray: torch.Tensor,
                   primal: bool) -> tuple[ScaledLP, torch.Tensor]:
         """(the whole scaled LP, the whole scaled ray), on the CPU."""
-        gather = self.op.gather_x if primal else self.op.gather_y
-        return self.whole_scaled, gather.whole(ray).cpu()
+        return self.whole_scaled, self.op.whole(ray, primal).cpu()
 
 
 def broadcast_prepared(prepared: PreparedLP, group: DataParallel) -> PreparedLP:
