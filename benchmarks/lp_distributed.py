@@ -38,6 +38,15 @@ their iterations (per iteration) and outside them (per check: one more chunk of
 line per LP (:func:`count_ops`; ``tests/l2o/test_pdhg_distributed.py`` pins the extra ops
 per iteration at 0).
 
+What an all-gather of only the entries other processes read (a halo) would move (CPU, the
+LPs' structure; no solve):
+
+    python benchmarks/lp_distributed.py --halo 2 4 8 --pagerank FILE ...
+
+prints, for each LP and number of processes W, the largest count of a process's x (and y)
+entries read by another process's block (``partition.exported_entries``) next to the padded
+slice the solve all-gathers (``Partition.padded_widths``), and the ratio of the bytes.
+
 Several GPUs (strong scaling; a machine of several GPUs was not lent when this was written):
 
     torchrun --nproc_per_node N benchmarks/lp_distributed.py --scaling [...]
@@ -207,6 +216,25 @@ def count_ops(lp, name: str, check_every: int) -> dict:
     return row
 
 
+def halo_rows(lp, name: str, processes: list[int]) -> list[dict]:
+    """One row per W: the exported entries against the padded slices (module docstring)."""
+    from l2o.pdhg.partition import exported_entries, partition_lp
+
+    A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
+    At = A.t().to_sparse_csr()
+    rows = []
+    for world in processes:
+        part = partition_lp(A, At, world)
+        width_x, width_y = part.padded_widths()
+        halo_x = max(exported_entries(A, part.row_bounds, part.col_bounds))
+        halo_y = max(exported_entries(At, part.col_bounds, part.row_bounds))
+        rows.append({"lp": name, "rows": lp.num_rows, "cols": lp.num_cols, "processes": world,
+                     "halo_x": halo_x, "width_x": width_x, "halo_y": halo_y,
+                     "width_y": width_y,
+                     "halo_bytes_ratio": round((halo_x + halo_y) / (width_x + width_y), 3)})
+    return rows
+
+
 def _lps(args: argparse.Namespace):
     l2o = import_l2o()
     from l2o.datasets.pagerank import barabasi_albert_edges
@@ -244,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count-ops", action="store_true",
                         help="count the ops per iteration and per check, single vs sharded, on "
                              "the CPU (one gloo process; module docstring)")
+    parser.add_argument("--halo", nargs="*", type=int, default=None, metavar="W",
+                        help="report the halo of these numbers of processes (no solve)")
     parser.add_argument("--check-every", type=int, default=16,
                         help="iterations per check of --count-ops (default 16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -251,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     l2o = import_l2o()
+    if args.halo is not None:
+        for name, lp in _lps(args):
+            for row in halo_rows(lp, name, args.halo or [2, 4, 8]):
+                print(json.dumps(row), flush=True)
+        return
     device = torch.device(args.device)
     _init_group(device)
     world = dist.get_world_size()

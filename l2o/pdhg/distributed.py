@@ -289,7 +289,8 @@ class Sharded:
         self._next = 0
         self._kinds: dict[tuple[float, ...], torch.Tensor] = {}
         self._gathered: dict[int, torch.Tensor] = {}
-        self._multi: dict[tuple[bool, int], ShardGather] = {}
+        self._multi: dict[tuple[bool, int], ShardGather | LocalSlice] = {}
+        self._is_max: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.fused_grad = self._addmv_works()
 
     def _addmv_works(self) -> bool:
@@ -352,7 +353,10 @@ class Sharded:
                 self.group.world_size * partials.numel()))
         _all_gather(gathered, partials)
         gathered = gathered.view(self.group.world_size, -1)
-        is_max = torch.cat([maxima, maxima.new_ones(1)])
+        _, is_max = self._is_max.get(id(maxima), (None, None))
+        if is_max is None:      # at the first (eager) check: no kernel in a graph capture
+            is_max = torch.cat([maxima, maxima.new_ones(1)])     # the clock: a maximum
+            self._is_max[id(maxima)] = (maxima, is_max)      # maxima kept: its id stays its own
         return torch.where(is_max, gathered.amax(0), gathered.sum(0))
 
     def received(self, values: list[float]) -> list[float]:

@@ -11,7 +11,11 @@ and the W blocks are cut where the running weight crosses k / W of the total (k 
 each cut at the nearer of the two rows around the crossing.  Contiguous blocks keep the
 vector slices contiguous, so a product's all-gather is one collective with no reordering.  No
 graph partitioner reorders the rows first (KaMinPar, METIS): with the all-gather of whole
-vectors, which every product here does, the bytes moved do not depend on the order.
+vectors, which every product here does, the bytes moved do not depend on the order.  An
+all-gather of only the entries some other process reads (a halo, :func:`exported_entries`)
+would move 54-100% of those bytes on the shared large LPs in their own order and 98-100% on
+PageRank (2, 4 and 8 processes: benchmarks/RESULTS.md), for an extra packing kernel per
+gather, so it is not done; a reordering that makes the halo small would come first.
 
 A product needs the other processes' slices only when a block reads them: when every nonzero
 A~_ij has row i and column j on the same process (A~ block diagonal along the split, e.g.
@@ -27,7 +31,7 @@ from itertools import pairwise
 
 import torch
 
-__all__ = ["Partition", "balanced_bounds", "crosses_blocks", "partition_lp"]
+__all__ = ["Partition", "balanced_bounds", "crosses_blocks", "exported_entries", "partition_lp"]
 
 
 def balanced_bounds(nnz_per_row: torch.Tensor, parts: int) -> list[int]:
@@ -127,6 +131,20 @@ def crosses_blocks(csr: torch.Tensor, row_bounds: list[int], col_bounds: list[in
         if block.numel() and (int(block.min()) < c0 or int(block.max()) >= c1):
             return True
     return False
+
+
+def exported_entries(csr: torch.Tensor, row_bounds: list[int],
+                     col_bounds: list[int]) -> list[int]:
+    """For each process q, how many entries of its slice of the vector ``csr`` multiplies
+    (blocks by ``col_bounds``) some other process's block of rows (by ``row_bounds``) reads:
+    what an all-gather of only the entries read elsewhere (a halo) would send.  O(nnz)."""
+    crow, cols = csr.crow_indices(), csr.col_indices().to(torch.int64)
+    cuts = torch.tensor(col_bounds[1:-1], dtype=torch.int64, device=cols.device)
+    read_elsewhere = torch.zeros(csr.shape[1], dtype=torch.bool, device=cols.device)
+    for r, (r0, r1) in enumerate(pairwise(row_bounds)):
+        block = cols[int(crow[r0]):int(crow[r1])]
+        read_elsewhere[block[torch.bucketize(block, cuts, right=True) != r]] = True
+    return [int(read_elsewhere[a:b].sum()) for a, b in pairwise(col_bounds)]
 
 
 def partition_lp(csr: torch.Tensor, csr_t: torch.Tensor, parts: int) -> Partition:

@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import l2o
 from l2o import LinearProgram, LPStatus, solve_lp
 from l2o.datasets import pagerank
-from l2o.pdhg.partition import balanced_bounds, partition_lp
+from l2o.pdhg.partition import balanced_bounds, crosses_blocks, exported_entries, partition_lp
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
 ROOT = Path(__file__).resolve().parents[2]
@@ -388,6 +388,23 @@ def test_balanced_bounds():
     assert balanced_bounds(torch.tensor([], dtype=torch.int64), 2) == [0, 0, 0]
     with pytest.raises(ValueError, match="parts"):
         balanced_bounds(torch.tensor([1]), 0)
+
+
+def test_coupling_and_exported_entries():
+    """Row 0 on process 0 reads columns 0, 1 (its own); row 1 on process 1 reads columns 1, 2:
+    column 1 of process 0 is read elsewhere; y's entries are read by the A~^T blocks alike."""
+    A = torch.tensor([[1.0, 1, 0], [0, 1, 1]]).to_sparse_csr()
+    At = A.t().to_sparse_csr()
+    assert exported_entries(A, [0, 1, 2], [0, 2, 3]) == [1, 0]
+    assert exported_entries(At, [0, 2, 3], [0, 1, 2]) == [0, 1]     # y_1 read by column 1
+    assert crosses_blocks(A, [0, 1, 2], [0, 2, 3]) and crosses_blocks(At, [0, 2, 3], [0, 1, 2])
+    diagonal = torch.tensor([[1.0, 0], [0, 1]]).to_sparse_csr()
+    assert exported_entries(diagonal, [0, 1, 2], [0, 1, 2]) == [0, 0]
+    assert not crosses_blocks(diagonal, [0, 1, 2], [0, 1, 2])
+    assert crosses_blocks(diagonal, [0, 1, 2], [0, 2, 2])
+    part = partition_lp(diagonal, diagonal, 2)
+    assert not part.coupled and part.bytes_per_iteration(8) == 0
+    assert partition_lp(A, At, 1).coupled is False
 
 
 def test_partition_balances_nonzeros():
