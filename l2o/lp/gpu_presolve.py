@@ -14,9 +14,11 @@ A round runs, in order:
    its sides redundant (dropped), or prove infeasibility;
 5. parallel rows (proportional coefficients): merged into one row with the intersection of
    their bounds;
-6. column singletons in equality rows (slack-like columns; not in :data:`DEFAULT_RULES`):
-   substituted out, the row becomes a ranged row;
-7. empty columns: fixed at the bound their cost prefers (an infinite one: unbounded).
+6. column singletons in equality rows (zero-cost slacks, free columns): substituted out, the
+   row becomes an inequality (a free column's row goes);
+7. dual fixing: a column no row keeps from moving the way its cost prefers is fixed at that
+   bound (nsct2's and dbir2's reduced LPs need 20x fewer PDHG iterations with 6. and 7.);
+8. empty columns: fixed at the bound their cost prefers (an infinite one: unbounded).
 
 No column bound is tightened from row activities (that changes the duals PDHG must find, and
 cuPDLPx's presolver, PSLP, keeps the reduced LP PDHG-friendly the same way); the bounds
@@ -33,7 +35,7 @@ is kept). The postsolved point of the reduced LP's optimum is optimal for the or
 maps back the same way with c = 0, a primal ray through the substitutions with b = 0.
 
 Not here (HiGHS and PSLP do them): doubleton equations, parallel columns, dominated columns,
-dual fixing, dependent rows, bound tightening.
+dependent rows, bound tightening.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ __all__ = ["DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "MAX_ROUNDS", "RULES", "Gpu
 MAX_ROUNDS = 20
 # The rules of a round, in order (methods of l2o.lp.gpu_rules.Reductions).
 RULES = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "activity_rows",
-         "parallel_rows", "singleton_columns", "empty_columns")
-# Those run by default: column singletons are left out, measured not to pay (RESULTS.md, "The
-# GPU presolve's rules"): fit2p's 3000 zero-cost slacks substituted cost PDHG 19585 iterations
-# against 16193 without, and ken-11, pds-10 have almost none.
-DEFAULT_RULES = tuple(rule for rule in RULES if rule != "singleton_columns")
+         "parallel_rows", "singleton_columns", "dual_fix", "empty_columns")
+# Those run by default: all. Column singletons (zero-cost or free ones) were left out while
+# measured alone (fit2p's 3000 zero-cost slacks substituted: 19585 PDHG iterations against 16193
+# without; "auto" does not keep fit2p's reduction, which removes no row); with dual fixing after
+# them they make nsct2's reduced LP need 7297 iterations to 1e-4 instead of more than 20000
+# (benchmarks/RESULTS.md, "Why PDHG needs more iterations on our reduced nsct2").
+DEFAULT_RULES = RULES
 
 
 @dataclass

@@ -25,6 +25,9 @@ rho_j = c_j - sum_i a_ij y_i (original c and A, the duals known so far), and
 * a row merged into a parallel one (:meth:`Reductions.parallel_rows`) takes the merged row's
   dual when its bound is the active one (at its step, before the columns of that step).
 
+A column fixed at a bound (:meth:`Reductions.fixed_columns`, :meth:`Reductions.dual_fix`,
+:meth:`Reductions.empty_columns`) keeps rho_j on that bound (or hands it to the bound's source).
+
 Rows the rules drop as free or redundant keep y = 0.
 """
 
@@ -661,6 +664,50 @@ class Reductions:
         self.col_alive[cols] = False
         self.live[chosen] = False
         return len(chosen)
+
+    def dual_fix(self) -> int:
+        """Columns no row keeps from moving the way their cost prefers (dual fixing).
+
+        A *down-lock* of x_j is a live entry whose row a smaller x_j could violate: a_ij > 0
+        in a row with a finite lower bound, or a_ij < 0 with a finite upper one (an *up-lock*
+        the other way round). With c_j >= 0 and no down-lock, lowering x_j never costs and
+        never breaks a row, so x_j = l_c,j is optimal; with c_j <= 0 and no up-lock,
+        x_j = u_c,j. The column is fixed there (:meth:`_fix_columns`).
+
+        Postsolve is exact with the reduced cost rho_j = c_j - sum_i a_ij y_i left on the
+        column's own bound (or handed to the singleton row that set it): each row without a
+        down-lock of x_j has y_i a_ij <= 0 by its dual sign (a_ij > 0: no finite lower bound,
+        y_i <= 0; a_ij < 0: no finite upper bound, y_i >= 0), so rho_j >= c_j >= 0, the sign a
+        column at its lower bound needs (and <= 0 at the upper one).
+
+        A column whose preferred bound is infinite stays: with c_j != 0 the LP is unbounded if
+        feasible, but the ray -e_j (+e_j) of the LP reduced so far need not be one of the
+        original LP (a row side dropped as redundant may block it), so PDHG or
+        :meth:`empty_columns` decides; with c_j = 0 cuPDLPx's presolver moves x_j to infinity
+        and drops its rows (not done here).
+
+        Measured: nsct2's two zero-cost columns of `<=` rows left after :meth:`singleton_columns`
+        turned equalities into inequalities (RESULTS.md, "Why PDHG needs more iterations on
+        our reduced nsct2").
+        """
+        a, live = self.vals, self.live
+        row_lower, row_upper = self.row_lower[self.rows], self.row_upper[self.rows]
+        has_lower, has_upper = torch.isfinite(row_lower), torch.isfinite(row_upper)
+        down = live & (((a > 0) & has_lower) | ((a < 0) & has_upper))
+        up = live & (((a > 0) & has_upper) | ((a < 0) & has_lower))
+        n = len(self.col_alive)
+        count = lambda entries: torch.zeros(n, dtype=torch.int64, device=a.device).index_add_(
+            0, self.cols, entries.long())
+        no_down, no_up = count(down) == 0, count(up) == 0
+        candidate = self.col_alive & (self._counts(self.cols, n) > 0)   # empty: empty_columns
+        c, lower, upper = self.c, self.col_lower, self.col_upper
+        to_lower = candidate & no_down & (c >= 0) & torch.isfinite(lower)
+        to_upper = candidate & ~to_lower & no_up & (c <= 0) & torch.isfinite(upper)
+        which = to_lower | to_upper
+        fixed = int(which.sum())
+        if fixed:
+            self._fix_columns(which, torch.where(to_lower, lower, upper), self._next_step())
+        return fixed
 
     def empty_columns(self) -> int:
         """Columns in no live row: fixed at the bound their cost prefers (lower for c_j > 0,

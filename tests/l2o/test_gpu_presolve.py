@@ -177,13 +177,63 @@ def _only(rule):
 
 
 def test_rules_by_name():
-    """The default rules leave column singletons out (measured not to pay); a wrong name is an
-    error naming the rules."""
-    assert "singleton_columns" in RULES and "singleton_columns" not in DEFAULT_RULES
+    """Every rule runs by default; a wrong name is an error naming the rules."""
+    assert DEFAULT_RULES == RULES and "dual_fix" in RULES
     lp = _lp([1, 2, 0], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, 0], [INF, INF, 1])
-    assert gpu_presolve_lp(lp).outcome == PresolveOutcome.NOT_REDUCED
+    assert gpu_presolve_lp(lp, rules=_only("activity_rows")).outcome == (
+        PresolveOutcome.NOT_REDUCED)
     with pytest.raises(ValueError, match="parallel_rows"):
         gpu_presolve_lp(lp, rules=("parallel_row",))
+
+
+def test_dual_fix_fixes_unlocked_columns():
+    """min x0 + 2 x1 - x3 s.t. x0 + x1 + x2 <= 4, x0 - x2 + x3 >= -1, x0, x1 >= 0, x2 free,
+    x3 in [0, 2]. Lowering x1 (cost 2) only loosens the `<=` row: x1 = 0; raising x3 (cost -1)
+    only loosens the `>=` row: x3 = 2. x2 (cost 0, free) has no down-lock either, but its
+    bound that way is -inf: it stays; x0 is locked both ways. Postsolve leaves the reduced
+    costs on the fixed columns' bounds, with the right signs: r1 = 2 - y0 >= 0, r3 = -1 - y1
+    <= 0."""
+    lp = _lp([1, 2, 0, -1], [[1, 1, 1, 0], [1, 0, -1, 1]], [-INF, -1], [4, INF],
+             [0, 0, -INF, 0], [INF, INF, INF, 2])
+    pre = gpu_presolve_lp(lp, rules=_only("dual_fix"), max_rounds=1)
+    assert pre.col_index.tolist() == [0, 2] and pre.rules["dual_fix"]["cols"] == 2
+    assert pre.reduced.c0 == -2.0 and float(pre.reduced.row_lower[1]) == -3.0
+    x, y, errors = _postsolved_optimum(lp, pre, with_errors=True)
+    assert float(x[1]) == 0.0 and float(x[3]) == 2.0
+    _, _, r, _ = pre.postsolve(solve_highs(pre.reduced).x, solve_highs(pre.reduced).y)
+    assert float(r[1]) >= 2.0 and float(r[3]) <= -1.0
+    _assert_optimal(lp, x, y, reduced_errors=errors)
+
+
+def test_dual_fix_leaves_locked_columns():
+    """Must not fire: in 1 <= x0 + x1 <= 3 and 1 <= x1 - x2 <= 3 every column is locked both
+    ways (ranged rows), whatever its cost."""
+    lp = _lp([1, -1, 0], [[1, 1, 0], [0, 1, -1]], [1, 1], [3, 3], [0, 0, 0], [5, 5, 5])
+    pre = gpu_presolve_lp(lp, rules=_only("dual_fix"))
+    assert pre.outcome == PresolveOutcome.NOT_REDUCED
+
+
+def test_dual_fix_leaves_columns_with_an_infinite_preferred_bound():
+    """Must not fire: min x0 s.t. x0 + x1 <= 3, x0 free, x1 >= 0: nothing keeps x0 from
+    falling, but its lower bound is -inf (the LP is unbounded: PDHG says so)."""
+    lp = _lp([1, 0], [[1, 1], [1, -1]], [-INF, -INF], [3, 5], [-INF, 0], [INF, INF])
+    pre = gpu_presolve_lp(lp, rules=_only("dual_fix"))
+    assert pre.rules["dual_fix"]["cols"] == 0
+
+
+def test_slack_substitution_then_dual_fix():
+    """nsct2's pattern: x0 + x1 + s = 4 with a zero-cost slack s >= 0 becomes x0 + x1 <= 4;
+    then x1 (cost 0, x1 >= 0), in that `<=` row and in x1 + x2 <= 3 only, is fixed at 0 by
+    dual fixing, and so is x2 (cost 1, nothing keeps it from 0). min -x0 + x2 with
+    x0 - x2 >= -1 (x0, x2 >= 0): x0 = 4."""
+    lp = _lp([-1, 0, 1, 0], [[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, -1, 0]], [4, -INF, -1],
+             [4, 3, INF], [0, 0, 0, 0], [INF, INF, INF, INF])
+    rules = _only("singleton_columns") + ("dual_fix",)
+    pre = gpu_presolve_lp(lp, rules=tuple(r for r in RULES if r in rules))
+    assert pre.rules["singleton_columns"]["cols"] == 1 and pre.rules["dual_fix"]["cols"] == 2
+    x, y, errors = _postsolved_optimum(lp, pre, with_errors=True)
+    _assert_optimal(lp, x, y, reduced_errors=errors)
+    assert float(x[1]) == 0.0 and float(x[3]) == 0.0
 
 
 def test_forcing_row_fixes_its_columns():
@@ -316,7 +366,8 @@ def test_warm_start_maps_duals_through_the_rules():
     errors = kkt_error(pre.reduced, x_red, y_red)
     assert max(errors.values()) <= 1e-12, errors
     lp = _lp([1, 2, 3], [[1, 1, 1], [1, -1, 0]], [4, -2], [4, INF], [0, 0, -INF], [5, 5, INF])
-    pre = gpu_presolve_lp(lp, rules=RULES)
+    # without dual fixing, which would fix x0 at 5 (cost -2 after the substitution, no up-lock)
+    pre = gpu_presolve_lp(lp, rules=tuple(rule for rule in RULES if rule != "dual_fix"))
     assert pre.outcome == PresolveOutcome.REDUCED
     ref = solve_highs(lp)
     x_red, y_red = pre.reduce_warm_start(ref.x, ref.y)
