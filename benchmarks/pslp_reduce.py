@@ -1,24 +1,35 @@
-"""cuPDLPx's presolver (PSLP) on the CPU, one rule switched off at a time: what it removes and
-what the reduced LP costs PDHG, next to :mod:`l2o.lp.gpu_presolve`'s rules.
+"""cuPDLPx's presolver (PSLP) on the CPU next to :mod:`l2o.lp.gpu_presolve`'s rules: what each
+removes, what the reduced LP looks like, and what it costs PDHG.
 
 PSLP is C; build it as a shared library first (it is not a dependency of this project):
 
     tar xzf ../shared/peer/PSLP-v0.0.8.tar.gz -C /tmp && cd /tmp/PSLP && mkdir build && cd build
     cmake .. -DCMAKE_BUILD_TYPE=Release && make
 
-then, for every ``*.mps.gz`` / ``*.mps`` in the folders, ``--variants`` runs PSLP with its
-default settings (``all``, cuPDLPx's), with every rule off (``none``: only its trivial
-reductions) and with one rule off (``no_<rule>``), and prints the reduced LP's size, PSLP's
-seconds and (``--pdhg TOL``) PDHG's iterations on the reduced LP to TOL (``l2o.solve_lp``, CPU,
-float64, its own criterion: PSLP's postsolve is not called).
+then, for every ``*.mps.gz`` / ``*.mps`` in the folders, each of ``--variants`` reduces the LP:
+
+* ``all``: PSLP with its default settings (cuPDLPx's); ``none``: every PSLP rule off (only its
+  trivial reductions); ``no_<rule>``: one rule off; ``only_<rule>+<rule>...``: only those on;
+* ``ours``: :func:`l2o.lp.gpu_presolve.gpu_presolve_lp` with its default rules;
+  ``ours-<rule>...``: without those rules (``ours-dual_fix-singleton_columns``);
+* ``orig``: the LP itself.
+
+It prints the reduced LP's size and PSLP's (or our) seconds; ``--describe`` adds its shape (row
+types, column bound types, singletons, ||c||, ||b||), and ``--pdhg TOL`` PDHG's iterations on
+the reduced LP to TOL (``l2o.solve_lp``, CPU, float64, the reduced LP's own criterion, at most
+``--limit`` iterations; PSLP's postsolve is not called) with the final relative KKT errors and
+the objective's relative error against ``optimal_values.csv`` (a measure no criterion
+artifact moves: a reduction that moves costs around changes ||c|| and so the relative dual
+criterion).
 
     python benchmarks/pslp_reduce.py ../shared/data/lp/large --lib /tmp/PSLP/build/libPSLP.so \\
-        --only dbir2 fit2p --variants all none no_parallel_rows --pdhg 1e-4
+        --only nsct2 --variants all ours none no_ston_cols no_dual_fix --pdhg 1e-4 --describe
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import ctypes as C
 import sys
 import time
@@ -96,37 +107,103 @@ def pslp_reduce(lib: C.CDLL, lp, off: tuple[str, ...] = ()):
     return reduced, seconds
 
 
+def describe(lp) -> str:
+    """The shape of an LP in one paragraph: row types, column bound types, singletons, norms."""
+    A = lp.scipy_matrix().tocsr()
+    rl, ru, cl, cu = (v.numpy() for v in (lp.row_lower, lp.row_upper, lp.col_lower,
+                                          lp.col_upper))
+    c = lp.minimize_c[0].numpy()
+    row_len = np.diff(A.indptr)
+    col_len = np.bincount(A.indices, minlength=lp.num_cols)
+    eq = rl == ru
+    has_l, has_u, has_cl, has_cu = (np.isfinite(v) for v in (rl, ru, cl, cu))
+    b = np.concatenate([rl[has_l], ru[has_u & ~eq]])
+    return (f"    rows: {eq.sum()} equalities, {(~eq & has_l & has_u).sum()} ranged, "
+            f"{(has_l & ~has_u).sum()} >=, {(~has_l & has_u).sum()} <=, "
+            f"{(~has_l & ~has_u).sum()} free; {(row_len == 1).sum()} singletons, "
+            f"{((row_len == 2) & eq).sum()} doubleton equations\n"
+            f"    cols: {(~has_cl & ~has_cu).sum()} free, {(has_cl & ~has_cu).sum()} lower only, "
+            f"{(~has_cl & has_cu).sum()} upper only, {(has_cl & has_cu).sum()} boxed; "
+            f"{(col_len == 1).sum()} singletons, {(c != 0).sum()} with a cost\n"
+            f"    ||c|| {np.linalg.norm(c):.4g}, ||b|| {np.linalg.norm(b):.4g}, c0 {lp.c0:.6g}")
+
+
+def reduce(lib, lp, variant: str):
+    """(reduced LP, seconds) of one variant (module docstring)."""
+    from l2o.lp.gpu_presolve import DEFAULT_RULES, gpu_presolve_lp
+
+    if variant == "orig":
+        return lp, 0.0
+    if variant == "ours" or variant.startswith("ours-"):
+        without = variant.split("-")[1:]
+        unknown = set(without) - set(DEFAULT_RULES)
+        if unknown:
+            raise SystemExit(f"unknown rules {sorted(unknown)} in {variant!r}")
+        pre = gpu_presolve_lp(lp, device="cpu",
+                              rules=tuple(r for r in DEFAULT_RULES if r not in without))
+        return (lp if pre.reduced is None else pre.reduced), pre.time_s
+    if lib is None:
+        raise SystemExit(f"variant {variant!r} needs --lib")
+    if variant.startswith("only_"):
+        on = variant.removeprefix("only_").split("+")
+        off = tuple(rule for rule in RULES if rule not in on)
+    else:
+        on = ()
+        off = {"all": (), "none": RULES}.get(variant, (variant.removeprefix("no_"),))
+    if any(rule not in RULES for rule in (*off, *on)):
+        raise SystemExit(f"unknown variant {variant!r}")
+    return pslp_reduce(lib, lp, off)
+
+
+def _optima(folder: Path) -> dict[str, float]:
+    path = folder / "optimal_values.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["name"]: float(row["optimal_objective"]) for row in csv.DictReader(handle)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--lib", required=True, help="libPSLP.so")
+    parser.add_argument("--lib", help="libPSLP.so (needed by the PSLP variants)")
     parser.add_argument("--variants", nargs="+", default=["all", "none"],
-                        help="all, none or no_<rule> with <rule> in " + ", ".join(RULES))
+                        help="all, none, no_<rule>, only_<rule>+..., ours, ours-<rule>..., "
+                             "orig; PSLP's rules: " + ", ".join(RULES))
     parser.add_argument("--pdhg", type=float, metavar="TOL")
+    parser.add_argument("--limit", type=int, default=200_000, help="PDHG iteration limit")
+    parser.add_argument("--describe", action="store_true", help="the reduced LPs' shape")
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     l2o = import_l2o()
-    lib = load(args.lib)
+    lib = load(args.lib) if args.lib else None
     for folder in args.folders:
+        optima = _optima(folder)
         for path in sorted([*folder.glob("*.mps.gz"), *folder.glob("*.mps")]):
             name = path.name.split(".")[0]
             if args.only and name not in args.only:
                 continue
             lp = l2o.read_lp(path)
             for variant in args.variants:
-                off = {"all": (), "none": RULES}.get(variant, (variant.removeprefix("no_"),))
-                if any(rule not in RULES for rule in off):
-                    raise SystemExit(f"unknown variant {variant!r}")
-                reduced, seconds = pslp_reduce(lib, lp, off)
+                reduced, seconds = reduce(lib, lp, variant)
                 line = (f"{name:<10} {variant:<22} {reduced.num_rows:>6} x {reduced.num_cols:<7}"
                         f" nnz {reduced.nnz:>8}  {seconds:.3f} s")
                 if args.pdhg:
                     res = l2o.solve_lp(reduced, tol=args.pdhg, device="cpu", presolve=False,
-                                       iteration_limit=200_000)
-                    line += f"  it {res.iterations} ({res.status.value})"
+                                       iteration_limit=args.limit)
+                    k = res.kkt
+                    line += (f"  it {res.iterations} ({res.status.value}; primal "
+                             f"{k['rel_primal_residual']:.1e} dual {k['rel_dual_residual']:.1e} "
+                             f"gap {k['rel_gap']:.1e}")
+                    if name in optima:
+                        best = optima[name]
+                        line += f"; objective error {abs(res.objective - best) / (1 + abs(best)):.1e}"
+                    line += ")"
                 print(line, flush=True)
+                if args.describe:
+                    print(describe(reduced), flush=True)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,12 @@ class GpuPresolved(ReducedLPMap):
         return y.cpu(), r.cpu()
 
 
+def _alive_counts(work: Reductions) -> list[int]:
+    """[rows, columns, entries] still in the LP, in one host sync (each is a wait for the
+    device on a GPU)."""
+    return torch.stack([work.row_alive.sum(), work.col_alive.sum(), work.live.sum()]).tolist()
+
+
 def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row, col, value) of each stored entry of a CSR matrix, int64 / float64."""
     crow = A.crow_indices().long()
@@ -266,11 +272,9 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         changed = 0
         for name, record in stats.items():
             tick = time.perf_counter()
-            before = (int(work.row_alive.sum()), int(work.col_alive.sum()),
-                      int(work.live.sum()))
+            before = _alive_counts(work)
             done = getattr(work, name)()
-            after = (int(work.row_alive.sum()), int(work.col_alive.sum()),
-                     int(work.live.sum()))
+            after = _alive_counts(work)
             for key, old, new in zip(("rows", "cols", "nnz"), before, after):
                 record[key] += old - new
             record["sides"] += done - (before[0] - after[0]) - (before[1] - after[1])

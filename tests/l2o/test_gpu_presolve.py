@@ -413,10 +413,10 @@ def test_maximization_postsolve():
     _assert_optimal(flipped, x, y)
 
 
-@pytest.mark.parametrize("name", ["sc205", "scagr7"])
+@pytest.mark.parametrize("name", ["sc205", "scagr7", "recipe"])
 def test_solve_lp_gpu_presolve(name):
     """PDHG on the GPU-reduced LP to 1e-8: HiGHS's objective to 1e-6 relative, the KKT errors
-    those of the original LP."""
+    those of the original LP (recipe: 17 column singletons substituted, 1 column dual-fixed)."""
     lp = l2o.read_lp(DATA / "netlib" / f"{name}.mps.gz")
     res = solve_lp(lp, tol=1e-8, device="cpu", presolve="gpu", iteration_limit=100_000)
     assert res.status == LPStatus.OPTIMAL, res.message
