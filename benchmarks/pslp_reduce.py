@@ -128,6 +128,21 @@ def describe(lp) -> str:
             f"    ||c|| {np.linalg.norm(c):.4g}, ||b|| {np.linalg.norm(b):.4g}, c0 {lp.c0:.6g}")
 
 
+def worst_columns(lp, res, k: int) -> str:
+    """max |y| of a PDHG point and the ``k`` columns of the largest dual residual
+    |c_j - a_j^T y - r_j| (r: the solver's reduced costs), each with x_j, c_j, its bounds and
+    its number of nonzeros."""
+    A = lp.scipy_matrix().tocsc()
+    c = lp.minimize_c[0].numpy()
+    residual = c - A.T @ res.y.numpy() - res.reduced_costs.numpy()
+    lines = [f"    max |y| {float(res.y.abs().max()):.3g}, ||c|| {np.linalg.norm(c):.3g}"]
+    for j in np.argsort(-np.abs(residual))[:k]:
+        lines.append(f"    column {j}: residual {residual[j]:.3g}, x {float(res.x[j]):.3g}, "
+                     f"c {c[j]:.3g}, bounds [{float(lp.col_lower[j]):.3g}, "
+                     f"{float(lp.col_upper[j]):.3g}], {A.indptr[j + 1] - A.indptr[j]} nonzeros")
+    return "\n".join(lines)
+
+
 def reduce(lib, lp, variant: str):
     """(reduced LP, seconds) of one variant (module docstring)."""
     from l2o.lp.gpu_presolve import DEFAULT_RULES, gpu_presolve_lp
@@ -173,6 +188,8 @@ def main() -> None:
     parser.add_argument("--pdhg", type=float, metavar="TOL")
     parser.add_argument("--limit", type=int, default=200_000, help="PDHG iteration limit")
     parser.add_argument("--describe", action="store_true", help="the reduced LPs' shape")
+    parser.add_argument("--worst", type=int, default=0, metavar="K",
+                        help="with --pdhg: max |y| and the K columns of largest dual residual")
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -202,6 +219,8 @@ def main() -> None:
                         line += f"; objective error {abs(res.objective - best) / (1 + abs(best)):.1e}"
                     line += ")"
                 print(line, flush=True)
+                if args.pdhg and args.worst:
+                    print(worst_columns(reduced, res, args.worst), flush=True)
                 if args.describe:
                     print(describe(reduced), flush=True)
 
