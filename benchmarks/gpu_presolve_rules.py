@@ -32,7 +32,7 @@ BASE_RULES = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "empty_c
 SHORT = {"fixed_columns": "fixed", "empty_and_free_rows": "empty/free",
          "singleton_rows": "sing-row", "activity_rows": "activity",
          "parallel_rows": "parallel", "singleton_columns": "sing-col",
-         "empty_columns": "empty-col"}
+         "dual_fix": "dual-fix", "empty_columns": "empty-col"}
 
 
 def _iterations(l2o, lp, tol: float, device: str, presolve) -> str:
@@ -107,7 +107,7 @@ def main() -> None:
             print(line)
             for rule, r in row["rules"].items():
                 if r["rows"] or r["cols"] or r["sides"]:
-                    print(f"    {SHORT[rule]:<11} -rows {r['rows']:>6} -cols {r['cols']:>6} "
+                    print(f"    {SHORT.get(rule, rule):<11} -rows {r['rows']:>6} -cols {r['cols']:>6} "
                           f"-nnz {r['nnz']:>7} sides {r['sides']:>5}  {r['time_s']:.3f} s")
             sys.stdout.flush()
     if args.json:
