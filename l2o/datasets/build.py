@@ -152,16 +152,15 @@ def _prepare_directory(root: Path, settings: dict[str, Any]) -> list[dict[str, A
     return []
 
 
-def _valid_record(path: Path, index: int, seed: int, family: str) -> bool | None:
-    """True: a valid record of this instance; False: a corrupted/foreign file; None: no file."""
-    if not path.exists():
-        return None
+def _valid_record(root: Path, seed: int, family: str, index: int) -> bool:
+    """Whether ``root`` holds a valid record of instance ``index`` (False: a corrupted or
+    foreign file, or none)."""
     try:
-        record = load_record(path)
+        record = load_record(record_path(root, index))
     except (ValueError, OSError):
         return False
-    return (record["index"] == index and record["seed"] == seed and record["family"] == family
-            and record["status"] == "optimal")
+    return (record["index"] == index and record["seed"] == seed + index
+            and record["family"] == family and record["status"] == "optimal")
 
 
 def _progress_bar(enabled: bool):
@@ -245,37 +244,42 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
     limits = {k: v for k, v in (("time_limit", time_limit), ("iteration_limit", iteration_limit))
               if v is not None}
     label = _labeller(tol, device, batch, limits)
-    prepare = partial(_prepare, family, seed, keep_names, settings["options"])
 
     def exclude(record: dict[str, Any], result) -> None:
-        """Leave out instance ``record["index"]``, whose solve did not end OPTIMAL."""
+        """Leave out instance ``record["index"]``, whose solve did not end OPTIMAL (the
+        manifest lists it once its batch is done)."""
         i = record["index"]
         entry = {"index": i, "seed": seed + i, "status": result.status.value,
                  "iterations": int(result.iterations),
                  "message": result.message if _finite(result) else "non-finite solution"}
         excluded.append(entry)
         excluded_ids.add(i)
-        write_manifest(root, manifest | {"excluded": excluded})
         warnings.warn(f"{family} instance {i} (seed {seed + i}) excluded from {root}: "
                       f"solve ended {result.status.value} ({entry['message']})", stacklevel=3)
 
     # forks the workers first, before the progress bar's and the writer's threads exist
-    with InstancePool(prepare, workers) as pool, _progress_bar(progress) as bar, \
+    with InstancePool(workers) as pool, _progress_bar(progress) as bar, \
             RecordWriter() as writer:
         task = bar.add_task(f"{family} x{count}", total=count, note="")
+        on_disk = [i for i in range(count)
+                   if i not in excluded_ids and record_path(root, i).exists()]
+        valid = dict(zip(on_disk, pool.in_order(partial(_valid_record, root, seed, family),
+                                                on_disk, ahead=4 * max(workers, 1))))
         todo = []
         for i in range(count):
-            path = record_path(root, i)
-            state = None if i in excluded_ids else _valid_record(path, i, seed + i, family)
-            if i in excluded_ids or state:
-                report.kept += bool(state)
+            if i in excluded_ids or valid.get(i):
+                report.kept += i in valid
                 bar.advance(task)
-                continue
-            if state is False:
+            elif i in valid:  # a corrupted or foreign file
                 report.redone += 1
-                path.unlink()
-            todo.append(i)
-        for records in _chunks(pool.in_order(todo, ahead=2 * (batch or 1)), batch or 1):
+                record_path(root, i).unlink(missing_ok=True)
+                todo.append(i)
+            else:
+                todo.append(i)
+        prepare = partial(_prepare, family, seed, keep_names, settings["options"])
+        for records in _chunks(pool.in_order(prepare, todo, ahead=2 * (batch or 1)),
+                               batch or 1):
+            left_out = len(excluded)
             solving = time.perf_counter()
             results = label([record_to_lp(record) for record in records])
             report.solving += time.perf_counter() - solving
@@ -289,6 +293,8 @@ def build_dataset(family: str, count: int, out_dir: str | os.PathLike, *, seed: 
                 else:  # never stored with its unconverged iterate as a label
                     exclude(record, result)
                 report.built += 1
+            if len(excluded) > left_out:  # once a batch: a resumed build skips them
+                write_manifest(root, manifest | {"excluded": excluded})
             bar.update(task, advance=len(records),
                        note=f"excluded {len(excluded)}" if excluded else "")
 

@@ -6,9 +6,9 @@ record (one CPU core, 2026-12-04), all on the main thread between the solves: wi
 ``--batch`` on a GPU that was most of the build (1000 instances: 46 s, of which the batched
 solves ~17 s).  Here that work leaves the main thread:
 
-* :class:`InstancePool`: ``prepare(i)`` (generate instance i, estimate its norms) for every
-  instance, computed ahead in worker processes (a bounded number in flight) and handed back
-  in instance order; the main thread only solves.
+* :class:`InstancePool`: the per-instance work (generate instance i and estimate its norms;
+  on a resume, load and check its record) computed ahead in worker processes (a bounded
+  number in flight) and handed back in instance order; the main thread only solves.
 * :class:`RecordWriter`: one background thread that writes the labelled records (atomically,
   :func:`l2o.datasets.store.save_record`) while the main thread solves the next batch.
 
@@ -52,22 +52,21 @@ def default_workers(device: torch.device) -> int:
 
 
 class InstancePool:
-    """``prepare(i)`` for the instances of a build, computed ahead in worker processes; a
-    context manager (entering it starts the workers, leaving it stops them).
+    """Functions of an instance index (generate it, check its record on disk) computed ahead
+    in worker processes; a context manager (entering it starts the workers, leaving it stops
+    them).
 
     Args:
-        prepare: a picklable function (module level, or a ``functools.partial`` of one) from
-            an instance index to a dict of tensors and plain values.
         workers: 0: each computed here, when asked for; N: in N worker processes.
 
     The workers are forked where the platform can (no imports to repeat; they never touch
     CUDA, which a fork cannot use), all on entering (before the caller starts other threads,
-    a progress bar's or a writer's), and run torch on one thread each.  Tensors travel as
-    numpy arrays (pickling a torch tensor costs milliseconds; an array is a copy).
+    a progress bar's or a writer's), and run torch on one thread each.  Tensors in a dict
+    travel as numpy arrays (pickling a torch tensor costs milliseconds; an array is a copy).
     """
 
-    def __init__(self, prepare: Callable[[int], dict[str, Any]], workers: int) -> None:
-        self.prepare, self.workers = prepare, int(workers)
+    def __init__(self, workers: int) -> None:
+        self.workers = int(workers)
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Self:
@@ -84,17 +83,21 @@ class InstancePool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def in_order(self, indices: Iterable[int], ahead: int) -> Iterator[dict[str, Any]]:
-        """``prepare(i)`` for each i of ``indices``, in that order; with workers, at most
-        ``ahead`` instances beyond the one handed out last are prepared or in preparation (a
-        build asks for two batches: the next one is generated while one is solved).  An error
-        in ``prepare`` is raised here, at its instance."""
+    def in_order(self, function: Callable[[int], Any], indices: Iterable[int],
+                 ahead: int) -> Iterator[Any]:
+        """``function(i)`` for each i of ``indices``, in that order.
+
+        ``function`` is picklable (module level, or a ``functools.partial`` of one).  With
+        workers, at most ``ahead`` instances beyond the one handed out last are computed or
+        in computation (a build asks for two batches: the next one is generated while one is
+        solved).  An error in ``function`` is raised here, at its instance.
+        """
         if self._executor is None:
-            yield from map(self.prepare, indices)
+            yield from map(function, indices)
             return
         pending: deque[Future] = deque()
         for index in indices:
-            pending.append(self._executor.submit(_as_arrays, self.prepare, index))
+            pending.append(self._executor.submit(_as_arrays, function, index))
             if len(pending) > ahead:
                 yield _as_tensors(pending.popleft().result())
         while pending:
@@ -105,12 +108,16 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one core per worker: no oversubscription of the machine
 
 
-def _as_arrays(prepare: Callable[[int], dict[str, Any]], index: int) -> dict[str, Any]:
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v
-            for k, v in prepare(index).items()}
+def _as_arrays(function: Callable[[int], Any], index: int) -> Any:
+    item = function(index)
+    if not isinstance(item, dict):
+        return item
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
 
 
-def _as_tensors(item: dict[str, Any]) -> dict[str, Any]:
+def _as_tensors(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
 
 

@@ -298,8 +298,8 @@ def test_workers_generate_off_the_main_process_and_change_no_record(tmp_path, mo
 
 def test_stopped_build_keeps_its_records_and_resumes_to_the_same_labels(tmp_path, monkeypatch):
     """A build stopped by an error in its second batch keeps the first batch's records (the
-    background writes finish); the same command then builds the rest, and every record equals
-    an uninterrupted build's."""
+    background writes finish); the same command then redoes a corrupted one and builds the
+    rest, and every record equals an uninterrupted build's."""
     from l2o.datasets import build
 
     whole = tmp_path / "whole"
@@ -324,9 +324,11 @@ def test_stopped_build_keeps_its_records_and_resumes_to_the_same_labels(tmp_path
     assert sorted(p.name for p in stopped.glob("lp_*.pt")) == ["lp_000000.pt", "lp_000001.pt"]
     assert not read_manifest(stopped)["complete"]
     monkeypatch.setattr(build, "_labeller", labeller)
+    data = record_path(stopped, 1).read_bytes()
+    record_path(stopped, 1).write_bytes(data[: len(data) // 2])  # and one record truncated
     report = build_dataset(FAMILY, 5, stopped, seed=10, progress=False, device="cpu", batch=2,
-                           **SIZES)
-    assert (report.kept, report.built, report.stored) == (2, 3, 5)
+                           workers=2, **SIZES)  # the records on disk checked by the workers
+    assert (report.kept, report.redone, report.built, report.stored) == (1, 1, 4, 5)
     _same_records(whole, stopped, 5)
 
 
@@ -339,3 +341,19 @@ def test_record_writer_writes_in_order_and_raises_a_failed_write(tmp_path):
     assert [int(torch.load(tmp_path / f"r{i}.pt")["i"]) for i in range(3)] == [0, 1, 2]
     with pytest.raises(FileNotFoundError), RecordWriter() as writer:
         writer.write({"i": torch.tensor([0])}, tmp_path / "missing" / "r.pt")
+
+
+def test_manifest_is_written_once_a_batch_not_once_an_excluded_instance(tmp_path, monkeypatch):
+    """6 instances in batches of 3, all excluded (iteration limit): the manifest is written at
+    the start, after each batch (listing its exclusions, so a resume skips them) and at the
+    end: 4 times, not once per excluded instance (8)."""
+    from l2o.datasets import build
+
+    writes = []
+    write = build.write_manifest
+    monkeypatch.setattr(build, "write_manifest", lambda root, manifest: (
+        writes.append(len(manifest["excluded"])), write(root, manifest)))
+    with pytest.warns(UserWarning, match="excluded"):
+        report = build_dataset(FAMILY, 6, tmp_path / "limited", progress=False, device="cpu",
+                               iteration_limit=2, batch=3, **SIZES)
+    assert len(report.excluded) == 6 and writes == [0, 3, 6, 6]
