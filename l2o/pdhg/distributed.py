@@ -186,11 +186,14 @@ def _row_block(csr: torch.Tensor, start: int, end: int, positions: torch.Tensor,
 
 class ShardedOperator(LinearOperator):
     """A~ on one process of a sharded solve: v -> (A~ v)_rows and u -> (A~^T u)_cols from this
-    process's slices of v (n_r,) and u (m_r,), each product after an all-gather.
+    process's slices of v (n_r,) and u (m_r,), each product after an all-gather (where the
+    blocks are coupled).
 
     Attributes:
-        csr: the block A~[rows_r, :] (m_r, W width_x), columns in the gathered x's layout.
-        csr_t: the block A~^T[cols_r, :] (n_r, W width_y), columns in the gathered y's layout.
+        csr: the block A~[rows_r, :] (m_r, W width_x), columns in the gathered x's layout;
+            (m_r, n_r), columns from the slice's start, where the blocks are not coupled.
+        csr_t: the block A~^T[cols_r, :] (n_r, W width_y), columns in the gathered y's
+            layout; likewise (n_r, m_r).
         gather_x, gather_y: what the products read of x and of y: a :class:`ShardGather`
             (copies in: for vectors other than the iteration's, e.g. the check's), or where
             the blocks are not coupled a :class:`LocalSlice`.
