@@ -62,6 +62,10 @@ class SolverOptions:
         power_iterations, power_tolerance: cap and relative tolerance of the power iteration
             for ||A~||_2.
         restart: the restart rule and its thresholds (:class:`~l2o.pdhg.restart.RestartParams`).
+        warm_start_trial: iterations that a warm start and the cold start both run past their
+            first, when the warm start passed the first test, before the solve keeps one
+            (:mod:`l2o.pdhg.start`); 0: the first iteration's test alone.  A dropped start
+            costs 1 + warm_start_trial iterations, a kept one 1 + warm_start_trial more.
         infeasibility_tolerance: eps of the infeasibility certificates.
         cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
         cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
@@ -91,6 +95,7 @@ class SolverOptions:
     power_tolerance: float = 1e-7
     norm_estimate: str = "auto"
     restart: RestartParams = field(default_factory=RestartParams)
+    warm_start_trial: int = 16
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
     cpu_setup_nnz: int = 100_000
@@ -125,6 +130,10 @@ def parse_options(where: str, check_every: int | None,
                          f"got {opts.sparse_products!r}")
     if opts.check_every is not None and opts.check_every < 1:
         raise ValueError(f"{where}: check_every must be >= 1")
+    if isinstance(opts.warm_start_trial, bool) or not isinstance(opts.warm_start_trial, int) \
+            or opts.warm_start_trial < 0:
+        raise ValueError(f"{where}: warm_start_trial must be an integer >= 0, "
+                         f"got {opts.warm_start_trial!r}")
     if not isinstance(opts.restart, RestartParams):
         raise TypeError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
                          f"got {opts.restart!r}")

@@ -16,8 +16,9 @@ graph replays, and the check's scalars come to the host in one copy.  The first 
 after the first iteration, so a warm start at an optimum stops there.  At a restart the anchor
 and the iterate become the check's point z^ = T(z), the epoch's index k restarts at 0 and the
 PID controller updates the primal weight omega (tau = eta / omega, sigma = eta omega).  A warm
-start is weighed against the cold start at its first check and kept only when its fixed-point
-error passes the restart rule's sufficient-decrease test against the cold start's (start.py);
+start is weighed against the cold start after one iteration and, if it passes, after a short
+trial of both, and kept only when its fixed-point error passes the restart rule's
+sufficient-decrease test against the cold start's both times (start.py);
 a warm start kept updates omega with PDLP's smoothing (``PrimalWeightPID.after_warm_start``).
 
 References: Applegate et al., "Practical large-scale linear programming using primal-dual hybrid
@@ -57,7 +58,7 @@ from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
 from .presolve import no_presolve_report, solve_with_presolve
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
-from .start import cold_start, is_warm, probe_cold_start, scaled_start, warm_start_vectors
+from .start import cold_start, is_warm, scaled_start, warm_start_vectors, weigh_warm_start
 from .statistics import CheckStatistics, CheckVectors
 from .termination import Termination, TerminationCriteria, check_termination
 
@@ -282,24 +283,26 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
     memory = RestartMemory()
     checked: Checked | None = None          # the last check with finite statistics
     total = 0
-    # the iteration of the start not taken (the warm one's first or the cold probe's) belongs to
-    # neither run: the restart rule counts without it, so the solve goes on exactly as the plain
-    # solve from the start taken
+    # the iterations of the start not taken (start.weigh_warm_start) belong to neither run: the
+    # restart rule counts without them, so the solve goes on exactly as the plain solve from the
+    # start taken
     outside = 0
-    probe: tuple[CheckStatistics, CheckVectors] | None = None
+    # checks the weighing ran, the start taken's, not yet read: (stats, vectors, restart reads)
+    pending: list[tuple[CheckStatistics, CheckVectors, bool]] = []
+    ahead = 0       # iterations the start taken ran past its last check the restart rule read
     while True:
         # iterate a chunk and compute the check statistics (one host sync)
-        if probe is not None:           # the cold start taken: its probe is its first check
-            (stats, vectors), probe = probe, None
+        if pending:
+            stats, vectors, restart_reads = pending.pop(0)
         else:
             # one iteration before a check that measures r of the anchor (the first one, and
             # each epoch's with AnchorError.NEW_ANCHOR), else a chunk
-            chunk = 1 if memory.measures_anchor else opts.check_every
+            chunk = 1 if memory.measures_anchor else opts.check_every - ahead
             if criteria.iteration_limit is not None:
                 chunk = min(chunk, criteria.iteration_limit - total)
             stats, vectors = runner.run(chunk)
             timer.mark("first_check" if total == 0 else "iterations")
-            total += chunk
+            total, ahead, restart_reads = total + chunk, 0, True
         elapsed = parallel.elapsed(start)
         if progress is not None:
             progress(stats.progress(total, elapsed))
@@ -314,16 +317,20 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
                              parallel)
             if result is not None:
                 return result
+        if not restart_reads:
+            continue
 
         # restart or not
         restart, memory = choose_restart(opts.restart, memory, stats.fixed_point_error,
                                          total - outside)
         if cold is not None:            # the warm start's first check: weigh it against cold
-            probe = probe_cold_start(state, runner, cold, stats.fixed_point_error,
-                                     opts.restart.sufficient)
+            choice = weigh_warm_start(state, runner, cold, stats.fixed_point_error,
+                                      opts.restart.sufficient,
+                                      _trial(opts, criteria.iteration_limit, total))
             timer.mark("cold_probe")
-            cold, outside, total = None, 1, total + 1
-            if probe is not None:       # the cold solve from here on, its controller too
+            cold, pending, ahead = None, choice.checks, choice.ahead
+            total, outside = total + choice.iterations, choice.outside
+            if not choice.warm:         # the cold solve from here on, its controller too
                 memory, pid = RestartMemory(), PrimalWeightPID()
             continue
         if restart is not None:
@@ -331,6 +338,15 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
             omega = pid.update(stats.primal_move, stats.dual_move, stats.rel_primal_residual,
                                stats.rel_dual_residual)
             state.set_steps(p, eta, omega)
+
+
+def _trial(opts: SolverOptions, iteration_limit: int | None, total: int) -> int:
+    """The iterations of the warm start's trial (``SolverOptions.warm_start_trial``): less than
+    a check interval (the plain solve's second check stays where it is), and none when the
+    trial would not fit in the iteration limit."""
+    trial = min(opts.warm_start_trial, opts.check_every - 1)
+    fits = iteration_limit is None or total + 1 + 2 * trial <= iteration_limit
+    return trial if fits else 0
 
 
 def _finish(prepared: PreparedLP, reason: Termination, checked: Checked | None,

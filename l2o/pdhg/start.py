@@ -5,16 +5,38 @@
 are of the unscaled LP, y in the minimization-form sign convention of LPResult.  The start is
 the initial iterate and the first Halpern anchor.
 
-A warm start is weighed against the cold start z_c = (proj(0), 0) at its first check
-(:func:`probe_cold_start`): one iteration from z_c gives the fixed-point error r(z_c) =
-||z_c - T(z_c)||_P, and the solve goes on from the warm start only when it passes the restart
-rule's own sufficient-decrease test against the cold start (:func:`keeps_warm_start`),
+A warm start is weighed against the cold start z_c = (proj(0), 0) (:func:`weigh_warm_start`),
+by the restart rule's own sufficient-decrease test (:func:`keeps_warm_start`) on the fixed-point
+error r(z) = ||z - T(z)||_P, twice:
 
-    r(z_w) <= beta_sufficient r(z_c)          (beta_sufficient = 0.2, RestartParams.sufficient),
+1. at the first iteration: r_1(z_w) <= beta_sufficient r_1(z_c)   (beta_sufficient = 0.2,
+   RestartParams.sufficient), r_1 the error after one iteration from the start;
+2. if it passes, after ``SolverOptions.warm_start_trial`` (16) more iterations of each:
+   r_17(z_w) <= beta_sufficient r_17(z_c).
 
-else from the cold start, exactly as the plain solve from it, one iteration later.
+The solve goes on from the start that wins, exactly as the plain solve from it (its checks where
+the plain solve has them), the other's iterations spent: a start dropped at the first test costs
+1 iteration, at the second 17, and a start kept 17 (none when it meets the tolerance at its
+first check, or at the trial's, which the termination test reads).
 
-Why the cold start must win ties by that margin and not only by r(z_w) > r(z_c):
+Why the second test: r_1 measures how far the start is from a fixed point of T locally, not
+how far it is from the optimum, and a learned start can have a small r_1 and a large distance.
+The PDHG-Net set cover model's starts at 4x the training size (fresh seeds 9,320,001-2) have
+r_1(z_w) = 0.18 r_1(z_c) with 74% relative error in x (at the training size random errors of
+10% of (x*, y*) have 0.36-0.37 r_1(z_c)):
+the first test keeps them, and to 1e-8 they needed 48,770 and 62,594 iterations against cold
+34,753 and 48,001 (CPU).  Their lead does not last: without restarts (omega = 1) r(z_w) / r(z_c)
+is 0.18 after 1 iteration, 0.47-0.49 after 17, 0.52-0.58 after 65 and 0.68 after 193, while a
+start z* + d with random |d| = 3% |z*| goes from 0.13 to 0.07.  On seed 9,320,002 neither the
+primal weight (the controller of a cold solve: 60,098; omega_0 = ||y~|| / ||x~|| of the start:
+51,266) nor half the start (x alone: 61,826; y alone is dropped at the first test) made the kept
+start pay.  The second test drops it: cold + 17 iterations.  What the trial costs elsewhere: 16
+iterations on each start kept, and on the warm start grid of perturbed NETLIB optima
+(benchmarks/warmstart_grid.py, 312 starts) one start that paid when kept by the first test
+alone (recipe, z* + d with |d| = 1e-2 |z*|, seed 2: r_17 ratio 0.24; 642 iterations to 1e-8
+against cold 2049) is dropped.
+
+Why the cold start must win ties by that margin and not only by r(z_w) > r(z_c) (first test):
 
 * A perturbed optimum can be nearer z* and yet farther from a fixed point of T (a random d moves
   the variables at their bounds off them): on NETLIB, starts z* + d with |d| = 1e-2 |z*| had
@@ -40,6 +62,7 @@ Why the cold start must win ties by that margin and not only by r(z_w) > r(z_c):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -50,8 +73,8 @@ from .iteration import ChunkRunner, IterationState
 from .prepare import PreparedLP
 from .statistics import CheckStatistics, CheckVectors
 
-__all__ = ["cold_start", "is_warm", "keeps_warm_start", "probe_cold_start", "scaled_start",
-           "warm_start_vectors"]
+__all__ = ["StartChoice", "cold_start", "is_warm", "keeps_warm_start", "scaled_start",
+           "warm_start_vectors", "weigh_warm_start"]
 
 
 def is_warm(warm_start: Any) -> bool:
@@ -117,21 +140,74 @@ def keeps_warm_start(warm_error: float, cold_error: float, sufficient: float) ->
     return not warm_error > sufficient * cold_error
 
 
-def probe_cold_start(state: IterationState, runner: ChunkRunner,
-                     cold: tuple[torch.Tensor, torch.Tensor, torch.Tensor], warm_error: float,
-                     sufficient: float) -> tuple[CheckStatistics, CheckVectors] | None:
-    """After the warm start's first check (r(z_w) = ``warm_error``), one iteration and check
-    from the cold start (module docstring).
+@dataclass
+class StartChoice:
+    """What weighing the warm start against the cold start decided (:func:`weigh_warm_start`).
 
-    Returns the cold start's check unless :func:`keeps_warm_start` (with ``sufficient``): the
-    state is then the cold solve's after its first iteration.  Otherwise None, with the state of
-    the warm solve after its first iteration restored.  Both runs use the initial step sizes, so
-    the two r are in one metric.
+    Attributes:
+        warm: whether the solve goes on from the warm start (else from the cold start).
+        checks: the checks of the start taken that the solve's loop has not seen yet, in order:
+            (statistics, vectors, whether the restart rule reads it).  A trial's check is read
+            by the termination test only, so that the restart rule sees the checks where the
+            plain solve from that start has them.
+        iterations: the iterations the weighing ran (both starts).
+        outside: those of the start not taken (the restart rule counts without them).
+        ahead: the iterations the start taken ran past its first check: its next check comes
+            that much sooner, where the plain solve's is.
     """
-    saved = state.save_iterate()
+
+    warm: bool
+    checks: list[tuple[CheckStatistics, CheckVectors, bool]]
+    iterations: int
+    outside: int
+    ahead: int
+
+
+def weigh_warm_start(state: IterationState, runner: ChunkRunner,
+                     cold: tuple[torch.Tensor, torch.Tensor, torch.Tensor], warm_error: float,
+                     sufficient: float, trial: int) -> StartChoice:
+    """After the warm start's first check (r(z_w) = ``warm_error``), the cold start's first
+    iteration and check, and, if the warm start passes :func:`keeps_warm_start` there, ``trial``
+    more iterations of each and the same test on their r (module docstring).
+
+    The state is left as the start taken has it after its own iterations: the cold start's is
+    exactly the plain cold solve's, the warm start's the plain warm solve's.  Both runs use the
+    initial step sizes, so the r compared are in one metric.
+
+    Args:
+        state, runner: the solve's iteration (its iterate: the warm start's after one iteration).
+        cold: the scaled cold start and its A~^T y~ (:func:`cold_start`).
+        warm_error: r of the warm start's first check.
+        sufficient: the restart rule's beta_sufficient.
+        trial: iterations of the second test (0: the first test alone).
+    """
+    warm_first = state.save_iterate()
     state.restart_epoch(runner.p, *cold)
-    stats, vectors = runner.run(1)
-    if not keeps_warm_start(warm_error, stats.fixed_point_error, sufficient):
-        return stats, vectors
-    state.load_iterate(saved)
-    return None
+    cold_stats, cold_vectors = runner.run(1)
+    if not keeps_warm_start(warm_error, cold_stats.fixed_point_error, sufficient):
+        return StartChoice(False, [(cold_stats, cold_vectors, True)], 1, 1, 0)
+    if trial == 0:
+        state.load_iterate(warm_first)
+        return StartChoice(True, [], 1, 1, 0)
+    # the first check's vectors outlive the trial's iterations (on CUDA they may be the check
+    # graph's buffers, which the next check overwrites): copies
+    cold_first = (cold_stats, _copied(cold_vectors), True)
+    cold_trial_stats, cold_trial_vectors = runner.run(trial)
+    cold_trial = (cold_trial_stats, _copied(cold_trial_vectors), False)
+    cold_after = state.save_iterate()
+    state.load_iterate(warm_first)
+    warm_trial_stats, warm_trial_vectors = runner.run(trial)
+    if keeps_warm_start(warm_trial_stats.fixed_point_error, cold_trial_stats.fixed_point_error,
+                        sufficient):
+        return StartChoice(True, [(warm_trial_stats, warm_trial_vectors, False)],
+                           1 + 2 * trial, 1 + trial, trial)
+    state.load_iterate(cold_after)
+    return StartChoice(False, [cold_first, cold_trial], 1 + 2 * trial, 1 + trial, trial)
+
+
+def _copied(vectors: CheckVectors) -> CheckVectors:
+    """A copy of a check's vectors (CheckVectors' tensors, and the rays' dicts, cloned)."""
+    return replace(vectors, **{
+        f.name: ({k: v.clone() for k, v in value.items()} if isinstance(value, dict)
+                 else value.clone())
+        for f in fields(vectors) for value in [getattr(vectors, f.name)]})
