@@ -14,7 +14,10 @@ With ``--model`` the bundled PDHG-Net model's start (``l2o.net.solve_with_model`
 compared with the cold solve too (the target there: fewer iterations than cold).
 
     python benchmarks/warmstart_grid.py [--lps afiro ... pagerank] [--tols 1e-4 1e-8]
-        [--radii 1e-6 1e-4 1e-2 1e-1] [--seeds 0 1 2] [--model] [--out DIR]
+        [--radii 1e-6 1e-4 1e-2 1e-1] [--seeds 0 1 2] [--trials 0 16] [--model] [--out DIR]
+
+``--trials``: the solver's ``warm_start_trial`` values to compare (l2o.pdhg.start; default the
+solver's 16).
 
 Prints one line per (LP, tol) and a summary; writes ``grid.json`` and ``grid.csv`` to ``--out``
 (default ``benchmarks/out/warmstart_grid``).  Iteration counts do not depend on the machine
@@ -76,18 +79,21 @@ def grid(args: argparse.Namespace) -> list[dict]:
             continue
         for tol in args.tols:
             cold = l2o.solve_lp(lp, tol=tol, device="cpu", **PDHG).iterations
-            warm = []
-            for radius in args.radii:
-                for seed in args.seeds:
-                    res = l2o.solve_lp(lp, tol=tol, device="cpu", **PDHG,
-                                       warm_start=perturbed(ref.x, ref.y, radius, seed))
-                    warm.append(res.iterations)
-                    rows.append({"lp": name, "tol": tol, "radius": radius, "seed": seed,
-                                 "cold_iterations": cold, "warm_iterations": res.iterations,
-                                 "excess": res.iterations - cold,
-                                 "status": res.status.value})
-            print(f"{name:>9} tol {tol:g}  cold {cold:6d}  warm {warm}  worst excess "
-                  f"{max(warm) - cold:+d}", flush=True)
+            for trial in args.trials:
+                warm = []
+                for radius in args.radii:
+                    for seed in args.seeds:
+                        res = l2o.solve_lp(lp, tol=tol, device="cpu", **PDHG,
+                                           warm_start=perturbed(ref.x, ref.y, radius, seed),
+                                           warm_start_trial=trial)
+                        warm.append(res.iterations)
+                        rows.append({"lp": name, "tol": tol, "radius": radius, "seed": seed,
+                                     "trial": trial, "cold_iterations": cold,
+                                     "warm_iterations": res.iterations,
+                                     "excess": res.iterations - cold,
+                                     "status": res.status.value})
+                print(f"{name:>9} tol {tol:g} trial {trial:2d}  cold {cold:6d}  warm {warm}  "
+                      f"worst excess {max(warm) - cold:+d}", flush=True)
     return rows
 
 
@@ -102,14 +108,16 @@ def model_rows(args: argparse.Namespace) -> list[dict]:
         for seed in args.model_seeds:
             lp = generate("pagerank", nodes=nodes, seed=seed)
             cold = l2o.solve_lp(lp, tol=1e-8, device="cpu", **PDHG)
-            warm, _ = solve_with_model(model, lp, tol=1e-8, device="cpu")
-            rows.append({"lp": f"pagerank_{nodes}_model", "tol": 1e-8, "radius": "model",
-                         "seed": seed, "cold_iterations": cold.iterations,
-                         "warm_iterations": warm.iterations,
-                         "excess": warm.iterations - cold.iterations,
-                         "status": warm.status.value})
-            print(f"PageRank {nodes} seed {seed}: model start {warm.iterations} iterations, "
-                  f"cold {cold.iterations}", flush=True)
+            for trial in args.trials:
+                warm, _ = solve_with_model(model, lp, tol=1e-8, device="cpu", **PDHG,
+                                           warm_start_trial=trial)
+                rows.append({"lp": f"pagerank_{nodes}_model", "tol": 1e-8, "radius": "model",
+                             "seed": seed, "trial": trial, "cold_iterations": cold.iterations,
+                             "warm_iterations": warm.iterations,
+                             "excess": warm.iterations - cold.iterations,
+                             "status": warm.status.value})
+                print(f"PageRank {nodes} seed {seed} trial {trial}: model start "
+                      f"{warm.iterations} iterations, cold {cold.iterations}", flush=True)
     return rows
 
 
@@ -119,6 +127,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-8])
     ap.add_argument("--radii", type=float, nargs="+", default=[1e-6, 1e-4, 1e-2, 1e-1])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, nargs="+", default=[16],
+                    help="warm_start_trial values of the warm solves (l2o.pdhg.SolverOptions)")
     ap.add_argument("--ref-tol", type=float, default=1e-10)
     ap.add_argument("--model", action="store_true",
                     help="also the bundled pagerank model's start on fresh PageRank LPs")
@@ -132,14 +142,18 @@ def main(argv=None) -> list[dict]:
     started = time.perf_counter()
     rows = grid(args) + (model_rows(args) if args.model else [])
     perturbed_rows = [r for r in rows if r["radius"] != "model"]
-    over = [r for r in perturbed_rows if r["excess"] > ALLOWANCE]
-    print(f"\n{len(perturbed_rows)} perturbed starts: {len(over)} over cold + {ALLOWANCE}"
-          + "".join(f"\n  {r['lp']} tol {r['tol']:g} r {r['radius']:g} seed {r['seed']}: "
-                    f"{r['warm_iterations']} vs cold {r['cold_iterations']}" for r in over))
-    if perturbed_rows:
-        ratios = [r["warm_iterations"] / r["cold_iterations"] for r in perturbed_rows]
-        print(f"warm / cold iterations: geometric mean "
-              f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}, max {max(ratios):.3f}")
+    for trial in args.trials:
+        of_trial = [r for r in perturbed_rows if r["trial"] == trial]
+        over = [r for r in of_trial if r["excess"] > ALLOWANCE]
+        print(f"\ntrial {trial}: {len(of_trial)} perturbed starts: {len(over)} over cold + "
+              f"{ALLOWANCE}"
+              + "".join(f"\n  {r['lp']} tol {r['tol']:g} r {r['radius']:g} seed {r['seed']}: "
+                        f"{r['warm_iterations']} vs cold {r['cold_iterations']}" for r in over))
+        if of_trial:
+            ratios = [r["warm_iterations"] / r["cold_iterations"] for r in of_trial]
+            print(f"warm / cold iterations: geometric mean "
+                  f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}, "
+                  f"max {max(ratios):.3f}")
     write_rows(args.out, "grid", rows, settings=vars(args), command=" ".join(sys.argv),
                seconds=time.perf_counter() - started)
     return rows
