@@ -162,6 +162,34 @@ def test_data_cleaning_objectives_match_formula():
     assert math.isclose(float(task.inner(x, W, idx)), direct_b, rel_tol=1e-12)
 
 
+def test_data_cleaning_second_derivatives_match_the_cross_entropy_formula():
+    """The objectives are written for short Hessian products ([X, 1] W, logsumexp minus the
+    picked score, the penalty as mse_loss); their first and second derivatives are those
+    of the plain formula F.cross_entropy(X W[:-1] + W[-1]) + reg (W * W).sum()."""
+    import torch.nn.functional as F
+
+    from bilevel.hypergrad.system import inner_operator
+
+    X, c = _multiclass_data()
+    problem = data_cleaning(X, c, X[:12], c[:12], n_classes=3)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, generator=g, dtype=torch.float64)
+    W = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    V = torch.randn(5, 3, generator=g, dtype=torch.float64)
+
+    def formula(x, W):
+        losses = F.cross_entropy(X @ W[:-1] + W[-1], c, reduction="none")
+        return (torch.sigmoid(x) * losses).mean() + 1e-3 * (W * W).sum()
+
+    op = inner_operator(problem.inner_at(None), x, W)
+    assert torch.allclose(op.gradient(), torch.func.grad(formula, 1)(x, W), rtol=1e-12)
+    assert torch.allclose(op(V), torch.func.jvp(lambda w: torch.func.grad(formula, 1)(x, w),
+                                                (W,), (V,))[1], rtol=1e-12, atol=1e-15)
+    mixed = op.hessian_products.extras["mixed"](V)
+    _, pullback = torch.func.vjp(lambda xx: torch.func.grad(formula, 1)(xx, W), x)
+    assert torch.allclose(mixed, pullback(V)[0], rtol=1e-12, atol=1e-15)
+
+
 def test_data_cleaning_bad_input():
     X, c = _multiclass_data()
     with pytest.raises(ValueError, match=">= n_classes"):
