@@ -192,17 +192,23 @@ def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
     Small solves are bound by kernel launches, so one iteration is the product A p and 14
     small kernels: two dot products, the fused updates x += alpha p, r -= alpha A p,
     p = r + beta p (one kernel each per leaf, in place: no copies back into the state),
-    and the scalar bookkeeping.  Once inactive (converged, or p^T A p <= 0) alpha = beta
-    = 0 freeze x and r, so extra iterations change nothing.  The curvature breakdown is
-    not tracked per iteration: the iteration stopped while the residual was still above
-    the threshold exactly when it met p^T A p <= 0 (``breakdown``).
+    and the scalar bookkeeping.  Once inactive (converged, or p^T A p <= 0) alpha = 0
+    freezes x and r, so extra iterations change nothing.  beta needs no mask: with r
+    frozen, r^T r over the stored rs is 1 (p = r + p, finite; p is not part of the
+    answer), and the stored rs is kept >= the dtype's smallest normal number (it takes the
+    place of the copy of the new r^T r), so an exact r = 0 gives beta = 0, not 0 / 0.  The
+    curvature breakdown is not tracked per iteration: the iteration stopped while the
+    residual was still above the threshold exactly when it met p^T A p <= 0
+    (``breakdown``).
     """
     if x0 is None:
         x, r = T.zeros_like(b), T.clone(b)
     else:  # the state owns its buffers: the caller's x0 is not updated in place
         x, r = T.clone(x0), T.axpy(-1.0, op(x0), b)
-    rs = T.dot(r, r)
-    threshold = (tol * bnorm) ** 2
+    tiny = torch.finfo(bnorm.dtype).tiny
+    rs = T.dot(r, r).clamp_min(tiny)
+    # >= tiny as rs is: an exactly converged solve (r^T r = 0, stored as tiny) is no breakdown
+    threshold = ((tol * bnorm) ** 2).clamp_min(tiny)
     zero = torch.zeros_like(rs)  # one device zero for every torch.where below
     state = {"x": x, "r": r, "p": T.clone(r), "rs": rs, "active": rs > threshold,
              "done": torch.zeros((), dtype=torch.int64, device=rs.device)}
@@ -218,9 +224,8 @@ def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
         T.axpy_(alpha, p, s["x"])
         T.axpy_(alpha, Ap, s["r"], negate=True)
         rs_new = T.dot(s["r"], s["r"])
-        beta = torch.where(active, rs_new / rs, zero)
-        T.xpby_(s["r"], beta, p)  # p = r + beta p (inactive: p = r, finite)
-        rs.copy_(rs_new)
+        T.xpby_(s["r"], rs_new / rs, p)  # p = r + beta p
+        torch.clamp(rs_new, min=tiny, out=rs)  # (nan stays nan)
         torch.logical_and(active, rs_new > threshold, out=s["active"])
         s["done"].add_(active)
         return s

@@ -101,6 +101,17 @@ def test_maxiter_reported_honestly():
     assert info.residual == pytest.approx(rel_residual(A, x, rhs(80)), rel=1e-10)
 
 
+def test_cg_exact_convergence_then_masked_iterations():
+    """A = 2 I: one CG step makes r exactly 0; the masked steps after it (check_every=8)
+    stay finite and change nothing, also at tol=0, and no breakdown is reported."""
+    A = 2.0 * torch.eye(5, dtype=D)
+    b = rhs(5)
+    for tol in (1e-8, 0.0):
+        x, info = cg(A, b, tol=tol, check_every=8)
+        assert torch.equal(x, b / 2), tol
+        assert info.converged and info.iterations == 1 and not info.negative_curvature
+
+
 def test_zero_rhs_and_nonfinite_input():
     A = spectrum_matrix(np.linspace(1, 2, 10))
     x, info = cg(A, torch.zeros(10, dtype=D))
