@@ -115,6 +115,34 @@ def test_hyperparameter_tuning_objectives_match_formula():
         np.mean(((Xv.numpy() @ w + b) > 0) == (tv > 0)))
 
 
+def test_hyperparameter_tuning_second_derivatives_match_the_softplus_formula():
+    """The objectives are written for short Hessian products ([X, 1] theta, the binary
+    cross-entropy of the logits, the penalty as a dot product with [exp(x), 0]); their
+    derivatives are those of softplus(-t (X w + b)).mean() + 1/2 (exp(x) w w).sum()."""
+    import torch.nn.functional as F
+
+    from bilevel.hypergrad.system import inner_operator
+
+    X, y01 = _binary_data()
+    problem = hyperparameter_tuning(X, y01, X, y01)
+    t = 2 * y01 - 1
+    g = torch.Generator().manual_seed(5)
+    x, theta, v = (torch.randn(k, generator=g, dtype=torch.float64) for k in (3, 4, 4))
+
+    def formula(x, theta):
+        w = theta[:-1]
+        return F.softplus(-t * (X @ w + theta[-1])).mean() + 0.5 * (torch.exp(x) * w * w).sum()
+
+    op = inner_operator(problem.inner_at(None), x, theta)
+    grad_y = torch.func.grad(formula, 1)
+    assert torch.allclose(op.gradient(), grad_y(x, theta), rtol=1e-12)
+    assert torch.allclose(op(v), torch.func.jvp(lambda th: grad_y(x, th), (theta,), (v,))[1],
+                          rtol=1e-12, atol=1e-15)
+    _, pullback = torch.func.vjp(lambda xx: grad_y(xx, theta), x)
+    assert torch.allclose(op.hessian_products.extras["mixed"](v), pullback(v)[0], rtol=1e-12,
+                          atol=1e-15)
+
+
 def test_hyperparameter_tuning_bad_input():
     X, y = _binary_data()
     with pytest.raises(ValueError, match="binary labels"):
