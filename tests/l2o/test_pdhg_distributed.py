@@ -368,11 +368,12 @@ def test_cuda_collectives_and_host_syncs_per_chunk():
             return {"syncs": sum("synchroniz" in str(w.message) for w in caught)}
         return count
 
-    assert _per_chunk(syncs(False), chunk) == {"syncs": 1}
+    # the sync debug mode is a prototype that does not see every synchronizing call: on the
+    # H200 it counted 0.5 per chunk for both solves, so "at most one per check" is what is asked
+    single = _per_chunk(syncs(False), chunk)["syncs"]
+    assert 0 < single <= 1
     with _one_process_group("nccl"):
         assert _per_chunk(collectives, chunk) == {"collectives": 1, "scalar_reads": 0}
-        # no more than the single solve's one per check (on the H200 the sync debug mode, a
-        # prototype that does not see every synchronizing call, counted 0.5 per chunk here)
         assert _per_chunk(syncs(True), chunk)["syncs"] <= 1
 
 
