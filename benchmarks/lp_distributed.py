@@ -41,11 +41,13 @@ per iteration at 0).
 What an all-gather of only the entries other processes read (a halo) would move (CPU, the
 LPs' structure; no solve):
 
-    python benchmarks/lp_distributed.py --halo 2 4 8 --pagerank FILE ...
+    python benchmarks/lp_distributed.py --halo 2 4 8 --pagerank FILE ... [--partitioner metis]
 
 prints, for each LP and number of processes W, the largest count of a process's x (and y)
 entries read by another process's block (``partition.exported_entries``) next to the padded
-slice the solve all-gathers (``Partition.padded_widths``), and the ratio of the bytes.
+slice the solve all-gathers (``Partition.padded_widths``), and the ratio of the bytes; with
+``--partitioner metis``, after reordering rows and columns by a METIS partition of the bipartite
+row/column graph (``pymetis``; what a halo exchange would pair with).
 
 Several GPUs (strong scaling; a machine of several GPUs was not lent when this was written):
 
@@ -216,22 +218,69 @@ def count_ops(lp, name: str, check_every: int) -> dict:
     return row
 
 
-def halo_rows(lp, name: str, processes: list[int]) -> list[dict]:
-    """One row per W: the exported entries against the padded slices (module docstring)."""
+def metis_order(A: torch.Tensor, parts: int) -> tuple[torch.Tensor, torch.Tensor, list, list]:
+    """A METIS partition (``pymetis``, not a dependency of the library) of the bipartite graph of
+    A's rows and columns (one vertex each, an edge per nonzero, vertex weight = degree + 1, the
+    balance of :func:`l2o.pdhg.partition.balanced_bounds`), as a reordering: the row and column
+    permutations that make each part contiguous, and the parts' row and column bounds."""
+    import numpy as np
+    import pymetis
+    import scipy.sparse as sp
+
+    m, n = A.shape
+    csr = sp.csr_matrix((np.ones(A.values().numel()), A.col_indices().numpy(),
+                         A.crow_indices().numpy()), shape=(m, n))
+    graph = sp.bmat([[None, csr], [csr.T, None]]).tocsr()
+    weights = (np.diff(graph.indptr) + 1).astype(np.int64)
+    _, membership = pymetis.part_graph(parts, xadj=graph.indptr, adjncy=graph.indices,
+                                       vweights=weights)
+    membership = np.asarray(membership)
+    rows, cols = membership[:m], membership[m:]
+
+    def order_and_bounds(part_of: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+        order = np.argsort(part_of, kind="stable")
+        counts = np.bincount(part_of, minlength=parts)
+        return torch.from_numpy(order), [0, *np.cumsum(counts).tolist()]
+
+    row_order, row_bounds = order_and_bounds(rows)
+    col_order, col_bounds = order_and_bounds(cols)
+    return row_order, col_order, row_bounds, col_bounds
+
+
+def halo_rows(lp, name: str, processes: list[int], partitioner: str = "contiguous") -> list[dict]:
+    """One row per W: the exported entries against the padded slices (module docstring), with
+    the solver's contiguous nonzero-balanced blocks or after a METIS reordering."""
     from l2o.pdhg.partition import exported_entries, partition_lp
 
     A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
-    At = A.t().to_sparse_csr()
     rows = []
     for world in processes:
-        part = partition_lp(A, At, world)
-        width_x, width_y = part.padded_widths()
-        halo_x = max(exported_entries(A, part.row_bounds, part.col_bounds))
-        halo_y = max(exported_entries(At, part.col_bounds, part.row_bounds))
+        if partitioner == "metis":
+            row_order, col_order, row_bounds, col_bounds = metis_order(A, world)
+            coo = A.to_sparse_coo().coalesce()
+            r, c = coo.indices()
+            new_row = torch.empty_like(row_order)
+            new_row[row_order] = torch.arange(len(row_order))
+            new_col = torch.empty_like(col_order)
+            new_col[col_order] = torch.arange(len(col_order))
+            Ap = torch.sparse_coo_tensor(torch.stack([new_row[r], new_col[c]]),
+                                         coo.values(), A.shape).coalesce().to_sparse_csr()
+            width_x = max(b - a for a, b in zip(col_bounds, col_bounds[1:]))
+            width_y = max(b - a for a, b in zip(row_bounds, row_bounds[1:]))
+        else:
+            Ap = A
+            part = partition_lp(A, A.t().to_sparse_csr(), world)
+            row_bounds, col_bounds = part.row_bounds, part.col_bounds
+            width_x, width_y = part.padded_widths()
+        At = Ap.t().to_sparse_csr()
+        halo_x = max(exported_entries(Ap, row_bounds, col_bounds))
+        halo_y = max(exported_entries(At, col_bounds, row_bounds))
+        block_nnz = Ap.crow_indices()[row_bounds].diff().to(torch.float64)
         rows.append({"lp": name, "rows": lp.num_rows, "cols": lp.num_cols, "processes": world,
-                     "halo_x": halo_x, "width_x": width_x, "halo_y": halo_y,
-                     "width_y": width_y,
-                     "halo_bytes_ratio": round((halo_x + halo_y) / (width_x + width_y), 3)})
+                     "partitioner": partitioner, "halo_x": halo_x, "width_x": width_x,
+                     "halo_y": halo_y, "width_y": width_y,
+                     "halo_bytes_ratio": round((halo_x + halo_y) / (width_x + width_y), 3),
+                     "nnz_imbalance": round(float(block_nnz.max() / block_nnz.mean()), 3)})
     return rows
 
 
@@ -274,6 +323,9 @@ def main(argv: list[str] | None = None) -> None:
                              "the CPU (one gloo process; module docstring)")
     parser.add_argument("--halo", nargs="*", type=int, default=None, metavar="W",
                         help="report the halo of these numbers of processes (no solve)")
+    parser.add_argument("--partitioner", choices=("contiguous", "metis"), default="contiguous",
+                        help="--halo: the solver's contiguous blocks, or a METIS reordering "
+                             "first (needs pymetis)")
     parser.add_argument("--check-every", type=int, default=16,
                         help="iterations per check of --count-ops (default 16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -283,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     l2o = import_l2o()
     if args.halo is not None:
         for name, lp in _lps(args):
-            for row in halo_rows(lp, name, args.halo or [2, 4, 8]):
+            for row in halo_rows(lp, name, args.halo or [2, 4, 8], args.partitioner):
                 print(json.dumps(row), flush=True)
         return
     device = torch.device(args.device)
