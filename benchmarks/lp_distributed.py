@@ -67,6 +67,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -265,8 +266,8 @@ def halo_rows(lp, name: str, processes: list[int], partitioner: str = "contiguou
             new_col[col_order] = torch.arange(len(col_order))
             Ap = torch.sparse_coo_tensor(torch.stack([new_row[r], new_col[c]]),
                                          coo.values(), A.shape).coalesce().to_sparse_csr()
-            width_x = max(b - a for a, b in zip(col_bounds, col_bounds[1:]))
-            width_y = max(b - a for a, b in zip(row_bounds, row_bounds[1:]))
+            width_x = max(b - a for a, b in pairwise(col_bounds))
+            width_y = max(b - a for a, b in pairwise(row_bounds))
         else:
             Ap = A
             part = partition_lp(A, A.t().to_sparse_csr(), world)

@@ -15,7 +15,10 @@ vectors, which every product here does, the bytes moved do not depend on the ord
 all-gather of only the entries some other process reads (a halo, :func:`exported_entries`)
 would move 54-100% of those bytes on the shared large LPs in their own order and 98-100% on
 PageRank (2, 4 and 8 processes: benchmarks/RESULTS.md), for an extra packing kernel per
-gather, so it is not done; a reordering that makes the halo small would come first.
+gather, so it is not done.  A METIS reordering of the row/column graph makes that halo 1.5-20%
+of the slices on multicommodity and staircase LPs (pds-30, nemswrld, ken-11) but leaves it at
+88-98% on PageRank (RESULTS.md), so reordering and a halo exchange would go together, for
+those LPs only.
 
 A product needs the other processes' slices only when a block reads them: when every nonzero
 A~_ij has row i and column j on the same process (A~ block diagonal along the split, e.g.
