@@ -17,6 +17,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -304,6 +305,21 @@ def _benchmark():
     return module
 
 
+@pytest.mark.parametrize("partitioner", ["contiguous", "metis"])
+def test_halo_of_a_block_diagonal_lp_is_empty(partitioner):
+    """benchmarks/lp_distributed.py --halo: two uncoupled copies of afiro split in two have
+    no halo (each block reads only its own slices), in the LP's order and after METIS's."""
+    if partitioner == "metis":
+        pytest.importorskip("pymetis")
+    afiro = l2o.read_lp(DATA / "netlib" / "afiro.mps.gz")
+    A = afiro.A.to_dense()
+    twice = torch.block_diag(A, A).to_sparse_csr()
+    lp = SimpleNamespace(A=twice, num_rows=twice.shape[0], num_cols=twice.shape[1])
+    (row,) = _benchmark().halo_rows(lp, "afiro x2", [2], partitioner)
+    assert (row["halo_x"], row["halo_y"], row["halo_bytes_ratio"]) == (0, 0, 0.0)
+    assert row["width_x"] >= afiro.num_cols and row["width_y"] >= afiro.num_rows
+
+
 @pytest.mark.parametrize("name", ["afiro", "pagerank"])
 def test_sharded_iteration_runs_the_single_ops(name):
     """gloo, one process, the torch iteration: the sharded iteration dispatches exactly the
@@ -432,8 +448,6 @@ def _fused_path_collectives() -> dict[str, float]:
     CPU's slices: :meth:`Sharded.a_mm` / ``at_mm`` against the whole LP's products,
     ``combine`` against the sums and maxima over the processes (and the clock), the exchange's
     in-place gathers of x_bar and y against the whole vectors."""
-    from types import SimpleNamespace
-
     from l2o.pdhg.distributed import _group_and_device, broadcast_prepared, shard_prepared
     from l2o.pdhg.options import SolverOptions
     from l2o.pdhg.prepare import prepare_lp
