@@ -4,7 +4,10 @@ HiGHS presolve (:mod:`l2o.lp.presolve`) costs 1-28 us per nonzero on the CPU, mo
 whole GPU solve of many large LPs. The reductions here (:mod:`l2o.lp.gpu_rules`, the math in
 each rule's docstring) are each a handful of vectorized kernels over the nonzeros, no loop over
 rows or columns, repeated in rounds while they change something (at most :data:`MAX_ROUNDS`).
-A round runs, in order:
+A round runs the cheap rules (:data:`CHEAP_RULES`: 1, 2, 3 and 8 below) or, when a round of
+those changed nothing, the costly ones (4-7): kernel launches, not arithmetic, are their cost
+on a GPU, so the costly rules wait until the cheap chains (a singleton row fixes a column,
+whose removal leaves another singleton row, ...) are done. The rules, in order:
 
 1. fixed columns (l_c,j = u_c,j): moved into the row bounds and the objective constant;
 2. free and empty rows: removed (an empty row that needs a nonzero activity: infeasible);
@@ -49,19 +52,33 @@ import torch
 
 from bilevel.linalg.operators import csr_tensor
 
-from .gpu_rules import FEASIBILITY_TOLERANCE, Record, Reductions, forward_duals, hand_to_sources
+from .gpu_rules import (
+    FEASIBILITY_TOLERANCE,
+    KEPT,
+    Record,
+    Reductions,
+    forward_duals,
+    hand_to_sources,
+)
 from .model import LinearProgram
 from .presolve import PresolveOutcome, ReducedLPMap
 
-__all__ = ["DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "MAX_ROUNDS", "RULES", "GpuPresolved",
-           "gpu_presolve_lp"]
+__all__ = ["CHEAP_RULES", "DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "MAX_ROUNDS", "RULES",
+           "GpuPresolved", "gpu_presolve_lp"]
 
-# Rounds of the reductions; on the shared large LPs they stop changing anything after a few
-# rounds (benchmarks/presolve_highs.py --gpu prints the rounds).
-MAX_ROUNDS = 20
-# The rules of a round, in order (methods of l2o.lp.gpu_rules.Reductions).
+# Rounds of the reductions at most. A round runs the cheap rules (CHEAP_RULES) or, once a
+# round of those changed nothing, the costly ones; on the shared large LPs they stop changing
+# anything within 5-17 rounds (ken-11's chain of singleton rows and fixed columns is the
+# longest; benchmarks/gpu_presolve_rules.py prints the rounds).
+MAX_ROUNDS = 40
+# The rules, in order (methods of l2o.lp.gpu_rules.Reductions).
 RULES = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "activity_rows",
          "parallel_rows", "singleton_columns", "dual_fix", "empty_columns")
+# A few kernels each: they run to a fixed point before the costly rules (70-230 kernels each
+# on the large LPs, counted on the CPU) run again, which they do only after a round of cheap
+# ones changed nothing. Each kernel launch costs microseconds of host time on a GPU whatever
+# its size: ken-11's 8 rounds of all rules were 3,897 torch operations.
+CHEAP_RULES = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "empty_columns")
 # Those run by default: all. Column singletons (zero-cost or free ones) were left out while
 # measured alone (fit2p's 3000 zero-cost slacks substituted: 19585 PDHG iterations against 16193
 # without; "auto" does not keep fit2p's reduction, which removes no row); with dual fixing after
@@ -228,10 +245,31 @@ class GpuPresolved(ReducedLPMap):
         return y.cpu(), r.cpu()
 
 
-def _alive_counts(work: Reductions) -> list[int]:
-    """[rows, columns, entries] still in the LP, in one host sync (each is a wait for the
-    device on a GPU)."""
-    return torch.stack([work.row_alive.sum(), work.col_alive.sum(), work.live.sum()]).tolist()
+def _rule_stats(work: Reductions, names: list[str], step_rule: list[int],
+                changes: dict[str, int], seconds: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per rule: {"rows", "cols", "nnz"} it removed, "sides" (row bounds it dropped: its changes
+    that removed no row or column) and "time_s" (host seconds: no rule waits for the device
+    to time itself). Counted once at the end from the record's steps (one host sync): a row,
+    column or entry belongs to the rule of the step that removed it (an entry: the first of its
+    row's and its column's)."""
+    rec = work.record
+    device = rec.col_step.device
+    # the rule of each step, and a last slot for what is kept
+    rule_of = torch.tensor([*step_rule, len(names)], dtype=torch.int64, device=device)
+
+    def per_rule(step: torch.Tensor) -> torch.Tensor:
+        slot = torch.where(step == KEPT, rec.steps, step)
+        return torch.bincount(rule_of[slot], minlength=len(names) + 1)[:-1]
+
+    entry_step = torch.minimum(rec.row_step[rec.rows], rec.col_step[rec.cols])
+    counts = torch.stack([per_rule(rec.row_step), per_rule(rec.col_step),
+                          per_rule(entry_step)]).tolist()
+    stats = {}
+    for i, name in enumerate(names):
+        rows, cols, nnz = counts[0][i], counts[1][i], counts[2][i]
+        stats[name] = {"rows": rows, "cols": cols, "nnz": nnz,
+                       "sides": changes[name] - rows - cols, "time_s": seconds[name]}
+    return stats
 
 
 def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -265,28 +303,37 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
     rows, cols, vals = _coo(lp.A.to(device))
     keep = vals != 0     # explicit zeros are no entries
     work = Reductions(lp, rows[keep], cols[keep], vals[keep], device)
-    stats = {name: {"rows": 0, "cols": 0, "nnz": 0, "sides": 0, "time_s": 0.0}
-             for name in RULES if name in rules}
-    rounds = changed_total = 0
-    for rounds in range(1, max_rounds + 1):
+    names = [name for name in RULES if name in rules]
+    tiers = [[name for name in names if name in CHEAP_RULES],
+             [name for name in names if name not in CHEAP_RULES]]
+    changes = dict.fromkeys(names, 0)
+    seconds = dict.fromkeys(names, 0.0)
+    step_rule: list[int] = []     # the rule (index into names) that took each step
+
+    def run(tier: list[str]) -> int:
         changed = 0
-        for name, record in stats.items():
+        for name in tier:
             tick = time.perf_counter()
-            before = _alive_counts(work)
             done = getattr(work, name)()
-            after = _alive_counts(work)
-            for key, old, new in zip(("rows", "cols", "nnz"), before, after):
-                record[key] += old - new
-            record["sides"] += done - (before[0] - after[0]) - (before[1] - after[1])
-            record["time_s"] += time.perf_counter() - tick
+            step_rule.extend([names.index(name)] * (work.record.steps - len(step_rule)))
+            changes[name] += done
+            seconds[name] += time.perf_counter() - tick
             changed += done
             if work.proof is not None:
                 break
+        return changed
+
+    rounds = changed_total = 0
+    for rounds in range(1, max_rounds + 1):
+        # the costly rules only once the cheap ones are done (an empty tier changes nothing)
+        changed = run(tiers[0])
+        if changed == 0 and work.proof is None:
+            changed = run(tiers[1])
         changed_total += changed
-        if changed:
-            work.compact()
         if work.proof is not None or changed == 0:
             break
+        work.compact()
+    stats = _rule_stats(work, names, step_rule, changes, seconds)
     empty_index = torch.zeros(0, dtype=torch.int64)
     if work.proof is not None:
         outcome, why, ray = work.proof

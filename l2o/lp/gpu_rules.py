@@ -117,10 +117,23 @@ class Record:
 
 
 def _column_sums(rec: Record, on: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """(A^T y)_j over the entries ``on`` (bool mask of the record's entries)."""
-    cols = rec.cols[on]
-    return torch.zeros(n, dtype=y.dtype, device=y.device).index_add_(
-        0, cols, rec.vals[on] * y[rec.rows[on]])
+    """(A^T y)_j over the entries ``on`` (bool mask of the record's entries): a pass over all
+    of them with the others weighted 0 (a boolean index would wait for the device)."""
+    terms = torch.where(on, rec.vals * y[rec.rows], 0.0)
+    return torch.zeros(n, dtype=y.dtype, device=y.device).index_add_(0, rec.cols, terms)
+
+
+def _steps_holding(rec: Record, *parts: tuple[torch.Tensor, torch.Tensor | None]
+                   ) -> list[set[int]]:
+    """For each (step of each item, mask of the items that count or None for all): the set
+    of steps (:data:`KEPT` included) that hold one, all read in one host sync."""
+    slots = rec.steps + 1                    # the last one is KEPT's
+    counts = torch.zeros(len(parts), slots, dtype=torch.int64, device=rec.col_step.device)
+    for row, (step, mask) in zip(counts, parts):
+        slot = torch.where(step == KEPT, rec.steps, step)
+        row.index_add_(0, slot, torch.ones_like(slot) if mask is None else mask.long())
+    return [{KEPT if i == rec.steps else i for i, k in enumerate(part) if k}
+            for part in counts.tolist()]
 
 
 def hand_to_sources(rec: Record, y: torch.Tensor, c: torch.Tensor, shifts: bool = False,
@@ -131,32 +144,38 @@ def hand_to_sources(rec: Record, y: torch.Tensor, c: torch.Tensor, shifts: bool 
     substitutions' shifts first (a solution; not a Farkas ray, whose c is 0). ``kept_costs``:
     (n,) the kept columns' rho (the reduced LP's own multipliers of their bounds, the solver's
     dual slack) instead of c - A^T y. Returns (y, r): y updated in place, r (n,) rho_j where
-    it stays with the column's own bound, 0 where a row took it."""
+    it stays with the column's own bound, 0 where a row took it.
+
+    Which steps removed columns, merged rows or forced rows is read once (one host sync); the
+    walk visits only those, each a fixed number of kernels over the entries."""
     if shifts:
         y += rec.shift
     rows = rec.rows
     n = len(c)
     r = torch.zeros_like(c)
-    merge_steps = set(rec.row_step[rec.parent >= 0].tolist())
+    forcing = rec.forcing != 0
+    col_steps, merge_steps, forcing_steps = _steps_holding(
+        rec, (rec.col_step, None), (rec.row_step, rec.parent >= 0), (rec.row_step, forcing))
     for step in [KEPT, *range(rec.steps - 1, -1, -1)]:
         if step in merge_steps:
             _split_merged_duals(rec, y, step, shifts)
-        here = rec.col_step == step
-        if not bool(here.any()):
+        if step not in col_steps:
             continue
+        here = rec.col_step == step
         on_nnz = here[rec.cols]
         if step == KEPT and kept_costs is not None:
             rho = kept_costs
         else:
             rho = c - _column_sums(rec, on_nnz, y, n)
-        forced = (rec.row_step == step) & (rec.forcing != 0)
-        if bool(forced.any()):
+        if step in forcing_steps:
+            forced = (rec.row_step == step) & forcing
             _forcing_duals(rec, y, rho, on_nnz & forced[rows], forced)
             rho = c - _column_sums(rec, on_nnz, y, n)
         handed = torch.zeros_like(here)
         for source, wants in ((rec.lower_source, rho > 0), (rec.upper_source, rho < 0)):
             take = here & wants & (source >= 0)
-            y.index_add_(0, source[take], rho[take] / rec.row_coef[source[take]])
+            row = source.clamp(min=0)
+            y.index_add_(0, row, torch.where(take, rho / rec.row_coef[row], 0.0))
             handed |= take
         r = torch.where(here & ~handed, rho, r)
     return y, r

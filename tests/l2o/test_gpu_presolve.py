@@ -380,6 +380,48 @@ def test_nothing_to_remove():
     assert pre.outcome == PresolveOutcome.NOT_REDUCED and pre.report()["rows_removed"] == 0
 
 
+def test_rule_counts_add_up_and_costly_rules_wait(monkeypatch):
+    """ken-11's chain of singleton rows and fixed columns runs in cheap rounds; the costly rules
+    run only after a round of cheap ones changed nothing, and the last round (nothing changed)
+    runs every rule. The per-rule counts, read from the record at the end, add up to what the
+    reduced LP lacks."""
+    from l2o.lp import gpu_presolve
+    from l2o.lp.gpu_rules import Reductions
+
+    lp = l2o.read_lp(DATA / "large" / "ken-11.mps.gz")
+    calls = []
+    for name in RULES:
+        rule = getattr(Reductions, name)
+
+        def logged(self, rule=rule, name=name):
+            done = rule(self)
+            calls.append((name, done))
+            return done
+
+        monkeypatch.setattr(Reductions, name, logged)
+    pre = gpu_presolve_lp(lp)
+    cheap = set(gpu_presolve.CHEAP_RULES)
+    # a round: the cheap rules, then the costly ones if the cheap ones changed nothing
+    rounds = []
+    for name, done in calls:
+        if name == gpu_presolve.CHEAP_RULES[0]:
+            rounds.append([])
+        rounds[-1].append((name, done))
+    assert len(rounds) == pre.rounds > 2
+    ran_costly = 0
+    for calls_of_round in rounds:
+        costly = [done for name, done in calls_of_round if name not in cheap]
+        if costly:
+            ran_costly += 1
+            assert sum(done for name, done in calls_of_round if name in cheap) == 0
+    assert 1 < ran_costly < pre.rounds
+    assert sum(done for _, done in rounds[-1]) == 0 and len(rounds[-1]) == len(RULES)
+    totals = {key: sum(r[key] for r in pre.rules.values()) for key in ("rows", "cols", "nnz")}
+    assert totals == {"rows": pre.rows_removed, "cols": pre.cols_removed,
+                      "nnz": lp.nnz - pre.reduced.nnz}
+    assert pre.rules["singleton_rows"]["rows"] > 0 and pre.rules["fixed_columns"]["cols"] > 0
+
+
 @pytest.mark.parametrize("name", _names("netlib"))
 def test_netlib_postsolve_matches_highs(name):
     """Every shared NETLIB LP, every rule (column singletons too): HiGHS's optimum of the
