@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from . import fused as F
 from . import tree as T
 from ._loop import iterate
 from .operators import LinearOperator, as_operator
@@ -185,21 +186,26 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
 
 
 def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
-                 bnorm: torch.Tensor) -> Iteration:
+                 bnorm: torch.Tensor, *, fused: bool | None = None) -> Iteration:
     """CG as an :class:`Iteration` (``bnorm`` = ||b||, a device scalar), updating its
     state in place; ``breakdown`` says whether p^T A p <= 0 stopped it.
 
-    Small solves are bound by kernel launches, so one iteration is the product A p and 14
-    small kernels: two dot products, the fused updates x += alpha p, r -= alpha A p,
+    Small solves are bound by kernel launches, so one iteration is the product A p and
+    the vector work in as few kernels as possible: on CUDA (with Triton, float32 or
+    float64) one or three fused kernels (:mod:`bilevel.linalg.fused`; ``fused=None`` picks
+    them by device, True / False forces them / the torch form), elsewhere 14 small torch
+    kernels: two dot products, the fused updates x += alpha p, r -= alpha A p,
     p = r + beta p (one kernel each per leaf, in place: no copies back into the state),
-    and the scalar bookkeeping.  Once inactive (converged, or p^T A p <= 0) alpha = 0
-    freezes x and r, so extra iterations change nothing.  beta needs no mask: with r
-    frozen, r^T r over the stored rs is 1 (p = r + p, finite; p is not part of the
-    answer), and the stored rs is kept >= the dtype's smallest normal number (it takes the
-    place of the copy of the new r^T r), so an exact r = 0 gives beta = 0, not 0 / 0.  The
-    curvature breakdown is not tracked per iteration: the iteration stopped while the
-    residual was still above the threshold exactly when it met p^T A p <= 0
-    (``breakdown``).
+    and the scalar bookkeeping.  The torch form is the reference; both have these
+    semantics.  Once inactive (converged, or p^T A p <= 0) alpha = 0 freezes x and r, so
+    extra iterations change nothing.  beta needs no mask: with r frozen, r^T r over the
+    stored rs is 1 (p = r + p, finite; p is not part of the answer), and the stored rs is
+    kept >= the dtype's smallest normal number (it takes the place of the copy of the new
+    r^T r), so an exact r = 0 gives beta = 0, not 0 / 0.  A nan p^T A p keeps the
+    iteration active, so the nan reaches rs (the monitor) and is reported as such, not as
+    a curvature breakdown.  The curvature breakdown is not tracked per iteration: the
+    iteration stopped while the residual was still above the threshold exactly when it met
+    p^T A p <= 0 (``breakdown``).
     """
     if x0 is None:
         x, r = T.zeros_like(b), T.clone(b)
@@ -209,6 +215,22 @@ def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
     rs = T.dot(r, r).clamp_min(tiny)
     # >= tiny as rs is: an exactly converged solve (r^T r = 0, stored as tiny) is no breakdown
     threshold = ((tol * bnorm) ** 2).clamp_min(tiny)
+    if fused is None:
+        fused = F.supports(b)
+    state, body, solution = (F.cg_parts(x, r, rs, threshold) if fused
+                             else _torch_cg_parts(x, r, rs, threshold))
+
+    def breakdown(s: dict) -> torch.Tensor:
+        return ~s["active"] & (s["rs"] > threshold)
+
+    return Iteration(state, body, "rs", solution, breakdown)
+
+
+def _torch_cg_parts(x: Tree, r: Tree, rs: torch.Tensor, threshold: torch.Tensor
+                    ) -> tuple[dict, Callable[[LinearOperator, dict], dict],
+                               Callable[[dict], Tree]]:
+    """The torch form of :func:`cg_iteration`: (state, body, solution)."""
+    tiny = torch.finfo(rs.dtype).tiny
     zero = torch.zeros_like(rs)  # one device zero for every torch.where below
     state = {"x": x, "r": r, "p": T.clone(r), "rs": rs, "active": rs > threshold,
              "done": torch.zeros((), dtype=torch.int64, device=rs.device)}
@@ -217,8 +239,7 @@ def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
         p, rs = s["p"], s["rs"]
         Ap = op(p)
         pAp = T.dot(p, Ap)
-        # active and not (pAp <= 0), on bools; a nan pAp keeps it active, so the nan
-        # reaches rs (the monitor) and is reported as such, not as a curvature breakdown
+        # active and not (pAp <= 0), on bools; a nan pAp keeps it active
         active = s["active"] > (pAp <= 0)
         alpha = torch.where(active, rs / pAp, zero)
         T.axpy_(alpha, p, s["x"])
@@ -230,10 +251,7 @@ def cg_iteration(op: LinearOperator, b: Tree, x0: Tree | None, tol: float,
         s["done"].add_(active)
         return s
 
-    def breakdown(s: dict) -> torch.Tensor:
-        return ~s["active"] & (s["rs"] > threshold)
-
-    return Iteration(state, body, "rs", lambda s: s["x"], breakdown)
+    return state, body, lambda s: s["x"]
 
 
 def minres(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
