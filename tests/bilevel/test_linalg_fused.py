@@ -25,7 +25,8 @@ DEVICES = (["cpu"] if INTERPRETED else []) + (["cuda"] if CUDA else [])
 needs_triton = pytest.mark.skipif(not DEVICES, reason="needs CUDA and Triton, or Triton's "
                                   "interpreter (TRITON_INTERPRET=1)")
 # (n, the path it takes under SMALL) for the interpreted runs; the real sizes on CUDA
-SMALL = dict(ONE_TILE_MAX=64, ONE_PROGRAM_MAX=256, TILE=32, PROGRAM_TILE=16, MAX_PROGRAMS=4)
+SMALL = {"ONE_TILE_MAX": 64, "ONE_PROGRAM_MAX": 256, "TILE": 32, "PROGRAM_TILE": 16,
+         "MAX_PROGRAMS": 4}
 SIZES = {"cpu": (37, 200, 300), "cuda": (37, 5000, 70000)}
 # aten ops that launch no kernel (as in test_hypergrad_graph's counts; split: the leaves' views)
 VIEWS = {"reshape", "view", "t", "expand", "slice", "select", "as_strided", "detach", "alias",
@@ -84,7 +85,7 @@ def test_fused_iterations_equal_torch(device, which, dtype, small_paths):
     b = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(
         dtype=dtype, device=device)
     steps = 12
-    fused, it, s = _steps(A, b, True, steps)
+    fused, _, s = _steps(A, b, True, steps)
     reference = _steps(A, b, False, steps)[0]
     assert "limits" in s and s["x"].shape == (n,)  # the fused state: flat buffers
     assert ("pap_parts" in s) == (which == 2)
