@@ -33,6 +33,7 @@ both add in different orders, so they agree to rounding.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -63,7 +64,8 @@ PROGRAM_TILE = 1024
 # Programs of the many-program kernels (each loops over every MAX_PROGRAMS-th tile).
 MAX_PROGRAMS = 512
 DTYPES = (torch.float32, torch.float64)
-_COMPILED: set = set()
+# (size class, dtype, device) -> whether the kernels compiled
+_COMPILED: dict[tuple, bool] = {}
 
 
 def available(device: torch.device | str) -> bool:
@@ -73,11 +75,13 @@ def available(device: torch.device | str) -> bool:
 
 def supports(b: Tree) -> bool:
     """Whether CG on vectors like ``b`` runs the fused kernels: on CUDA with Triton, every
-    leaf float32 or every leaf float64, and not empty."""
+    leaf float32 or every leaf float64, not empty, and the kernels compiled for this size
+    (compiled here on first use; a failure is warned about once and CG stays in torch)."""
     parts = T.leaves(b)
-    dtype = parts[0].dtype
-    return (available(parts[0].device) and dtype in DTYPES and T.numel(b) > 0
-            and all(t.dtype == dtype and t.device == parts[0].device for t in parts))
+    dtype, device = parts[0].dtype, parts[0].device
+    return (available(device) and dtype in DTYPES and T.numel(b) > 0
+            and all(t.dtype == dtype and t.device == device for t in parts)
+            and _compiled(T.numel(b), dtype, device))
 
 
 def cg_parts(x: Tree, r: Tree, rs: torch.Tensor, threshold: torch.Tensor
@@ -121,7 +125,6 @@ def cg_parts(x: Tree, r: Tree, rs: torch.Tensor, threshold: torch.Tensor
         (update_many if many else update_one)(s, ap)
         return s
 
-    _compile_once(n, dtype, device, many)
     return state, body, lambda s: unflatten(s["x"])
 
 
@@ -149,14 +152,17 @@ def update_many(s: dict, ap: torch.Tensor) -> None:
                                BLOCK=PROGRAM_TILE, PARTS=parts, num_warps=4)
 
 
-def _compile_once(n: int, dtype: torch.dtype, device: torch.device, many: bool) -> None:
-    """Compile (or load from Triton's disk cache) this size's kernels on throwaway buffers
-    (inactive: nothing changes), so that no kernel is compiled inside a CUDA graph capture
-    or in the middle of a timed solve."""
-    key = (triton.next_power_of_2(n) if n <= ONE_TILE_MAX else n > ONE_PROGRAM_MAX,
-           dtype, device)
-    if key in _COMPILED or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
-        return
+def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Compile (or load from Triton's disk cache) the kernels of this size once per process,
+    on throwaway buffers (inactive: nothing changes), so that none is compiled inside a CUDA
+    graph capture or in the middle of a timed solve.  False (warned once) when that fails:
+    CG then runs in torch."""
+    many = n > ONE_PROGRAM_MAX
+    key = (triton.next_power_of_2(n) if n <= ONE_TILE_MAX else many, dtype, device)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return False  # no compiling (nor a throwaway launch) inside a capture: torch this time
     zeros = torch.zeros(n, dtype=dtype, device=device)
     one = torch.ones((), dtype=dtype, device=device)
     dummy = {"x": zeros.clone(), "r": zeros.clone(), "p": zeros.clone(), "rs": one,
@@ -168,8 +174,14 @@ def _compile_once(n: int, dtype: torch.dtype, device: torch.device, many: bool) 
         dummy.update(pap_parts=torch.zeros(programs, dtype=dtype, device=device),
                      rr_parts=torch.zeros(programs, dtype=dtype, device=device),
                      rs_old=one.clone())
-    (update_many if many else update_one)(dummy, zeros)
-    _COMPILED.add(key)
+    try:
+        (update_many if many else update_one)(dummy, zeros)
+        _COMPILED[key] = True
+    except Exception as err:  # noqa: BLE001 - any failure means: stay with torch
+        warnings.warn(f"bilevel.linalg.fused: the CG kernels did not compile ({err}); CG "
+                      "runs its torch form", RuntimeWarning, stacklevel=3)
+        _COMPILED[key] = False
+    return _COMPILED[key]
 
 
 if triton is not None:

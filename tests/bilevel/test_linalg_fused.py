@@ -9,6 +9,7 @@ The interpreted runs shrink the size thresholds, so that small vectors take ever
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -261,3 +262,22 @@ def test_a_fused_step_is_the_product_and_one_kernel(monkeypatch):
         state = it.body(op, it.state)
         steps[fused] = kernels(lambda: it.body(op, state))  # noqa: B023
     assert product <= 13 and steps == {False: product + 14, True: product + 1}, (product, steps)
+
+
+@needs_triton
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernels_that_do_not_compile_leave_cg_in_torch(device, monkeypatch):
+    def broken(state, ap):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(F, "update_one", broken)
+    monkeypatch.setattr(F, "_COMPILED", {})
+    monkeypatch.setattr(F, "available", lambda device: True)
+    b = torch.ones(10, device=device)
+    with pytest.warns(RuntimeWarning, match="did not compile.*torch form"):
+        assert not F.supports(b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not F.supports(b)  # remembered: warned once
+    x, info = cg(torch.eye(10, device=device) * 2, b, tol=1e-8)
+    assert info.converged and torch.allclose(x, b / 2)
