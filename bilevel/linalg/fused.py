@@ -64,7 +64,7 @@ PROGRAM_TILE = 1024
 # Programs of the many-program kernels (each loops over every MAX_PROGRAMS-th tile).
 MAX_PROGRAMS = 512
 DTYPES = (torch.float32, torch.float64)
-# (size class, dtype, device) -> whether the kernels compiled
+# (length, dtype, device, thresholds) -> whether the kernels compiled
 _COMPILED: dict[tuple, bool] = {}
 
 
@@ -153,12 +153,13 @@ def update_many(s: dict, ap: torch.Tensor) -> None:
 
 
 def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
-    """Compile (or load from Triton's disk cache) the kernels of this size once per process,
+    """Compile (or load from Triton's disk cache) the kernels of this length once per process,
     on throwaway buffers (inactive: nothing changes), so that none is compiled inside a CUDA
     graph capture or in the middle of a timed solve.  False (warned once) when that fails:
     CG then runs in torch."""
     many = n > ONE_PROGRAM_MAX
-    key = (triton.next_power_of_2(n) if n <= ONE_TILE_MAX else many, dtype, device)
+    # per length (Triton specializes on it: n % 16, the partial sums' count) and plan
+    key = (n, dtype, device, ONE_TILE_MAX, ONE_PROGRAM_MAX)
     if key in _COMPILED:
         return _COMPILED[key]
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
