@@ -180,7 +180,7 @@ def cg(A: Operator, b: Tree, *, x0: Tree | None = None, tol: float = 1e-6,
     iterations, failed = torch.stack([state["done"],
                                       it.breakdown(state).to(torch.int64)]).tolist()
     breakdown = curvature_breakdown(iterations) if failed else None
-    x, info = _finish("cg", op, b, state["x"], bnorm, tol, iterations, breakdown, maxiter)
+    x, info = _finish("cg", op, b, it.solution(state), bnorm, tol, iterations, breakdown, maxiter)
     info.negative_curvature = bool(failed)
     return x, info
 
