@@ -48,6 +48,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="one channel map per message direction (plain, the paper's layer; "
                              "default) or one per sign of A_ij (signed: tells positive from "
                              "negative coefficients, two sparse products per direction)")
+    parser.add_argument("--normalize", action="store_true",
+                        help="rescale each instance's objective and bounds to root mean square 1 "
+                             "(PDHGNet(normalize=(1, 1))): the solver's own rescaling shrinks "
+                             "them like 1/sqrt(size), so without it a model meets inputs of "
+                             "another magnitude at another size")
     parser.add_argument("--dual-weight", type=float, default=1.0,
                         help="weight of the dual term of the loss (1)")
     parser.add_argument("--time-limit", type=float, metavar="SECONDS",
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         model = make_model(args)
         # the graphs the model expects: preconditioned ones for PDHGNet(scaling=True)
         graphs = {"dtype": dtype, "scaling": bool(getattr(model, "scaling", False)),
-                  "cache": args.cache}
+                  "cache": args.cache, "transform": graph_transform(model)}
         data = LPDataset(args.data, **graphs)
         if args.val_data is not None:
             train_set, val_set = data, LPDataset(args.val_data, **graphs)
@@ -111,9 +116,21 @@ def run(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def graph_transform(model):
+    """The dataset transform that gives ``model`` the graphs it reads: ``normalize_graph`` with
+    the model's ``normalize`` root mean squares (None without them)."""
+    from functools import partial
+
+    from l2o.net.graph import normalize_graph
+
+    normalize = getattr(model, "normalize", None)
+    return None if normalize is None else partial(normalize_graph, objective_rms=normalize[0],
+                                                  bound_rms=normalize[1])
+
+
 def make_model(args: argparse.Namespace):
     """The model ``l2o train`` trains: ``l2o.net.PDHGNet(hidden=..., layers=..., scaling=...,
-    operator_norm=..., messages=...)``."""
+    operator_norm=..., messages=..., normalize=...)``."""
     import torch
 
     from l2o.net import PDHGNet
@@ -121,7 +138,8 @@ def make_model(args: argparse.Namespace):
     model = PDHGNet(hidden=args.hidden, layers=args.layers,
                     scaling=bool(getattr(args, "scaling", False)),
                     operator_norm=getattr(args, "operator_norm", "estimate"),
-                    messages=getattr(args, "messages", "plain"))
+                    messages=getattr(args, "messages", "plain"),
+                    normalize=(1.0, 1.0) if getattr(args, "normalize", False) else None)
     return model.to(torch.float64) if getattr(args, "dtype", "float32") == "float64" else model
 
 

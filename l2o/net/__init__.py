@@ -8,6 +8,7 @@ from .graph import (
     VAR,
     graph_operator,
     lp_to_graph,
+    normalize_graph,
     signed_operator,
     unscale_solution,
 )
@@ -27,7 +28,8 @@ from .warmstart import (
     solve_with_model,
 )
 
-__all__ = ["PDHGNet", "PowerIterationNet", "PDHGLayer", "lp_to_graph", "graph_operator", "signed_operator",
+__all__ = ["PDHGNet", "PowerIterationNet", "PDHGLayer", "lp_to_graph", "normalize_graph",
+           "graph_operator", "signed_operator",
            "unscale_solution",
            "project_primal",
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",

@@ -27,6 +27,13 @@ negative neighbour entries. The sparse products read A's nonzeros once, as in th
 (through [A+ | A-], :func:`l2o.net.graph.signed_operator`, built once per forward), on twice as
 many dense rows.
 
+With ``normalize=(r_c, r_b)`` the model works on graphs whose objective and bounds are rescaled
+to these root mean squares per instance (:func:`l2o.net.graph.normalize_graph`): the solver's
+own rescaling shrinks them like 1 / sqrt(size), which a model trained at one size does not
+follow; the normalized inputs do not depend on the size. A model trained on graphs without it
+can be given the root mean squares its training graphs had (measured on them), and then sees
+the same inputs at the training size and inputs of the same magnitude at any other size.
+
 References:
     B. Li et al., "PDHG-Unrolled Learning-to-Optimize Method for Large-Scale Linear
     Programming", ICML 2024 (channel expansion, eq. (5)-(6); embedding and readout MLPs).
@@ -80,6 +87,9 @@ class PDHGNet(nn.Module):
         messages: "plain" (one map per direction, the paper's layer) or "signed" (one map per
             sign of A_ij, see the module docstring). Checkpoints without the key load as
             "plain".
+        normalize: (r_c, r_b), the root mean squares of the objective and of the row bounds
+            of its graphs (:func:`l2o.net.graph.normalize_graph`), or None (graphs as the solver
+            scales them; checkpoints without the key load so).
 
     Shapes:
         forward(graph) -> (x (N,), y (M,)) for a graph (or batch) of N variable and M constraint
@@ -91,7 +101,8 @@ class PDHGNet(nn.Module):
                  normalize_steps: bool = True, tau: float = 0.9, sigma: float = 0.9,
                  init_noise: float = 0.1, start: str = "learned", readout: str = "mlp",
                  scaling: bool = False, operator_norm: str = "estimate",
-                 messages: str = "plain") -> None:
+                 messages: str = "plain",
+                 normalize: tuple[float, float] | list[float] | None = None) -> None:
         super().__init__()
         if hidden < 1 or layers < 0:
             raise ValueError(f"PDHGNet: need hidden >= 1 and layers >= 0, got hidden={hidden}, "
@@ -105,6 +116,11 @@ class PDHGNet(nn.Module):
                              f"{operator_norm!r}")
         if messages not in ("plain", "signed"):
             raise ValueError(f"PDHGNet: messages must be 'plain' or 'signed', got {messages!r}")
+        if normalize is not None:
+            normalize = [float(v) for v in normalize]
+            if len(normalize) != 2 or not all(v > 0 for v in normalize):
+                raise ValueError(f"PDHGNet: normalize must be two positive root mean squares "
+                                 f"(objective, bounds) or None, got {normalize!r}")
         if operator_norm == "bound" and not scaling:
             # ||A|| <= 1 holds for the preconditioned A~ only; a raw A has any norm
             raise ValueError("PDHGNet: operator_norm='bound' needs scaling=True (the bound "
@@ -113,9 +129,10 @@ class PDHGNet(nn.Module):
         self.config: dict[str, Any] = dict(
             hidden=hidden, layers=layers, leak=leak, normalize_steps=normalize_steps, tau=tau,
             sigma=sigma, init_noise=init_noise, start=start, readout=readout, scaling=scaling,
-            operator_norm=operator_norm, messages=messages)
+            operator_norm=operator_norm, messages=messages, normalize=normalize)
         self.hidden, self.normalize_steps, self.start = hidden, normalize_steps, start
         self.scaling, self.operator_norm, self.messages = scaling, operator_norm, messages
+        self.normalize = None if normalize is None else tuple(normalize)
         if start == "learned":
             self.var_embedding = nn.Sequential(nn.Linear(VAR_FEATURES, hidden), nn.ReLU())
             self.con_embedding = nn.Sequential(nn.Linear(CON_FEATURES, hidden), nn.ReLU())
@@ -130,6 +147,12 @@ class PDHGNet(nn.Module):
     def needs_operator_norm(self) -> bool:
         """Whether forward reads the graph's ``a_norm`` (so its builder must estimate it)."""
         return self.normalize_steps and self.operator_norm == "estimate"
+
+    @property
+    def graph_options(self) -> dict[str, Any]:
+        """The :func:`l2o.net.lp_to_graph` options of the graphs this model reads."""
+        return {"scaling": self.scaling, "operator_norm": self.needs_operator_norm,
+                "normalize": self.normalize}
 
     @classmethod
     def from_pdhg(cls, K: int, tau: float, sigma: float,
@@ -174,6 +197,12 @@ class PDHGNet(nn.Module):
             kind = "scaled" if self.scaling else "unscaled"
             raise ValueError(f"PDHGNet: the model works on {kind} graphs, got a graph built with "
                              f"scaling={not self.scaling} (see lp_to_graph(scaling=...))")
+        normalized = getattr(graph, "normalized", None)
+        if (normalized is not None and bool(normalized.all())) != (self.normalize is not None):
+            raise ValueError(f"PDHGNet: the model reads graphs built with normalize="
+                             f"{self.normalize}, got one built "
+                             f"{'with' if normalized is not None else 'without'} it (see "
+                             f"lp_to_graph(normalize=...), model.graph_options)")
         dtype = self._dtype()
         var, con = graph[VAR], graph[CON]
         N, M = var.num_nodes, con.num_nodes
@@ -226,8 +255,8 @@ class PDHGNet(nn.Module):
             float64 CPU tensors x (n,), y (m,) (row duals of the minimization form).
         """
         device = device if device is not None else next(self.parameters()).device
-        graph = lp_to_graph(lp, dtype=self._dtype(), reverse=False, scaling=self.scaling,
-                            operator_norm=self.needs_operator_norm).to(device)
+        graph = lp_to_graph(lp, dtype=self._dtype(), reverse=False,
+                            **self.graph_options).to(device)
         x, y = unscale_solution(graph, *self(graph))
         x = torch.clamp(x.double().cpu(), lp.col_lower, lp.col_upper)
         return x, y.double().cpu()

@@ -214,7 +214,8 @@ def project_dual_signs(lp, y: torch.Tensor) -> torch.Tensor:
 
 
 def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
-                    dtype: torch.dtype = torch.float32, device: Any = "cpu") -> HeteroData:
+                    dtype: torch.dtype = torch.float32, device: Any = "cpu",
+                    normalize: tuple[float, float] | None = None) -> HeteroData:
     """The graph a model predicts from: ``lp_to_graph(lp, dtype=dtype, reverse=False,
     scaling=scaling, operator_norm=operator_norm, device=device)`` (no labels, no reversed
     edges), built on ``device``.
@@ -222,9 +223,10 @@ def inference_graph(lp, *, scaling: bool, operator_norm: bool = True,
     ``lp`` may be a :class:`l2o.pdhg.PreparedLP` (then its device and, with ``scaling``, its
     scaled LP are used as they are). Models with ``PDHGNet(operator_norm="bound")`` pass
     ``operator_norm=False`` (``model.needs_operator_norm``): ``a_norm`` = 1, no power iteration.
+    ``normalize``: a model's ``normalize`` (:func:`l2o.net.graph.normalize_graph`).
     """
     return lp_to_graph(lp, dtype=dtype, reverse=False, scaling=scaling,
-                       operator_norm=operator_norm, device=device)
+                       operator_norm=operator_norm, device=device, normalize=normalize)
 
 
 def _sync(device: torch.device) -> None:
@@ -265,7 +267,7 @@ def predict_warm_start(model: PDHGNet, lp, device: Any = None) -> WarmStart:
     _sync(device)
     start = time.perf_counter()
     graph = inference_graph(lp, scaling=model.scaling, operator_norm=model.needs_operator_norm,
-                            dtype=dtype, device=device)
+                            dtype=dtype, device=device, normalize=getattr(model, "normalize", None))
     _sync(device)
     built = time.perf_counter()
     x, y = unscale_solution(graph, *model(graph))
@@ -304,7 +306,8 @@ def _predict_prepared(model: PDHGNet, prepared, device: Any) -> WarmStart:
     _sync(device)
     start = time.perf_counter()
     graph = inference_graph(prepared, scaling=model.scaling,
-                            operator_norm=model.needs_operator_norm, dtype=dtype)
+                            operator_norm=model.needs_operator_norm, dtype=dtype,
+                            normalize=getattr(model, "normalize", None))
     _sync(device)
     built = time.perf_counter()
     x, y = unscale_solution(graph, *model(graph))

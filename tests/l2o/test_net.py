@@ -489,3 +489,97 @@ def test_messages_option_is_validated_stored_and_defaults_to_plain():
     with pytest.raises(ValueError, match="must be the signed operators"):   # plain A, AT given
         layer(X, Y, A, A.to_dense().T.to_sparse_csr(), torch.zeros(3), torch.zeros(3),
               torch.ones(3), torch.zeros(5), torch.ones(5))
+
+
+# ---- normalize: objective and bounds at a fixed root mean square per instance -----------------
+
+def _rms(v: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(v)) / v.numel() ** 0.5
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_normalized_graph_holds_the_same_lp_rescaled(scaling):
+    """normalize_graph: rms(c) and rms(b) hit their targets; HiGHS's (x*, y*) stays an optimal
+    pair of the graph's LP and maps back exactly; the start's KKT error (kkt_losses) is that of
+    the unnormalized graph for the same point of the LP."""
+    from l2o.lp.kkt import finite_bound_norm
+    from l2o.lp.reference import solve_highs
+    from l2o.net import normalize_graph
+    from l2o.training.loss import kkt_losses
+
+    lp = afiro()
+    ref = solve_highs(lp)
+    plain = lp_to_graph(lp, ref.x, ref.y, scaling=scaling)
+    g = lp_to_graph(lp, ref.x, ref.y, scaling=scaling, normalize=(2.0, 0.5))
+    assert bool(g.normalized) and not hasattr(plain, "normalized")
+    assert _rms(g[VAR].c) == pytest.approx(2.0)
+    assert float(finite_bound_norm(g[CON].lower, g[CON].upper)) / 27 ** 0.5 == pytest.approx(0.5)
+    x, y = g[VAR].solution, g[CON].solution
+    A, _ = graph_operator(g)
+    Ax = A @ x
+    scale = 1 + float(Ax.abs().max())
+    assert torch.all(Ax >= g[CON].lower - 1e-9 * scale)
+    assert torch.all(x >= g[VAR].lower - 1e-9 * (1 + float(x.abs().max())))
+    primal = g[VAR].c @ x
+    assert abs(float(graph_dual_objective(g, y) - primal)) < 1e-8 * (1 + abs(float(primal)))
+    x_back, y_back = unscale_solution(g, x, y)
+    torch.testing.assert_close(x_back, ref.x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y_back, ref.y, rtol=1e-12, atol=1e-12)
+    # the same point of the LP in both graphs' coordinates has the same KKT error
+    gen = torch.Generator().manual_seed(0)
+    xp = ref.x + 0.1 * torch.randn(32, generator=gen, dtype=torch.float64)
+    yp = ref.y + 0.1 * torch.randn(27, generator=gen, dtype=torch.float64)
+    in_plain = (xp / plain[VAR].scale, yp / plain[CON].scale)
+    in_g = (xp / g[VAR].scale, yp / g[CON].scale)
+    torch.testing.assert_close(kkt_losses(*in_g, g), kkt_losses(*in_plain, plain))
+    with pytest.raises(ValueError, match="not normalized yet"):
+        normalize_graph(g)
+    with pytest.raises(ValueError, match="must be positive"):
+        normalize_graph(plain, 0.0, 1.0)
+
+
+def test_normalized_graphs_do_not_shrink_with_the_size():
+    """The solver's rescaling halves c~ at 4x the set cover size; normalized, rms(c) is the
+    target at both sizes, and so are the typical magnitudes of the features."""
+    small = generate("setcover", rows=50, cols=100, density=0.2, seed=0)
+    large = generate("setcover", rows=200, cols=400, density=0.05, seed=0)
+    plain = [_rms(lp_to_graph(lp, reverse=False, scaling=True, operator_norm=False)[VAR].c)
+             for lp in (small, large)]
+    assert plain[0] / plain[1] > 1.7                          # theta_c ~ 1 / ||c||: ~ sqrt(4)
+    normalized = [lp_to_graph(lp, reverse=False, scaling=True, operator_norm=False,
+                              normalize=(1.0, 1.0)) for lp in (small, large)]
+    for g in normalized:
+        assert _rms(g[VAR].c) == pytest.approx(1.0)
+    # the column upper bounds 1 / d2 scaled by k_b: same typical value at both sizes
+    means = [float(g[VAR].upper.mean()) for g in normalized]
+    assert means[0] == pytest.approx(means[1], rel=0.2)
+
+
+def test_normalize_option_is_validated_stored_checked_and_used_by_predict():
+    """PDHGNet(normalize=...): stored in the config (old configs load without it), refused on a
+    graph of the other kind, and predict builds the normalized graph: K PDHG steps on the
+    normalized LP, mapped back."""
+    assert PDHGNet().normalize is None and PDHGNet().config["normalize"] is None
+    with pytest.raises(ValueError, match="two positive root mean squares"):
+        PDHGNet(normalize=(1.0, -1.0))
+    with pytest.raises(ValueError, match="two positive root mean squares"):
+        PDHGNet(normalize=(1.0,))
+    net = PDHGNet.from_pdhg(20, 0.5, 0.5)
+    net.scaling, net.normalize = True, (1.0, 1.0)
+    assert net.graph_options["normalize"] == (1.0, 1.0)
+    lp = afiro()
+    with pytest.raises(ValueError, match="graphs built with normalize"):
+        net(lp_to_graph(lp, scaling=True))
+    g = lp_to_graph(lp, scaling=True, normalize=(1.0, 1.0))
+    plain_net = PDHGNet.from_pdhg(2, 0.5, 0.5)
+    plain_net.scaling = True
+    with pytest.raises(ValueError, match="graphs built with normalize"):
+        plain_net(g)
+    x, y = net.predict(lp)
+    x_s, y_s = reference_pdhg(graph_lp(g), torch.zeros(32, dtype=torch.float64),
+                              torch.zeros(27, dtype=torch.float64), 0.5, 0.5, 20)
+    x_ref, y_ref = unscale_solution(g, x_s, y_s)
+    torch.testing.assert_close(x, torch.clamp(x_ref, lp.col_lower, lp.col_upper))
+    torch.testing.assert_close(y, y_ref)
+    old = {k: v for k, v in PDHGNet(scaling=True).config.items() if k != "normalize"}
+    assert PDHGNet(**old).normalize is None

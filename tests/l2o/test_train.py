@@ -356,6 +356,29 @@ def test_signed_messages_through_the_cli(data_dir, tmp_path):
     assert x.shape == (lp.num_cols,) and torch.isfinite(x).all() and torch.isfinite(y).all()
 
 
+def test_normalize_through_the_cli(data_dir, tmp_path):
+    """--normalize trains on graphs with rms(c) = rms(b) = 1 (the dataset transform) and saves
+    a model that predicts from such graphs."""
+    from l2o.cli import main
+    from l2o.cli.train import graph_transform
+    from l2o.net import PDHGNet
+
+    out = tmp_path / "normalized"
+    argv = ["train", "--data", str(data_dir), "--out", str(out), "--epochs", "1", "--hidden",
+            "4", "--layers", "2", "--batch-size", "2", "--val-fraction", "0.25", "--device",
+            "cpu", "--dtype", "float64", "--scaling", "--operator-norm", "bound", "--normalize"]
+    assert main(argv) == 0
+    model = load_model(out / "best.pt")
+    assert model.normalize == (1.0, 1.0) and model.config["normalize"] == [1.0, 1.0]
+    graph = LPDataset(data_dir, scaling=True, transform=graph_transform(model))[0]
+    assert bool(graph.normalized)
+    assert float(graph["var"].c.square().mean().sqrt()) == pytest.approx(1.0)
+    assert graph_transform(PDHGNet()) is None
+    lp = LPDataset(data_dir).load_lp(0)
+    x, y = model.predict(lp)
+    assert x.shape == (lp.num_cols,) and torch.isfinite(x).all() and torch.isfinite(y).all()
+
+
 def test_resume_a_checkpoint_written_before_a_model_option_existed(data_dir, tmp_path, capsys):
     """A run saved before PDHGNet grew operator_norm (no such key in its model_config) resumes:
     the missing key means the constructor's default; a real change is still refused."""
