@@ -11,6 +11,11 @@ timed end to end, its own prediction included:
                iterations of the PageRank vector from the uniform vector, y = 0 (the cheap
                heuristic the model must beat; the bundled model, PageRank's power iteration
                with K = 12 learned steps, is fairly compared with k = 12 too)
+    reduced{keep}  relaxation families, for each KEEP of ``--reduce``: the model's start of a
+               reduced LP (:func:`l2o.net.reduce.reduced_warm_start`): the fraction KEEP of the
+               columns the model ranks first, solved to the row's tolerance (the column set
+               settled by ``--reduce-rounds`` pricing rounds at 1e-4 first); its prediction time
+               holds the model, the reduced solves and the pricing
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
 
@@ -110,16 +115,24 @@ def power_start(lp, iterations: int, device: torch.device) -> tuple[torch.Tensor
 
 
 def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
-    """name -> callable returning (x, y) or None (cold), each timed as the start's prediction;
-    "model" -> the model itself (its start and solve share one setup: :func:`time_shared`)."""
-    starts = {"cold": lambda: None}
+    """name -> callable of the tolerance returning (x, y) or None (cold), each timed as the
+    start's prediction; "model" -> the model itself (its start and solve share one setup:
+    :func:`time_shared`)."""
+    starts = {"cold": lambda tol: None}
     if model is not None:
         starts["model"] = model                     # timed by time_shared (one setup)
     if family == "pagerank":
         counts = args.power_iterations
         for k in [counts] if isinstance(counts, int) else counts:
             if k > 0:
-                starts[f"power{k}"] = lambda k=k: power_start(lp, k, device)
+                starts[f"power{k}"] = lambda tol, k=k: power_start(lp, k, device)
+    elif model is not None:
+        from l2o.net.reduce import reduced_warm_start
+
+        for keep in getattr(args, "reduce", None) or []:
+            starts[f"reduced{keep:g}"] = lambda tol, keep=keep: reduced_warm_start(
+                model, lp, keep=keep, tol=tol, rounds=args.reduce_rounds, device=device,
+                time_limit=args.time_limit, check_every=args.check_every, **SOLVE)
     return starts
 
 
@@ -141,7 +154,7 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
     """One end-to-end run of a start: prediction, then the (warm-started) solve."""
     _sync(device)
     t0 = time.perf_counter()
-    start = make()
+    start = make(tol)
     _sync(device)
     t1 = time.perf_counter()
     res = l2o.solve_lp(lp, tol=tol, device=device, warm_start=start,
@@ -154,7 +167,14 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
     return {"start": start, "predict_s": t1 - t0, "solve_s": t2 - t1, "total_s": t2 - t0,
             "graph_s": graph_s, "inference_s": inference_s,
             "iterations": res.iterations, "status": res.status.name,
-            "objective": res.objective}
+            "objective": res.objective, **reduced_info(start)}
+
+
+def reduced_info(start) -> dict:
+    """A reduced start's own PDHG iterations, columns kept (of n) and status (else empty)."""
+    return {"reduced_iterations": getattr(start, "reduced_iterations", None),
+            "reduced_columns": getattr(start, "columns", None),
+            "reduced_status": getattr(start, "status", None)}
 
 
 def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
@@ -174,7 +194,7 @@ def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
             "solve_s": total - start.prediction_time, "total_s": total,
             "graph_s": start.graph_time, "inference_s": start.inference_time,
             "iterations": res.iterations, "status": res.status.name,
-            "objective": res.objective}
+            "objective": res.objective, **reduced_info(None)}
 
 
 def solve_floor(l2o, lp, device: torch.device, args) -> float:
@@ -245,8 +265,8 @@ def run(args) -> dict:
                   f"generated in {gen_s:.2f} s", flush=True)
             floor = solve_floor(l2o, lp, device, args)
             print(f"  solve_lp floor (setup + 1 iteration + 1 check): {floor:.4f} s", flush=True)
-            kkt = {}
             for tol in tols:
+                kkt = {}                # per tolerance: a reduced start depends on it
                 runs = {name: [] for name in starts}
                 for rep in range(args.reps + 1):            # rep 0 is the warm-up, discarded
                     for name, make in starts.items():
@@ -270,8 +290,9 @@ def run(args) -> dict:
                            "floor_s": floor, "max_speedup": cold_total / floor,
                            **{f"kkt0_{key}": kkt[name][key] for key in KKT_KEYS},
                            "objective": rs[0]["objective"], "reps": len(rs),
+                           **{key: rs[0][key] for key in reduced_info(None)},
                            "model": getattr(model, "model_source", None)
-                           if name.startswith("model") else None}
+                           if name.startswith(("model", "reduced")) else None}
                     rows.append(row)
                     print(format_row(row), flush=True)
                     with open(out / "pdhgnet_partial.csv", "a", newline="") as f:
@@ -332,7 +353,9 @@ def format_row(r: dict) -> str:
     kkt = "/".join(f"{r[f'kkt0_{k}']:.1e}" for k in KKT_KEYS)
     return (f"  tol {r['tol']:7.0e} {r['start']:14s} {r['status']:9s} it {r['iterations']:7d}  "
             f"predict {r['predict_s']:8.4f}s solve {r['solve_s']:8.4f}s total {r['total_s']:8.4f}s"
-            f"  x{r['speedup_total']:5.2f} (solve x{r['speedup_solve']:5.2f})  kkt0 {kkt}")
+            f"  x{r['speedup_total']:5.2f} (solve x{r['speedup_solve']:5.2f})  kkt0 {kkt}"
+            + (f"  reduced: {r['reduced_columns']} columns, {r['reduced_iterations']} it, "
+               f"{r['reduced_status']}" if r.get("reduced_iterations") is not None else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 5; 0: no heuristic)")
     ap.add_argument("--pagerank-model", default="pagerank",
                     help="bundled model name or checkpoint path for PageRank")
+    ap.add_argument("--reduce", type=float, nargs="+", default=[], metavar="KEEP",
+                    help="relaxation families: also the reduced-LP start of each fraction KEEP "
+                         "of the columns the model ranks first (e.g. 0.2 0.3; default none)")
+    ap.add_argument("--reduce-rounds", type=int, default=3,
+                    help="pricing rounds of the reduced starts at 1e-4 (3)")
     ap.add_argument("--models", default=str(MODELS),
                     help="folder of the relaxation families' {family}.pt")
     ap.add_argument("--time-limit", type=float, default=60.0)

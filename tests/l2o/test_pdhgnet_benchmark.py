@@ -112,6 +112,28 @@ def test_seed_base_and_several_power_starts(tmp_path):
         bench.main(["--device", "cpu", "--seed-base", "4999999", "--out", str(tmp_path / "o")])
 
 
+def test_reduced_start_rows(tmp_path):
+    """--reduce KEEP adds the reduced-LP start: its prediction holds the reduced solves (their
+    iterations and columns in the row), and the solve from it ends optimal."""
+    torch.manual_seed(0)
+    models = tmp_path / "models"
+    models.mkdir()
+    save_model(PDHGNet(hidden=4, layers=1, scaling=True), models / "auction.pt")
+    result = bench.main(["--device", "cpu", "--families", "auction", "--sizes", "train",
+                         "--tols", "1e-4", "--reps", "1", "--reduce", "0.5",
+                         "--reduce-rounds", "1", "--models", str(models),
+                         "--out", str(tmp_path / "out")])
+    rows = {r["start"]: r for r in result["rows"]}
+    assert set(rows) == {"cold", "model", "reduced0.5"}
+    reduced = rows["reduced0.5"]
+    assert reduced["status"] == "OPTIMAL" and reduced["reduced_status"] in ("OPTIMAL", "FALLBACK")
+    assert reduced["reduced_iterations"] > 0 and reduced["reduced_columns"] <= reduced["cols"]
+    assert reduced["predict_s"] > 0 and reduced["model"] == str(models / "auction.pt")
+    assert rows["cold"]["reduced_iterations"] is None
+    assert abs(reduced["objective"] - rows["cold"]["objective"]) <= 1e-3 * abs(
+        rows["cold"]["objective"])
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no model for setcover"):
         bench.main(["--device", "cpu", "--families", "setcover", "--models", str(tmp_path),

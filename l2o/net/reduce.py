@@ -1,0 +1,241 @@
+"""A start exact on a subset of the columns: the columns a model ranks first, solved as a
+smaller LP, priced against the rest (a learned column reduction).
+
+PDHG-Net's predictions of the LP relaxations are 30-40% off in (x, y), far from the 0.3-1%
+a start needs to save a third of PDHG's iterations to 1e-8 (benchmarks/RESULTS.md, "Which part
+of a start must be accurate"). Their *ranking* of the columns is better than their values:
+most columns of these LPs sit at their lower bound at the optimum (set cover: 90%), and the
+columns the model gives the largest x include the optimal support and the columns whose reduced
+costs decide the dual. So:
+
+1. predict (x^, y^) (:func:`l2o.net.predict_warm_start`) and keep the k = ceil(keep n) columns
+   with the largest x^_j - l_j (columns without a finite lower bound always stay), plus, for
+   every row whose bounds exclude 0 (l_i > 0 or u_i < 0) without a kept nonzero, its best-ranked
+   column (so a covering row can still be met);
+2. fix the other columns at their lower bounds, x_j = l_j (row bounds shifted by A_j l_j, the
+   objective constant by c_j l_j), and solve the reduced LP (same rows, the kept columns) with
+   ``l2o.solve_lp`` to the tolerance of the final solve;
+3. price: with its duals y_R, the reduced costs d = c - A^T y_R (minimization form) of the
+   dropped columns must be >= 0 for (x_R, l; y_R) to be optimal for the whole LP; columns with
+   d_j < -tol (1 + ||c||_inf) join the kept ones and the reduced LP is solved again from the
+   last solution, up to ``rounds`` times;
+4. the start: x = x_R on the kept columns, l elsewhere; y = y_R.
+
+If the dropped columns all price out, the start is an optimal pair of the whole LP to the
+reduced solve's tolerance and the whole solve stops at its first check. If the reduced LP is
+not solved (infeasible: the kept columns cannot meet the rows; a time limit), the model's own
+start is returned. The reduced solve is part of the prediction and counted in its time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["ReducedStart", "ranked_columns", "reduced_start", "reduced_warm_start"]
+
+
+@dataclass(frozen=True)
+class ReducedStart:
+    """A start from a reduced LP (module docstring); iterates to (x, y) like a WarmStart.
+
+    Attributes:
+        x, y: float64 CPU (n,), (m,) (x in its bounds, y of the minimization form).
+        prediction_time: seconds of everything: the model's prediction, the selection, the
+            reduced solves and the pricing.
+        graph_time, inference_time: the model's graph and forward pass (part of it).
+        columns: columns of the last reduced LP (of n).
+        reduced_iterations: PDHG iterations of all reduced solves together.
+        rounds: reduced solves made (screening rounds and the last solve to tol).
+        status: "OPTIMAL" (the last reduced solve ended optimal) or "FALLBACK" (a reduced
+            solve did not: the fallback start, e.g. the model's own, is returned).
+        priced_out: whether every dropped column had a reduced cost of the allowed sign at
+            the end.
+        history: one dict per reduced solve: columns, tol, iterations, status.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    prediction_time: float
+    graph_time: float
+    inference_time: float
+    columns: int
+    reduced_iterations: int
+    rounds: int
+    status: str
+    priced_out: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter((self.x, self.y))
+
+
+def ranked_columns(x_pred: torch.Tensor, lower: torch.Tensor, keep: float, A_csr,
+                   row_lower: np.ndarray, row_upper: np.ndarray) -> np.ndarray:
+    """Boolean mask (n,) of the columns kept (module docstring, step 1).
+
+    Args:
+        x_pred: the predicted x (n,), in its bounds.
+        lower: the column lower bounds (n,) (-inf allowed: such columns are kept).
+        keep: fraction of the columns to keep by rank, in (0, 1].
+        A_csr: the constraint matrix as a scipy CSR matrix (m, n).
+        row_lower, row_upper: row bounds (m,).
+    """
+    n = x_pred.numel()
+    score = (x_pred.double() - lower.double()).numpy()
+    score = np.where(np.isfinite(score), score, np.inf)        # no finite lower bound: keep
+    mask = np.zeros(n, dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:max(1, math.ceil(keep * n))]] = True
+    mask |= np.isinf(score)
+    # rows that x = 0 on their columns cannot meet need one kept column
+    needs = (row_lower > 0) | (row_upper < 0)
+    met = np.asarray((A_csr[:, mask] != 0).sum(axis=1)).ravel() > 0
+    for i in np.flatnonzero(needs & ~met):
+        cols = A_csr.indices[A_csr.indptr[i]:A_csr.indptr[i + 1]]
+        if cols.size:
+            mask[cols[np.argmax(score[cols])]] = True
+    return mask
+
+
+def _reduced_lp(lp, mask: np.ndarray, A_csr, fixed: np.ndarray):
+    """The LP over the columns of ``mask``, the others fixed at ``fixed`` (their lower bounds)."""
+    from l2o.lp.model import LinearProgram
+
+    kept = np.flatnonzero(mask)
+    dropped = ~mask
+    shift = A_csr[:, dropped] @ fixed[dropped]                   # row activity of fixed columns
+    c = lp.c.double().numpy()
+    return LinearProgram.create(
+        c[kept], A_csr[:, kept], lp.row_lower.double().numpy() - shift,
+        lp.row_upper.double().numpy() - shift, lp.col_lower.double().numpy()[kept],
+        lp.col_upper.double().numpy()[kept], c0=lp.c0 + float(c[dropped] @ fixed[dropped]),
+        sense=lp.sense, name=f"{lp.name}_reduced", validate=False), kept
+
+
+def reduced_warm_start(model, lp, *, keep: float = 0.2, tol: float = 1e-8, rounds: int = 3,
+                       screen_tol: float = 1e-4, device: Any = None,
+                       **solve_options: Any) -> ReducedStart:
+    """The start of a reduced LP over the columns ``model`` ranks first (module docstring).
+
+    Args:
+        model: a PDHG-Net model (:func:`l2o.net.load_model`); its predicted x ranks the columns
+            and its (x, y) is the start returned when no reduced solve succeeds.
+        lp: an :class:`l2o.LinearProgram`.
+        keep, tol, rounds, screen_tol: see :func:`reduced_start`.
+        device: where the model and the reduced solves run (default: the model's device).
+        **solve_options: further ``l2o.solve_lp`` arguments of the reduced solves.
+
+    Returns:
+        A :class:`ReducedStart` (its times include the prediction); ``solve_lp(lp,
+        warm_start=start)`` takes it.
+    """
+    from .warmstart import predict_warm_start
+
+    started = time.perf_counter()
+    predicted = predict_warm_start(model, lp, device)
+    start = reduced_start(lp, predicted.x, keep=keep, tol=tol, rounds=rounds,
+                          screen_tol=screen_tol, device=predicted.device,
+                          fallback=(predicted.x, predicted.y), **solve_options)
+    return replace(start, prediction_time=time.perf_counter() - started,
+                   graph_time=predicted.graph_time, inference_time=predicted.inference_time)
+
+
+def reduced_start(lp, rank: torch.Tensor, *, keep: float = 0.2, tol: float = 1e-8,
+                  rounds: int = 3, screen_tol: float = 1e-4, device: Any = "cpu",
+                  fallback: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  **solve_options: Any) -> ReducedStart:
+    """The start of the reduced LP over the columns ranked first by ``rank`` (module docstring,
+    steps 1-4): the reduced LP solved to ``screen_tol`` and priced, columns that price in
+    added, up to ``rounds`` times; then solved once more to ``tol`` (if tighter).
+
+    Args:
+        lp: an :class:`l2o.LinearProgram`.
+        rank: (n,) a predicted x: columns are ranked by rank_j - l_j (largest first).
+        keep: fraction of the columns kept by rank, in (0, 1].
+        tol: tolerance of the last reduced solve (that of the final solve) and its pricing.
+        rounds: pricing rounds at most (0: the first reduced solve alone).
+        screen_tol: tolerance of the solves that settle the column set (each round's solve and
+            pricing): a re-solve to 1e-8 after columns join costs nearly a whole solve, a
+            re-solve to 1e-4 a few hundred iterations.
+        device: where the reduced solves run.
+        fallback: (x, y) returned if no reduced solve ends optimal (default: x = proj(0),
+            y = 0, the cold start).
+        **solve_options: further ``l2o.solve_lp`` arguments of the reduced solves (method,
+            presolve, check_every, time_limit, ...).
+
+    Returns:
+        A :class:`ReducedStart` (graph_time and inference_time nan: no model ran).
+    """
+    from l2o.pdhg import solve_lp
+
+    if not 0 < keep <= 1:
+        raise ValueError(f"reduced_start: keep must be in (0, 1], got {keep}")
+    if rounds < 0:
+        raise ValueError(f"reduced_start: rounds must be >= 0, got {rounds}")
+    rank = torch.as_tensor(rank).detach().to("cpu", torch.float64).reshape(-1)
+    if rank.numel() != lp.num_cols or not bool(torch.isfinite(rank).all()):
+        raise ValueError(f"reduced_start: rank must hold {lp.num_cols} finite values, got "
+                         f"{rank.numel()}")
+    started = time.perf_counter()
+    A = lp.A.to_sparse_csr() if lp.A.layout != torch.sparse_csr else lp.A
+    A_csr = sp.csr_matrix((A.values().double().numpy(), A.col_indices().numpy(),
+                           A.crow_indices().numpy()), shape=tuple(A.shape))
+    lower, upper = lp.col_lower.double(), lp.col_upper.double()
+    fixed = torch.where(torch.isfinite(lower), lower, torch.zeros_like(lower)).numpy()
+    mask = ranked_columns(rank, lower, keep, A_csr, lp.row_lower.double().numpy(),
+                          lp.row_upper.double().numpy())
+    c_min = lp.minimize_c[0].double().numpy()
+    c_scale = 1.0 + float(np.abs(c_min).max(initial=0.0))
+    history: list[dict[str, Any]] = []
+
+    def solve(mask: np.ndarray, solve_tol: float, start):
+        """Solve the reduced LP of ``mask``; (x, y) of the whole LP and the dropped columns
+        that price in at ``solve_tol``, or None if the solve did not end optimal."""
+        reduced, kept = _reduced_lp(lp, mask, A_csr, fixed)
+        res = solve_lp(reduced, tol=solve_tol, device=device, warm_start=start, **solve_options)
+        history.append({"columns": int(kept.size), "tol": solve_tol,
+                        "iterations": int(res.iterations), "status": res.status.name})
+        if res.status.name != "OPTIMAL":
+            return None
+        x = torch.from_numpy(fixed.copy())
+        x[torch.from_numpy(kept)] = res.x.double().cpu()
+        y = res.y.double().cpu()
+        # reduced costs of the dropped columns, at their lower bounds: d_j >= 0 is optimal
+        d = c_min - A_csr.T @ y.numpy()
+        return torch.clamp(x, lower, upper), y, (~mask) & (d < -solve_tol * c_scale)
+
+    # screening: settle the column set at the looser tolerance, then one solve to tol
+    screen = max(tol, screen_tol)
+    found, start = None, None
+    for round_ in range(rounds + 1):
+        found = solve(mask, screen, start)
+        if found is None:
+            break
+        x, y, wrong = found
+        if not wrong.any() or round_ == rounds:
+            break
+        mask = mask | wrong
+        start = (x[torch.from_numpy(np.flatnonzero(mask))], y)
+    if found is not None and screen > tol:
+        x, y, _ = found
+        found = solve(mask, tol, (x[torch.from_numpy(np.flatnonzero(mask))], y))
+    if found is None:
+        if fallback is None:
+            fallback = (torch.clamp(torch.zeros_like(lower), lower, upper),
+                        torch.zeros(lp.num_rows, dtype=torch.float64))
+        (x, y), status, priced_out = fallback, "FALLBACK", False
+    else:
+        x, y, wrong = found
+        status, priced_out = "OPTIMAL", not wrong.any()
+    return ReducedStart(x=x, y=y, prediction_time=time.perf_counter() - started,
+                        graph_time=math.nan, inference_time=math.nan,
+                        columns=int(mask.sum()),
+                        reduced_iterations=sum(h["iterations"] for h in history),
+                        rounds=len(history), status=status, priced_out=priced_out,
+                        history=history)
