@@ -131,16 +131,18 @@ def test_warm_start_is_kept_only_when_a_sufficient_improvement_on_the_cold_start
 
 @pytest.mark.skipif(not (FAMILY_MODELS / "auction.pt").is_file(), reason="no family model")
 def test_family_model_start_short_of_a_sufficient_improvement_is_the_cold_solve():
-    # the auction model's start at 4x its training size (fresh seed 9,320,002) has r(z_w) = 0.55
+    # the auction model's start at 4x its training size (fresh seed 9,320,002) had r(z_w) = 0.55
     # r(z_c): better than cold, yet to 1e-8 it needed 54,082 iterations against 26,561 when kept;
-    # the solve drops it and is the cold solve, one iteration later
+    # the solve drops it and is the cold solve, one iteration later (or, since the model reads
+    # normalized graphs and passes the first test, 1 + warm_start_trial iterations later)
     lp = generate("auction", seed=9_320_002, items=400, bids=2000)
     pdhg = {"method": "pdhg", "presolve": False}
     cold = l2o.solve_lp(lp, tol=1e-4, device="cpu", **pdhg)
     warm, start = solve_with_model(load_model(FAMILY_MODELS / "auction.pt"), lp, tol=1e-4,
                                    device="cpu", **pdhg)
     assert not torch.equal(start.x, cold.x)
-    assert warm.iterations == cold.iterations + 1
+    trial = l2o.pdhg.SolverOptions().warm_start_trial
+    assert warm.iterations in (cold.iterations + 1, cold.iterations + 1 + trial)
     assert torch.equal(warm.x, cold.x) and torch.equal(warm.y, cold.y)
 
 
