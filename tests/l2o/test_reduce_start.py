@@ -40,7 +40,7 @@ def test_reduced_start_with_the_optimal_support_is_an_optimal_pair():
     lp = generate("setcover", rows=40, cols=80, density=0.2, seed=1)
     ref = solve_highs(lp)
     start = reduced_start(lp, ref.x, keep=0.4, tol=1e-8, **SOLVE)
-    assert start.status == "OPTIMAL" and start.priced_out
+    assert start.status == "OPTIMAL"
     assert start.columns < lp.num_cols and start.reduced_iterations > 0
     assert _max_kkt(lp, start) < 1e-7
     res = l2o.solve_lp(lp, tol=1e-8, warm_start=start, **SOLVE)
@@ -56,10 +56,12 @@ def test_pricing_adds_the_columns_a_bad_ranking_dropped():
     start = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=10, **SOLVE)
     screens = [h for h in start.history if h["tol"] > 1e-8]
     assert len(screens) >= 2 and screens[-1]["columns"] > screens[0]["columns"]
-    assert start.status == "OPTIMAL" and start.priced_out
+    assert start.status == "OPTIMAL"
     assert _max_kkt(lp, start) < 1e-7
+    # without pricing rounds the columns that price in stay out: not returned, the fallback
     no_pricing = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=0, **SOLVE)
-    assert not no_pricing.priced_out                  # the check can fail
+    assert no_pricing.status == "FALLBACK" and len(no_pricing.history) == 2
+    assert torch.count_nonzero(no_pricing.y) == 0
 
 
 def test_dropped_columns_are_fixed_at_their_lower_bounds():
@@ -69,7 +71,7 @@ def test_dropped_columns_are_fixed_at_their_lower_bounds():
     lp = LinearProgram.create([1.0, 1.0, 5.0], sp.csr_matrix(np.ones((1, 3))), [3.0], [inf],
                               [0.0, 0.0, 1.0], [1.0, 1.0, 4.0])
     start = reduced_start(lp, torch.tensor([1.0, 1.0, 1.0]), keep=0.6, tol=1e-8, **SOLVE)
-    assert start.columns == 2 and start.status == "OPTIMAL" and start.priced_out
+    assert start.columns == 2 and start.status == "OPTIMAL"
     torch.testing.assert_close(start.x, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64),
                                atol=1e-6, rtol=0)
     assert lp.objective(start.x) == pytest.approx(7.0, abs=1e-5)
