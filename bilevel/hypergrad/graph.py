@@ -11,7 +11,10 @@ replays them:
     prologue   grad_x f, grad_y f and f at (x, y); grad_y g at (x, y) linearized once
                (its saved forward pass serves every product H_yy u, a backward pass);
                b = grad_y f and the solver's initial state
-    step       one iteration of the solver, on the state's buffers
+    step       one iteration of the solver, on the state's buffers (with
+               ``cuda_graph=True`` the Hessian product is staged, see
+               :mod:`bilevel.linalg.staged`: its part that does not depend on the vector,
+               e.g. a softmax, is computed once in the prologue)
     epilogue   v = the solver's solution, its true residual ||b - H_yy v|| / ||b||
                (one more product), grad_x f - (d^2 g / dx dy)^T v, and the scalars the
                info needs, packed in one tensor
@@ -63,10 +66,11 @@ import torch
 from torch.func import grad_and_value
 from torch.utils._pytree import tree_flatten
 
-from ..linalg import LinearSolver, as_solver, mixed_vjp
+from ..linalg import LinearOperator, LinearSolver, as_solver, mixed_vjp
 from ..linalg import tree as T
 from ..linalg._loop import cuda_graphs_off
 from ..linalg.solvers import curvature_breakdown, explain_divergence, report
+from ..linalg.staged import stage_product
 from ..linalg.tree import Tree
 from ..problem import BilevelProblem
 from .aid import aid_hypergrad, check_fallback
@@ -132,7 +136,7 @@ def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tre
     elif entry is None or isinstance(entry, _FirstCall):
         predicted = entry.iterations if isinstance(entry, _FirstCall) else None
         entry = CapturedAID(f, g, x, y, v0, source=source, quiet=automatic,
-                            predicted=predicted, **options)
+                            stage=not automatic, predicted=predicted, **options)
     entries[key] = entry  # (re)inserted last: the dict's order is the recency order
     while len(entries) > MAX_ENTRIES:
         del entries[next(iter(entries))]
@@ -216,13 +220,17 @@ def _detached_clone(tree: Tree | None) -> Tree | None:
 class CapturedAID:
     """The three graphs of one (problem, shapes, options), their buffers, and the
     replay logic (module docstring).  ``failure`` is None or why capturing failed;
-    ``predicted``: the steps the next call replays before its first look."""
+    ``predicted``: the steps the next call replays before its first look; ``stage``:
+    replace autograd's Hessian product by its staged form (:mod:`bilevel.linalg.staged`:
+    fewer kernels per step, for a trace of the product at capture: ~0.2 s, and ~2 s for
+    the first trace of a process), as ``cuda_graph=True`` asks; "auto" keeps the capture
+    cheap, since its first replays are counted in the call time."""
 
     def __init__(self, f: Callable, g: Callable, x: Tree, y: Tree, v0: Tree | None, *,
                  source: tuple, quiet: bool, solve: LinearSolver, tol: float,
                  maxiter: int | None, check_every: int | None, ridge: float,
                  fallback: str | None, hessian: str, split: tuple | None,
-                 warn_inner: bool, predicted: int | None = None) -> None:
+                 warn_inner: bool, predicted: int | None = None, stage: bool = False) -> None:
         self.f, self.g, self.source = f, g, source
         self.options = dict(solve=solve, tol=tol, maxiter=maxiter, check_every=check_every,
                             ridge=ridge, fallback=fallback, hessian=hessian, split=split,
@@ -239,6 +247,7 @@ class CapturedAID:
         self.inputs = {"x": _detached_clone(x), "y": _detached_clone(y),
                        "v0": _detached_clone(v0)}
         self.failure: str | None = None
+        self.stage = stage
         start = time.perf_counter()
         try:
             self._capture()
@@ -250,12 +259,44 @@ class CapturedAID:
         self.capture_s = time.perf_counter() - start
 
     # -- the recorded pieces -------------------------------------------------------------
+    def _stage(self) -> None:
+        """The Hessian product staged (:mod:`bilevel.linalg.staged`): its part that does
+        not depend on the vector runs once per call in the prologue, not at every step.
+        Traced with host synchronization an error (a trace that branches on data serves
+        only the point it was traced at); any failure keeps autograd's product."""
+        self.staged, self.product_note = None, "autograd Hessian product"
+        if not self.stage or self.hessian != "exact":
+            return
+        try:
+            with _forbid_host_sync():
+                self.staged = stage_product(self.g, self.inputs["x"], self.inputs["y"])
+        except Exception as err:  # noqa: BLE001 - any failure means: autograd's product
+            self.product_note = (f"autograd Hessian product (not staged: {type(err).__name__}: "
+                                 f"{str(err).strip().splitlines()[0][:120]})")
+            return
+        self.product_note = f"staged Hessian product ({self.staged.kernels} kernels)"
+
+    def _staged_agrees(self) -> bool:
+        """The staged product equals autograd's at this call's point, along a random
+        vector, to rounding (one host synchronization, at capture)."""
+        base, op = self.pro["base"], self.pro["staged_op"]
+        y = self.inputs["y"]
+        u = T.randn_like(y, generator=torch.Generator().manual_seed(0))
+        exact = base(u)
+        error = float(T.norm(T.axpy(-1.0, op(u), exact)) / T.norm(exact).clamp_min(1e-300))
+        return error <= 1e3 * torch.finfo(T.like_info(y)[0]).eps
+
     def _prologue(self) -> dict:
         x, y, v0 = self.inputs["x"], self.inputs["y"], self.inputs["v0"]
         (f_x, b), loss = grad_and_value(self.f, argnums=(0, 1))(x, y)
         base = inner_operator(self.g, x, y, hessian=self.hessian, split=self.split)
-        op = base.shifted(self.ridge)
-        op.hessian_products.linearize()
+        base.hessian_products.linearize()  # grad_y g, and the epilogue's joint product
+        staged_op = None
+        if self.staged is not None:
+            constants, apply = self.staged.setup(x, y), self.staged.apply
+            staged_op = LinearOperator(lambda u: apply(constants, u),
+                                       lambda u: apply(constants, u), base.shape, like=y)
+        op = (staged_op if staged_op is not None else base).shifted(self.ridge)
         bnorm = T.norm(b)
         it = self.solver.record(op, b, v0, self.tol, bnorm)
         # The step graph overwrites the state's buffers, so each must be its own tensor,
@@ -269,7 +310,8 @@ class CapturedAID:
             return t
         state = {k: T.tree_map(own, leaf) for k, leaf in it.state.items()}
         return {"f_x": f_x, "b": b, "bnorm": bnorm, "loss": loss, "base": base, "op": op,
-                "iteration": it, "state": state, "inner_norm": T.norm(op.gradient())}
+                "staged_op": staged_op, "iteration": it, "state": state,
+                "inner_norm": T.norm(base.gradient())}
 
     def _step(self, state: dict) -> dict:
         """One iteration of the solver on ``state`` (frozen once inactive)."""
@@ -300,9 +342,17 @@ class CapturedAID:
             # Warm-up: the same pieces once, eagerly (cuBLAS handles, autograd's device
             # thread, lazy initialization), with host synchronization made an error so
             # that f or g calling .item() & co. is named here rather than inside a capture.
+            self._stage()
             with _forbid_host_sync():
                 self.pro = self._prologue()
                 self._epilogue(self.pro, self._step(self.pro["state"]))
+            if self.staged is not None and not self._staged_agrees():
+                self.staged = None
+                self.product_note = ("autograd Hessian product (the staged one disagreed "
+                                     "with it)")
+                with _forbid_host_sync():
+                    self.pro = self._prologue()
+                    self._epilogue(self.pro, self._step(self.pro["state"]))
             del self.pro
             self.graphs = [_record(piece, stream)
                            for piece in (self._run_prologue, self._run_step, self._run_epilogue)]
@@ -351,8 +401,8 @@ class CapturedAID:
         done = int(done)
         self.predicted = min(done, self.maxiter)
         self.calls += 1
-        how = (f"captured in {self.capture_s:.3f} s, replayed" if self.calls == 1
-               else "replayed")
+        how = (f"captured in {self.capture_s:.3f} s ({self.product_note}), replayed"
+               if self.calls == 1 else "replayed")
         how += f" ({run} iterations run, {done} did work)"
         if not finite or not b_nonzero:
             # nan/inf, or b = 0: the eager engine has the exact behaviour (its error, or

@@ -1,0 +1,231 @@
+"""A Hessian product split into its once-per-point part and its per-vector part.
+
+Autograd's product H_yy u of an inner objective g(x, y) (a backward pass through the
+record of grad_y g, :func:`bilevel.linalg.hvp.inner_linearization`) recomputes, at every
+product, values that do not depend on u: e.g. the softmax exp(z - logsumexp(z)) of a
+cross-entropy, which the backward formula of logsumexp recomputes from its saved inputs,
+or the chain of constant factors w / n * exp(...) that multiplies the product's first
+term.  A solver that takes many products at one point (x, y) pays them every iteration.
+
+:func:`stage_product` traces ``(x, y, u) -> H_yy(x, y) u`` once into aten ops
+(``make_fx``) and splits the trace by dependence on u:
+
+    setup(x, y) -> constants           every op that does not depend on u (run once per point)
+    apply(constants, u) -> H_yy u      only the ops that do (run per product)
+
+and, before splitting, multiplies chains of constant factors together: (a * c1) * c2
+becomes a * (c1 * c2) when a * c1 has no other use, so c1 * c2 is a constant (one kernel
+less per product; equal up to rounding).  The split is exact otherwise: the same aten ops
+on the same values.
+
+The trace is only valid at other points when g has no data-dependent control flow: a trace
+that read a value on the host (``.item()``, ``bool(tensor)``, ``nonzero``) is refused
+(:class:`StagingError`), and the captured hypergradients, the one user, also trace under
+CUDA's sync-debug "error" mode and compare the staged product with autograd's before using
+it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.fx import Graph, GraphModule, Node
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from . import tree as T
+from .hvp import inner_linearization
+from .tree import Tree
+
+__all__ = ["StagedProduct", "StagingError", "stage_product"]
+
+aten = torch.ops.aten
+# ops whose result the host read while tracing: the trace may hold a value-dependent branch
+_HOST_READS = {"_local_scalar_dense", "is_nonzero", "nonzero", "equal", "item"}
+# products by a factor: (a * c1) * c2 -> a * (c1 * c2) when c1, c2 are constants
+_PRODUCTS = (aten.mul.Tensor, aten.mul.Scalar)
+
+
+class StagingError(RuntimeError):
+    """The product cannot be staged (its trace is not a pure function of (x, y, u))."""
+
+
+@dataclass
+class StagedProduct:
+    """``setup(x, y) -> constants`` and ``apply(constants, u) -> H_yy u`` (module
+    docstring); ``kernels``: aten ops per ``apply`` that are not views (for reports)."""
+
+    setup: Callable[[Tree, Tree], tuple]
+    apply: Callable[[tuple, Tree], Tree]
+    kernels: int
+
+
+def stage_product(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> StagedProduct:
+    """The inner Hessian product of ``g`` at points like (x, y), staged (module docstring).
+
+    Traces with the values of (x, y) and a random u (the trace runs the product once).
+
+    Raises:
+        StagingError: the trace read a value on the host, or mutates a tensor in place.
+    """
+    x_leaves, y_leaves = T.leaves(x), T.leaves(y)
+    nx, ny = len(x_leaves), len(y_leaves)
+
+    def unflat(like: Tree, leaves: list) -> Tree:
+        pieces = iter(leaves)
+        return T.tree_map(lambda _: next(pieces), like)
+
+    def product(*leaves: torch.Tensor) -> list[torch.Tensor]:
+        xs, ys = unflat(x, leaves[:nx]), unflat(y, leaves[nx:nx + ny])
+        u = unflat(y, leaves[nx + ny:])
+        return T.leaves(inner_linearization(g, xs, ys)[0](u))
+
+    u_leaves = [torch.randn_like(t) for t in y_leaves]
+    try:
+        with torch.no_grad():
+            traced = make_fx(product)(*[t.detach() for t in x_leaves + y_leaves], *u_leaves)
+    except Exception as err:  # the reason, whatever it is, as a StagingError
+        if "_local_scalar_dense" in str(err) or "data-dependent" in str(err):
+            raise StagingError("the product reads a value on the host (.item(), float(), "
+                               "bool()): it may branch on data, so one trace does not serve "
+                               "every point") from err
+        raise StagingError(f"the product could not be traced: {err}") from err
+    variable = _variable_nodes(traced.graph, nx + ny)
+    _refuse_unsafe_mutations(traced.graph, variable)
+    _fold_constant_factors(traced.graph, variable)
+    setup_gm, apply_gm, kernels = _split(traced, nx + ny)
+
+    def setup(xx: Tree, yy: Tree) -> tuple:
+        return tuple(setup_gm(*[t.detach() for t in T.leaves(xx) + T.leaves(yy)]))
+
+    def apply(constants: tuple, u: Tree) -> Tree:
+        return unflat(y, apply_gm(*constants, *T.leaves(u)))
+
+    return StagedProduct(setup, apply, kernels)
+
+
+def _refuse_unsafe_mutations(graph: Graph, variable: set[Node]) -> None:
+    """In-place ops are kept where they cannot cross the split: refused when a per-vector op
+    would write a constant (every product would change it), or a once-per-point op writes
+    a tensor that per-vector ops read (they would read it after the write); also refused:
+    a trace that read a value on the host."""
+    for node in graph.nodes:
+        if node.op != "call_function" or node.target is operator.getitem:
+            continue
+        name = getattr(node.target, "__name__", str(node.target)).split(".")[0]
+        if name in _HOST_READS:
+            raise StagingError(f"the product reads a value on the host ({node.target}): it may "
+                               "branch on data, so one trace does not serve every point")
+        schema = getattr(node.target, "_schema", None)
+        if schema is None or not schema.is_mutable:
+            continue
+        written = [a for a, spec in zip(node.args, schema.arguments)
+                   if isinstance(a, Node) and spec.alias_info is not None
+                   and spec.alias_info.is_write]
+        written += [a for k, a in node.kwargs.items() if isinstance(a, Node)]
+        for target in written:
+            if (node in variable) != (target in variable) or (
+                    node not in variable and any(u in variable for u in target.users)):
+                raise StagingError(f"the product's trace writes a tensor in place across "
+                                   f"the split ({node.target})")
+
+
+def _variable_nodes(graph: Graph, constant_inputs: int) -> set[Node]:
+    """The nodes that depend on u (the placeholders after the first ``constant_inputs``)."""
+    variable: set[Node] = set()
+    placeholders = 0
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if placeholders >= constant_inputs:
+                variable.add(node)
+            placeholders += 1
+        elif node.op != "output" and any(i in variable for i in node.all_input_nodes):
+            variable.add(node)
+    return variable
+
+
+def _fold_constant_factors(graph: Graph, variable: set[Node]) -> None:
+    """(a * c1) * c2 -> a * (c1 * c2) for a depending on u, c1 and c2 not, and a * c1 used
+    only there (the product c1 * c2 is then a constant of the setup)."""
+
+    def split(node: Node) -> tuple[Node, object] | None:
+        """(the factor depending on u, the constant one) of a product node, or None."""
+        if node.op != "call_function" or node.target not in _PRODUCTS or node.kwargs:
+            return None
+        a, b = node.args
+        if isinstance(a, Node) and a in variable and not (isinstance(b, Node) and b in variable):
+            return a, b
+        if isinstance(b, Node) and b in variable and not (isinstance(a, Node) and a in variable):
+            return b, a
+        return None
+
+    for node in list(graph.nodes):
+        outer = split(node)
+        if outer is None:
+            continue
+        inner_node, c2 = outer
+        inner = split(inner_node)
+        if inner is None or len(inner_node.users) != 1:
+            continue
+        a, c1 = inner
+        if isinstance(c1, Node) or isinstance(c2, Node):
+            first, second = (c1, c2) if isinstance(c1, Node) else (c2, c1)  # a tensor first
+            with graph.inserting_before(node):
+                factor = graph.call_function(aten.mul.Tensor, (first, second))
+        elif isinstance(c1, (int, float)) and isinstance(c2, (int, float)):
+            factor = c1 * c2
+        else:
+            continue
+        node.target = aten.mul.Tensor
+        node.args = (a, factor)
+        graph.erase_node(inner_node)
+    graph.lint()
+
+
+def _split(traced: GraphModule, constant_inputs: int) -> tuple[GraphModule, GraphModule, int]:
+    """(setup, apply, kernels per apply) from the trace (module docstring)."""
+    graph = traced.graph
+    variable = _variable_nodes(graph, constant_inputs)
+    output = next(n for n in graph.nodes if n.op == "output")
+    # the constants that the per-vector ops (or the output) read
+    frontier = [n for n in graph.nodes if n not in variable and n.op != "output"
+                and any(user in variable or user is output for user in n.users)]
+
+    setup_graph, env = Graph(), {}
+    for node in graph.nodes:
+        if node.op == "output":
+            break
+        if node.op == "placeholder" and node in variable:
+            continue
+        if node not in variable:
+            env[node] = setup_graph.node_copy(node, lambda n: env[n])
+    setup_graph.output(tuple(env[n] for n in frontier))
+    setup_graph.eliminate_dead_code()
+
+    apply_graph, env = Graph(), {}
+    for node in frontier:
+        env[node] = apply_graph.placeholder(f"constant_{len(env)}")
+    kernels = 0
+    for node in graph.nodes:
+        if node in variable:
+            env[node] = apply_graph.node_copy(node, lambda n: env[n])
+            if node.op == "call_function" and not _is_view(node):
+                kernels += 1
+    results = output.args[0]
+    # a constant result (a block of H that does not depend on u) is returned as a copy: the
+    # caller may update a product in place
+    apply_graph.output([env[r] if r in variable else
+                        apply_graph.call_function(aten.clone.default, (env[r],))
+                        for r in results])
+    apply_graph.eliminate_dead_code()
+    return GraphModule(traced, setup_graph), GraphModule(traced, apply_graph), kernels
+
+
+def _is_view(node: Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    if node.target is operator.getitem:
+        return True
+    return schema is not None and any(
+        r.alias_info is not None and not r.alias_info.is_write for r in schema.returns)
