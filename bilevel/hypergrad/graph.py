@@ -401,9 +401,9 @@ class CapturedAID:
         done = int(done)
         self.predicted = min(done, self.maxiter)
         self.calls += 1
-        how = (f"captured in {self.capture_s:.3f} s ({self.product_note}), replayed"
-               if self.calls == 1 else "replayed")
-        how += f" ({run} iterations run, {done} did work)"
+        how = (f"captured in {self.capture_s:.3f} s, replayed" if self.calls == 1
+               else "replayed")
+        how += f" ({run} iterations run, {done} did work; {self.product_note})"
         if not finite or not b_nonzero:
             # nan/inf, or b = 0: the eager engine has the exact behaviour (its error, or
             # v = 0 without a solve); rare, so simply run it

@@ -14,9 +14,8 @@ A small or medium solve is bound by their launches, even replayed in a CUDA grap
 microseconds each), so here the same math runs in one or three Triton kernels, on the
 state's flat buffers (one contiguous vector per x, r, p; the leaves of a tree are views):
 
-* one program (``n <= ONE_PROGRAM_MAX``, e.g. the MNIST cleaning problem's 7,850
-  unknowns): the whole iteration in one kernel, the vectors held in registers when they fit
-  one tile (``n <= ONE_TILE_MAX``), else three passes over them with a barrier between;
+* one program (``n <= ONE_PROGRAM_MAX``): the whole iteration in one kernel, the vectors
+  held in registers (one load and one store each);
 * many programs: ``curvature`` (per-program partial sums of p^T A p), ``step`` (alpha from
   the summed partials, x and r updated, partial sums of r^T r) and ``direction`` (beta, p
   updated; program 0 does the scalar bookkeeping).  No grid-wide barrier exists within a
@@ -24,6 +23,13 @@ state's flat buffers (one contiguous vector per x, r, p; the leaves of a tree ar
   does not depend on scheduling).  Every program of ``direction`` reads rs, which program 0
   overwrites, so ``step``'s program 0 first copies it to the scratch ``rs_old`` (which
   ``step`` never reads) and ``direction`` reads that instead.
+
+Measured on the H200 (``benchmarks/cg_fused_micro.py``, float32, us per iteration of a
+replayed graph, the product a diagonal scaling): torch 23-26 us at every n <= 32,768;
+one program 2.4 us at n = 23 but 12.4 us at n = 7,850 (one SM streams the vectors); three
+kernels 5.6 us at n = 23, 7.0 at 7,850, 6.5 at 32,768, 8.2 at 101,770, 13.2 at 10^6.  A
+program that loops over tiles (no register-resident vectors) was slower than three kernels
+at 7,850 and 32,768 entries, so there is none.
 
 Scalars stay on the device (rs, the threshold and tiny, active as uint8, done as int64), so
 the kernels need no host synchronization and are recorded into CUDA graphs like torch's.
@@ -49,17 +55,14 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton = None
     tl = None
 
-__all__ = ["ONE_PROGRAM_MAX", "ONE_TILE_MAX", "available", "cg_parts", "supports"]
+__all__ = ["ONE_PROGRAM_MAX", "available", "cg_parts", "supports"]
 
-# Vectors up to this length are updated by one program (one kernel per iteration); longer
-# ones by three kernels of many programs.  One program streams the vectors three times
-# through one SM, which beats three launches (a few us each in a graph) while the streams
-# are short.
-ONE_PROGRAM_MAX = 1 << 15
-# Up to this length one program holds the vectors in registers (one tile, one load).
-ONE_TILE_MAX = 1 << 13
-# The tile of the looping one-program kernel and of the many-program kernels.
-TILE = 4096
+# Vectors up to this length are updated by one program holding them in registers (one
+# kernel per iteration); longer ones by three kernels of many programs (module docstring).
+ONE_PROGRAM_MAX = 2048
+# The one program's tile is at least this long: every short vector shares one compiled kernel.
+MIN_TILE = 1024
+# The tile of each of the many programs.
 PROGRAM_TILE = 1024
 # Programs of the many-program kernels (each loops over every MAX_PROGRAMS-th tile).
 MAX_PROGRAMS = 512
@@ -104,8 +107,7 @@ def cg_parts(x: Tree, r: Tree, rs: torch.Tensor, threshold: torch.Tensor
     state = {"x": T.flatten(x)[0], "r": flat_r, "p": flat_r.clone(), "rs": rs.to(dtype),
              "active": rs > threshold,
              "done": torch.zeros((), dtype=torch.int64, device=device),
-             # (threshold, tiny) in the vectors' dtype: float64's tiny is no float32 argument
-             "limits": torch.stack([threshold.to(dtype), threshold.new_tensor(tiny, dtype=dtype)])}
+             "limits": _limits(threshold.to(dtype), tiny)}
     many = n > ONE_PROGRAM_MAX
     if many:
         programs = min(triton.cdiv(n, PROGRAM_TILE), MAX_PROGRAMS)
@@ -128,14 +130,22 @@ def cg_parts(x: Tree, r: Tree, rs: torch.Tensor, threshold: torch.Tensor
     return state, body, lambda s: unflatten(s["x"])
 
 
+def _limits(threshold: torch.Tensor, tiny: float) -> torch.Tensor:
+    """(threshold, tiny) as one device vector of the vectors' dtype (float64's tiny is no
+    float32 kernel argument), made on the device: no host-to-device copy, which would
+    synchronize (and is an error while a hypergradient is being captured)."""
+    limits = torch.full((2,), tiny, dtype=threshold.dtype, device=threshold.device)
+    limits[0] = threshold
+    return limits
+
+
 def update_one(s: dict, ap: torch.Tensor) -> None:
     """One CG iteration's vector work on ``s`` (given ap = A p), one program."""
     n = s["p"].numel()
-    one_tile = n <= ONE_TILE_MAX
-    block = triton.next_power_of_2(n) if one_tile else TILE
+    block = max(MIN_TILE, triton.next_power_of_2(n))
     _cg_one_program[(1,)](s["x"], s["r"], s["p"], ap, s["rs"], s["limits"],
                           s["active"].view(torch.uint8), s["done"], n, BLOCK=block,
-                          ONE_TILE=one_tile, num_warps=max(1, min(32, block // 256)))
+                          num_warps=max(4, min(16, block // 256)))
 
 
 def update_many(s: dict, ap: torch.Tensor) -> None:
@@ -158,8 +168,10 @@ def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
     graph capture or in the middle of a timed solve.  False (warned once) when that fails:
     CG then runs in torch."""
     many = n > ONE_PROGRAM_MAX
-    # per length (Triton specializes on it: n % 16, the partial sums' count) and plan
-    key = (n, dtype, device, ONE_TILE_MAX, ONE_PROGRAM_MAX)
+    # per compiled variant: the one program's tile, or the many programs' partial sums
+    key = ((max(MIN_TILE, triton.next_power_of_2(n)) if not many else
+            -triton.next_power_of_2(min(triton.cdiv(n, PROGRAM_TILE), MAX_PROGRAMS))),
+           dtype, device, ONE_PROGRAM_MAX)
     if key in _COMPILED:
         return _COMPILED[key]
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -169,7 +181,7 @@ def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
     dummy = {"x": zeros.clone(), "r": zeros.clone(), "p": zeros.clone(), "rs": one,
              "active": torch.zeros((), dtype=torch.bool, device=device),
              "done": torch.zeros((), dtype=torch.int64, device=device),
-             "limits": torch.stack([one, one])}
+             "limits": _limits(one, 1.0)}
     if many:
         programs = min(triton.cdiv(n, PROGRAM_TILE), MAX_PROGRAMS)
         dummy.update(pap_parts=torch.zeros(programs, dtype=dtype, device=device),
@@ -186,9 +198,9 @@ def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
 
 
 if triton is not None:
-    @triton.jit
+    @triton.jit(do_not_specialize=["n"])
     def _cg_one_program(x_ptr, r_ptr, p_ptr, ap_ptr, rs_ptr, limits_ptr, active_ptr, done_ptr,
-                        n, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+                        n, BLOCK: tl.constexpr):
         # every scalar is read before any is written (the reductions below synchronize the
         # program's threads; the stores at the end come after them)
         rs = tl.load(rs_ptr)
@@ -196,55 +208,24 @@ if triton is not None:
         tiny = tl.load(limits_ptr + 1)
         was_active = tl.load(active_ptr) != 0
         done = tl.load(done_ptr)
-        if ONE_TILE:  # everything in registers: one load and one store per vector
-            offs = tl.arange(0, BLOCK)
-            mask = offs < n
-            p = tl.load(p_ptr + offs, mask=mask, other=0.0)
-            ap = tl.load(ap_ptr + offs, mask=mask, other=0.0)
-            pap = tl.sum(p * ap, axis=0)
-            active = was_active & ((pap <= 0.0) == 0)
-            alpha = tl.where(active, rs / pap, 0.0)
-            x = tl.load(x_ptr + offs, mask=mask, other=0.0) + alpha * p
-            r = tl.load(r_ptr + offs, mask=mask, other=0.0) - alpha * ap
-            rr = tl.sum(r * r, axis=0)
-            tl.store(x_ptr + offs, x, mask=mask)
-            tl.store(r_ptr + offs, r, mask=mask)
-            tl.store(p_ptr + offs, r + (rr / rs) * p, mask=mask)
-        else:  # three passes; the barriers make a pass's stores visible to the next
-            acc = tl.zeros([BLOCK], dtype=p_ptr.dtype.element_ty)
-            for start in range(0, n, BLOCK):
-                offs = start + tl.arange(0, BLOCK)
-                mask = offs < n
-                acc += (tl.load(p_ptr + offs, mask=mask, other=0.0)
-                        * tl.load(ap_ptr + offs, mask=mask, other=0.0))
-            pap = tl.sum(acc, axis=0)
-            active = was_active & ((pap <= 0.0) == 0)
-            alpha = tl.where(active, rs / pap, 0.0)
-            acc = tl.zeros([BLOCK], dtype=p_ptr.dtype.element_ty)
-            for start in range(0, n, BLOCK):
-                offs = start + tl.arange(0, BLOCK)
-                mask = offs < n
-                p = tl.load(p_ptr + offs, mask=mask, other=0.0)
-                x = tl.load(x_ptr + offs, mask=mask, other=0.0) + alpha * p
-                r = (tl.load(r_ptr + offs, mask=mask, other=0.0)
-                     - alpha * tl.load(ap_ptr + offs, mask=mask, other=0.0))
-                tl.store(x_ptr + offs, x, mask=mask)
-                tl.store(r_ptr + offs, r, mask=mask)
-                acc += r * r
-            rr = tl.sum(acc, axis=0)
-            beta = rr / rs
-            tl.debug_barrier()
-            for start in range(0, n, BLOCK):
-                offs = start + tl.arange(0, BLOCK)
-                mask = offs < n
-                p = tl.load(p_ptr + offs, mask=mask, other=0.0)
-                r = tl.load(r_ptr + offs, mask=mask, other=0.0)
-                tl.store(p_ptr + offs, r + beta * p, mask=mask)
+        offs = tl.arange(0, BLOCK)
+        mask = offs < n
+        p = tl.load(p_ptr + offs, mask=mask, other=0.0)
+        ap = tl.load(ap_ptr + offs, mask=mask, other=0.0)
+        pap = tl.sum(p * ap, axis=0)
+        active = was_active & ((pap <= 0.0) == 0)  # a nan pAp keeps it active
+        alpha = tl.where(active, rs / pap, 0.0)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0) + alpha * p
+        r = tl.load(r_ptr + offs, mask=mask, other=0.0) - alpha * ap
+        rr = tl.sum(r * r, axis=0)
+        tl.store(x_ptr + offs, x, mask=mask)
+        tl.store(r_ptr + offs, r, mask=mask)
+        tl.store(p_ptr + offs, r + (rr / rs) * p, mask=mask)
         tl.store(rs_ptr, tl.where(rr < tiny, tiny, rr))  # (nan stays nan)
         tl.store(active_ptr, (active & (rr > threshold)).to(tl.uint8))
         tl.store(done_ptr, done + active.to(tl.int64))
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["n"])
     def _cg_curvature(p_ptr, ap_ptr, pap_parts_ptr, n, BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         acc = tl.zeros([BLOCK], dtype=p_ptr.dtype.element_ty)
@@ -255,7 +236,7 @@ if triton is not None:
                     * tl.load(ap_ptr + offs, mask=mask, other=0.0))
         tl.store(pap_parts_ptr + pid, tl.sum(acc, axis=0))
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["n"])
     def _cg_step(x_ptr, r_ptr, p_ptr, ap_ptr, rs_ptr, rs_old_ptr, active_ptr, pap_parts_ptr,
                  rr_parts_ptr, n, BLOCK: tl.constexpr, PARTS: tl.constexpr):
         pid = tl.program_id(0)
@@ -280,7 +261,7 @@ if triton is not None:
         if pid == 0:  # for direction, whose program 0 overwrites rs while the others read
             tl.store(rs_old_ptr, rs)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["n"])
     def _cg_direction(r_ptr, p_ptr, rs_ptr, rs_old_ptr, limits_ptr, active_ptr, done_ptr,
                       pap_parts_ptr, rr_parts_ptr, n, BLOCK: tl.constexpr, PARTS: tl.constexpr):
         pid = tl.program_id(0)
