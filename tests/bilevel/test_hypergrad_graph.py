@@ -37,7 +37,10 @@ class _FakeGraph:
 
 class _NoSync(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in ("_local_scalar_dense", "nonzero", "is_nonzero"):
+        # (lift_fresh: a tensor from host data, a host-to-device copy on a GPU, which
+        # synchronizes: the captured call then ran eagerly, every time)
+        if func.overloadpacket.__name__ in ("_local_scalar_dense", "nonzero", "is_nonzero",
+                                            "lift_fresh"):
             raise RuntimeError(f"called a synchronizing operation ({func})")
         return func(*args, **(kwargs or {}))
 
@@ -148,7 +151,7 @@ def test_logistic_replays_follow_new_points_and_warm_starts(mode, check_every):
         iterations.append(captured[1].iterations)
         # the same point again: exactly the learned number of steps, no masked ones
         _, info = bilevel.hypergrad(problem, x, y, cuda_graph=True, **opts)
-        assert f"({info.iterations} iterations run, {info.iterations} did work)" \
+        assert f"({info.iterations} iterations run, {info.iterations} did work;" \
             in info.cuda_graph, info.cuda_graph
         if v_prev is not None:
             warm_e = bilevel.hypergrad(problem, x, y, v0=v_prev, **opts)
@@ -548,3 +551,32 @@ def test_staged_product_only_when_asked_and_only_when_it_agrees(mode, monkeypatc
         captured = bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=True)
         assert note in captured[1].cuda_graph, captured[1].cuda_graph
         _same(captured, eager)
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1"
+                    or __import__("importlib").util.find_spec("triton") is None,
+                    reason="needs Triton's interpreter (TRITON_INTERPRET=1)")
+def test_captured_call_with_the_fused_cg_replays(monkeypatch):
+    """The captured path with CUDA's CG form (the Triton kernels, interpreted): captured and
+    replayed (not the eager fallback of a failed capture), equal to the torch form."""
+    from bilevel.linalg import fused as F
+
+    monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
+    monkeypatch.setattr(G, "_side_stream", lambda device: contextlib.nullcontext(None))
+    monkeypatch.setattr(G, "_record", lambda piece, stream: (piece(), _FakeGraph(piece))[1])
+
+    @contextlib.contextmanager
+    def no_sync():
+        with _NoSync():
+            yield
+    monkeypatch.setattr(G, "_forbid_host_sync", no_sync)
+    problem = logistic(torch.device("cpu"), log_reg=-3.0)
+    x = problem.x0
+    y = inner_opt(problem, x)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=False)
+    monkeypatch.setattr(F, "supports", lambda b: True)
+    calls = [bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=True) for _ in range(2)]
+    assert calls[0][1].cuda_graph.startswith("captured"), calls[0][1].cuda_graph
+    assert calls[1][1].cuda_graph.startswith("replayed"), calls[1][1].cuda_graph
+    for call in calls:
+        _same(call, eager, tol=1e-9)
