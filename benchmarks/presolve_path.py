@@ -1,8 +1,9 @@
 """Where the time of ``solve_lp(..., presolve=...)`` goes: the presolve path phase by phase.
 
-For each LP file and each ``--presolve`` value it runs ``l2o.solve_lp(lp, tol, device,
-presolve=..., profile=True)`` (after one unprofiled warm-up solve of the same LP and value on
-CUDA: kernels loaded, Triton compiled) and prints the phases of ``LPResult.timings``
+For each LP file (MPS, or the .pt of ``lp_suite.py convert``: no highspy needed) and each
+``--presolve`` value it runs ``l2o.solve_lp(lp, tol, device, presolve=..., profile=True)``
+(after one unprofiled warm-up solve of the same LP and value on CUDA: kernels loaded, Triton
+compiled) and prints the phases of ``LPResult.timings``
 (:mod:`l2o.pdhg.presolve`), grouped:
 
     decide+validate   the decision and the host check of the original LP
@@ -34,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o
+from lp_suite import load_instance
 
 PRESOLVE = {"off": False, "gpu": "gpu", "highs": True, "auto": "auto"}
 SETUP = {"to_device", "validate", "scaling", "operator", "norm", "move", "termination", "state",
@@ -66,16 +68,17 @@ def group(timings: dict[str, float], presolved: bool) -> dict[str, float]:
 
 def measure(l2o, path: Path, mode: str, tol: float, device: str, time_limit: float,
             plain: bool) -> dict:
-    lp = l2o.read_lp(path)
+    lp, _ = load_instance(l2o, path, {})     # .pt (lp_suite.py convert: no highspy) or MPS
     kwargs = {"tol": tol, "device": device, "presolve": PRESOLVE[mode], "time_limit": time_limit}
     if device.startswith("cuda"):
         l2o.solve_lp(lp, **kwargs)      # warm-up: kernels loaded, Triton compiled, allocator
     res = l2o.solve_lp(lp, profile=True, **kwargs)
-    row = {"name": path.name.split(".mps")[0], "presolve": mode, "status": res.status.name,
+    row = {"name": path.name.split(".")[0], "presolve": mode, "status": res.status.name,
            "iterations": res.iterations, "total": res.timings["total"],
            **group(res.timings, "decide" in res.timings),
            "by": res.presolve["by"], "rows_removed": res.presolve["rows_removed"],
-           "cols_removed": res.presolve["cols_removed"], "max_kkt": max(res.kkt.values()),
+           "cols_removed": res.presolve["cols_removed"], "presolve_s": res.presolve["time_s"],
+           "max_kkt": max(res.kkt.values()),
            "objective": res.objective, "timings": res.timings}
     if plain:
         start = time.perf_counter()
@@ -103,7 +106,7 @@ def main() -> None:
     l2o = import_l2o()
     rows = []
     head = (f"{'LP':10s} {'presolve':8s} {'status':9s} {'it':>7s} "
-            + " ".join(f"{c[:10]:>10s}" for c in COLUMNS) + f" {'total':>8s} {'plain':>8s}")
+            + " ".join(f"{c[:10]:>10s}" for c in COLUMNS) + f" {'total':>8s} {'plain':>8s}  kept")
     print(f"seconds per phase, tol {args.tol:g}, device {args.device}")
     print(head)
     for path in args.files:
@@ -112,7 +115,8 @@ def main() -> None:
             rows.append(row)
             print(f"{row['name']:10s} {mode:8s} {row['status'][:9]:9s} {row['iterations']:7d} "
                   + " ".join(f"{row[c]:10.4f}" for c in COLUMNS)
-                  + f" {row['total']:8.4f} {row.get('plain', float('nan')):8.4f}", flush=True)
+                  + f" {row['total']:8.4f} {row.get('plain', float('nan')):8.4f}"
+                  + f"  {row['by'] or '-'} (-{row['rows_removed']} rows)", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1))

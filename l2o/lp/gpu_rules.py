@@ -425,22 +425,34 @@ class Reductions:
 
         No column bound is tightened: implied bounds would change the duals.
         """
+        m = len(self.row_alive)
         a = self.vals
-        lower, upper = self.col_lower[self.cols], self.col_upper[self.cols]
-        low_term = a * torch.where(a > 0, lower, upper)
-        high_term = a * torch.where(a > 0, upper, lower)
-        finite = lambda t: torch.where(torch.isfinite(t), t, torch.zeros_like(t))
-        lo, hi = self._row_sum(finite(low_term)), self._row_sum(finite(high_term))
-        lo_inf = self._row_sum(torch.isinf(low_term).double()) > 0
-        hi_inf = self._row_sum(torch.isinf(high_term).double()) > 0
-        lo = torch.where(lo_inf, -torch.inf, lo)
-        hi = torch.where(hi_inf, torch.inf, hi)
-        scale = self.row_scale + self._row_sum(finite(low_term).abs() + finite(high_term).abs())
-        tol = FEASIBILITY_TOLERANCE * scale
-        alive = self.row_alive & (self._counts(self.rows, len(self.row_alive)) > 0)
+        bounds = torch.stack([self.col_lower[self.cols], self.col_upper[self.cols]], 1)
+        # [low, high] term of each entry: a_ij times the bound that gives the least / most
+        terms = a.unsqueeze(1) * torch.where((a > 0).unsqueeze(1), bounds, bounds.flip(1))
+        infinite = torch.isinf(terms)
+        finite = terms.masked_fill(infinite, 0.0)
+        # per row, in one pass: finite parts of lo and hi, infinite terms in each, their
+        # magnitude (the rounding scale), live entries
+        per_entry = torch.cat([finite, infinite.to(a.dtype), finite.abs().sum(1, keepdim=True),
+                               torch.ones_like(a).unsqueeze(1)], 1)
+        sums = torch.zeros(m, 6, dtype=a.dtype, device=a.device).index_add_(
+            0, self.rows, per_entry.masked_fill(~self.live.unsqueeze(1), 0.0))
+        lo = torch.where(sums[:, 2] > 0, -torch.inf, sums[:, 0])
+        hi = torch.where(sums[:, 3] > 0, torch.inf, sums[:, 1])
+        tol = FEASIBILITY_TOLERANCE * (self.row_scale + sums[:, 4])
+        alive = self.row_alive & (sums[:, 5] > 0)
         rl, ru = self.row_lower, self.row_upper
         over, under = alive & (lo > ru + tol), alive & (hi < rl - tol)
-        if bool((over | under).any()):
+        at_upper = alive & torch.isfinite(lo) & (lo >= ru - tol)
+        at_lower = alive & ~at_upper & torch.isfinite(hi) & (hi <= rl + tol)
+        forced = at_upper | at_lower
+        redundant, lower_ok, upper_ok = self._redundant_sides(alive, lo, hi, tol)
+        # one host sync for what this needs to know
+        infeasible, any_forced, *counts = torch.stack([
+            (over | under).any(), forced.any(), redundant.sum(), lower_ok.sum(),
+            upper_ok.sum()]).tolist()
+        if infeasible:
             i = int((over | under).nonzero()[0, 0])
             ray = torch.zeros_like(rl)
             ray[i] = -1.0 if bool(over[i]) else 1.0
@@ -451,11 +463,8 @@ class Reductions:
             # objective is lo_i - u_r,i > 0 (l_r,i - hi_i)
             self._infeasible(f"row {i}'s activity within the column bounds is {side}", ray)
             return 0
-        at_upper = alive & torch.isfinite(lo) & (lo >= ru - tol)
-        at_lower = alive & ~at_upper & torch.isfinite(hi) & (hi <= rl + tol)
-        forced = at_upper | at_lower
         changes = 0
-        if bool(forced.any()):
+        if any_forced:
             on = self.live & forced[self.rows]
             # +1: the entry's column goes to its upper bound, -1: to its lower
             up = torch.where(at_upper[self.rows], a < 0, a > 0)
@@ -486,24 +495,30 @@ class Reductions:
                 changes += int(fix.sum()) + int(forced.sum())
                 self._fix_columns(fix, value, step)
                 self._drop_rows(forced, step)
-        # redundancy, on the rows left
-        alive = alive & self.row_alive
+            # redundancy, on the rows left
+            redundant, lower_ok, upper_ok = self._redundant_sides(alive & self.row_alive, lo,
+                                                                  hi, tol)
+            counts = torch.stack([redundant.sum(), lower_ok.sum(), upper_ok.sum()]).tolist()
+        if counts[0]:
+            self._drop_rows(redundant, self._next_step())
+            changes += counts[0]
+        if counts[1] or counts[2]:
+            self.row_lower.masked_fill_(lower_ok, -torch.inf)
+            self.row_upper.masked_fill_(upper_ok, torch.inf)
+            changes += counts[1] + counts[2]
+        return changes
+
+    def _redundant_sides(self, alive: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                         tol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(redundant rows, rows whose lower side is redundant, upper side) among ``alive``
+        (m,) bool each: a side is redundant when the activity bounds [lo, hi] meet it; a row
+        when every finite side is (the sides of a redundant row are not counted again)."""
+        rl, ru = self.row_lower, self.row_upper
         lower_ok = alive & torch.isfinite(rl) & (lo >= rl - tol)
         upper_ok = alive & torch.isfinite(ru) & (hi <= ru + tol)
         redundant = alive & (lower_ok | torch.isinf(rl)) & (upper_ok | torch.isinf(ru)) & (
             lower_ok | upper_ok)
-        count = int(redundant.sum())
-        if count:
-            self._drop_rows(redundant, self._next_step())
-            changes += count
-        lower_ok &= ~redundant
-        upper_ok &= ~redundant
-        sides = int(lower_ok.sum()) + int(upper_ok.sum())
-        if sides:
-            self.row_lower.masked_fill_(lower_ok, -torch.inf)
-            self.row_upper.masked_fill_(upper_ok, torch.inf)
-            changes += sides
-        return changes
+        return redundant, lower_ok & ~redundant, upper_ok & ~redundant
 
     def parallel_rows(self) -> int:
         """Rows with proportional coefficients, a_i = lambda_i a_r (the same columns): row i's
@@ -536,21 +551,16 @@ class Reductions:
         weights = torch.randint(1, 2 ** 61, (2, len(self.col_alive)), generator=generator,
                                 dtype=torch.int64).to(device)
         quantized = torch.round(scaled.clamp(-2.0 ** 32, 2.0 ** 32) * 2.0 ** 30).to(torch.int64)
-        keys = [count]
-        for w in weights:
-            keys.append(torch.zeros(m, dtype=torch.int64, device=device).index_add_(
-                0, rows, w[cols] * quantized))
-        # group: sort by (count, h1, h2), candidates first
-        order = torch.arange(m, device=device)
-        keys = [(~candidate).long(), *keys]
-        for key in reversed(keys):
-            order = order[torch.sort(key[order], stable=True).indices]
-        same = torch.ones(m, dtype=torch.bool, device=device)
-        same[0] = False
-        for key in keys:
-            k = key[order]
-            same[1:] &= k[1:] == k[:-1]
-        same &= candidate[order]
+        hashes = torch.zeros(m, 2, dtype=torch.int64, device=device).index_add_(
+            0, rows, weights.t()[cols] * quantized.unsqueeze(1))
+        # group: one stable sort by the first hash; a run of equal (hashes, length) among
+        # candidates is a group (a row that collides with a group's first hash only splits
+        # the group: no merge without the check entry by entry below)
+        order = torch.sort(hashes[:, 0], stable=True).indices
+        key = torch.cat([hashes, count.unsqueeze(1)], 1)[order]
+        ok = candidate[order]
+        same = torch.zeros(m, dtype=torch.bool, device=device)
+        same[1:] = (key[1:] == key[:-1]).all(1) & ok[1:] & ok[:-1]
         if not bool(same.any()):
             return 0
         # each row's group head: the first of its run of equal keys (the lowest index in it,
