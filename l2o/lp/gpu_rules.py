@@ -268,6 +268,7 @@ class Reductions:
         self.col_alive = torch.ones(n, dtype=torch.bool, device=device)
         self.record = Record.empty(rows, cols, vals, m, n)
         self.proof: tuple[PresolveOutcome, str, torch.Tensor | None] | None = None
+        self._weights: torch.Tensor | None = None     # parallel_rows' column hash weights
 
     def compact(self) -> None:
         """Drop the entries of removed rows and columns (later rounds touch fewer)."""
@@ -547,12 +548,10 @@ class Reductions:
             return 0
         first = vals[start.clamp(max=max(len(vals) - 1, 0))]
         scaled = vals / first[rows]
-        generator = torch.Generator(device="cpu").manual_seed(20261203)
-        weights = torch.randint(1, 2 ** 61, (2, len(self.col_alive)), generator=generator,
-                                dtype=torch.int64).to(device)
+        weights = self._hash_weights()
         quantized = torch.round(scaled.clamp(-2.0 ** 32, 2.0 ** 32) * 2.0 ** 30).to(torch.int64)
         hashes = torch.zeros(m, 2, dtype=torch.int64, device=device).index_add_(
-            0, rows, weights.t()[cols] * quantized.unsqueeze(1))
+            0, rows, weights[cols] * quantized.unsqueeze(1))
         # group: one stable sort by the first hash; a run of equal (hashes, length) among
         # candidates is a group (a row that collides with a group's first hash only splits
         # the group: no merge without the check entry by entry below)
@@ -615,6 +614,17 @@ class Reductions:
         rec.parent[child], rec.ratio[child] = parent, ratio
         self._drop_rows(self._rows_holding_index(child), self._next_step())
         return len(child)
+
+    def _hash_weights(self) -> torch.Tensor:
+        """(n, 2) int64 random weights of the columns for the row hashes of
+        :meth:`parallel_rows`: drawn once (on the CPU, seeded: the same on every device) and
+        kept, as columns keep their original numbers."""
+        if self._weights is None:
+            generator = torch.Generator(device="cpu").manual_seed(20261203)
+            self._weights = torch.randint(1, 2 ** 61, (len(self.col_alive), 2),
+                                          generator=generator, dtype=torch.int64).to(
+                                              self.vals.device)
+        return self._weights
 
     def singleton_columns(self) -> int:
         """Column singletons in equality rows (the slack-like columns): x_j is in one live
