@@ -12,7 +12,10 @@ rules, and ``gpu`` the whole ``solve_lp(presolve="gpu")`` (its postsolved point 
 original LP, re-solves included).
 
     python benchmarks/gpu_presolve_rules.py ../shared/data/lp/large [--only ken-11 fit2p]
-        [--device cpu] [--threads 1] [--highs] [--pdhg 1e-4] [--json OUT.json]
+        [--device cpu] [--threads 1] [--highs] [--pdhg 1e-4] [--ops] [--json OUT.json]
+
+``--ops`` counts the torch operators (and the host syncs among them) of the presolve and of
+one postsolve: on a GPU each is about one kernel launch, their fixed cost.
 """
 
 from __future__ import annotations
@@ -40,8 +43,42 @@ def _iterations(l2o, lp, tol: float, device: str, presolve) -> str:
     return str(result.iterations) if result.status.value == "optimal" else result.status.value
 
 
+# the operators that make the host wait for the device on a GPU (a value read back, a shape
+# that depends on the data)
+SYNC_OPS = ("aten._local_scalar_dense.default", "aten.nonzero.default",
+            "aten.repeat_interleave.Tensor", "aten._unique2.default", "aten.masked_select.default")
+
+
+def count_ops(run) -> tuple[int, int]:
+    """(torch operators dispatched, of which host syncs on a GPU) while ``run()`` runs: the
+    fixed cost of the reductions on a GPU is about one kernel launch per operator (their
+    arithmetic is microseconds on the large LPs). Counted on any device, the CPU included."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        ops = syncs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.ops += 1
+            Counter.syncs += str(func) in SYNC_OPS
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        run()
+    return Counter.ops, Counter.syncs
+
+
+def postsolve_ops(pre) -> tuple[int, int]:
+    """:func:`count_ops` of one postsolve of a reduced point (zeros: the work is the same)."""
+    if pre.reduced is None:
+        return 0, 0
+    x = torch.zeros(pre.reduced.num_cols, dtype=torch.float64)
+    y = torch.zeros(pre.reduced.num_rows, dtype=torch.float64)
+    return count_ops(lambda: pre.postsolve(x, y, x))
+
+
 def measure(path: Path, device: str, solve_device: str, highs: bool,
-            pdhg_tol: float | None) -> dict:
+            pdhg_tol: float | None, ops: bool = False) -> dict:
     l2o = import_l2o()
     from l2o.lp.gpu_presolve import gpu_presolve_lp
 
@@ -54,6 +91,9 @@ def measure(path: Path, device: str, solve_device: str, highs: bool,
     row = {"name": lp.name, "rows": lp.num_rows, "cols": lp.num_cols, "nnz": lp.nnz,
            "outcome": pre.outcome.value, "rounds": pre.rounds,
            "wall_s": time.perf_counter() - start, **pre.report(), "rules": pre.rules}
+    if ops:
+        row["ops"] = count_ops(lambda: gpu_presolve_lp(lp, device=device))
+        row["postsolve_ops"] = postsolve_ops(pre)
     if highs:
         from l2o.lp.presolve import presolve_lp
 
@@ -80,6 +120,8 @@ def main() -> None:
                         help="PDHG iterations to TOL without presolve, on the reduced LPs, and "
                              "with presolve='gpu'")
     parser.add_argument("--only", nargs="*", help="only these LPs (names without suffix)")
+    parser.add_argument("--ops", action="store_true",
+                        help="torch operators (and host syncs) of the presolve and a postsolve")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.threads:
@@ -90,12 +132,16 @@ def main() -> None:
             name = path.name.split(".")[0]
             if args.only and name not in args.only:
                 continue
-            row = measure(path, args.device, args.solve_device, args.highs, args.pdhg)
+            row = measure(path, args.device, args.solve_device, args.highs, args.pdhg,
+                          args.ops)
             rows.append(row)
             line = (f"{name:<10} {row['rows']:>6}x{row['cols']:<7} nnz {row['nnz']:>8}  "
                     f"-rows {row['rows_removed']:>6} -cols {row['cols_removed']:>6} "
                     f"-nnz {row['nnz_removed']:>7}  {row['time_s']:.3f} s, "
                     f"{row['rounds']} rounds ({row['outcome']})")
+            if args.ops:
+                line += (f"  | ops {row['ops'][0]} ({row['ops'][1]} syncs), postsolve "
+                         f"{row['postsolve_ops'][0]} ({row['postsolve_ops'][1]} syncs)")
             if "highs" in row:
                 h = row["highs"]
                 line += (f"  | HiGHS -rows {h['rows_removed']} -cols {h['cols_removed']} "
