@@ -280,17 +280,21 @@ def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX_ROUNDS,
-                    rules: tuple[str, ...] = DEFAULT_RULES) -> GpuPresolved:
+                    rules: tuple[str, ...] = DEFAULT_RULES,
+                    min_rows_removed: float = 0.0) -> GpuPresolved:
     """Reduce ``lp`` by the reductions of the module docstring, in torch on ``device``.
 
     Args:
         lp: the LP (validated: finite data, lower <= upper).
         device: where the reductions run (None: where ``lp.A`` lives). The reduced LP comes
             back on the CPU (float64), as every LinearProgram; the postsolve record stays.
-        max_rounds: rounds of the reductions at most (they stop earlier when a round changes
-            nothing).
+        max_rounds: rounds of the reductions at most (a round: the cheap rules, or the costly
+            ones; they stop earlier when a round of each changes nothing).
         rules: which of :data:`RULES` run (in that order): :data:`DEFAULT_RULES`, or another
             subset (to measure a rule).
+        min_rows_removed: the share of the rows the reductions must remove for the reduced LP
+            to be built (``presolve="auto"``'s criterion); below it the outcome is NOT_REDUCED
+            and the message says why. 0: any reduction is built.
 
     Returns:
         A :class:`GpuPresolved`.
@@ -346,18 +350,26 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         return GpuPresolved(lp, PresolveOutcome.NOT_REDUCED, None, empty_index, empty_index,
                             time.perf_counter() - start, "GPU presolve: nothing to remove",
                             None, rounds, stats)
+    removed = {key: sum(r[key] for r in stats.values()) for key in ("rows", "cols", "nnz")}
+    by_rule = ", ".join(f"{name} {r['rows']}/{r['cols']}" for name, r in stats.items()
+                        if r["rows"] or r["cols"])
+    message = (f"GPU presolve: {removed['rows']} rows, {removed['cols']} columns, "
+               f"{removed['nnz']} nonzeros removed in {rounds} round(s) (rows/columns: "
+               f"{by_rule})")
+    share = removed["rows"] / max(lp.num_rows, 1)
+    everything = removed["rows"] == lp.num_rows and removed["cols"] == lp.num_cols
+    if share < min_rows_removed and not everything:
+        # the caller would solve the original LP: no reduced LP to build and copy to the host
+        return GpuPresolved(lp, PresolveOutcome.NOT_REDUCED, None, empty_index, empty_index,
+                            time.perf_counter() - start,
+                            f"{message}; {share:.1%} of the rows < {min_rows_removed:.0%}: not "
+                            f"worth it (the reduced LP is not built)", None, rounds, stats)
     col_index = work.col_alive.nonzero().reshape(-1)
     row_index = work.row_alive.nonzero().reshape(-1)
     reduced = _reduced_lp(lp, work, row_index, col_index)
-    nnz_kept = reduced.nnz
     outcome = PresolveOutcome.REDUCED
     if reduced.num_cols == 0 and reduced.num_rows == 0:
         outcome, reduced = PresolveOutcome.EMPTY, None
-    by_rule = ", ".join(f"{name} {r['rows']}/{r['cols']}" for name, r in stats.items()
-                        if r["rows"] or r["cols"])
-    message = (f"GPU presolve: {lp.num_rows - len(row_index)} rows, "
-               f"{lp.num_cols - len(col_index)} columns, {lp.nnz - nnz_kept} nonzeros "
-               f"removed in {rounds} round(s) (rows/columns: {by_rule})")
     return GpuPresolved(lp, outcome, reduced, col_index.cpu(), row_index.cpu(),
                         time.perf_counter() - start, message, None, rounds, stats, work.record)
 

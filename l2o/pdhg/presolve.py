@@ -174,7 +174,7 @@ def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Pre
         return presolve_lp(lp, time_limit=decision.time_limit)
     from ..lp.gpu_presolve import gpu_presolve_lp
 
-    return gpu_presolve_lp(lp, device=device)
+    return gpu_presolve_lp(lp, device=device, min_rows_removed=decision.min_rows_removed)
 
 
 def _report(applied: bool, reason: str, pre: Presolver | None = None) -> dict[str, Any]:
@@ -348,10 +348,6 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     if not pre.reduced_or_empty:
         if outcome == PresolveOutcome.UNBOUNDED_OR_INFEASIBLE:
             why += "; solved without presolve to tell which"
-        return finish(run(lp, warm_start, tol), _report(False, why, pre))
-    share = pre.rows_removed / max(lp.num_rows, 1)
-    if pre.reduced is not None and share < decision.min_rows_removed:
-        why += f"; {share:.1%} of the rows < {decision.min_rows_removed:.0%}: not worth it"
         return finish(run(lp, warm_start, tol), _report(False, why, pre))
     report = _report(True, why, pre)
     if pre.reduced is None:    # EMPTY: presolve solved it

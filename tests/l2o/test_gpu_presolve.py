@@ -374,6 +374,20 @@ def test_warm_start_maps_duals_through_the_rules():
     assert max(kkt_error(pre.reduced, x_red, y_red).values()) <= 1e-12
 
 
+def test_reduced_lp_not_built_below_min_rows_removed():
+    """One row of three goes (a singleton row): with min_rows_removed 0.5 the outcome is
+    NOT_REDUCED and says why (the counts are still there), with 0.3 the reduced LP is built."""
+    lp = _lp([1, 1], [[1, 1], [1, -1], [1, 0]], [1, 0, 0], [INF, INF, 4], [0, 0], [INF, INF])
+    low = gpu_presolve_lp(lp, min_rows_removed=0.5)
+    assert low.outcome == PresolveOutcome.NOT_REDUCED and low.reduced is None
+    assert "33.3% of the rows < 50%: not worth it" in low.message
+    assert low.rules["singleton_rows"]["rows"] == 1 and low.report()["rows_removed"] == 0
+    kept = gpu_presolve_lp(lp, min_rows_removed=0.3)
+    assert kept.outcome == PresolveOutcome.REDUCED and kept.rows_removed == 1
+    x, y = _postsolved_optimum(lp, kept)
+    _assert_optimal(lp, x, y)
+
+
 def test_nothing_to_remove():
     lp = _lp([1, 1], [[1, 1], [1, -1]], [1, 0], [INF, INF], [0, 0], [INF, INF])
     pre = gpu_presolve_lp(lp)
