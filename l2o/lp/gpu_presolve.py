@@ -62,6 +62,7 @@ from .gpu_rules import (
 )
 from .model import LinearProgram
 from .presolve import PresolveOutcome, ReducedLPMap
+from .validate import InvalidLPError, check_structure, invalid_bounds, validate_lp
 
 __all__ = ["CHEAP_RULES", "DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "MAX_ROUNDS", "RULES",
            "GpuPresolved", "gpu_presolve_lp"]
@@ -272,6 +273,18 @@ def _rule_stats(work: Reductions, names: list[str], step_rule: list[int],
     return stats
 
 
+def _check_values(lp: LinearProgram, work: Reductions, vals: torch.Tensor) -> None:
+    """The value checks of :func:`l2o.lp.validate.validate_lp` (nan/inf in c or A, invalid
+    bound pairs) on the copies the reductions work on, in one host sync; on a failure the host
+    check names the culprit (:class:`~l2o.lp.validate.InvalidLPError`)."""
+    flags = [invalid_bounds(work.col_lower, work.col_upper).any(),
+             invalid_bounds(work.row_lower, work.row_upper).any(),
+             (~torch.isfinite(work.c)).any(), (~torch.isfinite(vals)).any()]
+    if bool(torch.stack(flags).any()):
+        validate_lp(lp)
+        raise InvalidLPError("gpu_presolve_lp: the LP contains nan/inf or invalid bounds")
+
+
 def _coo(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row, col, value) of each stored entry of a CSR matrix, int64 / float64."""
     crow = A.crow_indices().long()
@@ -285,7 +298,8 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
     """Reduce ``lp`` by the reductions of the module docstring, in torch on ``device``.
 
     Args:
-        lp: the LP (validated: finite data, lower <= upper).
+        lp: the LP; its values are checked on ``device`` (one sync), as
+            :func:`l2o.lp.validate.validate_lp` does on the host.
         device: where the reductions run (None: where ``lp.A`` lives). The reduced LP comes
             back on the CPU (float64), as every LinearProgram; the postsolve record stays.
         max_rounds: rounds of the reductions at most (a round: the cheap rules, or the costly
@@ -298,15 +312,20 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
 
     Returns:
         A :class:`GpuPresolved`.
+
+    Raises:
+        InvalidLPError: nan/inf data or invalid bounds (the message names them).
     """
     unknown = sorted(set(rules) - set(RULES))
     if unknown:
         raise ValueError(f"gpu_presolve_lp: unknown rules {unknown}; the rules are {RULES}")
     start = time.perf_counter()
+    check_structure(lp)
     device = lp.A.device if device is None else torch.device(device)
     rows, cols, vals = _coo(lp.A.to(device))
     keep = vals != 0     # explicit zeros are no entries
     work = Reductions(lp, rows[keep], cols[keep], vals[keep], device)
+    _check_values(lp, work, vals)
     names = [name for name in RULES if name in rules]
     tiers = [[name for name in names if name in CHEAP_RULES],
              [name for name in names if name not in CHEAP_RULES]]

@@ -330,7 +330,11 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
         return finish(run(lp, warm_start, tol), _report(False, decision.reason))
     from ..lp.presolve import PresolveOutcome  # no highspy needed
 
-    validate_lp(lp)   # presolve must not see nan/inf or crossed bounds: the same error as without
+    if decision.by is PresolveBy.HIGHS:
+        # presolve must not see nan/inf or crossed bounds: the same error as without. The GPU
+        # reductions check their own copy on the device (one sync; the host check took up to
+        # 73 ms on the H200's host, cre-d): benchmarks/RESULTS.md, "The GPU presolve's fixed cost"
+        validate_lp(lp)
     timer.mark("validate")
     pre = _presolve(lp, decision, device)
     timer.mark("presolve")

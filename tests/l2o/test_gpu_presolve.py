@@ -388,6 +388,24 @@ def test_reduced_lp_not_built_below_min_rows_removed():
     _assert_optimal(lp, x, y)
 
 
+@pytest.mark.parametrize("field, value, words", [
+    ("c", [1.0, math.nan], "objective coefficient c is not finite"),
+    ("col_lower", [0.0, 5.0], "lower bound > upper bound"),
+])
+def test_invalid_values_named_as_without_presolve(field, value, words):
+    """The GPU reductions check the values on their device copy (no host pass first); the
+    error names the culprit as validate_lp does, the same with presolve off, "gpu" and "auto"."""
+    from l2o.lp.validate import InvalidLPError
+
+    good = _lp([1, 1], [[1, 1], [1, -1]], [1, 0], [INF, INF], [0, 0], [INF, 4])
+    bad = replace(good, **{field: torch.tensor(value, dtype=torch.float64)})
+    for presolve in (False, "gpu", "auto"):
+        with pytest.raises(InvalidLPError, match=words):
+            solve_lp(bad, tol=1e-4, device="cpu", presolve=presolve)
+    with pytest.raises(InvalidLPError, match=words):
+        gpu_presolve_lp(bad)
+
+
 def test_nothing_to_remove():
     lp = _lp([1, 1], [[1, 1], [1, -1]], [1, 0], [INF, INF], [0, 0], [INF, INF])
     pre = gpu_presolve_lp(lp)
