@@ -164,9 +164,10 @@ class GpuPresolved(ReducedLPMap):
         c = self.original.minimize_c[0]
         x_out = self._primal_postsolve(x_red, self._record.value, ray=False)
         kept = None
-        if reduced_costs is not None:
-            kept = torch.zeros(self.original.num_cols, dtype=torch.float64)
-            kept[self.col_index] = self._reduced_point(reduced_costs, "x")
+        if reduced_costs is not None:   # built where the record is (no host pass over n)
+            device = self._record.value.device
+            kept = torch.zeros(self.original.num_cols, dtype=torch.float64, device=device)
+            kept[self.col_index.to(device)] = self._reduced_point(reduced_costs, "x").to(device)
         y_out, r_out = self._dual_postsolve(y_red, c, shifts=True, kept_costs=kept)
         return x_out, y_out, r_out, time.perf_counter() - start
 
