@@ -6,10 +6,9 @@ For each size n and dtype, CG on a diagonal SPD operator (one elementwise kernel
 the same in every form) is recorded as a CUDA graph of ``--chunk`` iterations (the tolerance
 is 0: every iteration does work) and replayed; the time per iteration is reported for the
 torch form, the form ``cg`` picks ("auto"), and each fused form forced: one program holding
-the vectors in registers ("one-tile", n <= 8192 only), one program looping over tiles
-("one-loop") and three kernels of many programs ("many").  That tells where the thresholds
-``ONE_TILE_MAX`` and ``ONE_PROGRAM_MAX`` of :mod:`bilevel.linalg.fused` belong.  The rows go
-to ``--out`` (default ``benchmarks/out/cg_fused_micro.json``).
+the vectors in registers ("one-program", n <= 8192 only) and three kernels of many programs
+("many").  That tells where ``ONE_PROGRAM_MAX`` of :mod:`bilevel.linalg.fused` belongs.  The
+rows go to ``--out`` (default ``benchmarks/out/cg_fused_micro.json``).
 """
 
 from __future__ import annotations
@@ -34,9 +33,8 @@ from bilevel.linalg.solvers import cg_iteration
 FORMS = {
     "torch": (False, {}),
     "auto": (None, {}),
-    "one-tile": (True, {"ONE_TILE_MAX": 1 << 13, "ONE_PROGRAM_MAX": 1 << 62}),
-    "one-loop": (True, {"ONE_TILE_MAX": 0, "ONE_PROGRAM_MAX": 1 << 62}),
-    "many": (True, {"ONE_TILE_MAX": 0, "ONE_PROGRAM_MAX": 0}),
+    "one-program": (True, {"ONE_PROGRAM_MAX": 1 << 13}),
+    "many": (True, {"ONE_PROGRAM_MAX": 0}),
 }
 
 
@@ -85,7 +83,7 @@ def per_iteration_us(n: int, dtype: torch.dtype, form: str, chunk: int, replays:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="23,7850,32768,101770,1000000")
+    ap.add_argument("--sizes", default="23,1024,2048,4096,7850,101770,1000000")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--replays", type=int, default=20)
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for n in [int(v) for v in args.sizes.split(",")]:
             row = {"n": n, "dtype": str(dtype).removeprefix("torch.")}
             for form in FORMS:
-                if form == "one-tile" and n > 1 << 13:
+                if form == "one-program" and n > 1 << 13:
                     continue
                 row[form] = round(per_iteration_us(n, dtype, form, args.chunk, args.replays), 2)
             rows.append(row)

@@ -13,10 +13,13 @@ term.  A solver that takes many products at one point (x, y) pays them every ite
     setup(x, y) -> constants           every op that does not depend on u (run once per point)
     apply(constants, u) -> H_yy u      only the ops that do (run per product)
 
-and, before splitting, multiplies chains of constant factors together: (a * c1) * c2
-becomes a * (c1 * c2) when a * c1 has no other use, so c1 * c2 is a constant (one kernel
-less per product; equal up to rounding).  The split is exact otherwise: the same aten ops
-on the same values.
+and, before splitting, rewrites the per-vector ops into fewer kernels (equal up to
+rounding): identical calls are merged; a + a, a / k and the sigmoid and tanh backward
+formulas with a constant output become products by constants; c + a @ b becomes
+addmm(c, a, b) (addmv for a vector); a negation followed, through sums and
+reshapes, by a product with a constant moves onto that constant; and chains of constant
+factors are multiplied together, (a * c1) * c2 -> a * (c1 * c2) when a * c1 has no other
+use, so c1 * c2 is a constant.  Otherwise the same aten ops on the same values.
 
 The trace is only valid at other points when g has no data-dependent control flow: a trace
 that read a value on the host (``.item()``, ``bool(tensor)``, ``nonzero``) is refused
@@ -94,6 +97,10 @@ def stage_product(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> 
         raise StagingError(f"the product could not be traced: {err}") from err
     variable = _variable_nodes(traced.graph, nx + ny)
     _refuse_unsafe_mutations(traced.graph, variable)
+    _merge_duplicates(traced.graph)
+    _linear_as_products(traced.graph, variable)
+    _fold_additions_into_products(traced.graph, variable)
+    _fold_negations(traced.graph, variable)
     _fold_constant_factors(traced.graph, variable)
     setup_gm, apply_gm, kernels = _split(traced, nx + ny)
 
@@ -144,6 +151,139 @@ def _variable_nodes(graph: Graph, constant_inputs: int) -> set[Node]:
         elif node.op != "output" and any(i in variable for i in node.all_input_nodes):
             variable.add(node)
     return variable
+
+
+def _hashable(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    hash(value)  # TypeError for what cannot be compared this way
+    return value
+
+
+def _merge_duplicates(graph: Graph) -> None:
+    """One node for identical calls (same op on the same inputs; not ops that write or
+    draw random numbers): e.g. the two equal halves of the second derivative of a
+    product y * y."""
+    # a merged buffer must not be written in place through one of its names: the inputs of
+    # in-place ops and what they view are left alone
+    written = [a for n in graph.nodes
+               if getattr(getattr(n.target, "_schema", None), "is_mutable", False)
+               for a in n.all_input_nodes]
+    touched: set[Node] = set()
+    while written:
+        node = written.pop()
+        if node not in touched:
+            touched.add(node)
+            if _is_view(node):
+                written.extend(node.all_input_nodes)
+    seen: dict[tuple, Node] = {}
+    for node in list(graph.nodes):
+        schema = getattr(node.target, "_schema", None)
+        if node.op != "call_function" or schema is None or schema.is_mutable or node in touched \
+                or torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
+            continue
+        try:
+            key = (node.target, _hashable(node.args), _hashable(node.kwargs))
+        except TypeError:
+            continue
+        if key in seen:
+            node.replace_all_uses_with(seen[key])
+            graph.erase_node(node)
+        else:
+            seen[key] = node
+
+
+def _linear_as_products(graph: Graph, variable: set[Node]) -> None:
+    """Ops linear in a per-vector argument, with constant coefficients, as products (which
+    the folds below can merge): a + a -> a * 2, a / k -> a * (1 / k), and the backward formulas
+    sigmoid_backward(a, s) = a * s (1 - s), tanh_backward(a, t) = a * (1 - t^2) for a
+    constant s or t (their coefficient is then computed once, in the setup)."""
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.kwargs:
+            continue
+        if node.target is aten.add.Tensor and node.args[0] is node.args[1] \
+                and node.args[0] in variable:  # a + a (after _merge_duplicates)
+            node.target, node.args = aten.mul.Tensor, (node.args[0], 2.0)
+        elif node.target is aten.div.Scalar and node.args[0] in variable \
+                and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
+            node.target, node.args = aten.mul.Tensor, (node.args[0], 1.0 / node.args[1])
+        elif node.target in (aten.sigmoid_backward.default, aten.tanh_backward.default):
+            a, out = node.args
+            if a not in variable or (isinstance(out, Node) and out in variable):
+                continue
+            with graph.inserting_before(node):
+                if node.target is aten.sigmoid_backward.default:  # s (1 - s)
+                    slope = graph.call_function(aten.mul.Tensor, (
+                        out, graph.call_function(aten.rsub.Scalar, (out, 1))))
+                else:  # 1 - t^2
+                    slope = graph.call_function(aten.rsub.Scalar, (
+                        graph.call_function(aten.mul.Tensor, (out, out)), 1))
+            node.target, node.args = aten.mul.Tensor, (a, slope)
+
+
+def _same_value_type(a: object, b: Node) -> bool:
+    """Whether node ``a``'s value has the shape and dtype of node ``b``'s (from the trace)."""
+    va, vb = (getattr(n, "meta", {}).get("val") for n in (a, b))
+    return (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)
+            and va.shape == vb.shape and va.dtype == vb.dtype)
+
+
+def _fold_additions_into_products(graph: Graph, variable: set[Node]) -> None:
+    """c + a @ b -> addmm(c, a, b) (addmv for a matrix-vector product: one cuBLAS call, the
+    addition in its epilogue) when the product depends on u, is used only there, and c has
+    its shape and dtype."""
+    fused = {aten.mm.default: aten.addmm.default, aten.mv.default: aten.addmv.default}
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.add.Tensor or node.kwargs:
+            continue
+        for mm, other in (node.args, node.args[::-1]):
+            if (isinstance(mm, Node) and mm.target in fused and mm in variable
+                    and len(mm.users) == 1 and isinstance(other, Node)
+                    and _same_value_type(other, node) and _same_value_type(mm, node)):
+                node.target, node.args = fused[mm.target], (other, *mm.args)
+                graph.erase_node(mm)
+                break
+
+
+# ops that commute with a negation, followed through by _fold_negations
+_LINEAR = (aten.sum.dim_IntList, aten.sum.default, aten.unsqueeze.default, aten.squeeze.dim,
+           aten.view.default, aten.reshape.default, aten.t.default, aten.permute.default,
+           aten.expand.default)
+
+
+def _fold_negations(graph: Graph, variable: set[Node]) -> None:
+    """-a followed (through sums and reshapes, each used once) by a product with a
+    constant c: the negation moves onto c (a constant of the setup)."""
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.neg.default \
+                or node not in variable:
+            continue
+        end = node
+        while len(end.users) == 1:
+            user = next(iter(end.users))
+            if user.target not in _LINEAR or user.args[0] is not end:
+                break
+            end = user
+        if len(end.users) != 1:
+            continue
+        product = next(iter(end.users))
+        if product.target not in _PRODUCTS or product.kwargs or len(product.args) != 2:
+            continue
+        a, c = product.args if product.args[0] is end else product.args[::-1]
+        if a is not end or (isinstance(c, Node) and c in variable):
+            continue
+        if isinstance(c, Node):
+            with graph.inserting_before(product):
+                negated = graph.call_function(aten.neg.default, (c,))
+        elif isinstance(c, (int, float)):
+            negated = -c
+        else:
+            continue
+        product.target, product.args = aten.mul.Tensor, (end, negated)
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
 
 
 def _fold_constant_factors(graph: Graph, variable: set[Node]) -> None:

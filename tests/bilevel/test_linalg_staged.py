@@ -71,18 +71,21 @@ def test_staged_product_equals_autograd_at_other_points(case):
         assert float(T.norm(T.axpy(-1.0, got, exact)) / T.norm(exact)) <= 1e-13
 
 
-def test_the_cleaning_product_runs_fewer_kernels():
+@pytest.mark.parametrize(("hidden", "autograd", "staged_kernels"), [(None, 13, 7), (5, 41, 26)])
+def test_the_cleaning_product_runs_fewer_kernels(hidden, autograd, staged_kernels):
     """The softmax (recomputed by logsumexp's backward at every autograd product) and two
-    chains of constant factors move to the setup: 13 -> 9 kernels per product."""
-    problem, x = cleaning()
+    chains of constant factors move to the setup, a negation onto a constant, the last
+    addition into the second matrix product (addmm): 13 -> 7 kernels per product of the
+    linear model; the MLP (tanh, a dict of 4 leaves) 41 -> 26."""
+    problem, x = cleaning(hidden)
     g, y = problem.inner_at(None), problem.y0
-    u = torch.randn(y.shape, dtype=DT)
+    u = T.tree_map(torch.randn_like, y)
     op = inner_operator(g, x, y)
     op(u)  # linearized
     staged = stage_product(g, x, y)
     constants = staged.setup(x, y)
-    assert kernels(lambda: op(u)) == 13
-    assert kernels(lambda: staged.apply(constants, u)) == staged.kernels == 9
+    assert kernels(lambda: op(u)) == autograd
+    assert kernels(lambda: staged.apply(constants, u)) == staged.kernels == staged_kernels
 
 
 def test_a_product_that_reads_the_host_is_refused():
@@ -116,3 +119,19 @@ def test_constant_blocks_and_dict_variables():
     assert torch.allclose(first["a"], scale * (A @ u["a"]))
     assert torch.equal(first["b"], torch.zeros(2, dtype=DT))
     assert first["b"].data_ptr() != second["b"].data_ptr()
+
+
+def test_the_logistic_product_runs_fewer_kernels():
+    """ijcnn1-style logistic regression: sigmoid_backward with a constant sigmoid becomes a
+    product by s (1 - s) (computed once), merged with the 1 / n factor, and the last
+    addition joins the matrix-vector product (addmv), the two equal halves of the
+    penalty's second derivative merge: 9 -> 4 kernels per product."""
+    problem, x = ijcnn1_like()
+    g, y = problem.inner_at(None), problem.y0
+    u = torch.randn(y.shape, dtype=DT)
+    op = inner_operator(g, x, y)
+    op(u)  # linearized
+    staged = stage_product(g, x, y)
+    constants = staged.setup(x, y)
+    assert kernels(lambda: op(u)) == 9
+    assert kernels(lambda: staged.apply(constants, u)) == staged.kernels == 4
