@@ -345,7 +345,10 @@ class Reductions:
         empty = self.row_alive & (self._counts(self.rows, len(self.row_alive)) == 0)
         tol = FEASIBILITY_TOLERANCE * self.row_scale
         bad = empty & ((self.row_lower > tol) | (self.row_upper < -tol))
-        if bool(bad.any()):
+        free = self.row_alive & torch.isinf(self.row_lower) & torch.isinf(self.row_upper)
+        which = empty | free
+        infeasible, count = torch.stack([bad.any().long(), which.sum()]).tolist()   # one sync
+        if infeasible:
             i = int(bad.nonzero()[0, 0])
             ray = torch.zeros_like(self.row_lower)
             ray[i] = 1.0 if float(self.row_lower[i]) > 0 else -1.0
@@ -353,9 +356,6 @@ class Reductions:
                              f"{float(self.row_lower[i]):.6g} <= 0 <= "
                              f"{float(self.row_upper[i]):.6g}", ray)
             return 0
-        free = self.row_alive & torch.isinf(self.row_lower) & torch.isinf(self.row_upper)
-        which = empty | free
-        count = int(which.sum())
         if count:
             self._drop_rows(which, self._next_step())
         return count
@@ -366,7 +366,8 @@ class Reductions:
         row that set a bound is its source (module docstring). Crossed bounds prove
         infeasibility."""
         single = self.row_alive & (self._counts(self.rows, len(self.row_alive)) == 1)
-        if not bool(single.any()):
+        count = int(single.sum())
+        if not count:
             return 0
         on = self.live & single[self.rows]
         rows, cols, a = self.rows[on], self.cols[on], self.vals[on]
@@ -393,7 +394,6 @@ class Reductions:
                 return 0
             # rounding: the lower bound wins (its source row keeps its dual)
             self.col_upper.copy_(torch.maximum(self.col_lower, self.col_upper))
-        count = int(single.sum())
         self._drop_rows(single, self._next_step())
         return count
 
