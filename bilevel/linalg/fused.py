@@ -151,7 +151,7 @@ def update_one(s: dict, ap: torch.Tensor) -> None:
 def update_many(s: dict, ap: torch.Tensor) -> None:
     """One CG iteration's vector work on ``s`` (given ap = A p), three many-program kernels."""
     n, programs = s["p"].numel(), s["pap_parts"].numel()
-    parts = triton.next_power_of_2(programs)
+    parts = triton.next_power_of_2(MAX_PROGRAMS)  # one compiled kernel for every n
     active = s["active"].view(torch.uint8)
     _cg_curvature[(programs,)](s["p"], ap, s["pap_parts"], n, BLOCK=PROGRAM_TILE, num_warps=4)
     _cg_step[(programs,)](s["x"], s["r"], s["p"], ap, s["rs"], s["rs_old"], active,
@@ -168,10 +168,9 @@ def _compiled(n: int, dtype: torch.dtype, device: torch.device) -> bool:
     graph capture or in the middle of a timed solve.  False (warned once) when that fails:
     CG then runs in torch."""
     many = n > ONE_PROGRAM_MAX
-    # per compiled variant: the one program's tile, or the many programs' partial sums
-    key = ((max(MIN_TILE, triton.next_power_of_2(n)) if not many else
-            -triton.next_power_of_2(min(triton.cdiv(n, PROGRAM_TILE), MAX_PROGRAMS))),
-           dtype, device, ONE_PROGRAM_MAX)
+    # per compiled variant: the one program's tile, or the many programs
+    key = (max(MIN_TILE, triton.next_power_of_2(n)) if not many else "many", dtype, device,
+           ONE_PROGRAM_MAX, MAX_PROGRAMS)
     if key in _COMPILED:
         return _COMPILED[key]
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
