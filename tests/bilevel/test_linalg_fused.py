@@ -28,6 +28,23 @@ needs_triton = pytest.mark.skipif(not DEVICES, reason="needs CUDA and Triton, or
 # the interpreted runs' thresholds (fast runs that still take both paths); sizes per path
 SMALL = {"ONE_PROGRAM_MAX": 64, "MIN_TILE": 16, "PROGRAM_TILE": 16, "MAX_PROGRAMS": 4}
 SIZES = {"cpu": (37, 300), "cuda": (37, 5000, 70000)}
+
+def _forms() -> list:
+    """(device, fused) pairs: the torch form everywhere, the fused one on CUDA and, on the
+    CPU, under Triton's interpreter only."""
+    forms = []
+    for device in ["cpu", *(["cuda"] if CUDA else [])]:
+        for fused in (False, True):
+            needs_interpreter = fused and device == "cpu" and not INTERPRETED
+            marks = [pytest.mark.skip(reason="needs Triton's interpreter (TRITON_INTERPRET=1)")
+                     ] if needs_interpreter else []
+            forms.append(pytest.param(device, fused, marks=marks,
+                                      id=f"{device}-{'fused' if fused else 'torch'}"))
+    return forms
+
+
+FORMS = _forms()
+
 # aten ops that launch no kernel (as in test_hypergrad_graph's counts; split: the leaves' views)
 VIEWS = {"reshape", "view", "t", "expand", "slice", "select", "as_strided", "detach", "alias",
          "_unsafe_view", "unsqueeze", "squeeze", "transpose", "permute", "split",
@@ -119,11 +136,8 @@ def test_fused_solve_of_a_dict_reaches_tolerance(device, small_paths):
     assert not bool(it.breakdown(state))
 
 
-@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if CUDA else [])])
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(("device", "fused"), FORMS)
 def test_breakdown_on_non_positive_curvature(device, fused, small_paths):
-    if fused and device == "cpu" and not INTERPRETED:
-        pytest.skip("needs Triton's interpreter (TRITON_INTERPRET=1)")
     A = torch.diag(torch.tensor([1.0, 2.0, -3.0], dtype=torch.float64, device=device))
     b = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64, device=device)
     history, it, s = _steps(A, b, fused, 5)
@@ -132,13 +146,10 @@ def test_breakdown_on_non_positive_curvature(device, fused, small_paths):
     assert bool(it.breakdown(s)) and float(history[-1][0].abs().max()) == 0.0
 
 
-@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if CUDA else [])])
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(("device", "fused"), FORMS)
 def test_exact_convergence_is_no_breakdown_and_freezes(device, fused, small_paths):
     """b an eigenvector: one step gives r = 0 exactly (rs stored as tiny, beta = 0), tol = 0
     is then met (rs <= threshold = tiny), no breakdown, and later steps change nothing."""
-    if fused and device == "cpu" and not INTERPRETED:
-        pytest.skip("needs Triton's interpreter (TRITON_INTERPRET=1)")
     A = torch.diag(torch.tensor([2.0, 4.0, 8.0], dtype=torch.float64, device=device))
     b = torch.tensor([0.0, 4.0, 0.0], dtype=torch.float64, device=device)
     history, it, s = _steps(A, b, fused, 4, tol=0.0)
@@ -149,11 +160,8 @@ def test_exact_convergence_is_no_breakdown_and_freezes(device, fused, small_path
     assert not bool(it.breakdown(s))
 
 
-@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if CUDA else [])])
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize(("device", "fused"), FORMS)
 def test_nan_reaches_rs_not_a_breakdown(device, fused, small_paths):
-    if fused and device == "cpu" and not INTERPRETED:
-        pytest.skip("needs Triton's interpreter (TRITON_INTERPRET=1)")
     b = torch.ones(5, dtype=torch.float32, device=device)
     op = as_operator(lambda v: v * float("nan"))
     it = cg_iteration(op, b, None, 1e-6, T.norm(b), fused=fused)
