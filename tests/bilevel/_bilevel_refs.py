@@ -10,6 +10,7 @@ Ridge (per-feature weights):
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import bilevel
 
@@ -60,3 +61,29 @@ class Ridge:
 
 def rel(a, b) -> float:
     return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
+
+
+# aten ops that only make views (no kernel launch on a GPU)
+VIEWS = frozenset({"reshape", "view", "t", "expand", "slice", "select", "as_strided", "detach",
+                   "alias", "_unsafe_view", "unsqueeze", "squeeze", "transpose", "permute"})
+
+
+class KernelCount(TorchDispatchMode):
+    """Counts the dispatched aten ops that launch a kernel on a GPU (not ``views``): the
+    kernel counts of the CPU tests that pin a GPU path's launches."""
+
+    def __init__(self, views: frozenset = VIEWS):
+        super().__init__()
+        self.views, self.count = views, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in self.views:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_kernels(fn) -> int:
+    """Kernels ``fn()`` launches (:class:`KernelCount`)."""
+    with KernelCount() as counter:
+        fn()
+    return counter.count

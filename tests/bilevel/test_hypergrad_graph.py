@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from _bilevel_refs import DT, Ridge, rel
+from _bilevel_refs import DT, Ridge, count_kernels, rel
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bilevel
@@ -413,30 +413,6 @@ def test_problem_with_a_split_is_captured_once(mode):
         _same(out, eager)
 
 
-# aten ops that only make views (no kernel launch on a GPU)
-_VIEWS = {"reshape", "view", "t", "expand", "slice", "select", "as_strided", "detach", "alias",
-          "_unsafe_view", "unsqueeze", "squeeze", "transpose", "permute"}
-
-
-class _KernelCount(TorchDispatchMode):
-    """Counts the dispatched aten ops that launch a kernel on a GPU (not views)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ not in _VIEWS:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _kernels(fn):
-    with _KernelCount() as counter:
-        fn()
-    return counter.count
-
-
 def test_kernel_budget_of_a_replayed_call(monkeypatch):
     """A replay is pure GPU time, about one small kernel launch per op: a CG step is the
     Hessian product plus at most 14 ops (fused updates, in place: nothing copied back),
@@ -448,7 +424,7 @@ def test_kernel_budget_of_a_replayed_call(monkeypatch):
 
     class CountingGraph(_FakeGraph):
         def replay(self):
-            replays.append((self.piece.__name__, _kernels(self.piece)))
+            replays.append((self.piece.__name__, count_kernels(self.piece)))
 
     monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
     monkeypatch.setattr(G, "_side_stream", lambda device: contextlib.nullcontext(None))
@@ -461,7 +437,7 @@ def test_kernel_budget_of_a_replayed_call(monkeypatch):
     op = inner_operator(g, x, y)
     v = torch.randn(y.shape, dtype=DT, generator=torch.Generator().manual_seed(0))
     op(v)  # linearized
-    product = _kernels(lambda: op(v))
+    product = count_kernels(lambda: op(v))
     assert product <= 9, product  # 24 with softplus(-t (X w + b)) and (exp(x) w w).sum()
     eager = bilevel.hypergrad(problem, x, y, tol=1e-6, cuda_graph=False)
     for _ in range(3):  # capture, then replays with the learned count
@@ -488,7 +464,7 @@ def test_kernel_budget_of_the_cleaning_problem(monkeypatch):
 
     class CountingGraph(_FakeGraph):
         def replay(self):
-            replays.append((self.piece.__name__, _kernels(self.piece)))
+            replays.append((self.piece.__name__, count_kernels(self.piece)))
 
     monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
     monkeypatch.setattr(G, "_side_stream", lambda device: contextlib.nullcontext(None))
@@ -503,7 +479,7 @@ def test_kernel_budget_of_the_cleaning_problem(monkeypatch):
     op = inner_operator(problem.inner_at(None), x, y)
     v = torch.randn(y.shape, generator=gen)
     op(v)  # linearized
-    product = _kernels(lambda: op(v))
+    product = count_kernels(lambda: op(v))
     assert product <= 13, product
     notes = []
     for _ in range(3):  # capture, then replays
