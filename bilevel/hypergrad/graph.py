@@ -133,8 +133,12 @@ def captured_hypergrad(problem: BilevelProblem, f: Callable, g: Callable, x: Tre
     entry = entries.pop(key, None)
     if entry is None and automatic:
         entry = _FirstCall(source)  # capture when the same call comes again
-    elif entry is None or isinstance(entry, _FirstCall):
-        predicted = entry.iterations if isinstance(entry, _FirstCall) else None
+    elif entry is None or isinstance(entry, _FirstCall) or (
+            not automatic and not entry.stage and entry.failure is None):
+        # (the last case: graphs an "auto" call captured without the staged product, which
+        # cuda_graph=True asks for: captured again, staged; a staged entry serves "auto")
+        predicted = (entry.iterations if isinstance(entry, _FirstCall)
+                     else None if entry is None else entry.predicted)
         entry = CapturedAID(f, g, x, y, v0, source=source, quiet=automatic,
                             stage=not automatic, predicted=predicted, **options)
     entries[key] = entry  # (re)inserted last: the dict's order is the recency order

@@ -407,8 +407,11 @@ def test_problem_with_a_split_is_captured_once(mode):
     notes = [info.cuda_graph for _, info in outputs]
     assert notes[0].startswith("eager: first call") and notes[1].startswith("captured")
     assert all(note.startswith("replayed") for note in notes[2:])
-    assert bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True)[1].cuda_graph \
-        .startswith("replayed")
+    # cuda_graph=True captures once more (staged), and then replays that capture
+    asked = [bilevel.hypergrad(problem, x, y, tol=1e-12, cuda_graph=True) for _ in range(2)]
+    assert asked[0][1].cuda_graph.startswith("captured"), asked[0][1].cuda_graph
+    assert asked[1][1].cuda_graph.startswith("replayed"), asked[1][1].cuda_graph
+    outputs += asked
     for out in outputs:
         _same(out, eager)
 
@@ -512,6 +515,14 @@ def test_staged_product_only_when_asked_and_only_when_it_agrees(mode, monkeypatc
     clear_cuda_graphs(problem)
     notes = [bilevel.hypergrad(problem, x, y, tol=1e-10)[1].cuda_graph for _ in range(2)]
     assert notes[1].startswith("captured") and "autograd Hessian product" in notes[1], notes
+    # cuda_graph=True after "auto" captured the same call: captured again, staged, and the
+    # staged graphs then serve "auto" too
+    upgraded = bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=True)
+    assert upgraded[1].cuda_graph.startswith("captured"), upgraded[1].cuda_graph
+    assert "staged Hessian product" in upgraded[1].cuda_graph, upgraded[1].cuda_graph
+    _same(upgraded, eager)
+    after = bilevel.hypergrad(problem, x, y, tol=1e-10)[1].cuda_graph
+    assert after.startswith("replayed") and "staged Hessian product" in after, after
     real = G.stage_product
 
     def wrong(g, xx, yy):  # twice the product
