@@ -77,6 +77,23 @@ def test_dropped_columns_are_fixed_at_their_lower_bounds():
     assert lp.objective(start.x) == pytest.approx(7.0, abs=1e-5)
 
 
+def test_rows_the_kept_columns_do_not_need_are_dropped():
+    """min -x0 + x1 + 0.5 y, x0, x1, y in [0, 1], rows: x0 - y <= 0, x1 - y <= 0,
+    x0 + x1 <= 1.5, x1 >= -1, x0 <= 0.5; optimum x0 = y = 0.5, x1 = 0, objective -0.25.
+    With x1 dropped, row 1 becomes -y <= 0 and row 2 x0 <= 1.5 (both implied by the column
+    bounds), row 3 has no kept nonzero and holds 0: the reduced LP keeps rows 0 and 4 (x0 <= 0.5
+    is tighter than x0's bound), and the dropped rows get the optimal dual 0."""
+    A = sp.csr_matrix(np.array([[1.0, 0, -1], [0, 1, -1], [1, 1, 0], [0, 1, 0], [1, 0, 0]]))
+    lp = LinearProgram.create([-1.0, 1.0, 0.5], A, [-inf, -inf, -inf, -1, -inf],
+                              [0.0, 0, 1.5, inf, 0.5], [0.0] * 3, [1.0] * 3)
+    start = reduced_start(lp, torch.tensor([1.0, 0.0, 1.0]), keep=0.6, tol=1e-8, **SOLVE)
+    assert start.status == "OPTIMAL" and start.columns == 2
+    assert [h["rows"] for h in start.history] == [2, 2]
+    assert lp.objective(start.x) == pytest.approx(-0.25, abs=1e-6)
+    assert torch.count_nonzero(start.y[1:4]) == 0
+    assert _max_kkt(lp, start) < 1e-7
+
+
 def test_an_infeasible_reduced_lp_falls_back_and_bad_arguments_are_refused():
     """x0 + x1 + x2 = 2 with x <= 1: one kept column cannot meet it (the repair adds none, the
     kept one covers the row), so the reduced LP is infeasible and the fallback is returned."""
