@@ -171,10 +171,16 @@ def time_start(l2o, lp, make, tol: float, device: torch.device, args) -> dict:
 
 
 def reduced_info(start) -> dict:
-    """A reduced start's own PDHG iterations, columns kept (of n) and status (else empty)."""
+    """A reduced start's own PDHG iterations, columns kept (of n), status, and its reduced
+    solves: how many, their seconds together (``LPResult.solve_time``: setup included) and
+    each one's columns, rows, tolerance, iterations, status and seconds (else None)."""
+    history = getattr(start, "history", None)
     return {"reduced_iterations": getattr(start, "reduced_iterations", None),
             "reduced_columns": getattr(start, "columns", None),
-            "reduced_status": getattr(start, "status", None)}
+            "reduced_status": getattr(start, "status", None),
+            "reduced_solves": None if history is None else len(history),
+            "reduced_solve_s": None if history is None else sum(h["seconds"] for h in history),
+            "reduced_history": None if history is None else json.dumps(history)}
 
 
 def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
@@ -354,8 +360,9 @@ def format_row(r: dict) -> str:
     return (f"  tol {r['tol']:7.0e} {r['start']:14s} {r['status']:9s} it {r['iterations']:7d}  "
             f"predict {r['predict_s']:8.4f}s solve {r['solve_s']:8.4f}s total {r['total_s']:8.4f}s"
             f"  x{r['speedup_total']:5.2f} (solve x{r['speedup_solve']:5.2f})  kkt0 {kkt}"
-            + (f"  reduced: {r['reduced_columns']} columns, {r['reduced_iterations']} it, "
-               f"{r['reduced_status']}" if r.get("reduced_iterations") is not None else ""))
+            + (f"  reduced: {r['reduced_columns']} columns, {r['reduced_iterations']} it in "
+               f"{r['reduced_solves']} solves ({r['reduced_solve_s']:.4f}s), {r['reduced_status']}"
+               if r.get("reduced_iterations") is not None else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,6 +129,10 @@ def test_reduced_start_rows(tmp_path):
     assert reduced["status"] == "OPTIMAL" and reduced["reduced_status"] in ("OPTIMAL", "FALLBACK")
     assert reduced["reduced_iterations"] > 0 and reduced["reduced_columns"] <= reduced["cols"]
     assert reduced["predict_s"] > 0 and reduced["model"] == str(models / "auction.pt")
+    history = json.loads(reduced["reduced_history"])
+    assert reduced["reduced_solves"] == len(history) >= 1
+    assert sum(h["iterations"] for h in history) == reduced["reduced_iterations"]
+    assert 0 < reduced["reduced_solve_s"] < reduced["predict_s"]
     assert rows["cold"]["reduced_iterations"] is None
     assert abs(reduced["objective"] - rows["cold"]["objective"]) <= 1e-3 * abs(
         rows["cold"]["objective"])
