@@ -14,8 +14,8 @@ timed end to end, its own prediction included:
     reduced{keep}  relaxation families, for each KEEP of ``--reduce``: the model's start of a
                reduced LP (:func:`l2o.net.reduce.reduced_warm_start`): the fraction KEEP of the
                columns the model ranks first, solved to the row's tolerance (the column set
-               settled by ``--reduce-rounds`` pricing rounds at 1e-4 first); its prediction time
-               holds the model, the reduced solves and the pricing
+               settled by ``--reduce-rounds`` pricing rounds at ``--reduce-screen-tol`` first);
+               its prediction time holds the model, the reduced solves and the pricing
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
 
@@ -131,8 +131,9 @@ def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
 
         for keep in getattr(args, "reduce", None) or []:
             starts[f"reduced{keep:g}"] = lambda tol, keep=keep: reduced_warm_start(
-                model, lp, keep=keep, tol=tol, rounds=args.reduce_rounds, device=device,
-                time_limit=args.time_limit, check_every=args.check_every, **SOLVE)
+                model, lp, keep=keep, tol=tol, rounds=args.reduce_rounds,
+                screen_tol=args.reduce_screen_tol, device=device, time_limit=args.time_limit,
+                check_every=args.check_every, **SOLVE)
     return starts
 
 
@@ -388,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="relaxation families: also the reduced-LP start of each fraction KEEP "
                          "of the columns the model ranks first (e.g. 0.2 0.3; default none)")
     ap.add_argument("--reduce-rounds", type=int, default=3,
-                    help="pricing rounds of the reduced starts at 1e-4 (3)")
+                    help="pricing rounds of the reduced starts at the screening tolerance (3)")
+    ap.add_argument("--reduce-screen-tol", type=float, default=1e-4,
+                    help="tolerance of the reduced starts' screening solves, which settle the "
+                         "column set before the solve to the row's tolerance (1e-4)")
     ap.add_argument("--models", default=str(MODELS),
                     help="folder of the relaxation families' {family}.pt")
     ap.add_argument("--time-limit", type=float, default=60.0)

@@ -121,7 +121,8 @@ def test_reduced_start_rows(tmp_path):
     save_model(PDHGNet(hidden=4, layers=1, scaling=True), models / "auction.pt")
     result = bench.main(["--device", "cpu", "--families", "auction", "--sizes", "train",
                          "--tols", "1e-4", "--reps", "1", "--reduce", "0.5",
-                         "--reduce-rounds", "1", "--models", str(models),
+                         "--reduce-rounds", "1", "--reduce-screen-tol", "1e-3",
+                         "--models", str(models),
                          "--out", str(tmp_path / "out")])
     rows = {r["start"]: r for r in result["rows"]}
     assert set(rows) == {"cold", "model", "reduced0.5"}
@@ -132,6 +133,7 @@ def test_reduced_start_rows(tmp_path):
     history = json.loads(reduced["reduced_history"])
     assert reduced["reduced_solves"] == len(history) >= 1
     assert sum(h["iterations"] for h in history) == reduced["reduced_iterations"]
+    assert history[0]["tol"] == 1e-3 and result["settings"]["args"]["reduce_screen_tol"] == 1e-3
     assert 0 < reduced["reduced_solve_s"] < reduced["predict_s"]
     assert rows["cold"]["reduced_iterations"] is None
     assert abs(reduced["objective"] - rows["cold"]["objective"]) <= 1e-3 * abs(
