@@ -35,6 +35,10 @@ def _lp(c, A, row_lower, row_upper, col_lower, col_upper, **kw):
                                     col_upper, **kw)
 
 
+def _without(*rules):
+    return tuple(rule for rule in RULES if rule not in rules)
+
+
 def _absolute_errors(lp, x, y):
     """kkt_error's residuals without their normalization (1 + ||b||, 1 + ||c||): postsolve
     keeps these, while the norms of the reduced LP's b and c differ from the original's."""
@@ -81,7 +85,8 @@ def test_fixed_column_moves_into_row_bounds():
     """min x0 + 2 x1 + 3 x2 s.t. 3 <= x0 + x1 + x2 <= 5, 1 <= x1 - x2, x1 fixed at 2, x >= 0:
     x1 leaves, the rows become 1 <= x0 + x2 <= 3 and -1 <= -x2, c0 += 4."""
     lp = _lp([1, 2, 3], [[1, 1, 1], [0, 1, -1]], [3, 1], [5, INF], [0, 2, 0], [INF, 2, INF])
-    pre = gpu_presolve_lp(lp, max_rounds=1)
+    # (implied bounds would box x0 by the row: x0 <= 3)
+    pre = gpu_presolve_lp(lp, max_rounds=1, rules=_without("implied_bounds"))
     red = pre.reduced
     assert pre.outcome == PresolveOutcome.REDUCED and pre.col_index.tolist() == [0, 2]
     # round 1 goes on after the fixed column: row 1 is then the singleton -x2 >= -1 (x2 <= 1)
@@ -354,6 +359,59 @@ def test_parallel_rows_cross_infeasible():
     assert objective > 0 and residual == 0.0
 
 
+def test_implied_bounds_box_columns():
+    """min -x0 - x1 + x2 s.t. x0 + 2 x1 - x2 <= 4, x1 - x2 >= -1, x >= 0, x2 <= 3: row 0 bounds
+    x0 <= 4 + 3 and x1 <= (4 + 3) / 2 (x2 at its upper bound gives the least activity); row 1,
+    -x2 >= -1 - x1 with x1 <= 3.5 after that, is of no use to x2 (bounded). Each implied bound
+    is loosened by IMPLIED_MARGIN; nothing is removed, the LP keeps its optimum."""
+    from l2o.lp.gpu_rules import IMPLIED_MARGIN
+
+    lp = _lp([-1, -1, 1], [[1, 2, -1], [0, 1, -1]], [-INF, -1], [4, INF], [0, 0, 0],
+             [INF, INF, 3])
+    pre = gpu_presolve_lp(lp, rules=_only("implied_bounds"))
+    assert pre.outcome == PresolveOutcome.REDUCED and pre.rules["implied_bounds"]["sides"] == 2
+    assert (pre.rows_removed, pre.cols_removed) == (0, 0)
+    expected = torch.tensor([7.0, 3.5, 3.0], dtype=torch.float64)
+    expected[:2] += IMPLIED_MARGIN * (1 + expected[:2])
+    torch.testing.assert_close(pre.reduced.col_upper, expected, rtol=0, atol=1e-15)
+    x, y = _postsolved_optimum(lp, pre)
+    _assert_optimal(lp, x, y)
+
+
+def test_implied_bounds_leave_unbounded_columns():
+    """Must not fire: in x0 - x1 <= 4 (x free otherwise) no column has a finite activity
+    bound from the others; nor where the bound would exceed IMPLIED_MAX."""
+    from l2o.lp.gpu_rules import IMPLIED_MARGIN
+
+    lp = _lp([1, 1], [[1, -1]], [-INF], [4], [-INF, -INF], [INF, INF])
+    assert gpu_presolve_lp(lp, rules=_only("implied_bounds")).outcome == (
+        PresolveOutcome.NOT_REDUCED)
+    lp = _lp([-1, -1], [[1e-8, 1], [1, -1]], [-INF, -INF], [1, 5], [0, 0], [INF, 1])
+    pre = gpu_presolve_lp(lp, rules=_only("implied_bounds"))   # x0 <= 1e8 and x0 <= 5 + 1
+    assert float(pre.reduced.col_upper[0]) == 6.0 + IMPLIED_MARGIN * 7.0
+    lp = _lp([-1, -1], [[1e-8, 1]], [-INF], [1], [0, 0], [INF, 1])
+    assert gpu_presolve_lp(lp, rules=_only("implied_bounds")).outcome == (
+        PresolveOutcome.NOT_REDUCED)   # x0 <= 1e8 only: too large
+
+
+def test_implied_bound_multiplier_handed_to_its_row():
+    """min -x0 s.t. x0 + x1 <= 4, x1 - x0 >= -6, x >= 0: row 0 implies x0 <= 4 and x1 <= 4
+    (loosened). A point of the reduced LP that puts x0's multiplier on its implied bound
+    (x0 = 4, y = 0, r0 = -1, as an inexact one may) maps back to the original LP's optimum:
+    the row takes it, y0 = r0 / a00 = -1, and r1 = 0 - a01 y0 = 1 (x1 at its lower bound 0).
+    Postsolve moves nothing but the multiplier."""
+    lp = _lp([-1, 0], [[1, 1], [-1, 1]], [-INF, -6], [4, INF], [0, 0], [INF, INF])
+    pre = gpu_presolve_lp(lp, rules=_only("implied_bounds"))
+    assert pre.rules["implied_bounds"]["sides"] == 2
+    x_red = torch.tensor([4.0, 0.0], dtype=torch.float64)
+    x, y, r, _ = pre.postsolve(x_red, torch.zeros(2, dtype=torch.float64),
+                               torch.tensor([-1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(y, torch.tensor([-1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(r, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert max(kkt_error(lp, x, y).values()) <= 1e-15
+    assert lp.objective(x) == -4.0
+
+
 def test_warm_start_maps_duals_through_the_rules():
     """The original LP's optimal duals, mapped into the reduced LP (shifts off, merged rows
     joined), are the reduced LP's optimal duals: postsolve of the mapped point gives them back
@@ -433,6 +491,10 @@ def test_rule_counts_add_up_and_costly_rules_wait(monkeypatch):
         monkeypatch.setattr(Reductions, name, logged)
     pre = gpu_presolve_lp(lp)
     cheap = set(gpu_presolve.CHEAP_RULES)
+    # the final rules run after the rounds, and only there
+    final = [i for i, (name, _) in enumerate(calls) if name in gpu_presolve.FINAL_RULES]
+    assert final and final == list(range(len(calls) - len(final), len(calls)))
+    calls = calls[:final[0]]
     # a round: the cheap rules, then the costly ones if the cheap ones changed nothing
     rounds = []
     for name, done in calls:
@@ -447,7 +509,8 @@ def test_rule_counts_add_up_and_costly_rules_wait(monkeypatch):
             ran_costly += 1
             assert sum(done for name, done in calls_of_round if name in cheap) == 0
     assert 1 < ran_costly < pre.rounds
-    assert sum(done for _, done in rounds[-1]) == 0 and len(rounds[-1]) == len(RULES)
+    assert sum(done for _, done in rounds[-1]) == 0
+    assert len(rounds[-1]) == len(RULES) - len(gpu_presolve.FINAL_RULES)
     totals = {key: sum(r[key] for r in pre.rules.values()) for key in ("rows", "cols", "nnz")}
     assert totals == {"rows": pre.rows_removed, "cols": pre.cols_removed,
                       "nnz": lp.nnz - pre.reduced.nnz}
