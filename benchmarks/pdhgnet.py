@@ -12,15 +12,17 @@ timed end to end, its own prediction included:
                heuristic the model must beat; the bundled model, PageRank's power iteration
                with K = 12 learned steps, is fairly compared with k = 12 too)
     reduced{keep}  relaxation families, for each KEEP of ``--reduce``: the model's start of a
-               reduced LP (:func:`l2o.net.reduce.reduced_warm_start`): the fraction KEEP of the
-               columns the model ranks first, solved to the row's tolerance (the column set
-               settled by ``--reduce-rounds`` pricing rounds at ``--reduce-screen-tol`` first);
-               its prediction time holds the model, the reduced solves and the pricing
+               reduced LP, then the whole solve, sharing the whole LP's setup
+               (:func:`l2o.net.solve_with_reduced_start`): the fraction KEEP of the columns the
+               model ranks first, solved to the row's tolerance (the column set settled by
+               ``--reduce-rounds`` pricing rounds at ``--reduce-screen-tol`` first); its
+               prediction time holds the model, the reduced solves and the pricing
 
     total = prediction (graph + inference + copies, or the heuristic) + solve_lp (scaling, PDHG)
 
-(for the model: total = the wall time of solve_with_model; prediction = its graph + inference +
-copies, solve = the rest: the shared setup, which the solver does anyway, and the iterations)
+(for the model and the reduced starts: total = the wall time of the two-stage call; prediction
+= the start's own time, solve = the rest: the shared setup, which the solver does anyway, and
+the iterations)
 
 Reported per start: iterations, prediction / solve / total seconds (medians over ``--reps``
 after one warm-up pass, CUDA synchronized), the speedup cold total / total, and the start's
@@ -114,26 +116,37 @@ def power_start(lp, iterations: int, device: torch.device) -> tuple[torch.Tensor
     return x.clamp_min(0.0).cpu(), torch.zeros(lp.num_rows, dtype=torch.float64)
 
 
+class TwoStage:
+    """A start whose prediction and solve share one setup of the LP: ``solve(tol)`` returns
+    (LPResult, the start), the start's ``prediction_time`` excluding the setup
+    (:func:`time_shared`)."""
+
+    def __init__(self, solve):
+        self.solve = solve
+
+
 def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
     """name -> callable of the tolerance returning (x, y) or None (cold), each timed as the
-    start's prediction; "model" -> the model itself (its start and solve share one setup:
-    :func:`time_shared`)."""
+    start's prediction, or a :class:`TwoStage` ("model" and the reduced starts, which share the
+    whole LP's setup with the solve)."""
+    from l2o.net import solve_with_model, solve_with_reduced_start
+
+    options = {"device": device, "time_limit": args.time_limit, "check_every": args.check_every,
+               **SOLVE}
     starts = {"cold": lambda tol: None}
     if model is not None:
-        starts["model"] = model                     # timed by time_shared (one setup)
+        starts["model"] = TwoStage(lambda tol: solve_with_model(model, lp, tol=tol, **options))
     if family == "pagerank":
         counts = args.power_iterations
         for k in [counts] if isinstance(counts, int) else counts:
             if k > 0:
                 starts[f"power{k}"] = lambda tol, k=k: power_start(lp, k, device)
     elif model is not None:
-        from l2o.net.reduce import reduced_warm_start
-
         for keep in getattr(args, "reduce", None) or []:
-            starts[f"reduced{keep:g}"] = lambda tol, keep=keep: reduced_warm_start(
-                model, lp, keep=keep, tol=tol, rounds=args.reduce_rounds,
-                screen_tol=args.reduce_screen_tol, device=device, time_limit=args.time_limit,
-                check_every=args.check_every, **SOLVE)
+            starts[f"reduced{keep:g}"] = TwoStage(
+                lambda tol, keep=keep: solve_with_reduced_start(
+                    model, lp, tol=tol, keep=keep, rounds=args.reduce_rounds,
+                    screen_tol=args.reduce_screen_tol, **options))
     return starts
 
 
@@ -184,24 +197,22 @@ def reduced_info(start) -> dict:
             "reduced_history": None if history is None else json.dumps(history)}
 
 
-def time_shared(l2o, lp, model, tol: float, device: torch.device, args) -> dict:
-    """One end-to-end run of the model's two-stage solve with one shared setup
-    (:func:`l2o.net.solve_with_model`): total = its wall time, prediction = graph + inference +
-    copies (``WarmStart.prediction_time``), solve = the rest (setup + iterations), as for cold."""
-    from l2o.net import solve_with_model
-
+def time_shared(l2o, lp, make: TwoStage, tol: float, device: torch.device, args) -> dict:
+    """One end-to-end run of a two-stage solve with one shared setup (the model's,
+    :func:`l2o.net.solve_with_model`, or a reduced start's,
+    :func:`l2o.net.solve_with_reduced_start`): total = its wall time, prediction = the start's
+    ``prediction_time`` (graph + inference + copies, and the reduced solves), solve = the rest
+    (setup + iterations), as for cold."""
     _sync(device)
     t0 = time.perf_counter()
-    res, start = solve_with_model(model, lp, tol=tol, device=device,
-                                  time_limit=args.time_limit, check_every=args.check_every,
-                                  **SOLVE)
+    res, start = make.solve(tol)
     _sync(device)
     total = time.perf_counter() - t0
     return {"start": start, "predict_s": start.prediction_time,
             "solve_s": total - start.prediction_time, "total_s": total,
             "graph_s": start.graph_time, "inference_s": start.inference_time,
             "iterations": res.iterations, "status": res.status.name,
-            "objective": res.objective, **reduced_info(None)}
+            "objective": res.objective, **reduced_info(start)}
 
 
 def solve_floor(l2o, lp, device: torch.device, args) -> float:
@@ -277,7 +288,7 @@ def run(args) -> dict:
                 runs = {name: [] for name in starts}
                 for rep in range(args.reps + 1):            # rep 0 is the warm-up, discarded
                     for name, make in starts.items():
-                        timer = time_shared if name == "model" else time_start
+                        timer = time_shared if isinstance(make, TwoStage) else time_start
                         r = timer(l2o, lp, make, tol, device, args)
                         if name not in kkt:
                             kkt[name] = initial_kkt(lp, r["start"])

@@ -15,7 +15,7 @@ from .graph import (
 from .layers import PDHGLayer, project_dual, project_primal
 from .model import PDHGNet
 from .power import PowerIterationNet
-from .reduce import ReducedStart, reduced_start, reduced_warm_start
+from .reduce import ReducedStart, reduced_start, reduced_warm_start, solve_with_reduced_start
 from .warmstart import (
     ModelNotFoundError,
     NonFiniteWeightsError,
@@ -36,4 +36,5 @@ __all__ = ["PDHGNet", "PowerIterationNet", "PDHGLayer", "lp_to_graph", "normaliz
            "project_dual", "VAR", "CON", "EDGE", "REVERSE_EDGE",
            "load_model", "predict_warm_start", "WarmStart", "bundled_models", "kkt_error",
            "project_dual_signs", "ModelNotFoundError", "NonFiniteWeightsError", "save_model",
-           "solve_with_model", "ReducedStart", "reduced_start", "reduced_warm_start"]
+           "solve_with_model", "ReducedStart", "reduced_start", "reduced_warm_start",
+           "solve_with_reduced_start"]

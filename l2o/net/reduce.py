@@ -45,7 +45,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["ReducedStart", "ranked_columns", "reduced_start", "reduced_warm_start"]
+__all__ = ["ReducedStart", "ranked_columns", "reduced_start", "reduced_warm_start",
+           "solve_with_reduced_start"]
 
 # The last reduced solve goes to FINAL_MARGIN tol: the whole solve's first check measures the
 # dual residual with its own reduced costs (one primal step), a little above the reduced
@@ -183,6 +184,57 @@ def reduced_warm_start(model, lp, *, keep: float = 0.2, tol: float = 1e-8, round
                           fallback=(predicted.x, predicted.y), **solve_options)
     return replace(start, prediction_time=time.perf_counter() - started,
                    graph_time=predicted.graph_time, inference_time=predicted.inference_time)
+
+
+def solve_with_reduced_start(model, lp, tol: float = 1e-8, device: Any = None,
+                             dtype: torch.dtype = torch.float64, *, keep: float = 0.2,
+                             rounds: int = 3, screen_tol: float = 1e-4,
+                             **solve_options: Any):
+    """The reduced start and the whole solve from it, with one setup of the whole LP (as
+    :func:`l2o.net.solve_with_model`):
+
+        prepared = l2o.pdhg.prepare(lp, device, dtype, **preparation options)
+        ws = predict_warm_start(model, prepared)        # graph from the prepared scaled LP
+        start = reduced_start(lp, ws.x, ...)             # the reduced solves (their own setups)
+        res = solve_lp(prepared, tol=tol, warm_start=start, **other options)
+
+    Without it the whole LP is preconditioned twice: by the model's graph (on ``device``) and
+    by the solve.
+
+    Times: ``start.prediction_time`` is everything between the setup and the whole solve (the
+    model, the selection, the reduced solves and the pricing); ``res.solve_time`` the setup plus
+    the whole solve, so their sum is the whole time.
+
+    Args:
+        model, keep, rounds, screen_tol: as in :func:`reduced_warm_start`.
+        lp, tol, device, dtype: as in :func:`l2o.net.solve_with_model`.
+        **solve_options: other :func:`l2o.solve_lp` arguments of the whole solve and of the
+            reduced solves (``progress`` and ``iteration_limit``: the whole solve's alone).
+
+    Returns:
+        (LPResult, ReducedStart).
+    """
+    from l2o.device import resolve_device
+    from l2o.pdhg import prepare, solve_lp
+    from l2o.pdhg.options import PREPARE_OPTIONS
+
+    from .warmstart import predict_warm_start
+
+    if "warm_start" in solve_options:
+        raise TypeError("solve_with_reduced_start: the reduced LP gives the warm start; use "
+                        "l2o.solve_lp for a given one")
+    device = next(model.parameters()).device if device is None else resolve_device(device)
+    setup = {k: solve_options[k] for k in (*PREPARE_OPTIONS, "profile") if k in solve_options}
+    prepared = prepare(lp, device, dtype, **setup)
+    started = time.perf_counter()
+    predicted = predict_warm_start(model, prepared)
+    reduced = {k: v for k, v in solve_options.items() if k not in ("progress", "iteration_limit")}
+    start = reduced_start(lp, predicted.x, keep=keep, tol=tol, rounds=rounds,
+                          screen_tol=screen_tol, device=prepared.device, dtype=dtype,
+                          fallback=(predicted.x, predicted.y), **reduced)
+    start = replace(start, prediction_time=time.perf_counter() - started,
+                    graph_time=predicted.graph_time, inference_time=predicted.inference_time)
+    return solve_lp(prepared, tol=tol, warm_start=start, **solve_options), start
 
 
 def reduced_start(lp, rank: torch.Tensor, *, keep: float = 0.2, tol: float = 1e-8,

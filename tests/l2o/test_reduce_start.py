@@ -12,7 +12,12 @@ from l2o.datasets import generate
 from l2o.lp.model import LinearProgram
 from l2o.lp.reference import solve_highs
 from l2o.net import PDHGNet, kkt_error
-from l2o.net.reduce import ranked_columns, reduced_start, reduced_warm_start
+from l2o.net.reduce import (
+    ranked_columns,
+    reduced_start,
+    reduced_warm_start,
+    solve_with_reduced_start,
+)
 
 inf = float("inf")
 SOLVE = {"method": "pdhg", "presolve": False}
@@ -122,3 +127,21 @@ def test_reduced_warm_start_ranks_by_the_model_and_times_everything():
     res = l2o.solve_lp(lp, tol=1e-6, warm_start=(x, y), **SOLVE)
     assert res.status == l2o.LPStatus.OPTIMAL
     assert res.objective == pytest.approx(solve_highs(lp).objective, rel=1e-5)
+
+
+def test_solve_with_reduced_start_shares_the_whole_lps_setup():
+    """The two-stage call: the same start as reduced_warm_start, and the whole solve from it on
+    the prepared LP is the plain warm-started solve (same iterations, same point)."""
+    lp = generate("setcover", rows=40, cols=80, density=0.2, seed=3)
+    model = PDHGNet.from_pdhg(20, 0.5, 0.5)
+    res, start = solve_with_reduced_start(model, lp, tol=1e-6, keep=0.5, **SOLVE)
+    alone = reduced_warm_start(model, lp, keep=0.5, tol=1e-6, **SOLVE)
+    assert start.status == alone.status == "OPTIMAL"
+    assert [h["iterations"] for h in start.history] == [h["iterations"] for h in alone.history]
+    assert start.prediction_time >= start.graph_time + start.inference_time > 0
+    plain = l2o.solve_lp(lp, tol=1e-6, warm_start=start, **SOLVE)
+    assert res.status == l2o.LPStatus.OPTIMAL and res.iterations == plain.iterations
+    torch.testing.assert_close(res.x, plain.x)
+    assert res.objective == pytest.approx(solve_highs(lp).objective, rel=1e-5)
+    with pytest.raises(TypeError, match="gives the warm start"):
+        solve_with_reduced_start(model, lp, warm_start=(None, None), **SOLVE)
