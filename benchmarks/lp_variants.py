@@ -2,14 +2,16 @@
 
     python benchmarks/lp_variants.py --tol 1e-8 --variant base: \
         --variant anchor:restart.anchor_error=NEW_ANCHOR --variant nec05:restart.necessary=0.5 \
-        rail516 ken-11 /path/to/afiro.mps.gz
+        --variant w4:primal_weight.initial=4 rail516 ken-11 /path/to/afiro.mps.gz
 
 Iteration counts of PDHG hardly depend on the device (a CUDA solve and a CPU solve of the same
 settings take the same iterations), so restart rules, step sizes and scaling can be compared
-here, one solve at a time, presolve off.  A variant is ``NAME:key=value,...`` of
+here, one solve at a time, presolve off (``--presolve auto``: the solver's default presolve, the
+iterations those of the reduced LP).  A variant is ``NAME:key=value,...`` of
 :class:`l2o.pdhg.SolverOptions`; ``restart.FIELD=value`` sets a field of
 :class:`l2o.pdhg.restart.RestartParams` (enum fields by member name, e.g.
-``restart.anchor_error=NEW_ANCHOR``).  An instance is a path or the name of an LP in
+``restart.anchor_error=NEW_ANCHOR``), ``primal_weight.FIELD=value`` one of
+:class:`l2o.pdhg.restart.PrimalWeightParams`.  An instance is a path or the name of an LP in
 ``--data`` (default ``../shared/data/lp/large`` of the main checkout).  Appends one JSON line per solve to OUT (default
 ``benchmarks/out/lp_variants.jsonl``) and prints each; ``--table`` prints the table of a file
 of such lines with the geometric mean of each variant's iterations over the first variant's
@@ -38,18 +40,19 @@ LARGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lp" / "large"
 
 def parse_variant(text: str) -> tuple[str, dict]:
     """(name, solve_lp keyword arguments) of ``NAME:key=value,...`` (module docstring)."""
-    from l2o.pdhg.restart import RestartParams
+    from l2o.pdhg.restart import PrimalWeightParams, RestartParams
 
     name, _, rest = text.partition(":")
-    options, restart = {}, {}
-    fields = {f.name: f for f in dataclasses.fields(RestartParams)}
+    options: dict = {}
+    nested = {"restart": RestartParams, "primal_weight": PrimalWeightParams}
+    parts: dict[str, dict] = {option: {} for option in nested}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        if key.startswith("restart."):
-            field = key.removeprefix("restart.")
-            default = fields[field].default
-            restart[field] = (type(default)[value] if isinstance(default, enum.Enum)
-                              else float(value))
+        option, dot, field = key.partition(".")
+        if dot and option in nested:
+            default = {f.name: f for f in dataclasses.fields(nested[option])}[field].default
+            parts[option][field] = (type(default)[value] if isinstance(default, enum.Enum)
+                                    else float(value))
             continue
         for cast in (int, float):
             try:
@@ -58,8 +61,9 @@ def parse_variant(text: str) -> tuple[str, dict]:
             except ValueError:
                 continue
         options[key] = {"True": True, "False": False}.get(value, value)
-    if restart:
-        options["restart"] = RestartParams(**restart)
+    for option, fields in parts.items():
+        if fields:
+            options[option] = nested[option](**fields)
     return name, options
 
 
@@ -68,9 +72,12 @@ def table(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     counts: dict[str, dict[str, int | None]] = {}
-    for r in rows:
-        counts.setdefault(r["lp"], {})[r["variant"]] = (r["iterations"] if r["status"] == "OPTIMAL"
-                                                        else None)
+    settings = {(r["tol"], r.get("presolve", "off")) for r in rows}
+    for r in rows:     # one row per LP, or per LP, tolerance and presolve when the file mixes them
+        key = (r["lp"] if len(settings) == 1
+               else f"{r['lp']} {r['tol']:g} {r.get('presolve', 'off')}")
+        counts.setdefault(key, {})[r["variant"]] = (r["iterations"] if r["status"] == "OPTIMAL"
+                                                    else None)
     cell = lambda lp, v: ("" if v not in counts[lp] else
                           str(counts[lp][v]) if counts[lp][v] is not None else "not solved")
     print("| LP | " + " | ".join(variants) + " |")
@@ -94,6 +101,9 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-8)
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--iteration-limit", type=int, default=400_000)
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds per solve")
+    ap.add_argument("--presolve", choices=("off", "auto"), default="off",
+                    help="off: presolve=False; auto: the default presolve (method pdhg)")
     ap.add_argument("--data", type=Path, default=LARGE, help="folder of NAME.mps.gz")
     ap.add_argument("--out", type=Path, default=default_out("lp_variants.jsonl"))
     ap.add_argument("--table", type=Path, default=None, help="print the table of this file")
@@ -110,9 +120,12 @@ def main() -> None:
             path = Path(instance) if "/" in instance else args.data / f"{instance}.mps.gz"
             lp = l2o.read_lp(str(path))
             start = time.perf_counter()
-            r = l2o.solve_lp(lp, tol=args.tol, device="cpu", presolve=False,
-                             iteration_limit=args.iteration_limit, **options)
+            r = l2o.solve_lp(lp, tol=args.tol, device="cpu", method="pdhg",
+                             presolve="auto" if args.presolve == "auto" else False,
+                             iteration_limit=args.iteration_limit, time_limit=args.time_limit,
+                             **options)
             row = {"variant": name, "lp": path.name.split(".")[0], "tol": args.tol,
+                   "presolve": args.presolve,
                    "status": r.status.name, "iterations": r.iterations,
                    "seconds": round(time.perf_counter() - start, 1)}
             print(json.dumps(row), flush=True)

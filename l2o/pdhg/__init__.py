@@ -19,9 +19,9 @@ from l2o.lp.result import LPResult, LPStatus
 from .batch import solve_lp_batch
 from .options import SolverOptions
 from .prepare import PreparedLP, prepare
-from .restart import RestartParams, RestartRule
+from .restart import PrimalWeightParams, RestartParams, RestartRule
 from .solver import solve_lp
 from .step import pdhg_step
 
-__all__ = ["LPResult", "LPStatus", "PreparedLP", "RestartParams", "RestartRule", "SolverOptions",
-           "pdhg_step", "prepare", "solve_lp", "solve_lp_batch"]
+__all__ = ["LPResult", "LPStatus", "PreparedLP", "PrimalWeightParams", "RestartParams",
+           "RestartRule", "SolverOptions", "pdhg_step", "prepare", "solve_lp", "solve_lp_batch"]

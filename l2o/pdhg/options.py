@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .restart import RestartParams
+from .restart import PrimalWeightParams, RestartParams
 
 __all__ = ["CHECK_EVERY", "CHECK_EVERY_LARGE", "LARGE_LP_NNZ", "POLISH_TOL", "PREPARE_OPTIONS",
            "SolverOptions", "check_dtype", "check_polish_tol", "default_check_every",
@@ -62,6 +62,8 @@ class SolverOptions:
         power_iterations, power_tolerance: cap and relative tolerance of the power iteration
             for ||A~||_2.
         restart: the restart rule and its thresholds (:class:`~l2o.pdhg.restart.RestartParams`).
+        primal_weight: the primal weight's start and its controller's gains
+            (:class:`~l2o.pdhg.restart.PrimalWeightParams`).
         warm_start_trial: iterations that a warm start and the cold start both run past their
             first, when the warm start passed the first test, before the solve keeps one
             (:mod:`l2o.pdhg.start`); 0: the first iteration's test alone.  A dropped start
@@ -95,6 +97,7 @@ class SolverOptions:
     power_tolerance: float = 1e-7
     norm_estimate: str = "auto"
     restart: RestartParams = field(default_factory=RestartParams)
+    primal_weight: PrimalWeightParams = field(default_factory=PrimalWeightParams)
     warm_start_trial: int = 16
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
@@ -137,6 +140,9 @@ def parse_options(where: str, check_every: int | None,
     if not isinstance(opts.restart, RestartParams):
         raise TypeError(f"{where}: restart must be a l2o.pdhg.restart.RestartParams, "
                          f"got {opts.restart!r}")
+    if not isinstance(opts.primal_weight, PrimalWeightParams):
+        raise TypeError(f"{where}: primal_weight must be a l2o.pdhg.restart.PrimalWeightParams, "
+                        f"got {opts.primal_weight!r}")
     return opts
 
 

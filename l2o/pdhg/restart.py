@@ -28,7 +28,9 @@ r(z^{n,0}) of a new anchor is taken one of two ways (:class:`AnchorError`):
 The rule needs a little memory across checks, :class:`RestartMemory` (r of the anchor, r at
 the previous check, where the epoch began); :func:`choose_restart` is a pure function of it.
 
-Primal weight (cuPDLPx PID controller): at a restart, with Delta x = x^ - x^{n,0},
+Primal weight (cuPDLPx PID controller): omega^0 = :attr:`PrimalWeightParams.initial` (1: after
+the bound and objective rescaling ||c~|| and ||b~|| are both about 1, so this is PDLP's
+||c~|| / ||b~||), and at a restart, with Delta x = x^ - x^{n,0},
 Delta y = y^ - y^{n,0} (displacement of the epoch),
 
     e^n = log(omega ||Delta x|| / ||Delta y||)
@@ -45,8 +47,8 @@ import enum
 import math
 from dataclasses import dataclass, field, replace
 
-__all__ = ["AnchorError", "PrimalWeightPID", "RestartMemory", "RestartParams", "RestartRule",
-           "choose_restart", "restart_reason"]
+__all__ = ["AnchorError", "PrimalWeightPID", "PrimalWeightParams", "RestartMemory",
+           "RestartParams", "RestartRule", "choose_restart", "restart_reason"]
 
 
 class RestartRule(enum.Enum):
@@ -161,6 +163,33 @@ def choose_restart(params: RestartParams, memory: RestartMemory, error: float,
                                  checks=memory.checks + 1)
 
 
+@dataclass(frozen=True)
+class PrimalWeightParams:
+    """The primal weight controller's start and gains (module docstring); cuPDLPx's values.
+
+    Attributes:
+        initial: omega^0 of a cold start on the scaled LP (OR-Tools PDLP's
+            ``initial_primal_weight``).  Scaling the bounds by theta_b and the costs by theta_c
+            is the same as starting from omega^0 theta_b / theta_c on the unscaled LP, so this
+            moves the start as theta_b does (benchmarks/RESULTS.md, "Why nemsemm2 takes 5x the
+            iterations after presolve").
+        kp, ki, kd: proportional, integral and derivative gains of the PID on log omega.
+        rho: decay of the integral term per restart.
+    """
+
+    initial: float = 1.0
+    kp: float = 0.99
+    ki: float = 0.01
+    kd: float = 0.0
+    rho: float = 0.3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.initial, bool) or not isinstance(self.initial, (int, float)) \
+                or not 0 < self.initial < math.inf:
+            raise ValueError(f"PrimalWeightParams: initial must be a positive finite number, "
+                             f"got {self.initial!r}")
+
+
 @dataclass
 class PrimalWeightPID:
     """The PID controller of log(omega) (see the module docstring), with its safeguard."""
@@ -176,8 +205,16 @@ class PrimalWeightPID:
     best_balance: float = math.inf
 
     @classmethod
-    def after_warm_start(cls) -> PrimalWeightPID:
-        """The controller of a warm-started solve: half a step towards each measured ratio.
+    def start(cls, params: PrimalWeightParams | None = None) -> PrimalWeightPID:
+        """The controller of a cold start: omega^0 and the gains of ``params``."""
+        params = PrimalWeightParams() if params is None else params
+        return cls(weight=params.initial, kp=params.kp, ki=params.ki, kd=params.kd,
+                   rho=params.rho, best_weight=params.initial)
+
+    @classmethod
+    def after_warm_start(cls, params: PrimalWeightParams | None = None) -> PrimalWeightPID:
+        """The controller of a warm-started solve: half a step towards each measured ratio,
+        from ``params.initial``.
 
         With K_P = 1/2 and K_I = K_D = 0 the update is PDLP's smoothing with theta = 1/2
         (Applegate et al. 2021, Sec. 3.3; OR-Tools PDLP's primal_weight_update_smoothing):
@@ -191,7 +228,8 @@ class PrimalWeightPID:
         0.20); sc50a from |d| = 1e-4 |z*| to 1e-8 took 1665 iterations with it, 513 with this
         one (cold: 1281).
         """
-        return cls(kp=0.5, ki=0.0)
+        initial = 1.0 if params is None else params.initial
+        return cls(weight=initial, kp=0.5, ki=0.0, best_weight=initial)
 
     def update(self, primal_move: float, dual_move: float, rel_primal: float,
                rel_dual: float) -> float:

@@ -276,7 +276,8 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
     timer.mark("state")
     state.fused_plan = make_plan(p, state, opts.fused, opts.sparse_products, parallel.exchange)
     timer.mark("fused_plan")
-    pid = PrimalWeightPID.after_warm_start() if warm else PrimalWeightPID()
+    pid = (PrimalWeightPID.after_warm_start(opts.primal_weight) if warm
+           else PrimalWeightPID.start(opts.primal_weight))
     state.set_steps(p, eta, pid.weight)
     runner = ChunkRunner(p, t, state, opts.check_every,
                          opts.cuda_graph and prepared.device.type == "cuda", timer)
@@ -331,7 +332,7 @@ def _optimize(prepared: PreparedLP, x_start: torch.Tensor, y_start: torch.Tensor
             cold, pending, ahead = None, choice.checks, choice.ahead
             total, outside = total + choice.iterations, choice.outside
             if not choice.warm:         # the cold solve from here on, its controller too
-                memory, pid = RestartMemory(), PrimalWeightPID()
+                memory, pid = RestartMemory(), PrimalWeightPID.start(opts.primal_weight)
             continue
         if restart is not None:
             state.restart_epoch(p, state.x_hat, state.y_hat, vectors.aty_hat)

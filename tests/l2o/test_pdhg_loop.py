@@ -4,14 +4,18 @@ termination function and the restart function (l2o.pdhg.statistics / termination
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 
 import pytest
+import torch
 
 import l2o
 from l2o.lp.result import LPStatus
 from l2o.pdhg.restart import (
     AnchorError,
+    PrimalWeightParams,
+    PrimalWeightPID,
     RestartMemory,
     RestartParams,
     RestartRule,
@@ -218,3 +222,42 @@ def test_anchor_error_reaches_the_solver():
     assert plain.status == new.status == LPStatus.OPTIMAL
     assert (plain.iterations - 1) % 64 == 0
     assert (new.iterations - 1) % 64 != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the primal weight's start and gains
+
+def test_primal_weight_params_start_the_controller():
+    assert PrimalWeightPID.start() == PrimalWeightPID()      # cuPDLPx's: omega 1, 0.99/0.01/0
+    pid = PrimalWeightPID.start(PrimalWeightParams(initial=4.0, kp=0.5, ki=0.0))
+    assert (pid.weight, pid.best_weight, pid.kp, pid.ki) == (4.0, 4.0, 0.5, 0.0)
+    assert PrimalWeightPID.after_warm_start(PrimalWeightParams(initial=4.0)).weight == 4.0
+    for bad in (0.0, -1.0, math.inf, math.nan, True):
+        with pytest.raises(ValueError, match="initial"):
+            PrimalWeightParams(initial=bad)
+    with pytest.raises(TypeError, match="PrimalWeightParams"):
+        l2o.solve_lp(l2o.load_example("afiro"), device="cpu", primal_weight=4.0)
+
+
+def test_initial_primal_weight_is_a_bound_rescaling(monkeypatch):
+    """omega^0 = f on the LP with theta_b is the solve with omega^0 = 1 and theta_b f: tau / f and
+    sigma f on bounds f times larger move x~ / f the same way (the same restarts, the same x)."""
+    prepare_module = importlib.import_module("l2o.pdhg.prepare")
+    lp = l2o.load_example("sc50a")
+    weighted = l2o.solve_lp(lp, tol=1e-6, device="cpu", presolve=False,
+                            primal_weight=PrimalWeightParams(initial=4.0))
+    plain = l2o.solve_lp(lp, tol=1e-6, device="cpu", presolve=False)
+    scale_lp = prepare_module.scale_lp
+
+    def bounds_times_4(*args, **kwargs):
+        s = scale_lp(*args, **kwargs)
+        return dataclasses.replace(s, col_lower=4 * s.col_lower, col_upper=4 * s.col_upper,
+                                   row_lower=4 * s.row_lower, row_upper=4 * s.row_upper,
+                                   bound_scale=4 * s.bound_scale)
+
+    monkeypatch.setattr(prepare_module, "scale_lp", bounds_times_4)
+    rescaled = l2o.solve_lp(lp, tol=1e-6, device="cpu", presolve=False)
+    assert weighted.status == rescaled.status == LPStatus.OPTIMAL
+    assert weighted.iterations == rescaled.iterations != plain.iterations
+    torch.testing.assert_close(weighted.x, rescaled.x, rtol=1e-9, atol=1e-9)
+
