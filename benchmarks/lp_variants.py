@@ -6,7 +6,8 @@
 
 Iteration counts of PDHG hardly depend on the device (a CUDA solve and a CPU solve of the same
 settings take the same iterations), so restart rules, step sizes and scaling can be compared
-here, one solve at a time, presolve off (``--presolve auto``: the solver's default presolve, the
+here, one solve at a time (``--device cuda``: the same on a GPU, where 1e-8 on the large LPs
+takes seconds instead of minutes), presolve off (``--presolve auto``: the solver's default presolve, the
 iterations those of the reduced LP).  A variant is ``NAME:key=value,...`` of
 :class:`l2o.pdhg.SolverOptions`; ``restart.FIELD=value`` sets a field of
 :class:`l2o.pdhg.restart.RestartParams` (enum fields by member name, e.g.
@@ -87,12 +88,15 @@ def table(path: Path) -> None:
     base = variants[0]
     for v in variants[1:]:
         both = [lp for lp, c in counts.items() if c.get(v) and c.get(base)]
+        lost = [lp for lp, c in counts.items() if v in c and c.get(base) and not c[v]]
+        won = [lp for lp, c in counts.items() if base in c and c.get(v) and not c[base]]
         if both:
             ratios = {lp: counts[lp][v] / counts[lp][base] for lp in both}
             mean = math.exp(sum(map(math.log, ratios.values())) / len(both))
             worst = max(ratios, key=ratios.get)
             print(f"{v} / {base}: geometric mean {mean:.3f} over {len(both)} LPs, "
-                  f"worst {worst} {ratios[worst]:.2f}")
+                  f"worst {worst} {ratios[worst]:.2f}; solved by {base} alone: "
+                  f"{', '.join(lost) or 'none'}; by {v} alone: {', '.join(won) or 'none'}")
 
 
 def main() -> None:
@@ -101,6 +105,10 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-8)
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--iteration-limit", type=int, default=400_000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--warmup", action="store_true",
+                    help="solve the first LP once, untimed, before the rest (Triton's JIT, "
+                         "CUDA's lazy setup: the first timed solve would pay them)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per solve")
     ap.add_argument("--presolve", choices=("off", "auto"), default="off",
                     help="off: presolve=False; auto: the default presolve (method pdhg)")
@@ -114,18 +122,23 @@ def main() -> None:
     l2o = import_l2o()
     torch.set_num_threads(1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for text in args.variant or ["base:"]:
-        name, options = parse_variant(text)
-        for instance in args.instances:
-            path = Path(instance) if "/" in instance else args.data / f"{instance}.mps.gz"
-            lp = l2o.read_lp(str(path))
+    variants = [parse_variant(text) for text in args.variant or ["base:"]]
+    if args.warmup and args.instances:
+        path = Path(args.instances[0])
+        path = path if "/" in args.instances[0] else args.data / f"{args.instances[0]}.mps.gz"
+        l2o.solve_lp(l2o.read_lp(str(path)), tol=1e-4, device=args.device, method="pdhg",
+                     presolve=False, iteration_limit=1000)
+    for instance in args.instances:     # each LP read once; a cut-off run loses whole LPs
+        path = Path(instance) if "/" in instance else args.data / f"{instance}.mps.gz"
+        lp = l2o.read_lp(str(path))
+        for name, options in variants:
             start = time.perf_counter()
-            r = l2o.solve_lp(lp, tol=args.tol, device="cpu", method="pdhg",
+            r = l2o.solve_lp(lp, tol=args.tol, device=args.device, method="pdhg",
                              presolve="auto" if args.presolve == "auto" else False,
                              iteration_limit=args.iteration_limit, time_limit=args.time_limit,
                              **options)
             row = {"variant": name, "lp": path.name.split(".")[0], "tol": args.tol,
-                   "presolve": args.presolve,
+                   "presolve": args.presolve, "device": args.device,
                    "status": r.status.name, "iterations": r.iterations,
                    "seconds": round(time.perf_counter() - start, 1)}
             print(json.dumps(row), flush=True)
