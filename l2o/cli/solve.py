@@ -86,7 +86,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             "presolve), gpu (the cheap reductions in torch on the solve's "
                             "device: fixed columns, empty and singleton rows, empty columns), "
                             "off, or auto (the default: on LPs large enough for it to pay, "
-                            "the gpu reductions where they remove >= 20%% of the rows); "
+                            "the gpu reductions where they remove >= 20%% of the rows or of the "
+                            "nonzeros); "
                             "--json reports what was done under \"presolve\"")
     solve.add_argument("--polish", action="store_true",
                        help="after an optimal solve, drive the relative primal and dual "

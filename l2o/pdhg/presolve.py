@@ -64,9 +64,10 @@ if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
 
     Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
 
-__all__ = ["AUTO_MIN_ROWS_REMOVED", "MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL",
-           "PRESOLVE_MIN_NNZ", "PresolveBy", "PresolveDecision", "decide_presolve",
-           "evaluate_point", "no_presolve_report", "solve_with_presolve"]
+__all__ = ["AUTO_MIN_NNZ_REMOVED", "AUTO_MIN_ROWS_REMOVED", "MAX_AMPLIFICATION",
+           "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PresolveBy",
+           "PresolveDecision", "decide_presolve", "evaluate_point", "no_presolve_report",
+           "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
 # presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
@@ -84,6 +85,11 @@ PRESOLVE_MIN_NNZ = 10_000
 # whole costs as much as no presolve or more on the CPU (fit2p 30 s vs 20 s) and 1-20x more than
 # the GPU solve on an H200 (0.1-2.7 s of HiGHS alone).
 AUTO_MIN_ROWS_REMOVED = 0.2
+# ... or at least this share of the nonzeros: t0331-4l's parallel columns (no row removed, 25%
+# of the nonzeros: 6,913 -> 5,377 iterations to 1e-4 on the CPU) and osa-07's redundant rows
+# (3.3% of the rows, 39% of the nonzeros: 2,497 -> 1,281 with its columns boxed): on the shared
+# large set these two are the LPs this keeps and the rows' share did not.
+AUTO_MIN_NNZ_REMOVED = 0.2
 
 # When the postsolved point misses the tolerance on the original LP, the reduced LP is solved
 # further, to a tolerance smaller by the amplification seen, at most this many times, down to
@@ -108,12 +114,14 @@ class PresolveBy(enum.Enum):
 class PresolveDecision:
     """Who presolves (None: nobody), with what HiGHS time limit, and why (the report's
     ``reason``); ``min_rows_removed``: the share of rows the GPU reductions must remove for
-    their reduced LP to be solved ("auto"; 0: any reduction is kept)."""
+    their reduced LP to be solved ("auto"; 0: any reduction is kept), ``min_nnz_removed`` or
+    of the nonzeros (None: the rows alone decide)."""
 
     by: PresolveBy | None
     time_limit: float | None
     reason: str
     min_rows_removed: float = 0.0
+    min_nnz_removed: float | None = None
 
     @property
     def run(self) -> bool:
@@ -141,7 +149,8 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
         presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
             "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
             nonzeros, else the GPU reductions, their reduced LP solved only if they removed
-            :data:`AUTO_MIN_ROWS_REMOVED` of the rows (why not HiGHS: that constant's note).
+            :data:`AUTO_MIN_ROWS_REMOVED` of the rows or :data:`AUTO_MIN_NNZ_REMOVED` of the
+            nonzeros (why not HiGHS: the first constant's note).
 
     Raises:
         ValueError: any other value.
@@ -163,7 +172,9 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
                                             f"PDHG alone is faster than the presolve round trip")
     return PresolveDecision(PresolveBy.GPU, None,
                             f"auto: the GPU reductions, kept if they remove >= "
-                            f"{AUTO_MIN_ROWS_REMOVED:.0%} of the rows", AUTO_MIN_ROWS_REMOVED)
+                            f"{AUTO_MIN_ROWS_REMOVED:.0%} of the rows or "
+                            f"{AUTO_MIN_NNZ_REMOVED:.0%} of the nonzeros", AUTO_MIN_ROWS_REMOVED,
+                            AUTO_MIN_NNZ_REMOVED)
 
 
 def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:
@@ -174,7 +185,8 @@ def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Pre
         return presolve_lp(lp, time_limit=decision.time_limit)
     from ..lp.gpu_presolve import gpu_presolve_lp
 
-    return gpu_presolve_lp(lp, device=device, min_rows_removed=decision.min_rows_removed)
+    return gpu_presolve_lp(lp, device=device, min_rows_removed=decision.min_rows_removed,
+                           min_nnz_removed=decision.min_nnz_removed)
 
 
 def _report(applied: bool, reason: str, pre: Presolver | None = None) -> dict[str, Any]:

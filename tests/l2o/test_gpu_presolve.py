@@ -359,6 +359,44 @@ def test_parallel_rows_cross_infeasible():
     assert objective > 0 and residual == 0.0
 
 
+def test_parallel_columns_merged():
+    """x1 = 2 x0 and x3 = -x0 in every row, with costs in the same ratios (c = 1, 2, ., -1):
+    one column z = x0 + 2 x1 - x3 of cost 1, bounds [0 + 0 - 3, 4 + 2 * 5 - 0] = [-3, 14];
+    x2 (cost 1, not 2 x0's) stays. min x0 + 2 x1 + x2 - x3 s.t. x0 + 2 x1 + x2 - x3 >= 5,
+    2 x0 + 4 x1 - x2 - 2 x3 >= 4 (x0 in [0, 4], x1 in [0, 5], x2 >= 0, x3 in [0, 3]): HiGHS's
+    optimum of the reduced LP, split back, is optimal on the original LP with every x within
+    its bounds."""
+    lp = _lp([1, 2, 1, -1], [[1, 2, 1, -1], [2, 4, -1, -2]], [5, 4], [INF, INF],
+             [0, 0, 0, 0], [4, 5, INF, 3])
+    pre = gpu_presolve_lp(lp, rules=_only("parallel_columns"), max_rounds=1)
+    assert pre.col_index.tolist() == [0, 2] and pre.rules["parallel_columns"]["cols"] == 2
+    torch.testing.assert_close(pre.reduced.col_lower, torch.tensor([-3.0, 0.0],
+                                                                   dtype=torch.float64))
+    torch.testing.assert_close(pre.reduced.col_upper, torch.tensor([14.0, INF],
+                                                                   dtype=torch.float64))
+    x, y = _postsolved_optimum(lp, pre)
+    assert bool(((x >= lp.col_lower) & (x <= lp.col_upper)).all())
+    _assert_optimal(lp, x, y)
+    # every value of z within its bounds splits into bounded members with the same sum
+    for z in (-3.0, -1.0, 0.0, 5.5, 14.0):
+        x, _, _, _ = pre.postsolve(torch.tensor([z, 1.0], dtype=torch.float64),
+                                   torch.zeros(2, dtype=torch.float64))
+        assert bool(((x >= lp.col_lower) & (x <= lp.col_upper)).all()), (z, x)
+        assert float(x[0] + 2 * x[1] - x[3]) == pytest.approx(z, abs=1e-12)
+    # a warm start maps x onto z
+    x_red, _ = pre.reduce_warm_start(torch.tensor([1.0, 2.0, 3.0, 1.0], dtype=torch.float64),
+                                     None)
+    assert x_red.tolist() == [4.0, 3.0]
+
+
+def test_parallel_columns_not_merged():
+    """Must not fire: proportional columns with costs out of proportion (1 and 3 for a ratio of
+    2), or columns with other rows."""
+    lp = _lp([1, 3, 1], [[1, 2, 1], [2, 4, 0]], [1, 1], [INF, INF], [0, 0, 0], [4, 4, 4])
+    assert gpu_presolve_lp(lp, rules=_only("parallel_columns")).outcome == (
+        PresolveOutcome.NOT_REDUCED)
+
+
 def test_implied_bounds_box_columns():
     """min -x0 - x1 + x2 s.t. x0 + 2 x1 - x2 <= 4, x1 - x2 >= -1, x >= 0, x2 <= 3: row 0 bounds
     x0 <= 4 + 3 and x1 <= (4 + 3) / 2 (x2 at its upper bound gives the least activity); row 1,
@@ -434,7 +472,8 @@ def test_warm_start_maps_duals_through_the_rules():
 
 def test_reduced_lp_not_built_below_min_rows_removed():
     """One row of three goes (a singleton row): with min_rows_removed 0.5 the outcome is
-    NOT_REDUCED and says why (the counts are still there), with 0.3 the reduced LP is built."""
+    NOT_REDUCED and says why (the counts are still there), with 0.3 the reduced LP is built;
+    with min_nnz_removed, removing that share of the nonzeros is enough."""
     lp = _lp([1, 1], [[1, 1], [1, -1], [1, 0]], [1, 0, 0], [INF, INF, 4], [0, 0], [INF, INF])
     low = gpu_presolve_lp(lp, min_rows_removed=0.5)
     assert low.outcome == PresolveOutcome.NOT_REDUCED and low.reduced is None
@@ -442,6 +481,12 @@ def test_reduced_lp_not_built_below_min_rows_removed():
     assert low.rules["singleton_rows"]["rows"] == 1 and low.report()["rows_removed"] == 0
     kept = gpu_presolve_lp(lp, min_rows_removed=0.3)
     assert kept.outcome == PresolveOutcome.REDUCED and kept.rows_removed == 1
+    # or by the nonzeros: the singleton row holds 1 of the 5
+    low = gpu_presolve_lp(lp, min_rows_removed=0.5, min_nnz_removed=0.3)
+    assert low.outcome == PresolveOutcome.NOT_REDUCED
+    assert "33.3% of the rows < 50% and 20.0% of the nonzeros < 30%: not worth it" in low.message
+    assert gpu_presolve_lp(lp, min_rows_removed=0.5, min_nnz_removed=0.2).outcome == (
+        PresolveOutcome.REDUCED)
     x, y = _postsolved_optimum(lp, kept)
     _assert_optimal(lp, x, y)
 
