@@ -443,11 +443,6 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         if work.proof is not None or changed == 0:
             break
         work.compact()
-    for _ in range(IMPLIED_ROUNDS if work.proof is None else 0):
-        changed = run(tiers[2])
-        changed_total += changed
-        if changed == 0:
-            break
     stats = _rule_stats(work, names, step_rule, changes, seconds)
     empty_index = torch.zeros(0, dtype=torch.int64)
     if work.proof is not None:
@@ -457,21 +452,30 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
                             time.perf_counter() - start,
                             f"GPU presolve: {word}: {why}",
                             None if ray is None else ray.cpu(), rounds, stats)
+    removed = {key: sum(r[key] for r in stats.values()) for key in ("rows", "cols", "nnz")}
+    share = removed["rows"] / max(lp.num_rows, 1)
+    nnz_share = removed["nnz"] / max(lp.nnz, 1)
+    everything = removed["rows"] == lp.num_rows and removed["cols"] == lp.num_cols
+    enough_nnz = min_nnz_removed is not None and nnz_share >= min_nnz_removed
+    worth_it = share >= min_rows_removed or enough_nnz or everything
+    if worth_it and tiers[2]:
+        # the final rules remove nothing, so they run only where the reduced LP is built
+        for _ in range(IMPLIED_ROUNDS):
+            changed = run(tiers[2])
+            changed_total += changed
+            if changed == 0:
+                break
+        stats = _rule_stats(work, names, step_rule, changes, seconds)
     if changed_total == 0:
         return GpuPresolved(lp, PresolveOutcome.NOT_REDUCED, None, empty_index, empty_index,
                             time.perf_counter() - start, "GPU presolve: nothing to remove",
                             None, rounds, stats)
-    removed = {key: sum(r[key] for r in stats.values()) for key in ("rows", "cols", "nnz")}
     by_rule = ", ".join(f"{name} {r['rows']}/{r['cols']}" for name, r in stats.items()
                         if r["rows"] or r["cols"])
     message = (f"GPU presolve: {removed['rows']} rows, {removed['cols']} columns, "
                f"{removed['nnz']} nonzeros removed in {rounds} round(s) (rows/columns: "
                f"{by_rule})")
-    share = removed["rows"] / max(lp.num_rows, 1)
-    nnz_share = removed["nnz"] / max(lp.nnz, 1)
-    everything = removed["rows"] == lp.num_rows and removed["cols"] == lp.num_cols
-    enough_nnz = min_nnz_removed is not None and nnz_share >= min_nnz_removed
-    if share < min_rows_removed and not enough_nnz and not everything:
+    if not worth_it:
         # the caller would solve the original LP: no reduced LP to build and copy to the host
         why = f"{share:.1%} of the rows < {min_rows_removed:.0%}"
         if min_nnz_removed is not None:
