@@ -107,8 +107,9 @@ def main() -> None:
     ap.add_argument("--iteration-limit", type=int, default=400_000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--warmup", action="store_true",
-                    help="solve the first LP once, untimed, before the rest (Triton's JIT, "
-                         "CUDA's lazy setup: the first timed solve would pay them)")
+                    help="solve the first LP once, untimed, with the run's presolve, before the "
+                         "rest (Triton's JIT, CUDA's lazy setup, the GPU presolve's first "
+                         "kernels: the first timed solve would pay them)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per solve")
     ap.add_argument("--presolve", choices=("off", "auto"), default="off",
                     help="off: presolve=False; auto: the default presolve (method pdhg)")
@@ -127,7 +128,8 @@ def main() -> None:
         path = Path(args.instances[0])
         path = path if "/" in args.instances[0] else args.data / f"{args.instances[0]}.mps.gz"
         l2o.solve_lp(l2o.read_lp(str(path)), tol=1e-4, device=args.device, method="pdhg",
-                     presolve=False, iteration_limit=1000)
+                     presolve="auto" if args.presolve == "auto" else False,
+                     iteration_limit=1000)
     for instance in args.instances:     # each LP read once; a cut-off run loses whole LPs
         path = Path(instance) if "/" in instance else args.data / f"{instance}.mps.gz"
         lp = l2o.read_lp(str(path))
