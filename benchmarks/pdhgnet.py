@@ -226,7 +226,7 @@ def solve_floor(l2o, lp, device: torch.device, args) -> float:
         l2o.solve_lp(lp, tol=1e-30, device=device, iteration_limit=1,
                      check_every=args.check_every, **SOLVE)
         _sync(device)
-        if rep > 0:
+        if rep > 0 or args.reps == 0:
             times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -286,13 +286,14 @@ def run(args) -> dict:
             for tol in tols:
                 kkt = {}                # per tolerance: a reduced start depends on it
                 runs = {name: [] for name in starts}
-                for rep in range(args.reps + 1):            # rep 0 is the warm-up, discarded
+                # rep 0 is the warm-up, discarded (--reps 0: the one run is kept)
+                for rep in range(args.reps + 1):
                     for name, make in starts.items():
                         timer = time_shared if isinstance(make, TwoStage) else time_start
                         r = timer(l2o, lp, make, tol, device, args)
                         if name not in kkt:
                             kkt[name] = initial_kkt(lp, r["start"])
-                        if rep > 0:
+                        if rep > 0 or args.reps == 0:
                             runs[name].append(r)
                 cold_total = statistics.median(r["total_s"] for r in runs["cold"])
                 cold_solve = statistics.median(r["solve_s"] for r in runs["cold"])
@@ -390,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                          f"training never uses seeds >= {BENCH_SEED})")
     ap.add_argument("--tols", nargs="+", default=["1e-4", "1e-8"])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="timed repetitions after one warm-up (0: one run, no warm-up: for "
+                         "iteration counts, e.g. on the CPU)")
     ap.add_argument("--power-iterations", type=int, nargs="+", default=[5],
                     help="PageRank heuristic starts: power iterations, one start per count "
                          "(default 5; 0: no heuristic)")
@@ -416,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.reps < 0:
+        parser.error(f"--reps {args.reps}: must be >= 0")
     if args.seed_base < BENCH_SEED:
         parser.error(f"--seed-base {args.seed_base}: seeds below {BENCH_SEED} may be training "
                      f"seeds")

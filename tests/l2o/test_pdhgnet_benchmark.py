@@ -120,7 +120,7 @@ def test_reduced_start_rows(tmp_path):
     models.mkdir()
     save_model(PDHGNet(hidden=4, layers=1, scaling=True), models / "auction.pt")
     result = bench.main(["--device", "cpu", "--families", "auction", "--sizes", "train",
-                         "--tols", "1e-4", "--reps", "1", "--reduce", "0.5",
+                         "--tols", "1e-4", "--reps", "0", "--reduce", "0.5",
                          "--reduce-rounds", "1", "--reduce-screen-tol", "1e-3",
                          "--models", str(models),
                          "--out", str(tmp_path / "out")])
@@ -136,6 +136,7 @@ def test_reduced_start_rows(tmp_path):
     assert history[0]["tol"] == 1e-3 and result["settings"]["args"]["reduce_screen_tol"] == 1e-3
     assert 0 < reduced["reduced_solve_s"] < reduced["predict_s"]
     assert rows["cold"]["reduced_iterations"] is None
+    assert all(r["reps"] == 1 for r in rows.values())      # --reps 0: one run, no warm-up
     assert abs(reduced["objective"] - rows["cold"]["objective"]) <= 1e-3 * abs(
         rows["cold"]["objective"])
 
