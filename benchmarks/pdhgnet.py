@@ -132,7 +132,7 @@ def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
     from l2o.net import solve_with_model, solve_with_reduced_start
 
     options = {"device": device, "time_limit": args.time_limit, "check_every": args.check_every,
-               **SOLVE}
+               **({"profile": True} if getattr(args, "profile", False) else {}), **SOLVE}
     starts = {"cold": lambda tol: None}
     if model is not None:
         starts["model"] = TwoStage(lambda tol: solve_with_model(model, lp, tol=tol, **options))
@@ -407,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reduce-screen-tol", type=float, default=1e-4,
                     help="tolerance of the reduced starts' screening solves, which settle the "
                          "column set before the solve to the row's tolerance (1e-4)")
+    ap.add_argument("--profile", action="store_true",
+                    help="the model's and the reduced starts' solves with profile=True: each "
+                         "reduced solve's seconds per phase in reduced_history (setup, graph "
+                         "capture, iterations; the phase marks synchronize the device)")
     ap.add_argument("--models", default=str(MODELS),
                     help="folder of the relaxation families' {family}.pt")
     ap.add_argument("--time-limit", type=float, default=60.0)

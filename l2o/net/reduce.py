@@ -74,7 +74,8 @@ class ReducedStart:
             end optimal, or columns still priced in after the last round: the fallback start,
             e.g. the model's own, is returned).
         history: one dict per reduced solve: columns, rows, tol, iterations, status,
-            seconds (its ``LPResult.solve_time``, setup included).
+            seconds (its ``LPResult.solve_time``, setup included) and, for solves with
+            ``profile=True``, timings (``LPResult.timings``: seconds per phase).
     """
 
     x: torch.Tensor
@@ -134,7 +135,7 @@ def _reduced_lp(lp, mask: np.ndarray, A_csr, fixed: np.ndarray):
 
     kept = np.flatnonzero(mask)
     dropped = ~mask
-    shift = A_csr[:, dropped] @ fixed[dropped]                   # row activity of fixed columns
+    shift = A_csr @ np.where(dropped, fixed, 0.0)                # row activity of fixed columns
     c = lp.c.double().numpy()
     lower = lp.row_lower.double().numpy() - shift
     upper = lp.row_upper.double().numpy() - shift
@@ -297,7 +298,8 @@ def reduced_start(lp, rank: torch.Tensor, *, keep: float = 0.2, tol: float = 1e-
         res = solve_lp(reduced, tol=solve_tol, device=device, warm_start=start, **solve_options)
         history.append({"columns": int(kept.size), "rows": int(rows.size), "tol": solve_tol,
                         "iterations": int(res.iterations), "status": res.status.name,
-                        "seconds": res.solve_time})
+                        "seconds": res.solve_time, **({"timings": res.timings}
+                                                      if res.timings else {})})
         if res.status.name != "OPTIMAL":
             return None
         x = torch.from_numpy(fixed.copy())

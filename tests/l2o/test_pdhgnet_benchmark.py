@@ -121,7 +121,7 @@ def test_reduced_start_rows(tmp_path):
     save_model(PDHGNet(hidden=4, layers=1, scaling=True), models / "auction.pt")
     result = bench.main(["--device", "cpu", "--families", "auction", "--sizes", "train",
                          "--tols", "1e-4", "--reps", "0", "--reduce", "0.5",
-                         "--reduce-rounds", "1", "--reduce-screen-tol", "1e-3",
+                         "--reduce-rounds", "1", "--reduce-screen-tol", "1e-3", "--profile",
                          "--models", str(models),
                          "--out", str(tmp_path / "out")])
     rows = {r["start"]: r for r in result["rows"]}
@@ -134,6 +134,7 @@ def test_reduced_start_rows(tmp_path):
     assert reduced["reduced_solves"] == len(history) >= 1
     assert sum(h["iterations"] for h in history) == reduced["reduced_iterations"]
     assert history[0]["tol"] == 1e-3 and result["settings"]["args"]["reduce_screen_tol"] == 1e-3
+    assert all(h["timings"]["total"] == pytest.approx(h["seconds"], rel=0.05) for h in history)
     assert 0 < reduced["reduced_solve_s"] < reduced["predict_s"]
     assert rows["cold"]["reduced_iterations"] is None
     assert all(r["reps"] == 1 for r in rows.values())      # --reps 0: one run, no warm-up
