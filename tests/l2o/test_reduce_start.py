@@ -11,7 +11,7 @@ import l2o
 from l2o.datasets import generate
 from l2o.lp.model import LinearProgram
 from l2o.lp.reference import solve_highs
-from l2o.net import PDHGNet, kkt_error
+from l2o.net import PDHGNet, kkt_error, reduce
 from l2o.net.reduce import (
     ranked_columns,
     reduced_start,
@@ -53,7 +53,7 @@ def test_reduced_start_with_the_optimal_support_is_an_optimal_pair():
     assert res.objective == pytest.approx(ref.objective, rel=1e-7)
 
 
-def test_pricing_adds_the_columns_a_bad_ranking_dropped():
+def test_pricing_adds_the_columns_a_bad_ranking_dropped(monkeypatch):
     """Ranked against x* (the support last), the first reduced LP misses columns with negative
     reduced costs; pricing adds them until none is left, so the start is still optimal."""
     lp = generate("setcover", rows=40, cols=80, density=0.2, seed=2)
@@ -63,9 +63,21 @@ def test_pricing_adds_the_columns_a_bad_ranking_dropped():
     assert len(screens) >= 2 and screens[-1]["columns"] > screens[0]["columns"]
     assert start.status == "OPTIMAL"
     assert _max_kkt(lp, start) < 1e-7
-    # without pricing rounds the columns that price in stay out: not returned, the fallback
-    no_pricing = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=0, **SOLVE)
-    assert no_pricing.status == "FALLBACK" and len(no_pricing.history) == 2
+    # a round that adds few columns (here: any, SETTLED = 1) ends the screening: its columns
+    # join the solve to tol without another screening solve
+    monkeypatch.setattr(reduce, "SETTLED", 1.0)
+    settled = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=10, **SOLVE)
+    assert [h["tol"] for h in settled.history][:2] == [1e-4, 0.5e-8]
+    assert settled.history[1]["columns"] > settled.history[0]["columns"]
+    monkeypatch.undo()
+    # without re-solves the screening's columns join the one solve to tol (2 solves)
+    once = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=0, **SOLVE)
+    assert len(once.history) == 2 and once.history[1]["columns"] > once.history[0]["columns"]
+    # without screening and re-solves the columns that price in stay out: not returned, the
+    # fallback
+    no_pricing = reduced_start(lp, -ref.x, keep=0.3, tol=1e-8, rounds=0, screen_tol=1e-8,
+                               **SOLVE)
+    assert no_pricing.status == "FALLBACK" and len(no_pricing.history) == 1
     assert torch.count_nonzero(no_pricing.y) == 0
 
 
