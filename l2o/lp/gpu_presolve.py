@@ -7,7 +7,8 @@ rows or columns, repeated in rounds while they change something (at most :data:`
 A round runs the cheap rules (:data:`CHEAP_RULES`: 1, 2, 3 and 9 below) or, when a round of
 those changed nothing, the costly ones (4-8): kernel launches, not arithmetic, are their cost
 on a GPU, so the costly rules wait until the cheap chains (a singleton row fixes a column,
-whose removal leaves another singleton row, ...) are done. The rules, in order:
+whose removal leaves another singleton row, ...) are done, and the searches for parallel rows
+and columns (:data:`SEARCH_RULES`) only while they find something. The rules, in order:
 
 1. fixed columns (l_c,j = u_c,j): moved into the row bounds and the objective constant;
 2. free and empty rows: removed (an empty row that needs a nonzero activity: infeasible);
@@ -78,7 +79,8 @@ from .presolve import PresolveOutcome, ReducedLPMap
 from .validate import InvalidLPError, check_structure, invalid_bounds, validate_lp
 
 __all__ = ["CHEAP_RULES", "DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "FINAL_RULES",
-           "IMPLIED_ROUNDS", "MAX_ROUNDS", "RULES", "GpuPresolved", "gpu_presolve_lp"]
+           "IMPLIED_ROUNDS", "MAX_ROUNDS", "RULES", "SEARCH_RULES", "GpuPresolved",
+           "gpu_presolve_lp"]
 
 # Rounds of the reductions at most. A round runs the cheap rules (CHEAP_RULES) or, once a
 # round of those changed nothing, the costly ones; on the shared large LPs they stop changing
@@ -97,6 +99,11 @@ FINAL_RULES = ("implied_bounds",)
 # 29,773, 0; nemsemm2 23,206, 100, 59, 48; dfl001 5,211, 481, 492, 391): later rounds add a few
 # percent for a pass over the nonzeros each.
 IMPLIED_ROUNDS = 4
+# Costly rules that search the whole LP for pairs (hashing every row or column): each runs
+# again only while its last call found something. On the shared large LPs every later call
+# found nothing but dbir2's second parallel-rows call (3 rows after 95); each call is 50-130
+# kernels (ken-11: parallel columns 4, then 0, 0 in three costly rounds).
+SEARCH_RULES = ("parallel_rows", "parallel_columns")
 # A few kernels each: they run to a fixed point before the costly rules (70-230 kernels each
 # on the large LPs, counted on the CPU) run again, which they do only after a round of cheap
 # ones changed nothing. Each kernel launch costs microseconds of host time on a GPU whatever
@@ -420,11 +427,17 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
     seconds = dict.fromkeys(names, 0.0)
     step_rule: list[int] = []     # the rule (index into names) that took each step
 
+    exhausted: set[str] = set()   # search rules whose last call found nothing
+
     def run(tier: list[str]) -> int:
         changed = 0
         for name in tier:
+            if name in exhausted:
+                continue
             tick = time.perf_counter()
             done = getattr(work, name)()
+            if name in SEARCH_RULES and done == 0:
+                exhausted.add(name)
             step_rule.extend([names.index(name)] * (work.record.steps - len(step_rule)))
             changes[name] += done
             seconds[name] += time.perf_counter() - tick
