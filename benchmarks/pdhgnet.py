@@ -11,7 +11,8 @@ timed end to end, its own prediction included:
                iterations of the PageRank vector from the uniform vector, y = 0 (the cheap
                heuristic the model must beat; the bundled model, PageRank's power iteration
                with K = 12 learned steps, is fairly compared with k = 12 too)
-    reduced{keep}  relaxation families, for each KEEP of ``--reduce``: the model's start of a
+    reduced{keep}  relaxation families, for each KEEP of ``--reduce`` (FAMILY:KEEP[:SCREEN] for one
+               family, with its own screening tolerance): the model's start of a
                reduced LP, then the whole solve, sharing the whole LP's setup
                (:func:`l2o.net.solve_with_reduced_start`): the fraction KEEP of the columns the
                model ranks first, solved to the row's tolerance (the column set settled by
@@ -142,12 +143,35 @@ def make_starts(lp, family: str, model, args, device: torch.device) -> dict:
             if k > 0:
                 starts[f"power{k}"] = lambda tol, k=k: power_start(lp, k, device)
     elif model is not None:
-        for keep in getattr(args, "reduce", None) or []:
+        for only, keep, screen in getattr(args, "reduce", None) or []:
+            if only not in (None, family):
+                continue
             starts[f"reduced{keep:g}"] = TwoStage(
-                lambda tol, keep=keep: solve_with_reduced_start(
+                lambda tol, keep=keep, screen=screen: solve_with_reduced_start(
                     model, lp, tol=tol, keep=keep, rounds=args.reduce_rounds,
-                    screen_tol=args.reduce_screen_tol, **options))
+                    screen_tol=args.reduce_screen_tol if screen is None else screen,
+                    **options))
     return starts
+
+
+def reduce_spec(text: str) -> tuple[str | None, float, float | None]:
+    """A ``--reduce`` item: KEEP (every relaxation family), FAMILY:KEEP or FAMILY:KEEP:SCREEN
+    (that family only; SCREEN its screening tolerance) -> (family or None, keep, screen or
+    None)."""
+    parts = text.split(":")
+    family = parts.pop(0) if len(parts) > 1 else None
+    try:
+        keep = float(parts[0])
+        screen = float(parts[1]) if len(parts) > 1 else None
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: not KEEP, FAMILY:KEEP or "
+                                         f"FAMILY:KEEP:SCREEN") from None
+    if len(parts) > 2 or family not in (None, *RELAXATIONS) or not 0 < keep <= 1 \
+            or (screen is not None and not screen > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: not KEEP, FAMILY:KEEP or "
+                                         f"FAMILY:KEEP:SCREEN with a family of {RELAXATIONS}, "
+                                         f"KEEP in (0, 1] and SCREEN > 0")
+    return family, keep, screen
 
 
 def initial_kkt(lp, start) -> dict[str, float]:
@@ -399,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 5; 0: no heuristic)")
     ap.add_argument("--pagerank-model", default="pagerank",
                     help="bundled model name or checkpoint path for PageRank")
-    ap.add_argument("--reduce", type=float, nargs="+", default=[], metavar="KEEP",
+    ap.add_argument("--reduce", type=reduce_spec, nargs="+", default=[], metavar="SPEC",
                     help="relaxation families: also the reduced-LP start of each fraction KEEP "
-                         "of the columns the model ranks first (e.g. 0.2 0.3; default none)")
+                         "of the columns the model ranks first: KEEP (every family, e.g. 0.2 "
+                         "0.3), FAMILY:KEEP or FAMILY:KEEP:SCREEN (that family, screening at "
+                         "SCREEN; e.g. setcover:0.2 facility:0.3:1e-3); default none")
     ap.add_argument("--reduce-rounds", type=int, default=3,
                     help="pricing rounds of the reduced starts at the screening tolerance (3)")
     ap.add_argument("--reduce-screen-tol", type=float, default=1e-4,

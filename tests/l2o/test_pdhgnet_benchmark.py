@@ -3,6 +3,7 @@ tiny end-to-end run writes sane rows, JSON and CSV, and a missing model is a cle
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
 import json
@@ -140,6 +141,19 @@ def test_reduced_start_rows(tmp_path):
     assert all(r["reps"] == 1 for r in rows.values())      # --reps 0: one run, no warm-up
     assert abs(reduced["objective"] - rows["cold"]["objective"]) <= 1e-3 * abs(
         rows["cold"]["objective"])
+
+
+def test_reduce_specs_per_family():
+    """--reduce items: KEEP for every family, FAMILY:KEEP[:SCREEN] for one; bad ones refused."""
+    assert bench.reduce_spec("0.3") == (None, 0.3, None)
+    assert bench.reduce_spec("facility:0.3:1e-3") == ("facility", 0.3, 1e-3)
+    assert bench.reduce_spec("setcover:0.2") == ("setcover", 0.2, None)
+    for bad in ("pagerank:0.3", "0", "1.5", "auction:x", "auction:0.3:0", "a:0.3:1e-3:1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.reduce_spec(bad)
+    args = bench.build_parser().parse_args(["--reduce", "auction:0.3:1e-3", "setcover:0.2"])
+    starts = bench.make_starts(None, "auction", object(), args, torch.device("cpu"))
+    assert set(starts) == {"cold", "model", "reduced0.3"}
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
