@@ -71,7 +71,10 @@ class SolverOptions:
         infeasibility_tolerance: eps of the infeasibility certificates.
         cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
         cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
-            CPU (cheaper than hundreds of tiny kernel launches and syncs), then moved.
+            CPU, then moved. On the H200 the setup on the GPU took 6-9 ms whatever the size
+            (5e3-7e5 nonzeros), on its host (4 threads) ~4 ms plus ~0.28 ms per 1000
+            nonzeros: 4.4 against 5.1 ms at 5,758 nonzeros, 16.7 against 7.5 at 49,058
+            (benchmarks/RESULTS.md, "The setup of small LPs on the host").
         fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
             imports, else the torch ops; the plan from the row lengths:
             :func:`l2o.pdhg.fused.auto_plan`), True / False (force on / off), or "elementwise" /
@@ -101,7 +104,7 @@ class SolverOptions:
     warm_start_trial: int = 16
     infeasibility_tolerance: float = 1e-8
     cuda_graph: bool = True
-    cpu_setup_nnz: int = 100_000
+    cpu_setup_nnz: int = 10_000
     fused: Any = "auto"
     sparse_products: str = SPARSE_PRODUCTS_DEFAULT
     profile: bool = False

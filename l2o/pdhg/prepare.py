@@ -10,7 +10,9 @@ and the answer is postsolved there, so a :class:`PreparedLP` is always of the LP
   :func:`l2o.lp.validate_lp` on the host to name the culprit;
 * scale: diagonal preconditioning (:mod:`l2o.pdhg.scaling`);
 * norm estimate: ||A~||_2 for the step size (:func:`operator_norm`);
-* move: small LPs are set up on the CPU, then moved to the solve's device;
+* move: small LPs (under ``cpu_setup_nnz`` nonzeros) are set up on the CPU, with at most
+  ``HOST_SETUP_THREADS`` torch threads when the solve runs on a GPU, then moved to the solve's
+  device;
 * termination data: the constant vectors of the checks (:class:`TerminationData`).
 
 A :class:`PreparedLP` keeps the outcome, so PDHG-Net's warm start and several solves share it.
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from bilevel.linalg import power_iteration
-from l2o.device import resolve_device
+from l2o.device import limited_host_threads, resolve_device
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
 from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
@@ -33,8 +35,14 @@ from .profile import PhaseTimer
 from .scaling import LPArrays, ScaledLP, lp_arrays, same_device, scale_lp
 from .termination import TerminationData
 
-__all__ = ["PreparedLP", "check_prepared", "operator_norm", "prepare", "prepare_lp",
-           "validate_values"]
+__all__ = ["HOST_SETUP_THREADS", "PreparedLP", "check_prepared", "operator_norm", "prepare",
+           "prepare_lp", "validate_values"]
+
+# torch CPU threads of a GPU solve's setup on the host: on the H200 machine (16 threads) the
+# setup of NETLIB-size LPs took 2.3 ms on 4 threads against 7.9 ms (up to 18.6) on 16, and
+# no larger LP set up on the host was slower on 4 (benchmarks/RESULTS.md, "The setup of small
+# LPs on the host")
+HOST_SETUP_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -108,22 +116,22 @@ def prepare_lp(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions, t
                start: float) -> PreparedLP:
     """The preparation's steps (module docstring) on a structurally checked ``lp``; ``timer``
     is charged the phases to_device, validate, scaling, operator, norm, move, termination."""
-    # small LPs are set up on the CPU: cheaper than hundreds of tiny kernel launches and syncs
+    # small LPs are set up on the CPU: cheaper than a hundred small kernel launches and a sync
     setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
     timer.set_device(setup)
-    arrays = lp_arrays(lp, setup)
-    timer.mark("to_device")
-    validate_values(lp, arrays)
-    timer.mark("validate")
-    # presolve goes here (l2o/lp/presolve.py): lp and arrays become the reduced LP's, and the
-    # PreparedLP keeps the postsolve map for the result
-    p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
-                 geometric_mean_passes=opts.geometric_mean_passes,
-                 pock_chambolle=opts.pock_chambolle,
-                 bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
-                 arrays=arrays)
-    norm_a = operator_norm(p, opts)
-    timer.mark("norm")
+    host_part_of_gpu_solve = setup.type == "cpu" and dev.type != "cpu"
+    with limited_host_threads(HOST_SETUP_THREADS if host_part_of_gpu_solve else None):
+        arrays = lp_arrays(lp, setup)
+        timer.mark("to_device")
+        validate_values(lp, arrays)
+        timer.mark("validate")
+        p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
+                     geometric_mean_passes=opts.geometric_mean_passes,
+                     pock_chambolle=opts.pock_chambolle,
+                     bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
+                     arrays=arrays)
+        norm_a = operator_norm(p, opts)
+        timer.mark("norm")
     timer.set_device(dev)
     p = p.to(dev)
     timer.mark("move")

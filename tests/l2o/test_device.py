@@ -82,3 +82,46 @@ def test_entry_points_reject_cuda_without_cuda(no_cuda, tmp_path):
             call()
         _assert_names_alternatives(caught.value, name)
     assert not (tmp_path / "data").exists()  # refused before touching the directory
+
+
+def test_limited_host_threads_caps_and_restores_the_count():
+    from l2o.device import limited_host_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with limited_host_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with limited_host_threads(8):          # never raises the count
+            assert torch.get_num_threads() == 2
+        with limited_host_threads(None):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), limited_host_threads(1):
+            raise RuntimeError("restored on the way out")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_only_a_gpu_solves_host_setup_is_capped(device, monkeypatch):
+    """A GPU solve's host-side setup of a small LP runs on HOST_SETUP_THREADS torch threads; a
+    CPU solve on the caller's."""
+    import importlib
+
+    import l2o
+    from l2o.device import limited_host_threads as real
+
+    module = importlib.import_module("l2o.pdhg.prepare")   # l2o.pdhg.prepare is the function
+
+    limits = []
+
+    def spy(limit):
+        limits.append(limit)
+        return real(limit)
+
+    monkeypatch.setattr(module, "limited_host_threads", spy)
+    module.prepare(l2o.load_example("afiro"), device)
+    assert limits == [None if device == "cpu" else module.HOST_SETUP_THREADS]
