@@ -87,6 +87,14 @@ __all__ = ["CHEAP_RULES", "DEFAULT_RULES", "FEASIBILITY_TOLERANCE", "FINAL_RULES
 # anything within 5-17 rounds (ken-11's chain of singleton rows and fixed columns is the
 # longest; benchmarks/gpu_presolve_rules.py prints the rounds).
 MAX_ROUNDS = 40
+# With a keep threshold (presolve="auto"), a reduction that has removed less than
+# GIVE_UP_FRACTION of it, in rows and in nonzeros, after GIVE_UP_ROUND rounds is given up: on
+# the 16 shared large and 20 NETLIB LPs none such reached the 20% thresholds later (pds-10 went
+# from 3.5% to 5.5% of the rows in 7 rounds, scrs8 from 4.1% to 12.4% in 32), and every
+# reduction "auto" keeps had removed >= 11% of the rows or 29% of the nonzeros by then
+# (benchmarks/RESULTS.md, "Presolve "auto" gives up early").
+GIVE_UP_ROUND = 3
+GIVE_UP_FRACTION = 0.25
 # The rules, in order (methods of l2o.lp.gpu_rules.Reductions).
 RULES = ("fixed_columns", "empty_and_free_rows", "singleton_rows", "activity_rows",
          "parallel_rows", "parallel_columns", "singleton_columns", "dual_fix", "empty_columns",
@@ -447,6 +455,7 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         return changed
 
     rounds = changed_total = 0
+    gave_up = False
     for rounds in range(1, max_rounds + 1):
         # the costly rules only once the cheap ones are done (an empty tier changes nothing)
         changed = run(tiers[0])
@@ -456,6 +465,10 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         if work.proof is not None or changed == 0:
             break
         work.compact()
+        if rounds == GIVE_UP_ROUND and min_rows_removed > 0:
+            gave_up = _far_below(lp, work, min_rows_removed, min_nnz_removed)
+            if gave_up:
+                break
     stats = _rule_stats(work, names, step_rule, changes, seconds)
     empty_index = torch.zeros(0, dtype=torch.int64)
     if work.proof is not None:
@@ -493,6 +506,9 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         why = f"{share:.1%} of the rows < {min_rows_removed:.0%}"
         if min_nnz_removed is not None:
             why += f" and {nnz_share:.1%} of the nonzeros < {min_nnz_removed:.0%}"
+        if gave_up:
+            why += (f" (given up after {rounds} rounds, under {GIVE_UP_FRACTION:.0%} of the "
+                    f"threshold)")
         return GpuPresolved(lp, PresolveOutcome.NOT_REDUCED, None, empty_index, empty_index,
                             time.perf_counter() - start,
                             f"{message}; {why}: not worth it (the reduced LP is not built)",
@@ -505,6 +521,17 @@ def gpu_presolve_lp(lp: LinearProgram, device: Any = None, max_rounds: int = MAX
         outcome, reduced = PresolveOutcome.EMPTY, None
     return GpuPresolved(lp, outcome, reduced, col_index.cpu(), row_index.cpu(),
                         time.perf_counter() - start, message, None, rounds, stats, work.record)
+
+
+def _far_below(lp: LinearProgram, work: Reductions, min_rows_removed: float,
+               min_nnz_removed: float | None) -> bool:
+    """Whether the reductions so far (compacted) removed less than GIVE_UP_FRACTION of the
+    rows threshold and, if given, of the nonzeros threshold (one host sync)."""
+    rows_removed = lp.num_rows - int(work.row_alive.sum())
+    if rows_removed >= GIVE_UP_FRACTION * min_rows_removed * lp.num_rows:
+        return False
+    nnz_removed = lp.nnz - work.vals.numel()    # compacted: the live entries alone
+    return min_nnz_removed is None or nnz_removed < GIVE_UP_FRACTION * min_nnz_removed * lp.nnz
 
 
 def _reduced_lp(lp: LinearProgram, work: Reductions, row_index: torch.Tensor,

@@ -706,3 +706,22 @@ def test_cuda_reductions_match_cpu(name):
     for pre in (cpu, cuda):
         x, y, _, _ = pre.postsolve(ref.x, ref.y)
         _assert_optimal(lp, x, y, kkt_tol=1e-7)
+
+
+def test_auto_gives_up_a_reduction_far_below_its_threshold():
+    """scrs8's reductions creep (4.1% of the rows after 3 rounds, 12.4% after 32): with the
+    "auto" thresholds the presolve stops after GIVE_UP_ROUND rounds and says so; without a
+    threshold it runs to its fixed point."""
+    from l2o.lp import gpu_presolve
+
+    lp = l2o.read_lp(DATA / "netlib" / "scrs8.mps.gz")
+    auto = gpu_presolve_lp(lp, min_rows_removed=0.2, min_nnz_removed=0.2)
+    assert auto.outcome == PresolveOutcome.NOT_REDUCED
+    assert auto.rounds == gpu_presolve.GIVE_UP_ROUND and "given up after 3 rounds" in auto.message
+    full = gpu_presolve_lp(lp)
+    assert full.outcome == PresolveOutcome.REDUCED and full.rounds > 10
+    assert full.rows_removed / lp.num_rows < 0.2     # it would not have been kept either
+    # a reduction past the threshold is kept as before (ken-11: 21% of the rows in round 1)
+    ken = gpu_presolve_lp(l2o.read_lp(DATA / "large" / "ken-11.mps.gz"), min_rows_removed=0.2,
+                          min_nnz_removed=0.2)
+    assert ken.outcome == PresolveOutcome.REDUCED and ken.rounds > gpu_presolve.GIVE_UP_ROUND
