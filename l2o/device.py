@@ -77,10 +77,11 @@ def limited_host_threads(limit: int | None) -> Iterator[None]:
     (None: unchanged).
 
     For the host-side steps of a GPU solve (the setup of a small LP): on the H200 machine's 16
-    threads, torch's CPU operations on arrays of 1e2-1e5 entries took 2-8x longer, with
-    outliers of 60-150 ms, than on 4 (benchmarks/RESULTS.md, "The setup of small LPs on the
-    host"). The thread count is process-wide: another thread's torch CPU work runs with the
-    limit meanwhile.
+    threads, the setup of NETLIB-size LPs took up to 3.4x as long as on 4 in one run (afiro:
+    7.9 against 2.3 ms), and setups of 1e3-1e5 nonzeros had outliers of 60-150 ms that 4
+    threads did not show (benchmarks/RESULTS.md, "The setup of small LPs on the host"). The
+    thread count is process-wide: another thread's torch CPU work runs with the limit
+    meanwhile.
     """
     before = torch.get_num_threads()
     if limit is None or before <= limit:
