@@ -40,8 +40,8 @@ __all__ = ["HOST_SETUP_THREADS", "PreparedLP", "check_prepared", "operator_norm"
 
 # torch CPU threads of a GPU solve's setup on the host: on the H200 machine (16 threads) the
 # setup of afiro took 2.3 ms on 4 threads against 7.9 ms (up to 18.6) on 16 in one run, and
-# no LP set up on the host was slower on 4 (benchmarks/RESULTS.md, "The setup of small LPs on
-# the host")
+# the other LPs under cpu_setup_nnz were within 0.2 ms or faster on 4 (benchmarks/RESULTS.md,
+# "The setup of small LPs on the host")
 HOST_SETUP_THREADS = 4
 
 
