@@ -1,11 +1,12 @@
 """The setup of a GPU solve (``l2o.pdhg.prepare``) on the host or on the GPU, per LP size.
 
 ``prepare`` scales LPs under ``cpu_setup_nnz`` nonzeros on the CPU and moves them, larger ones
-on the solve's device; on the host it uses at most ``HOST_SETUP_THREADS`` torch threads. This
-script times ``prepare(lp, "cuda")`` (synchronized, after a warm-up) with the setup forced onto
-the host at 16 (or torch's default), 4 and 1 threads, forced onto the GPU, and with the
-defaults, on NETLIB LPs, the shared large LPs and the relaxation families at 4x: the
-measurement behind ``cpu_setup_nnz`` and ``HOST_SETUP_THREADS``.  ``--presolved`` also profiles
+on the solve's device. This script times ``prepare(lp, "cuda")`` (synchronized, after a
+warm-up) with the setup forced onto the host at 16 (or torch's default), 4 and 1 threads,
+forced onto the GPU, and with the defaults, on NETLIB LPs, the shared large LPs and the
+relaxation families at 4x: the measurement behind ``cpu_setup_nnz``. (The thread counts are
+set around the timed calls only: a whole solve after a thread-count change ran 10-25% slower,
+benchmarks/RESULTS.md, "The setup of small LPs on the host".)  ``--presolved`` also profiles
 ``solve_lp(presolve="auto")`` on a few large LPs (the reduced LP's setup is one of its phases).
 
     python benchmarks/lp_setup.py --netlib ../shared/data/lp/netlib --large ../shared/data/lp/large \\
@@ -71,7 +72,6 @@ def main(argv=None) -> None:
     from l2o.datasets import generate
     from l2o.lp.io import read_lp
     from l2o.pdhg import prepare, solve_lp
-    from l2o.pdhg.prepare import HOST_SETUP_THREADS
 
     lps = [(name, read_lp(Path(args.netlib) / f"{name}.mps.gz")) for name in NETLIB]
     lps += [(name, read_lp(Path(args.large) / f"{name}.mps.gz")) for name in LARGE]
@@ -84,8 +84,7 @@ def main(argv=None) -> None:
     for cpu_setup_nnz in (NEVER, ALWAYS):   # warm-up: kernels, allocator, cuSPARSE handles
         prepare(lps[0][1], "cuda", torch.float64, cpu_setup_nnz=cpu_setup_nnz)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {default_threads} torch "
-          f"threads, HOST_SETUP_THREADS {HOST_SETUP_THREADS}; prepare() ms, min / median / max of "
-          f"{args.reps}", flush=True)
+          f"threads; prepare() ms, min / median / max of {args.reps}", flush=True)
     print(f"{'LP':14s} {'nnz':>8s} " + " ".join(f"| {v:>20s}" for v in variants))
     rows = []
     for name, lp in lps:

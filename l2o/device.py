@@ -14,13 +14,11 @@ Without the check torch fails later, deep inside the first ``.to(device)``, with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["DeviceUnavailableError", "limited_host_threads", "resolve_device"]
+__all__ = ["DeviceUnavailableError", "resolve_device"]
 
 
 class DeviceUnavailableError(ValueError):
@@ -69,26 +67,3 @@ def resolve_device(device: Any = "auto") -> torch.device:
                 f"device={str(device)!r}: this machine has {count} CUDA device(s) (cuda:0 to "
                 f"cuda:{count - 1}); use one of them, device=\"auto\" or device=\"cpu\"")
     return resolved
-
-
-@contextmanager
-def limited_host_threads(limit: int | None) -> Iterator[None]:
-    """At most ``limit`` torch CPU threads inside the block, torch's count restored after
-    (None: unchanged).
-
-    For the host-side steps of a GPU solve (the setup of a small LP): on the H200 machine's 16
-    threads, the setup of NETLIB-size LPs took up to 3.4x as long as on 4 in one run (afiro:
-    7.9 against 2.3 ms), and setups of 1e3-1e5 nonzeros had outliers of 60-150 ms that 4
-    threads did not show (benchmarks/RESULTS.md, "The setup of small LPs on the host"). The
-    thread count is process-wide: another thread's torch CPU work runs with the limit
-    meanwhile.
-    """
-    before = torch.get_num_threads()
-    if limit is None or before <= limit:
-        yield
-        return
-    torch.set_num_threads(limit)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

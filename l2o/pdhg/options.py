@@ -72,8 +72,8 @@ class SolverOptions:
         cuda_graph: capture the iterations between checks, and the check, in one CUDA graph.
         cpu_setup_nnz: LPs with fewer nonzeros are scaled and their ||A~||_2 estimated on the
             CPU, then moved. On the H200 the setup on the GPU took 5-11 ms whatever the size
-            (83-7e5 nonzeros), on its host (4 threads) ~3 ms plus ~0.28 ms per 1000
-            nonzeros: 4.5 against 5.2 ms at 5,758 nonzeros, 15.0 against 6.9 at 49,058
+            (83-7e5 nonzeros), on its host (16 threads) ~3 ms plus ~0.3 ms per 1000
+            nonzeros: 4.7 against 5.2 ms at 5,758 nonzeros, 15.7 against 6.9 at 49,058
             (benchmarks/RESULTS.md, "The setup of small LPs on the host").
         fused: the iteration's Triton kernels (l2o.pdhg.fused): "auto" (on CUDA when Triton
             imports, else the torch ops; the plan from the row lengths:

@@ -10,9 +10,8 @@ and the answer is postsolved there, so a :class:`PreparedLP` is always of the LP
   :func:`l2o.lp.validate_lp` on the host to name the culprit;
 * scale: diagonal preconditioning (:mod:`l2o.pdhg.scaling`);
 * norm estimate: ||A~||_2 for the step size (:func:`operator_norm`);
-* move: small LPs (under ``cpu_setup_nnz`` nonzeros) are set up on the CPU, with at most
-  ``HOST_SETUP_THREADS`` torch threads when the solve runs on a GPU, then moved to the solve's
-  device;
+* move: small LPs (under ``cpu_setup_nnz`` nonzeros) are set up on the CPU, then moved to the
+  solve's device;
 * termination data: the constant vectors of the checks (:class:`TerminationData`).
 
 A :class:`PreparedLP` keeps the outcome, so PDHG-Net's warm start and several solves share it.
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 
 from bilevel.linalg import power_iteration
-from l2o.device import limited_host_threads, resolve_device
+from l2o.device import resolve_device
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
 
 from .options import PREPARE_OPTIONS, SolverOptions, check_dtype, parse_options
@@ -35,14 +34,8 @@ from .profile import PhaseTimer
 from .scaling import LPArrays, ScaledLP, lp_arrays, same_device, scale_lp
 from .termination import TerminationData
 
-__all__ = ["HOST_SETUP_THREADS", "PreparedLP", "check_prepared", "operator_norm", "prepare",
-           "prepare_lp", "validate_values"]
-
-# torch CPU threads of a GPU solve's setup on the host: on the H200 machine (16 threads) the
-# setup of afiro took 2.3 ms on 4 threads against 7.9 ms (up to 18.6) on 16 in one run, and
-# the other LPs under cpu_setup_nnz were within 0.2 ms or faster on 4 (benchmarks/RESULTS.md,
-# "The setup of small LPs on the host")
-HOST_SETUP_THREADS = 4
+__all__ = ["PreparedLP", "check_prepared", "operator_norm", "prepare", "prepare_lp",
+           "validate_values"]
 
 
 @dataclass(frozen=True)
@@ -119,19 +112,17 @@ def prepare_lp(lp, dev: torch.device, dtype: torch.dtype, opts: SolverOptions, t
     # small LPs are set up on the CPU: cheaper than a hundred small kernel launches and a sync
     setup = torch.device("cpu") if lp.nnz < opts.cpu_setup_nnz else dev
     timer.set_device(setup)
-    host_part_of_gpu_solve = setup.type == "cpu" and dev.type != "cpu"
-    with limited_host_threads(HOST_SETUP_THREADS if host_part_of_gpu_solve else None):
-        arrays = lp_arrays(lp, setup)
-        timer.mark("to_device")
-        validate_values(lp, arrays)
-        timer.mark("validate")
-        p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
-                     geometric_mean_passes=opts.geometric_mean_passes,
-                     pock_chambolle=opts.pock_chambolle,
-                     bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
-                     arrays=arrays)
-        norm_a = operator_norm(p, opts)
-        timer.mark("norm")
+    arrays = lp_arrays(lp, setup)
+    timer.mark("to_device")
+    validate_values(lp, arrays)
+    timer.mark("validate")
+    p = scale_lp(lp, device=setup, dtype=dtype, ruiz_iterations=opts.ruiz_iterations,
+                 geometric_mean_passes=opts.geometric_mean_passes,
+                 pock_chambolle=opts.pock_chambolle,
+                 bound_objective_rescaling=opts.bound_objective_rescaling, timer=timer,
+                 arrays=arrays)
+    norm_a = operator_norm(p, opts)
+    timer.mark("norm")
     timer.set_device(dev)
     p = p.to(dev)
     timer.mark("move")
