@@ -15,7 +15,10 @@ original LP, re-solves included).
         [--device cpu] [--threads 1] [--highs] [--pdhg 1e-4] [--ops] [--json OUT.json]
 
 ``--ops`` counts the torch operators (and the host syncs among them) of the presolve and of
-one postsolve: on a GPU each is about one kernel launch, their fixed cost.
+one postsolve: on a GPU each is about one kernel launch, their fixed cost. ``--rounds`` prints
+the shares of the rows and nonzeros removed after each round (the reductions run to their
+fixed point, no threshold) and the rounds ``presolve="auto"``'s thresholds take (it gives up a
+reduction far below them: :data:`l2o.lp.gpu_presolve.GIVE_UP_ROUND`).
 """
 
 from __future__ import annotations
@@ -77,8 +80,31 @@ def postsolve_ops(pre) -> tuple[int, int]:
     return count_ops(lambda: pre.postsolve(x, y, x))
 
 
+def round_shares(lp, device: str) -> list[tuple[float, float]]:
+    """(rows, nonzeros) shares removed after each round of ``gpu_presolve_lp`` (no threshold),
+    read where each round compacts the entries."""
+    from l2o.lp.gpu_rules import Reductions
+
+    shares = []
+    compact = Reductions.compact
+
+    def recording(self) -> None:
+        compact(self)
+        shares.append((1 - int(self.row_alive.sum()) / max(lp.num_rows, 1),
+                       1 - self.vals.numel() / max(lp.nnz, 1)))
+
+    from l2o.lp.gpu_presolve import gpu_presolve_lp
+
+    Reductions.compact = recording
+    try:
+        gpu_presolve_lp(lp, device=device)
+    finally:
+        Reductions.compact = compact
+    return shares
+
+
 def measure(path: Path, device: str, solve_device: str, highs: bool,
-            pdhg_tol: float | None, ops: bool = False) -> dict:
+            pdhg_tol: float | None, ops: bool = False, rounds: bool = False) -> dict:
     l2o = import_l2o()
     from l2o.lp.gpu_presolve import gpu_presolve_lp
 
@@ -94,6 +120,13 @@ def measure(path: Path, device: str, solve_device: str, highs: bool,
     if ops:
         row["ops"] = count_ops(lambda: gpu_presolve_lp(lp, device=device))
         row["postsolve_ops"] = postsolve_ops(pre)
+    if rounds:
+        from l2o.pdhg.presolve import AUTO_MIN_NNZ_REMOVED, AUTO_MIN_ROWS_REMOVED
+
+        row["round_shares"] = round_shares(lp, device)
+        auto = gpu_presolve_lp(lp, device=device, min_rows_removed=AUTO_MIN_ROWS_REMOVED,
+                               min_nnz_removed=AUTO_MIN_NNZ_REMOVED)
+        row["auto_rounds"], row["auto_outcome"] = auto.rounds, auto.outcome.value
     if highs:
         from l2o.lp.presolve import presolve_lp
 
@@ -122,6 +155,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="only these LPs (names without suffix)")
     parser.add_argument("--ops", action="store_true",
                         help="torch operators (and host syncs) of the presolve and a postsolve")
+    parser.add_argument("--rounds", action="store_true",
+                        help="rows / nonzeros shares removed after each round, and the rounds "
+                             "presolve='auto' takes")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.threads:
@@ -133,7 +169,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             row = measure(path, args.device, args.solve_device, args.highs, args.pdhg,
-                          args.ops)
+                          args.ops, args.rounds)
             rows.append(row)
             line = (f"{name:<10} {row['rows']:>6}x{row['cols']:<7} nnz {row['nnz']:>8}  "
                     f"-rows {row['rows_removed']:>6} -cols {row['cols_removed']:>6} "
@@ -151,6 +187,10 @@ def main() -> None:
                                              ("iters_off", "iters_red_base", "iters_red",
                                               "iters_gpu"))
             print(line)
+            if args.rounds:
+                print("    after each round (rows/nnz removed): " + " ".join(
+                    f"{r:.3f}/{z:.3f}" for r, z in row["round_shares"])
+                    + f"; auto: {row['auto_rounds']} rounds ({row['auto_outcome']})")
             for rule, r in row["rules"].items():
                 if r["rows"] or r["cols"] or r["sides"]:
                     print(f"    {SHORT.get(rule, rule):<11} -rows {r['rows']:>6} -cols {r['cols']:>6} "

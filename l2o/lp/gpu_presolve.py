@@ -92,7 +92,8 @@ MAX_ROUNDS = 40
 # the 16 shared large and 20 NETLIB LPs none such reached the 20% thresholds later (pds-10 went
 # from 3.5% to 5.5% of the rows in 7 rounds, scrs8 from 4.1% to 12.4% in 32), and every
 # reduction "auto" keeps had removed >= 11% of the rows or 29% of the nonzeros by then
-# (benchmarks/RESULTS.md, '"auto" gives up a reduction far below its threshold').
+# (benchmarks/gpu_presolve_rules.py --rounds; benchmarks/RESULTS.md, '"auto" gives up a
+# reduction far below its threshold').
 GIVE_UP_ROUND = 3
 GIVE_UP_FRACTION = 0.25
 # The rules, in order (methods of l2o.lp.gpu_rules.Reductions).
