@@ -21,6 +21,10 @@ reshapes, by a product with a constant moves onto that constant; and chains of c
 factors are multiplied together, (a * c1) * c2 -> a * (c1 * c2) when a * c1 has no other
 use, so c1 * c2 is a constant.  Otherwise the same aten ops on the same values.
 
+:meth:`StagedProduct.compile` passes ``apply`` through ``torch.compile`` (inductor), which
+fuses its elementwise ops into fewer kernels around the matrix products (MNIST cleaning's
+captured CG step on the H200: 54 -> 43 us; the first call compiles, 3-6 s there).
+
 The trace is only valid at other points when g has no data-dependent control flow: a trace
 that read a value on the host (``.item()``, ``bool(tensor)``, ``nonzero``) is refused
 (:class:`StagingError`), and the captured hypergradients, the one user, also trace under
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.fx import Graph, GraphModule, Node
@@ -58,11 +62,34 @@ class StagingError(RuntimeError):
 @dataclass
 class StagedProduct:
     """``setup(x, y) -> constants`` and ``apply(constants, u) -> H_yy u`` (module
-    docstring); ``kernels``: aten ops per ``apply`` that are not views (for reports)."""
+    docstring); ``kernels``: aten ops per ``apply`` that are not views (for reports);
+    ``compiled``: ``apply`` goes through ``torch.compile`` (:meth:`compile`)."""
 
     setup: Callable[[Tree, Tree], tuple]
     apply: Callable[[tuple, Tree], Tree]
     kernels: int
+    compiled: bool = False
+    _module: GraphModule | None = field(default=None, repr=False)
+    _vector: Tree | None = field(default=None, repr=False)   # the layout of u and of H u
+
+    def compile(self) -> StagedProduct:
+        """This product with ``apply``'s ops compiled by ``torch.compile`` (inductor; static
+        shapes, the whole graph or an error). Compiling happens at the first ``apply`` (and
+        again for another autograd mode or shapes): it reads the device, so that call must not
+        be inside a CUDA graph capture; the values are the same up to rounding."""
+        if self._module is None:
+            raise ValueError("StagedProduct.compile: only a product of stage_product compiles")
+        module = torch.compile(self._module, fullgraph=True, dynamic=False)
+        return replace(self, apply=_applier(module, self._vector), compiled=True)
+
+
+def _applier(module: Callable, vector: Tree) -> Callable[[tuple, Tree], Tree]:
+    """``apply(constants, u)``: ``module`` on the constants and u's leaves, shaped as u."""
+    def apply(constants: tuple, u: Tree) -> Tree:
+        pieces = iter(module(*constants, *T.leaves(u)))
+        return T.tree_map(lambda _: next(pieces), vector)
+
+    return apply
 
 
 def stage_product(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> StagedProduct:
@@ -107,10 +134,7 @@ def stage_product(g: Callable[[Tree, Tree], torch.Tensor], x: Tree, y: Tree) -> 
     def setup(xx: Tree, yy: Tree) -> tuple:
         return tuple(setup_gm(*[t.detach() for t in T.leaves(xx) + T.leaves(yy)]))
 
-    def apply(constants: tuple, u: Tree) -> Tree:
-        return unflat(y, apply_gm(*constants, *T.leaves(u)))
-
-    return StagedProduct(setup, apply, kernels)
+    return StagedProduct(setup, _applier(apply_gm, y), kernels, _module=apply_gm, _vector=y)
 
 
 def _refuse_unsafe_mutations(graph: Graph, variable: set[Node]) -> None:

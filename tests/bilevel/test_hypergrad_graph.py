@@ -493,7 +493,8 @@ def test_kernel_budget_of_the_cleaning_problem(monkeypatch):
     assert info.converged and len(steps) == info.iterations > 2
     # the captured product is staged (bilevel.linalg.staged): the softmax and the chains
     # of constant factors are computed once per call, in the prologue
-    assert "staged Hessian product (7 kernels)" in notes[0], notes[0]
+    # (and, with Triton, compiled by torch.compile)
+    assert "staged Hessian product (7 kernels" in notes[0], notes[0]
     assert max(steps) <= 7 + 14, (steps, product)
 
 
