@@ -10,6 +10,9 @@ masking, chunking and the learned chunk count, the info, the eager fallbacks, th
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import types
 import warnings
 
 import pytest
@@ -568,3 +571,40 @@ def test_captured_call_with_the_fused_cg_replays(monkeypatch):
     assert calls[1][1].cuda_graph.startswith("replayed"), calls[1][1].cuda_graph
     for call in calls:
         _same(call, eager, tol=1e-9)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="torch.compile's CPU backend needs a C++ compiler")
+def test_captured_product_compiled_where_triton_runs(monkeypatch):
+    """cuda_graph=True compiles the staged product (StagedProduct.compile) where Triton runs
+    (here: claimed, capture emulated on the CPU, inductor's CPU backend), at capture, outside
+    the host-sync check; the captured and replayed answers are the eager one. A compilation
+    that fails keeps the uncompiled staged product and the note says why."""
+    from bilevel.linalg.staged import StagedProduct
+
+    monkeypatch.setattr(G, "_can_capture_on", lambda device: True)
+    monkeypatch.setattr(G, "_side_stream", lambda device: contextlib.nullcontext(None))
+    monkeypatch.setattr(G, "_record", lambda piece, stream: (piece(), _FakeGraph(piece))[1])
+    # (no emulated sync check: _NoSync is a dispatch mode, under which torch.compile does not
+    # compile; CUDA's check is the sync-debug mode, which it does not see)
+    monkeypatch.setattr(G, "_forbid_host_sync", contextlib.nullcontext)
+    monkeypatch.setattr(G, "fused", types.SimpleNamespace(available=lambda device: True))
+    problem = logistic(torch.device("cpu"), log_reg=-3.0)
+    x = problem.x0
+    y = inner_opt(problem, x)
+    eager = bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=False)
+    calls = [bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=True) for _ in range(2)]
+    assert calls[0][1].cuda_graph.startswith("captured"), calls[0][1].cuda_graph
+    assert calls[1][1].cuda_graph.startswith("replayed"), calls[1][1].cuda_graph
+    assert "compiled by torch.compile" in calls[0][1].cuda_graph, calls[0][1].cuda_graph
+    for call in calls:
+        _same(call, eager)
+
+    def broken(self):
+        raise RuntimeError("no compiler today")
+    monkeypatch.setattr(StagedProduct, "compile", broken)
+    clear_cuda_graphs(problem)
+    captured = bilevel.hypergrad(problem, x, y, tol=1e-10, cuda_graph=True)
+    note = captured[1].cuda_graph
+    assert "staged Hessian product" in note and "not compiled: RuntimeError" in note, note
+    _same(captured, eager)
