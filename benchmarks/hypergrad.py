@@ -321,11 +321,12 @@ def torchopt_hypergrad(case: Case, setting: dict) -> Callable:
 def run_case(case: Case, device: torch.device, reps: int, target: float, opts: dict,
              with_torchopt: bool, baseline=None, only: list[str] | None = None) -> list[dict]:
     rows = []
-    variants = ours_variants(case, opts)
+    # TorchOpt first: our cuda_graph=True variants compile the Hessian product (torch.compile),
+    # and TorchOpt's host-bound calls ran ~15% slower after that in the same process (H200)
+    variants = torchopt_variants(case) if with_torchopt else []
+    variants += ours_variants(case, opts)
     if baseline is not None:
         variants += ours_variants(case, opts, baseline, "base")
-    if with_torchopt:
-        variants += torchopt_variants(case)
     if only:
         variants = [v for v in variants if v[0] in only]
     for name, setting, fn in variants:
