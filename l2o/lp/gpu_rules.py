@@ -202,13 +202,13 @@ def hand_to_sources(rec: Record, y: torch.Tensor, c: torch.Tensor, shifts: bool 
             forced = (rec.row_step == step) & forcing
             _forcing_duals(rec, y, rho, on_nnz & forced[rows], forced)
             rho = c - _column_sums(rec, on_nnz, y, n)
-        handed = torch.zeros_like(here)
-        for source, wants in ((rec.lower_source, rho > 0), (rec.upper_source, rho < 0)):
-            take = here & wants & (source >= 0)
-            row = source.clamp(min=0)
-            y.index_add_(0, row, torch.where(take, rho / rec.row_coef[row], 0.0))
-            handed |= take
-        r = torch.where(here & ~handed, rho, r)
+        # rho_j > 0 pushes against x_j's lower bound, rho_j < 0 its upper one: the row that
+        # set that bound takes it (both sides in one pass)
+        source = torch.where(rho > 0, rec.lower_source, rec.upper_source)
+        take = here & (rho != 0) & (source >= 0)
+        row = source.clamp(min=0)
+        y.index_add_(0, row, torch.where(take, rho / rec.row_coef[row], 0.0))
+        r = torch.where(here & ~take, rho, r)
     return y, r
 
 
