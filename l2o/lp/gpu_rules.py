@@ -513,17 +513,13 @@ class Reductions:
         """
         m = len(self.row_alive)
         a = self.vals
-        bounds = torch.stack([self.col_lower[self.cols], self.col_upper[self.cols]], 1)
-        # [low, high] term of each entry: a_ij times the bound that gives the least / most
-        terms = a.unsqueeze(1) * torch.where((a > 0).unsqueeze(1), bounds, bounds.flip(1))
-        infinite = torch.isinf(terms)
-        finite = terms.masked_fill(infinite, 0.0)
+        finite, infinite = self._activity_terms()
         # per row, in one pass: finite parts of lo and hi, infinite terms in each, their
         # magnitude (the rounding scale), live entries
         per_entry = torch.cat([finite, infinite.to(a.dtype), finite.abs().sum(1, keepdim=True),
-                               torch.ones_like(a).unsqueeze(1)], 1)
-        sums = torch.zeros(m, 6, dtype=a.dtype, device=a.device).index_add_(
-            0, self.rows, per_entry.masked_fill(~self.live.unsqueeze(1), 0.0))
+                               self.live.to(a.dtype).unsqueeze(1)], 1)
+        sums = torch.zeros(m, 6, dtype=a.dtype, device=a.device).index_add_(0, self.rows,
+                                                                             per_entry)
         lo = torch.where(sums[:, 2] > 0, -torch.inf, sums[:, 0])
         hi = torch.where(sums[:, 3] > 0, torch.inf, sums[:, 1])
         tol = FEASIBILITY_TOLERANCE * (self.row_scale + sums[:, 4])
@@ -593,6 +589,18 @@ class Reductions:
             self.row_upper.masked_fill_(upper_ok, torch.inf)
             changes += counts[1] + counts[2]
         return changes
+
+    def _activity_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each entry's least and most term in its row's activity, a_ij times the column bound
+        that gives it (lower / upper for a_ij > 0, the other way for a_ij < 0): (finite,
+        infinite), (nnz, 2) each: the finite values (0 where infinite or the entry is not
+        live) and which are infinite (live entries only)."""
+        a = self.vals
+        bounds = torch.stack([self.col_lower[self.cols], self.col_upper[self.cols]], 1)
+        terms = a.unsqueeze(1) * torch.where((a > 0).unsqueeze(1), bounds, bounds.flip(1))
+        infinite = torch.isinf(terms)
+        dead = ~self.live.unsqueeze(1)
+        return terms.masked_fill(infinite | dead, 0.0), infinite & ~dead
 
     def _redundant_sides(self, alive: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                          tol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -920,11 +928,7 @@ class Reductions:
         other rows finite activity bounds in the next.
         """
         a, live = self.vals, self.live
-        lower, upper = self.col_lower[self.cols], self.col_upper[self.cols]
-        terms = torch.stack([a * torch.where(a > 0, lower, upper),     # least a_ij x_j
-                             a * torch.where(a > 0, upper, lower)], 1)  # most
-        infinite = torch.isinf(terms) & live.unsqueeze(1)
-        finite = torch.where(torch.isinf(terms) | ~live.unsqueeze(1), 0.0, terms)
+        finite, infinite = self._activity_terms()       # least and most a_ij x_j
         m, n = len(self.row_alive), len(self.col_alive)
         sums = torch.zeros(m, 4, dtype=a.dtype, device=a.device).index_add_(
             0, self.rows, torch.cat([finite, infinite.to(a.dtype)], 1))
