@@ -30,3 +30,14 @@ def write_rows(out: str | Path, stem: str, rows: list[dict[str, Any]], **record:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+
+
+def append_row(out: str | Path, row: dict[str, Any]) -> None:
+    """Print ``row`` as one JSON line and append it to the JSON-lines file ``out`` (its
+    folder created): a run cut short keeps every row it printed."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as handle:
+        handle.write(line + "\n")

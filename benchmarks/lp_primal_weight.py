@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o
-from _paths import default_out
+from _paths import append_row, default_out
 
 LARGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lp" / "large"
 
@@ -97,7 +96,6 @@ def main() -> None:
     from l2o.pdhg.restart import PrimalWeightParams
 
     torch.set_num_threads(1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     factors = [float(f) for f in args.factors.split(",")]
     modes = args.modes.split(",")
     trace = WeightTrace() if args.trace else None
@@ -134,9 +132,7 @@ def main() -> None:
                 row = {"lp": name, "mode": mode, "initial_weight": round(initial, 6),
                        "tol": args.tol, "status": r.status.name, "iterations": r.iterations,
                        "seconds": round(time.perf_counter() - start, 1)}
-                print(json.dumps(row), flush=True)
-                with open(args.out, "a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+                append_row(args.out, row)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _l2o_import import import_l2o
-from _paths import default_out
+from _paths import append_row, default_out
 
 LARGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lp" / "large"
 
@@ -122,7 +122,6 @@ def main() -> None:
         return
     l2o = import_l2o()
     torch.set_num_threads(1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     variants = [parse_variant(text) for text in args.variant or ["base:"]]
     if args.warmup and args.instances:
         path = Path(args.instances[0])
@@ -144,9 +143,7 @@ def main() -> None:
                    "status": r.status.name, "iterations": r.iterations,
                    "solve_time": round(r.solve_time, 4),       # the solver's clock, setup in
                    "seconds": round(time.perf_counter() - start, 1)}
-            print(json.dumps(row), flush=True)
-            with open(args.out, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_row(args.out, row)
 
 
 if __name__ == "__main__":
