@@ -228,7 +228,7 @@ class PrimalWeightPID:
         0.20); sc50a from |d| = 1e-4 |z*| to 1e-8 took 1665 iterations with it, 513 with this
         one (cold: 1281).
         """
-        initial = 1.0 if params is None else params.initial
+        initial = (PrimalWeightParams() if params is None else params).initial
         return cls(weight=initial, kp=0.5, ki=0.0, best_weight=initial)
 
     def update(self, primal_move: float, dual_move: float, rel_primal: float,
