@@ -13,6 +13,10 @@ without presolve, ours with auto/on with cuPDLPx's presolve (each row's ``ratio`
 gives every pairing's geometric-mean time ratio ours / cuPDLPx as the issue defines it (a
 non-OPTIMAL result counts as the time limit; LPs neither solves, and blend and dfl001, which
 cuPDLPx misreads, left out), the same where both solve, and the LPs cuPDLPx solves and ours not.
+Every point, ours and the one cuPDLPx writes, is also checked on the original LP
+(:func:`original_lp_check`: cuPDLPx checks termination on its presolved LP only); the summary's
+``ratios_checked`` repeats the pairings with an OPTIMAL point that fails that check counted as
+not solved, and names those rows.
 Without ``--cupdlpx``, cuPDLPx's no-presolve rows of ``--anchor`` (another run's CSV) are used.
 
 Instances are NAME.pt (``convert``, for a machine without highspy) or NAME.mps[.gz] read with
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import re
@@ -184,9 +189,11 @@ def read_anchor(path: Path | None) -> dict:
 
 
 def cupdlpx_run(binary: str, mps: Path, tol: float, limit: float, presolve: bool,
-                polish_tol: float | None) -> dict:
+                polish_tol: float | None, check=None) -> dict:
     """One cuPDLPx CLI solve: {status, iterations, time_s (its own 'Runtime (sec)': after reading
-    the file, its presolve and scaling included), wall_s}."""
+    the file, its presolve and scaling included), wall_s}, and with ``check`` (a function of
+    its x and y, :func:`original_lp_check`) the check of the point it wrote on the original LP.
+    """
     with tempfile.TemporaryDirectory() as d:
         cmd = [binary, "-q", "--eps_opt", str(tol), "--eps_feas", str(tol), "--time_limit",
                str(limit)]
@@ -208,7 +215,12 @@ def cupdlpx_run(binary: str, mps: Path, tol: float, limit: float, presolve: bool
         number = lambda key: float(get(key)) if get(key) else None
         iterations = number("Iterations Count")
         polish_iterations = number("Feasibility Polishing Iteration Count")
-        return {"status": get("Termination Reason"), "time_s": number("Runtime (sec)"),
+        checked = {}
+        if check is not None:
+            stem = mps.name.split(".mps")[0]
+            checked = check(Path(d, stem + "_primal_solution.txt"),
+                            Path(d, stem + "_dual_solution.txt"))
+        return {**checked, "status": get("Termination Reason"), "time_s": number("Runtime (sec)"),
                 "iterations": int(iterations) if iterations is not None else None,
                 "objective": number("Primal Objective Value"), "wall_s": wall,
                 "presolve_time_s": number("Presolve Time (sec)"),
@@ -218,6 +230,56 @@ def cupdlpx_run(binary: str, mps: Path, tol: float, limit: float, presolve: bool
                 "polish_time_s": number("Feasibility Polishing Time (sec)"),
                 "polish_iterations": (int(polish_iterations) if polish_iterations is not None
                                       else None)}
+
+
+# A point "fails the check" on the original LP when a relative residual exceeds this multiple
+# of the tolerance it was solved to (a clear miss, not the criteria's differences: below).
+CHECK_MARGIN = 10.0
+
+
+def original_lp_check(l2o, lp, tol: float, x, y) -> dict:
+    """A solver's point (x, y) judged on the original LP: ``checked_rel_primal_residual`` and
+    ``checked_rel_dual_residual`` of :func:`l2o.lp.kkt.point_kkt` without reduced costs (r =
+    proj_K(c - A^T y): the dual residual is the part of c - A^T y no multiplier of the column
+    bounds' signs explains, at most the residual with any other r of those signs, so no
+    stricter than the solver's own criterion), and ``checked`` = "ok" or "failed" (a residual
+    above CHECK_MARGIN x tol) or why there was nothing to check. The gap without the solver's r
+    is stricter than the solver's (module docstring of l2o.lp.kkt): reported, not judged; the
+    objective against the known optimum is the row's rel_obj_error.
+
+    Why: cuPDLPx checks termination on its presolved LP only and postsolves without a check;
+    ours checks the postsolved point on the original LP (issue 10's fit2p: PSLP's point has a
+    relative dual residual of 1.9e-2 there).
+    """
+    if lp.sense != "minimize":
+        return {"checked": "not checked (a maximization: the dual's sign convention)"}
+    x = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+    y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    if x.numel() != lp.num_cols or y.numel() != lp.num_rows:
+        return {"checked": f"not checked ({x.numel()} x, {y.numel()} y for {lp.num_cols} "
+                           f"columns, {lp.num_rows} rows)"}
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        return {"checked": "failed (non-finite values)"}
+    errors = importlib.import_module(l2o.__name__ + ".lp.kkt").kkt_error(lp, x, y)
+    primal, dual = errors["rel_primal_residual"], errors["rel_dual_residual"]
+    return {"checked": "ok" if max(primal, dual) <= CHECK_MARGIN * tol else "failed",
+            "checked_rel_primal_residual": primal, "checked_rel_dual_residual": dual,
+            "checked_rel_gap": errors["rel_gap"]}
+
+
+def solution_file_check(l2o, lp, tol: float):
+    """:func:`original_lp_check` of cuPDLPx's solution files (one value a line), for
+    :func:`cupdlpx_run`'s ``check``."""
+    def check(primal: Path, dual: Path) -> dict:
+        if not (primal.exists() and dual.exists()):
+            return {"checked": "not checked (no solution files)"}
+        try:
+            x = [float(v) for v in primal.read_text().split()]
+            y = [float(v) for v in dual.read_text().split()]
+        except ValueError as e:
+            return {"checked": f"not checked (unreadable solution file: {e})"}
+        return original_lp_check(l2o, lp, tol, x, y)
+    return check
 
 
 def per_iteration(l2o, lp, device: str, checks: int, check_every: int | None,
@@ -235,25 +297,35 @@ def geomean(values: list[float]) -> float | None:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else None
 
 
-def ratio_summary(rows: list[dict], ours: str, peer: str, tol: float, limit: float) -> dict:
+def ratio_summary(rows: list[dict], ours: str, peer: str, tol: float, limit: float,
+                  checked: bool = False) -> dict:
     """ours / peer time ratios at ``tol`` (the issue's rule): a non-OPTIMAL result counts as the
     time limit; LPs neither solves, and cuPDLPx's misread ones (:data:`MISREAD`), are left out.
-    Also the geometric mean where both solve, and the LPs the peer solves and ours does not."""
+    Also the geometric mean where both solve, and the LPs the peer solves and ours does not.
+
+    With ``checked``, an OPTIMAL row whose point failed the check on the original LP
+    (:func:`original_lp_check`) counts as not solved, and the summary names those rows."""
+    def solved(row: dict) -> bool:
+        return row["status"] == "OPTIMAL" and not (
+            checked and str(row.get("checked", "")).startswith("failed"))
+
     def time_of(row: dict | None) -> float | None:
         if row is None or row["time_s"] is None:
             return None
-        return row["time_s"] if row["status"] == "OPTIMAL" else limit
+        return row["time_s"] if solved(row) else limit
 
     by = {}
     for row in rows:
         if row["tol"] == tol and row["solver"] in (ours, peer):
             by.setdefault(row["name"], {})[row["solver"]] = row
-    counted, both, only_peer = [], [], []
+    counted, both, only_peer, failed = [], [], [], []
     for name, pair in by.items():
         a, b = pair.get(ours), pair.get(peer)
         if name in MISREAD or a is None or b is None:
             continue
-        solved_a, solved_b = a["status"] == "OPTIMAL", b["status"] == "OPTIMAL"
+        failed += [f"{name} ({row['solver']})" for row in (a, b)
+                   if row["status"] == "OPTIMAL" and not solved(row)]
+        solved_a, solved_b = solved(a), solved(b)
         if not (solved_a or solved_b) or time_of(b) is None or time_of(a) is None:
             continue
         counted.append(time_of(a) / time_of(b))
@@ -261,9 +333,12 @@ def ratio_summary(rows: list[dict], ours: str, peer: str, tol: float, limit: flo
             both.append(a["time_s"] / b["time_s"])
         if solved_b and not solved_a:
             only_peer.append(name)
-    return {"ours": ours, "peer": peer, "tol": tol, "geomean_ratio": geomean(counted),
-            "instances": len(counted), "geomean_ratio_both_solve": geomean(both),
-            "both_solve": len(both), "peer_solves_ours_not": only_peer}
+    summary = {"ours": ours, "peer": peer, "tol": tol, "geomean_ratio": geomean(counted),
+               "instances": len(counted), "geomean_ratio_both_solve": geomean(both),
+               "both_solve": len(both), "peer_solves_ours_not": only_peer}
+    if checked:
+        summary.update(rule="checked on the original LP", failed_check=failed)
+    return summary
 
 
 def ours_label(method: str, presolve: str, polish: bool) -> str:
@@ -333,7 +408,8 @@ def run(args) -> None:
             for label, pre in peers:
                 if mps is None:
                     continue
-                c = cupdlpx_run(args.cupdlpx, mps, tol, args.time_limit, pre, polish_tol)
+                c = cupdlpx_run(args.cupdlpx, mps, tol, args.time_limit, pre, polish_tol,
+                                check=solution_file_check(l2o, lp, tol))
                 obj = c["objective"]
                 peer_rows[pre] = {
                     "name": name, **shape, "tol": tol, "solver": label, "method": "cupdlpx",
@@ -365,7 +441,9 @@ def run(args) -> None:
                        "presolve_reason": pre_report.get("reason"),
                        "polish_applied": pol.get("applied"), "polish_reached": pol.get("reached"),
                        "polish_time_s": pol.get("time_s"), "polish_gap": pol.get("gap"),
-                       "polish_iterations": pol.get("iterations")}
+                       "polish_iterations": pol.get("iterations"),
+                       **(original_lp_check(l2o, lp, tol, res.x, res.y)
+                          if res.x is not None and res.y is not None else {})}
                 # the pairing of the issue: presolve off vs cuPDLPx --no_presolve, else with its own
                 peer = peer_rows.get(pre != "off")
                 ref = anchor.get((name, tol))
@@ -383,6 +461,9 @@ def run(args) -> None:
                "cupdlpx": args.cupdlpx, "cupdlpx_presolve": args.cupdlpx_presolve if peers else None,
                "ratios": [ratio_summary(rows, label, peer, tol, args.time_limit)
                           for tol in tols for label, _ in variants for peer, _ in peers],
+               "ratios_checked": [ratio_summary(rows, label, peer, tol, args.time_limit, True)
+                                  for tol in tols for label, _ in variants
+                                  for peer, _ in peers],
                "per_iteration_s": per_iter}
     if not peers and anchor:
         summary["anchor_geomean_ratio"] = {
@@ -399,8 +480,9 @@ ROW_FIELDS = ["name", "rows", "cols", "nnz", "tol", "solver", "method", "presolv
               "rel_primal_residual", "rel_dual_residual", "rel_gap", "method_used",
               "presolve_applied", "presolve_by", "presolve_time_s", "presolve_reason",
               "polish_applied", "polish_reached", "polish_time_s", "polish_gap",
-              "polish_iterations", "ratio_vs", "ratio", "anchor_status", "anchor_iters",
-              "anchor_time_s"]
+              "polish_iterations", "checked", "checked_rel_primal_residual",
+              "checked_rel_dual_residual", "checked_rel_gap", "ratio_vs", "ratio",
+              "anchor_status", "anchor_iters", "anchor_time_s"]
 
 
 def highs(args) -> None:
@@ -448,8 +530,8 @@ def summarize(args) -> None:
     ours = sorted({r["solver"] for r in rows if r["solver"].startswith("ours")})
     peers = sorted({r["solver"] for r in rows if r["solver"].startswith("cupdlpx")})
     tols = sorted({r["tol"] for r in rows}, reverse=True)
-    print(json.dumps([ratio_summary(rows, a, b, tol, limit) for tol in tols for a in ours
-                      for b in peers], indent=1))
+    print(json.dumps([ratio_summary(rows, a, b, tol, limit, checked) for checked in (False, True)
+                      for tol in tols for a in ours for b in peers], indent=1))
 
 
 def main(argv=None) -> None:
