@@ -61,6 +61,19 @@ def test_a_wrong_dual_fails_and_missing_or_misfit_files_say_so(afiro, tmp_path):
     assert "unreadable" in check(x_file, tmp_path / "bad.txt")["checked"]
 
 
+def test_a_residual_the_files_rounding_explains_is_not_judged(afiro):
+    lp, res = afiro
+    rounded = lambda v: [float(f"{a:.3g}") for a in v.tolist()]
+    x, y = rounded(res.x), rounded(res.y)
+    assert bench.original_lp_check(l2o, lp, 1e-8, x, y)["checked"] == "failed"
+    out = bench.original_lp_check(l2o, lp, 1e-8, x, y, digits=3)
+    assert out["checked"].startswith("not judged")
+    assert max(out["checked_rel_primal_residual"], out["checked_rel_dual_residual"]) > 1e-7
+    wrong = res.y.clone()
+    wrong[0] += 1.0
+    assert bench.original_lp_check(l2o, lp, 1e-8, res.x, wrong, digits=10)["checked"] == "failed"
+
+
 def test_a_failed_check_counts_as_the_time_limit_only_in_the_checked_summary():
     rows = [{"name": "a", "tol": 1e-4, "solver": "ours", "status": "OPTIMAL", "time_s": 2.0,
              "checked": "ok"},
