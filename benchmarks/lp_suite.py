@@ -243,25 +243,22 @@ FILE_DIGITS = 10
 ROUNDING_NOISE_SAMPLES = 3
 
 
-def rounding_noise(l2o, lp, x: torch.Tensor, y: torch.Tensor, digits: int) -> tuple[float, float]:
-    """How much writing (x, y) with ``digits`` significant digits moves the relative primal and
-    dual residuals: the largest over a few draws of ||A (x e_x)|| / (1 + ||b||) and
-    ||A^T (y e_y)|| / (1 + ||c||), e uniform in +-0.5 10^(1 - digits) per entry (a relative
-    rounding error, at most the largest a digit string makes)."""
+def rounding_noise(l2o, lp, x: torch.Tensor, y: torch.Tensor, digits: int,
+                   residuals: tuple[float, float]) -> tuple[float, float]:
+    """How much writing (x, y) with ``digits`` significant digits can move its relative primal
+    and dual residuals (``residuals``, of the point as read): the largest change over a few
+    draws of the point with each entry moved by a relative e uniform in +-0.5 10^(1 - digits)
+    (a rounding error, at most the largest a digit string makes)."""
     kkt = importlib.import_module(l2o.__name__ + ".lp.kkt")
-    A = lp.A.to(torch.float64)
-    c = lp.minimize_c[0].to(torch.float64)
-    b_norm = float(kkt.finite_bound_norm(lp.row_lower.to(torch.float64),
-                                         lp.row_upper.to(torch.float64)))
-    c_norm = float(torch.linalg.vector_norm(c))
     half = 0.5 * 10.0 ** (1 - digits)
     gen = torch.Generator().manual_seed(0)
-    noise = lambda v: v * (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 2 - 1) * half
+    moved = lambda v: v * (1 + (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 2 - 1)
+                           * half)
     primal = dual = 0.0
     for _ in range(ROUNDING_NOISE_SAMPLES):
-        primal = max(primal, float(torch.linalg.vector_norm(A @ noise(x))) / (1 + b_norm))
-        dual = max(dual, float(torch.linalg.vector_norm(kkt.transpose_product(A, noise(y))))
-                   / (1 + c_norm))
+        errors = kkt.kkt_error(lp, moved(x), moved(y))
+        primal = max(primal, abs(errors["rel_primal_residual"] - residuals[0]))
+        dual = max(dual, abs(errors["rel_dual_residual"] - residuals[1]))
     return primal, dual
 
 
@@ -299,7 +296,7 @@ def original_lp_check(l2o, lp, tol: float, x, y, digits: int | None = None) -> d
         return {"checked": "ok", **out}
     if digits is None:
         return {"checked": "failed", **out}
-    floors = rounding_noise(l2o, lp, x, y, digits)
+    floors = rounding_noise(l2o, lp, x, y, digits, residuals)
     out.update(checked_rounding_noise_primal=floors[0], checked_rounding_noise_dual=floors[1])
     beyond = [r > CHECK_MARGIN * max(tol, floor) for r, floor in zip(residuals, floors)]
     return {"checked": "failed" if any(beyond) else
