@@ -3,25 +3,17 @@ files), and the ratio summary that counts a failed check as not solved."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from _benchmarks import load_benchmark  # tests/l2o/_benchmarks.py
 
 import l2o
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("lp_suite_bench",
-                                                  ROOT / "benchmarks" / "lp_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("lp_suite")
 
 
 @pytest.fixture(scope="module")

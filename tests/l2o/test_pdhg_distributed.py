@@ -296,13 +296,9 @@ def test_collectives_and_host_reads_per_chunk():
 
 def _benchmark():
     """benchmarks/lp_distributed.py as a module (its op counter)."""
-    import importlib.util
+    from _benchmarks import load_benchmark  # tests/l2o/_benchmarks.py
 
-    spec = importlib.util.spec_from_file_location("lp_distributed_bench",
-                                                  ROOT / "benchmarks" / "lp_distributed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("lp_distributed")
 
 
 @pytest.mark.parametrize("partitioner", ["contiguous", "metis"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from _benchmarks import load_benchmark  # tests/l2o/_benchmarks.py
 
 from l2o.datasets import barabasi_albert_edges, pagerank
 from l2o.net import PDHGNet, PowerIterationNet, save_model
@@ -21,15 +21,7 @@ from l2o.net import PDHGNet, PowerIterationNet, save_model
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("pdhgnet_bench", ROOT / "benchmarks" /
-                                                  "pdhgnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("pdhgnet")
 CPU = torch.device("cpu")
 
 

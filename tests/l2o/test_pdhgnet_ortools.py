@@ -5,14 +5,13 @@ not import (CI): point $ORTOOLS_PATH at a folder holding it (pip install --targe
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from _benchmarks import load_benchmark  # tests/l2o/_benchmarks.py
 
 from l2o.datasets import generate
 from l2o.lp.reference import solve_highs
@@ -20,16 +19,7 @@ from l2o.lp.reference import solve_highs
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("pdhgnet_ortools_bench", ROOT / "benchmarks" /
-                                                  "pdhgnet_ortools.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module             # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("pdhgnet_ortools")
 ORTOOLS_PATH = os.environ.get("ORTOOLS_PATH", "/tmp/ortools_site")
 needs_ortools = pytest.mark.skipif(bench.ortools_missing(ORTOOLS_PATH) is not None,
                                    reason="OR-Tools PDLP does not import (set $ORTOOLS_PATH)")
