@@ -243,13 +243,19 @@ FILE_DIGITS = 10
 ROUNDING_NOISE_SAMPLES = 3
 
 
+def _kkt(l2o):
+    """l2o.lp.kkt, imported once ``import_l2o`` has made l2o importable (highspy stubbed where
+    it is missing)."""
+    return importlib.import_module(l2o.__name__ + ".lp.kkt")
+
+
 def rounding_noise(l2o, lp, x: torch.Tensor, y: torch.Tensor, digits: int,
                    residuals: tuple[float, float]) -> tuple[float, float]:
     """How much writing (x, y) with ``digits`` significant digits can move its relative primal
     and dual residuals (``residuals``, of the point as read): the largest change over a few
     draws of the point with each entry moved by a relative e uniform in +-0.5 10^(1 - digits)
     (a rounding error, at most the largest a digit string makes)."""
-    kkt = importlib.import_module(l2o.__name__ + ".lp.kkt")
+    kkt = _kkt(l2o)
     half = 0.5 * 10.0 ** (1 - digits)
     gen = torch.Generator().manual_seed(0)
     moved = lambda v: v * (1 + (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 2 - 1)
@@ -288,7 +294,7 @@ def original_lp_check(l2o, lp, tol: float, x, y, digits: int | None = None) -> d
                            f"columns, {lp.num_rows} rows)"}
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         return {"checked": "failed (non-finite values)"}
-    errors = importlib.import_module(l2o.__name__ + ".lp.kkt").kkt_error(lp, x, y)
+    errors = _kkt(l2o).kkt_error(lp, x, y)
     residuals = (errors["rel_primal_residual"], errors["rel_dual_residual"])
     out = {"checked_rel_primal_residual": residuals[0],
            "checked_rel_dual_residual": residuals[1], "checked_rel_gap": errors["rel_gap"]}
