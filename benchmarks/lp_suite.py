@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import math
 import re
@@ -243,32 +242,27 @@ FILE_DIGITS = 10
 ROUNDING_NOISE_SAMPLES = 3
 
 
-def _kkt(l2o):
-    """l2o.lp.kkt, imported once ``import_l2o`` has made l2o importable (highspy stubbed where
-    it is missing)."""
-    return importlib.import_module(l2o.__name__ + ".lp.kkt")
-
-
-def rounding_noise(l2o, lp, x: torch.Tensor, y: torch.Tensor, digits: int,
+def rounding_noise(lp, x: torch.Tensor, y: torch.Tensor, digits: int,
                    residuals: tuple[float, float]) -> tuple[float, float]:
     """How much writing (x, y) with ``digits`` significant digits can move its relative primal
     and dual residuals (``residuals``, of the point as read): the largest change over a few
     draws of the point with each entry moved by a relative e uniform in +-0.5 10^(1 - digits)
     (a rounding error, at most the largest a digit string makes)."""
-    kkt = _kkt(l2o)
+    from l2o.lp.kkt import kkt_error
+
     half = 0.5 * 10.0 ** (1 - digits)
     gen = torch.Generator().manual_seed(0)
     moved = lambda v: v * (1 + (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 2 - 1)
                            * half)
     primal = dual = 0.0
     for _ in range(ROUNDING_NOISE_SAMPLES):
-        errors = kkt.kkt_error(lp, moved(x), moved(y))
+        errors = kkt_error(lp, moved(x), moved(y))
         primal = max(primal, abs(errors["rel_primal_residual"] - residuals[0]))
         dual = max(dual, abs(errors["rel_dual_residual"] - residuals[1]))
     return primal, dual
 
 
-def original_lp_check(l2o, lp, tol: float, x, y, digits: int | None = None) -> dict:
+def original_lp_check(lp, tol: float, x, y, digits: int | None = None) -> dict:
     """A solver's point (x, y) judged on the original LP: ``checked_rel_primal_residual`` and
     ``checked_rel_dual_residual`` of :func:`l2o.lp.kkt.point_kkt` without reduced costs (r =
     proj_K(c - A^T y): the dual residual is the part of c - A^T y no multiplier of the column
@@ -294,7 +288,9 @@ def original_lp_check(l2o, lp, tol: float, x, y, digits: int | None = None) -> d
                            f"columns, {lp.num_rows} rows)"}
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         return {"checked": "failed (non-finite values)"}
-    errors = _kkt(l2o).kkt_error(lp, x, y)
+    from l2o.lp.kkt import kkt_error
+
+    errors = kkt_error(lp, x, y)
     residuals = (errors["rel_primal_residual"], errors["rel_dual_residual"])
     out = {"checked_rel_primal_residual": residuals[0],
            "checked_rel_dual_residual": residuals[1], "checked_rel_gap": errors["rel_gap"]}
@@ -302,14 +298,14 @@ def original_lp_check(l2o, lp, tol: float, x, y, digits: int | None = None) -> d
         return {"checked": "ok", **out}
     if digits is None:
         return {"checked": "failed", **out}
-    floors = rounding_noise(l2o, lp, x, y, digits, residuals)
+    floors = rounding_noise(lp, x, y, digits, residuals)
     out.update(checked_rounding_noise_primal=floors[0], checked_rounding_noise_dual=floors[1])
     beyond = [r > CHECK_MARGIN * max(tol, floor) for r, floor in zip(residuals, floors)]
     return {"checked": "failed" if any(beyond) else
             f"not judged (within {CHECK_MARGIN:g}x the noise of {digits}-digit values)", **out}
 
 
-def solution_file_check(l2o, lp, tol: float, digits: int = FILE_DIGITS):
+def solution_file_check(lp, tol: float, digits: int = FILE_DIGITS):
     """:func:`original_lp_check` of cuPDLPx's solution files (one value a line, ``digits``
     significant digits), for :func:`cupdlpx_run`'s ``check``."""
     def check(primal: Path, dual: Path) -> dict:
@@ -320,7 +316,7 @@ def solution_file_check(l2o, lp, tol: float, digits: int = FILE_DIGITS):
             y = [float(v) for v in dual.read_text().split()]
         except ValueError as e:
             return {"checked": f"not checked (unreadable solution file: {e})"}
-        return original_lp_check(l2o, lp, tol, x, y, digits)
+        return original_lp_check(lp, tol, x, y, digits)
     return check
 
 
@@ -451,7 +447,7 @@ def run(args) -> None:
                 if mps is None:
                     continue
                 c = cupdlpx_run(args.cupdlpx, mps, tol, args.time_limit, pre, polish_tol,
-                                check=solution_file_check(l2o, lp, tol))
+                                check=solution_file_check(lp, tol))
                 obj = c["objective"]
                 peer_rows[pre] = {
                     "name": name, **shape, "tol": tol, "solver": label, "method": "cupdlpx",
@@ -484,7 +480,7 @@ def run(args) -> None:
                        "polish_applied": pol.get("applied"), "polish_reached": pol.get("reached"),
                        "polish_time_s": pol.get("time_s"), "polish_gap": pol.get("gap"),
                        "polish_iterations": pol.get("iterations"),
-                       **(original_lp_check(l2o, lp, tol, res.x, res.y)
+                       **(original_lp_check(lp, tol, res.x, res.y)
                           if res.x is not None and res.y is not None else {})}
                 # the pairing of the issue: presolve off vs cuPDLPx --no_presolve, else with its own
                 peer = peer_rows.get(pre != "off")

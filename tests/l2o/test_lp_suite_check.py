@@ -6,12 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _benchmarks import load_benchmark  # tests/l2o/_benchmarks.py
+from _benchmarks import ROOT, load_benchmark  # tests/l2o/_benchmarks.py
 
 import l2o
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 bench = load_benchmark("lp_suite")
 
@@ -29,7 +26,7 @@ def _write(path: Path, values) -> Path:
 
 def test_solution_files_of_an_optimum_pass(afiro, tmp_path):
     lp, res = afiro
-    check = bench.solution_file_check(l2o, lp, 1e-8)
+    check = bench.solution_file_check(lp, 1e-8)
     out = check(_write(tmp_path / "x.txt", res.x.tolist()), _write(tmp_path / "y.txt",
                                                                      res.y.tolist()))
     assert out["checked"] == "ok"
@@ -41,10 +38,10 @@ def test_a_wrong_dual_fails_and_missing_or_misfit_files_say_so(afiro, tmp_path):
     lp, res = afiro
     y = res.y.clone()
     y[0] += 1.0
-    out = bench.original_lp_check(l2o, lp, 1e-4, res.x, y)
+    out = bench.original_lp_check(lp, 1e-4, res.x, y)
     assert out["checked"] == "failed"
     assert out["checked_rel_dual_residual"] > bench.CHECK_MARGIN * 1e-4
-    check = bench.solution_file_check(l2o, lp, 1e-4)
+    check = bench.solution_file_check(lp, 1e-4)
     x_file = _write(tmp_path / "x.txt", res.x.tolist())
     assert check(x_file, tmp_path / "none.txt")["checked"].startswith("not checked")
     short = _write(tmp_path / "y.txt", res.y.tolist()[:-1])
@@ -57,13 +54,13 @@ def test_a_residual_the_files_rounding_explains_is_not_judged(afiro):
     lp, res = afiro
     rounded = lambda v: [float(f"{a:.3g}") for a in v.tolist()]
     x, y = rounded(res.x), rounded(res.y)
-    assert bench.original_lp_check(l2o, lp, 1e-8, x, y)["checked"] == "failed"
-    out = bench.original_lp_check(l2o, lp, 1e-8, x, y, digits=3)
+    assert bench.original_lp_check(lp, 1e-8, x, y)["checked"] == "failed"
+    out = bench.original_lp_check(lp, 1e-8, x, y, digits=3)
     assert out["checked"].startswith("not judged")
     assert max(out["checked_rel_primal_residual"], out["checked_rel_dual_residual"]) > 1e-7
     wrong = res.y.clone()
     wrong[0] += 1.0
-    assert bench.original_lp_check(l2o, lp, 1e-8, res.x, wrong, digits=10)["checked"] == "failed"
+    assert bench.original_lp_check(lp, 1e-8, res.x, wrong, digits=10)["checked"] == "failed"
 
 
 def test_a_failed_check_counts_as_the_time_limit_only_in_the_checked_summary():
