@@ -6,8 +6,9 @@ Two presolvers, a :class:`PresolveBy` value: HiGHS's (``"highs"``, :mod:`l2o.lp.
 the CPU: every reduction HiGHS knows, 1-28 us per nonzero) and the cheap reductions in torch on
 the solve's device (``"gpu"``, :mod:`l2o.lp.gpu_presolve`: fixed columns, free / empty /
 singleton rows, empty columns; milliseconds). ``presolve=True`` means HiGHS; ``"auto"`` decides
-from measured costs and says why (:func:`decide_presolve`: nothing for small LPs, else the GPU
-reductions, their reduced LP solved only if they removed enough rows).
+from measured costs and says why (:func:`decide_presolve`: nothing for small LPs, nothing on a
+GPU unless many rows are singleton rows, else the GPU reductions, their reduced LP solved only if
+they removed enough rows).
 
 The solve of the reduced LP is any ``solve(lp, warm_start, time_limit) -> LPResult`` (the PDHG
 loop without presolve); this module decides whether to presolve, maps a warm start of the
@@ -64,10 +65,10 @@ if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
 
     Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
 
-__all__ = ["AUTO_MIN_NNZ_REMOVED", "AUTO_MIN_ROWS_REMOVED", "MAX_AMPLIFICATION",
-           "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PresolveBy",
+__all__ = ["AUTO_MIN_NNZ_REMOVED", "AUTO_MIN_ROWS_REMOVED", "AUTO_MIN_SINGLETON_ROWS_GPU",
+           "MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PresolveBy",
            "PresolveDecision", "decide_presolve", "evaluate_point", "no_presolve_report",
-           "solve_with_presolve"]
+           "singleton_row_share", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
 # presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
@@ -90,6 +91,16 @@ AUTO_MIN_ROWS_REMOVED = 0.2
 # (3.3% of the rows, 39% of the nonzeros: 2,497 -> 1,281 with its columns boxed): on the shared
 # large set these two are the LPs this keeps and the rows' share did not.
 AUTO_MIN_NNZ_REMOVED = 0.2
+# On a GPU "auto" runs the reductions only where at least this share of the rows are singleton
+# rows (one nonzero: a column bound written as a row). There an iteration costs microseconds and
+# the reductions' round trip is launch-bound: measured on an H200 (benchmarks/RESULTS.md, "What
+# "auto" presolves on a GPU"), presolve, postsolve and the check on the original LP cost 30-70 ms
+# against 10-40 ms of iterations saved to 1e-4 on ken-11, osa-07, cre-b, cre-d and t0331-4l,
+# and nemsemm2's reduced LP took 12,161 iterations against 4,801; on the shared large set it paid
+# only on nsct2 and dbir2 (0.2 s against 10-14 s: PDHG crawls on their singleton rows), the two
+# LPs with 65% and 61% of their rows singletons; the next most is ken-11's 21%. On the CPU an
+# iteration costs milliseconds and the reductions pay wherever they remove enough (as above).
+AUTO_MIN_SINGLETON_ROWS_GPU = 0.4
 
 # When the postsolved point misses the tolerance on the original LP, the reduced LP is solved
 # further, to a tolerance smaller by the amplification seen, at most this many times, down to
@@ -141,16 +152,19 @@ def _highspy_installed() -> bool:
 _NAMED = {True: PresolveBy.HIGHS, "highs": PresolveBy.HIGHS, "gpu": PresolveBy.GPU}
 
 
-def decide_presolve(lp: LinearProgram, presolve: Any,
-                    time_limit: float | None = None) -> PresolveDecision:
+def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None = None,
+                    device: Any = None) -> PresolveDecision:
     """The decision for ``solve_lp(lp, presolve=...)``.
 
     Args:
         presolve: False (never), True or "highs" (HiGHS; it may use all of ``time_limit``),
             "gpu" (the torch reductions) or "auto": nothing below :data:`PRESOLVE_MIN_NNZ`
-            nonzeros, else the GPU reductions, their reduced LP solved only if they removed
-            :data:`AUTO_MIN_ROWS_REMOVED` of the rows or :data:`AUTO_MIN_NNZ_REMOVED` of the
-            nonzeros (why not HiGHS: the first constant's note).
+            nonzeros; on a GPU nothing unless :data:`AUTO_MIN_SINGLETON_ROWS_GPU` of the rows
+            are singleton rows; else the GPU reductions, their reduced LP solved only if they
+            removed :data:`AUTO_MIN_ROWS_REMOVED` of the rows or :data:`AUTO_MIN_NNZ_REMOVED` of
+            the nonzeros (why not HiGHS: the second constant's note).
+        device: where the solve runs (None: the CPU); "auto" weighs the reductions' fixed cost
+            against iterations that cost microseconds on a GPU, milliseconds on a CPU.
 
     Raises:
         ValueError: any other value.
@@ -170,11 +184,28 @@ def decide_presolve(lp: LinearProgram, presolve: Any,
     if lp.nnz < PRESOLVE_MIN_NNZ:
         return PresolveDecision(None, None, f"auto: {lp.nnz} nonzeros < {PRESOLVE_MIN_NNZ}, "
                                             f"PDHG alone is faster than the presolve round trip")
-    return PresolveDecision(PresolveBy.GPU, None,
-                            f"auto: the GPU reductions, kept if they remove >= "
-                            f"{AUTO_MIN_ROWS_REMOVED:.0%} of the rows or "
-                            f"{AUTO_MIN_NNZ_REMOVED:.0%} of the nonzeros", AUTO_MIN_ROWS_REMOVED,
+    kept = (f"the GPU reductions, kept if they remove >= {AUTO_MIN_ROWS_REMOVED:.0%} of the "
+            f"rows or {AUTO_MIN_NNZ_REMOVED:.0%} of the nonzeros")
+    if device is not None and torch.device(device).type != "cpu":
+        share = singleton_row_share(lp)
+        if share < AUTO_MIN_SINGLETON_ROWS_GPU:
+            return PresolveDecision(None, None, (
+                f"auto: {share:.1%} of the rows are singleton rows (< "
+                f"{AUTO_MIN_SINGLETON_ROWS_GPU:.0%}): on a GPU PDHG alone is faster than the "
+                f"presolve round trip"))
+        kept = f"{share:.1%} of the rows are singleton rows: {kept}"
+    return PresolveDecision(PresolveBy.GPU, None, f"auto: {kept}", AUTO_MIN_ROWS_REMOVED,
                             AUTO_MIN_NNZ_REMOVED)
+
+
+def singleton_row_share(lp: LinearProgram) -> float:
+    """The share of ``lp``'s rows with exactly one stored nonzero (from the CSR row pointers,
+    on the host: no kernel)."""
+    if lp.num_rows == 0:
+        return 0.0
+    A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
+    crow = A.crow_indices()
+    return float(((crow[1:] - crow[:-1]) == 1).sum()) / lp.num_rows
 
 
 def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:
@@ -303,7 +334,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     """
     start = time.perf_counter()
     timer = PhaseTimer(profile, None if device is None else torch.device(device), start)
-    decision = decide_presolve(lp, presolve, time_limit)
+    decision = decide_presolve(lp, presolve, time_limit, device)
     timer.mark("decide")
     iterations = 0
     solves = 0

@@ -17,7 +17,13 @@ from l2o import LPStatus, solve_lp
 from l2o.lp import solve_highs
 from l2o.lp.kkt import kkt_error
 from l2o.lp.solution import solution_dict
-from l2o.pdhg.presolve import PRESOLVE_MIN_NNZ, PresolveBy, decide_presolve
+from l2o.pdhg.presolve import (
+    AUTO_MIN_SINGLETON_ROWS_GPU,
+    PRESOLVE_MIN_NNZ,
+    PresolveBy,
+    decide_presolve,
+    singleton_row_share,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "lp"
 REPORT_KEYS = {"applied", "by", "reason", "rows_removed", "cols_removed", "nnz_removed", "time_s"}
@@ -98,6 +104,42 @@ def test_auto_takes_the_gpu_reductions():
     auto = decide_presolve(lp, "auto")
     assert auto.by is PresolveBy.GPU and auto.min_rows_removed > 0
     assert decide_presolve(lp, "gpu").min_rows_removed == 0
+
+
+def _rows_with_singletons(m: int, singletons: int, n: int = 4000):
+    """An LP of ``m`` rows, the first ``singletons`` of them with one nonzero, the others with
+    ``PRESOLVE_MIN_NNZ`` // (m - singletons) + 1 (above "auto"'s size floor)."""
+    per_row = PRESOLVE_MIN_NNZ // (m - singletons) + 1
+    rows, cols = [], []
+    for i in range(m):
+        for k in range(1 if i < singletons else per_row):
+            rows.append(i)
+            cols.append((i * 7 + k * 13) % n)
+    A = torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.ones(len(rows),
+                                dtype=torch.float64), (m, n)).coalesce()
+    return l2o.LinearProgram.create(torch.ones(n, dtype=torch.float64), A,
+                                    row_lower=torch.ones(m, dtype=torch.float64),
+                                    col_lower=torch.zeros(n, dtype=torch.float64))
+
+
+def test_auto_on_a_gpu_presolves_only_many_singleton_rows():
+    """On a GPU (decided without one: only the device's type counts) "auto" runs the GPU
+    reductions only where AUTO_MIN_SINGLETON_ROWS_GPU of the rows are singleton rows, and says
+    so; on the CPU the share does not matter."""
+    few = _rows_with_singletons(1000, 300)
+    many = _rows_with_singletons(1000, 700)
+    assert singleton_row_share(few) == pytest.approx(0.3)
+    assert singleton_row_share(many) == pytest.approx(0.7)
+    assert 0.3 < AUTO_MIN_SINGLETON_ROWS_GPU < 0.7
+    skipped = decide_presolve(few, "auto", device="cuda")
+    assert not skipped.run and "30.0% of the rows are singleton rows" in skipped.reason
+    taken = decide_presolve(many, "auto", device="cuda")
+    assert taken.by is PresolveBy.GPU and "70.0% of the rows" in taken.reason
+    assert taken.min_rows_removed > 0
+    for lp in (few, many):
+        assert decide_presolve(lp, "auto", device="cpu").by is PresolveBy.GPU
+        assert decide_presolve(lp, "auto").by is PresolveBy.GPU
+        assert decide_presolve(lp, "gpu", device="cuda").by is PresolveBy.GPU
 
 
 def test_auto_keeps_gpu_reductions_only_if_they_remove_enough(monkeypatch):
