@@ -87,7 +87,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                             "device: fixed columns, empty and singleton rows, empty columns), "
                             "off, or auto (the default: on LPs large enough for it to pay, "
                             "the gpu reductions where they remove >= 20%% of the rows or of the "
-                            "nonzeros); "
+                            "nonzeros; on a GPU only LPs with >= 40%% singleton rows); "
                             "--json reports what was done under \"presolve\"")
     solve.add_argument("--polish", action="store_true",
                        help="after an optimal solve, drive the relative primal and dual "
