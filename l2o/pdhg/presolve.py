@@ -205,7 +205,7 @@ def singleton_row_share(lp: LinearProgram) -> float:
         return 0.0
     A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
     crow = A.crow_indices()
-    return float(((crow[1:] - crow[:-1]) == 1).sum()) / lp.num_rows
+    return float((crow.diff() == 1).sum()) / lp.num_rows
 
 
 def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:

@@ -142,6 +142,15 @@ def test_auto_on_a_gpu_presolves_only_many_singleton_rows():
         assert decide_presolve(lp, "gpu", device="cuda").by is PresolveBy.GPU
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_on_cuda_solves_ken11_without_presolve():
+    """On a GPU ken-11 (21% singleton rows) is solved as given, and the report says why."""
+    res = solve_lp(_read("large", "ken-11"), tol=1e-4, device="cuda", presolve="auto")
+    assert res.status == LPStatus.OPTIMAL
+    assert not res.presolve["applied"], res.presolve
+    assert "21.4% of the rows are singleton rows" in res.presolve["reason"]
+
+
 def test_auto_keeps_gpu_reductions_only_if_they_remove_enough(monkeypatch):
     """Under "auto" the GPU reductions' LP is solved only if they removed enough rows (ken-11:
     31%); else the original LP is, and the report says why."""
