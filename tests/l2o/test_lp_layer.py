@@ -16,8 +16,7 @@ from bilevel.linalg.operators import csr_tensor
 from l2o.diff import LPLayer, LPNotOptimalError, fenchel_young_loss
 from l2o.lp import InvalidLPError, LinearProgram, solve_highs
 
-NETLIB = Path("/work/shared/data/lp/netlib")
-DATA = Path(__file__).resolve().parents[1] / "data"
+NETLIB = Path(__file__).resolve().parents[1] / "data" / "lp" / "netlib"   # bundled
 inf = float("inf")
 TOL = 1e-8
 
@@ -37,10 +36,7 @@ def afiro_generic() -> LinearProgram:
     1e-3 (lower bounds down, upper bounds up, equality rows as one): the original has ties in
     both its primal and dual optima (kinks of the optimal value), the moved one a unique, strictly
     complementary optimum where the value is differentiable."""
-    path = NETLIB / "afiro.mps.gz"
-    if not path.exists():
-        path = DATA / "afiro.mps.gz"
-    lp = l2o.read_lp(path)
+    lp = l2o.read_lp(NETLIB / "afiro.mps.gz")
     gen = torch.Generator().manual_seed(3)
 
     def noise(v):
