@@ -56,7 +56,7 @@ import torch
 from ..lp.kkt import dual_ray_reduced_costs, point_kkt, verify_dual_ray, verify_primal_ray
 from ..lp.model import LinearProgram
 from ..lp.result import LPResult, LPStatus
-from ..lp.validate import validate_lp
+from ..lp.validate import check_structure, validate_lp
 from .profile import PhaseTimer
 
 if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
@@ -66,9 +66,9 @@ if TYPE_CHECKING:   # the presolvers are imported when a presolve runs
     Presolver = Presolved | GpuPresolved   # the same interface: outcome, reduced, postsolve...
 
 __all__ = ["AUTO_MIN_NNZ_REMOVED", "AUTO_MIN_ROWS_REMOVED", "AUTO_MIN_SINGLETON_ROWS_GPU",
-           "MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ", "PresolveBy",
-           "PresolveDecision", "decide_presolve", "evaluate_point", "no_presolve_report",
-           "singleton_row_share", "solve_with_presolve"]
+           "MAX_AMPLIFICATION", "MAX_TIGHTENINGS", "MIN_REDUCED_TOL", "PRESOLVE_MIN_NNZ",
+           "PresolveBy", "PresolveDecision", "decide_presolve", "evaluate_point",
+           "no_presolve_report", "singleton_row_share", "solve_with_presolve"]
 
 # "auto" leaves LPs with fewer nonzeros to PDHG alone. Measured (benchmarks/RESULTS.md, "HiGHS
 # presolve on the CPU"): on small NETLIB LPs the presolve round trip costs 3-60 ms on the CPU,
@@ -162,7 +162,7 @@ def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None =
             nonzeros; on a GPU nothing unless :data:`AUTO_MIN_SINGLETON_ROWS_GPU` of the rows
             are singleton rows; else the GPU reductions, their reduced LP solved only if they
             removed :data:`AUTO_MIN_ROWS_REMOVED` of the rows or :data:`AUTO_MIN_NNZ_REMOVED` of
-            the nonzeros (why not HiGHS: the second constant's note).
+            the nonzeros (why not HiGHS: :data:`AUTO_MIN_ROWS_REMOVED`'s note).
         device: where the solve runs (None: the CPU); "auto" weighs the reductions' fixed cost
             against iterations that cost microseconds on a GPU, milliseconds on a CPU.
 
@@ -199,13 +199,12 @@ def decide_presolve(lp: LinearProgram, presolve: Any, time_limit: float | None =
 
 
 def singleton_row_share(lp: LinearProgram) -> float:
-    """The share of ``lp``'s rows with exactly one stored nonzero (from the CSR row pointers,
-    on the host: no kernel)."""
+    """The share of ``lp``'s rows with exactly one stored nonzero (from the CSR row pointers of
+    ``lp.A``, on the host: no kernel; ``lp`` structurally checked,
+    :func:`l2o.lp.validate.check_structure`)."""
     if lp.num_rows == 0:
         return 0.0
-    A = lp.A if lp.A.layout == torch.sparse_csr else lp.A.to_sparse_csr()
-    crow = A.crow_indices()
-    return float((crow.diff() == 1).sum()) / lp.num_rows
+    return float((lp.A.crow_indices().diff() == 1).sum()) / lp.num_rows
 
 
 def _presolve(lp: LinearProgram, decision: PresolveDecision, device: Any) -> Presolver:
@@ -334,6 +333,7 @@ def solve_with_presolve(lp: LinearProgram, presolve: Any, solve: SolveFn, *, tol
     """
     start = time.perf_counter()
     timer = PhaseTimer(profile, None if device is None else torch.device(device), start)
+    check_structure(lp)   # "auto" reads A's row pointers to decide
     decision = decide_presolve(lp, presolve, time_limit, device)
     timer.mark("decide")
     iterations = 0

@@ -142,6 +142,20 @@ def test_auto_on_a_gpu_presolves_only_many_singleton_rows():
         assert decide_presolve(lp, "gpu", device="cuda").by is PresolveBy.GPU
 
 
+def test_presolve_path_checks_the_structure_before_deciding():
+    """"auto" reads A's CSR row pointers to decide: an A in another layout is the solver's
+    InvalidLPError, not a torch error from the decision (whatever the device)."""
+    from l2o.lp.validate import InvalidLPError
+    from l2o.pdhg.presolve import solve_with_presolve
+
+    lp = _rows_with_singletons(100, 70)
+    dense = replace(lp, A=lp.A.to_dense())
+    for device in ("cpu", "cuda"):
+        with pytest.raises(InvalidLPError, match="sparse_csr"):
+            solve_with_presolve(dense, "auto", lambda *a: pytest.fail("solved"), tol=1e-4,
+                                device=device)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_on_cuda_solves_ken11_without_presolve():
     """On a GPU ken-11 (21% singleton rows) is solved as given, and the report says why."""
