@@ -531,7 +531,8 @@ def _far_below(lp: LinearProgram, work: Reductions, min_rows_removed: float,
     rows_removed = lp.num_rows - int(work.row_alive.sum())
     if rows_removed >= GIVE_UP_FRACTION * min_rows_removed * lp.num_rows:
         return False
-    nnz_removed = lp.nnz - work.vals.numel()    # compacted: the live entries alone
+    # compacted: the live entries alone; the record keeps all entries (explicit zeros dropped)
+    nnz_removed = work.record.vals.numel() - work.vals.numel()
     return min_nnz_removed is None or nnz_removed < GIVE_UP_FRACTION * min_nnz_removed * lp.nnz
 
 
