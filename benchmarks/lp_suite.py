@@ -264,7 +264,7 @@ def rounding_noise(lp, x: torch.Tensor, y: torch.Tensor, digits: int,
 
 def original_lp_check(lp, tol: float, x, y, digits: int | None = None) -> dict:
     """A solver's point (x, y) judged on the original LP: ``checked_rel_primal_residual`` and
-    ``checked_rel_dual_residual`` of :func:`l2o.lp.kkt.point_kkt` without reduced costs (r =
+    ``checked_rel_dual_residual`` of :func:`l2o.lp.kkt.kkt_error` without reduced costs (r =
     proj_K(c - A^T y): the dual residual is the part of c - A^T y no multiplier of the column
     bounds' signs explains, at most the residual with any other r of those signs, so no
     stricter than the solver's own criterion), and ``checked``: "ok" (both within
