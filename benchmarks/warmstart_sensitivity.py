@@ -17,7 +17,7 @@ own relative errors ||x^ - x*|| / ||x*||, ||y^ - y*|| / ||y*|| and iterations ar
 the perturbed starts' (rows with eps = "model").
 
     python benchmarks/warmstart_sensitivity.py [--families setcover auction facility]
-        [--sizes train] [--seeds 2] [--eps 0.5 0.1 0.01 0.001 0] [--models benchmarks/models]
+        [--sizes train] [--seeds 2] [--seed-base N] [--eps 0.5 0.1 0.01 0.001 0] [--models benchmarks/models]
         [--device cpu] [--out DIR]
 
 Prints a table and writes ``sensitivity.json`` and ``sensitivity.csv`` to ``--out`` (default
@@ -72,14 +72,15 @@ def run(args: argparse.Namespace) -> list[dict]:
         for size in args.sizes:
             options = pdhgnet.SIZES[family][size]
             for k in range(args.seeds):
-                seed = pdhgnet.BENCH_SEED + k
+                seed = args.seed_base + k
                 lp = generate(family, seed=seed, **options)
-                ref = l2o.solve_lp(lp, tol=args.label_tol, device=device,
-                                   time_limit=args.time_limit)
+                solve = {"device": device, "time_limit": args.time_limit, "method": "pdhg",
+                         "presolve": False}
+                ref = l2o.solve_lp(lp, tol=args.label_tol, **solve)
                 if ref.status != l2o.LPStatus.OPTIMAL:
                     print(f"{family} {size} seed {seed}: reference {ref.status.value}, skipped")
                     continue
-                cold = l2o.solve_lp(lp, tol=args.tol, device=device, time_limit=args.time_limit)
+                cold = l2o.solve_lp(lp, tol=args.tol, **solve)
                 x_star, y_star = ref.x.double().cpu(), ref.y.double().cpu()
                 starts = list(args.eps) + (["model"] if model is not None else [])
                 for eps in starts:
@@ -90,8 +91,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         gen = torch.Generator().manual_seed(1000 * k + 17)
                         start = perturbed_start(lp, x_star, y_star, eps, gen)
                     kkt = kkt_error(lp, *start)
-                    warm = l2o.solve_lp(lp, tol=args.tol, device=device, warm_start=start,
-                                        time_limit=args.time_limit)
+                    warm = l2o.solve_lp(lp, tol=args.tol, warm_start=start, **solve)
                     row = {"family": family, "size": size, "seed": seed, "eps": eps,
                            "n": lp.num_cols, "m": lp.num_rows,
                            "rel_error_x": _relative(start[0], x_star),
@@ -140,6 +140,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--sizes", nargs="+", default=["train"], choices=["train", "x4"])
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seed-base", type=int, default=pdhgnet.BENCH_SEED,
+                    help="first generator seed (training uses seeds < 5,000,000)")
     ap.add_argument("--eps", type=float, nargs="+", default=list(DEFAULT_EPS))
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--label-tol", type=float, default=1e-8)
