@@ -19,7 +19,7 @@ from .hvp import hvp_closure
 from .tree import Tree
 
 __all__ = ["LinearOperator", "as_operator", "csr_row_indices", "csr_tensor", "to_torch_csr",
-           "transpose_csr"]
+           "transpose_csr", "transpose_order"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -255,23 +255,36 @@ def to_torch_csr(A: Any, *, device: torch.device | str | None = None,
     return csr_tensor(crow.to(device, index_dtype), col.to(device, index_dtype), val.to(device, dtype), shape)
 
 
-def transpose_csr(csr: torch.Tensor, row: torch.Tensor | None = None) -> torch.Tensor:
+def transpose_order(col: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """How a CSR matrix's entries are laid out in its transpose: (order, crow_t).
+
+    ``order`` (nnz,) int64 is the stable sort of the entries by column (within a column they
+    stay in row order), ``crow_t`` (n + 1,) A^T's row pointer, of ``col``'s dtype.  A column's
+    entries are then the contiguous slice ``order[crow_t[j]:crow_t[j + 1]]``: column sums and
+    A^T come from one sort (no atomics, so the same bits in every run).
+    """
+    order = torch.sort(col, stable=True).indices
+    crow_t = torch.zeros(n + 1, dtype=col.dtype, device=col.device)
+    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
+    return order, crow_t
+
+
+def transpose_csr(csr: torch.Tensor, row: torch.Tensor | None = None,
+                  order: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """A^T as a CSR tensor, keeping the index dtype.
 
-    A stable sort of the entries by column: within a column they stay in row order, so A^T is
-    exactly the CSR matrix that ``A.t().to_sparse_csr()`` gives (same entries, same order, same
-    SpMV rounding), built with one sort instead of torch's CSC-to-CSR conversion (40 ms on an
-    H100 for 8e6 nonzeros).  ``row`` (nnz,) is the row of each entry if the caller has it.
+    A stable sort of the entries by column (:func:`transpose_order`, or ``order`` when the
+    caller has it): within a column they stay in row order, so A^T is exactly the CSR matrix
+    that ``A.t().to_sparse_csr()`` gives (same entries, same order, same SpMV rounding), built
+    with one sort instead of torch's CSC-to-CSR conversion (40 ms on an H100 for 8e6
+    nonzeros).  ``row`` (nnz,) is the row of each entry if the caller has it.
     """
     m, n = csr.shape
     crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
-    index = crow.dtype
     if row is None:
         row = csr_row_indices(crow, values.numel())
-    order = torch.sort(col, stable=True).indices
-    crow_t = torch.zeros(n + 1, dtype=index, device=col.device)
-    torch.cumsum(torch.bincount(col, minlength=n), 0, out=crow_t[1:])
-    return csr_tensor(crow_t, row[order].to(index), values[order], (n, m))
+    order, crow_t = transpose_order(col, n) if order is None else order
+    return csr_tensor(crow_t.to(crow.dtype), row[order].to(crow.dtype), values[order], (n, m))
 
 
 def _spmv(csr: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -83,9 +83,10 @@ class SolverOptions:
         sparse_products: how the "elementwise" plan multiplies by A~ and A~^T on CUDA:
             "cusparse" (default: cuSPARSE's CSR_ALG1, the algorithm of ``torch.mv``, analysed
             once per solve by ``cusparseSpMV_preprocess``: :mod:`bilevel.linalg.cusparse`),
-            "cusparse-alg2" (its CSR_ALG2, as cuPDLPx without SpMVOp; slower here) or "torch"
-            (``torch.mv``).  The cuSPARSE products fall back to ``torch.mv`` where they cannot
-            run.
+            "cusparse-alg2" (its CSR_ALG2, as cuPDLPx without SpMVOp; slower here, but it adds
+            in a fixed order, so with ``presolve=False`` two GPU solves of one LP give the same
+            bits: tests/l2o/test_reproducible.py) or "torch" (``torch.mv``).  The cuSPARSE
+            products fall back to ``torch.mv`` where they cannot run.
         profile: fill ``LPResult.timings`` with seconds per setup and solve phase
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """

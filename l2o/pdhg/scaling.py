@@ -12,7 +12,9 @@ D1, D2 are built as in PDLP / cuPDLPx (Applegate et al. 2021, Sec. 3.2):
   * ``ruiz_iterations`` Ruiz equilibration passes: d1_i = 1/sqrt(max_j |a_ij|),
     d2_j = 1/sqrt(max_i |a_ij|), both from the same matrix, applied together;
   * one Pock-Chambolle pass with alpha = 1: d1_i = 1/sqrt(sum_j |a_ij|),
-    d2_j = 1/sqrt(sum_i |a_ij|);
+    d2_j = 1/sqrt(sum_i |a_ij|), each sum over a contiguous run of entries (rows in CSR
+    order, columns in A^T's), so the factors are the same bits in every run on a GPU too
+    (sums by atomic adds are not);
   * bound and objective rescaling (HPR-LP / cuPDLPx): theta_b = 1 / (1 + ||b~||_2),
     theta_c = 1 / (1 + ||c~||_2), with b~ the finite row bounds after the diagonal scaling.
 Empty rows and columns keep the factor 1.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from bilevel.linalg import LinearOperator
-from bilevel.linalg.operators import csr_row_indices, csr_tensor
+from bilevel.linalg.operators import csr_row_indices, csr_tensor, transpose_csr, transpose_order
 from l2o.lp.kkt import finite_bound_norm, finite_or_zero
 from l2o.lp.validate import invalid_bounds
 
@@ -176,6 +178,8 @@ class Equilibrated:
         values: (nnz,) the entries of D1 A D2.
         c, col_lower, col_upper: (n,) D2 c and D2^{-1} [l_c, u_c].
         row_lower, row_upper: (m,) D1 [l_r, u_r].
+        transpose: (order, crow_t) of :func:`bilevel.linalg.operators.transpose_order`, the
+            column order of A's entries (A~^T is built from it).
     """
 
     d1: torch.Tensor
@@ -187,6 +191,7 @@ class Equilibrated:
     col_upper: torch.Tensor
     row_lower: torch.Tensor
     row_upper: torch.Tensor
+    transpose: tuple[torch.Tensor, torch.Tensor]
 
 
 def equilibrate(a: LPArrays, ruiz_iterations: int = 10, geometric_mean_passes: int = 0,
@@ -230,13 +235,16 @@ def equilibrate(a: LPArrays, ruiz_iterations: int = 10, geometric_mean_passes: i
         s = _inv_sqrt(reduce(col, n, vals, "amax"))
         vals = vals * r[row] * s[col]
         d1, d2 = d1 * r, d2 * s
+    transpose = transpose_order(a.col, n)
     if pock_chambolle:
-        r = _inv_sqrt(reduce(row, m, vals, "sum"))
-        s = _inv_sqrt(reduce(col, n, vals, "sum"))
+        order, crow_t = transpose
+        r = _inv_sqrt(torch.segment_reduce(vals, "sum", offsets=a.crow, unsafe=True))
+        s = _inv_sqrt(torch.segment_reduce(vals[order], "sum", offsets=crow_t, unsafe=True))
         d1, d2 = d1 * r, d2 * s
     return Equilibrated(d1=d1, d2=d2, row=row, values=a.values * d1[row] * d2[col],
                         c=d2 * a.c, col_lower=a.col_lower / d2, col_upper=a.col_upper / d2,
-                        row_lower=d1 * a.row_lower, row_upper=d1 * a.row_upper)
+                        row_lower=d1 * a.row_lower, row_upper=d1 * a.row_upper,
+                        transpose=transpose)
 
 
 def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: int = 10,
@@ -266,8 +274,8 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         norm_b, norm_c = norms.tolist()                     # the setup's one host sync
         theta_b, theta_c = 1.0 / (1.0 + norm_b), 1.0 / (1.0 + norm_c)
     timer.mark("scaling")
-    op = LinearOperator.from_csr(csr_tensor(a.crow, a.col, e.values.to(dtype), a.shape),
-                                 row=e.row)
+    csr = csr_tensor(a.crow, a.col, e.values.to(dtype), a.shape)
+    op = LinearOperator.from_csr(csr, transpose_csr(csr, e.row, e.transpose), row=e.row)
     timer.mark("operator")
     cast = lambda t: t.to(dtype)
     return ScaledLP(op=op, c=cast(theta_c * e.c), col_lower=cast(theta_b * e.col_lower),

@@ -4,7 +4,7 @@ The reference below reduces |a_ij| per row over a CSR copy of A and per column o
 (``np.maximum.reduceat`` and friends), not over COO indices as ``scale_lp`` does, so any
 reimplementation of the reductions (segments, a kernel of its own) is checked against it:
 D1, D2 and the scaled matrix D1 A D2 must match to 1e-13 relative (the max/min are exact; only
-the Pock-Chambolle sums may be added in another order, e.g. by float64 atomics on CUDA), and
+the Pock-Chambolle sums may be added in another order), and
 empty rows and columns must keep the factor 1 exactly.
 """
 
