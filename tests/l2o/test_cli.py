@@ -519,3 +519,43 @@ def test_solve_writes_and_warm_starts_from_highs_solution_files(capsys, tmp_path
 
     code, _, err = run(capsys, "solve", "--example", "sc50a", "--warm-start", sol, "-q")
     assert code == 3 and "not a HiGHS solution file of this LP" in err
+
+
+# ---- --reproducible -------------------------------------------------------------------------
+
+def _captured_solve(monkeypatch) -> list[dict]:
+    """solve_lp's keyword arguments per call; the solve itself runs on the CPU."""
+    calls, real = [], l2o.solve_lp
+
+    def spy(lp, **kwargs):
+        calls.append(dict(kwargs))
+        return real(lp, **{**kwargs, "device": "cpu"})
+
+    monkeypatch.setattr(l2o, "solve_lp", spy)
+    return calls
+
+
+def test_reproducible_asks_for_the_fixed_order_products(capsys, monkeypatch):
+    calls = _captured_solve(monkeypatch)
+    code, _, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--reproducible",
+                     "-q")
+    assert code == 0 and calls[0]["sparse_products"] == "cusparse-alg2"
+    assert calls[0]["presolve"] == "auto"       # on the CPU every presolve repeats
+    code, _, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "-q")
+    assert code == 0 and "sparse_products" not in calls[1]
+
+
+def test_reproducible_on_a_gpu_presolves_on_the_host_or_not_at_all(capsys, monkeypatch):
+    from l2o.cli import solve as solve_command
+
+    monkeypatch.setattr(solve_command, "device", lambda name: torch.device("cuda"))
+    calls = _captured_solve(monkeypatch)
+    code, _, _ = run(capsys, "solve", "--example", "afiro", "--reproducible", "-q")
+    assert code == 0 and calls[-1]["presolve"] is False
+    code, _, _ = run(capsys, "solve", "--example", "afiro", "--reproducible", "--presolve", "on",
+                     "-q")
+    assert code == 0 and calls[-1]["presolve"] is True
+    for extra in (["--presolve", "gpu"], ["--model", "pagerank"]):
+        code, _, err = run(capsys, "solve", "--example", "afiro", "--reproducible", *extra)
+        assert code == 2 and "--reproducible" in err and extra[0] in err
+    assert len(calls) == 2

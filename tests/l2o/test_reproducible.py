@@ -51,3 +51,20 @@ def test_the_scaling_gives_the_same_bits_on_the_gpu():
         assert torch.equal(other.row_scale, runs[0].row_scale)
         assert torch.equal(other.col_scale, runs[0].col_scale)
         assert torch.equal(other.op.csr.values(), runs[0].op.csr.values())
+
+
+def test_the_command_line_repeats_with_reproducible(tmp_path, capsys):
+    import json
+
+    from l2o.cli import main
+
+    path = tmp_path / "long_lines.mps"
+    l2o.write_lp(_long_lines_lp(7), path)
+    outputs = []
+    for _ in range(2):
+        code = main(["solve", str(path), "--device", "cuda", "--reproducible", "--tol", "1e-8",
+                     "--iter-limit", "2000", "--json"])
+        assert code in (0, 6)
+        result = json.loads(capsys.readouterr().out)
+        outputs.append({key: result[key] for key in ("iterations", "x", "y", "objective")})
+    assert outputs[0] == outputs[1]
