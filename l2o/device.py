@@ -14,11 +14,13 @@ Without the check torch fails later, deep inside the first ``.to(device)``, with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["DeviceUnavailableError", "resolve_device"]
+__all__ = ["DeviceUnavailableError", "fixed_order_algorithms", "resolve_device"]
 
 
 class DeviceUnavailableError(ValueError):
@@ -67,3 +69,22 @@ def resolve_device(device: Any = "auto") -> torch.device:
                 f"device={str(device)!r}: this machine has {count} CUDA device(s) (cuda:0 to "
                 f"cuda:{count - 1}); use one of them, device=\"auto\" or device=\"cpu\"")
     return resolved
+
+
+@contextmanager
+def fixed_order_algorithms() -> Iterator[None]:
+    """torch's deterministic algorithms for the block, the previous setting restored after.
+
+    On CUDA, ``index_add_`` and ``scatter_reduce`` sums add by atomics in an order that varies
+    from run to run (the last bits of a float64 sum with it); in this mode torch adds them in a
+    fixed order (sorted first: slower).  ``warn_only=True``: an op without a deterministic
+    implementation warns instead of raising, so the warning says where the bits may still
+    vary.  The setting is process-wide while the block runs (not for concurrent threads).
+    """
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

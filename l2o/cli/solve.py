@@ -98,10 +98,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     solve.add_argument("--polish-tol", type=positive_float, default=None, metavar="T",
                        help="the relative feasibility --polish reaches (default: 1e-8)")
     solve.add_argument("--reproducible", action="store_true",
-                       help="the same bits in every run on a GPU too: cuSPARSE's fixed-order "
-                            "products (up to 1.5x slower per iteration on LPs with long rows) "
-                            "and no GPU presolve (auto presolves nothing on a GPU; --presolve "
-                            "gpu and --model are refused there). CPU solves repeat without it")
+                       help="the same bits in every run on a GPU too (solve_lp's "
+                            "reproducible=True): cuSPARSE's fixed-order products (up to 1.5x "
+                            "slower per iteration on LPs with long rows) and fixed-order sums "
+                            "in the GPU presolve; --model is refused with it on a GPU. CPU "
+                            "solves repeat without it")
     solve.add_argument("--warm-start", metavar="SOL",
                        help="start from a solution file of an LP with the same row and column "
                             "names: JSON (as written by --output) or a HiGHS solution file "
@@ -265,19 +266,10 @@ def _solve_options(args: argparse.Namespace, where) -> dict[str, Any]:
     return {"tol": args.tol, "device": where,
             "dtype": torch.float32 if args.dtype == "float32" else torch.float64,
             "time_limit": args.time_limit, "iteration_limit": args.iter_limit,
-            "method": args.method, "presolve": _presolve(args, where),
+            "method": args.method, "presolve": PRESOLVE_CHOICES[args.presolve],
             **({"polish": True, "polish_tol": args.polish_tol or POLISH_TOL}
                if args.polish else {}),
-            **({"sparse_products": "cusparse-alg2"} if args.reproducible else {})}
-
-
-def _presolve(args: argparse.Namespace, where) -> bool | str:
-    """solve_lp's presolve= for --presolve; with --reproducible on a GPU "auto" presolves
-    nothing: the GPU reductions sum by atomic adds (their reduced LP can differ in the last
-    bits from run to run), HiGHS's presolve ("on") repeats."""
-    if args.reproducible and where.type == "cuda" and args.presolve == "auto":
-        return False
-    return PRESOLVE_CHOICES[args.presolve]
+            **({"reproducible": True} if args.reproducible else {})}
 
 
 def _torchrun_group(args: argparse.Namespace, where) -> tuple[int, bool] | None:
@@ -368,13 +360,10 @@ def run(args: argparse.Namespace) -> int:
                            "with a cold start)", ExitCode.USAGE_ERROR)
     check_output_path(args.output)
     where = device(args.device)
-    if args.reproducible and where.type == "cuda":
-        for flag, given in ((f"--presolve {args.presolve}", args.presolve == "gpu"),
-                            ("--model", args.model is not None)):
-            if given:
-                raise CommandError(f"{flag} does not combine with --reproducible on a GPU (it "
-                                   f"sums by atomic adds, whose order varies from run to run)",
-                                   ExitCode.USAGE_ERROR)
+    if args.reproducible and args.model is not None and where.type == "cuda":
+        raise CommandError("--model does not combine with --reproducible on a GPU (the "
+                           "model's prediction is not made in a fixed order)",
+                           ExitCode.USAGE_ERROR)
     group = _torchrun_group(args, where)
     if group is None:
         return _run(args, where, None)

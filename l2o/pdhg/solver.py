@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from l2o.device import resolve_device
+from l2o.device import fixed_order_algorithms, resolve_device
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import check_structure
 
@@ -71,7 +71,7 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
              progress: Callable[[dict], None] | None = None, check_every: int | None = None,
              method: str = "pdhg", presolve: Any = "auto", polish: bool = False,
              polish_tol: float = POLISH_TOL, distributed: bool = False,
-             **advanced: Any) -> LPResult:
+             reproducible: bool = False, **advanced: Any) -> LPResult:
     """Solve an LP with restarted reflected-Halpern PDHG (see the module docstring), or HiGHS.
 
     Optimality (cuPDLPx's relative criteria, l2 norms, on the UNSCALED LP at the returned point;
@@ -127,6 +127,13 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             CPUs): every process passes the same LP and gets the same result, rank 0 alone
             calls ``progress`` (:mod:`l2o.pdhg.distributed`; no presolve, polish, PreparedLP or
             HiGHS there).
+        reproducible: the same bits in every run on a GPU too (a CPU solve repeats anyway):
+            cuSPARSE's fixed-order products (``sparse_products="cusparse-alg2"``, up to 1.5x
+            slower per iteration on LPs with long rows) and, for the call, torch's
+            deterministic algorithms (``torch.use_deterministic_algorithms(True,
+            warn_only=True)``, the previous setting restored after): the GPU presolve's and
+            postsolve's sums then add in a fixed order (1.2-1.7x its time).  Not with
+            ``distributed``.
         **advanced: fields of :class:`SolverOptions`.
 
     Returns:
@@ -137,6 +144,16 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     Raises:
         ValueError: nan/inf data, lower > upper bounds, bad warm start or options.
     """
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"solve_lp: reproducible must be True or False, got {reproducible!r}")
+    if reproducible:
+        if distributed:
+            raise ValueError("solve_lp: reproducible=True does not combine with distributed "
+                             "(the sharded products are torch.mv's)")
+        with fixed_order_algorithms():
+            return solve_lp(lp, tol, device, dtype, warm_start, time_limit, iteration_limit,
+                            progress, check_every, method, presolve, polish, polish_tol,
+                            **{**advanced, "sparse_products": "cusparse-alg2"})
     start = time.perf_counter()
     opts = parse_options("solve_lp", check_every, advanced)
     criteria = _criteria(tol, iteration_limit, time_limit, opts)

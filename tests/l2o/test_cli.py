@@ -535,27 +535,20 @@ def _captured_solve(monkeypatch) -> list[dict]:
     return calls
 
 
-def test_reproducible_asks_for_the_fixed_order_products(capsys, monkeypatch):
+def test_reproducible_is_passed_to_solve_lp(capsys, monkeypatch):
     calls = _captured_solve(monkeypatch)
     code, _, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "--reproducible",
-                     "-q")
-    assert code == 0 and calls[0]["sparse_products"] == "cusparse-alg2"
-    assert calls[0]["presolve"] == "auto"       # on the CPU every presolve repeats
+                     "--presolve", "gpu", "-q")
+    assert code == 0 and calls[0]["reproducible"] is True and calls[0]["presolve"] == "gpu"
     code, _, _ = run(capsys, "solve", "--example", "afiro", "--device", "cpu", "-q")
-    assert code == 0 and "sparse_products" not in calls[1]
+    assert code == 0 and "reproducible" not in calls[1]
 
 
-def test_reproducible_on_a_gpu_presolves_on_the_host_or_not_at_all(capsys, monkeypatch):
+def test_reproducible_with_a_model_on_a_gpu_is_a_usage_error(capsys, monkeypatch):
     from l2o.cli import solve as solve_command
 
     monkeypatch.setattr(solve_command, "device", lambda name: torch.device("cuda"))
     calls = _captured_solve(monkeypatch)
-    code, _, _ = run(capsys, "solve", "--example", "afiro", "--reproducible", "-q")
-    assert code == 0 and calls[-1]["presolve"] is False
-    code, _, _ = run(capsys, "solve", "--example", "afiro", "--reproducible", "--presolve", "on",
-                     "-q")
-    assert code == 0 and calls[-1]["presolve"] is True
-    for extra in (["--presolve", "gpu"], ["--model", "pagerank"]):
-        code, _, err = run(capsys, "solve", "--example", "afiro", "--reproducible", *extra)
-        assert code == 2 and "--reproducible" in err and extra[0] in err
-    assert len(calls) == 2
+    code, _, err = run(capsys, "solve", "--example", "afiro", "--reproducible", "--model",
+                       "pagerank")
+    assert code == 2 and "--reproducible" in err and "--model" in err and not calls
