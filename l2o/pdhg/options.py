@@ -84,9 +84,9 @@ class SolverOptions:
             "cusparse" (default: cuSPARSE's CSR_ALG1, the algorithm of ``torch.mv``, analysed
             once per solve by ``cusparseSpMV_preprocess``: :mod:`bilevel.linalg.cusparse`),
             "cusparse-alg2" (its CSR_ALG2, as cuPDLPx without SpMVOp; slower here, but it adds
-            in a fixed order, so with ``presolve=False`` two GPU solves of one LP give the same
-            bits: tests/l2o/test_reproducible.py) or "torch" (``torch.mv``).  The cuSPARSE
-            products fall back to ``torch.mv`` where they cannot run.
+            in a fixed order: ``solve_lp(reproducible=True)`` uses it) or "torch"
+            (``torch.mv``).  The cuSPARSE products fall back to ``torch.mv`` where they cannot
+            run.
         profile: fill ``LPResult.timings`` with seconds per setup and solve phase
             (l2o.pdhg.profile; synchronizes the device at each phase boundary).
     """
