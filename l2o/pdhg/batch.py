@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2o.device import resolve_device
+from l2o.device import fixed_order_algorithms, resolve_device
 from l2o.lp.model import LinearProgram
 from l2o.lp.result import LPResult, LPStatus
 from l2o.lp.validate import InvalidLPError, check_structure, validate_lp
@@ -129,7 +129,7 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
                    iteration_limit: int | Sequence[int | None] | None = None,
                    check_every: int | None = None,
                    progress: Callable[[dict], None] | None = None,
-                   **advanced: Any) -> list[LPResult]:
+                   reproducible: bool = False, **advanced: Any) -> list[LPResult]:
     """Solve several LPs at once with restarted reflected-Halpern PDHG (module docstring).
 
     Each LP is solved as ``solve_lp(lp, tol, device, dtype, method="pdhg", presolve=False)``
@@ -152,6 +152,9 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
             nonzeros: the smallest of the LPs' :func:`~l2o.pdhg.options.default_check_every`).
         progress: called at every check with {"iteration" (of the stack's most advanced LP),
             "active" (LPs still iterating), "finished", "elapsed"}.
+        reproducible: the same bits in every run on a GPU too, as ``solve_lp``'s: cuSPARSE's
+            fixed-order products and, for the call, torch's deterministic algorithms (the
+            per-LP sums of the setup and of the torch check are ``index_add_``).
         **advanced: the fields of :class:`~l2o.pdhg.options.SolverOptions` the batch honours,
             :data:`BATCH_OPTIONS`: ``cuda_graph`` (on CUDA, run each chunk of iterations and
             its check as CUDA graph replays; default True, False: eagerly); ``fused`` (the
@@ -176,6 +179,14 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         TypeError: an entry of ``lps`` that is not a LinearProgram, or an option the batch
             does not take.
     """
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"solve_lp_batch: reproducible must be True or False, got "
+                        f"{reproducible!r}")
+    if reproducible:
+        with fixed_order_algorithms():
+            return solve_lp_batch(lps, tol, device, dtype, warm_start, time_limit,
+                                  iteration_limit, check_every, progress,
+                                  **{**advanced, "sparse_products": "cusparse-alg2"})
     start = time.perf_counter()
     unknown = sorted(set(advanced) - set(BATCH_OPTIONS))
     if unknown:

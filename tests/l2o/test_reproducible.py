@@ -109,3 +109,21 @@ def test_the_command_line_repeats_with_reproducible(tmp_path, capsys):
         result = json.loads(capsys.readouterr().out)
         outputs.append({key: result[key] for key in ("iterations", "x", "y", "objective")})
     assert outputs[0] == outputs[1]
+
+
+def test_a_reproducible_batch_solves_and_restores_the_mode():
+    lps = [l2o.load_example(name) for name in ("afiro", "sc50a")]
+    before = torch.are_deterministic_algorithms_enabled()
+    batch = l2o.solve_lp_batch(lps, tol=1e-6, device="cpu", reproducible=True)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert all(r.status == l2o.LPStatus.OPTIMAL for r in batch)
+    with pytest.raises(TypeError, match="reproducible"):
+        l2o.solve_lp_batch(lps, device="cpu", reproducible=1)
+
+
+@needs_cuda
+def test_two_gpu_batches_give_the_same_bits():
+    lps = [_long_lines_lp(seed) for seed in (11, 12, 13)]
+    options = {"tol": 1e-8, "device": "cuda", "reproducible": True, "iteration_limit": 1500}
+    first, second = l2o.solve_lp_batch(lps, **options), l2o.solve_lp_batch(lps, **options)
+    assert all(_same_bits(a, b) for a, b in zip(first, second))
