@@ -10,6 +10,9 @@ Every function of l2o that takes ``device`` (``solve_lp``, ``prepare``, ``solve_
 
 Without the check torch fails later, deep inside the first ``.to(device)``, with a bare
 ``AssertionError: Torch not compiled with CUDA enabled`` that does not say what to pass instead.
+
+:func:`fixed_order_algorithms` is how a GPU computes the same bits in every run
+(``solve_lp(..., reproducible=True)``): torch's deterministic algorithms for a block.
 """
 
 from __future__ import annotations
