@@ -182,6 +182,10 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
     if not isinstance(reproducible, bool):
         raise TypeError(f"solve_lp_batch: reproducible must be True or False, got "
                         f"{reproducible!r}")
+    if reproducible and advanced.get("sparse_products", "cusparse-alg2") != "cusparse-alg2":
+        raise ValueError(f"solve_lp_batch: reproducible=True multiplies by cuSPARSE's fixed-order "
+                         f"products (sparse_products='cusparse-alg2'), not "
+                         f"{advanced['sparse_products']!r}")
     if reproducible:
         with fixed_order_algorithms():
             return solve_lp_batch(lps, tol, device, dtype, warm_start, time_limit,

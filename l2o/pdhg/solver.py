@@ -128,9 +128,9 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
             calls ``progress`` (:mod:`l2o.pdhg.distributed`; no presolve, polish, PreparedLP or
             HiGHS there).
         reproducible: the same bits in every run on a GPU too (a CPU solve repeats anyway):
-            cuSPARSE's fixed-order products (``sparse_products="cusparse-alg2"``, up to 1.5x
-            slower per iteration on LPs with long rows) and, for the call, torch's
-            deterministic algorithms (``torch.use_deterministic_algorithms(True,
+            cuSPARSE's fixed-order products (``sparse_products="cusparse-alg2"``, another value
+            raises; up to 1.5x slower per iteration on LPs with long rows) and, for the call,
+            torch's deterministic algorithms (``torch.use_deterministic_algorithms(True,
             warn_only=True)``, the previous setting restored after): the GPU presolve's and
             postsolve's sums then add in a fixed order (1.2-1.7x its time).  Not with
             ``distributed``.
@@ -146,6 +146,10 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     """
     if not isinstance(reproducible, bool):
         raise TypeError(f"solve_lp: reproducible must be True or False, got {reproducible!r}")
+    if reproducible and advanced.get("sparse_products", "cusparse-alg2") != "cusparse-alg2":
+        raise ValueError(f"solve_lp: reproducible=True multiplies by cuSPARSE's fixed-order "
+                         f"products (sparse_products='cusparse-alg2'), not "
+                         f"{advanced['sparse_products']!r}")
     if reproducible:
         if distributed:
             raise ValueError("solve_lp: reproducible=True does not combine with distributed "

@@ -62,6 +62,12 @@ def test_reproducible_rejects_what_it_cannot_keep():
                      distributed=True)
     with pytest.raises(TypeError, match="reproducible"):
         l2o.solve_lp(l2o.load_example("afiro"), device="cpu", reproducible="yes")
+    with pytest.raises(ValueError, match="cusparse-alg2"):
+        l2o.solve_lp(l2o.load_example("afiro"), device="cpu", reproducible=True,
+                     sparse_products="torch")
+    with pytest.raises(ValueError, match="cusparse-alg2"):
+        l2o.solve_lp_batch([l2o.load_example("afiro")], device="cpu", reproducible=True,
+                           sparse_products="cusparse")
 
 
 @needs_cuda
