@@ -17,8 +17,8 @@ own relative errors ||x^ - x*|| / ||x*||, ||y^ - y*|| / ||y*|| and iterations ar
 the perturbed starts' (rows with eps = "model").
 
     python benchmarks/warmstart_sensitivity.py [--families setcover auction facility]
-        [--sizes train] [--seeds 2] [--seed-base N] [--eps 0.5 0.1 0.01 0.001 0] [--models benchmarks/models]
-        [--device cpu] [--out DIR]
+        [--sizes train] [--seeds 2] [--seed-base N] [--eps 0.5 0.1 0.01 0.001 0]
+        [--models benchmarks/models] [--device cpu] [--out DIR]
 
 Prints a table and writes ``sensitivity.json`` and ``sensitivity.csv`` to ``--out`` (default
 ``benchmarks/out/sensitivity``). Iteration

@@ -57,7 +57,13 @@ from .batch_fused import FUSED_MODES, make_batch_plan
 from .batch_state import BatchState
 from .finish import Checked, make_result, ray_result
 from .iteration import ChunkRunner
-from .options import SolverOptions, check_dtype, default_check_every, parse_options
+from .options import (
+    SolverOptions,
+    check_dtype,
+    default_check_every,
+    parse_options,
+    reproducible_options,
+)
 from .presolve import no_presolve_report
 from .profile import PhaseTimer
 from .restart import PrimalWeightPID, RestartMemory, choose_restart
@@ -179,18 +185,11 @@ def solve_lp_batch(lps: Sequence, tol: float = 1e-4, device: Any = "auto",
         TypeError: an entry of ``lps`` that is not a LinearProgram, or an option the batch
             does not take.
     """
-    if not isinstance(reproducible, bool):
-        raise TypeError(f"solve_lp_batch: reproducible must be True or False, got "
-                        f"{reproducible!r}")
-    if reproducible and advanced.get("sparse_products", "cusparse-alg2") != "cusparse-alg2":
-        raise ValueError(f"solve_lp_batch: reproducible=True multiplies by cuSPARSE's fixed-order "
-                         f"products (sparse_products='cusparse-alg2'), not "
-                         f"{advanced['sparse_products']!r}")
-    if reproducible:
+    if reproducible is not False:
+        advanced = reproducible_options("solve_lp_batch", reproducible, False, advanced)
         with fixed_order_algorithms():
             return solve_lp_batch(lps, tol, device, dtype, warm_start, time_limit,
-                                  iteration_limit, check_every, progress,
-                                  **{**advanced, "sparse_products": "cusparse-alg2"})
+                                  iteration_limit, check_every, progress, **advanced)
     start = time.perf_counter()
     unknown = sorted(set(advanced) - set(BATCH_OPTIONS))
     if unknown:

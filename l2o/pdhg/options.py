@@ -15,8 +15,8 @@ import torch
 from .restart import PrimalWeightParams, RestartParams
 
 __all__ = ["CHECK_EVERY", "CHECK_EVERY_LARGE", "LARGE_LP_NNZ", "POLISH_TOL", "PREPARE_OPTIONS",
-           "SolverOptions", "check_dtype", "check_polish_tol", "default_check_every",
-           "parse_options"]
+           "REPRODUCIBLE_PRODUCTS", "SolverOptions", "check_dtype", "check_polish_tol",
+           "default_check_every", "parse_options", "reproducible_options"]
 
 # Iterations between checks.  A check costs about 0.3-0.6 ms on a large LP (its ~50 kernels, the
 # one host sync and the host's restart logic): on an H200, checking every 64 iterations put
@@ -45,6 +45,8 @@ POLISH_TOL = 1e-8
 SPARSE_PRODUCTS_DEFAULT = "cusparse"
 # sparse_products -> the cuSPARSE algorithm (bilevel.linalg.cusparse), None for torch.mv
 SPARSE_PRODUCTS = {"torch": None, "cusparse": "alg1", "cusparse-alg2": "alg2"}
+# The products of reproducible=True: CSR_ALG2 adds each row in a fixed order, ALG1 does not
+REPRODUCIBLE_PRODUCTS = "cusparse-alg2"
 
 
 @dataclass(frozen=True)
@@ -161,3 +163,27 @@ def check_dtype(where: str, dtype: Any) -> None:
     """ValueError unless ``dtype`` is torch.float64 or torch.float32."""
     if dtype not in (torch.float64, torch.float32):
         raise ValueError(f"{where}: dtype must be torch.float64 or torch.float32, got {dtype}")
+
+
+def reproducible_options(where: str, reproducible: Any, distributed: bool,
+                         advanced: dict[str, Any]) -> dict[str, Any]:
+    """``advanced`` with the products of ``reproducible=True`` (:data:`REPRODUCIBLE_PRODUCTS`),
+    for ``solve_lp`` and ``solve_lp_batch`` to run under
+    :func:`l2o.device.fixed_order_algorithms`.
+
+    Raises:
+        TypeError: ``reproducible`` not a bool.
+        ValueError: ``reproducible`` with ``distributed`` (the sharded products are torch.mv's)
+            or with another ``sparse_products``.
+    """
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"{where}: reproducible must be True or False, got {reproducible!r}")
+    if distributed:
+        raise ValueError(f"{where}: reproducible=True does not combine with distributed (the "
+                         f"sharded products are torch.mv's)")
+    products = advanced.get("sparse_products", REPRODUCIBLE_PRODUCTS)
+    if products != REPRODUCIBLE_PRODUCTS:
+        raise ValueError(f"{where}: reproducible=True multiplies by cuSPARSE's fixed-order "
+                         f"products (sparse_products={REPRODUCIBLE_PRODUCTS!r}), not "
+                         f"{products!r}")
+    return {**advanced, "sparse_products": REPRODUCIBLE_PRODUCTS}

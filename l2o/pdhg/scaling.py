@@ -193,6 +193,13 @@ class Equilibrated:
     row_upper: torch.Tensor
     transpose: tuple[torch.Tensor, torch.Tensor]
 
+    def operator(self, a: LPArrays, dtype: torch.dtype) -> LinearOperator:
+        """A~ = D1 A D2 of ``a`` (the arrays this was equilibrated from) in ``dtype``, with A~^T
+        built from ``transpose`` (no second sort)."""
+        csr = csr_tensor(a.crow, a.col, self.values.to(dtype), a.shape)
+        return LinearOperator.from_csr(csr, transpose_csr(csr, self.row, self.transpose),
+                                       row=self.row)
+
 
 def equilibrate(a: LPArrays, ruiz_iterations: int = 10, geometric_mean_passes: int = 0,
                 pock_chambolle: bool = True) -> Equilibrated:
@@ -274,8 +281,7 @@ def scale_lp(lp, *, device: torch.device, dtype: torch.dtype, ruiz_iterations: i
         norm_b, norm_c = norms.tolist()                     # the setup's one host sync
         theta_b, theta_c = 1.0 / (1.0 + norm_b), 1.0 / (1.0 + norm_c)
     timer.mark("scaling")
-    csr = csr_tensor(a.crow, a.col, e.values.to(dtype), a.shape)
-    op = LinearOperator.from_csr(csr, transpose_csr(csr, e.row, e.transpose), row=e.row)
+    op = e.operator(a, dtype)
     timer.mark("operator")
     cast = lambda t: t.to(dtype)
     return ScaledLP(op=op, c=cast(theta_c * e.c), col_lower=cast(theta_b * e.col_lower),

@@ -52,6 +52,7 @@ from .options import (
     check_polish_tol,
     default_check_every,
     parse_options,
+    reproducible_options,
 )
 from .polish import polish_solution
 from .prepare import PreparedLP, check_prepared, prepare, prepare_lp
@@ -144,20 +145,12 @@ def solve_lp(lp, tol: float = 1e-4, device: Any = "auto", dtype: torch.dtype | N
     Raises:
         ValueError: nan/inf data, lower > upper bounds, bad warm start or options.
     """
-    if not isinstance(reproducible, bool):
-        raise TypeError(f"solve_lp: reproducible must be True or False, got {reproducible!r}")
-    if reproducible and advanced.get("sparse_products", "cusparse-alg2") != "cusparse-alg2":
-        raise ValueError(f"solve_lp: reproducible=True multiplies by cuSPARSE's fixed-order "
-                         f"products (sparse_products='cusparse-alg2'), not "
-                         f"{advanced['sparse_products']!r}")
-    if reproducible:
-        if distributed:
-            raise ValueError("solve_lp: reproducible=True does not combine with distributed "
-                             "(the sharded products are torch.mv's)")
+    if reproducible is not False:
+        advanced = reproducible_options("solve_lp", reproducible, distributed, advanced)
         with fixed_order_algorithms():
             return solve_lp(lp, tol, device, dtype, warm_start, time_limit, iteration_limit,
                             progress, check_every, method, presolve, polish, polish_tol,
-                            **{**advanced, "sparse_products": "cusparse-alg2"})
+                            **advanced)
     start = time.perf_counter()
     opts = parse_options("solve_lp", check_every, advanced)
     criteria = _criteria(tol, iteration_limit, time_limit, opts)

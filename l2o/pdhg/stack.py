@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from bilevel.linalg import LinearOperator
-from bilevel.linalg.operators import csr_row_indices, csr_tensor, transpose_csr
+from bilevel.linalg.operators import csr_row_indices, csr_tensor
 from l2o.lp.kkt import finite_bound_norm
 from l2o.lp.segments import Segments
 
@@ -252,11 +252,9 @@ def scale_stack(arrays: LPArrays, c0: Sequence[float], rows: list[int], cols: li
         theta_b = theta_c = torch.ones(len(rows), dtype=torch.float64, device=device)
     bound_col, bound_row = theta_b[col_lp], theta_b[row_lp]
     objective_col, objective_row = theta_c[col_lp], theta_c[row_lp]
-    csr = csr_tensor(arrays.crow, arrays.col, e.values.to(dtype), arrays.shape)
     cast = lambda t: t.to(dtype)
     stack = StackedLP(
-        op=LinearOperator.from_csr(csr, transpose_csr(csr, e.row, e.transpose), row=e.row),
-        c=cast(objective_col * e.c),
+        op=e.operator(arrays, dtype), c=cast(objective_col * e.c),
         col_lower=cast(bound_col * e.col_lower), col_upper=cast(bound_col * e.col_upper),
         row_lower=cast(bound_row * e.row_lower), row_upper=cast(bound_row * e.row_upper),
         row_scale=cast(e.d1), col_scale=cast(e.d2), orig_c=cast(arrays.c),
